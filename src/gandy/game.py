@@ -1,0 +1,269 @@
+"""The game loop of the effective model, batched over members (seeds).
+
+One step (``optim.order: alternating``)::
+
+    repeat optim.critic.steps times:                 # critic ascent on its objective
+        y ~ P  (B, M, d);  L_D = critic_loss(f(y), f(X)) + weight * penalty
+        psi <- optimiser(psi, grad_psi L_D)
+    F = -grad_x l_G(f(x)) at x = X                   # (B, N, d), per particle, not divided by N
+    X <- X + lr_G * K F                              # kernel couples the particles
+
+``simultaneous`` computes F with the critic of the start of the step. Members never interact:
+all reductions run inside a member, a member whose particles or critic turn non-finite (or
+blow up) is frozen, zeroed and labelled ``diverged`` from that step on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import config as C
+from .critics import Critic, build_critic
+from .kernels import Kernel, build_kernel
+from .metrics.order import ORDER_PARAMETERS, order_parameters
+from .objectives import GAMES, PENALTIES, Game
+from .rng import Stream, member_keys
+from .targets import Target, build_target
+
+PHASES = ("converged", "collapsed", "oscillating", "diverged")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise C.ConfigError("device", "cuda was requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------------------- optimisers
+class BatchedOptimizer:
+    """SGD or Adam (torch semantics: weight decay added to the gradient) over a dict of
+    ``(B, ...)`` tensors, with per-member learning rates ``lr: (B,)``."""
+
+    def __init__(self, cfg: C.CriticOptim, params: dict, lr: torch.Tensor):
+        self.cfg, self.lr, self.t = cfg, lr, 0
+        self.m = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name == "adam" else None
+
+    def step(self, params: dict, grads: dict) -> dict:
+        cfg = self.cfg
+        self.t += 1
+        new = dict(params)
+        for k, g in grads.items():
+            p = params[k]
+            lr = self.lr.view(-1, *([1] * (p.ndim - 1)))
+            if cfg.weight_decay:
+                g = g + cfg.weight_decay * p
+            if cfg.name == "sgd":
+                new[k] = p - lr * g
+            else:
+                b1, b2 = cfg.betas
+                self.m[k] = b1 * self.m[k] + (1 - b1) * g
+                self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
+                mh = self.m[k] / (1 - b1**self.t)
+                vh = self.v[k] / (1 - b2**self.t)
+                new[k] = p - lr * mh / (vh.sqrt() + cfg.eps)
+        return new
+
+    def mask_(self, alive: torch.Tensor) -> None:
+        """Zero the state of dead members so that nothing non-finite survives in it."""
+        for state in (self.m, self.v or {}):
+            for k, v in state.items():
+                state[k] = _where(alive, v, 0.0)
+
+
+def _where(alive: torch.Tensor, v: torch.Tensor, other: float) -> torch.Tensor:
+    return torch.where(alive.view(-1, *([1] * (v.ndim - 1))), v, torch.full_like(v, other))
+
+
+# ----------------------------------------------------------------------------- simulation
+@dataclass
+class Simulation:
+    """Everything a run needs, built and validated from a config (no state of the run itself)."""
+
+    cfg: C.Config
+    device: torch.device
+    target: Target
+    kernel: Kernel
+    critic: Critic
+    game: Game
+    penalty: Callable
+    n: int
+    d: int
+    batch: int
+
+    def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
+        init = self.cfg.particles.init
+        if init.name == "gaussian":
+            mean = torch.tensor(init.mean, dtype=torch.float32, device=self.device)
+            return mean + init.std * stream.normal(n, self.d).to(self.device)
+        lo = torch.tensor(init.low, dtype=torch.float32, device=self.device)
+        hi = torch.tensor(init.high, dtype=torch.float32, device=self.device)
+        return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
+
+
+def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Simulation:
+    """Validate a config against itself (dimensions, matrices, data files) and build the pieces."""
+    device = resolve_device(cfg.device)
+    target = build_target(cfg.target, device)
+    d = target.dim
+    init = cfg.particles.init
+    init_dim = len(init.mean) if init.name == "gaussian" else len(init.low)
+    if init_dim != d:
+        raise C.ConfigError("particles.init", f"init has dimension {init_dim} but the target has dimension {d}")
+    n = cfg.particles.n
+    kw = {"module": kernel_module} if kernel_module is not None else {}
+    if kw and cfg.kernel.name != "empirical_ntk":
+        raise C.ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
+    kernel = build_kernel(cfg.kernel, n, d, device, **kw)
+    sim = Simulation(cfg, device, target, kernel, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
+                     n, d, cfg.batch_size or target.default_batch or n)
+    sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
+    return sim
+
+
+@dataclass
+class SimOutput:
+    """Raw output of :func:`simulate`; ``metrics``: one dict per (member, logged step)."""
+
+    seeds: list[int]
+    metrics: list[dict] = field(default_factory=list)
+    snapshot_steps: list[int] = field(default_factory=list)
+    snapshots: list[np.ndarray] = field(default_factory=list)  # each (B, n_snap, d)
+    diverged_step: Optional[np.ndarray] = None  # (B,), -1 if never
+    final_particles: Optional[np.ndarray] = None  # (B, N, d)
+
+
+def critic_loss(sim: Simulation, params, real, fake, pstream: Stream) -> torch.Tensor:
+    """``(B,)`` critic loss including the weighted penalty."""
+    f_real = sim.critic.forward(params, real)
+    f_fake = sim.critic.forward(params, fake)
+    loss = sim.game.critic_loss(f_real, f_fake)
+    pen = sim.cfg.penalty
+    if pen.name != "none" and pen.weight > 0:
+        loss = loss + pen.weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen)
+    return loss
+
+
+def force(sim: Simulation, params, x: torch.Tensor) -> torch.Tensor:
+    """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``)."""
+    params = {k: v.detach() for k, v in params.items()}
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        lg = sim.game.gen_loss(sim.critic.forward(params, xg))
+        (g,) = torch.autograd.grad(lg.sum(), xg)
+    f = -g
+    if sim.cfg.optim.generator.force == "mean":
+        f = f / x.shape[1]
+    return f
+
+
+def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None) -> SimOutput:
+    """Run the game for every seed at once (members = seeds)."""
+    cfg, dev = sim.cfg, sim.device
+    keys = member_keys(seeds, dev)
+    b = len(seeds)
+    s_init, s_critic = Stream(keys, "particles"), Stream(keys, "critic")
+    s_data, s_pen, s_metric = Stream(keys, "data"), Stream(keys, "penalty"), Stream(keys, "metrics")
+    x = sim.init_particles(s_init, sim.n)
+    params = sim.critic.init(s_critic, b)
+    trainable = [k for k in params if k not in sim.critic.frozen]
+    oc = cfg.optim.critic
+    opt = BatchedOptimizer(oc, {k: params[k] for k in trainable}, torch.full((b,), oc.lr, device=dev))
+    lr_g = cfg.optim.generator.lr
+    alive = torch.ones(b, dtype=torch.bool, device=dev)
+    diverged_step = torch.full((b,), -1, dtype=torch.int64)
+    limit = cfg.phase.blowup * sim.target.scale
+    tmean = sim.target.mean.to(dev)
+    snap_every = cfg.snapshot_every or cfg.log_every
+    snap_n = min(sim.n, cfg.metrics.max_points)
+    out = SimOutput(seeds=list(seeds))
+    ref_n = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
+
+    def log(step):
+        ref = sim.target.sample(s_metric, ref_n)
+        vals = order_parameters(torch.where(alive[:, None, None], x, torch.nan), sim.target, ref, cfg.metrics.max_points)
+        for i, seed in enumerate(seeds):
+            row = {"seed": seed, "step": step}
+            for kname in ORDER_PARAMETERS:
+                row[kname] = float(vals[kname][i])
+            if "mode_hist" in vals:
+                row["mode_hist"] = vals["mode_hist"][i].tolist()
+            out.metrics.append(row)
+
+    def critic_update(params, fake):
+        for _ in range(oc.steps):
+            real = sim.target.sample(s_data, sim.batch)
+            train = {k: params[k].detach().requires_grad_(True) for k in trainable}
+            full = {**params, **train}
+            loss = critic_loss(sim, full, real, fake, s_pen)
+            grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
+            new = opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
+            params = {**params, **{k: v.detach() for k, v in new.items()}}
+        return params
+
+    for t in range(cfg.steps + 1):
+        if t % cfg.log_every == 0 or t == cfg.steps:
+            log(t)
+        if t % snap_every == 0 or t == cfg.steps:
+            out.snapshot_steps.append(t)
+            out.snapshots.append(torch.where(alive[:, None, None], x[:, :snap_n], torch.nan).cpu().numpy())
+        if t == cfg.steps:
+            break
+        if cfg.optim.order == "simultaneous":
+            f = force(sim, params, x)
+            params = critic_update(params, x)
+        else:
+            params = critic_update(params, x)
+            f = force(sim, params, x)
+        x = x + lr_g * sim.kernel.apply(f)
+        # isolation: a member that is not finite (or blew up) is frozen and zeroed from now on
+        ok = torch.isfinite(x).all(-1).all(-1) & ((x - tmean).norm(dim=-1).amax(-1) <= limit)
+        for v in params.values():
+            ok &= torch.isfinite(v.reshape(b, -1)).all(-1)
+        newly = alive & ~ok
+        if bool(newly.any()):
+            diverged_step[newly.cpu()] = t + 1
+            alive = alive & ok
+            x = _where(alive, x, 0.0)
+            params = {k: _where(alive, v, 0.0) for k, v in params.items()}
+            opt.mask_(alive)
+        if progress is not None:
+            progress(1)
+    out.diverged_step = diverged_step.numpy()
+    out.final_particles = torch.where(alive[:, None, None], x, torch.nan).cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- phase
+def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg: C.PhaseConfig, diverged: bool) -> str:
+    """Final phase of one member from its logged order parameters (arrays over logged steps).
+
+    Rule (docs/phases.md): ``diverged`` if the run produced non-finite values or blew up;
+    otherwise over the last ``window`` fraction of logged steps (at least two points):
+    ``collapsed`` if the mean coverage_kl exceeds ``collapse_kl`` (default 0.5 log K);
+    ``converged`` if mean_dist moved by at most ``settle_tol * scale`` and the final
+    on_mode fraction is at least ``on_mode``; else ``oscillating`` (not settled on the target).
+    Targets without modes (``n_modes = 0``) judge settling on w1 and skip the coverage tests.
+    """
+    if diverged:
+        return "diverged"
+    md = np.asarray(series["mean_dist" if n_modes > 0 else "w1"], dtype=float)
+    if md.size == 0 or not np.isfinite(md).all():
+        return "diverged"
+    w = max(2, math.ceil(pcfg.window * md.size))
+    w = min(w, md.size)
+    kl = np.asarray(series["coverage_kl"], dtype=float)[-w:]
+    limit = pcfg.collapse_kl if pcfg.collapse_kl is not None else 0.5 * math.log(max(n_modes, 1))
+    if n_modes > 1 and kl.mean() > limit:
+        return "collapsed"
+    settled = (md[-w:].max() - md[-w:].min()) <= pcfg.settle_tol * scale
+    if settled and (n_modes == 0 or float(series["on_mode"][-1]) >= pcfg.on_mode):
+        return "converged"
+    return "oscillating"

