@@ -259,8 +259,8 @@ class PenaltyConfig(Section):
 
 
 class CriticOptim(Section):
-    name: Literal["sgd", "adam"] = "sgd"
-    lr: PosFloat = 0.1
+    name: Literal["sgd", "adam"] = "adam"
+    lr: PosFloat = 1e-3
     steps: PosInt = 1
     weight_decay: NonNegFloat = 0.0
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)

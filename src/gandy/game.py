@@ -164,80 +164,104 @@ def force(sim: Simulation, params, x: torch.Tensor) -> torch.Tensor:
     return f
 
 
-def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None) -> SimOutput:
-    """Run the game for every seed at once (members = seeds)."""
-    cfg, dev = sim.cfg, sim.device
-    keys = member_keys(seeds, dev)
+@dataclass
+class State:
+    """The state of a batched run: particles ``x: (B, N, d)``, critic ``params`` (B, ...), the
+    optimiser, the random streams and the ``alive: (B,)`` mask."""
+
+    x: torch.Tensor
+    params: dict
+    opt: BatchedOptimizer
+    alive: torch.Tensor
+    diverged_step: torch.Tensor  # (B,) int64 on the CPU, -1 while alive
+    streams: dict
+    t: int = 0
+
+
+def start(sim: Simulation, seeds: list[int]) -> State:
+    """Initial particles, critic and optimiser for every member (one member per seed)."""
+    keys = member_keys(seeds, sim.device)
     b = len(seeds)
-    s_init, s_critic = Stream(keys, "particles"), Stream(keys, "critic")
-    s_data, s_pen, s_metric = Stream(keys, "data"), Stream(keys, "penalty"), Stream(keys, "metrics")
-    x = sim.init_particles(s_init, sim.n)
-    params = sim.critic.init(s_critic, b)
+    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics")}
+    x = sim.init_particles(streams["particles"], sim.n)
+    params = sim.critic.init(streams["critic"], b)
+    oc = sim.cfg.optim.critic
+    trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
+    opt = BatchedOptimizer(oc, trainable, torch.full((b,), oc.lr, device=sim.device))
+    return State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
+                 torch.full((b,), -1, dtype=torch.int64), streams)
+
+
+def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
+    """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``."""
     trainable = [k for k in params if k not in sim.critic.frozen]
-    oc = cfg.optim.critic
-    opt = BatchedOptimizer(oc, {k: params[k] for k in trainable}, torch.full((b,), oc.lr, device=dev))
-    lr_g = cfg.optim.generator.lr
-    alive = torch.ones(b, dtype=torch.bool, device=dev)
-    diverged_step = torch.full((b,), -1, dtype=torch.int64)
-    limit = cfg.phase.blowup * sim.target.scale
-    tmean = sim.target.mean.to(dev)
+    for _ in range(sim.cfg.optim.critic.steps):
+        real = sim.target.sample(st.streams["data"], sim.batch)
+        train = {k: params[k].detach().requires_grad_(True) for k in trainable}
+        loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"])
+        grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
+        new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
+        params = {**params, **{k: v.detach() for k, v in new.items()}}
+    return params
+
+
+def advance(sim: Simulation, st: State) -> State:
+    """One step of the game for all members, in place: critic steps, then X <- X + lr_G K F."""
+    if sim.cfg.optim.order == "simultaneous":
+        f = force(sim, st.params, st.x)
+        st.params = critic_update(sim, st, st.params, st.x)
+    else:
+        st.params = critic_update(sim, st, st.params, st.x)
+        f = force(sim, st.params, st.x)
+    st.x = st.x + sim.cfg.optim.generator.lr * sim.kernel.apply(f)
+    st.t += 1
+    # isolation: a member that is not finite (or blew up) is frozen and zeroed from now on
+    b = st.x.shape[0]
+    limit = sim.cfg.phase.blowup * sim.target.scale
+    ok = torch.isfinite(st.x).all(-1).all(-1) & ((st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit)
+    for v in st.params.values():
+        ok &= torch.isfinite(v.reshape(b, -1)).all(-1)
+    newly = st.alive & ~ok
+    if bool(newly.any()):
+        st.diverged_step[newly.cpu()] = st.t
+        st.alive = st.alive & ok
+        st.x = _where(st.alive, st.x, 0.0)
+        st.params = {k: _where(st.alive, v, 0.0) for k, v in st.params.items()}
+        st.opt.mask_(st.alive)
+    return st
+
+
+def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None) -> SimOutput:
+    """Run the game for every seed at once (members = seeds), logging order parameters and snapshots."""
+    cfg = sim.cfg
+    st = start(sim, seeds)
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
-    out = SimOutput(seeds=list(seeds))
     ref_n = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
+    out = SimOutput(seeds=list(seeds))
 
-    def log(step):
-        ref = sim.target.sample(s_metric, ref_n)
-        vals = order_parameters(torch.where(alive[:, None, None], x, torch.nan), sim.target, ref, cfg.metrics.max_points)
-        for i, seed in enumerate(seeds):
-            row = {"seed": seed, "step": step}
-            for kname in ORDER_PARAMETERS:
-                row[kname] = float(vals[kname][i])
-            if "mode_hist" in vals:
-                row["mode_hist"] = vals["mode_hist"][i].tolist()
-            out.metrics.append(row)
-
-    def critic_update(params, fake):
-        for _ in range(oc.steps):
-            real = sim.target.sample(s_data, sim.batch)
-            train = {k: params[k].detach().requires_grad_(True) for k in trainable}
-            full = {**params, **train}
-            loss = critic_loss(sim, full, real, fake, s_pen)
-            grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
-            new = opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
-            params = {**params, **{k: v.detach() for k, v in new.items()}}
-        return params
+    def visible():
+        return torch.where(st.alive[:, None, None], st.x, torch.nan)
 
     for t in range(cfg.steps + 1):
         if t % cfg.log_every == 0 or t == cfg.steps:
-            log(t)
+            ref = sim.target.sample(st.streams["metrics"], ref_n)
+            vals = order_parameters(visible(), sim.target, ref, cfg.metrics.max_points)
+            for i, seed in enumerate(seeds):
+                row = {"seed": seed, "step": t, **{k: float(vals[k][i]) for k in ORDER_PARAMETERS}}
+                if "mode_hist" in vals:
+                    row["mode_hist"] = vals["mode_hist"][i].tolist()
+                out.metrics.append(row)
         if t % snap_every == 0 or t == cfg.steps:
             out.snapshot_steps.append(t)
-            out.snapshots.append(torch.where(alive[:, None, None], x[:, :snap_n], torch.nan).cpu().numpy())
+            out.snapshots.append(visible()[:, :snap_n].cpu().numpy())
         if t == cfg.steps:
             break
-        if cfg.optim.order == "simultaneous":
-            f = force(sim, params, x)
-            params = critic_update(params, x)
-        else:
-            params = critic_update(params, x)
-            f = force(sim, params, x)
-        x = x + lr_g * sim.kernel.apply(f)
-        # isolation: a member that is not finite (or blew up) is frozen and zeroed from now on
-        ok = torch.isfinite(x).all(-1).all(-1) & ((x - tmean).norm(dim=-1).amax(-1) <= limit)
-        for v in params.values():
-            ok &= torch.isfinite(v.reshape(b, -1)).all(-1)
-        newly = alive & ~ok
-        if bool(newly.any()):
-            diverged_step[newly.cpu()] = t + 1
-            alive = alive & ok
-            x = _where(alive, x, 0.0)
-            params = {k: _where(alive, v, 0.0) for k, v in params.items()}
-            opt.mask_(alive)
+        advance(sim, st)
         if progress is not None:
             progress(1)
-    out.diverged_step = diverged_step.numpy()
-    out.final_particles = torch.where(alive[:, None, None], x, torch.nan).cpu().numpy()
+    out.diverged_step = st.diverged_step.numpy()
+    out.final_particles = visible().cpu().numpy()
     return out
 
 

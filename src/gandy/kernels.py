@@ -67,8 +67,9 @@ class TwoNumber(Kernel):
 class Dense(Kernel):
     """Any explicit PSD matrix ``k: (N, N)``."""
 
-    def __init__(self, k: torch.Tensor, field: str = "kernel", g12: Optional[tuple] = None):
-        check_psd(k, field)
+    def __init__(self, k: torch.Tensor, field: str = "kernel", g12: Optional[tuple] = None, check: bool = True):
+        if check:
+            check_psd(k, field)
         self.k = k.to(torch.float32)
         self.n = k.shape[0]
         if g12 is not None:
@@ -169,9 +170,12 @@ class NtkMlp(nn.Module):
         self.sw, self.sb = math.sqrt(weight_var), math.sqrt(bias_var)
 
     def forward(self, z):
+        # index the lists one by one: torch.func.functional_call swaps parameters per index, and a
+        # slice of a ParameterList would hand back the original, unswapped tensors
         h = z @ self.weights[0].T + self.sb * self.biases[0]
-        for w, b in zip(self.weights[1:], self.biases[1:]):
-            h = self.act(h) @ w.T * (self.sw / math.sqrt(w.shape[1])) + self.sb * b
+        for i in range(1, len(self.weights)):
+            w = self.weights[i]
+            h = self.act(h) @ w.T * (self.sw / math.sqrt(w.shape[1])) + self.sb * self.biases[i]
         return h
 
 

@@ -1,0 +1,70 @@
+"""Particle steps per second: N in {64, 1024, 16384}, d = 2, MLP critic of width 256,
+two_number kernel (structured, O(N d)) vs the same kernel as a dense N x N matrix.
+
+One "particle step" is what the loop does per step: one critic optimiser step (Adam, Sobolev
+penalty, so a double backward) and one particle update X <- X + lr K F. The kernel product alone
+is timed too, since that is where the two kernels differ.
+
+    python benchmarks/particle_step.py [--repeats 3] [--device cpu|cuda] [--sizes 64,1024,16384]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+import gandy
+from gandy.game import advance, build, start
+from gandy.kernels import Dense
+
+
+def timed(fn, min_time: float = 1.0, sync=lambda: None) -> float:
+    """Seconds per call: warm up, then repeat until ``min_time`` has passed."""
+    fn()
+    sync()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        sync()
+        el = time.perf_counter() - t0
+        if el >= min_time:
+            return el / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="64,1024,16384")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--min-time", type=float, default=1.5)
+    args = ap.parse_args()
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, device {args.device}")
+    print(f"{'N':>6} {'kernel':>10} {'steps/s':>10} {'K@F us':>10} {'step ratio':>11} {'K@F ratio':>10}")
+    for n in map(int, args.sizes.split(",")):
+        cfg = gandy.load_config(None, [
+            "target={name: ring8}", f"particles.n={n}", "particles.init={name: gaussian, mean: [0, 0], std: 0.1}",
+            "critic.widths=[256]", "seeds=[0]", f"device={args.device}", "kernel.g2=0.1",
+        ])
+        sim = build(cfg)
+        rows = {}
+        for name in ("two_number", "matrix"):
+            if name == "matrix":
+                sim.kernel = Dense(sim.kernel.dense().to(sim.device), "kernel", check=False)  # PSD by construction
+            st = start(sim, cfg.seeds)
+            step_s = timed(lambda: advance(sim, st), args.min_time, sync)
+            f = torch.randn(1, n, 2, device=sim.device)
+            kf_s = timed(lambda: sim.kernel.apply(f), 0.3, sync)
+            rows[name] = (step_s, kf_s)
+        for name, (step_s, kf_s) in rows.items():
+            r1 = rows["matrix"][0] / step_s
+            r2 = rows["matrix"][1] / kf_s
+            print(f"{n:>6} {name:>10} {1 / step_s:>10.1f} {kf_s * 1e6:>10.1f} {r1:>10.2f}x {r2:>9.1f}x")
+
+
+if __name__ == "__main__":
+    main()
