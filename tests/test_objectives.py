@@ -425,7 +425,7 @@ def test_dragan_uniform_on_position_dependent_critic():
     scale = 0.5
     out = _eval_penalty("dragan", critic, params, real, fake, _pcfg("dragan", perturbation="uniform", scale=scale))
     u = Stream(KEYS, "penalty").uniform(4, 2).to(D64)
-    std = real.reshape(2, -1).std(-1)  # (see report: torch's unbiased std; numpy's default is ddof=0)
+    std = real.reshape(2, -1).std(-1, correction=0)  # ddof 0, as numpy's x.std() in the DRAGAN code
     delta = scale * std[:, None, None] * u
     assert (delta >= 0).all()
     norms = A[:, None] * (real + delta).norm(dim=-1)

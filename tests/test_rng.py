@@ -97,18 +97,13 @@ def test_uniform_float32_never_reaches_one_or_zero_over_many_draws():
     assert u.min() > 0 and u.max() < 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rng.Stream.uniform casts (k + 0.5) * 2**-24 to float32, which rounds k = 2**24 - 1 "
-    "(prob. 2**-24 per draw) to exactly 1.0: the documented open interval (0, 1) is violated",
-)
 def test_uniform_float32_strictly_below_one_known_counterexample():
-    # found by search: seed 65375, stream 'uniform', first call, element 15 has all 24 top bits set
-    s = Stream(member_keys([65375]), "uniform")
-    u = s.uniform(16)
+    # seed 65375, stream 'uniform', element 15 of the first call has all top bits set: with 24 bits
+    # (k + 0.5) 2^-24 rounded to float32 was exactly 1.0; with 23 bits the top value is 1 - 2^-24
+    u = Stream(member_keys([65375]), "uniform").uniform(16)
     u64 = Stream(member_keys([65375]), "uniform").uniform(16, dtype=torch.float64)
-    assert u64[0, 15].item() == 1.0 - 2.0**-25  # the float64 value is fine
-    assert u[0, 15].item() < 1.0  # float32: rounds to 1.0
+    assert u64[0, 15].item() == 1.0 - 2.0**-24
+    assert u[0, 15].item() == 1.0 - 2.0**-24 < 1.0
 
 
 @pytest.mark.parametrize("kind", ["uniform", "normal", "randint"])

@@ -107,13 +107,13 @@ def dragan(forward, params, real, fake, stream, cfg):
     """E (|grad f(x + delta)| - 1)^2 near the data.
 
     ``perturbation: gaussian``: delta ~ N(0, scale^2 I); ``uniform``: delta = scale * std(x) * U[0,1)
-    per coordinate, std over the member's real batch (the DRAGAN authors' code).
+    per coordinate, std (ddof 0) over the member's real batch (the DRAGAN authors' numpy code).
     """
     b, m, d = real.shape
     if cfg.perturbation == "gaussian":
         delta = cfg.scale * stream.normal(m, d).to(real.device)
     else:
-        std = real.reshape(b, -1).std(-1)[:, None, None]
+        std = real.reshape(b, -1).std(-1, correction=0)[:, None, None]  # numpy's x.std()
         delta = cfg.scale * std * stream.uniform(m, d).to(real.device)
     return _unit_gap(input_grad(forward, params, real + delta, cfg.on)).mean(-1)
 

@@ -10,7 +10,7 @@ element index)``: a 32-bit integer hash evaluated with vectorised tensor ops. Co
 
 The hash is Wellons' ``lowbias32`` (two multiply-xorshift rounds), applied to 32-bit values held
 in int64 tensors; only the low 32 bits are kept after each multiply, so int64 wrap-around is
-harmless. Uniforms carry 24 bits; normals come from the Box-Muller transform.
+harmless. Uniforms carry 23 bits; normals come from the Box-Muller transform.
 """
 
 from __future__ import annotations
@@ -70,9 +70,13 @@ class Stream:
         return h.reshape((self.keys.shape[0], *shape))
 
     def uniform(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
-        """U(0, 1) samples, ``(B, *shape)``, strictly inside (0, 1)."""
+        """U(0, 1) samples, ``(B, *shape)``, strictly inside (0, 1) in any float dtype.
+
+        23 bits: (k + 1/2) 2^-23 lies in [2^-24, 1 - 2^-24], exactly representable in float32, so
+        the cast never rounds onto 0 or 1.
+        """
         b = self._bits(tuple(shape))
-        return ((b >> 8).to(torch.float64).add_(0.5).mul_(2.0**-24)).to(dtype)
+        return ((b >> 9).to(torch.float64).add_(0.5).mul_(2.0**-23)).to(dtype)
 
     def normal(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """N(0, 1) samples, ``(B, *shape)`` (Box-Muller on two uniforms)."""
