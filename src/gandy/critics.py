@@ -26,6 +26,16 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def bmv(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector product ``h: (B, M, k)``, ``w: (B, k)`` -> ``(B, M)``.
+
+    Written as a product and a sum rather than ``bmm(h, w[..., None])``: torch sends a
+    one-member bmm with one output column down another kernel, whose rounding differs, so a seed
+    alone would not reproduce the same seed inside a batch bit for bit.
+    """
+    return (h * w[:, None, :]).sum(-1)
+
+
 class Critic:
     frozen: tuple[str, ...] = ()
 
@@ -54,11 +64,9 @@ class Mlp(Critic):
     def forward(self, params, x):
         h = x
         n = len(self.dims) - 1
-        for i in range(n):
-            h = torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"])
-            if i < n - 1:
-                h = self.act(h)
-        return h[..., 0]
+        for i in range(n - 1):
+            h = self.act(torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"]))
+        return bmv(h, params[f"w{n - 1}"][..., 0]) + params[f"b{n - 1}"]
 
 
 class Rbf(Critic):
@@ -78,7 +86,7 @@ class Rbf(Critic):
     def forward(self, params, x):
         c = params["centers"]
         sq = (x * x).sum(-1, keepdim=True) - 2 * x @ c.transpose(1, 2) + (c * c).sum(-1)[:, None, :]
-        return (torch.exp(-sq.clamp_min(0) / (2 * self.sigma**2)) @ params["a"][..., None])[..., 0]
+        return bmv(torch.exp(-sq.clamp_min(0) / (2 * self.sigma**2)), params["a"])
 
 
 class RandomFeatures(Critic):
@@ -98,7 +106,7 @@ class RandomFeatures(Critic):
 
     def forward(self, params, x):
         feats = torch.cos(torch.baddbmm(params["phase"][:, None, :], x, params["omega"]))
-        return math.sqrt(2.0 / self.f) * (feats @ params["a"][..., None])[..., 0]
+        return math.sqrt(2.0 / self.f) * bmv(feats, params["a"])
 
 
 class Linear(Critic):
@@ -115,7 +123,7 @@ class Linear(Critic):
         return p
 
     def forward(self, params, x):
-        f = (x @ params["w"][..., None])[..., 0]
+        f = bmv(x, params["w"])
         return f + params["c"][:, None] if self.bias else f
 
 

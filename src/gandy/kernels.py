@@ -49,6 +49,8 @@ class TwoNumber(Kernel):
     def __init__(self, n: int, g1: float, g2: float, device="cpu"):
         if g1 + (n - 1) * g2 < 0:
             raise C.ConfigError("kernel.g2", f"g1 + (N-1) g2 = {g1 + (n - 1) * g2:g} < 0: the kernel is not PSD")
+        if g2 > g1:
+            raise C.ConfigError("kernel.g2", f"g2 ({g2}) exceeds g1 ({g1}): eigenvalue g1 - g2 < 0, the kernel is not PSD")
         self.n, self.g1, self.g2 = n, g1, g2
 
     def apply(self, f):
@@ -244,12 +246,12 @@ def _matrix(cfg, n, d, device):
     if cfg.values is not None:
         try:
             k = torch.as_tensor(np.asarray(cfg.values, dtype=np.float64))
-        except ValueError:
+        except (ValueError, TypeError):
             raise C.ConfigError(field, "rows must all have the same length") from None
     else:
         from .targets import load_array
 
-        k = torch.as_tensor(np.asarray(load_array(cfg.path, None, field), dtype=np.float64))
+        k = torch.as_tensor(load_array(cfg.path, None, field).astype(np.float64))
     if k.shape != (n, n):
         raise C.ConfigError(field, f"kernel matrix has shape {tuple(k.shape)}, expected ({n}, {n}) for particles.n = {n}")
     return Dense(k.to(device), field)

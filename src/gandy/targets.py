@@ -97,9 +97,35 @@ class Empirical(Target):
         return self.data[idx]
 
 
-def _check_array(arr: np.ndarray, field: str) -> torch.Tensor:
-    if arr.dtype.kind not in "fiu":
-        raise C.ConfigError(field, f"data must be numeric, got dtype {arr.dtype}")
+def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
+    """Load a numeric, finite ``.npy``/``.npz`` array; every failure is a ConfigError naming ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise C.ConfigError(field, f"no such file: {p}")
+    try:
+        obj = np.load(p, allow_pickle=False)
+        if isinstance(obj, np.lib.npyio.NpzFile):
+            names = list(obj.files)
+            if key is None:
+                key = names[0] if len(names) == 1 else next((k for k in ("x", "data") if k in names), None)
+            if key not in names:
+                raise C.ConfigError(field, f"{p} holds arrays {names}; choose one with key")
+            obj = obj[key]
+    except C.ConfigError:
+        raise
+    except Exception as e:  # malformed file, object arrays, corrupt members
+        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: {e}") from None
+    if not isinstance(obj, np.ndarray):
+        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: the array is corrupt")
+    if obj.dtype.kind not in "fiu":
+        raise C.ConfigError(field, f"data must be numeric, got dtype {obj.dtype}")
+    if not np.isfinite(obj).all():
+        raise C.ConfigError(field, "data contains NaN or Inf")
+    return obj
+
+
+def as_points(arr: np.ndarray, field: str) -> torch.Tensor:
+    """A data array as points ``(n, d)`` float32: 1-D arrays are n scalars, more axes are flattened."""
     if arr.ndim == 0:
         raise C.ConfigError(field, "data is a scalar; expected an array of shape (n, d)")
     if arr.ndim == 1:
@@ -108,28 +134,7 @@ def _check_array(arr: np.ndarray, field: str) -> torch.Tensor:
         arr = arr.reshape(arr.shape[0], -1)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise C.ConfigError(field, f"data has an empty shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise C.ConfigError(field, "data contains NaN or Inf")
     return torch.as_tensor(arr, dtype=torch.float32)
-
-
-def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
-    """Load a ``.npy``/``.npz`` array, with errors that name ``field``."""
-    p = Path(path)
-    if not p.is_file():
-        raise C.ConfigError(field, f"no such file: {p}")
-    try:
-        obj = np.load(p, allow_pickle=False)
-    except Exception as e:  # malformed file
-        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: {e}") from None
-    if isinstance(obj, np.lib.npyio.NpzFile):
-        names = list(obj.files)
-        if key is None:
-            key = names[0] if len(names) == 1 else next((k for k in ("x", "data") if k in names), None)
-        if key not in names:
-            raise C.ConfigError(field, f"{p} holds arrays {names}; choose one with key")
-        return obj[key]
-    return obj
 
 
 def mnist_images(n: int, order: str = "stored") -> np.ndarray:
@@ -169,7 +174,7 @@ def _grid25(cfg, device):
 
 def _empirical(cfg, device):
     arr = load_array(cfg.path, cfg.key, "target.path")
-    return Empirical(_check_array(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
+    return Empirical(as_points(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
 
 
 def _mnist(cfg, device):
