@@ -145,10 +145,11 @@ TargetConfig = Annotated[
 # --------------------------------------------------------------------------- particles
 class GaussianInit(Section):
     name: Literal["gaussian"]
-    mean: list[Float]
+    mean: Optional[list[Float]] = None
+    """Centre of the initial cloud (default: the origin of the target's space)."""
     std: NonNegFloat = 0.1
 
-    _v = field_validator("mean")(lambda v: _finite(v))
+    _v = field_validator("mean")(lambda v: _finite(v) if v is not None else v)
 
 
 class UniformInit(Section):
@@ -170,7 +171,7 @@ InitConfig = Annotated[Union[GaussianInit, UniformInit], Field(discriminator="na
 
 class ParticlesConfig(Section):
     n: PosInt = 64
-    init: InitConfig = GaussianInit(name="gaussian", mean=[0.0], std=0.1)
+    init: InitConfig = GaussianInit(name="gaussian", std=0.1)
 
 
 # --------------------------------------------------------------------------- kernels

@@ -101,7 +101,7 @@ class Simulation:
     def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
         init = self.cfg.particles.init
         if init.name == "gaussian":
-            mean = torch.tensor(init.mean, dtype=torch.float32, device=self.device)
+            mean = torch.tensor(init.mean or [0.0] * self.d, dtype=torch.float32, device=self.device)
             return mean + init.std * stream.normal(n, self.d).to(self.device)
         lo = torch.tensor(init.low, dtype=torch.float32, device=self.device)
         hi = torch.tensor(init.high, dtype=torch.float32, device=self.device)
@@ -114,7 +114,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     target = build_target(cfg.target, device)
     d = target.dim
     init = cfg.particles.init
-    init_dim = len(init.mean) if init.name == "gaussian" else len(init.low)
+    init_dim = (d if init.mean is None else len(init.mean)) if init.name == "gaussian" else len(init.low)
     if init_dim != d:
         raise C.ConfigError("particles.init", f"init has dimension {init_dim} but the target has dimension {d}")
     n = cfg.particles.n

@@ -75,11 +75,15 @@ def plot_particles(run_dir: Path) -> Path | None:
     else:
         steps = traj["steps"]
         picks = sorted(set(np.linspace(0, len(steps) - 1, 4).round().astype(int)))
-        fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.4), squeeze=False, layout="constrained")
+        fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.4), squeeze=False, layout="constrained",
+                                 sharex=True, sharey=True)
         ts = traj["target_samples"]
+        cs = None
         for ax, k in zip(axes[0], picks):
             if "density" in traj:
-                ax.contourf(traj["density_x"], traj["density_y"], traj["density"], levels=12, cmap="Reds", alpha=0.7)
+                top = float(traj["density"].max())
+                cs = ax.contourf(traj["density_x"], traj["density_y"], traj["density"],
+                                 levels=np.linspace(0.02 * top, top, 10), cmap="Reds", alpha=0.7)
             else:
                 ax.scatter(ts[:, 0], ts[:, 1], s=2, color="tab:red", alpha=0.3, label="target")
             p = traj["particles"][0, k]
@@ -87,8 +91,10 @@ def plot_particles(run_dir: Path) -> Path | None:
             ax.set_title(f"step {int(steps[k])}", fontsize=10)
             ax.set_xlabel("x1")
             ax.set_ylabel("x2")
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_aspect("equal", adjustable="box")
         axes[0, 0].legend(loc="upper left", fontsize=7)
+        if cs is not None:
+            fig.colorbar(cs, ax=axes[0, -1], label="target density", shrink=0.8)
         fig.suptitle(f"seed {int(seeds[0])}: {phases.get(str(int(seeds[0])), '')}", fontsize=10)
     path = run_dir / "figures" / "particles.png"
     path.parent.mkdir(exist_ok=True)
@@ -109,8 +115,9 @@ def plot_order(run_dir: Path) -> Path:
             ax.plot(g.step, g[k], lw=1.2, label=f"seed {seed}")
         ax.set_xlabel("step")
         ax.set_ylabel(LABELS.get(k, k))
-        if k in ("w1", "mean_dist", "com_error") and (m[k] > 0).all():
-            ax.set_yscale("log")
+        v = m[k].dropna()
+        if k in ("w1", "mean_dist", "com_error") and len(v) and (v > 0).all() and v.max() / v.min() > 20:
+            ax.set_yscale("log")  # only where the values span decades
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
