@@ -10,12 +10,12 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from datafiles import write_data_file
 
 from gandy.config import dump_config, load_config
 from gandy.metrics.order import ORDER_PARAMETERS
@@ -92,31 +92,7 @@ def test_subprocess_bad_input(subprocess_runs, name):
 
 
 # ----------------------------------------------------------------------------- CliRunner: bad input
-def _data(d, kind):
-    p = d / f"{kind}.npy"
-    if kind == "nan":
-        np.save(p, np.array([[0.0], [np.nan]]))
-    elif kind == "scalar":
-        np.save(p, np.array(2.0))
-    elif kind == "strings":
-        np.save(p, np.array([["x"], ["y"]]))
-    elif kind == "corrupt":
-        np.save(p, np.arange(10.0)[:, None])
-        p.write_bytes(p.read_bytes()[:-9])
-    elif kind == "garbage":
-        p.write_bytes(b"\x00\x01 definitely not numpy")
-    elif kind == "npz_object":
-        p = d / "obj.npz"
-        np.savez(p, x=np.array([1, "a"], dtype=object))
-    elif kind == "npz_corrupt_member":
-        p = d / "bad.npz"
-        with zipfile.ZipFile(p, "w") as z:
-            z.writestr("x.npy", b"garbage")
-    elif kind == "kernel_strings":
-        np.save(p, np.array([["a"] * 16] * 16))
-    elif kind == "kernel_neg":
-        np.save(p, -np.eye(16))
-    return p
+_data = write_data_file
 
 
 def _emp(d, kind):

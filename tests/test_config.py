@@ -3,11 +3,11 @@ that validate a config against itself (dimensions, kernel matrices, data files).
 
 from __future__ import annotations
 
-import zipfile
 
 import numpy as np
 import pytest
 import yaml
+from datafiles import write_data_file
 
 import gandy
 from gandy.config import Config, ConfigError, apply_overrides, dump_config, load_config
@@ -292,46 +292,7 @@ def test_kernel_matrix_file_non_numeric(tiny_cfg, tmp_path):
 
 
 # ----------------------------------------------------------------------------- data files
-def _write(tmp_path, kind: str):
-    """Write a data file of the given kind; return its path."""
-    p = tmp_path / f"{kind}.npy"
-    if kind == "good":
-        np.save(p, np.array([[-2.0], [2.0], [-1.9], [2.1]]))
-    elif kind == "nan":
-        np.save(p, np.array([[0.0], [np.nan]]))
-    elif kind == "inf":
-        np.save(p, np.array([[0.0], [np.inf]]))
-    elif kind == "scalar":
-        np.save(p, np.array(3.0))
-    elif kind == "strings":
-        np.save(p, np.array([["a"], ["b"]]))
-    elif kind == "bool":
-        np.save(p, np.array([[True], [False]]))
-    elif kind == "empty":
-        np.save(p, np.zeros((0, 1)))
-    elif kind == "missing":
-        pass
-    elif kind == "garbage":
-        p.write_bytes(b"this is not a numpy file")
-    elif kind == "truncated":
-        np.save(p, np.arange(20.0).reshape(10, 2))
-        p.write_bytes(p.read_bytes()[:-7])
-    elif kind == "truncated_header":
-        np.save(p, np.arange(20.0).reshape(10, 2))
-        p.write_bytes(p.read_bytes()[:40])
-    elif kind == "npz_two":
-        p = tmp_path / "two.npz"
-        np.savez(p, a=np.ones((3, 1)), b=np.ones((3, 1)))
-    elif kind == "npz_object":
-        p = tmp_path / "obj.npz"
-        np.savez(p, x=np.array([1, "a"], dtype=object))
-    elif kind == "npz_corrupt_member":
-        p = tmp_path / "corrupt.npz"
-        with zipfile.ZipFile(p, "w") as z:
-            z.writestr("x.npy", b"garbage")
-    else:  # pragma: no cover
-        raise ValueError(kind)
-    return p
+_write = write_data_file
 
 
 def _empirical(path, extra: str = "") -> str:

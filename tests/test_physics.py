@@ -103,3 +103,19 @@ def test_default_config_runs_and_phases_are_known():
     res = gandy.run(None, overrides=["steps=30", "log_every=10", "particles.n=16", "critic.widths=[16]"], figures=False)
     assert set(res.results.phase) <= {"converged", "collapsed", "oscillating", "diverged"}
     assert len(res.results) == 3 and np.isfinite(res.results.w1).all()
+
+
+@pytest.mark.slow
+def test_gandy_demo_command_splits_then_collapses(tmp_path):
+    """The README's first command: `gandy demo` writes its figures and shows both phases."""
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+
+    res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "-q"])
+    assert res.exit_code == 0, res.output
+    small = gandy.load_run(tmp_path / "demo" / "small_ratio").results
+    large = gandy.load_run(tmp_path / "demo" / "large_ratio").results
+    assert (small.phase == "converged").all() and (small.modes_covered == 2).all()
+    assert (large.phase == "collapsed").all()
+    assert (tmp_path / "demo" / "demo.png").stat().st_size > 10_000
