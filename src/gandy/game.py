@@ -140,14 +140,14 @@ class SimOutput:
     final_particles: Optional[np.ndarray] = None  # (B, N, d)
 
 
-def critic_loss(sim: Simulation, params, real, fake, pstream: Stream) -> torch.Tensor:
-    """``(B,)`` critic loss including the weighted penalty."""
+def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``."""
     f_real = sim.critic.forward(params, real)
     f_fake = sim.critic.forward(params, fake)
     loss = sim.game.critic_loss(f_real, f_fake)
     pen = sim.cfg.penalty
-    if pen.name != "none" and pen.weight > 0:
-        loss = loss + pen.weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen)
+    if pen.name != "none":
+        loss = loss + weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen)
     return loss
 
 
@@ -164,6 +164,45 @@ def force(sim: Simulation, params, x: torch.Tensor) -> torch.Tensor:
     return f
 
 
+# Config keys that may differ between the members of one batch: each becomes a (B,) tensor.
+# Every other key (shapes, critic architecture, target, games, steps) is shared by a batch.
+MEMBER_KEYS = ("kernel.g1", "kernel.g2", "optim.critic.lr", "optim.generator.lr", "penalty.weight")
+
+
+def get_dotted(cfg, key: str):
+    obj = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass
+class Members:
+    """Per-member numbers of a batch, each ``(B,)`` float32: the values of ``MEMBER_KEYS``."""
+
+    critic_lr: torch.Tensor
+    generator_lr: torch.Tensor
+    penalty_weight: torch.Tensor
+    g1: Optional[torch.Tensor] = None  # two_number kernels only
+    g2: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_configs(cls, cfgs: list, device) -> "Members":
+        def col(key):
+            return torch.tensor([float(get_dotted(c, key)) for c in cfgs], dtype=torch.float32, device=device)
+
+        two = cfgs[0].kernel.name == "two_number"
+        return cls(col("optim.critic.lr"), col("optim.generator.lr"), col("penalty.weight"),
+                   col("kernel.g1") if two else None, col("kernel.g2") if two else None)
+
+    def pad(self, b: int) -> "Members":
+        """Repeat the last member up to ``b`` members (see the padding note in :func:`simulate`)."""
+        def rep(t):
+            return None if t is None else torch.cat([t, t[-1:].expand(b - t.shape[0])])
+
+        return Members(*(rep(getattr(self, f)) for f in ("critic_lr", "generator_lr", "penalty_weight", "g1", "g2")))
+
+
 @dataclass
 class State:
     """The state of a batched run: particles ``x: (B, N, d)``, critic ``params`` (B, ...), the
@@ -175,21 +214,26 @@ class State:
     alive: torch.Tensor
     diverged_step: torch.Tensor  # (B,) int64 on the CPU, -1 while alive
     streams: dict
+    members: Members
     t: int = 0
 
 
-def start(sim: Simulation, seeds: list[int]) -> State:
-    """Initial particles, critic and optimiser for every member (one member per seed)."""
+def start(sim: Simulation, seeds: list[int], members: Optional[Members] = None) -> State:
+    """Initial particles, critic and optimiser for every member.
+
+    ``seeds[i]`` keys member i's random numbers; ``members`` holds its per-member numbers
+    (default: the config's values for every member).
+    """
     keys = member_keys(seeds, sim.device)
     b = len(seeds)
+    members = members or Members.from_configs([sim.cfg] * b, sim.device)
     streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics")}
     x = sim.init_particles(streams["particles"], sim.n)
     params = sim.critic.init(streams["critic"], b)
-    oc = sim.cfg.optim.critic
     trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
-    opt = BatchedOptimizer(oc, trainable, torch.full((b,), oc.lr, device=sim.device))
+    opt = BatchedOptimizer(sim.cfg.optim.critic, trainable, members.critic_lr)
     return State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
-                 torch.full((b,), -1, dtype=torch.int64), streams)
+                 torch.full((b,), -1, dtype=torch.int64), streams, members)
 
 
 def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
@@ -198,7 +242,7 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) 
     for _ in range(sim.cfg.optim.critic.steps):
         real = sim.target.sample(st.streams["data"], sim.batch)
         train = {k: params[k].detach().requires_grad_(True) for k in trainable}
-        loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"])
+        loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight)
         grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
         new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
         params = {**params, **{k: v.detach() for k, v in new.items()}}
@@ -213,7 +257,8 @@ def advance(sim: Simulation, st: State) -> State:
     else:
         st.params = critic_update(sim, st, st.params, st.x)
         f = force(sim, st.params, st.x)
-    st.x = st.x + sim.cfg.optim.generator.lr * sim.kernel.apply(f)
+    m = st.members
+    st.x = st.x + m.generator_lr[:, None, None] * sim.kernel.apply(f, m.g1, m.g2)
     st.t += 1
     # isolation: a member that is not finite (or blew up) is frozen and zeroed from now on
     b = st.x.shape[0]
@@ -231,14 +276,20 @@ def advance(sim: Simulation, st: State) -> State:
     return st
 
 
-def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None) -> SimOutput:
-    """Run the game for every seed at once (members = seeds), logging order parameters and snapshots."""
+def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None,
+             members: Optional[Members] = None) -> SimOutput:
+    """Run the game for every member at once, logging order parameters and snapshots.
+
+    ``seeds[i]`` keys member i's randomness; ``members`` its per-member numbers (default: the
+    config's). Members of one config are its seeds; a sweep passes one entry per grid point x seed.
+    """
     cfg = sim.cfg
     b = len(seeds)
+    members = members or Members.from_configs([cfg] * b, sim.device)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
-    # or more, whose rounding differs; padding to two members keeps a seed's numbers bit-identical
-    # whether it runs alone or beside others.
-    st = start(sim, list(seeds) if b > 1 else [seeds[0], seeds[0] + 1])
+    # or more, whose rounding differs; padding to two members keeps a member's numbers
+    # bit-identical whether it runs alone or beside others.
+    st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
     ref_n = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)

@@ -29,7 +29,8 @@ class Kernel:
     g1: Optional[float] = None
     g2: Optional[float] = None
 
-    def apply(self, f: torch.Tensor) -> torch.Tensor:
+    def apply(self, f: torch.Tensor, g1: Optional[torch.Tensor] = None, g2: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """K F for ``f: (B, N, d)``. ``g1, g2: (B,)`` per-member numbers where the kernel has them."""
         raise NotImplementedError
 
     def dense(self) -> torch.Tensor:
@@ -53,8 +54,10 @@ class TwoNumber(Kernel):
             raise C.ConfigError("kernel.g2", f"g2 ({g2}) exceeds g1 ({g1}): eigenvalue g1 - g2 < 0, the kernel is not PSD")
         self.n, self.g1, self.g2 = n, g1, g2
 
-    def apply(self, f):
-        return (self.g1 - self.g2) * f + self.g2 * f.sum(dim=-2, keepdim=True)
+    def apply(self, f, g1=None, g2=None):
+        g1 = self.g1 if g1 is None else g1[:, None, None]
+        g2 = self.g2 if g2 is None else g2[:, None, None]
+        return (g1 - g2) * f + g2 * f.sum(dim=-2, keepdim=True)
 
     def dense(self):
         return (self.g1 - self.g2) * torch.eye(self.n) + self.g2 * torch.ones(self.n, self.n)
@@ -77,7 +80,7 @@ class Dense(Kernel):
         if g12 is not None:
             self.g1, self.g2 = g12
 
-    def apply(self, f):
+    def apply(self, f, g1=None, g2=None):
         return torch.matmul(self.k.to(f.device), f)
 
     def dense(self):
