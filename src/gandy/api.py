@@ -22,7 +22,7 @@ import torch
 
 from . import __version__
 from . import config as C
-from .game import build, classify, simulate
+from .game import build, member_tables, simulate
 from .metrics.order import ORDER_PARAMETERS
 from .rng import Stream, member_keys
 from .store import RunResult, density_grid, final_rows, write_run
@@ -68,18 +68,9 @@ def run(
 def assemble(sim, raw, wall: float) -> RunResult:
     """Turn raw simulation output into tables, phases, trajectory arrays and a summary."""
     cfg, target = sim.cfg, sim.target
-    metrics = pd.DataFrame(raw.metrics)
+    metrics, results = member_tables(sim, raw)
+    metrics, results = metrics.drop(columns="member"), results.drop(columns="member")  # members = seeds
     n_modes = 0 if target.modes is None else int(target.modes.shape[0])
-    rows = []
-    for i, seed in enumerate(raw.seeds):
-        series = metrics[metrics.seed == seed].sort_values("step")
-        div_step = int(raw.diverged_step[i])
-        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, cfg.phase, div_step >= 0)
-        last = series.iloc[-1].to_dict() if div_step < 0 else series[series.step < div_step].iloc[-1].to_dict()
-        row = {"seed": seed, **{k: last[k] for k in ORDER_PARAMETERS}, "final_step": int(last["step"]),
-               "phase": phase, "diverged_step": div_step}
-        rows.append(row)
-    results = pd.DataFrame(rows)
     ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), min(2000, sim.batch if target.default_batch else 2000))[0]
     ref_np = ref.cpu().numpy().astype(np.float32)
     traj = {

@@ -1,6 +1,9 @@
 """The ``gandy`` command.
 
-    gandy run CONFIG.yaml [key=value ...] --out DIR [--force]
+    gandy run CONFIG.yaml|EXPERIMENT [key=value ...] --out DIR [--resume] [--force]
+              [--executor local|ray] [--address ADDR] [--quick]
+    gandy experiments
+    gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy demo [--out DIR]
 
 Bad input prints one ``error: FIELD: message`` line on stderr and exits with code 2, before any
@@ -18,6 +21,8 @@ import typer
 from .config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="GAN dynamics: the effective particle model and a GAN lab.")
+plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run directory.")
+app.add_typer(plot_app, name="plot")
 
 
 def _fail(e: Exception) -> None:
@@ -27,22 +32,82 @@ def _fail(e: Exception) -> None:
 
 @app.command("run")
 def run_cmd(
-    config: Path = typer.Argument(..., help="YAML config file"),
+    config: str = typer.Argument(..., help="YAML config file, or the name of an experiment (gandy experiments)"),
     overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. kernel.g2=0.9"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>)"),
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted sweep in DIR"),
+    executor: str = typer.Option("local", "--executor", help="local | ray (sweeps)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local instance)"),
+    quick: bool = typer.Option(False, "--quick", help="experiments: the reduced version"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
-    """Run a config for all its seeds and write the run directory."""
-    from .api import run
+    """Run a config (all its seeds, or its whole sweep) or a named experiment."""
+    from .experiments import EXPERIMENTS
 
-    out = out or Path("runs") / config.stem
     try:
-        res = run(config, out=out, overrides=list(overrides or []), progress=not quiet, force=force)
+        from .executors import EXECUTORS
+
+        if executor not in EXECUTORS:
+            raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+        if config in EXPERIMENTS and not Path(config).is_file():
+            out = out or Path("runs") / config
+            figures = EXPERIMENTS[config].run(out, quick=quick, overrides=list(overrides or []), resume=resume,
+                                              force=force, executor=executor, address=address,
+                                              progress=not quiet, echo=typer.echo)
+            typer.echo("figures:")
+            for f in figures:
+                typer.echo(f"  {f}")
+            return
+        if not Path(config).suffix and not Path(config).exists():
+            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
+        from .config import load_config
+
+        cfg = load_config(config, list(overrides or []))
+        out = out or Path("runs") / Path(config).stem
+        if cfg.sweep:
+            from .sweep import run_sweep
+
+            results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,
+                                      progress=not quiet, echo=typer.echo)
+            counts = results.phase.value_counts().to_dict()
+            typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            return
+        from .api import run
+
+        res = run(cfg, out=out, progress=not quiet, force=force or resume)
     except ConfigError as e:
         _fail(e)
     phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
+
+
+@app.command("experiments")
+def experiments_cmd():
+    """List the named experiments."""
+    from .experiments import EXPERIMENTS
+
+    for name, exp in EXPERIMENTS.items():
+        typer.echo(f"{name:14s} {exp.description}")
+
+
+@plot_app.command("phase")
+def plot_phase_cmd(
+    run_dir: Path = typer.Argument(..., help="a sweep's run directory"),
+    x: str = typer.Option(..., "--x", help="swept key on the x axis"),
+    y: str = typer.Option(..., "--y", help="swept key on the y axis"),
+    color: str = typer.Option("coverage_kl", "--color", help="order parameter to colour by"),
+):
+    """Phase diagram of a 2-D sweep: seed mean, half-collapse boundary and seed spread."""
+    from .plots import plot_phase
+
+    if not (run_dir / "results.parquet").exists():
+        _fail(ConfigError("run_dir", f"{run_dir} holds no results.parquet"))
+    try:
+        path = plot_phase(run_dir, x, y, color)
+    except KeyError as e:
+        _fail(ConfigError("--x/--y/--color", str(e.args[0])))
+    typer.echo(str(path))
 
 
 @app.command("demo")

@@ -331,6 +331,9 @@ class Config(Section):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     phase: PhaseConfig = PhaseConfig()
     metrics: MetricsConfig = MetricsConfig()
+    sweep: Optional[dict[str, Any]] = None
+    """Dotted config path -> list | {linspace: [a, b], num} | {logspace: [a, b], num}; plus
+    ``batch_size`` (members per chunk, default auto). See gandy.sweep."""
 
     @field_validator("objective")
     @classmethod

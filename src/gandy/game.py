@@ -303,7 +303,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             vals = order_parameters(visible(), sim.target, ref[:b], cfg.metrics.max_points)
             for i, seed in enumerate(seeds):
-                row = {"seed": seed, "step": t, **{k: float(vals[k][i]) for k in ORDER_PARAMETERS}}
+                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in ORDER_PARAMETERS}}
                 if "mode_hist" in vals:
                     row["mode_hist"] = vals["mode_hist"][i].tolist()
                 out.metrics.append(row)
@@ -346,3 +346,23 @@ def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg: C.
     if settled and (n_modes == 0 or float(series["on_mode"][-1]) >= pcfg.on_mode):
         return "converged"
     return "oscillating"
+
+
+def member_tables(sim: Simulation, raw: SimOutput):
+    """``(metrics, results)`` DataFrames of a simulation: the logged series with a ``member``
+    column, and one row per member with its final order parameters (the last logged values before
+    any divergence), ``final_step``, ``phase`` and ``diverged_step``."""
+    import pandas as pd
+
+    metrics = pd.DataFrame(raw.metrics)
+    target = sim.target
+    n_modes = 0 if target.modes is None else int(target.modes.shape[0])
+    rows = []
+    for i, (seed, series) in enumerate(zip(raw.seeds, (g for _, g in metrics.groupby("member", sort=True)))):
+        series = series.sort_values("step")
+        div = int(raw.diverged_step[i])
+        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, sim.cfg.phase, div >= 0)
+        last = (series if div < 0 else series[series.step < div]).iloc[-1]
+        rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
+                     "final_step": int(last["step"]), "phase": phase, "diverged_step": div})
+    return metrics, pd.DataFrame(rows)

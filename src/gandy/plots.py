@@ -148,3 +148,105 @@ def plot_demo(run_dirs: list[Path], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _edges(values: np.ndarray, log: bool) -> np.ndarray:
+    """Cell edges around sorted grid values (geometric midpoints on a log grid)."""
+    v = np.log(values) if log else values.astype(float)
+    if len(v) == 1:
+        e = np.array([v[0] - 0.5, v[0] + 0.5]) if not log else np.array([v[0] - 0.25, v[0] + 0.25])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
+def _is_log(summary: dict, key: str, values: np.ndarray) -> bool:
+    for a in summary.get("sweep", {}).get("axes", []):
+        if a["key"] == key:
+            return a["scale"] == "log"
+    return bool((values > 0).all() and len(values) > 2 and np.allclose(np.diff(np.log(values)), np.diff(np.log(values))[0]))
+
+
+def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
+    """Seed statistics on the (x, y) grid: ``mean``, ``std`` of ``color``, ``collapsed`` and
+    ``diverged`` fractions; arrays of shape (len(ys), len(xs)). Diverged members count as NaN in
+    the mean and std, never as numbers."""
+    xs, ys = np.sort(results[x].unique()), np.sort(results[y].unique())
+    g = results.assign(_c=(results.phase == "collapsed").astype(float), _d=(results.phase == "diverged").astype(float))
+    g.loc[g.phase == "diverged", color] = np.nan
+    agg = g.groupby([y, x]).agg(mean=(color, "mean"), std=(color, "std"), collapsed=("_c", "mean"), diverged=("_d", "mean"))
+    out = {"xs": xs, "ys": ys}
+    for k in ("mean", "std", "collapsed", "diverged"):
+        out[k] = agg[k].unstack(x).reindex(index=ys, columns=xs).to_numpy(dtype=float)
+    return out
+
+
+def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "viridis"):
+    """Heat map of the seed mean with the half-collapse boundary; returns the mesh (for a colour bar)."""
+    xs, ys = grid["xs"], grid["ys"]
+    mesh = ax.pcolormesh(_edges(xs, xlog), _edges(ys, ylog), np.ma.masked_invalid(grid["mean"]), cmap=cmap, shading="flat")
+    if len(xs) > 1 and len(ys) > 1 and np.nanmin(grid["collapsed"]) < 0.5 < np.nanmax(grid["collapsed"]):
+        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="white", linewidths=2)
+        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="black", linewidths=1, linestyles="--")
+    for j, yv in enumerate(ys):
+        for i, xv in enumerate(xs):
+            if grid["diverged"][j, i] >= 0.5:
+                ax.plot(xv, yv, marker="x", color="red", ms=7, mew=2)
+    ax.set_xscale("log" if xlog else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+    return mesh
+
+
+def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Path:
+    """Phase diagram of a 2-D sweep: seed mean of ``color`` (left, with the boundary where half
+    the seeds collapse, dashed) and the seed spread (right)."""
+    run_dir = Path(run_dir)
+    res = pd.read_parquet(run_dir / "results.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (x, y, color):
+        if key not in res.columns:
+            raise KeyError(f"{key!r} is not a column of results.parquet; columns: {', '.join(res.columns)}")
+    grid = phase_grid(res, x, y, color)
+    xlog, ylog = _is_log(summary, x, grid["xs"]), _is_log(summary, y, grid["ys"])
+    n_seeds = res.groupby([x, y]).size().max()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    mesh = draw_phase(axes[0], grid, xlog, ylog, color)
+    fig.colorbar(mesh, ax=axes[0], label=f"{LABELS.get(color, color)} (mean of {n_seeds} seeds)")
+    axes[0].set_title("dashed: half the seeds collapsed; x: diverged", fontsize=9)
+    spread = axes[1].pcolormesh(_edges(grid["xs"], xlog), _edges(grid["ys"], ylog), np.ma.masked_invalid(grid["std"]),
+                                cmap="magma", shading="flat")
+    axes[1].set_xscale("log" if xlog else "linear")
+    axes[1].set_yscale("log" if ylog else "linear")
+    fig.colorbar(spread, ax=axes[1], label=f"std over seeds of {color}")
+    axes[1].set_title("seed spread", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    path = run_dir / "figures" / f"phase_{color}.png"
+    path.parent.mkdir(exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_collapse_pair(run_dirs: list[Path], names: list[str], path: Path, x: str, y: str,
+                       color: str = "coverage_kl") -> Path:
+    """Phase diagrams of several sweeps side by side, one shared colour scale."""
+    fig, axes = plt.subplots(1, len(run_dirs), figsize=(5.4 * len(run_dirs), 4.3), layout="constrained", squeeze=False)
+    mesh = None
+    for ax, run_dir, name in zip(axes[0], map(Path, run_dirs), names):
+        res = pd.read_parquet(run_dir / "results.parquet")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        grid = phase_grid(res, x, y, color)
+        mesh = draw_phase(ax, grid, _is_log(summary, x, grid["xs"]), _is_log(summary, y, grid["ys"]), color)
+        mesh.set_clim(0, np.log(2) if color == "coverage_kl" else None)
+        ax.set_title(f"{name} critic (dashed: half the seeds collapsed)", fontsize=10)
+        ax.set_xlabel(f"{x} (g1 = 1, so g2/g1)")
+        ax.set_ylabel(y)
+    fig.colorbar(mesh, ax=axes[0, -1], label=LABELS.get(color, color) + ", mean over seeds")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,25 @@
+"""Named experiments, run by ``gandy run NAME [--quick]`` and listed by ``gandy experiments``.
+
+One registry, ``EXPERIMENTS``: a name maps to an :class:`Experiment` whose ``run(out, quick=...,
+overrides=..., resume=..., force=..., executor=..., address=..., progress=..., echo=...)`` writes
+its run directories under ``out`` and returns the paths of its figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from . import collapse_1d
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    run: Callable
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "collapse-1d": Experiment("collapse-1d", collapse_1d.DESCRIPTION, collapse_1d.run),
+}

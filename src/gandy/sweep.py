@@ -1,0 +1,316 @@
+"""Sweeps: a grid of configurations x seeds, run as batched simulations in chunks, resumable.
+
+A ``sweep:`` section maps dotted config paths to values::
+
+    sweep:
+      kernel.g2: {logspace: [0.01, 1.0], num: 12}     # endpoints are values, not exponents
+      optim.critic.lr: [1.0e-4, 1.0e-3, 1.0e-2]
+      batch_size: auto                                # members per chunk (auto: sized to memory)
+
+The grid product is crossed with ``seeds``. Members (grid point x seed) that share every key
+outside ``game.MEMBER_KEYS`` run as one simulation with a leading batch axis; per-member numbers
+(learning rates, penalty weight, g1, g2) are ``(B,)`` tensors. Members never interact, and every
+random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
+
+Store (``DIR``): ``config.yaml`` first, then one pair of Parquet files per finished chunk under
+``chunks/`` (metrics first, results last: the results file marks the chunk done), and at the end
+``results.parquet``, ``metrics.parquet``, ``summary.json`` and figures. ``--resume`` skips the
+chunks already done, so a run killed at any moment finishes with exactly the rows of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from . import config as C
+from .game import MEMBER_KEYS, Members, build, get_dotted, member_tables, simulate
+
+SPEC_KEYS = ("linspace", "logspace")
+RESERVED = ("batch_size",)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept key: its values in grid order and whether the grid is logarithmic."""
+
+    key: str
+    values: tuple
+    scale: str  # "linear" | "log"
+
+
+@dataclass
+class Member:
+    index: int
+    seed: int
+    values: dict  # swept key -> value
+    config: C.Config  # the member's full config (seeds = [seed], sweep = None)
+
+
+@dataclass
+class Chunk:
+    """Members that run as one batched simulation. ``id`` names its files in ``chunks/``."""
+
+    id: str
+    config: dict  # the shared config (json dump) the simulation is built from
+    members: list  # [(index, seed, {member key: value})]
+
+
+@dataclass
+class Plan:
+    axes: list
+    members: list
+    chunks: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- grid
+def _flatten(raw: dict, prefix: str = "") -> dict:
+    """Nested sweep entries (from dotted CLI overrides) become dotted keys; later ones win."""
+    out = {}
+    for k, v in raw.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not any(s in v for s in SPEC_KEYS):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _axis(key: str, spec: Any) -> Axis:
+    field_ = f"sweep.{key}"
+    if isinstance(spec, list):
+        if not spec:
+            raise C.ConfigError(field_, "needs at least one value")
+        vals = tuple(spec)
+        pos = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals)
+        ratios = pos and len(vals) > 2 and np.allclose(np.diff(np.log(vals)), np.log(vals[1] / vals[0]), rtol=1e-6)
+        return Axis(key, vals, "log" if ratios else "linear")
+    if isinstance(spec, dict):
+        kind = [s for s in SPEC_KEYS if s in spec]
+        extra = set(spec) - {*SPEC_KEYS, "num"}
+        if len(kind) != 1 or extra or "num" not in spec:
+            raise C.ConfigError(field_, "expected a list, {linspace: [a, b], num: n} or {logspace: [a, b], num: n}")
+        ends, num = spec[kind[0]], spec["num"]
+        if not (isinstance(ends, list) and len(ends) == 2 and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in ends)):
+            raise C.ConfigError(field_, f"{kind[0]} needs two numbers [a, b]")
+        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+            raise C.ConfigError(field_, "num must be a positive integer")
+        if kind[0] == "logspace":
+            if min(ends) <= 0:
+                raise C.ConfigError(field_, "logspace endpoints are values and must be > 0")
+            return Axis(key, tuple(float(v) for v in np.geomspace(ends[0], ends[1], num)), "log")
+        return Axis(key, tuple(float(v) for v in np.linspace(ends[0], ends[1], num)), "linear")
+    raise C.ConfigError(field_, "expected a list, {linspace: ...} or {logspace: ...}")
+
+
+def parse_sweep(raw: Optional[dict]) -> tuple[list[Axis], Optional[int]]:
+    """Axes in the order given and the chunk size (None = auto)."""
+    if not raw:
+        return [], None
+    raw = dict(raw)
+    bs = raw.pop("batch_size", "auto")
+    if bs != "auto" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise C.ConfigError("sweep.batch_size", "must be a positive integer or auto")
+    axes = [_axis(k, v) for k, v in _flatten(raw).items()]
+    for a in axes:
+        if a.key == "seeds":
+            raise C.ConfigError("sweep.seeds", "seeds are crossed with the grid already; list them under seeds")
+    return axes, None if bs == "auto" else bs
+
+
+def expand(cfg: C.Config) -> tuple[list[Axis], list[Member], Optional[int]]:
+    """All members of a sweep config, validated: grid points x seeds, in a fixed order."""
+    axes, bs = parse_sweep(cfg.sweep)
+    base = cfg.model_dump(mode="json")
+    base.pop("sweep", None)
+    members: list[Member] = []
+    for point in itertools.product(*(a.values for a in axes)):
+        data = json.loads(json.dumps(base))
+        for a, v in zip(axes, point):
+            C._set_dotted(data, a.key, v)
+        try:
+            pcfg = C.load_config(data)
+        except C.ConfigError as e:
+            vals = ", ".join(f"{a.key}={v}" for a, v in zip(axes, point))
+            raise C.ConfigError(f"sweep.{e.field}" if e.field else "sweep", f"at {vals}: {e.message}") from None
+        for seed in cfg.seeds:
+            mc = pcfg.model_copy(update={"seeds": [seed]})
+            members.append(Member(len(members), seed, dict(zip((a.key for a in axes), point)), mc))
+    return axes, members, bs
+
+
+def _shared(cfg: C.Config) -> dict:
+    """What members must share to run in one batch: the config without its per-member keys."""
+    d = cfg.model_dump(mode="json")
+    d.pop("seeds", None)
+    d.pop("sweep", None)
+    for key in MEMBER_KEYS:
+        if key.startswith("kernel.") and d["kernel"]["name"] != "two_number":
+            continue
+        *path, last = key.split(".")
+        node = d
+        for p in path:
+            node = node[p]
+        node.pop(last, None)
+    return d
+
+
+def member_bytes(cfg: C.Config, n_target: int) -> int:
+    """A generous estimate of one member's working memory in bytes (activations of the forward,
+    backward and double backward, critic parameters with gradients and Adam moments)."""
+    n, d = cfg.particles.n, 1
+    widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    points = n + (cfg.batch_size or n_target or n)
+    act = 16 * points * sum(widths)
+    n_params = sum(a * b for a, b in zip([d, *widths], [*widths, 1])) + sum(widths)
+    return 4 * (act + 8 * n_params + 8 * n * max(d, 1))
+
+
+def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e9) -> Plan:
+    """Group members by what they share, then cut each group into chunks of ``chunk`` members
+    (auto: as many as fit ``memory_budget`` bytes by :func:`member_bytes`, at most 1024)."""
+    axes, members, bs = expand(cfg)
+    chunk = chunk or bs
+    groups: dict[str, list[Member]] = {}
+    for m in members:
+        groups.setdefault(json.dumps(_shared(m.config), sort_keys=True), []).append(m)
+    chunks = []
+    for ms in groups.values():
+        size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, 0), 1))))
+        for i in range(0, len(ms), size):
+            part = ms[i:i + size]
+            values = [(m.index, m.seed, {k: float(get_dotted(m.config, k)) for k in _member_keys(m.config)}) for m in part]
+            chunks.append(Chunk(f"{part[0].index:07d}", part[0].config.model_dump(mode="json"), values))
+    return Plan(axes, members, chunks)
+
+
+def _member_keys(cfg: C.Config) -> list[str]:
+    return [k for k in MEMBER_KEYS if not (k.startswith("kernel.") and cfg.kernel.name != "two_number")]
+
+
+# ----------------------------------------------------------------------------- execution
+def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulate one chunk; return its ``(metrics, results)`` with sweep columns. Pure: plain data
+    in, DataFrames out, so that it can run in another process (Ray)."""
+    base = C.load_config(chunk.config)
+    sim = build(base)
+    cfgs = []
+    for _, seed, vals in chunk.members:
+        d = base.model_dump(mode="json")
+        for k, v in vals.items():
+            C._set_dotted(d, k, v)
+        cfgs.append(C.Config.model_validate(d))
+    for c in cfgs:  # per-member kernel checks (PSD for this N) that pydantic cannot make
+        if c.kernel.name == "two_number":
+            from .kernels import TwoNumber
+
+            TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
+    seeds = [s for _, s, _ in chunk.members]
+    raw = simulate(sim, seeds, members=Members.from_configs(cfgs, sim.device))
+    metrics, results = member_tables(sim, raw)
+    index = [i for i, _, _ in chunk.members]
+    for df in (metrics, results):
+        df["member"] = [index[j] for j in df["member"]]
+        for k in reversed(axes_keys):
+            df.insert(1, k, [values_by_index[i][k] for i in df["member"]])
+    return metrics, results
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_sweep(
+    cfg: C.Config,
+    out: Path,
+    resume: bool = False,
+    force: bool = False,
+    executor: str = "local",
+    address: Optional[str] = None,
+    progress: bool = False,
+    figures: bool = True,
+    echo: Callable[[str], None] = lambda s: None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run a sweep config into ``out``; return ``(results, metrics, summary)``."""
+    out = Path(out)
+    p = plan(cfg)  # validates every member before anything is written
+    for ch in p.chunks:  # and every shared config (dimensions, data files, kernels) too
+        build(C.load_config(ch.config))
+    resolved = C.dump_config(cfg)
+    if out.exists():
+        if resume:
+            old = (out / "config.yaml").read_text() if (out / "config.yaml").exists() else None
+            if old != resolved:
+                raise C.ConfigError("out", f"{out} holds a different run; resume needs the same config")
+        elif force:
+            shutil.rmtree(out)
+        else:
+            raise C.ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+    if not (out / "config.yaml").exists():
+        tmp = out / ".config.yaml.tmp"
+        tmp.write_text(resolved)
+        os.replace(tmp, out / "config.yaml")
+    keys = [a.key for a in p.axes]
+    values = {m.index: m.values for m in p.members}
+    todo = [ch for ch in p.chunks if not (out / "chunks" / f"{ch.id}.results.parquet").exists()]
+    echo(f"{len(p.members)} members in {len(p.chunks)} chunks; {len(p.chunks) - len(todo)} already done")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(len(ch.members) for ch in todo), desc="members", unit="member", disable=None)
+    t0 = time.perf_counter()
+
+    def done(ch: Chunk, tables) -> None:
+        metrics, results = tables
+        _write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
+        _write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
+        if bar is not None:
+            bar.update(len(ch.members))
+
+    from .executors import EXECUTORS
+
+    EXECUTORS[executor](todo, keys, values, done, address)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    results = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.results.parquet") for ch in p.chunks])
+    metrics = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.metrics.parquet") for ch in p.chunks])
+    results = results.sort_values("member").reset_index(drop=True)
+    metrics = metrics.sort_values(["member", "step"]).reset_index(drop=True)
+    phases = results.phase.tolist()
+    summary = {
+        "sweep": {"axes": [{"key": a.key, "values": list(a.values), "scale": a.scale} for a in p.axes],
+                  "seeds": list(cfg.seeds), "members": len(p.members), "chunks": len(p.chunks),
+                  "chunk_sizes": sorted({len(ch.members) for ch in p.chunks}), "executor": executor},
+        "wall_seconds_this_invocation": wall,
+        "phase_counts": {ph: phases.count(ph) for ph in ("converged", "collapsed", "oscillating", "diverged")},
+        "torch_version": torch.__version__,
+    }
+    _write_parquet(results, out / "results.parquet")
+    _write_parquet(metrics, out / "metrics.parquet")
+    tmp = out / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    os.replace(tmp, out / "summary.json")
+    if figures and len(p.axes) == 2:
+        from .plots import plot_phase
+
+        for color in ("coverage_kl",):
+            plot_phase(out, keys[0], keys[1], color)
+    return results, metrics, summary

@@ -1,0 +1,235 @@
+"""Sweeps: grid parsing, batched = single runs bit for bit, isolation, chunking, store, resume."""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import gandy
+from gandy import config as C
+from gandy.plots import phase_grid
+from gandy.sweep import expand, parse_sweep, plan, run_sweep
+
+BASE = {
+    "target": {"name": "two_modes_1d"},
+    "particles": {"n": 16},
+    "critic": {"name": "mlp", "widths": [16]},
+    "optim": {"critic": {"name": "adam", "lr": 0.01}, "generator": {"lr": 0.01}},
+    "steps": 40,
+    "log_every": 20,
+    "seeds": [0, 1],
+    "sweep": {"kernel.g2": [0.0, 0.5], "optim.critic.lr": [0.001, 0.01]},
+}
+
+
+def cfg_with(**sweep) -> C.Config:
+    d = copy.deepcopy(BASE)
+    if sweep:
+        d["sweep"] = sweep
+    return C.load_config(d)
+
+
+# ----------------------------------------------------------------------------- grid
+def test_grid_specs_give_values_not_exponents():
+    axes, bs = parse_sweep({"a.b": [1, 2, 3], "c": {"linspace": [0, 1], "num": 5}, "d": {"logspace": [0.01, 1.0], "num": 3},
+                            "batch_size": 7})
+    assert bs == 7
+    assert axes[0].values == (1, 2, 3) and axes[0].scale == "linear"
+    assert axes[1].values == pytest.approx((0, 0.25, 0.5, 0.75, 1.0))
+    assert axes[2].values == pytest.approx((0.01, 0.1, 1.0)) and axes[2].scale == "log"
+    assert parse_sweep({"x": [1e-3, 1e-2, 1e-1]})[0][0].scale == "log"  # a geometric list is a log grid
+
+
+def test_nested_sweep_entries_are_dotted_keys_and_overrides_work():
+    cfg = C.load_config(BASE, ["sweep.kernel.g2=[0.1, 0.2, 0.3]"])
+    axes, members, _ = expand(cfg)
+    assert [a.key for a in axes] == ["kernel.g2", "optim.critic.lr"]
+    assert axes[0].values == (0.1, 0.2, 0.3)
+    assert len(members) == 3 * 2 * 2
+    m = members[5]
+    assert m.config.kernel.g2 == m.values["kernel.g2"] and m.config.seeds == [m.seed]
+
+
+@pytest.mark.parametrize("sweep, field", [
+    ({"kernel.g2": [2.0]}, "sweep.kernel.g2"),  # g2 > g1
+    ({"kernel.bogus": [1]}, "sweep.kernel.bogus"),
+    ({"optim.critic.lr": {"logspace": [0, 1], "num": 3}}, "sweep.optim.critic.lr"),
+    ({"optim.critic.lr": {"linspace": [0, 1]}}, "sweep.optim.critic.lr"),
+    ({"optim.critic.lr": []}, "sweep.optim.critic.lr"),
+    ({"kernel.g2": [0.1], "batch_size": 0}, "sweep.batch_size"),
+])
+def test_bad_sweeps_name_the_field(sweep, field):
+    with pytest.raises(C.ConfigError) as e:
+        expand(cfg_with(**sweep))
+    assert e.value.field == field
+
+
+def test_members_group_by_shape_and_chunk():
+    cfg = cfg_with(**{"kernel.g2": [0.0, 0.5], "critic.widths": [[16], [8]], "batch_size": 3})
+    p = plan(cfg)
+    assert len(p.members) == 8
+    widths = [ch.config["critic"]["widths"] for ch in p.chunks]
+    assert sorted(map(tuple, widths)) == [(8,), (8,), (16,), (16,)]  # 4 members per width, chunks of <= 3
+    assert sorted(i for ch in p.chunks for i, _, _ in ch.members) == list(range(8))
+
+
+# ----------------------------------------------------------------------------- engine
+def _point(results, **vals):
+    sel = np.ones(len(results), bool)
+    for k, v in vals.items():
+        sel &= np.isclose(results[k], v)
+    return results[sel].sort_values("seed").reset_index(drop=True)
+
+
+COLS = ["coverage_kl", "mean_dist", "com_error", "w1", "phase"]
+
+
+def test_sweep_members_equal_single_runs_bit_for_bit(tmp_path):
+    res, metrics, _ = run_sweep(cfg_with(), tmp_path / "s", figures=False)
+    for g2 in (0.0, 0.5):
+        for lr in (0.001, 0.01):
+            single = gandy.run(C.load_config({**BASE, "sweep": None}, [f"kernel.g2={g2}", f"optim.critic.lr={lr}"]), figures=False)
+            got = _point(res, **{"kernel.g2": g2, "optim.critic.lr": lr})
+            pd.testing.assert_frame_equal(got[COLS], single.results[COLS], check_exact=True)
+
+
+def test_unstable_member_cannot_change_the_others(tmp_path):
+    stable = cfg_with(**{"optim.generator.lr": [0.01, 0.02]})
+    unstable = cfg_with(**{"optim.generator.lr": [0.01, 0.02, 1.0e6]})
+    a, _, _ = run_sweep(stable, tmp_path / "a", figures=False)
+    b, _, _ = run_sweep(unstable, tmp_path / "b", figures=False)
+    assert (b[b["optim.generator.lr"] == 1.0e6].phase == "diverged").all()
+    assert (b[b["optim.generator.lr"] == 1.0e6].diverged_step > 0).all()
+    keep = b[b["optim.generator.lr"] < 1.0].drop(columns="member").reset_index(drop=True)
+    pd.testing.assert_frame_equal(keep, a.drop(columns="member"), check_exact=True)
+
+
+@pytest.mark.parametrize("bs", [1, 3])
+def test_chunk_size_does_not_change_numbers(tmp_path, bs):
+    ref, mref, _ = run_sweep(cfg_with(), tmp_path / "ref", figures=False)
+    got, mgot, _ = run_sweep(cfg_with(**{**BASE["sweep"], "batch_size": bs}), tmp_path / "bs", figures=False)
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+    pd.testing.assert_frame_equal(mgot, mref, check_exact=True)
+
+
+# ----------------------------------------------------------------------------- store
+def test_store_columns_and_figures(tmp_path):
+    out = tmp_path / "s"
+    run_sweep(cfg_with(), out)
+    res = pd.read_parquet(out / "results.parquet")
+    met = pd.read_parquet(out / "metrics.parquet")
+    for col in ("kernel.g2", "optim.critic.lr", "seed", "coverage_kl", "w1", "phase"):
+        assert col in res.columns
+    for col in ("kernel.g2", "optim.critic.lr", "seed", "step", "coverage_kl"):
+        assert col in met.columns
+    assert len(res) == 8 and not res.duplicated(["kernel.g2", "optim.critic.lr", "seed"]).any()
+    assert len(met) == 8 * 3  # steps 0, 20, 40
+    assert (out / "figures" / "phase_coverage_kl.png").stat().st_size > 5000
+    assert yaml.safe_load((out / "config.yaml").read_text())["sweep"]["kernel.g2"] == [0.0, 0.5]
+
+
+def test_existing_directory_needs_resume_or_force(tmp_path):
+    out = tmp_path / "s"
+    run_sweep(cfg_with(), out, figures=False)
+    with pytest.raises(C.ConfigError):
+        run_sweep(cfg_with(), out, figures=False)
+    with pytest.raises(C.ConfigError) as e:
+        run_sweep(cfg_with(**{"kernel.g2": [0.1]}), out, resume=True, figures=False)
+    assert "different" in e.value.message
+
+
+def test_phase_grid_statistics_by_hand():
+    res = pd.DataFrame({
+        "x": [1, 1, 2, 2, 1, 1, 2, 2], "y": [5, 5, 5, 5, 6, 6, 6, 6],
+        "coverage_kl": [0.0, 0.2, 0.6, 0.7, 0.1, 0.1, 0.3, 9.0],
+        "phase": ["converged", "oscillating", "collapsed", "collapsed", "converged", "collapsed", "collapsed", "diverged"],
+    })
+    g = phase_grid(res, "x", "y", "coverage_kl")
+    np.testing.assert_allclose(g["mean"], [[0.1, 0.65], [0.1, 0.3]])  # the diverged 9.0 is not averaged in
+    np.testing.assert_allclose(g["collapsed"], [[0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(g["diverged"], [[0.0, 0.0], [0.0, 0.5]])
+    assert np.isnan(g["std"][1, 1])  # one finite seed: no spread
+
+
+# ----------------------------------------------------------------------------- CLI: kill and resume
+def _gandy(*args, **kw):
+    exe = Path(sys.executable).with_name("gandy")
+    return subprocess.Popen([str(exe), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_sigkill_then_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
+    d = copy.deepcopy(BASE)
+    d.update(steps=60, sweep={"kernel.g2": [0.0, 0.2, 0.4, 0.6], "optim.critic.lr": [0.001, 0.01], "batch_size": 2})
+    cfg_path = tmp_path / "sweep.yaml"
+    cfg_path.write_text(yaml.safe_dump(d))
+    ref_dir, out = tmp_path / "ref", tmp_path / "out"
+    assert _gandy("run", cfg_path, "--out", ref_dir, "-q").wait(timeout=300) == 0
+    proc = _gandy("run", cfg_path, "--out", out, "-q")
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((out / "chunks").glob("*.results.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list((out / "chunks").glob("*.results.parquet")))
+    assert 2 <= done < 4, "the kill should land mid-sweep (4 chunks of 2 members)"
+    assert not (out / "results.parquet").exists()
+    res = _gandy("run", cfg_path, "--out", out, "--resume", "-q")
+    stdout, stderr = res.communicate(timeout=300)
+    assert res.returncode == 0, stderr
+    assert f"8 members in 4 chunks; {done} already done" in stdout
+    got = pd.read_parquet(out / "results.parquet")
+    ref = pd.read_parquet(ref_dir / "results.parquet")
+    pd.testing.assert_frame_equal(got, ref, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "metrics.parquet"), pd.read_parquet(ref_dir / "metrics.parquet"), check_exact=True)
+
+
+def test_cli_sweep_bad_input_exits_2_and_writes_nothing(tmp_path):
+    d = copy.deepcopy(BASE)
+    d["sweep"] = {"kernel.g2": [0.1, 3.0]}
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(d))
+    proc = _gandy("run", p, "--out", tmp_path / "o", "-q")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert err.strip().startswith("error: sweep.kernel.g2") and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_plot_phase(tmp_path):
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+
+    out = tmp_path / "s"
+    run_sweep(cfg_with(), out, figures=False)
+    r = CliRunner().invoke(app, ["plot", "phase", str(out), "--x", "kernel.g2", "--y", "optim.critic.lr", "--color", "w1"])
+    assert r.exit_code == 0, r.output
+    assert (out / "figures" / "phase_w1.png").exists()
+    r = CliRunner().invoke(app, ["plot", "phase", str(out), "--x", "kernel.g2", "--y", "nope"])
+    assert r.exit_code == 2
+
+
+# ----------------------------------------------------------------------------- Ray
+def test_ray_executor_gives_identical_results(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        cfg = cfg_with(**{**BASE["sweep"], "batch_size": 3})
+        a, ma, _ = run_sweep(cfg, tmp_path / "local", figures=False)
+        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray", figures=False)
+        assert s["sweep"]["executor"] == "ray" and s["sweep"]["chunks"] == 3
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+    finally:
+        ray.shutdown()
