@@ -119,3 +119,7 @@ def test_gandy_demo_command_splits_then_collapses(tmp_path):
     assert (small.phase == "converged").all() and (small.modes_covered == 2).all()
     assert (large.phase == "collapsed").all()
     assert (tmp_path / "demo" / "demo.png").stat().st_size > 10_000
+    res = __import__("pandas").read_parquet(tmp_path / "demo" / "phase" / "results.parquet")
+    assert len(res) == 36 and (tmp_path / "demo" / "phase" / "figures" / "phase_coverage_kl.png").exists()
+    low, high = res[res["kernel.g2"] < 0.01], res[res["kernel.g2"] > 0.4]
+    assert (high.phase == "collapsed").all() and not (low.phase == "collapsed").any()

@@ -4,6 +4,8 @@ The built-in config (``configs/demo.yaml``) runs at a small and a large g2/g1. A
 relative modes of the kernel (eigenvalue g1 - g2) are as fast as the centre of mass and the
 particles split over both modes; near g2/g1 = 1 the centre-of-mass eigenvalue g1 + (N-1) g2
 dominates, the cloud moves as one body and collapses onto (and oscillates between) the modes.
+Then a small version of the ``collapse-1d`` experiment (ReLU critic, 6 x 3 grid, 2 seeds) draws
+the phase diagram as one batched sweep.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Callable
 import yaml
 
 RATIOS = {"small_ratio": 0.01, "large_ratio": 0.9}
+PHASE_GRID = ["steps=1500", "seeds=[0, 1]", "critic.activation=relu",
+              "sweep.kernel.g2={logspace: [0.003, 0.5], num: 6}", "sweep.optim.critic.lr={logspace: [0.0001, 0.01], num: 3}"]
 
 
 def demo_config() -> dict:
@@ -33,4 +37,11 @@ def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = pri
         phases = ", ".join(res.results.phase)
         echo(f"g2/g1 = {ratio}: {phases}  ({res.summary['wall_seconds']:.1f} s)")
         dirs.append(out / name)
-    return [plot_demo(dirs, out / "demo.png")] + [p for d in dirs for p in sorted((d / "figures").glob("*.png"))]
+    from .config import load_config
+    from .experiments.collapse_1d import base_config
+    from .sweep import run_sweep
+
+    res, _, summ = run_sweep(load_config(base_config(), PHASE_GRID), out / "phase", force=True, progress=progress)
+    echo(f"phase diagram: {len(res)} members, {summ['phase_counts']}  ({summ['wall_seconds_this_invocation']:.1f} s)")
+    figs = [plot_demo(dirs, out / "demo.png"), out / "phase" / "figures" / "phase_coverage_kl.png"]
+    return figs + [p for d in dirs for p in sorted((d / "figures").glob("*.png"))]
