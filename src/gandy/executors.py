@@ -1,7 +1,8 @@
 """Executors: where the chunks of a sweep run. One registry, ``EXECUTORS``.
 
-An executor is ``run(chunks, axis_keys, values_by_index, done, address)``; it calls
-``done(chunk, (metrics, results))`` in the driver process for every finished chunk, in any order.
+An executor is ``run(chunks, axis_keys, values_by_index, done, address, step)``; it calls
+``done(chunk, (metrics, results))`` in the driver process for every finished chunk, in any order,
+and ``step(k)`` for progress (k member-steps made).
 The driver writes the store, so results are identical whichever executor ran the chunks.
 """
 
@@ -12,13 +13,15 @@ from typing import Callable, Optional
 from .sweep import Chunk, run_chunk
 
 
-def run_local(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None) -> None:
-    """In this process, one batched chunk after another."""
+def run_local(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None,
+              step: Callable = lambda k: None) -> None:
+    """In this process, one batched chunk after another (progress at every step)."""
     for ch in chunks:
-        done(ch, run_chunk(ch, keys, values))
+        done(ch, run_chunk(ch, keys, values, step))
 
 
-def run_ray(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None) -> None:
+def run_ray(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None,
+            step: Callable = lambda k: None) -> None:
     """Chunks as Ray tasks (one GPU per task where the cluster has GPUs), gathered as they finish.
 
     ``address``: a running cluster (``ray://host:port`` or ``host:port``); None starts or joins a
@@ -41,7 +44,9 @@ def run_ray(chunks: list[Chunk], keys, values, done: Callable, address: Optional
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                done(pending.pop(ref), ray.get(ref))
+                ch = pending.pop(ref)
+                done(ch, ray.get(ref))
+                step(len(ch.members) * ch.config["steps"])  # progress per finished chunk
     finally:
         if started:
             ray.shutdown()

@@ -202,9 +202,11 @@ def _member_keys(cfg: C.Config) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- execution
-def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
+              on_step: Optional[Callable[[int], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Simulate one chunk; return its ``(metrics, results)`` with sweep columns. Pure: plain data
-    in, DataFrames out, so that it can run in another process (Ray)."""
+    in, DataFrames out, so that it can run in another process (Ray). ``on_step(k)`` is told of
+    every step, with k = the number of member-steps it made."""
     base = C.load_config(chunk.config)
     sim = build(base)
     cfgs = []
@@ -219,7 +221,8 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict) -> tupl
 
             TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
     seeds = [s for _, s, _ in chunk.members]
-    raw = simulate(sim, seeds, members=Members.from_configs(cfgs, sim.device))
+    step = (lambda _: on_step(len(seeds))) if on_step is not None else None
+    raw = simulate(sim, seeds, progress=step, members=Members.from_configs(cfgs, sim.device))
     metrics, results = member_tables(sim, raw)
     index = [i for i, _, _ in chunk.members]
     for df in (metrics, results):
@@ -274,19 +277,22 @@ def run_sweep(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(len(ch.members) for ch in todo), desc="members", unit="member", disable=None)
+        bar = tqdm(total=sum(len(ch.members) for ch in todo) * cfg.steps, desc="member-steps", unit="",
+                   unit_scale=True, disable=None)
     t0 = time.perf_counter()
 
     def done(ch: Chunk, tables) -> None:
         metrics, results = tables
         _write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
         _write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
+
+    def step(k: int) -> None:
         if bar is not None:
-            bar.update(len(ch.members))
+            bar.update(k)
 
     from .executors import EXECUTORS
 
-    EXECUTORS[executor](todo, keys, values, done, address)
+    EXECUTORS[executor](todo, keys, values, done, address, step)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
