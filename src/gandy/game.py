@@ -151,13 +151,20 @@ def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: to
     return loss
 
 
-def force(sim: Simulation, params, x: torch.Tensor) -> torch.Tensor:
-    """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``)."""
-    params = {k: v.detach() for k, v in params.items()}
+def force(sim: Simulation, params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``).
+
+    ``create_graph``: keep F differentiable w.r.t. ``params`` and ``x`` (for Jacobians of the
+    update map); otherwise both are detached.
+    """
+    if not create_graph:
+        params = {k: v.detach() for k, v in params.items()}
     with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)
+        # with create_graph, differentiate w.r.t. a copy: the partial derivative at fixed params,
+        # even where params themselves depend on x (as after a critic step on these particles)
+        xg = x.clone() if create_graph else x.detach().requires_grad_(True)
         lg = sim.game.gen_loss(sim.critic.forward(params, xg))
-        (g,) = torch.autograd.grad(lg.sum(), xg)
+        (g,) = torch.autograd.grad(lg.sum(), xg, create_graph=create_graph)
     f = -g
     if sim.cfg.optim.generator.force == "mean":
         f = f / x.shape[1]

@@ -81,7 +81,7 @@ class Dense(Kernel):
             self.g1, self.g2 = g12
 
     def apply(self, f, g1=None, g2=None):
-        return torch.matmul(self.k.to(f.device), f)
+        return torch.matmul(self.k.to(device=f.device, dtype=f.dtype), f)
 
     def dense(self):
         return self.k

@@ -1,0 +1,339 @@
+"""Critical damping (SCIENCE.md section 1.5): linear theory, the Jacobian of the whole update map,
+and measured convergence of several penalty weights run as one batched simulation.
+
+Linear theory. Point-mass (or one-Gaussian) target mu_P, linear critic f(x) = w.x + c trained by
+SGD (rate eta_D, weight decay wd) on the ipm game, a penalty whose gradient on a linear critic is
+``friction * lambda * w`` (sobolev: lambda(|w|^2 - 1) -> friction 2; r1, r2: lambda/2 |w|^2 ->
+friction 1), and a kernel mode of eigenvalue kappa (the centre of mass: kappa = g1 + (N-1) g2,
+or the mean row sum of K; the relative modes: g1 - g2). With e = mu_P - mu_Q::
+
+    dw/dt = eta_D (e - (friction lambda + wd) w),    de/dt = -eta_G kappa w
+    e'' + (friction lambda + wd) eta_D e' + eta_G eta_D kappa e = 0
+
+omega_0^2 = eta_G eta_D kappa, damping ratio zeta = (friction lambda + wd) eta_D / (2 omega_0),
+critical at lambda_c = (2 sqrt(eta_G kappa / eta_D) - wd) / friction. With finite steps the loop
+is the linear map (w, e) -> A (w, e) below, whose spectral radius sets the decay per step; its
+optimum moves away from lambda_c as the steps grow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import config as C
+from .game import Members, build, critic_loss, force, start, advance
+from .rng import Stream, member_keys
+
+FRICTION = {"none": 0.0, "sobolev": 2.0, "r1": 1.0, "r2": 1.0}
+"""d(penalty)/dw = FRICTION * w for a linear critic; wgan_gp and dragan have no linear theory
+((|w| - 1)^2 has its minimum at |w| = 1, not at the game's equilibrium w = 0)."""
+
+
+# ----------------------------------------------------------------------------- theory
+@dataclass(frozen=True)
+class LinearModel:
+    """The linearised critic-generator pair of one kernel mode (see the module docstring)."""
+
+    eta_g: float
+    eta_d: float
+    kappa: float
+    friction: float
+    weight_decay: float = 0.0
+    order: str = "alternating"
+
+    def gamma(self, lam):
+        """Friction coefficient (friction * lambda + wd) * eta_D of the oscillator."""
+        return (self.friction * np.asarray(lam, float) + self.weight_decay) * self.eta_d
+
+    @property
+    def omega0(self) -> float:
+        return math.sqrt(self.eta_g * self.eta_d * self.kappa)
+
+    def zeta(self, lam):
+        return self.gamma(lam) / (2 * self.omega0)
+
+    @property
+    def lambda_c(self) -> float:
+        """Critical penalty weight in continuous time (zeta = 1)."""
+        return (2 * math.sqrt(self.eta_g * self.kappa / self.eta_d) - self.weight_decay) / self.friction
+
+    def continuous_eigenvalues(self, lam) -> np.ndarray:
+        """``(..., 2)`` complex roots of s^2 + gamma s + omega0^2."""
+        g = self.gamma(lam)
+        disc = np.sqrt((g**2 - 4 * self.omega0**2).astype(complex))
+        return np.stack([(-g + disc) / 2, (-g - disc) / 2], axis=-1)
+
+    def continuous_decay(self, lam):
+        """Decay rate per unit time (per step, since each step is one unit of time)."""
+        return -self.continuous_eigenvalues(lam).real.max(-1)
+
+    def step_matrix(self, lam) -> np.ndarray:
+        """``(..., 2, 2)`` one-step map of (w, e) along one coordinate, for the loop's order."""
+        lam = np.asarray(lam, float)
+        a = 1 - self.gamma(lam)
+        k = self.eta_g * self.kappa
+        A = np.empty(lam.shape + (2, 2))
+        A[..., 0, 0], A[..., 0, 1] = a, self.eta_d
+        if self.order == "alternating":  # critic first, then the particles see the new critic
+            A[..., 1, 0], A[..., 1, 1] = -k * a, 1 - k * self.eta_d
+        else:
+            A[..., 1, 0], A[..., 1, 1] = -k, 1.0
+        return A
+
+    def discrete_eigenvalues(self, lam) -> np.ndarray:
+        return np.linalg.eigvals(self.step_matrix(lam))
+
+    def spectral_radius(self, lam):
+        return np.abs(self.discrete_eigenvalues(lam)).max(-1)
+
+    def discrete_decay(self, lam):
+        """-log of the spectral radius: decay of |e| per step."""
+        return -np.log(self.spectral_radius(lam))
+
+    def best_lambda(self) -> float:
+        """The penalty weight that minimises the one-step map's spectral radius."""
+        from scipy.optimize import minimize_scalar
+
+        hi = 4 * max(self.lambda_c, 1e-12) + 2 / (self.friction * self.eta_d)
+        grid = np.linspace(0, hi, 4001)
+        i = int(np.argmin(self.spectral_radius(grid)))
+        lo, up = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        r = minimize_scalar(lambda x: float(self.spectral_radius(x)), bounds=(lo, up), method="bounded",
+                            options={"xatol": 1e-10 * max(up, 1e-12)})
+        return float(r.x)
+
+
+def kernel_modes(sim) -> dict:
+    """Eigenvalues of the kernel's centre-of-mass and (largest) relative mode."""
+    k = sim.kernel
+    if k.g1 is not None and k.__class__.__name__ == "TwoNumber":
+        return {"com": k.g1 + (sim.n - 1) * k.g2, "relative": k.g1 - k.g2}
+    K = k.dense().double()
+    n = K.shape[0]
+    P = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    return {"com": float(K.sum() / n), "relative": float(torch.linalg.eigvalsh(P @ K @ P).max())}
+
+
+def linear_model(cfg: C.Config, mode: str = "com") -> LinearModel:
+    """The linear theory of a config, or a ConfigError naming what it lacks."""
+    if cfg.critic.name != "linear":
+        raise C.ConfigError("critic.name", "the linear theory needs critic: {name: linear}")
+    if cfg.target.name not in ("point_mass",) and not (cfg.target.name == "gaussian_mixture" and len(cfg.target.means) == 1):
+        raise C.ConfigError("target.name", "the linear theory needs a point_mass (or one-Gaussian) target")
+    if cfg.objective != "ipm":
+        raise C.ConfigError("objective", "the linear theory is derived for the ipm game")
+    if cfg.optim.critic.name != "sgd" or cfg.optim.critic.steps != 1:
+        raise C.ConfigError("optim.critic", "the linear theory needs one sgd critic step per particle step")
+    if cfg.penalty.name not in FRICTION:
+        raise C.ConfigError("penalty.name", f"no linear theory for {cfg.penalty.name}; valid: {', '.join(FRICTION)}")
+    if cfg.optim.generator.force != "per_particle":
+        raise C.ConfigError("optim.generator.force", "the linear theory uses force: per_particle")
+    sim = build(cfg)
+    return LinearModel(cfg.optim.generator.lr, cfg.optim.critic.lr, kernel_modes(sim)[mode],
+                       FRICTION[cfg.penalty.name], cfg.optim.critic.weight_decay, cfg.optim.order)
+
+
+# ----------------------------------------------------------------------------- the update map
+def update_map(sim, weight: float, seed: int = 0):
+    """The loop's one-step map as a pure function of a flat float64 state, for one member.
+
+    Returns ``(f, pack, unpack)``: ``f(z) -> z'`` with z = (trainable critic parameters, particles)
+    flattened; ``pack(params, x)`` and ``unpack(z)`` convert. Target samples and penalty noise are
+    redrawn identically at every call (fixed noise). Needs an sgd critic.
+    """
+    cfg = sim.cfg
+    if cfg.optim.critic.name != "sgd":
+        raise C.ConfigError("optim.critic.name", "the Jacobian of the update map needs an sgd critic")
+    keys = member_keys([seed])
+    frozen = {k: v.double() for k, v in sim.critic.init(Stream(keys, "critic"), 1).items() if k in sim.critic.frozen}
+    st = start(sim, [seed])
+    shapes = {k: v.shape for k, v in st.params.items() if k not in sim.critic.frozen}
+    real = sim.target.sample(Stream(keys, "data"), sim.batch).double()
+    xshape = st.x.shape
+    lr_c, lr_g, wd = cfg.optim.critic.lr, cfg.optim.generator.lr, cfg.optim.critic.weight_decay
+    w = torch.tensor([weight], dtype=torch.float64)
+
+    def unpack(z):
+        out, i = {}, 0
+        for k, s in shapes.items():
+            n = int(np.prod(s))
+            out[k] = z[i:i + n].reshape(s)
+            i += n
+        return out, z[i:].reshape(xshape)
+
+    def pack(params, x):
+        return torch.cat([params[k].reshape(-1).double() for k in shapes] + [x.reshape(-1).double()])
+
+    def step_critic(params, x):
+        for _ in range(cfg.optim.critic.steps):
+            loss = critic_loss(sim, {**frozen, **params}, real, x, Stream(keys, "penalty"), w)
+            grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
+            params = {k: p - lr_c * (g + wd * p) for (k, p), g in zip(params.items(), grads)}
+        return params
+
+    def f(z):
+        params, x = unpack(z)
+        if cfg.optim.order == "simultaneous":
+            F = force(sim, {**frozen, **params}, x, create_graph=True)
+            params = step_critic(params, x)
+        else:
+            params = step_critic(params, x)
+            F = force(sim, {**frozen, **params}, x, create_graph=True)
+        return pack(params, x + lr_g * sim.kernel.apply(F))
+
+    return f, pack, unpack
+
+
+def jacobian_spectrum(sim, params: dict, x: torch.Tensor, weight: float, seed: int = 0,
+                      dense_max: int = 1500, k: int = 6) -> np.ndarray:
+    """Eigenvalues of the Jacobian of the whole one-step map (critic and particles together) at
+    the state ``(params, x)`` of one member (leading axis 1).
+
+    Dense (torch.autograd.functional.jacobian, then numpy) up to ``dense_max`` state dimensions;
+    above, the ``k`` of largest modulus by Arnoldi (scipy's eigs) on Jacobian-vector products.
+    """
+    f, pack, _ = update_map(sim, weight, seed)
+    z0 = pack({kk: v for kk, v in params.items() if kk not in sim.critic.frozen}, x).detach()
+    if z0.numel() <= dense_max:
+        J = torch.autograd.functional.jacobian(f, z0)
+        return np.linalg.eigvals(J.numpy())
+    from scipy.sparse.linalg import LinearOperator, eigs
+
+    def mv(v):
+        _, jv = torch.autograd.functional.jvp(f, z0, torch.as_tensor(np.real(v), dtype=torch.float64).reshape(-1))
+        return jv.numpy()
+
+    op = LinearOperator((z0.numel(), z0.numel()), matvec=mv, dtype=np.float64)
+    return eigs(op, k=k, which="LM", return_eigenvectors=False, tol=1e-8)
+
+
+def transverse_radius(eigs: np.ndarray, tol: float = 1e-7) -> float:
+    """Spectral radius over the eigenvalues not equal to 1: eigenvalue 1 belongs to directions
+    along a family of equilibria (the critic's bias in ipm, particle shapes a linear critic cannot
+    see), which neither grow nor decay."""
+    e = np.asarray(eigs)
+    moving = e[np.abs(e - 1) > tol]
+    return float(np.abs(moving).max()) if moving.size else 1.0
+
+
+# ----------------------------------------------------------------------------- measurement
+def envelope_decay(err: np.ndarray, hi: float = 1e-1, lo: float = 1e-5) -> float:
+    """Late-time decay rate per step of ``err`` (relative to err[0]): slope of log of the future
+    envelope max_{s >= t} err_s over the steps where it lies between ``lo`` and ``hi``."""
+    r = err / err[0]
+    env = np.maximum.accumulate(r[::-1])[::-1]
+    sel = (env < hi) & (env > lo) & np.isfinite(env)
+    if sel.sum() < 5:
+        return float("nan")
+    t = np.arange(len(r))[sel]
+    return float(-np.polyfit(t, np.log(env[sel]), 1)[0])
+
+
+def steps_to(err: np.ndarray, tol: float) -> int:
+    """First step after which err stays at or below tol * err[0]; -1 if never."""
+    r = err / err[0]
+    bad = np.nonzero(~(r <= tol))[0]
+    if bad.size == 0:
+        return 0
+    return int(bad[-1] + 1) if bad[-1] + 1 < len(r) else -1
+
+
+def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None, tol: float = 1e-3,
+                force_out: bool = False, figures: bool = True, seed: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
+    """Run ``weights`` as one batched simulation (members share the seed, so the same start), and
+    compare measured convergence with theory. Returns ``(table, summary)``; writes ``out``."""
+    if not weights or any((not math.isfinite(w)) or w < 0 for w in weights):
+        raise C.ConfigError("weights", "need one or more finite, non-negative penalty weights")
+    if cfg.penalty.name == "none":
+        raise C.ConfigError("penalty.name", "choose a penalty to vary its weight")
+    if out is not None and Path(out).exists() and not force_out:
+        raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
+    sim = build(cfg)
+    try:
+        model = linear_model(cfg)
+        rel_model = linear_model(cfg, "relative")
+    except C.ConfigError as e:
+        model, rel_model, why = None, None, str(e)
+    seed = cfg.seeds[0] if seed is None else seed
+    cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
+    st = start(sim, [seed] * len(weights), Members.from_configs(cfgs, sim.device))
+    mu = sim.target.mean.double()
+    errs = [((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()]
+    for _ in range(cfg.steps):
+        advance(sim, st)
+        errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy())
+    err = np.stack(errs, 1)  # (B, T + 1)
+    rows = []
+    for i, w in enumerate(weights):
+        alive = bool(st.alive[i])
+        params_i = {k: v[i:i + 1].double() for k, v in st.params.items()}
+        spec = jacobian_spectrum(sim, params_i, st.x[i:i + 1].double(), w, seed) if alive else np.array([np.nan])
+        rho = transverse_radius(spec) if alive else float("nan")
+        rows.append({
+            "weight": float(w),
+            "steps_to_converge": steps_to(err[i], tol) if alive else -1,
+            "decay_rate": envelope_decay(err[i]) if alive else float("nan"),
+            "theory_decay_rate": float(model.discrete_decay(w)) if model else float("nan"),
+            "spectral_radius": rho,
+            "jacobian_decay_rate": -math.log(rho) if alive and rho > 0 else float("nan"),
+            "theory_spectral_radius": float(model.spectral_radius(w)) if model else float("nan"),
+            "continuous_decay_rate": float(model.continuous_decay(w)) if model else float("nan"),
+            "zeta": float(model.zeta(w)) if model else float("nan"),
+            "diverged": not alive,
+            "eigenvalues": [[float(z.real), float(z.imag)] for z in np.atleast_1d(spec)],
+        })
+    table = pd.DataFrame(rows)
+    ok = table[(table.steps_to_converge >= 0) & ~table.diverged]
+    summary = {
+        "lambda_c": model.lambda_c if model else None,
+        "lambda_best_theory": model.best_lambda() if model else None,
+        "lambda_best": float(ok.loc[ok.steps_to_converge.idxmin(), "weight"]) if len(ok) else None,
+        "tol": tol, "steps": cfg.steps, "seed": seed, "penalty": cfg.penalty.name, "critic": cfg.critic.name,
+        "theory": ({"kappa_com": model.kappa, "kappa_relative": rel_model.kappa, "omega0": model.omega0,
+                    "friction": model.friction, "lambda_c_relative": rel_model.lambda_c, "order": model.order}
+                   if model else {"available": False, "why": why}),
+    }
+    if out is not None:
+        write_damping(Path(out), cfg, table, err, weights, summary, model, figures)
+    return table, summary
+
+
+def write_damping(out: Path, cfg, table, err, weights, summary, model, figures: bool) -> None:
+    import shutil
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        (tmp / "config.yaml").write_text(C.dump_config(cfg))
+        table.to_parquet(tmp / "damping.parquet", index=False)
+        traj = pd.DataFrame({"weight": np.repeat(weights, err.shape[1]), "step": np.tile(np.arange(err.shape[1]), len(weights)),
+                             "com_error": err.reshape(-1)})
+        traj.to_parquet(tmp / "trajectories.parquet", index=False)
+        if model is not None:
+            lc = max(model.lambda_c, 1e-12)
+            grid = np.geomspace(lc / 30, lc * 30, 600)
+            eig = model.discrete_eigenvalues(grid)
+            pd.DataFrame({"weight": grid, "spectral_radius": model.spectral_radius(grid), "decay_rate": model.discrete_decay(grid),
+                          "continuous_decay_rate": model.continuous_decay(grid),
+                          "eig1_re": eig[:, 0].real, "eig1_im": eig[:, 0].imag, "eig2_re": eig[:, 1].real, "eig2_im": eig[:, 1].imag,
+                          }).to_parquet(tmp / "theory.parquet", index=False)
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        if figures:
+            from .plots import plot_damping
+
+            plot_damping(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
