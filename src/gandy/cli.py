@@ -4,6 +4,7 @@
               [--executor local|ray] [--address ADDR] [--quick]
     gandy experiments
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
+    gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
 
 Bad input prints one ``error: FIELD: message`` line on stderr and exits with code 2, before any
@@ -80,6 +81,37 @@ def run_cmd(
         _fail(e)
     phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
+
+
+@app.command("damping")
+def damping_cmd(
+    config: Path = typer.Argument(..., help="YAML config (linear theory: critic linear, point_mass target, sgd)"),
+    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides"),
+    weights: str = typer.Option(..., "--weights", help="penalty weights, comma-separated: 0.1,0.3,1"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>-damping)"),
+    tol: float = typer.Option(1e-3, "--tol", help="converged when |mu_P - mu_Q| <= tol * initial, for good"),
+    force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+):
+    """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
+    from .config import load_config
+    from .damping import run_damping
+
+    try:
+        try:
+            ws = [float(w) for w in weights.split(",") if w.strip()]
+        except ValueError:
+            raise ConfigError("weights", f"{weights!r} is not a comma-separated list of numbers") from None
+        if not (0 < tol < 1):
+            raise ConfigError("tol", "must lie in (0, 1)")
+        cfg = load_config(config, list(overrides or []))
+        out = out or Path("runs") / f"{config.stem}-damping"
+        table, summary = run_damping(cfg, ws, out, tol=tol, force_out=force)
+    except ConfigError as e:
+        _fail(e)
+    for key in ("lambda_c", "lambda_best_theory", "lambda_best"):
+        v = summary[key]
+        typer.echo(f"{key:20s} {v:.4g}" if v is not None else f"{key:20s} -")
+    typer.echo(f"{out}: damping.parquet, summary.json, figures/")
 
 
 @app.command("experiments")

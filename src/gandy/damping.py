@@ -122,9 +122,31 @@ def kernel_modes(sim) -> dict:
     return {"com": float(K.sum() / n), "relative": float(torch.linalg.eigvalsh(P @ K @ P).max())}
 
 
-def linear_model(cfg: C.Config, mode: str = "com") -> LinearModel:
-    """The linear theory of a config, or a ConfigError naming what it lacks."""
-    if cfg.critic.name != "linear":
+def critic_gradient_kernel(sim, seed: int = 0) -> float:
+    """Mean eigenvalue of the critic's input-gradient tangent kernel at initialisation, at the
+    target's mean: theta = J J^T with J = d(grad_x f(mu_P)) / d(params), a (d x d) matrix.
+
+    Near equilibrium a critic step moves grad_x f by eta_D theta (e - friction lambda grad_x f), so
+    a nonlinear critic behaves like the linear one with eta_D -> eta_D theta (theta = 1 for the
+    linear critic). This is the effective theory used for nonlinear critics.
+    """
+    st = start(sim, [seed])
+    params = {k: v.detach().double().requires_grad_(k not in sim.critic.frozen) for k, v in st.params.items()}
+    train = [v for k, v in params.items() if k not in sim.critic.frozen]
+    x = sim.target.mean.double().reshape(1, 1, -1).requires_grad_(True)
+    (g,) = torch.autograd.grad(sim.critic.forward(params, x).sum(), x, create_graph=True)
+    rows = []
+    for a in range(g.shape[-1]):
+        ga = torch.autograd.grad(g[0, 0, a], train, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(ga, train)]))
+    J = torch.stack(rows)
+    return float(torch.linalg.eigvalsh(J @ J.T).mean())
+
+
+def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False) -> LinearModel:
+    """The linear theory of a config, or a ConfigError naming what it lacks. ``effective``: allow
+    any critic, with eta_D scaled by :func:`critic_gradient_kernel` (exactly 1 for linear)."""
+    if cfg.critic.name != "linear" and not effective:
         raise C.ConfigError("critic.name", "the linear theory needs critic: {name: linear}")
     if cfg.target.name not in ("point_mass",) and not (cfg.target.name == "gaussian_mixture" and len(cfg.target.means) == 1):
         raise C.ConfigError("target.name", "the linear theory needs a point_mass (or one-Gaussian) target")
@@ -137,7 +159,8 @@ def linear_model(cfg: C.Config, mode: str = "com") -> LinearModel:
     if cfg.optim.generator.force != "per_particle":
         raise C.ConfigError("optim.generator.force", "the linear theory uses force: per_particle")
     sim = build(cfg)
-    return LinearModel(cfg.optim.generator.lr, cfg.optim.critic.lr, kernel_modes(sim)[mode],
+    theta = critic_gradient_kernel(sim, cfg.seeds[0]) if cfg.critic.name != "linear" else 1.0
+    return LinearModel(cfg.optim.generator.lr, cfg.optim.critic.lr * theta, kernel_modes(sim)[mode],
                        FRICTION[cfg.penalty.name], cfg.optim.critic.weight_decay, cfg.optim.order)
 
 
@@ -257,9 +280,10 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     if out is not None and Path(out).exists() and not force_out:
         raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
     sim = build(cfg)
+    kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
-        model = linear_model(cfg)
-        rel_model = linear_model(cfg, "relative")
+        model = linear_model(cfg, effective=True)
+        rel_model = linear_model(cfg, "relative", effective=True)
     except C.ConfigError as e:
         model, rel_model, why = None, None, str(e)
     seed = cfg.seeds[0] if seed is None else seed
@@ -297,7 +321,8 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         "lambda_best_theory": model.best_lambda() if model else None,
         "lambda_best": float(ok.loc[ok.steps_to_converge.idxmin(), "weight"]) if len(ok) else None,
         "tol": tol, "steps": cfg.steps, "seed": seed, "penalty": cfg.penalty.name, "critic": cfg.critic.name,
-        "theory": ({"kappa_com": model.kappa, "kappa_relative": rel_model.kappa, "omega0": model.omega0,
+        "theory": ({"kind": kind, "eta_d_effective": model.eta_d, "kappa_com": model.kappa,
+                    "kappa_relative": rel_model.kappa, "omega0": model.omega0,
                     "friction": model.friction, "lambda_c_relative": rel_model.lambda_c, "order": model.order}
                    if model else {"available": False, "why": why}),
     }

@@ -274,7 +274,8 @@ def plot_damping(run_dir: Path) -> list[Path]:
         ax.plot(never.weight / lc, np.full(len(never), summary["steps"]), "v", color="tab:gray",
                 label=f"not converged in {summary['steps']} steps")
     if theory is not None:
-        ax.plot(theory.weight / lc, np.log(1 / tol) / theory.decay_rate, "-", color="tab:red", label="theory: discrete map")
+        ax.plot(theory.weight / lc, np.log(1 / tol) / theory.decay_rate.where(theory.decay_rate > 0), "-", color="tab:red",
+                label="theory: discrete map")
         ax.plot(theory.weight / lc, np.log(1 / tol) / theory.continuous_decay_rate, "--", color="tab:orange",
                 label="theory: continuous time")
         ax.axvline(1.0, color="k", lw=0.8, ls=":")
@@ -330,3 +331,33 @@ def plot_damping(run_dir: Path) -> list[Path]:
     plt.close(fig)
     paths.append(p)
     return paths
+
+
+def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path:
+    """Steps to converge vs lambda / lambda_c, one panel per critic, one line per penalty, with the
+    sobolev linear theory (discrete map) for reference."""
+    tab = pd.read_parquet(table_path)
+    critics = list(dict.fromkeys(tab.critic))
+    fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 4.2), layout="constrained", squeeze=False, sharey=True)
+    steps_max = None
+    for ax, c in zip(axes[0], critics):
+        for pen, g in tab[tab.critic == c].groupby("penalty", sort=False):
+            g = g.sort_values("weight")
+            y = g.steps_to_converge.where(g.steps_to_converge >= 0)
+            ax.plot(g.weight / lambda_c, y, "o-", ms=4, label=f"{pen} (measured)")
+            if g.theory_decay_rate.notna().any():
+                rate = g.theory_decay_rate.where(g.theory_decay_rate > 0)  # unstable map: no finite time
+                ax.plot(g.weight / lambda_c, np.log(1e3) / rate, ":", color=ax.lines[-1].get_color(),
+                        label=f"{pen} (theory{'' if c == 'linear' else ', effective'})")
+        ax.axvline(1.0, color="k", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("penalty weight λ / λ_c (λ_c: sobolev, linear critic)")
+        ax.set_title(f"{c} critic (gaps: not converged)", fontsize=10)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("steps to converge (|e| ≤ 1e-3 |e₀|)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

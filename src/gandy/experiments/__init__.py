@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import collapse_1d
+from . import collapse_1d, damping
 
 
 @dataclass(frozen=True)
@@ -22,4 +22,5 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "collapse-1d": Experiment("collapse-1d", collapse_1d.DESCRIPTION, collapse_1d.run),
+    "damping": Experiment("damping", damping.DESCRIPTION, damping.run),
 }

@@ -1,0 +1,137 @@
+"""Critical damping: the linear theory by hand, against the Jacobian of the real update map, and
+against measured convergence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+import gandy
+from gandy import config as C
+from gandy.damping import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum, linear_model,
+                           run_damping, steps_to, transverse_radius)
+from gandy.game import build, start
+
+BASE = {
+    "target": {"name": "point_mass", "location": [1.0, -0.5]},
+    "particles": {"n": 5, "init": {"name": "gaussian", "std": 0.1}},
+    "kernel": {"name": "two_number", "g1": 1.0, "g2": 0.3},
+    "critic": {"name": "linear"},
+    "objective": "ipm",
+    "penalty": {"name": "sobolev", "weight": 1.0},
+    "optim": {"critic": {"name": "sgd", "lr": 0.1}, "generator": {"lr": 0.002}},
+    "steps": 800,
+    "seeds": [0],
+}
+
+
+def cfg(*over):
+    return C.load_config(BASE, list(over))
+
+
+def test_theory_by_hand():
+    m = LinearModel(eta_g=0.002, eta_d=0.1, kappa=2.2, friction=2.0)
+    assert m.lambda_c == pytest.approx(math.sqrt(0.002 * 2.2 / 0.1))
+    assert m.zeta(m.lambda_c) == pytest.approx(1.0)
+    s = m.continuous_eigenvalues(m.lambda_c)
+    np.testing.assert_allclose(s, [-m.omega0, -m.omega0], atol=1e-9)  # double root at critical damping
+    lam = 0.05
+    a, k = 1 - 2 * lam * 0.1, 0.002 * 2.2
+    np.testing.assert_allclose(m.step_matrix(lam), [[a, 0.1], [-k * a, 1 - k * 0.1]])
+    ms = LinearModel(0.002, 0.1, 2.2, 2.0, order="simultaneous")
+    np.testing.assert_allclose(ms.step_matrix(lam), [[a, 0.1], [-k, 1.0]])
+    # r1's friction is half sobolev's: its critical weight is twice as large
+    assert LinearModel(0.002, 0.1, 2.2, 1.0).lambda_c == pytest.approx(2 * m.lambda_c)
+    # the discrete optimum sits near lambda_c for small steps and minimises the spectral radius
+    best = m.best_lambda()
+    assert m.spectral_radius(best) <= m.spectral_radius(np.linspace(0, 3 * m.lambda_c, 500)).min() + 1e-12
+
+
+def test_kernel_mode_of_the_config():
+    m = linear_model(cfg())
+    assert m.kappa == pytest.approx(1.0 + 4 * 0.3)  # g1 + (N - 1) g2
+    assert linear_model(cfg(), "relative").kappa == pytest.approx(0.7)  # g1 - g2
+
+
+@pytest.mark.parametrize("order", ["alternating", "simultaneous"])
+@pytest.mark.parametrize("lam", [0.0, 0.05, 0.2, 0.8])
+def test_theory_eigenvalues_equal_the_jacobian_of_the_update_map(order, lam):
+    c = cfg(f"optim.order={order}")
+    sim = build(c)
+    st = start(sim, [0])
+    spec = jacobian_spectrum(sim, {k: v.double() for k, v in st.params.items()}, st.x.double(), lam)
+    moving = list(spec[np.abs(spec - 1) > 1e-7])
+    theory = np.repeat(linear_model(c).discrete_eigenvalues(lam), 2)  # once per coordinate (d = 2)
+    assert len(moving) == len(theory)
+    for z in theory:  # match each theory eigenvalue to its nearest numerical one
+        j = int(np.argmin(np.abs(np.array(moving) - z)))
+        assert abs(moving[j] - z) <= 1e-6 * abs(z)
+        moving.pop(j)
+    # and the rest are exactly neutral: the critic's bias and the N - 1 particle shapes per coordinate
+    assert np.sum(np.abs(spec - 1) <= 1e-7) == 1 + (5 - 1) * 2
+
+
+def test_without_a_penalty_the_linear_game_does_not_converge():
+    c = cfg("steps=1500")
+    m = linear_model(c)
+    assert m.spectral_radius(0.0) >= 1 - 1e-12  # det A = 1: no contraction
+    tab, _ = run_damping(c, [1e-9], None)  # sobolev with a vanishing weight
+    assert tab.spectral_radius[0] >= 1 - 1e-6
+    assert tab.steps_to_converge[0] == -1
+
+
+def test_measured_best_weight_matches_the_discrete_theory():
+    c = cfg("particles.n=16")
+    m = linear_model(c)
+    weights = list(m.lambda_c * np.geomspace(0.25, 4, 13))
+    tab, summary = run_damping(c, weights, None)
+    ratio = summary["lambda_best"] / summary["lambda_best_theory"]
+    assert 1 / 1.5 <= ratio <= 1.5, (summary["lambda_best"], summary["lambda_best_theory"])
+    # the late-time decay measured in the simulation is the theory's
+    good = tab[tab.decay_rate.notna() & (tab.steps_to_converge > 0)]
+    np.testing.assert_allclose(good.decay_rate, good.theory_decay_rate, rtol=0.12)
+
+
+def test_measurement_helpers_by_hand():
+    t = np.arange(2000)
+    err = np.exp(-0.01 * t) * np.abs(np.cos(0.05 * t)) + 1e-12
+    assert envelope_decay(err) == pytest.approx(0.01, rel=0.02)
+    assert steps_to(np.array([1.0, 0.5, 1e-4, 2e-3, 1e-4, 1e-5]), 1e-3) == 4
+    assert steps_to(np.array([1.0, 0.5, 0.2]), 1e-3) == -1
+    assert transverse_radius(np.array([1.0, 1.0 + 1e-9, 0.9 + 0.1j, 0.5])) == pytest.approx(abs(0.9 + 0.1j))
+
+
+def test_linear_critic_has_unit_gradient_kernel_and_mlp_does_not():
+    assert critic_gradient_kernel(build(cfg())) == pytest.approx(1.0, abs=1e-12)
+    theta = critic_gradient_kernel(build(cfg("critic={name: mlp, widths: [64], activation: tanh}")))
+    assert theta > 1.5
+
+
+def test_damping_cli_writes_its_tables_and_refuses_bad_input(tmp_path):
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+
+    p = tmp_path / "d.yaml"
+    p.write_text(yaml.safe_dump(BASE))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["damping", str(p), "steps=300", "--weights", "0.05,0.2,0.8", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    tab = pd.read_parquet(out / "damping.parquet")
+    for col in ("weight", "steps_to_converge", "decay_rate", "theory_decay_rate", "spectral_radius"):
+        assert col in tab.columns
+    summ = yaml.safe_load((out / "summary.json").read_text())
+    assert summ["lambda_c"] == pytest.approx(linear_model(cfg()).lambda_c)
+    for f in ("convergence_time.png", "trajectories.png", "eigenvalues.png"):
+        assert (out / "figures" / f).stat().st_size > 5000
+    bad = tmp_path / "bad"
+    for args in (["--weights", "x,y"], ["--weights", "-1"], ["--weights", "0.1", "--tol", "2"]):
+        r = CliRunner().invoke(app, ["damping", str(p), *args, "--out", str(bad)])
+        assert r.exit_code == 2 and not bad.exists()
+    r = CliRunner().invoke(app, ["damping", str(p), "optim.critic.name=adam", "--weights", "0.1", "--out", str(bad)])
+    assert r.exit_code == 2 and "sgd" in r.output + (r.stderr if hasattr(r, "stderr") else "")
