@@ -25,6 +25,15 @@ LABELS = {
 }
 
 
+def _save(fig, path: Path) -> Path:
+    """Write a figure (creating its folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _load(run_dir: Path):
     with np.load(run_dir / "trajectory.npz") as z:
         traj = {k: z[k] for k in z.files}
@@ -96,11 +105,7 @@ def plot_particles(run_dir: Path) -> Path | None:
         if cs is not None:
             fig.colorbar(cs, ax=axes[0, -1], label="target density", shrink=0.8)
         fig.suptitle(f"seed {int(seeds[0])}: {phases.get(str(int(seeds[0])), '')}", fontsize=10)
-    path = run_dir / "figures" / "particles.png"
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, run_dir / "figures" / "particles.png")
 
 
 def plot_order(run_dir: Path) -> Path:
@@ -121,11 +126,7 @@ def plot_order(run_dir: Path) -> Path:
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
-    path = run_dir / "figures" / "order_parameters.png"
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, run_dir / "figures" / "order_parameters.png")
 
 
 def plot_run(run_dir: Path) -> list[Path]:
@@ -144,10 +145,7 @@ def plot_demo(run_dirs: list[Path], path: Path) -> Path:
         spacetime_1d(axes[2 * i], traj, 0, f"g2/g1 = {k.get('ratio', float('nan')):.2g}: {phase}")
         density_1d(axes[2 * i + 1], traj)
         axes[2 * i + 1].set_ylim(axes[2 * i].get_ylim())
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _edges(values: np.ndarray, log: bool) -> np.ndarray:
@@ -223,11 +221,7 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
     for ax in axes:
         ax.set_xlabel(x)
         ax.set_ylabel(y)
-    path = run_dir / "figures" / f"phase_{color}.png"
-    path.parent.mkdir(exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, run_dir / "figures" / f"phase_{color}.png")
 
 
 def plot_collapse_pair(run_dirs: list[Path], names: list[str], path: Path, x: str, y: str,
@@ -245,11 +239,7 @@ def plot_collapse_pair(run_dirs: list[Path], names: list[str], path: Path, x: st
         ax.set_xlabel(f"{x} (g1 = 1, so g2/g1)")
         ax.set_ylabel(y)
     fig.colorbar(mesh, ax=axes[0, -1], label=LABELS.get(color, color) + ", mean over seeds")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_damping(run_dir: Path) -> list[Path]:
@@ -264,7 +254,6 @@ def plot_damping(run_dir: Path) -> list[Path]:
     xlabel = "penalty weight λ / λ_c" if summary.get("lambda_c") else "penalty weight λ"
     tol = summary["tol"]
     paths = []
-    (run_dir / "figures").mkdir(exist_ok=True)
 
     fig, ax = plt.subplots(figsize=(6.2, 4.2), layout="constrained")
     ok = tab[tab.steps_to_converge >= 0]
@@ -288,10 +277,7 @@ def plot_damping(run_dir: Path) -> list[Path]:
     ax.set_ylabel("steps to converge")
     ax.set_title(f"{summary['critic']} critic, {summary['penalty']} penalty", fontsize=10)
     ax.legend(fontsize=8)
-    p = run_dir / "figures" / "convergence_time.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, run_dir / "figures" / "convergence_time.png"))
 
     fig, ax = plt.subplots(figsize=(6.2, 4.2), layout="constrained")
     ws = np.sort(tab.weight.unique())
@@ -303,10 +289,7 @@ def plot_damping(run_dir: Path) -> list[Path]:
     ax.set_xlabel("step")
     ax.set_ylabel("|μ_P − μ_Q| / initial")
     ax.legend(fontsize=8)
-    p = run_dir / "figures" / "trajectories.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, run_dir / "figures" / "trajectories.png"))
 
     fig, ax = plt.subplots(figsize=(6.0, 4.6), layout="constrained")
     ax.axvline(0, color="k", lw=0.6)
@@ -326,10 +309,7 @@ def plot_damping(run_dir: Path) -> list[Path]:
     ax.set_ylabel("Im log z  (angular frequency per step)")
     ax.set_title("eigenvalues z of the one-step map, as s = log z (Re s < 0: decays)", fontsize=9)
     ax.legend(fontsize=8, loc="upper left")
-    p = run_dir / "figures" / "eigenvalues.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, run_dir / "figures" / "eigenvalues.png"))
     return paths
 
 
@@ -356,8 +336,4 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path
         ax.set_title(f"{c} critic (gaps: not converged)", fontsize=10)
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("steps to converge (|e| ≤ 1e-3 |e₀|)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
