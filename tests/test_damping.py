@@ -135,3 +135,14 @@ def test_damping_cli_writes_its_tables_and_refuses_bad_input(tmp_path):
         assert r.exit_code == 2 and not bad.exists()
     r = CliRunner().invoke(app, ["damping", str(p), "optim.critic.name=adam", "--weights", "0.1", "--out", str(bad)])
     assert r.exit_code == 2 and "sgd" in r.output + (r.stderr if hasattr(r, "stderr") else "")
+
+
+def test_arnoldi_on_jacobian_vector_products_finds_the_dense_spectrum():
+    c = cfg("critic={name: mlp, widths: [8], activation: tanh}", "particles.n=4")
+    sim = build(c)
+    st = start(sim, [0])
+    params = {k: v.double() for k, v in st.params.items()}
+    dense = jacobian_spectrum(sim, params, st.x.double(), 0.3)
+    top = jacobian_spectrum(sim, params, st.x.double(), 0.3, dense_max=10, k=4)
+    want = np.sort(np.abs(dense))[::-1][:4]
+    np.testing.assert_allclose(np.sort(np.abs(top))[::-1], want, rtol=1e-6)
