@@ -57,8 +57,11 @@ def _expected_gen(game: str, ff: list[float]) -> list[float]:
     raise KeyError(game)
 
 
-def test_registry_holds_the_five_games():
-    assert set(GAMES) == {"ipm", "mm", "ns", "ls", "hinge"}
+BASE = ("ipm", "mm", "ns", "ls", "hinge")  # the hand values below are for these; the named games reuse them
+
+
+def test_registry_holds_the_base_and_named_games():
+    assert set(GAMES) == {*BASE, "wgan", "wgan_gp", "gan_gp", "dragan", "dragan_ns"}
     for name, g in GAMES.items():
         assert g.name == name
 
@@ -82,7 +85,7 @@ def test_hand_values_first_row_written_out():
         "ns": [math.log(1 + math.e), math.log(1 + math.exp(-1.0))],
         "ls": [2.0, 0.0],
     }
-    for name, g in GAMES.items():
+    for name, g in ((n, GAMES[n]) for n in BASE):
         c = g.critic_loss(fr, ff)
         assert c.shape == (1,)
         assert c.item() == pytest.approx(expected_critic[name], rel=1e-12, abs=1e-12), name
@@ -91,7 +94,7 @@ def test_hand_values_first_row_written_out():
         assert gl[0].tolist() == pytest.approx(expected_gen[name], rel=1e-12, abs=1e-12), name
 
 
-@pytest.mark.parametrize("game", sorted(GAMES))
+@pytest.mark.parametrize("game", BASE)
 def test_critic_and_gen_loss_values_batched(game):
     """Two members with different (M, N) contents: the reduction is per member, over the last axis."""
     g = GAMES[game]
@@ -107,7 +110,7 @@ def test_critic_and_gen_loss_values_batched(game):
         assert gl[b].tolist() == pytest.approx(_expected_gen(game, F_FAKE[b]), rel=1e-12, abs=1e-12)
 
 
-@pytest.mark.parametrize("game", sorted(GAMES))
+@pytest.mark.parametrize("game", BASE)
 def test_critic_loss_allows_m_different_from_n(game):
     fr = torch.tensor([[0.3, -0.2, 1.7]], dtype=D64)
     ff = torch.tensor([[0.4, -2.5, 0.1, 0.9, -0.6]], dtype=D64)
@@ -463,7 +466,7 @@ def _sim(game, force_mode="per_particle"):
     return build(cfg)
 
 
-@pytest.mark.parametrize("game", sorted(GAMES))
+@pytest.mark.parametrize("game", BASE)
 def test_force_is_minus_input_gradient_of_gen_loss(game):
     sim = _sim(game)
     params = {"w": torch.tensor([[1.5], [-0.7]]), "c": torch.tensor([0.2, -0.4])}
@@ -484,3 +487,71 @@ def test_force_mean_divides_by_n():
     fp = force(_sim("ns"), params, x)
     fm = force(_sim("ns", "mean"), params, x)
     torch.testing.assert_close(fm, fp / 4)
+
+
+# ----------------------------------------------------------------------------- Fedus et al.'s named games
+@pytest.mark.parametrize("name, base, penalty", [("wgan", "ipm", None), ("wgan_gp", "ipm", "wgan_gp"),
+                                                 ("gan_gp", "ns", "wgan_gp"), ("dragan", "mm", "dragan"),
+                                                 ("dragan_ns", "ns", "dragan")])
+def test_named_games_are_their_base_game_plus_regulariser(name, base, penalty):
+    import gandy
+
+    fr, ff = torch.tensor([[0.0, 2.0]]), torch.tensor([[-1.0, 1.0]])
+    g, b = GAMES[name], GAMES[base]
+    torch.testing.assert_close(g.critic_loss(fr, ff), b.critic_loss(fr, ff))
+    torch.testing.assert_close(g.gen_loss(ff), b.gen_loss(ff))
+    cfg = gandy.load_config({"objective": name})
+    if penalty:
+        assert cfg.penalty.name == penalty and cfg.penalty.weight == 10.0  # Fedus et al.: lambda = 10
+        assert cfg.optim.critic.clip is None
+    else:
+        assert cfg.penalty.name == "none" and cfg.optim.critic.clip == 0.01
+    again = gandy.load_config(cfg)  # a resolved config reloads to itself
+    assert again == cfg
+
+
+def test_named_game_refuses_a_different_penalty_and_keeps_a_given_weight():
+    import gandy
+    from gandy.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        gandy.load_config({"objective": "gan_gp", "penalty": {"name": "r1", "weight": 1.0}})
+    assert e.value.field == "penalty.name"
+    assert gandy.load_config({"objective": "dragan_ns", "penalty": {"weight": 3.0}}).penalty.weight == 3.0
+
+
+def test_wgan_clipping_keeps_every_critic_weight_in_range():
+    import gandy
+    from gandy.game import advance, build, start
+
+    cfg = gandy.load_config({"objective": "wgan", "critic": {"name": "mlp", "widths": [16, 16]},
+                             "optim": {"critic": {"name": "rmsprop", "lr": 0.05, "steps": 3}}, "seeds": [0, 1]})
+    sim = build(cfg)
+    st = start(sim, [0, 1])
+    assert max(float(v.abs().max()) for v in st.params.values()) > 0.01  # the init is not clipped yet
+    for _ in range(5):
+        advance(sim, st)
+    for k, v in st.params.items():
+        assert float(v.abs().max()) <= 0.01 + 1e-9, k
+    assert any(float(v.abs().max()) == pytest.approx(0.01) for v in st.params.values())  # clipping was active
+
+
+def test_rmsprop_matches_torch():
+    from gandy.config import CriticOptim
+    from gandy.game import BatchedOptimizer
+
+    torch.manual_seed(0)
+    w0 = torch.randn(2, 3, dtype=torch.float64)
+    lrs = torch.tensor([0.01, 0.03], dtype=torch.float64)
+    opt = BatchedOptimizer(CriticOptim(name="rmsprop", lr=0.01, weight_decay=0.1), {"w": w0}, lrs)
+    p = {"w": w0.clone()}
+    refs = [w0[i].clone().requires_grad_(True) for i in range(2)]
+    topts = [torch.optim.RMSprop([refs[i]], lr=float(lrs[i]), alpha=0.99, eps=1e-8, weight_decay=0.1) for i in range(2)]
+    for _ in range(5):
+        grads = {"w": 2 * p["w"] - 1.0}
+        p = opt.step(p, grads)
+        for i in range(2):
+            topts[i].zero_grad()
+            (refs[i] ** 2 - refs[i]).sum().backward()
+            topts[i].step()
+    torch.testing.assert_close(p["w"], torch.stack([r.detach() for r in refs]), rtol=1e-9, atol=1e-12)

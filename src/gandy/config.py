@@ -273,12 +273,16 @@ class PenaltyConfig(Section):
 
 
 class CriticOptim(Section):
-    name: Literal["sgd", "adam"] = "adam"
+    name: Literal["sgd", "adam", "rmsprop"] = "adam"
     lr: PosFloat = 1e-3
     steps: PosInt = 1
     weight_decay: NonNegFloat = 0.0
     betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
+    alpha: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.99
+    """RMSProp's smoothing constant (torch's default)."""
     eps: PosFloat = 1e-8
+    clip: Optional[PosFloat] = None
+    """Clip every trainable critic weight to [-clip, clip] after each step (WGAN; objective wgan sets 0.01)."""
 
 
 class GeneratorOptim(Section):
@@ -458,11 +462,44 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
             raise ConfigError("config", f"{path} must hold a mapping of sections")
     if not isinstance(data, dict):
         raise ConfigError("config", "must be a mapping of sections")
-    data = apply_overrides(merge(Config().model_dump(mode="json"), data), overrides or [])
+    data = apply_overrides(data, overrides or [])
+    data = _game_regulariser(data)
+    data = merge(Config().model_dump(mode="json"), data)
     try:
         return Config.model_validate(data)
     except ValidationError as e:
         raise _format_validation(e) from None
+
+
+def _game_regulariser(data: dict) -> dict:
+    """A named game that brings its regulariser (wgan_gp, gan_gp, dragan, dragan_ns: a penalty
+    with lambda = 10; wgan: clipping at 0.01) sets it where the user's config says nothing; a
+    different penalty named by the user is a conflict."""
+    from .objectives import GAMES
+
+    game = GAMES.get(data.get("objective")) if isinstance(data.get("objective"), str) else None
+    if game is None:
+        return data
+    data = dict(data)
+    pen = data.get("penalty")
+    if game.penalty:
+        if pen is None or pen == "none":
+            data["penalty"] = {"name": game.penalty, "weight": game.penalty_weight}
+        elif isinstance(pen, dict):
+            name = pen.get("name", game.penalty)
+            if name != game.penalty:
+                raise ConfigError("penalty.name", f"objective {game.name} brings the {game.penalty} penalty; "
+                                                  f"drop the penalty section or name {game.penalty}")
+            data["penalty"] = {"name": name, "weight": game.penalty_weight, **pen}
+    if game.clip is not None:
+        if pen is None:
+            data["penalty"] = {"name": "none"}  # WGAN's regulariser is the clipping alone
+        optim = dict(data.get("optim") or {})
+        critic = dict(optim.get("critic") or {})
+        critic.setdefault("clip", game.clip)
+        optim["critic"] = critic
+        data["optim"] = optim
+    return data
 
 
 def dump_config(cfg: Config) -> str:

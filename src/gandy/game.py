@@ -43,13 +43,14 @@ def resolve_device(name: str) -> torch.device:
 
 # ----------------------------------------------------------------------------- optimisers
 class BatchedOptimizer:
-    """SGD or Adam (torch semantics: weight decay added to the gradient) over a dict of
-    ``(B, ...)`` tensors, with per-member learning rates ``lr: (B,)``."""
+    """SGD, Adam or RMSProp (torch semantics: weight decay added to the gradient) over a dict of
+    ``(B, ...)`` tensors, with per-member learning rates ``lr: (B,)``; optional clipping of every
+    weight to [-clip, clip] after the step (WGAN)."""
 
     def __init__(self, cfg: C.CriticOptim, params: dict, lr: torch.Tensor):
         self.cfg, self.lr, self.t = cfg, lr, 0
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name == "adam" else None
+        self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name in ("adam", "rmsprop") else None
 
     def step(self, params: dict, grads: dict) -> dict:
         cfg = self.cfg
@@ -62,6 +63,9 @@ class BatchedOptimizer:
                 g = g + cfg.weight_decay * p
             if cfg.name == "sgd":
                 new[k] = p - lr * g
+            elif cfg.name == "rmsprop":
+                self.v[k] = cfg.alpha * self.v[k] + (1 - cfg.alpha) * g * g
+                new[k] = p - lr * g / (self.v[k].sqrt() + cfg.eps)
             else:
                 b1, b2 = cfg.betas
                 self.m[k] = b1 * self.m[k] + (1 - b1) * g
@@ -69,6 +73,8 @@ class BatchedOptimizer:
                 mh = self.m[k] / (1 - b1**self.t)
                 vh = self.v[k] / (1 - b2**self.t)
                 new[k] = p - lr * mh / (vh.sqrt() + cfg.eps)
+            if cfg.clip is not None:
+                new[k] = new[k].clamp(-cfg.clip, cfg.clip)
         return new
 
     def mask_(self, alive: torch.Tensor) -> None:

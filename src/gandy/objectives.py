@@ -12,8 +12,8 @@ A penalty is ``penalty(forward, params, real, fake, stream, cfg) -> (B,)``; the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as Fn
@@ -23,12 +23,19 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Game:
-    """A two-player objective: ``critic_loss`` (minimised by the critic) and ``gen_loss`` per sample."""
+    """A two-player objective: ``critic_loss`` (minimised by the critic) and ``gen_loss`` per sample.
+
+    Fedus et al.'s named games carry their regulariser: ``penalty`` (a PENALTIES name) with
+    ``penalty_weight`` (lambda = 10), or ``clip`` (WGAN's weight clipping to [-c, c]).
+    """
 
     name: str
     critic_loss: Callable[[Tensor, Tensor], Tensor]
     gen_loss: Callable[[Tensor], Tensor]
     formula: str
+    penalty: Optional[str] = None
+    penalty_weight: float = 0.0
+    clip: Optional[float] = None
 
 
 def _ce_critic(fr, ff):
@@ -54,6 +61,19 @@ GAMES: dict[str, Game] = {
                   lambda ff: -ff,
                   "J_D = relu(1 - f(x)) + relu(1 + f(G z)); l_G = -f"),
 }
+# Fedus et al. (2018), SCIENCE.md section 2.1: the base games with their regularisers
+GAMES.update({
+    "wgan": replace(GAMES["ipm"], name="wgan", clip=0.01,
+                    formula="critic maximises E_P f - E_Q f, weights clipped to [-c, c] (c = 0.01); l_G = -f"),
+    "wgan_gp": replace(GAMES["ipm"], name="wgan_gp", penalty="wgan_gp", penalty_weight=10.0,
+                       formula="ipm + lambda E (|grad f(x_hat)| - 1)^2 on interpolates (lambda = 10); l_G = -f"),
+    "gan_gp": replace(GAMES["ns"], name="gan_gp", penalty="wgan_gp", penalty_weight=10.0,
+                      formula="ns + the WGAN-GP penalty (lambda = 10)"),
+    "dragan": replace(GAMES["mm"], name="dragan", penalty="dragan", penalty_weight=10.0,
+                      formula="mm + the DRAGAN penalty near the data (lambda = 10)"),
+    "dragan_ns": replace(GAMES["ns"], name="dragan_ns", penalty="dragan", penalty_weight=10.0,
+                         formula="ns + the DRAGAN penalty near the data (lambda = 10)"),
+})
 
 
 # ----------------------------------------------------------------------------- penalties
