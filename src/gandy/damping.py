@@ -116,9 +116,9 @@ def kernel_modes(sim) -> dict:
     k = sim.kernel
     if k.g1 is not None and k.__class__.__name__ == "TwoNumber":
         return {"com": k.g1 + (sim.n - 1) * k.g2, "relative": k.g1 - k.g2}
-    K = k.dense().double()
+    K = k.dense().double().cpu()
     n = K.shape[0]
-    P = torch.eye(n, dtype=torch.float64) - 1.0 / n
+    P = torch.eye(n, dtype=torch.float64, device=K.device) - 1.0 / n
     return {"com": float(K.sum() / n), "relative": float(torch.linalg.eigvalsh(P @ K @ P).max())}
 
 
@@ -182,7 +182,7 @@ def update_map(sim, weight: float, seed: int = 0):
     real = sim.target.sample(Stream(keys, "data"), sim.batch).double()
     xshape = st.x.shape
     lr_c, lr_g, wd = cfg.optim.critic.lr, cfg.optim.generator.lr, cfg.optim.critic.weight_decay
-    w = torch.tensor([weight], dtype=torch.float64)
+    w = torch.tensor([weight], dtype=torch.float64, device=real.device)
 
     def unpack(z):
         out, i = {}, 0
@@ -227,12 +227,12 @@ def jacobian_spectrum(sim, params: dict, x: torch.Tensor, weight: float, seed: i
     z0 = pack({kk: v for kk, v in params.items() if kk not in sim.critic.frozen}, x).detach()
     if z0.numel() <= dense_max:
         J = torch.autograd.functional.jacobian(f, z0)
-        return np.linalg.eigvals(J.numpy())
+        return np.linalg.eigvals(J.cpu().numpy())
     from scipy.sparse.linalg import LinearOperator, eigs
 
     def mv(v):
-        _, jv = torch.autograd.functional.jvp(f, z0, torch.as_tensor(np.real(v), dtype=torch.float64).reshape(-1))
-        return jv.numpy()
+        _, jv = torch.autograd.functional.jvp(f, z0, torch.as_tensor(np.real(v), dtype=torch.float64, device=z0.device).reshape(-1))
+        return jv.cpu().numpy()
 
     op = LinearOperator((z0.numel(), z0.numel()), matvec=mv, dtype=np.float64)
     return eigs(op, k=k, which="LM", return_eigenvectors=False, tol=1e-8)
