@@ -121,3 +121,30 @@ def test_empirical_target_from_npz(tmp_path):
     with pytest.raises(C.ConfigError) as e:
         build_target(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "ab.npz")))
     assert e.value.field == "target.path"
+
+
+def test_parallel_lines_samples_the_data_segment_uniformly():
+    t = build_target(C.ParallelLinesTarget(name="parallel_lines", length=2.0))
+    s = t.sample(Stream(member_keys([0]), "data"), 20000)[0]
+    assert torch.equal(s[:, 0], torch.zeros(20000))
+    assert float(s[:, 1].min()) >= 0 and float(s[:, 1].max()) <= 2.0
+    assert float(s[:, 1].mean()) == pytest.approx(1.0, abs=0.02)
+    assert float(s[:, 1].var()) == pytest.approx(4 / 12, rel=0.03)
+    assert t.modes is None and t.log_density(s) is None
+
+
+def test_embedding_is_an_isometry_and_keeps_modes():
+    base = build_target(C.Ring8Target(name="ring8"))
+    emb = build_target(C.Ring8Target(name="ring8", embed_dim=6, embed_seed=3))
+    assert emb.dim == 6 and emb.modes.shape == (8, 6)
+    torch.testing.assert_close(torch.cdist(emb.modes, emb.modes), torch.cdist(base.modes, base.modes), atol=1e-5, rtol=0)
+    x = emb.sample(Stream(member_keys([0]), "data"), 50)[0]
+    y = base.sample(Stream(member_keys([0]), "data"), 50)[0]
+
+    def dists(a):  # explicit differences: cdist's matmul form rounds near zero in float32
+        return (a[:, None] - a[None]).norm(dim=-1)
+
+    torch.testing.assert_close(dists(x), dists(y), atol=1e-5, rtol=0)  # the same draws, mapped
+    with pytest.raises(C.ConfigError) as e:
+        build_target(C.Ring8Target(name="ring8", embed_dim=1))
+    assert e.value.field == "target.embed_dim"

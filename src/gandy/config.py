@@ -58,6 +58,15 @@ def _finite(v):
 class _TargetBase(Section):
     assign: Literal["euclidean", "cosine"] = "euclidean"
     """How particles are assigned to the nearest mode for coverage metrics."""
+    embed_dim: Optional[PosInt] = None
+    """Embed the target in R^embed_dim by a fixed random isometry (null: its own dimension)."""
+    embed_seed: Int = 0
+
+
+class ParallelLinesTarget(_TargetBase):
+    name: Literal["parallel_lines"]
+    length: PosFloat = 1.0
+    """Data uniform on the segment {0} x [0, length] in R^2 (Fedus et al.'s disjoint-support case)."""
 
 
 class GaussianMixtureTarget(_TargetBase):
@@ -137,6 +146,7 @@ TargetConfig = Annotated[
         Grid25Target,
         EmpiricalTarget,
         MnistTarget,
+        ParallelLinesTarget,
     ],
     Field(discriminator="name"),
 ]
@@ -432,7 +442,7 @@ def _format_validation(err: ValidationError) -> ConfigError:
 
 
 _UNION_TAGS = {
-    "gaussian_mixture", "point_mass", "two_modes_1d", "ring8", "grid25", "empirical", "mnist",
+    "gaussian_mixture", "point_mass", "two_modes_1d", "ring8", "grid25", "empirical", "mnist", "parallel_lines",
     "gaussian", "uniform", "two_number", "ntk", "empirical_ntk", "matrix",
     "mlp", "rbf", "random_features", "linear",
 }

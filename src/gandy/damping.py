@@ -114,7 +114,9 @@ class LinearModel:
 def kernel_modes(sim) -> dict:
     """Eigenvalues of the kernel's centre-of-mass and (largest) relative mode."""
     k = sim.kernel
-    if k.g1 is not None and k.__class__.__name__ == "TwoNumber":
+    from .kernels import TwoNumber
+
+    if isinstance(k, TwoNumber):
         return {"com": k.g1 + (sim.n - 1) * k.g2, "relative": k.g1 - k.g2}
     K = k.dense().double().cpu()
     n = K.shape[0]

@@ -97,6 +97,41 @@ class Empirical(Target):
         return self.data[idx]
 
 
+class Segment(Target):
+    """Uniform law on the segment from ``a`` to ``b`` (a 1-D law in R^d: no density)."""
+
+    def __init__(self, a, b, device="cpu"):
+        self.a = torch.as_tensor(a, dtype=torch.float32, device=device)
+        self.b = torch.as_tensor(b, dtype=torch.float32, device=device)
+        self.dim = self.a.shape[0]
+        self.modes = None
+        self.mean = 0.5 * (self.a + self.b)
+        self.scale = float((self.b - self.a).norm())
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        u = stream.uniform(n, 1).to(self.a.device)
+        return self.a + u * (self.b - self.a)
+
+
+class Embedded(Target):
+    """A target mapped into R^D by a fixed isometry x -> x Q^T (Q: (D, d) with orthonormal columns)."""
+
+    def __init__(self, base: Target, dim: int, seed: int):
+        if dim < base.dim:
+            raise C.ConfigError("target.embed_dim", f"embed_dim {dim} is smaller than the target's dimension {base.dim}")
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(dim, base.dim, generator=g, dtype=torch.float64))
+        self.base, self.q = base, q.float().to(base.mean.device)
+        self.dim = dim
+        self.modes = None if base.modes is None else base.modes @ self.q.T
+        self.mean = base.mean @ self.q.T
+        self.assign, self.cover_radius, self.scale = base.assign, base.cover_radius, base.scale
+        self.default_batch = base.default_batch
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        return self.base.sample(stream, n) @ self.q.T
+
+
 def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
     """Load a numeric, finite ``.npy``/``.npz`` array; every failure is a ConfigError naming ``field``."""
     p = Path(path)
@@ -181,7 +216,12 @@ def _mnist(cfg, device):
     return Empirical(torch.as_tensor(mnist_images(cfg.n, cfg.order), device=device), True, cfg.assign)
 
 
+def _parallel_lines(cfg, device):
+    return Segment([0.0, 0.0], [0.0, cfg.length], device)
+
+
 TARGETS: dict[str, Callable] = {
+    "parallel_lines": _parallel_lines,
     "gaussian_mixture": _mixture,
     "point_mass": _point_mass,
     "two_modes_1d": _two_modes,
@@ -193,4 +233,5 @@ TARGETS: dict[str, Callable] = {
 
 
 def build_target(cfg, device="cpu") -> Target:
-    return TARGETS[cfg.name](cfg, device)
+    t = TARGETS[cfg.name](cfg, device)
+    return Embedded(t, cfg.embed_dim, cfg.embed_seed) if cfg.embed_dim and cfg.embed_dim != t.dim else t
