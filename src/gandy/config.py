@@ -237,6 +237,25 @@ KernelConfig = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- network generators
+class MlpGenerator(Section):
+    name: Literal["mlp"]
+    latent_dim: PosInt = 2
+    widths: list[PosInt] = [128, 128]
+    activation: Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"] = "relu"
+    """G(z) = MLP(z), z ~ N(0, I) in latent_dim dimensions."""
+
+
+class AffineGenerator(Section):
+    name: Literal["affine"]
+    init_offset: Float = 1.0
+    """G(z) = a z + b, z ~ U[0, 1]: starts as the (segment) target moved by init_offset along a
+    direction orthogonal to it (Fedus et al.'s parallel segments)."""
+
+
+GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator], Field(discriminator="name")]
+
+
 # --------------------------------------------------------------------------- critics
 Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"]
 
@@ -296,7 +315,15 @@ class CriticOptim(Section):
 
 
 class GeneratorOptim(Section):
+    name: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    """Network generators: their optimiser. The particle model's step is the kernel step
+    X <- X + lr K F, so it needs sgd."""
     lr: PosFloat = 0.002
+    betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
+    alpha: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.99
+    eps: PosFloat = 1e-8
+    weight_decay: NonNegFloat = 0.0
+    clip: Optional[PosFloat] = None
     force: Literal["per_particle", "mean"] = "per_particle"
     """``per_particle``: F_j = -grad l_G at x_j (the authors' convention, K not divided by N);
     ``mean``: F_j divided by N (gradient of the mean loss)."""
@@ -345,6 +372,9 @@ class Config(Section):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     phase: PhaseConfig = PhaseConfig()
     metrics: MetricsConfig = MetricsConfig()
+    generator: Optional[GeneratorConfig] = None
+    """A network generator (GAN lab) in place of kernel-coupled particles; particles.n is then the
+    number of generated samples the metrics and snapshots look at."""
     sweep: Optional[dict[str, Any]] = None
     """Dotted config path -> list | {linspace: [a, b], num} | {logspace: [a, b], num}; plus
     ``batch_size`` (members per chunk, default auto). See gandy.sweep."""
@@ -444,7 +474,7 @@ def _format_validation(err: ValidationError) -> ConfigError:
 _UNION_TAGS = {
     "gaussian_mixture", "point_mass", "two_modes_1d", "ring8", "grid25", "empirical", "mnist", "parallel_lines",
     "gaussian", "uniform", "two_number", "ntk", "empirical_ntk", "matrix",
-    "mlp", "rbf", "random_features", "linear",
+    "mlp", "rbf", "random_features", "linear", "affine",
 }
 
 

@@ -177,6 +177,8 @@ def update_map(sim, weight: float, seed: int = 0):
     cfg = sim.cfg
     if cfg.optim.critic.name != "sgd":
         raise C.ConfigError("optim.critic.name", "the Jacobian of the update map needs an sgd critic")
+    if sim.generator is not None:
+        raise C.ConfigError("generator", "the Jacobian of the update map is implemented for the particle model")
     keys = member_keys([seed])
     frozen = {k: v.double() for k, v in sim.critic.init(Stream(keys, "critic"), 1).items() if k in sim.critic.frozen}
     st = start(sim, [seed])

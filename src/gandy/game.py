@@ -103,6 +103,8 @@ class Simulation:
     n: int
     d: int
     batch: int
+    generator: Optional[object] = None
+    """A network generator (gandy.generators) in place of the particles, or None."""
 
     def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
         init = self.cfg.particles.init
@@ -131,6 +133,13 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     sim = Simulation(cfg, device, target, kernel, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
                      n, d, cfg.batch_size or target.default_batch or n)
     sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
+    if cfg.generator is not None:
+        from .generators import build_generator
+
+        sim.generator = build_generator(cfg.generator, target, d)
+    elif cfg.optim.generator.name != "sgd":
+        raise C.ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
+                                                   "optimisers need a network generator")
     return sim
 
 
@@ -229,6 +238,9 @@ class State:
     streams: dict
     members: Members
     t: int = 0
+    gen: Optional[dict] = None  # network generator parameters (B, ...)
+    gen_opt: Optional[BatchedOptimizer] = None
+    z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
 
 
 def start(sim: Simulation, seeds: list[int], members: Optional[Members] = None) -> State:
@@ -240,13 +252,20 @@ def start(sim: Simulation, seeds: list[int], members: Optional[Members] = None) 
     keys = member_keys(seeds, sim.device)
     b = len(seeds)
     members = members or Members.from_configs([sim.cfg] * b, sim.device)
-    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics")}
+    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics", "generator", "latent")}
     x = sim.init_particles(streams["particles"], sim.n)
     params = sim.critic.init(streams["critic"], b)
     trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
     opt = BatchedOptimizer(sim.cfg.optim.critic, trainable, members.critic_lr)
-    return State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
-                 torch.full((b,), -1, dtype=torch.int64), streams, members)
+    st = State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
+               torch.full((b,), -1, dtype=torch.int64), streams, members)
+    if sim.generator is not None:
+        g = sim.generator
+        st.gen = {k: v.to(sim.device) for k, v in g.init(streams["generator"], b).items()}
+        st.gen_opt = BatchedOptimizer(sim.cfg.optim.generator, st.gen, members.generator_lr)
+        st.z_view = g.latent(streams["generator"], sim.n).to(sim.device)
+        st.x = g.forward(st.gen, st.z_view).detach()
+    return st
 
 
 def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
@@ -262,22 +281,42 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) 
     return params
 
 
+def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
+    """One optimiser step of every member's network generator on the mean l_G(f(G(z))) over a
+    fresh latent batch; the critic is held fixed (its parameters detached)."""
+    g = sim.generator
+    z = g.latent(st.streams["latent"], sim.batch).to(sim.device)
+    fixed = {k: v.detach() for k, v in critic_params.items()}
+    train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
+    loss = sim.game.gen_loss(sim.critic.forward(fixed, g.forward(train, z))).mean(-1)  # (B,)
+    grads = torch.autograd.grad(loss.sum(), list(train.values()))
+    st.gen = {k: v.detach() for k, v in st.gen_opt.step(st.gen, dict(zip(train, grads))).items()}
+
+
 def advance(sim: Simulation, st: State) -> State:
-    """One step of the game for all members, in place: critic steps, then X <- X + lr_G K F."""
-    if sim.cfg.optim.order == "simultaneous":
-        f = force(sim, st.params, st.x)
-        st.params = critic_update(sim, st, st.params, st.x)
+    """One step of the game for all members, in place: critic steps, then the generator step
+    (particles: X <- X + lr_G K F; a network: an optimiser step on its parameters)."""
+    if sim.generator is not None:
+        fake = sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.batch).to(sim.device)).detach()
+        before = st.params
+        st.params = critic_update(sim, st, st.params, fake)
+        generator_update(sim, st, before if sim.cfg.optim.order == "simultaneous" else st.params)
+        st.x = sim.generator.forward(st.gen, st.z_view).detach()
     else:
-        st.params = critic_update(sim, st, st.params, st.x)
-        f = force(sim, st.params, st.x)
-    m = st.members
-    st.x = st.x + m.generator_lr[:, None, None] * sim.kernel.apply(f, m.g1, m.g2)
+        if sim.cfg.optim.order == "simultaneous":
+            f = force(sim, st.params, st.x)
+            st.params = critic_update(sim, st, st.params, st.x)
+        else:
+            st.params = critic_update(sim, st, st.params, st.x)
+            f = force(sim, st.params, st.x)
+        m = st.members
+        st.x = st.x + m.generator_lr[:, None, None] * sim.kernel.apply(f, m.g1, m.g2)
     st.t += 1
     # isolation: a member that is not finite (or blew up) is frozen and zeroed from now on
     b = st.x.shape[0]
     limit = sim.cfg.phase.blowup * sim.target.scale
     ok = torch.isfinite(st.x).all(-1).all(-1) & ((st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit)
-    for v in st.params.values():
+    for v in [*st.params.values(), *(st.gen or {}).values()]:
         ok &= torch.isfinite(v.reshape(b, -1)).all(-1)
     newly = st.alive & ~ok
     if bool(newly.any()):
@@ -286,6 +325,9 @@ def advance(sim: Simulation, st: State) -> State:
         st.x = _where(st.alive, st.x, 0.0)
         st.params = {k: _where(st.alive, v, 0.0) for k, v in st.params.items()}
         st.opt.mask_(st.alive)
+        if st.gen is not None:
+            st.gen = {k: _where(st.alive, v, 0.0) for k, v in st.gen.items()}
+            st.gen_opt.mask_(st.alive)
     return st
 
 
