@@ -62,3 +62,33 @@ def test_generator_bad_input(over, field):
     with pytest.raises(C.ConfigError) as e:
         build(C.load_config(None, over))
     assert e.value.field == field
+
+
+def test_divergences_tracked_every_log_with_their_methods():
+    import math
+
+    res = gandy.run(LINES, figures=False)
+    m = res.metrics
+    assert (m.js == math.log(2)).all() and (m.kl_pq == math.inf).all() and (m.kl_qp == math.inf).all()
+    assert res.summary["divergences"]["js"] == "exact:segments"
+    first, last = m[m.step == 0].w1.to_numpy(), m[m.step == 300].w1.to_numpy()
+    assert (last < 0.7 * first).all()  # W1 falls while JS gives no signal
+    assert (m.mmd.notna()).all()
+
+
+def test_particle_runs_track_divergences_only_when_asked():
+    over = ["steps=20", "log_every=10", "particles.n=32", "critic.widths=[16]", "seeds=[0, 1]"]
+    off = gandy.run(None, overrides=over, figures=False)
+    assert "js" not in off.metrics.columns and off.summary["divergences"] is None
+    on = gandy.run(None, overrides=over + ["metrics.divergences=true"], figures=False)
+    for col in ("js", "kl_pq", "kl_qp", "mmd", "high_quality_fraction"):
+        assert col in on.metrics.columns
+    assert on.summary["divergences"]["js"] == "estimate:kde"
+    assert (on.metrics.high_quality_fraction == on.metrics.on_mode).all()
+    assert ((on.metrics.js >= -0.05) & (on.metrics.js <= math_log2() + 0.05)).all()
+
+
+def math_log2():
+    import math
+
+    return math.log(2)

@@ -101,5 +101,6 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "phases": {s: p for s, p in zip(map(str, raw.seeds), phases)},
         "phase_counts": {p: phases.count(p) for p in ("converged", "collapsed", "oscillating", "diverged")},
         "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
+        "divergences": raw.divergence_methods,
     }
     return RunResult(cfg, metrics, results, traj, summary)

@@ -351,6 +351,9 @@ class PhaseConfig(Section):
 class MetricsConfig(Section):
     max_points: PosInt = 1024
     """Particles and target samples used by the O(N^2) metrics (w1, mean_abs_cos)."""
+    divergences: Union[bool, Literal["auto"]] = "auto"
+    """Track js, kl_pq, kl_qp, mmd (and high_quality_fraction) at every log: true, false, or auto
+    (true for network generators, false for the particle model)."""
 
 
 # --------------------------------------------------------------------------- top level

@@ -152,6 +152,7 @@ class SimOutput:
     snapshot_steps: list[int] = field(default_factory=list)
     snapshots: list[np.ndarray] = field(default_factory=list)  # each (B, n_snap, d)
     diverged_step: Optional[np.ndarray] = None  # (B,), -1 if never
+    divergence_methods: Optional[dict] = None  # column -> how it was computed
     final_particles: Optional[np.ndarray] = None  # (B, N, d)
 
 
@@ -349,6 +350,9 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     snap_n = min(sim.n, cfg.metrics.max_points)
     ref_n = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
     out = SimOutput(seeds=list(seeds))
+    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None)
+    if track:
+        from .metrics.divergences import tracked
 
     def visible():
         return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
@@ -357,8 +361,12 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         if t % cfg.log_every == 0 or t == cfg.steps:
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             vals = order_parameters(visible(), sim.target, ref[:b], cfg.metrics.max_points)
+            if track:
+                div, out.divergence_methods = tracked(sim, st, ref, b, vals)
+                vals = {**vals, **div}
+            keys = ORDER_PARAMETERS + (tuple(div) if track else ())
             for i, seed in enumerate(seeds):
-                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in ORDER_PARAMETERS}}
+                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
                 if "mode_hist" in vals:
                     row["mode_hist"] = vals["mode_hist"][i].tolist()
                 out.metrics.append(row)

@@ -211,3 +211,59 @@ def divergences(p, q, exact: Optional[dict] = None) -> dict:
     v, bw = mmd2(p, q)
     out["mmd"] = {"value": v, "method": f"estimate:mmd_unbiased(bandwidth={bw:.4g})"}
     return out
+
+
+# ----------------------------------------------------------------------------- tracking in the loop
+DIVERGENCES = ("js", "kl_pq", "kl_qp", "mmd", "high_quality_fraction")
+
+
+def _segment_of(target) -> Optional[Segment]:
+    """The target's law as an exact segment (parallel_lines, possibly embedded), else None."""
+    from ..targets import Embedded, Segment as SegmentTarget
+
+    base, q = (target.base, target.q) if isinstance(target, Embedded) else (target, None)
+    if not isinstance(base, SegmentTarget):
+        return None
+    a, b = base.a, base.b
+    if q is not None:
+        a, b = a @ q.T, b @ q.T
+    return Segment(tuple(a.double().cpu().tolist()), tuple(b.double().cpu().tolist()))
+
+
+def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict]:
+    """Divergence columns for the first ``b`` members at this step: ``(values, methods)``, values
+    ``(b,)`` float64 arrays. Exact where both laws are known in closed form (a segment target and
+    the affine generator's segment), estimated from the logged samples otherwise."""
+    from ..generators import Affine
+
+    vals = {k: np.full(b, np.nan) for k in DIVERGENCES}
+    methods = {}
+    target_seg = _segment_of(sim.target)
+    exact = target_seg is not None and isinstance(sim.generator, Affine)
+    x = st.x[:b].detach().double().cpu().numpy()
+    y = ref[:b].detach().double().cpu().numpy()
+    for i in range(b):
+        if not bool(st.alive[i]) or not np.isfinite(x[i]).all():
+            continue
+        if exact:
+            a_i = st.gen["a"][i].double().cpu().numpy()
+            b_i = st.gen["b"][i].double().cpu().numpy()
+            gen_seg = Segment(tuple(b_i), tuple(a_i + b_i))
+            for k, v in segments_divergences(target_seg, gen_seg).items():
+                vals[k][i] = v
+        else:
+            if sim.d <= 2:
+                vals["js"][i] = kde_divergences(y[i], x[i])["js"]
+            vals["kl_pq"][i] = knn_kl(y[i], x[i])
+            vals["kl_qp"][i] = knn_kl(x[i], y[i])
+        vals["mmd"][i] = mmd2(y[i], x[i])[0]
+    if exact:
+        methods.update(js="exact:segments", kl_pq="exact:segments", kl_qp="exact:segments")
+    else:
+        methods.update(js="estimate:kde" if sim.d <= 2 else "unavailable", kl_pq="estimate:knn", kl_qp="estimate:knn")
+    methods["mmd"] = "estimate:mmd_unbiased(median bandwidth)"
+    methods["w1"] = "exact:emd (POT, at most metrics.max_points points)"
+    if sim.target.modes is not None:
+        vals["high_quality_fraction"] = np.asarray(order["on_mode"][:b], dtype=float)
+        methods["high_quality_fraction"] = "fraction within the cover radius of a mode (as on_mode)"
+    return vals, methods
