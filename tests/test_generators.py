@@ -92,3 +92,16 @@ def math_log2():
     import math
 
     return math.log(2)
+
+
+@pytest.mark.slow
+def test_many_paths_experiment_writes_its_tables_and_figures(tmp_path):
+    from gandy.experiments.many_paths import GAMES_RUN, run
+
+    figs = run(tmp_path / "mp", quick=True, overrides=["steps=40"], progress=False, echo=lambda s: None)
+    assert len(figs) == 5 and all(f.stat().st_size > 5000 for f in figs)
+    import pandas as pd
+
+    inc = pd.read_parquet(tmp_path / "mp" / "increases.parquet")
+    assert len(inc) == 2 * len(GAMES_RUN)
+    assert inc[inc.target == "parallel_lines"].increased_js.eq(0).all()  # JS is log 2 throughout

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import collapse_1d, damping
+from . import collapse_1d, damping, many_paths
 
 
 @dataclass(frozen=True)
@@ -23,4 +23,5 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {
     "collapse-1d": Experiment("collapse-1d", collapse_1d.DESCRIPTION, collapse_1d.run),
     "damping": Experiment("damping", damping.DESCRIPTION, damping.run),
+    "many-paths": Experiment("many-paths", many_paths.DESCRIPTION, many_paths.run),
 }

@@ -1,0 +1,71 @@
+"""many-paths: every game of Fedus et al. (2018) on real generators, with divergences tracked.
+
+For each target in ``configs/many-paths.yaml`` and each game in ``GAMES_RUN``, one run (its seeds
+batched) into ``OUT/<target>/<game>/``. Then, from those directories:
+
+* ``OUT/figures/samples_<target>.png``: samples over time per game (seed 0);
+* ``OUT/figures/divergences_<target>.png``: js, kl_pq, w1, mmd against step per game (seed mean);
+* ``OUT/increases.parquet`` and ``OUT/figures/increases.png``: per game, the fraction of logged
+  steps at which each divergence increased (Fedus et al.: GANs need not decrease a divergence at
+  every step).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+DESCRIPTION = "every game (mm, ns, wgan, wgan_gp, gan_gp, dragan, dragan_ns, ls, hinge) on parallel_lines and ring8, divergences tracked"
+GAMES_RUN = ("mm", "ns", "wgan", "wgan_gp", "gan_gp", "dragan", "dragan_ns", "ls", "hinge")
+TRACKED = ("js", "kl_pq", "kl_qp", "w1", "mmd")
+QUICK = {"parallel_lines": ["steps=300", "seeds=[0, 1]"], "ring8": ["steps=600", "seeds=[0, 1]", "log_every=50"]}
+
+
+def configs() -> dict:
+    return yaml.safe_load(resources.files("gandy").joinpath("configs/many-paths.yaml").read_text())
+
+
+def increases(metrics: pd.DataFrame) -> dict:
+    """Fraction of logged steps (after the first) at which each tracked divergence rose, pooled over seeds."""
+    out = {}
+    for key in TRACKED:
+        if key not in metrics:
+            continue
+        d = metrics.sort_values(["seed", "step"]).groupby("seed")[key].diff().dropna()
+        finite = d[np.isfinite(d)]
+        out[key] = float((finite > 1e-12).mean()) if len(finite) else float("nan")
+    return out
+
+
+def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
+        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
+    from ..api import run as run_one
+    from ..config import ConfigError, load_config
+    from ..plots import plot_many_paths
+
+    out = Path(out)
+    if out.exists() and not (force or resume):
+        raise ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    rows, summary = [], {"experiment": "many-paths", "quick": quick, "runs": {}}
+    for target, base in configs().items():
+        for game in GAMES_RUN:
+            d = out / target / game
+            cfg = load_config(base, [f"objective={game}", *(QUICK[target] if quick else []), *overrides])
+            if not (resume and (d / "metrics.parquet").exists()):
+                echo(f"many-paths: {target} / {game}")
+                run_one(cfg, out=d, force=True, progress=progress)
+            m = pd.read_parquet(d / "metrics.parquet")
+            res = pd.read_parquet(d / "results.parquet")
+            inc = increases(m)
+            rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
+                         "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
+            summary["runs"][f"{target}/{game}"] = json.loads((d / "summary.json").read_text())["divergences"]
+    table = pd.DataFrame(rows)
+    table.to_parquet(out / "increases.parquet", index=False)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return plot_many_paths(out, list(configs()), list(GAMES_RUN))
