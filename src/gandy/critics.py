@@ -9,7 +9,7 @@ listed in ``frozen`` so that optimisers leave them alone.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as Fn
@@ -47,10 +47,15 @@ class Critic:
 
 
 class Mlp(Critic):
-    """f(x) = w_L . act(... act(x W_1 + b_1) ...) + b_L; PyTorch's default uniform init."""
+    """f(x) = w_L . act(... act(x W_1 + b_1) ...) + b_L; PyTorch's default uniform init.
 
-    def __init__(self, d: int, widths: list[int], activation: str = "relu"):
-        self.dims = [d, *widths, 1]
+    The critic returns ``(B, M)``; with ``out`` set it is a vector-valued network
+    ``(B, M, k) -> (B, M, out)`` (the MLP generator).
+    """
+
+    def __init__(self, d: int, widths: list[int], activation: str = "relu", out: Optional[int] = None):
+        self.dims = [d, *widths, out or 1]
+        self.scalar = out is None
         self.act = ACTIVATIONS[activation]
 
     def init(self, stream, b):
@@ -66,7 +71,9 @@ class Mlp(Critic):
         n = len(self.dims) - 1
         for i in range(n - 1):
             h = self.act(torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"]))
-        return bmv(h, params[f"w{n - 1}"][..., 0]) + params[f"b{n - 1}"]
+        if self.scalar:
+            return bmv(h, params[f"w{n - 1}"][..., 0]) + params[f"b{n - 1}"]
+        return torch.baddbmm(params[f"b{n - 1}"][:, None, :], h, params[f"w{n - 1}"])
 
 
 class Rbf(Critic):

@@ -9,44 +9,25 @@ builders.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 
 from . import config as C
-from .critics import ACTIVATIONS
+from .critics import Mlp
 from .rng import Stream
 from .targets import Embedded, Segment
 
 
-class MlpNet:
-    """G(z) = W_L act(... act(z W_1 + b_1) ...) + b_L, z ~ N(0, I); PyTorch's default init."""
+class MlpNet(Mlp):
+    """G(z) = MLP(z) with z ~ N(0, I): the critics' batched MLP with ``d`` outputs."""
 
     def __init__(self, latent_dim: int, widths: list[int], d: int, activation: str):
+        super().__init__(latent_dim, widths, activation, out=d)
         self.latent_dim = latent_dim
-        self.dims = [latent_dim, *widths, d]
-        self.act = ACTIVATIONS[activation]
 
     def latent(self, stream: Stream, n: int) -> torch.Tensor:
         return stream.normal(n, self.latent_dim)
-
-    def init(self, stream: Stream, b: int) -> dict:
-        p = {}
-        for i, (fi, fo) in enumerate(zip(self.dims[:-1], self.dims[1:])):
-            bound = 1.0 / math.sqrt(fi)
-            p[f"w{i}"] = (2 * stream.uniform(fi, fo) - 1) * bound
-            p[f"b{i}"] = (2 * stream.uniform(fo) - 1) * bound
-        return p
-
-    def forward(self, params: dict, z: torch.Tensor) -> torch.Tensor:
-        h = z
-        n = len(self.dims) - 1
-        for i in range(n):
-            h = torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"])
-            if i < n - 1:
-                h = self.act(h)
-        return h
 
 
 class Affine:
