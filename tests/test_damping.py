@@ -8,10 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import yaml
 
-import gandy
 from gandy import config as C
 from gandy.damping import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum, linear_model,
                            run_damping, steps_to, transverse_radius)

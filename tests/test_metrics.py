@@ -8,7 +8,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from gandy import config as C
-from gandy.metrics.order import coverage_kl, mean_abs_cos, mode_histogram, nearest_mode, order_parameters, w1_exact
+from gandy.metrics.order import coverage_kl, mean_abs_cos, nearest_mode, order_parameters, w1_exact
 from gandy.rng import Stream, member_keys
 from gandy.targets import GaussianMixture, build_target, mnist_images
 

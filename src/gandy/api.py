@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import __version__

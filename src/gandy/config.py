@@ -9,7 +9,6 @@ discriminated unions, so an unknown name is reported with the list of valid ones
 from __future__ import annotations
 
 import math
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 

@@ -319,7 +319,6 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path
     tab = pd.read_parquet(table_path)
     critics = list(dict.fromkeys(tab.critic))
     fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 4.2), layout="constrained", squeeze=False, sharey=True)
-    steps_max = None
     for ax, c in zip(axes[0], critics):
         for pen, g in tab[tab.critic == c].groupby("penalty", sort=False):
             g = g.sort_values("weight")

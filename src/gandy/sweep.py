@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import shutil
 import time
@@ -34,7 +33,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from . import config as C
 from .game import MEMBER_KEYS, Members, build, get_dotted, member_tables, simulate
