@@ -336,12 +336,9 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
 
 
 def write_damping(out: Path, cfg, table, err, weights, summary, model, figures: bool) -> None:
-    import shutil
-    import tempfile
+    from .store import atomic_dir
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "config.yaml").write_text(C.dump_config(cfg))
         table.to_parquet(tmp / "damping.parquet", index=False)
         traj = pd.DataFrame({"weight": np.repeat(weights, err.shape[1]), "step": np.tile(np.arange(err.shape[1]), len(weights)),
@@ -360,9 +357,3 @@ def write_damping(out: Path, cfg, table, err, weights, summary, model, figures: 
             from .plots import plot_damping
 
             plot_damping(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

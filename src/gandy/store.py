@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -88,14 +89,34 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+@contextmanager
+def atomic_dir(out: Path):
+    """Yield a temporary sibling directory of ``out`` to fill; on success it replaces ``out`` (an
+    existing one is removed), on any error it is deleted, so ``out`` is never half written."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        yield tmp
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """A DataFrame to Parquet through :func:`write_atomic`."""
+    write_atomic(path, df.to_parquet(index=False))
+
+
 def write_run(result: RunResult, out: Path, force: bool = False, figures: bool = True) -> Path:
     """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename)."""
     out = Path(out)
     if out.exists() and not force:
         raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    try:
+    with atomic_dir(out) as tmp:
         (tmp / "config.yaml").write_text(C.dump_config(result.config))
         result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
         result.results.to_parquet(tmp / "results.parquet", index=False)
@@ -105,12 +126,6 @@ def write_run(result: RunResult, out: Path, force: bool = False, figures: bool =
             from .plots import plot_run
 
             plot_run(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     result.path = out
     return out
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import pandas as pd
 import torch
 
 from . import config as C
+from .store import write_atomic, write_parquet
 from .game import MEMBER_KEYS, Members, build, get_dotted, member_tables, simulate
 
 SPEC_KEYS = ("linspace", "logspace")
@@ -230,12 +230,6 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     return metrics, results
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def run_sweep(
     cfg: C.Config,
     out: Path,
@@ -264,9 +258,7 @@ def run_sweep(
             raise C.ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     if not (out / "config.yaml").exists():
-        tmp = out / ".config.yaml.tmp"
-        tmp.write_text(resolved)
-        os.replace(tmp, out / "config.yaml")
+        write_atomic(out / "config.yaml", resolved.encode())
     keys = [a.key for a in p.axes]
     values = {m.index: m.values for m in p.members}
     todo = [ch for ch in p.chunks if not (out / "chunks" / f"{ch.id}.results.parquet").exists()]
@@ -281,8 +273,8 @@ def run_sweep(
 
     def done(ch: Chunk, tables) -> None:
         metrics, results = tables
-        _write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
-        _write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
+        write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
+        write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
 
     def step(k: int) -> None:
         if bar is not None:
@@ -307,11 +299,9 @@ def run_sweep(
         "phase_counts": {ph: phases.count(ph) for ph in ("converged", "collapsed", "oscillating", "diverged")},
         "torch_version": torch.__version__,
     }
-    _write_parquet(results, out / "results.parquet")
-    _write_parquet(metrics, out / "metrics.parquet")
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "summary.json")
+    write_parquet(results, out / "results.parquet")
+    write_parquet(metrics, out / "metrics.parquet")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
     if figures and len(p.axes) == 2:
         from .plots import plot_phase
 
