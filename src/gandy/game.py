@@ -348,9 +348,11 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
-    ref_n = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
     out = SimOutput(seeds=list(seeds))
     track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None)
+    # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
+    # tracked, the target sample has as many points as the generated one
+    ref_n = snap_n if track else min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
     if track:
         from .metrics.divergences import tracked
 
@@ -360,11 +362,12 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     for t in range(cfg.steps + 1):
         if t % cfg.log_every == 0 or t == cfg.steps:
             ref = sim.target.sample(st.streams["metrics"], ref_n)
-            vals = order_parameters(visible(), sim.target, ref[:b], cfg.metrics.max_points)
+            # with divergences tracked, W1 comes from their pooled distance matrix
+            vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points)
             if track:
                 div, out.divergence_methods = tracked(sim, st, ref, b, vals)
                 vals = {**vals, **div}
-            keys = ORDER_PARAMETERS + (tuple(div) if track else ())
+            keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
             for i, seed in enumerate(seeds):
                 row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
                 if "mode_hist" in vals:

@@ -63,10 +63,16 @@ def w1_exact(x: np.ndarray, y: np.ndarray) -> float:
     """Exact W1 between two uniform empirical measures ``x: (n, d)``, ``y: (m, d)`` (POT's EMD)."""
     import ot
 
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    cost = ot.dist(x, y, metric="euclidean")
-    return float(ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost, numItermax=1_000_000))
+    return w1_from_cost(ot.dist(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), metric="euclidean"))
+
+
+def w1_from_cost(cost) -> float:
+    """Exact W1 between two uniform empirical measures from their ``(n, m)`` distance matrix."""
+    import ot
+
+    cost = np.ascontiguousarray(np.asarray(cost, dtype=np.float64))
+    n, m = cost.shape
+    return float(ot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), cost, numItermax=1_000_000))
 
 
 def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor], max_points: int = 1024) -> dict:
