@@ -346,8 +346,15 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
         trajs = {g: _load(out / target / g)[0] for g in games}
         steps = trajs[games[0]]["steps"]
         picks = sorted(set(np.linspace(0, len(steps) - 1, 4).round().astype(int)))
+        # one frame for all panels: the target and the starting samples with a margin, so that a
+        # run that blows up does not shrink every other panel (points outside are counted)
+        first = trajs[games[0]]
+        box = np.concatenate([first["target_samples"][:, :2], first["particles"][0, 0][:, :2]])
+        lo, hi = box.min(0), box.max(0)
+        pad = 0.25 * np.maximum(hi - lo, 0.5 * (hi - lo).max())
+        lo, hi = lo - pad, hi + pad
         fig, axes = plt.subplots(len(games), len(picks), figsize=(2.3 * len(picks), 2.1 * len(games)),
-                                 layout="constrained", sharex=True, sharey=True, squeeze=False)
+                                 layout="constrained", squeeze=False)
         for r, g in enumerate(games):
             tr = trajs[g]
             for c, k in enumerate(picks):
@@ -356,6 +363,11 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
                 ax.scatter(ts[:, 0], ts[:, 1], s=1, color="tab:red", alpha=0.3)
                 p = tr["particles"][0, k]
                 ax.scatter(p[:, 0], p[:, 1], s=2, color="tab:blue")
+                ax.set_xlim(lo[0], hi[0])
+                ax.set_ylim(lo[1], hi[1])
+                outside = int((~((p[:, :2] >= lo) & (p[:, :2] <= hi)).all(-1)).sum())
+                if outside:
+                    ax.text(0.02, 0.02, f"{outside} outside", transform=ax.transAxes, fontsize=7, color="tab:blue")
                 if r == 0:
                     ax.set_title(f"step {int(tr['steps'][k])}", fontsize=9)
                 if c == 0:

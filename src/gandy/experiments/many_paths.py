@@ -26,8 +26,18 @@ TRACKED = ("js", "kl_pq", "kl_qp", "w1", "mmd")
 QUICK = {"parallel_lines": ["steps=300", "seeds=[0, 1]"], "ring8": ["steps=600", "seeds=[0, 1]", "log_every=50"]}
 
 
-def configs() -> dict:
+def _yaml() -> dict:
     return yaml.safe_load(resources.files("gandy").joinpath("configs/many-paths.yaml").read_text())
+
+
+def configs() -> dict:
+    """Each target's base config (``configs/many-paths.yaml`` without its ``critic_steps``)."""
+    return {k: v for k, v in _yaml().items() if k != "critic_steps"}
+
+
+def critic_steps(game: str) -> int:
+    """n_critic for ``game`` (the yaml's ``critic_steps``; 1 for games not listed)."""
+    return int(_yaml().get("critic_steps", {}).get(game, 1))
 
 
 def increases(metrics: pd.DataFrame) -> dict:
@@ -55,7 +65,8 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
     for target, base in configs().items():
         for game in GAMES_RUN:
             d = out / target / game
-            cfg = load_config(base, [f"objective={game}", *(QUICK[target] if quick else []), *overrides])
+            cfg = load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
+                                     *(QUICK[target] if quick else []), *overrides])
             if not (resume and (d / "metrics.parquet").exists()):
                 echo(f"many-paths: {target} / {game}")
                 run_one(cfg, out=d, force=True, progress=progress)
