@@ -70,7 +70,7 @@ def _x(b, m, d, seed=1):
 
 
 def test_registry_and_activations():
-    assert set(CRITICS) == {"mlp", "rbf", "random_features", "linear"}
+    assert set(CRITICS) == {"mlp", "rbf", "random_features", "linear", "dcgan"}
     assert set(ACTIVATIONS) == {"relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"}
 
 

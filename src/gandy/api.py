@@ -81,6 +81,8 @@ def assemble(sim, raw, wall: float) -> RunResult:
     }
     if target.modes is not None:
         traj["modes"] = target.modes.cpu().numpy().astype(np.float32)
+    if getattr(target, "image_shape", None) is not None:
+        traj["image_shape"] = np.asarray(target.image_shape, dtype=np.int64)
     phases = results.phase.tolist()
     summary = {
         "gandy_version": __version__,
@@ -102,4 +104,18 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
         "divergences": raw.divergence_methods,
     }
+    if image_metrics_enabled(sim):
+        from .images.evaluate import METRICS, run_metrics, summarise
+
+        per_seed = run_metrics(sim, raw.state, raw.seeds)
+        summary.update(summarise(per_seed))
+        for k in METRICS:
+            results[k] = [float(per_seed[s][k]["value"]) for s in results.seed]
     return RunResult(cfg, metrics, results, traj, summary)
+
+
+def image_metrics_enabled(sim) -> bool:
+    """``metrics.images.enabled``: auto = a network generator on an image target (checked in build)."""
+    flag = sim.cfg.metrics.images.enabled
+    return flag is True or (flag == "auto" and getattr(sim.target, "image_shape", None) is not None
+                            and sim.generator is not None)

@@ -66,7 +66,7 @@ def run_cmd(
 
         cfg = load_config(config, list(overrides or []))
         out = out or Path("runs") / Path(config).stem
-        if cfg.sweep:
+        if cfg.sweep or cfg.search:
             from .sweep import run_sweep
 
             results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,

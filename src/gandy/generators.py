@@ -63,9 +63,17 @@ def _affine(cfg, target, d: int):
     return Affine(a, b)
 
 
+def _dcgan(cfg, target, d: int):
+    from .critics import image_channels
+    from .images.nets import DcganGenerator
+
+    return DcganGenerator(cfg.latent_dim, image_channels(target, "generator.name"), cfg.width, cfg.norm)
+
+
 GENERATORS: dict[str, Callable] = {
     "mlp": lambda cfg, target, d: MlpNet(cfg.latent_dim, cfg.widths, d, cfg.activation),
     "affine": _affine,
+    "dcgan": _dcgan,
 }
 
 

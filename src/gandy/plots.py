@@ -130,8 +130,34 @@ def plot_order(run_dir: Path) -> Path:
 
 
 def plot_run(run_dir: Path) -> list[Path]:
-    """All figures of one run directory."""
+    """All figures of one run directory (image runs: sample grids instead of particle plots)."""
+    with np.load(Path(run_dir) / "trajectory.npz") as z:
+        images = "image_shape" in z.files
+    if images:
+        return [*plot_sample_grids(run_dir), plot_order(run_dir)]
     return [p for p in (plot_particles(run_dir), plot_order(run_dir)) if p is not None]
+
+
+def plot_sample_grids(run_dir: Path, max_images: int = 64) -> list[Path]:
+    """``figures/samples/step_XXXXXX.png``: a grid of the first seed's images at every snapshot (the
+    same fixed latents each time), and ``figures/samples_final.png``: the last snapshot of every seed."""
+    from .images.data import grid, save_grid
+
+    traj, _ = _load(Path(run_dir))
+    shape = tuple(int(v) for v in traj["image_shape"])
+    parts = traj["particles"]  # (S, T, n, C*28*28)
+    out = []
+    for t, step in enumerate(traj["steps"]):
+        x = np.nan_to_num(parts[0, t, :max_images], nan=0.0).reshape(-1, *shape)
+        out.append(save_grid(x, Path(run_dir) / "figures" / "samples" / f"step_{int(step):06d}.png"))
+    seeds = traj["seeds"]
+    fig, axes = plt.subplots(1, len(seeds), figsize=(3.2 * len(seeds), 3.5), layout="constrained", squeeze=False)
+    for ax, s, x in zip(axes[0], seeds, parts[:, -1, :max_images]):
+        ax.imshow(grid(np.nan_to_num(x, nan=0.0).reshape(-1, *shape)), interpolation="nearest")
+        ax.set_title(f"seed {int(s)}, step {int(traj['steps'][-1])}", fontsize=9)
+        ax.axis("off")
+    out.append(_save(fig, Path(run_dir) / "figures" / "samples_final.png"))
+    return out
 
 
 def plot_demo(run_dirs: list[Path], path: Path) -> Path:

@@ -129,24 +129,96 @@ def parse_sweep(raw: Optional[dict]) -> tuple[list[Axis], Optional[int]]:
     return axes, None if bs == "auto" else bs
 
 
-def expand(cfg: C.Config) -> tuple[list[Axis], list[Member], Optional[int]]:
-    """All members of a sweep config, validated: grid points x seeds, in a fixed order."""
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+
+
+def parse_search(raw: dict) -> tuple[list[Axis], list[dict], Optional[int]]:
+    """A ``search:`` section -> (one axis per key, the drawn trials ``[{key: value}]``, chunk size).
+
+    ``trials`` draws from ``params`` with ``numpy.random.default_rng(seed)``, key by key in the
+    order given, so a trial's values depend only on (seed, trial, params). A comma-joined key
+    (``optim.critic.lr,optim.generator.lr``) draws once and sets every path to that value.
+    """
+    raw = dict(raw)
+    unknown = set(raw) - {"trials", "seed", "params", "batch_size"}
+    if unknown:
+        raise C.ConfigError(f"search.{sorted(unknown)[0]}", "unknown key (expected trials, seed, params, batch_size)")
+    trials, seed = raw.get("trials"), raw.get("seed", 0)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise C.ConfigError("search.trials", "must be a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise C.ConfigError("search.seed", "must be an integer")
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise C.ConfigError("search.params", "needs at least one dotted key -> distribution")
+    bs = raw.get("batch_size", "auto")
+    if bs != "auto" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise C.ConfigError("search.batch_size", "must be a positive integer or auto")
+    specs = []
+    for key, spec in params.items():
+        field_ = f"search.params.{key}"
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise C.ConfigError(field_, f"expected one of {', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}")
+        kind, arg = next(iter(spec.items()))
+        if kind == "choice":
+            if not isinstance(arg, list) or not arg:
+                raise C.ConfigError(field_, "choice needs a non-empty list")
+        elif not (isinstance(arg, list) and len(arg) == 2 and arg[0] <= arg[1]
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)):
+            raise C.ConfigError(field_, f"{kind} needs two numbers [low, high] with low <= high")
+        elif kind == "loguniform" and arg[0] <= 0:
+            raise C.ConfigError(field_, "loguniform bounds must be > 0")
+        elif kind == "int" and (arg[0] != int(arg[0]) or arg[1] != int(arg[1])):
+            raise C.ConfigError(field_, "int bounds must be integers")
+        specs.append((key, kind, arg))
+    points = []
+    for t in range(trials):
+        rng = np.random.default_rng([seed, t])  # trial t's draws depend on (seed, t, params) only
+        point = {"trial": t}
+        for key, kind, arg in specs:
+            if kind == "choice":
+                point[key] = arg[int(rng.integers(len(arg)))]
+            elif kind == "loguniform":
+                point[key] = float(np.exp(rng.uniform(np.log(arg[0]), np.log(arg[1]))))
+            elif kind == "uniform":
+                point[key] = float(rng.uniform(arg[0], arg[1]))
+            else:
+                point[key] = int(rng.integers(int(arg[0]), int(arg[1]) + 1))
+        points.append(point)
+    axes = [Axis("trial", tuple(range(trials)), "linear")]
+    axes += [Axis(k, tuple(p[k] for p in points), "log" if kind == "loguniform" else "linear") for k, kind, _ in specs]
+    return axes, points, None if bs == "auto" else bs
+
+
+def _points(cfg: C.Config) -> tuple[list[Axis], list[dict], Optional[int]]:
+    """The configurations to run: a sweep's grid product or a search's trials, as ``[{key: value}]``."""
+    if cfg.search:
+        return parse_search(cfg.search)
     axes, bs = parse_sweep(cfg.sweep)
+    return axes, [dict(zip((a.key for a in axes), p)) for p in itertools.product(*(a.values for a in axes))], bs
+
+
+def expand(cfg: C.Config) -> tuple[list[Axis], list[Member], Optional[int]]:
+    """All members of a sweep or search config, validated: points x seeds, in a fixed order."""
+    axes, points, bs = _points(cfg)
+    section = "search" if cfg.search else "sweep"
     base = cfg.model_dump(mode="json")
     base.pop("sweep", None)
+    base.pop("search", None)
     members: list[Member] = []
-    for point in itertools.product(*(a.values for a in axes)):
+    for point in points:
         data = json.loads(json.dumps(base))
-        for a, v in zip(axes, point):
-            C._set_dotted(data, a.key, v)
+        for key, v in point.items():
+            for path in key.split(",") if key != "trial" else ():  # a search's trial number is a label
+                C._set_dotted(data, path.strip(), v)
         try:
             pcfg = C.load_config(data)
         except C.ConfigError as e:
-            vals = ", ".join(f"{a.key}={v}" for a, v in zip(axes, point))
-            raise C.ConfigError(f"sweep.{e.field}" if e.field else "sweep", f"at {vals}: {e.message}") from None
+            vals = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise C.ConfigError(f"{section}.{e.field}" if e.field else section, f"at {vals}: {e.message}") from None
         for seed in cfg.seeds:
             mc = pcfg.model_copy(update={"seeds": [seed]})
-            members.append(Member(len(members), seed, dict(zip((a.key for a in axes), point)), mc))
+            members.append(Member(len(members), seed, dict(point), mc))
     return axes, members, bs
 
 
@@ -155,6 +227,7 @@ def _shared(cfg: C.Config) -> dict:
     d = cfg.model_dump(mode="json")
     d.pop("seeds", None)
     d.pop("sweep", None)
+    d.pop("search", None)
     for key in MEMBER_KEYS:
         if key.startswith("kernel.") and d["kernel"]["name"] != "two_number":
             continue

