@@ -75,3 +75,19 @@ def cli_run(tmp_path_factory, invoke_cli):
     out = parent / "r"
     res = invoke_cli(["run", cfg, "kernel.g2=0.5", "--out", out, "-q"])
     return res, out, parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gandy_cache(tmp_path_factory):
+    """Every test uses one session cache folder (the digit classifier is trained once, and the
+    user's own cache is never touched)."""
+    import os
+
+    d = tmp_path_factory.mktemp("gandy_cache")
+    old = os.environ.get("GANDY_CACHE")
+    os.environ["GANDY_CACHE"] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop("GANDY_CACHE", None)
+    else:
+        os.environ["GANDY_CACHE"] = old

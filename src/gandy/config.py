@@ -544,11 +544,18 @@ def _format_validation(err: ValidationError) -> ConfigError:
     return ConfigError(loc, msg)
 
 
-_UNION_TAGS = {
-    "gaussian_mixture", "point_mass", "two_modes_1d", "ring8", "grid25", "empirical", "mnist", "parallel_lines",
-    "gaussian", "uniform", "two_number", "ntk", "empirical_ntk", "matrix",
-    "mlp", "rbf", "random_features", "linear", "affine",
-}
+def _union_tags(*unions) -> set:
+    """The ``name`` tags of every member of the discriminated unions (dropped from error paths)."""
+    from typing import get_args
+
+    tags = set()
+    for union in unions:
+        for model in get_args(get_args(union)[0]):
+            tags.update(get_args(model.model_fields["name"].annotation))
+    return tags
+
+
+_UNION_TAGS = _union_tags(TargetConfig, InitConfig, KernelConfig, CriticConfig, GeneratorConfig)
 
 
 def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides: Optional[list[str]] = None) -> Config:

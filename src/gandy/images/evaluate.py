@@ -112,7 +112,8 @@ def evaluate_images(fake: np.ndarray, real: np.ndarray, extractor: Extractor, sp
     w = Q.w_critic(real[:h_r], fake[:h_f], real[h_r:], fake[h_f:], steps=w_critic_steps, seed=seed, device=device)
     out["w_critic"] = {"value": w["value"], "stderr": w["stderr"],
                        "protocol": {"extractor": "none (a fresh MLP critic on pixels, WGAN-GP)", "n_real": int(len(real)),
-                                    "n_fake": int(len(fake)), "split": f"{split}: first half trains, second half tests",
+                                    "n_fake": int(len(fake)), "split": split,
+                                    "halves": "the first half of each sample trains the critic, the second tests it",
                                     "seed": int(seed), "steps": w_critic_steps, "gp_weight": 10.0}}
     return out
 

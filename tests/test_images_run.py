@@ -1,0 +1,115 @@
+"""Image GANs end to end: image targets, DCGAN configs, the metrics with their protocols, the
+FID sanity check on real data, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import gandy
+from gandy import config as C
+from gandy.images.classifier import load_classifier
+from gandy.images.data import mnist
+from gandy.images.evaluate import METRICS, Extractor, evaluate_images
+from gandy.images import quality as Q
+from gandy.rng import Stream, member_keys
+from gandy.targets import build_target
+
+TINY_IMG = {
+    "target": {"name": "mnist"},
+    "generator": {"name": "dcgan", "latent_dim": 8, "width": 4},
+    "critic": {"name": "dcgan", "width": 4},
+    "objective": "ns", "penalty": None,
+    "optim": {"critic": {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]},
+              "generator": {"name": "adam", "lr": 2e-4, "betas": [0.5, 0.999]}},
+    "particles": {"n": 16}, "batch_size": 16, "steps": 4, "log_every": 2, "seeds": [0, 1],
+    "metrics": {"images": {"n_fake": 256, "n_real": 256, "w_critic_steps": 20}},
+}
+
+
+def test_image_targets_shapes_ranges_and_determinism(tmp_path):
+    t = build_target(C.MnistTarget(name="mnist"))
+    assert t.data.shape == (4000, 784) and t.image_shape == (1, 28, 28) and t.default_batch == 64
+    assert float(t.data.min()) == -1.0 and float(t.data.max()) == 1.0 and t.modes is None
+    test = build_target(C.MnistTarget(name="mnist", split="test", n=100))
+    assert test.modes.shape == (100, 784) and test.default_batch == 100  # small sets: modes, whole batches
+    cm = build_target(C.ColorMnistTarget(name="color_mnist"))
+    a = cm.sample(Stream(member_keys([0, 1]), "data"), 8)
+    b = cm.sample(Stream(member_keys([1]), "data"), 8)
+    assert a.shape == (2, 8, 3 * 784) and torch.equal(a[1], b[0])  # a member's images follow its seed
+    x = (np.random.default_rng(0).random((5, 28, 28, 3)) * 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    im = build_target(C.ImagesTarget(name="images", path=str(tmp_path / "x.npy")))
+    assert im.image_shape == (3, 28, 28) and im.data.shape == (5, 3 * 784)
+    with pytest.raises(C.ConfigError) as e:
+        build_target(C.ImagesTarget(name="images", path=str(tmp_path / "missing.npy")))
+    assert e.value.field == "target.path"
+
+
+@pytest.mark.parametrize("over, field", [
+    (["target={name: ring8}"], "critic.name"),
+    (["target={name: ring8}", "critic={name: mlp}"], "generator.name"),
+    (["target.pixels=standardized"], "target.pixels"),
+    (["generator=null", "optim.generator.name=sgd", "metrics.images.enabled=true"], "metrics.images.enabled"),
+    (["critic.norm=group"], "critic.norm"),
+])
+def test_bad_image_configs_name_the_field(over, field):
+    with pytest.raises(C.ConfigError) as e:
+        gandy.run(C.load_config(TINY_IMG, over), figures=False)
+    assert e.value.field == field
+
+
+def test_image_run_writes_metrics_with_protocols_and_sample_grids(tmp_path):
+    res = gandy.run(TINY_IMG, out=tmp_path / "r")
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    clf = load_classifier()
+    for k in METRICS:
+        entry = summary[k]
+        assert set(entry["values"]) == {"0", "1"} and np.isfinite(entry["mean"])
+        proto = entry["protocol"]
+        for field in ("n_real", "n_fake", "split", "seed", "extractor"):
+            assert field in proto, (k, field)
+        assert proto["n_fake"] == 256 and proto["split"] == "test"
+        assert k in res.results.columns
+    assert summary["fid"]["protocol"]["extractor_sha256"] == clf.checksum
+    assert summary["fid"]["protocol"]["extractor_test_accuracy"] == pytest.approx(clf.test_accuracy)
+    assert 0 <= summary["modes_covered"]["mean"] <= 10
+    assert "js" not in res.metrics.columns  # no k-NN divergences in 784-D
+    grids = sorted((tmp_path / "r" / "figures" / "samples").glob("step_*.png"))
+    assert [g.name for g in grids] == ["step_000000.png", "step_000002.png", "step_000004.png"]
+    assert (tmp_path / "r" / "figures" / "samples_final.png").stat().st_size > 2000
+
+
+def test_fid_of_real_halves_is_small_next_to_real_against_noise():
+    clf = load_classifier()
+    x, _ = mnist("all")
+    perm = np.random.default_rng(0).permutation(len(x))
+    a, b = x[perm[:2000]], x[perm[2000:4000]]
+    noise = np.random.default_rng(1).uniform(-1, 1, size=a.shape).astype(np.float32)
+    ext = Extractor(clf, 1)
+    real = Q.fid(ext.features(a), ext.features(b))
+    fake = Q.fid(ext.features(a), ext.features(noise))
+    assert real < 0.02 * fake
+    out = evaluate_images(b[:500], a[:500], ext, "test", 0, w_critic_steps=50)
+    assert out["modes_covered"]["value"] == 10 and out["score"]["value"] > 8.0  # real digits: all classes
+    assert out["ms_ssim"]["value"] < 0.5
+
+
+def test_a_blown_up_member_is_labelled_not_averaged(monkeypatch):
+    from gandy.images import evaluate as E
+
+    real_generate = E.generate
+
+    def generate(sim, st, n, chunk=500):
+        x = real_generate(sim, st, n, chunk)
+        x[1] = float("nan")  # member 1 produced garbage
+        return x
+
+    monkeypatch.setattr(E, "generate", generate)
+    res = gandy.run(TINY_IMG, figures=False)
+    fid = res.summary["fid"]
+    assert np.isnan(fid["values"]["1"]) and fid["diverged_seeds"] == ["1"]
+    assert fid["mean"] == pytest.approx(fid["values"]["0"])
