@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -113,3 +114,24 @@ def test_a_blown_up_member_is_labelled_not_averaged(monkeypatch):
     fid = res.summary["fid"]
     assert np.isnan(fid["values"]["1"]) and fid["diverged_seeds"] == ["1"]
     assert fid["mean"] == pytest.approx(fid["values"]["0"])
+
+
+def test_robustness_experiment_tables_and_figures(tmp_path):
+    from gandy.experiments.robustness import game_config, run
+
+    over = ["steps=2", "log_every=1", "generator.width=4", "critic.width=4", "metrics.images.n_fake=128",
+            "metrics.images.n_real=128", "metrics.images.w_critic_steps=5"]
+    ns, gp = game_config("ns", True, over), game_config("gan_gp", True, over)
+    assert "penalty.weight" not in ns.search["params"] and ns.penalty.name == "none"
+    assert gp.penalty.name == "wgan_gp" and "penalty.weight" in gp.search["params"]
+    figs = run(tmp_path / "rob", quick=True, overrides=over, progress=False, echo=lambda s: None)
+    assert [f.name for f in figs] == ["fid.png", "modes.png", "samples.png"]
+    table = pd.read_parquet(tmp_path / "rob" / "robustness.parquet")
+    assert sorted(set(table.game)) == ["dragan_ns", "gan_gp", "ns", "wgan_gp"]
+    assert len(table) == 4 * 4  # 4 games x 4 quick trials x 1 seed
+    assert table.groupby("game").trial.nunique().eq(4).all()
+    summary = json.loads((tmp_path / "rob" / "summary.json").read_text())
+    assert set(summary["games"]) == set(table.game) and "median" in summary["games"]["ns"]["fid"]
+    # resuming a finished study recomputes nothing and gives the same table
+    run(tmp_path / "rob", quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)

@@ -107,10 +107,10 @@ def assemble(sim, raw, wall: float) -> RunResult:
     if image_metrics_enabled(sim):
         from .images.evaluate import METRICS, run_metrics, summarise
 
-        per_seed = run_metrics(sim, raw.state, raw.seeds)
-        summary.update(summarise(per_seed))
-        for k in METRICS:
-            results[k] = [float(per_seed[s][k]["value"]) for s in results.seed]
+        per_member = run_metrics(sim, raw.state, len(raw.seeds))
+        summary.update(summarise(raw.seeds, per_member))
+        for k in METRICS:  # results rows are the members in order
+            results[k] = [float(m[k]["value"]) for m in per_member]
     return RunResult(cfg, metrics, results, traj, summary)
 
 

@@ -429,7 +429,9 @@ def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg: C.
 def member_tables(sim: Simulation, raw: SimOutput):
     """``(metrics, results)`` DataFrames of a simulation: the logged series with a ``member``
     column, and one row per member with its final order parameters (the last logged values before
-    any divergence), ``final_step``, ``phase`` and ``diverged_step``."""
+    any divergence), ``final_step``, ``phase`` and ``diverged_step``; for image targets also
+    ``samples_uint8``, the member's first 16 final images as 0-255 integers (sample grids of a
+    sweep or search, whose store keeps no trajectories)."""
     import pandas as pd
 
     metrics = pd.DataFrame(raw.metrics)
@@ -443,4 +445,8 @@ def member_tables(sim: Simulation, raw: SimOutput):
         last = (series if div < 0 else series[series.step < div]).iloc[-1]
         rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
                      "final_step": int(last["step"]), "phase": phase, "diverged_step": div})
-    return metrics, pd.DataFrame(rows)
+    results = pd.DataFrame(rows)
+    if getattr(target, "image_shape", None) is not None:
+        x = np.nan_to_num(raw.final_particles[:, :16], nan=0.0)
+        results["samples_uint8"] = list(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8).reshape(len(x), -1))
+    return metrics, results

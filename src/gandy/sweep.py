@@ -295,6 +295,14 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
     raw = simulate(sim, seeds, progress=step, members=Members.from_configs(cfgs, sim.device))
     metrics, results = member_tables(sim, raw)
+    from .api import image_metrics_enabled
+
+    if image_metrics_enabled(sim):
+        from .images.evaluate import METRICS, run_metrics
+
+        per_member = run_metrics(sim, raw.state, len(seeds))
+        for k in METRICS:
+            results[k] = [float(m[k]["value"]) for m in per_member]
     index = [i for i, _, _ in chunk.members]
     for df in (metrics, results):
         df["member"] = [index[j] for j in df["member"]]

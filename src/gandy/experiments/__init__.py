@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import collapse_1d, damping, many_paths
+from . import collapse_1d, damping, many_paths, robustness
 
 
 @dataclass(frozen=True)
@@ -24,4 +24,5 @@ EXPERIMENTS: dict[str, Experiment] = {
     "collapse-1d": Experiment("collapse-1d", collapse_1d.DESCRIPTION, collapse_1d.run),
     "damping": Experiment("damping", damping.DESCRIPTION, damping.run),
     "many-paths": Experiment("many-paths", many_paths.DESCRIPTION, many_paths.run),
+    "robustness": Experiment("robustness", robustness.DESCRIPTION, robustness.run),
 }

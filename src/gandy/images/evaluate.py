@@ -132,9 +132,9 @@ def generate(sim, st, n: int, chunk: int = 500) -> torch.Tensor:
     return torch.cat(outs, 1)
 
 
-def run_metrics(sim, st, seeds: list[int], classifier=None) -> dict:
-    """Image metrics of every member at the end of a run: ``{seed: {metric: {...}}}``; members that
-    diverged or produced non-finite images get ``{"value": NaN, "diverged": True}``."""
+def run_metrics(sim, st, b: int, classifier=None) -> list[dict]:
+    """Image metrics of the first ``b`` members at the end of a run: one ``{metric: {...}}`` per
+    member; members that diverged or produced non-finite images get ``{"value": NaN, "diverged": True}``."""
     from .classifier import load_classifier
 
     mc = sim.cfg.metrics.images
@@ -142,24 +142,24 @@ def run_metrics(sim, st, seeds: list[int], classifier=None) -> dict:
     ext = Extractor(classifier or load_classifier(), target.image_shape[0])
     real = real_images(target, mc.split, mc.n_real)
     fake = generate(sim, st, mc.n_fake).numpy()
-    out = {}
-    for i, seed in enumerate(seeds):
+    out = []
+    for i in range(b):
         x = fake[i].reshape(-1, *target.image_shape)
         if not bool(st.alive[i]) or not np.isfinite(x).all():
-            out[seed] = {k: {"value": float("nan"), "diverged": True} for k in METRICS}
+            out.append({k: {"value": float("nan"), "diverged": True} for k in METRICS})
             continue
-        out[seed] = evaluate_images(np.clip(x, -1, 1), real, ext, mc.split, mc.seed, mc.w_critic_steps, str(sim.device))
+        out.append(evaluate_images(np.clip(x, -1, 1), real, ext, mc.split, mc.seed, mc.w_critic_steps, str(sim.device)))
     return out
 
 
-def summarise(per_seed: dict) -> dict:
-    """Summary entries ``{metric: {"values": {seed: v}, "mean", "protocol"}}``; non-finite values
-    are listed but left out of the mean (with ``diverged_seeds``)."""
+def summarise(seeds: list[int], per_member: list[dict]) -> dict:
+    """Summary entries ``{metric: {"values": {seed: v}, "mean", "protocol"}}`` of one run's seeds;
+    non-finite values are listed but left out of the mean (with ``diverged_seeds``)."""
     out = {}
     for k in METRICS:
-        vals = {str(s): m[k]["value"] for s, m in per_seed.items()}
+        vals = {str(s): m[k]["value"] for s, m in zip(seeds, per_member)}
         good = [float(v) for v in vals.values() if np.isfinite(v)]
-        proto: Optional[dict] = next((m[k]["protocol"] for m in per_seed.values() if "protocol" in m[k]), None)
+        proto: Optional[dict] = next((m[k]["protocol"] for m in per_member if "protocol" in m[k]), None)
         out[k] = {"values": vals, "mean": float(np.mean(good)) if good else float("nan"), "protocol": proto,
                   "diverged_seeds": [s for s, v in vals.items() if not np.isfinite(v)]}
     return out
