@@ -135,3 +135,28 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     # resuming a finished study recomputes nothing and gives the same table
     run(tmp_path / "rob", quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)
+
+
+def test_inception_fid_goes_through_torch_fidelity_with_local_weights(tmp_path, monkeypatch):
+    pytest.importorskip("torch_fidelity")
+    import torch_fidelity
+
+    with pytest.raises(C.ConfigError) as e:
+        gandy.run(C.load_config(TINY_IMG, [f"metrics.images.inception={tmp_path / 'none.pth'}"]), figures=False)
+    assert e.value.field == "metrics.images.inception"
+    weights = tmp_path / "inception.pth"
+    weights.write_bytes(b"weights")  # never read by the stand-in below
+    seen = {}
+
+    def calculate_metrics(input1, input2, **kw):
+        a = input1[0]
+        seen.update(n=(len(input1), len(input2)), dtype=a.dtype, shape=tuple(a.shape), kw=kw)
+        return {"frechet_inception_distance": 12.5}
+
+    monkeypatch.setattr(torch_fidelity, "calculate_metrics", calculate_metrics)
+    res = gandy.run(C.load_config(TINY_IMG, [f"metrics.images.inception={weights}"]), figures=False)
+    assert seen["n"] == (256, 256) and seen["dtype"] == torch.uint8 and seen["shape"] == (3, 28, 28)
+    assert seen["kw"]["feature_extractor_weights_path"] == str(weights) and seen["kw"]["fid"] is True
+    fi = res.summary["fid_inception"]
+    assert fi["values"] == {"0": 12.5, "1": 12.5} and fi["protocol"]["n_fake"] == 256
+    assert "fid_inception" in res.results.columns

@@ -105,12 +105,12 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "divergences": raw.divergence_methods,
     }
     if image_metrics_enabled(sim):
-        from .images.evaluate import METRICS, run_metrics, summarise
+        from .images.evaluate import metric_columns, run_metrics, summarise
 
         per_member = run_metrics(sim, raw.state, len(raw.seeds))
         summary.update(summarise(raw.seeds, per_member))
-        for k in METRICS:  # results rows are the members in order
-            results[k] = [float(m[k]["value"]) for m in per_member]
+        for k, v in metric_columns(per_member).items():  # results rows are the members in order
+            results[k] = v
     return RunResult(cfg, metrics, results, traj, summary)
 
 

@@ -404,6 +404,9 @@ class ImageMetricsConfig(Section):
     w_critic_steps: PosInt = 300
     enabled: Union[bool, Literal["auto"]] = "auto"
     """Compute them at the end of the run: auto = for network generators on image targets."""
+    inception: Optional[str] = None
+    """Path to local Inception-v3 weights (torch-fidelity's format): adds ``fid_inception``,
+    torch-fidelity's Inception FID (needs the ``fidelity`` extra; nothing is downloaded)."""
 
 
 class MetricsConfig(Section):

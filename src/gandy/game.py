@@ -144,6 +144,10 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise C.ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "
                                                       "target (mnist, color_mnist, images)")
+    if cfg.metrics.images.inception is not None:
+        from .images.evaluate import check_inception
+
+        check_inception(cfg.metrics.images.inception)
     if images and cfg.target.name == "mnist" and cfg.target.pixels != "signed" and sim.generator is not None \
             and cfg.metrics.images.enabled is not False:
         raise C.ConfigError("target.pixels", "image GANs and their metrics use pixels in [-1, 1]: set pixels: signed "

@@ -298,11 +298,10 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     from .api import image_metrics_enabled
 
     if image_metrics_enabled(sim):
-        from .images.evaluate import METRICS, run_metrics
+        from .images.evaluate import metric_columns, run_metrics
 
-        per_member = run_metrics(sim, raw.state, len(seeds))
-        for k in METRICS:
-            results[k] = [float(m[k]["value"]) for m in per_member]
+        for k, v in metric_columns(run_metrics(sim, raw.state, len(seeds))).items():
+            results[k] = v
     index = [i for i, _, _ in chunk.members]
     for df in (metrics, results):
         df["member"] = [index[j] for j in df["member"]]

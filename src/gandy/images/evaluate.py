@@ -118,6 +118,56 @@ def evaluate_images(fake: np.ndarray, real: np.ndarray, extractor: Extractor, sp
     return out
 
 
+def check_inception(path: str) -> None:
+    """``metrics.images.inception`` must name a file and torch-fidelity must be installed."""
+    from pathlib import Path
+
+    from ..config import ConfigError
+
+    if not Path(path).is_file():
+        raise ConfigError("metrics.images.inception", f"no Inception weights file at {path}")
+    from importlib import import_module
+
+    try:
+        import_module("torch_fidelity")
+    except ImportError as e:
+        raise ConfigError("metrics.images.inception", f"Inception FID needs torch-fidelity and torchvision ({e}): "
+                                                      "pip install -e '.[fidelity]'") from None
+
+
+class _Uint8Images(torch.utils.data.Dataset):
+    """Images ``(n, C, 28, 28)`` in [-1, 1] as torch-fidelity wants them: uint8 RGB ``(3, 28, 28)``
+    (grey repeated over the channels; torch-fidelity resizes for Inception itself)."""
+
+    def __init__(self, x: np.ndarray):
+        x = np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8)
+        self.x = torch.from_numpy(np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.x[i]
+
+
+def inception_fid(real: np.ndarray, fake: np.ndarray, weights: str, seed: int, device: str = "cpu") -> dict:
+    """torch-fidelity's Inception FID (2048-D pool features of its ``inception-v3-compat``) with
+    local ``weights``; ``{"value", "protocol"}``."""
+    import hashlib
+
+    import torch_fidelity
+
+    out = torch_fidelity.calculate_metrics(
+        input1=_Uint8Images(fake), input2=_Uint8Images(real), fid=True, cuda=device.startswith("cuda"),
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights, verbose=False,
+        save_cpu_ram=True)
+    sha = hashlib.sha256(open(weights, "rb").read()).hexdigest()
+    return {"value": float(out["frechet_inception_distance"]),
+            "protocol": {"extractor": f"torch-fidelity {torch_fidelity.__version__} inception-v3-compat",
+                         "extractor_sha256": sha, "n_real": int(len(real)), "n_fake": int(len(fake)),
+                         "seed": int(seed), "resize": "torch-fidelity's own, 28 -> 299"}}
+
+
 def generate(sim, st, n: int, chunk: int = 500) -> torch.Tensor:
     """``(B, n, d)`` images from fresh latents (stream ``evaluation``) for every member; batch norm
     sees chunks of ``chunk`` images."""
@@ -146,20 +196,30 @@ def run_metrics(sim, st, b: int, classifier=None) -> list[dict]:
     for i in range(b):
         x = fake[i].reshape(-1, *target.image_shape)
         if not bool(st.alive[i]) or not np.isfinite(x).all():
-            out.append({k: {"value": float("nan"), "diverged": True} for k in METRICS})
+            out.append({k: {"value": float("nan"), "diverged": True} for k in METRICS})  # (and no fid_inception)
             continue
-        out.append(evaluate_images(np.clip(x, -1, 1), real, ext, mc.split, mc.seed, mc.w_critic_steps, str(sim.device)))
+        m = evaluate_images(np.clip(x, -1, 1), real, ext, mc.split, mc.seed, mc.w_critic_steps, str(sim.device))
+        if mc.inception is not None:
+            m["fid_inception"] = inception_fid(real, np.clip(x, -1, 1), mc.inception, mc.seed, str(sim.device))
+            m["fid_inception"]["protocol"]["split"] = mc.split
+        out.append(m)
     return out
+
+
+def metric_columns(per_member: list[dict]) -> dict:
+    """Per-member result columns ``{metric: [value per member]}`` (NaN where a member has none)."""
+    keys = [*METRICS, *(("fid_inception",) if any("fid_inception" in m for m in per_member) else ())]
+    return {k: [float(m.get(k, {"value": float("nan")})["value"]) for m in per_member] for k in keys}
 
 
 def summarise(seeds: list[int], per_member: list[dict]) -> dict:
     """Summary entries ``{metric: {"values": {seed: v}, "mean", "protocol"}}`` of one run's seeds;
     non-finite values are listed but left out of the mean (with ``diverged_seeds``)."""
     out = {}
-    for k in METRICS:
-        vals = {str(s): m[k]["value"] for s, m in zip(seeds, per_member)}
+    for k in (*METRICS, *(("fid_inception",) if any("fid_inception" in m for m in per_member) else ())):
+        vals = {str(s): m.get(k, {"value": float("nan")})["value"] for s, m in zip(seeds, per_member)}
         good = [float(v) for v in vals.values() if np.isfinite(v)]
-        proto: Optional[dict] = next((m[k]["protocol"] for m in per_member if "protocol" in m[k]), None)
+        proto: Optional[dict] = next((m[k]["protocol"] for m in per_member if "protocol" in m.get(k, {})), None)
         out[k] = {"values": vals, "mean": float(np.mean(good)) if good else float("nan"), "protocol": proto,
                   "diverged_seeds": [s for s, v in vals.items() if not np.isfinite(v)]}
     return out
