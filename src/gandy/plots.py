@@ -478,3 +478,59 @@ def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
             ax.set_title(f"{g}, {name}: FID {row.fid:.3g}, {int(row.modes_covered)} modes", fontsize=8)
     paths.append(_save(fig, out / "figures" / "samples.png"))
     return paths
+
+
+def plot_bridge(table: pd.DataFrame, summary: pd.DataFrame, path: Path) -> Path:
+    """Bridge experiment: discrepancy to the network over time per width (one panel per particle
+    side, first step size), and final discrepancy against width for every side and step size."""
+    etas = sorted(table.eta.unique())
+    widths = sorted(table.width.unique())
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    colors = plt.cm.viridis(np.linspace(0, 0.85, len(widths)))
+    t0 = table[table.eta == etas[0]]
+    for ax, side in zip(axes[:2], ("empirical_ntk", "two_number")):
+        for w, c in zip(widths, colors):
+            m = t0[(t0.side == side) & (t0.width == w) & (t0.step > 0)].groupby("step").discrepancy.mean()
+            ax.plot(m.index, m.to_numpy(), color=c, label=f"width {w}")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("mean |X_i - G(z_i)| (mean over seeds)")
+        ax.set_title(f"{side} particles vs the network (eta = {etas[0]:g})", fontsize=10)
+        ax.legend(fontsize=8)
+    ax = axes[2]
+    for side, marker in (("empirical_ntk", "o"), ("two_number", "s")):
+        for eta, ls in zip(etas, ("-", "--", ":", "-.")):
+            s = summary[(summary.side == side) & (summary.eta == eta)].sort_values("width")
+            ax.plot(s.width, s.final_discrepancy, marker=marker, ls=ls, label=f"{side}, eta {eta:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("generator width")
+    ax.set_ylabel("final discrepancy (mean over seeds)")
+    ax.set_title("discrepancy at the last step against width", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_mnist_collapse(results: pd.DataFrame, path: Path, x: str, y: str) -> Path:
+    """The 784-D phase diagram: coverage_kl and mean |cos| over (g2/g1, critic lr); g2/g1 = 0 is
+    drawn one grid step left of the smallest positive value on the log axis and labelled 0."""
+    xs = np.sort(results[x].unique())
+    pos = xs[xs > 0]
+    step = pos[1] / pos[0] if len(pos) > 1 else 10.0
+    shown = results.assign(**{x: results[x].where(results[x] > 0, pos[0] / step if len(pos) else 1.0)})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+    for ax, color, label in ((axes[0], "coverage_kl", "coverage_kl = KL(digit histogram || uniform)"),
+                             (axes[1], "mean_abs_cos", "mean |cos| between particles")):
+        grid = phase_grid(shown, x, y, color)
+        mesh = draw_phase(ax, grid, True, True, color)
+        if color == "coverage_kl":
+            mesh.set_clim(0, np.log(100))
+        fig.colorbar(mesh, ax=ax, label=label)
+        ax.set_xlabel("g2/g1 (leftmost column: 0)")
+        ax.set_ylabel("critic learning rate")
+        if (results[x] == 0).any():
+            ticks = [pos[0] / step, *[v for v in (0.01, 0.1, 1.0) if pos.min() <= v <= pos.max() * 1.01]]
+            ax.set_xticks(ticks, ["0", *[f"{v:g}" for v in ticks[1:]]])
+        ax.set_title("dashed: collapsed boundary; x: diverged", fontsize=9)
+    fig.suptitle("100 particles in 784-D against 100 MNIST digits (coverage by nearest digit, cosine)", fontsize=10)
+    return _save(fig, path)

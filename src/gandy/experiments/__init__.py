@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import collapse_1d, damping, many_paths, robustness
+from . import bridge, collapse_1d, damping, many_paths, mnist_collapse, robustness
 
 
 @dataclass(frozen=True)
@@ -25,4 +25,6 @@ EXPERIMENTS: dict[str, Experiment] = {
     "damping": Experiment("damping", damping.DESCRIPTION, damping.run),
     "many-paths": Experiment("many-paths", many_paths.DESCRIPTION, many_paths.run),
     "robustness": Experiment("robustness", robustness.DESCRIPTION, robustness.run),
+    "bridge": Experiment("bridge", bridge.DESCRIPTION, bridge.run),
+    "mnist-collapse": Experiment("mnist-collapse", mnist_collapse.DESCRIPTION, mnist_collapse.run),
 }

@@ -1,0 +1,54 @@
+"""mnist-collapse: the contract grid, the reduced quick grid, and a tiny run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gandy import config as C
+from gandy.experiments.mnist_collapse import X, Y, base_config, boundary, quick_overrides, run
+from gandy.sweep import expand
+
+
+def test_full_grid_is_the_papers():
+    cfg = C.load_config(base_config())
+    g2, lr = cfg.sweep[X], cfg.sweep[Y]
+    assert g2[0] == 0 and len(g2) == 25 and len(lr) == 18
+    assert np.allclose(g2[1:], [0.01 * 10 ** (k / 12) for k in range(24)], rtol=1e-5)
+    assert np.allclose(lr, [1e-4 * 10 ** (k / 12) for k in range(18)], rtol=1e-5)
+    assert (cfg.particles.n, cfg.steps, cfg.penalty.weight, cfg.optim.generator.lr) == (100, 1000, 1.25, 1e-4)
+    assert cfg.optim.critic.weight_decay == 1e-4 and cfg.target.assign == "cosine" and cfg.target.n == 100
+    assert cfg.seeds == [0] and cfg.kernel.g1 == 1.0
+
+
+def test_quick_grid_is_a_subset_of_the_full_one():
+    full = C.load_config(base_config())
+    quick = C.load_config(base_config(), quick_overrides())
+    assert set(quick.sweep[X]) <= set(full.sweep[X]) and set(quick.sweep[Y]) <= set(full.sweep[Y])
+    assert 0 in quick.sweep[X] and max(quick.sweep[X]) == max(full.sweep[X])
+    assert len(expand(quick)[1]) == 15
+
+
+def test_boundary_by_hand():
+    res = pd.DataFrame({X: [0.0, 0.1, 0.5, 0.0, 0.1, 0.5], Y: [1e-4] * 3 + [1e-3] * 3,
+                        "phase": ["converged", "collapsed", "collapsed", "converged", "converged", "oscillating"]})
+    b = boundary(res).set_index(Y)
+    assert b.loc[1e-4, "g2_critical"] == 0.1 and b.loc[1e-4, "collapsed"] == 2
+    assert math.isnan(b.loc[1e-3, "g2_critical"])
+
+
+def test_tiny_run_writes_table_summary_and_figure(tmp_path):
+    over = ["steps=3", "log_every=1", "critic.widths=[16]", "sweep.kernel.g2=[0.0, 0.01, 0.5]",
+            "sweep.optim.critic.lr=[0.0001, 0.001]"]
+    figs = run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)
+    assert figs[0].name == "mnist-collapse.png" and figs[0].stat().st_size > 10000
+    res = pd.read_parquet(tmp_path / "mc" / "sweep" / "results.parquet")
+    assert len(res) == 6 and res.coverage_kl.between(0, math.log(100) + 1e-9).all()
+    s = json.loads((tmp_path / "mc" / "summary.json").read_text())
+    assert len(s["boundary"]) == 2
+    with pytest.raises(C.ConfigError):
+        run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)  # exists: needs --force
