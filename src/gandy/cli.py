@@ -83,6 +83,44 @@ def run_cmd(
     typer.echo(f"{out}: {phases}")
 
 
+@app.command("ntk")
+def ntk_cmd(
+    depth: int = typer.Option(..., "--depth", help="hidden layers L"),
+    activation: str = typer.Option("relu", "--activation", help="relu | erf"),
+    weight_var: float = typer.Option(2.0, "--weight-var", help="sigma_w^2"),
+    bias_var: float = typer.Option(0.0, "--bias-var", help="sigma_b^2"),
+    width: Optional[int] = typer.Option(None, "--width", help="also the empirical NTK of random networks this wide"),
+    latent_dim: int = typer.Option(100, "--latent-dim", help="d_z: latents on S^(d_z - 1)"),
+    samples: int = typer.Option(32, "--samples", help="latents per network"),
+    networks: int = typer.Option(4, "--networks", help="random networks"),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """The analytic g1, g2 and g2/g1 of an FC network's NTK; with --width, the empirical NTK of
+    random networks beside them (mean and spread of its diagonal and off-diagonal entries)."""
+    import json
+
+    from .universality import analytic, empirical
+
+    try:
+        out = analytic(depth, activation, weight_var, bias_var)
+        if width is not None:
+            out["empirical"] = empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
+    except ConfigError as e:
+        _fail(e)
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(f"depth {depth}, {activation}, weight_var {weight_var:g}, bias_var {bias_var:g}")
+    typer.echo(f"  g1 = {out['g1']:.6g}   g2 = {out['g2']:.6g}   g2/g1 = {out['ratio']:.6g}")
+    if width is not None:
+        e = out["empirical"]
+        typer.echo(f"  empirical NTK, width {width}, d_z {latent_dim}, {networks} networks x {samples} latents:")
+        typer.echo(f"    diagonal      {e['diag_mean']:.4g} +- {e['diag_std']:.3g}   (g1 = {out['g1']:.4g})")
+        typer.echo(f"    off-diagonal  {e['offdiag_mean']:.4g} +- {e['offdiag_std']:.3g}   (g2 = {out['g2']:.4g})")
+        typer.echo(f"    |K - two-number K|_F / |two-number K|_F = {e['rel_distance']:.3g}")
+
+
 @app.command("damping")
 def damping_cmd(
     config: Path = typer.Argument(..., help="YAML config (linear theory: critic linear, point_mass target, sgd)"),

@@ -148,8 +148,13 @@ def ntk_g1_g2(depth: int, activation: str = "relu", weight_var: float = 2.0, bia
 
 
 def sphere_latents(n: int, dim: int, seed: int) -> torch.Tensor:
-    """``(n, dim)`` float64 points uniform on the unit sphere S^{dim-1}, from ``seed``."""
-    g = torch.Generator().manual_seed(seed)
+    """``(n, dim)`` float64 points uniform on the unit sphere S^{dim-1}, from ``seed``.
+
+    The seed is mixed before it seeds torch's generator, so that latents and a network drawn from
+    ``torch.Generator().manual_seed(seed)`` are independent (the same raw seed would make the
+    first latents the normalised first rows of the network's first weight matrix).
+    """
+    g = torch.Generator().manual_seed((int(seed) * 2654435761 + 0x5BD1E995) % 2**63)
     z = torch.randn(n, dim, generator=g, dtype=torch.float64)
     return z / z.norm(dim=1, keepdim=True)
 

@@ -534,3 +534,41 @@ def plot_mnist_collapse(results: pd.DataFrame, path: Path, x: str, y: str) -> Pa
         ax.set_title("dashed: collapsed boundary; x: diverged", fontsize=9)
     fig.suptitle("100 particles in 784-D against 100 MNIST digits (coverage by nearest digit, cosine)", fontsize=10)
     return _save(fig, path)
+
+
+def plot_universality(table: pd.DataFrame, folder: Path) -> list[Path]:
+    """kernel-universality figures: ``spread.png`` (relative spread of the off-diagonal entries
+    and relative error of the diagonal mean against width, one line per d_z, per activation,
+    log-log) and ``distance.png`` (|K - two-number K|_F / |two-number K|_F over (width, d_z))."""
+    acts = list(dict.fromkeys(table.activation))
+    fig, axes = plt.subplots(2, len(acts), figsize=(5.5 * len(acts), 7.5), layout="constrained", squeeze=False)
+    for c, act in enumerate(acts):
+        t = table[table.activation == act]
+        dzs = sorted(t.latent_dim.unique())
+        colors = plt.cm.plasma(np.linspace(0, 0.85, len(dzs)))
+        for r, (key, label) in enumerate((("offdiag_rel_spread", "std of off-diagonal entries / g1"),
+                                          ("diag_rel_error", "|mean diagonal / g1 - 1|"))):
+            ax = axes[r, c]
+            for dz, col in zip(dzs, colors):
+                s = t[t.latent_dim == dz].sort_values("width")
+                ax.plot(s.width, s[key].clip(lower=1e-6), marker="o", color=col, label=f"d_z = {dz}")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("width")
+            ax.set_ylabel(label)
+            ax.set_title(f"{act}, depth {int(t.depth.iloc[0])} (g1 = {t.g1.iloc[0]:.3g}, g2 = {t.g2.iloc[0]:.3g})", fontsize=10)
+            ax.legend(fontsize=8)
+    paths = [_save(fig, Path(folder) / "spread.png")]
+    fig, axes = plt.subplots(1, len(acts), figsize=(5.5 * len(acts), 4.2), layout="constrained", squeeze=False)
+    for ax, act in zip(axes[0], acts):
+        t = table[table.activation == act].pivot(index="latent_dim", columns="width", values="rel_distance")
+        mesh = ax.pcolormesh(_edges(t.columns.to_numpy(), True), _edges(t.index.to_numpy(), True), t.to_numpy(),
+                             cmap="viridis", norm=matplotlib.colors.LogNorm(), shading="flat")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("width")
+        ax.set_ylabel("latent dimension d_z")
+        ax.set_title(f"{act}: distance from the two-number kernel", fontsize=10)
+        fig.colorbar(mesh, ax=ax, label="|K - K_two|_F / |K_two|_F (mean over networks)")
+    paths.append(_save(fig, Path(folder) / "distance.png"))
+    return paths

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from . import bridge, collapse_1d, damping, many_paths, mnist_collapse, robustness
+from . import bridge, collapse_1d, damping, kernel_universality, many_paths, mnist_collapse, robustness
 
 
 @dataclass(frozen=True)
@@ -27,4 +27,5 @@ EXPERIMENTS: dict[str, Experiment] = {
     "robustness": Experiment("robustness", robustness.DESCRIPTION, robustness.run),
     "bridge": Experiment("bridge", bridge.DESCRIPTION, bridge.run),
     "mnist-collapse": Experiment("mnist-collapse", mnist_collapse.DESCRIPTION, mnist_collapse.run),
+    "kernel-universality": Experiment("kernel-universality", kernel_universality.DESCRIPTION, kernel_universality.run),
 }
