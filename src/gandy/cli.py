@@ -157,8 +157,9 @@ def experiments_cmd():
     """List the named experiments."""
     from .experiments import EXPERIMENTS
 
+    width = max(map(len, EXPERIMENTS))
     for name, exp in EXPERIMENTS.items():
-        typer.echo(f"{name:14s} {exp.description}")
+        typer.echo(f"{name:{width}s}  {exp.description}")
 
 
 @plot_app.command("phase")
