@@ -111,3 +111,18 @@ def test_search_runs_through_the_store_and_matches_single_runs(tmp_path):
     # resuming a finished search changes nothing
     again, _, _ = run_sweep(cfg, tmp_path / "s", resume=True)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), results.reset_index(drop=True))
+
+
+def test_search_through_ray_gives_the_local_rows(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        cfg = search_cfg(trials=3)
+        a, ma, _ = run_sweep(cfg, tmp_path / "local", figures=False)
+        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray", figures=False)
+        assert s["sweep"]["executor"] == "ray" and sorted(set(b.trial)) == [0, 1, 2]
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+        pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+    finally:
+        ray.shutdown()
