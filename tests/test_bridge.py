@@ -60,3 +60,21 @@ def test_bridge_refuses_a_network_generator_config():
     with pytest.raises(C.ConfigError) as e:
         run_bridge(cfg, width=16)
     assert e.value.field == "generator"
+
+
+def test_bridge_experiment_writes_its_tables_and_figure(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from gandy.experiments.bridge import run
+
+    figs = run(tmp_path / "b", quick=True, overrides=["steps=4", "log_every=2", "particles.n=16"],
+               progress=False, echo=lambda s: None)
+    assert figs[0].exists() and figs[0].stat().st_size > 10000
+    table = pd.read_parquet(tmp_path / "b" / "bridge.parquet")
+    assert sorted(table.width.unique()) == sorted(spec()["widths"]) and set(table.side) == set(SIDES)
+    summ = json.loads((tmp_path / "b" / "summary.json").read_text())["summary"]
+    assert len(summ) == 2 * len(spec()["widths"])  # two particle sides per width
+    with pytest.raises(C.ConfigError):
+        run(tmp_path / "b", quick=True, progress=False, echo=lambda s: None)  # exists: needs --force
