@@ -117,7 +117,8 @@ def ntk_cmd(
         e = out["empirical"]
         typer.echo(f"  empirical NTK, width {width}, d_z {latent_dim}, {networks} networks x {samples} latents:")
         typer.echo(f"    diagonal      {e['diag_mean']:.4g} +- {e['diag_std']:.3g}   (g1 = {out['g1']:.4g})")
-        typer.echo(f"    off-diagonal  {e['offdiag_mean']:.4g} +- {e['offdiag_std']:.3g}   (g2 = {out['g2']:.4g})")
+        typer.echo(f"    off-diagonal  {e['offdiag_mean']:.4g} +- {e['offdiag_std']:.3g}   (g2 = {out['g2']:.4g}; "
+                   f"infinite width at these latents: {e['offdiag_mean_limit']:.4g} +- {e['offdiag_std_limit']:.3g})")
         typer.echo(f"    |K - two-number K|_F / |two-number K|_F = {e['rel_distance']:.3g}")
 
 
