@@ -3,6 +3,7 @@
     gandy run CONFIG.yaml|EXPERIMENT [key=value ...] --out DIR [--resume] [--force]
               [--executor local|ray] [--address ADDR] [--quick]
     gandy experiments
+    gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
@@ -42,6 +43,7 @@ def run_cmd(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local instance)"),
     quick: bool = typer.Option(False, "--quick", help="experiments: the reduced version"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
     from .experiments import EXPERIMENTS
@@ -59,6 +61,7 @@ def run_cmd(
             typer.echo("figures:")
             for f in figures:
                 typer.echo(f"  {f}")
+            _report(out, report)
             return
         if not Path(config).suffix and not Path(config).exists():
             raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
@@ -73,14 +76,38 @@ def run_cmd(
                                       progress=not quiet, echo=typer.echo)
             counts = results.phase.value_counts().to_dict()
             typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            _report(out, report)
             return
         from .api import run
 
         res = run(cfg, out=out, progress=not quiet, force=force or resume)
+        phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
+        typer.echo(f"{out}: {phases}")
+        _report(out, report)
     except ConfigError as e:
         _fail(e)
-    phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
-    typer.echo(f"{out}: {phases}")
+
+
+def _report(out: Path, wanted: bool) -> None:
+    if wanted:
+        from .report import write_report
+
+        write_report(out, echo=typer.echo)
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="a run, sweep, search or damping directory, or one holding several"),
+):
+    """Write DIR/report.html: one self-contained interactive page (phase diagram with a metric menu,
+    a member's series and particle animation on a click, divergence traces, damping curves,
+    config and metric protocols). Works on runs made before it."""
+    from .report import write_report
+
+    try:
+        write_report(run_dir, echo=typer.echo)
+    except ConfigError as e:
+        _fail(e)
 
 
 @app.command("ntk")
@@ -130,6 +157,7 @@ def damping_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>-damping)"),
     tol: float = typer.Option(1e-3, "--tol", help="converged when |mu_P - mu_Q| <= tol * initial, for good"),
     force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+    report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
     from .config import load_config
@@ -145,6 +173,7 @@ def damping_cmd(
         cfg = load_config(config, list(overrides or []))
         out = out or Path("runs") / f"{config.stem}-damping"
         table, summary = run_damping(cfg, ws, out, tol=tol, force_out=force)
+        _report(out, report)
     except ConfigError as e:
         _fail(e)
     for key in ("lambda_c", "lambda_best_theory", "lambda_best"):

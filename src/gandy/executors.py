@@ -1,7 +1,7 @@
 """Executors: where the chunks of a sweep run. One registry, ``EXECUTORS``.
 
 An executor is ``run(chunks, axis_keys, values_by_index, done, address, step)``; it calls
-``done(chunk, (metrics, results))`` in the driver process for every finished chunk, in any order,
+``done(chunk, (metrics, results, snapshots))`` in the driver process for every finished chunk, in any order,
 and ``step(k)`` for progress (k member-steps made).
 The driver writes the store, so results are identical whichever executor ran the chunks.
 """

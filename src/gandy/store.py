@@ -75,6 +75,57 @@ def density_grid(target, samples: np.ndarray) -> dict:
     return grids
 
 
+def principal_plane(samples: np.ndarray) -> np.ndarray:
+    """Basis ``(d, 2)`` of the top two principal axes of ``samples: (M, d)`` (columns orthonormal,
+    signs fixed so that each axis's largest entry is positive): the 2-D view of d > 2 clouds."""
+    x = np.asarray(samples, dtype=np.float64)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    basis = vt[:2].T
+    if basis.shape[1] < 2:  # fewer than two samples: pad with a zero axis
+        basis = np.concatenate([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))], 1)
+    flip = np.sign(basis[np.abs(basis).argmax(0), [0, 1]])
+    return basis * np.where(flip == 0, 1.0, flip)
+
+
+SWEEP_FRAMES, SWEEP_PARTICLES, SWEEP_TARGET = 40, 64, 400
+
+
+def sweep_snapshots(sim, raw, members: list[int]) -> dict:
+    """A chunk's particle snapshots for ``chunks/ID.snapshots.npz`` (sweeps keep no trajectory.npz):
+    ``members (B,)`` global member indices, ``steps (F,)``, ``particles (B, F, P, min(d, 2))``
+    float16 (at most SWEEP_FRAMES evenly spaced snapshots, the last included, and the first
+    SWEEP_PARTICLES particles; d > 2 projected on ``projection (d, 2)``, the principal plane of
+    ``target_samples``), ``target_samples (M, min(d, 2))`` and ``modes (K, min(d, 2))`` in the same
+    coordinates, and for d = 1 the target density (``density_x``, ``density``). Image targets keep
+    none (their final samples are in results.parquet): returns {}."""
+    from .rng import Stream, member_keys
+
+    target = sim.target
+    if getattr(target, "image_shape", None) is not None or not raw.snapshots:
+        return {}
+    t = len(raw.snapshot_steps)
+    frames = np.unique(np.round(np.linspace(0, t - 1, min(t, SWEEP_FRAMES))).astype(int))
+    parts = np.stack([raw.snapshots[f][:, :SWEEP_PARTICLES] for f in frames], 1).astype(np.float64)
+    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), SWEEP_TARGET)[0].cpu().numpy()
+    out = {"members": np.asarray(members, dtype=np.int64),
+           "steps": np.asarray(raw.snapshot_steps, dtype=np.int64)[frames]}
+    modes = None if target.modes is None else target.modes.cpu().numpy().astype(np.float64)
+    if target.dim == 1:
+        out.update({k: v for k, v in density_grid(target, ref.astype(np.float32)).items()})
+    if target.dim > 2:
+        basis = principal_plane(ref)
+        out["projection"] = basis.astype(np.float32)
+        parts, ref = parts @ basis, ref @ basis
+        modes = None if modes is None else modes @ basis
+    with np.errstate(over="ignore", invalid="ignore"):
+        out["particles"] = parts.astype(np.float16)
+    out["target_samples"] = ref.astype(np.float32)
+    if modes is not None:
+        out["modes"] = modes.astype(np.float32)
+    return out
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write a file through a temporary name and an atomic rename."""
     path = Path(path)
@@ -151,4 +202,5 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.sort_values(["seed", "step"]).groupby("seed", as_index=False).tail(1).reset_index(drop=True)
 
 
-__all__ = ["RunResult", "write_run", "load_run", "final_rows", "density_grid", "ORDER_PARAMETERS"]
+__all__ = ["RunResult", "write_run", "load_run", "final_rows", "density_grid", "principal_plane", "sweep_snapshots",
+           "ORDER_PARAMETERS"]

@@ -12,8 +12,9 @@ outside ``game.MEMBER_KEYS`` run as one simulation with a leading batch axis; pe
 (learning rates, penalty weight, g1, g2) are ``(B,)`` tensors. Members never interact, and every
 random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
 
-Store (``DIR``): ``config.yaml`` first, then one pair of Parquet files per finished chunk under
-``chunks/`` (metrics first, results last: the results file marks the chunk done), and at the end
+Store (``DIR``): ``config.yaml`` first, then per finished chunk under ``chunks/`` its particle
+snapshots (``ID.snapshots.npz``, :func:`gandy.store.sweep_snapshots`; none for image targets) and a
+pair of Parquet files (metrics, then results: the results file marks the chunk done), and at the end
 ``results.parquet``, ``metrics.parquet``, ``summary.json`` and figures. ``--resume`` skips the
 chunks already done, so a run killed at any moment finishes with exactly the rows of an
 uninterrupted one.
@@ -21,6 +22,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import shutil
@@ -34,7 +36,7 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .store import write_atomic, write_parquet
+from .store import sweep_snapshots, write_atomic, write_parquet
 from .game import MEMBER_KEYS, Members, build, get_dotted, member_tables, simulate
 
 SPEC_KEYS = ("linspace", "logspace")
@@ -274,10 +276,11 @@ def _member_keys(cfg: C.Config) -> list[str]:
 
 # ----------------------------------------------------------------------------- execution
 def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
-              on_step: Optional[Callable[[int], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Simulate one chunk; return its ``(metrics, results)`` with sweep columns. Pure: plain data
-    in, DataFrames out, so that it can run in another process (Ray). ``on_step(k)`` is told of
-    every step, with k = the number of member-steps it made."""
+              on_step: Optional[Callable[[int], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Simulate one chunk; return its ``(metrics, results, snapshots)``: the two tables with sweep
+    columns and the particle snapshots of :func:`gandy.store.sweep_snapshots`. Pure: plain data
+    in, DataFrames and arrays out, so that it can run in another process (Ray). ``on_step(k)`` is
+    told of every step, with k = the number of member-steps it made."""
     base = C.load_config(chunk.config)
     sim = build(base)
     cfgs = []
@@ -307,7 +310,7 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
         df["member"] = [index[j] for j in df["member"]]
         for k in reversed(axes_keys):
             df.insert(1, k, [values_by_index[i][k] for i in df["member"]])
-    return metrics, results
+    return metrics, results, sweep_snapshots(sim, raw, index)
 
 
 def run_sweep(
@@ -352,7 +355,11 @@ def run_sweep(
     t0 = time.perf_counter()
 
     def done(ch: Chunk, tables) -> None:
-        metrics, results = tables
+        metrics, results, snapshots = tables
+        if snapshots:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **snapshots)
+            write_atomic(out / "chunks" / f"{ch.id}.snapshots.npz", buf.getvalue())
         write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
         write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
 

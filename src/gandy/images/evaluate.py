@@ -31,6 +31,17 @@ import torch
 from . import quality as Q
 
 METRICS = ("fid", "kid", "score", "modes_covered", "ms_ssim", "w_critic")
+METRIC_DOCS = {
+    "fid": "Frechet distance of the digit classifier's 128 penultimate features (Color MNIST: 3 x 128), "
+           "metrics.images.n_fake generated vs n_real real images of metrics.images.split",
+    "kid": "kernel (polynomial) distance on the same features, mean over subsets of <= 1,000",
+    "score": "classifier score exp E KL(p(y|x) || p(y)) over the generated images (10 classes or 1,000 triples)",
+    "modes_covered": "classes (or digit triples) predicted for at least one generated image",
+    "ms_ssim": "mean pairwise MS-SSIM of generated images, 5 batches of 64 (lower = more diverse)",
+    "w_critic": "E f(real) - E f(fake) of an independent WGAN-GP critic trained on held-out halves",
+    "fid_inception": "FID on torch-fidelity's Inception-v3 pool features (with local weights)",
+}
+"""One line per image metric, for reports; each run's summary.json holds the full protocol."""
 
 
 def real_images(target, split: str, n: int) -> np.ndarray:

@@ -237,6 +237,15 @@ def divergences(p, q, exact: Optional[dict] = None) -> dict:
 
 # ----------------------------------------------------------------------------- tracking in the loop
 DIVERGENCES = ("js", "kl_pq", "kl_qp", "mmd", "high_quality_fraction")
+DIVERGENCE_DOCS = {
+    "js": "Jensen-Shannon divergence between target P and generated Q, in nats (0 to log 2): exact for "
+          "segments, else k-NN estimate (Wang, Kulkarni & Verdu 2009; each law against the pooled sample)",
+    "kl_pq": "KL(P || Q), target against generated, in nats: exact for segments, else k-NN estimate",
+    "kl_qp": "KL(Q || P), generated against target, in nats: exact for segments, else k-NN estimate",
+    "mmd": "squared MMD, unbiased, Gaussian kernel with the median-distance bandwidth",
+    "high_quality_fraction": "fraction of generated samples within the cover radius of a mode (as on_mode)",
+}
+"""What each tracked divergence measures; the run's summary.json names the method used."""
 
 
 def _segment_of(target) -> Optional[Segment]:

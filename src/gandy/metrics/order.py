@@ -13,6 +13,19 @@ import numpy as np
 import torch
 
 ORDER_PARAMETERS = ("coverage_kl", "modes_covered", "on_mode", "mean_dist", "com_error", "mean_abs_cos", "w1")
+ORDER_PARAMETER_DOCS = {
+    "coverage_kl": "KL(p || uniform) of the particles' nearest-mode histogram p (modes assigned by the "
+                   "target's rule, euclidean or cosine): 0 when every mode holds an equal share, log K "
+                   "when all particles sit at one mode",
+    "modes_covered": "number of modes with at least one particle within the target's cover radius",
+    "on_mode": "fraction of particles within the cover radius of their nearest mode",
+    "mean_dist": "mean Euclidean distance from a particle to its nearest mode",
+    "com_error": "|mean of the particles - mean of the target| (centre-of-mass error, Euclidean)",
+    "mean_abs_cos": "mean |cos(x_i, x_j)| over pairs of distinct particles (at most metrics.max_points)",
+    "w1": "exact W1 (optimal transport, POT) between the particles and a fresh target sample, at most "
+          "metrics.max_points points each (with divergences tracked: from their pooled distance matrix)",
+}
+"""What each order parameter measures, for reports and docs (one line each)."""
 
 
 def nearest_mode(x: torch.Tensor, modes: torch.Tensor, assign: str = "euclidean"):
