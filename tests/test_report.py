@@ -107,6 +107,16 @@ def test_budget_keeps_small_runs_whole_and_fits_large_sweeps():
         assert b["s"] >= 16 and b["f"] >= 8 and b["p"] >= 8
 
 
+def test_image_budget_thins_snapshots_then_images():
+    from gandy.report import BUDGET, image_budget
+
+    assert image_budget(2, 10, 16, 784) == (10, 16)  # a run keeps every snapshot and image
+    f, n = image_budget(4096, 1, 16, 784)
+    assert f == 1 and 4096 * n * 784 <= BUDGET["images"] and n >= 1
+    f, n = image_budget(50, 24, 16, 784)
+    assert 50 * f * n * 784 <= BUDGET["images"] and n == 16 and f >= 2
+
+
 def test_principal_plane_finds_the_two_widest_directions():
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(5, 5)))
@@ -277,6 +287,7 @@ def orange(px) -> int:
 
 def cell_means(stores, metric):
     res = pd.read_parquet(stores / "sweep" / "results.parquet")
+    res = res[res.phase != "diverged"]  # the page leaves blown-up members out of a cell's mean
     return res.groupby(["kernel.g2", "optim.critic.lr"])[metric].mean().unstack()  # rows: g2 (x), columns: lr (y)
 
 
@@ -371,6 +382,24 @@ def test_image_run_page_draws_sample_grids(stores, browser):
     assert pg.errors == []
 
 
+def test_image_sweep_page_draws_each_members_final_samples(tmp_path, browser):
+    from gandy.sweep import run_sweep
+
+    run_sweep(C.load_config({**IMAGES, "steps": 2, "sweep": {"optim.critic.lr": [1e-4, 1e-3]}}), tmp_path / "s", figures=False)
+    data = payload(tmp_path / "s")
+    assert data["images"]["shape"] == [1, 28, 28] and len(data["images"]["blob"]) == 2
+    res = pd.read_parquet(tmp_path / "s" / "results.parquet")
+    assert base64.b64decode(data["images"]["blob"][1]) == np.asarray(res.samples_uint8.iloc[1], np.uint8).tobytes()
+    write_report(tmp_path / "s")
+    pg = Page(browser, tmp_path / "s" / "report.html")
+    c = pg.js("window.gandy.cellCenter(1, 0)")
+    box = pg.page.locator("#phase").bounding_box()
+    pg.page.mouse.click(box["x"] + c["x"], box["y"] + c["y"])
+    assert "optim.critic.lr = 0.001" in pg.page.inner_text("#member-title")
+    assert pg.pixels("#image-grid")[20:].std() > 5
+    assert pg.errors == []
+
+
 def test_damping_page_draws_curves_rates_and_eigenvalues(stores, browser):
     write_report(stores / "damping")
     pg = Page(browser, stores / "damping" / "report.html")
@@ -399,4 +428,24 @@ def test_script_ends_in_the_data_stay_text_in_the_page(tmp_path, browser):
     pg = Page(browser, p)
     assert pg.page.inner_text("#config") == "a </script><b id='injected'>b</b>"
     assert pg.page.locator("#injected").count() == 0
+    assert pg.errors == []
+
+
+def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_path, browser):
+    from gandy.sweep import run_sweep
+
+    cfg = {**SWEEP, "steps": 20, "sweep": {"kernel.g2": [0.01, 0.9], "optim.generator.lr": [0.1, 1.0e6]}}
+    res, _, _ = run_sweep(C.load_config(cfg), tmp_path / "s", figures=False)
+    blown = res[res["optim.generator.lr"] == 1.0e6]
+    assert (blown.phase == "diverged").all() and np.isfinite(blown.coverage_kl).all()  # last values before the blow-up
+    write_report(tmp_path / "s")
+    pg = Page(browser, tmp_path / "s" / "report.html")
+    assert f"{len(blown)} of {len(res)} members diverged" in pg.page.inner_text("#phase-note")
+    px = pg.pixels("#phase")
+    for ix in range(2):
+        c = pg.js(f"window.gandy.cellCenter({ix}, 1)")
+        y, x = int(c["y"]) + 30, int(c["x"])  # off the grey cell's diagonal cross
+        assert np.abs(px[y, x] - (187, 187, 187)).max() <= 3, px[y, x]  # grey: no mean of blown-up values
+        c = pg.js(f"window.gandy.cellCenter({ix}, 0)")
+        assert np.abs(px[int(c["y"]) + 30, int(c["x"])] - (187, 187, 187)).max() > 30  # healthy cells are coloured
     assert pg.errors == []

@@ -5,7 +5,7 @@ relative modes of the kernel (eigenvalue g1 - g2) are as fast as the centre of m
 particles split over both modes; near g2/g1 = 1 the centre-of-mass eigenvalue g1 + (N-1) g2
 dominates, the cloud moves as one body and collapses onto (and oscillates between) the modes.
 Then a small version of the ``collapse-1d`` experiment (ReLU critic, 6 x 3 grid, 2 seeds) draws
-the phase diagram as one batched sweep.
+the phase diagram as one batched sweep. ``OUT/report.html`` links the interactive page of each.
 """
 
 from __future__ import annotations
@@ -44,4 +44,7 @@ def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = pri
     res, _, summ = run_sweep(load_config(base_config(), PHASE_GRID), out / "phase", force=True, progress=progress)
     echo(f"phase diagram: {len(res)} members, {summ['phase_counts']}  ({summ['wall_seconds_this_invocation']:.1f} s)")
     figs = [plot_demo(dirs, out / "demo.png"), out / "phase" / "figures" / "phase_coverage_kl.png"]
-    return figs + [p for d in dirs for p in sorted((d / "figures").glob("*.png"))]
+    from .report import write_report
+
+    page = write_report(out)  # one page for the two runs and the phase diagram, to explore in a browser
+    return [page] + figs + [p for d in dirs for p in sorted((d / "figures").glob("*.png"))]

@@ -189,6 +189,18 @@ def budget_shape(members: int, n_series: int, logged: int, frames: int, particle
     return {"s": int(s), "f": int(min(f, frames)), "p": int(min(p, particles))}
 
 
+def image_budget(members: int, frames: int, images: int, pixels: int) -> tuple[int, int]:
+    """How many snapshots and images per member fit :data:`BUDGET` ``images`` (uint8 pixels):
+    snapshots are thinned first (to 2), then images (to 1)."""
+    m = max(members, 1)
+    f, n = min(frames, LIMITS["image_frames"]), min(images, LIMITS["images"])
+    while m * f * n * pixels > BUDGET["images"] and f > min(2, frames):
+        f = max(min(2, frames), f // 2)
+    while m * f * n * pixels > BUDGET["images"] and n > 1:
+        n = max(1, n // 2)
+    return f, n
+
+
 def member_blob(steps: np.ndarray, series: np.ndarray, frame_steps: np.ndarray, particles: Optional[np.ndarray]) -> str:
     """One member's detail as base64: float32 ``[steps (S), series (k, S) row by row, frame steps
     (F), box (4)]`` then uint8 particles ``(F, P, D)`` (:func:`_quantise`); the page decodes it."""
@@ -341,13 +353,14 @@ def run_payload(path: Path) -> dict:
     pay["targets"] = [] if image_shape else [_target_view(traj.get("target_samples"), traj.get("modes"), basis,
                                                           traj.get("density_x"), traj.get("density"))]
     if image_shape is not None:
-        fi = _even(parts.shape[1], LIMITS["image_frames"])
-        k = min(parts.shape[2], LIMITS["images"])
+        nf, k = image_budget(len(results), parts.shape[1], parts.shape[2], parts.shape[3])
+        fi = _even(parts.shape[1], nf)
         pay["images"] = {"shape": image_shape, "n": k, "steps": [int(s) for s in fsteps[fi]],
                          "blob": [_images_b64(parts[row_of[int(s)]][fi, :k]) if int(s) in row_of else ""
                                   for s in results.seed]}
-        if parts.shape[1] > len(fi):
-            notes.append(f"image snapshots: {len(fi)} of {parts.shape[1]} snapshots, the first {k} images of each")
+        if parts.shape[1] > len(fi) or parts.shape[2] > k:
+            notes.append(f"image snapshots downsampled: {len(fi)} of {parts.shape[1]} snapshots, the first {k} of "
+                         f"{parts.shape[2]} images of each")
     if basis is not None:
         notes.append(f"d = {d}: particles and target drawn on the target sample's principal plane")
     pay["lab"] = "js" in pay["series_names"]
@@ -400,8 +413,12 @@ def sweep_payload(path: Path) -> dict:
     if "samples_uint8" in results.columns:
         shape = _image_shape(path)
         k = int(np.prod(shape))
-        pay["images"] = {"shape": shape, "n": None, "steps": None,
-                         "blob": [_images_b64(np.asarray(v, np.uint8).reshape(1, -1, k)) for v in results.samples_uint8]}
+        stored = len(results.samples_uint8.iloc[0]) // k
+        _, n = image_budget(len(results), 1, stored, k)
+        pay["images"] = {"shape": shape, "n": n, "steps": None,
+                         "blob": [_images_b64(np.asarray(v, np.uint8).reshape(1, -1, k)[:, :n]) for v in results.samples_uint8]}
+        if n < stored:
+            notes.append(f"final samples: the first {n} of {stored} stored images per member")
     pay["axes"] = axes
     pay["search"] = "trial" in results.columns
     pay["lab"] = "js" in pay["series_names"]
@@ -519,4 +536,4 @@ def write_report(path: Path, echo=lambda s: None) -> Path:
     return out
 
 
-__all__ = ["detect", "payload", "render", "write_report", "budget_shape", "member_blob", "protocols"]
+__all__ = ["detect", "payload", "render", "write_report", "budget_shape", "image_budget", "member_blob", "protocols"]

@@ -9,6 +9,7 @@ Layout of ``DIR``::
     trajectory.npz     steps (T,), seeds (S,), particles (S, T, n, d), modes, target_samples,
                        and the target density on a grid where d <= 2 and a density exists
     figures/*.png      drawn from the files above, never from live objects
+    report.html        ``gandy report``: the same files as one interactive page (gandy.report)
 
 A run is written into a temporary sibling directory and renamed into place at the end, so an
 interrupted or failed run leaves no half-written ``DIR``.
