@@ -407,6 +407,7 @@ def test_damping_page_draws_curves_rates_and_eigenvalues(stores, browser):
     for sel in ("#convergence", "#rates", "#eigenvalues", "#spectral-radius"):
         assert pg.pixels(sel).std() > 10, sel
     assert pg.page.locator("#damping-table tbody tr").count() == 3
+    assert pg.page.locator("#protocols tbody tr").count() == len(pd.read_parquet(stores / "damping" / "damping.parquet").columns) - 1
     assert pg.errors == []
 
 
@@ -448,4 +449,25 @@ def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_p
         assert np.abs(px[y, x] - (187, 187, 187)).max() <= 3, px[y, x]  # grey: no mean of blown-up values
         c = pg.js(f"window.gandy.cellCenter({ix}, 0)")
         assert np.abs(px[int(c["y"]) + 30, int(c["x"])] - (187, 187, 187)).max() > 30  # healthy cells are coloured
+    assert pg.errors == []
+
+
+def test_particles_in_more_than_two_dimensions_are_drawn_on_the_targets_principal_plane(tmp_path, browser):
+    from gandy.api import run
+
+    cfg = C.load_config({"target": {"name": "ring8", "embed_dim": 5}, "particles": {"n": 32}, "critic": {"name": "mlp", "widths": [16]},
+                         "steps": 20, "log_every": 10, "seeds": [0]})
+    r = run(cfg, out=tmp_path / "r", progress=False, figures=False)
+    data = payload(tmp_path / "r")
+    t = data["targets"][0]
+    assert t["projected"] and np.asarray(t["samples"]).shape[1] == 2 and np.asarray(t["modes"]).shape == (8, 2)
+    assert any("principal plane" in n for n in data["notes"])
+    # the ring lies in a 2-D plane of R^5: its projected modes keep their pairwise distances
+    modes = r.trajectory["modes"].astype(float)
+    d5 = np.linalg.norm(modes[:, None] - modes[None], axis=-1)
+    d2 = np.linalg.norm(np.asarray(t["modes"])[:, None] - np.asarray(t["modes"])[None], axis=-1)
+    np.testing.assert_allclose(d2, d5, atol=0.05)
+    write_report(tmp_path / "r")
+    pg = Page(browser, tmp_path / "r" / "report.html")
+    assert orange(pg.pixels("#particles")) > 150
     assert pg.errors == []

@@ -32,6 +32,23 @@ from . import config as C
 from .game import Members, build, critic_loss, force, start, advance
 from .rng import Stream, member_keys
 
+COLUMN_DOCS = {
+    "weight": "penalty weight lambda of this member (all weights run as one batch, same seed)",
+    "steps_to_converge": "first step after which |mu_P - mu_Q| stays <= tol x its initial value; -1 if never",
+    "decay_rate": "late-time decay per step: slope of log of the future envelope max_{s>=t} |mu_P - mu_Q| "
+                  "where it lies between 1e-1 and 1e-5 of its start (NaN with fewer than 5 such steps)",
+    "theory_decay_rate": "-log spectral radius of the linear model's one-step map (finite steps)",
+    "spectral_radius": "largest |eigenvalue| (other than 1) of the autograd Jacobian of the whole one-step "
+                       "update map (critic and particles) at the final state",
+    "jacobian_decay_rate": "-log spectral_radius",
+    "theory_spectral_radius": "spectral radius of the linear model's one-step map",
+    "continuous_decay_rate": "zeta omega_0 (or omega_0 (zeta - sqrt(zeta^2 - 1)) when overdamped) of the "
+                             "continuous-time linear model",
+    "zeta": "damping ratio (friction lambda + wd) eta_D / (2 omega_0); 1 is critical",
+    "diverged": "the member blew up (non-finite particles or critic); its numbers are NaN",
+}
+"""What each column of damping.parquet measures (SCIENCE.md section 1.5), for reports."""
+
 FRICTION = {"none": 0.0, "sobolev": 2.0, "r1": 1.0, "r2": 1.0}
 """d(penalty)/dw = FRICTION * w for a linear critic; wgan_gp and dragan have no linear theory
 ((|w| - 1)^2 has its minimum at |w| = 1, not at the game's equilibrium w = 0)."""

@@ -454,7 +454,10 @@ def damping_payload(path: Path) -> dict:
         curves.append({"weight": float(w), "step": g.step.to_numpy()[idx].tolist(),
                        "com_error": [_clean(v) for v in g.com_error.to_numpy()[idx]]})
     cols = [c for c in table.columns if c != "eigenvalues"]
+    from .damping import COLUMN_DOCS
+
     out = {"table": _columns(table, cols), "curves": curves, "summary": summary, "notes": [],
+           "protocols": [[c, COLUMN_DOCS[c]] for c in cols if c in COLUMN_DOCS],
            "eigenvalues": [[[_clean(a), _clean(b)] for a, b in (e if e is not None else [])] for e in table.get("eigenvalues", [])]}
     if len(traj.groupby("weight")) and traj.groupby("weight").size().max() > LIMITS["curve_points"]:
         out["notes"].append(f"convergence curves downsampled to {LIMITS['curve_points']} points each")
@@ -487,7 +490,7 @@ def payload(path: Path, kind: Optional[str] = None) -> dict:
     shown = data.get("metrics_menu", []) + [c for c in data.get("series_names", []) if c not in data.get("metrics_menu", [])]
     data.update({"kind": kind, "title": path.resolve().name, "path": str(path.resolve()), "config": cfg_text,
                  "created": _dt.datetime.now().isoformat(timespec="seconds"), "gandy_version": __version__,
-                 "protocols": protocols(shown, data.get("summary", {}), cfg_text) if kind != "damping" else []})
+                 "protocols": data.get("protocols") or protocols(shown, data.get("summary", {}), cfg_text)})
     return data
 
 
