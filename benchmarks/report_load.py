@@ -11,8 +11,9 @@ Stores measured:
 For each: the time ``gandy report`` takes to write the page, its size, and against the obvious
 alternative (every logged row and snapshot embedded as JSON numbers, no downsampling) the size
 ratio. Then in headless Chromium: load time (navigation start to the page drawn, the page's own
-``performance.now()``, median of --repeats fresh pages) and the time from a click on a cell to the
-member's plots and particles drawn.
+``performance.now()``, median of --repeats fresh pages), the time from a click on a cell to the
+member's plots and particles drawn, and from choosing another metric in the menu to the phase
+diagram redrawn.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def measure(name: str, d: Path, browser, repeats: int) -> dict:
     write_s = time.perf_counter() - t0
     size = out.stat().st_size
     naive = naive_json_bytes(d)
-    loads, clicks = [], []
+    loads, clicks, switches = [], [], []
     for _ in range(repeats):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
@@ -81,11 +82,15 @@ def measure(name: str, d: Path, browser, repeats: int) -> dict:
         page.wait_for_function("window.gandy.shown !== null")
         page.evaluate("new Promise(r => requestAnimationFrame(() => r()))")
         clicks.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        page.select_option("#metric", "w1")
+        page.evaluate("new Promise(r => requestAnimationFrame(() => r()))")
+        switches.append(time.perf_counter() - t)
         assert not errors, errors
         page.close()
     return {"store": name, "members": 4096, "write_s": write_s, "size_mb": size / 1e6, "naive_mb": naive / 1e6,
             "size_ratio": naive / size, "load_s": statistics.median(loads), "load_max_s": max(loads),
-            "click_s": statistics.median(clicks)}
+            "click_s": statistics.median(clicks), "switch_s": statistics.median(switches)}
 
 
 def main() -> None:
@@ -109,11 +114,12 @@ def main() -> None:
             rows.append(measure("real (64 x 64 sweep, 11 logs, 11 x 32 particles, 1-D)", d, browser, a.repeats))
         browser.close()
     print(f"# {platform.machine()}, {platform.processor() or ''} python {platform.python_version()}; Chromium headless")
-    print("| store | write (s) | report (MB) | no-downsampling JSON (MB) | ratio | load (s, median; max) | click to member (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| store | write (s) | report (MB) | no-downsampling JSON (MB) | ratio | load (s, median; max) | click to member (s) "
+          "| switch metric (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['store']} | {r['write_s']:.1f} | {r['size_mb']:.1f} | {r['naive_mb']:.1f} | {r['size_ratio']:.1f}x | "
-              f"{r['load_s']:.2f}; {r['load_max_s']:.2f} | {r['click_s']:.3f} |")
+              f"{r['load_s']:.2f}; {r['load_max_s']:.2f} | {r['click_s']:.3f} | {r['switch_s']:.3f} |")
 
 
 if __name__ == "__main__":

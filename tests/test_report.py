@@ -471,3 +471,28 @@ def test_particles_in_more_than_two_dimensions_are_drawn_on_the_targets_principa
     pg = Page(browser, tmp_path / "r" / "report.html")
     assert orange(pg.pixels("#particles")) > 150
     assert pg.errors == []
+
+
+def test_an_experiments_own_tables_and_figures_get_a_page(tmp_path, browser):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = tmp_path / "exp"
+    (d / "figures").mkdir(parents=True)
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [1, 0])
+    fig.savefig(d / "figures" / "line.png")
+    plt.close(fig)
+    pd.DataFrame({"width": [16, 64, 256], "error": [0.5, 0.25, np.nan], "per_net": [[1.0], [2.0], [3.0]]}).to_parquet(d / "t.parquet")
+    assert detect(d) == "files"
+    data = payload(d)
+    assert data["tables"][0]["columns"] == ["width", "error"] and data["tables"][0]["data"]["error"][2] is None
+    assert any("array columns left out (per_net)" in n for n in data["notes"])
+    write_report(d)
+    pg = Page(browser, d / "report.html")
+    assert pg.js("document.querySelector('#figures img').naturalWidth") == 300
+    assert pg.page.locator("section.table tbody tr").count() == 3
+    assert not pg.page.locator("#config-section").is_visible()
+    assert pg.errors == []

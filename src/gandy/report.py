@@ -43,7 +43,7 @@ from .config import ConfigError
 BUDGET = {"series": 6.0e6, "particles": 5.0e6, "images": 4.0e6}
 """Bytes (before base64) for all members' series, particle snapshots and image snapshots."""
 LIMITS = {"series_points": 400, "frames": 100, "particles": 256, "images": 16, "image_frames": 24,
-          "target_points": 400, "curve_points": 600}
+          "target_points": 400, "curve_points": 600, "figure_bytes": 8_000_000, "table_rows": 2000}
 """Upper limits per member whatever the budget."""
 MIN = {"series_points": 16, "frames": 8, "particles": 8}
 """Lower limits the budget may push to (a sweep so large that even these do not fit runs over)."""
@@ -55,8 +55,9 @@ NAN_CODE = 255  # a non-finite particle coordinate in the uint8 code
 # ----------------------------------------------------------------------------- reading the store
 def detect(path: Path) -> str:
     """The kind of run directory ``path`` is: ``damping`` (damping.parquet), ``sweep`` (a
-    summary.json with a ``sweep`` entry), ``run`` (trajectory.npz) or ``collection`` (no run itself,
-    but run directories below it). Raises :class:`ConfigError` for anything else."""
+    summary.json with a ``sweep`` entry), ``run`` (trajectory.npz), ``collection`` (no run itself,
+    but run directories below it) or ``files`` (an experiment's own tables and figures: *.parquet,
+    figures/*.png). Raises :class:`ConfigError` for anything else."""
     path = Path(path)
     if not path.is_dir():
         raise ConfigError("DIR", f"{path} is not a directory")
@@ -72,8 +73,11 @@ def detect(path: Path) -> str:
         raise ConfigError("DIR", f"{path} is an unfinished sweep: finish it with gandy run CONFIG --out {path} --resume")
     if _children(path):
         return "collection"
+    if any(path.glob("*.parquet")) or any(path.glob("figures/*.png")):
+        return "files"
     raise ConfigError("DIR", f"{path} holds no gandy run: expected results.parquet and summary.json (a run or "
-                             "sweep), damping.parquet (gandy damping), or run directories below it")
+                             "sweep), damping.parquet (gandy damping), tables and figures of an experiment, or run "
+                             "directories below it")
 
 
 def _children(path: Path, depth: int = 3) -> list[Path]:
@@ -114,7 +118,7 @@ def _read_npz(path: Path) -> dict:
 def _config_text(path: Path) -> str:
     p = Path(path) / "config.yaml"
     if not p.exists():
-        return "(no config.yaml)"
+        return ""
     text = p.read_text()
     try:
         yaml.safe_load(text)
@@ -260,9 +264,10 @@ def protocols(columns: list[str], summary: dict, cfg_text: str) -> list[list[str
         elif c in METRIC_DOCS:
             rows.append([c, METRIC_DOCS[c] + " (end of run; see metrics.images in the config)"])
     try:
-        phase = (yaml.safe_load(cfg_text) or {}).get("phase", {})
+        loaded = yaml.safe_load(cfg_text)
     except yaml.YAMLError:
-        phase = {}
+        loaded = None
+    phase = loaded.get("phase", {}) if isinstance(loaded, dict) else {}
     rows.append(["phase", "diverged if non-finite or blown up; else over the last `window` of logged steps: collapsed "
                           "if mean coverage_kl > collapse_kl (default 0.5 log K), converged if mean_dist settled within "
                           "settle_tol x scale and the final on_mode >= on_mode, else oscillating (docs/phases.md). "
@@ -467,9 +472,36 @@ def damping_payload(path: Path) -> dict:
     return out
 
 
+def files_payload(path: Path) -> dict:
+    """An experiment's own outputs beside (or instead of) run directories: its figures
+    (``figures/*.png``, embedded up to ``LIMITS['figure_bytes']`` in all) and its tables
+    (``*.parquet``, the first ``LIMITS['table_rows']`` rows of each)."""
+    notes, figures, tables, used = [], [], [], 0
+    for f in sorted(path.glob("figures/*.png")):
+        size = f.stat().st_size
+        if used + size > LIMITS["figure_bytes"]:
+            notes.append(f"figure {f.name} left out ({size / 1e6:.1f} MB over the page's figure budget); it is in figures/")
+            continue
+        used += size
+        figures.append({"name": f.name, "png": _b64(f.read_bytes())})
+    for f in sorted(path.glob("*.parquet")):
+        df = _read_parquet(f)
+        cols = [c for c in df.columns if not df[c].map(lambda v: isinstance(v, (list, np.ndarray, dict, bytes))).any()]
+        if len(df) > LIMITS["table_rows"]:
+            notes.append(f"{f.name}: the first {LIMITS['table_rows']} of {len(df)} rows")
+        if len(cols) < len(df.columns):
+            notes.append(f"{f.name}: array columns left out ({', '.join(c for c in df.columns if c not in cols)})")
+        tables.append({"name": f.name, "columns": cols, "rows": len(df),
+                       "data": _columns(df.head(LIMITS["table_rows"]), cols)})
+    summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    return {"figures": figures, "tables": tables, "notes": notes, "summary": summary}
+
+
 def collection_payload(path: Path, children: list[tuple[Path, str]]) -> dict:
-    return {"children": [{"href": str(p.relative_to(path) / "report.html"), "name": str(p.relative_to(path)), "kind": k}
-                         for p, k in children], "notes": [], "summary": {}}
+    """An index of the run directories below ``path``, with the directory's own figures and tables."""
+    return {**files_payload(path),
+            "children": [{"href": str(p.relative_to(path) / "report.html"), "name": str(p.relative_to(path)), "kind": k}
+                         for p, k in children]}
 
 
 def payload(path: Path, kind: Optional[str] = None) -> dict:
@@ -484,13 +516,16 @@ def payload(path: Path, kind: Optional[str] = None) -> dict:
         data = sweep_payload(path)
     elif kind == "damping":
         data = damping_payload(path)
+    elif kind == "files":
+        data = files_payload(path)
     else:
         raise ConfigError("DIR", f"no page for kind {kind!r}")
     cfg_text = _config_text(path)
     shown = data.get("metrics_menu", []) + [c for c in data.get("series_names", []) if c not in data.get("metrics_menu", [])]
     data.update({"kind": kind, "title": path.resolve().name, "path": str(path.resolve()), "config": cfg_text,
                  "created": _dt.datetime.now().isoformat(timespec="seconds"), "gandy_version": __version__,
-                 "protocols": data.get("protocols") or protocols(shown, data.get("summary", {}), cfg_text)})
+                 "protocols": data.get("protocols") or (protocols(shown, data.get("summary", {}), cfg_text)
+                                                        if kind in ("run", "sweep") else [])})
     return data
 
 
