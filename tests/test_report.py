@@ -367,9 +367,12 @@ def test_lab_run_page_shows_divergence_traces_and_sample_snapshots(stores, brows
     assert orange(pg.pixels("#particles")) > 150
     pg.page.click("#members-table tbody tr >> nth=1")
     assert "seed 1" in pg.page.inner_text("#member-title")
+    last = pg.pixels("#member-series canvas >> nth=0")
     pg.page.fill("#frame", "0")
     pg.page.dispatch_event("#frame", "input")
     assert pg.page.inner_text("#frame-label").startswith("step 0 ")
+    moved = np.abs(pg.pixels("#member-series canvas >> nth=0") - last).sum(-1) > 0
+    assert 0 < moved.sum() < 0.05 * moved.size  # the step marker moved; the plot itself stayed
     assert pg.errors == []
 
 
