@@ -39,6 +39,7 @@ import pandas as pd
 import yaml
 
 from .config import ConfigError
+from .store import even_indices, principal_plane, write_atomic
 
 BUDGET = {"series": 6.0e6, "particles": 5.0e6, "images": 4.0e6}
 """Bytes (before base64) for all members' series, particle snapshots and image snapshots."""
@@ -47,7 +48,6 @@ LIMITS = {"series_points": 400, "frames": 100, "particles": 256, "images": 16, "
 """Upper limits per member whatever the budget."""
 MIN = {"series_points": 16, "frames": 8, "particles": 8}
 """Lower limits the budget may push to (a sweep so large that even these do not fit runs over)."""
-KINDS = ("run", "sweep", "damping", "collection")
 ID_COLUMNS = ("member", "seed", "trial", "step", "final_step", "diverged_step")
 NAN_CODE = 255  # a non-finite particle coordinate in the uint8 code
 
@@ -134,7 +134,9 @@ def _clean(v):
         return int(v)
     if isinstance(v, (float, np.floating)):
         v = float(v)
-        return round(v, 6 - int(math.floor(math.log10(abs(v))))) if math.isfinite(v) and v != 0 else (v if math.isfinite(v) else None)
+        if not math.isfinite(v):
+            return None
+        return v if v == 0 else round(v, 6 - int(math.floor(math.log10(abs(v)))))  # 7 significant digits
     if isinstance(v, (np.bool_,)):
         return bool(v)
     return v
@@ -146,13 +148,6 @@ def _columns(df: pd.DataFrame, columns: list[str]) -> dict:
 
 def _is_scalar_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
-
-
-def _even(n: int, k: int) -> np.ndarray:
-    """At most ``k`` evenly spaced indices of ``range(n)``, first and last included."""
-    if n <= k:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
 
 
 def _quantise(p: np.ndarray) -> tuple[np.ndarray, list]:
@@ -223,7 +218,7 @@ def _target_view(samples: Optional[np.ndarray], modes: Optional[np.ndarray], bas
     """The target as the page draws it, in the particles' coordinates (projected where ``basis``)."""
     out: dict = {"projected": basis is not None}
     if samples is not None and len(samples):
-        s = np.asarray(samples, np.float64)[_even(len(samples), LIMITS["target_points"])]
+        s = np.asarray(samples, np.float64)[even_indices(len(samples), LIMITS["target_points"])]
         s = s @ basis if basis is not None and s.shape[1] == basis.shape[0] else s
         out["samples"] = np.round(s, 5).tolist()
     if modes is not None and len(modes):
@@ -297,7 +292,7 @@ def _members_payload(results: pd.DataFrame, metrics: pd.DataFrame, key: str, axe
         if g is None:
             steps, series = np.zeros(0), np.zeros((len(series_names), 0))
         else:
-            idx = _even(len(g), shape["s"])
+            idx = even_indices(len(g), shape["s"])
             steps = g["step"].to_numpy()[idx]
             series = g[series_names].to_numpy(dtype=np.float64)[idx].T
         snap = snapshots_of(i)
@@ -305,7 +300,7 @@ def _members_payload(results: pd.DataFrame, metrics: pd.DataFrame, key: str, axe
             fsteps, parts, t = np.zeros(0), None, -1
         else:
             fsteps, parts, t = snap
-            fi = _even(len(fsteps), shape["f"])
+            fi = even_indices(len(fsteps), shape["f"])
             fsteps, parts = fsteps[fi], parts[fi][:, :shape["p"]]
         blobs.append(member_blob(steps, series, fsteps, parts))
         scount.append(int(len(steps)))
@@ -327,8 +322,6 @@ def _members_payload(results: pd.DataFrame, metrics: pd.DataFrame, key: str, axe
 
 def run_payload(path: Path) -> dict:
     """A single run's (one config, its seeds) page data."""
-    from .store import principal_plane
-
     summary = _read_json(path / "summary.json")
     results = _read_parquet(path / "results.parquet")
     metrics = _read_parquet(path / "metrics.parquet")
@@ -359,7 +352,7 @@ def run_payload(path: Path) -> dict:
                                                           traj.get("density_x"), traj.get("density"))]
     if image_shape is not None:
         nf, k = image_budget(len(results), parts.shape[1], parts.shape[2], parts.shape[3])
-        fi = _even(parts.shape[1], nf)
+        fi = even_indices(parts.shape[1], nf)
         pay["images"] = {"shape": image_shape, "n": k, "steps": [int(s) for s in fsteps[fi]],
                          "blob": [_images_b64(parts[row_of[int(s)]][fi, :k]) if int(s) in row_of else ""
                                   for s in results.seed]}
@@ -455,7 +448,7 @@ def damping_payload(path: Path) -> dict:
     curves = []
     for w, g in traj.groupby("weight", sort=True):
         g = g.sort_values("step")
-        idx = _even(len(g), LIMITS["curve_points"])
+        idx = even_indices(len(g), LIMITS["curve_points"])
         curves.append({"weight": float(w), "step": g.step.to_numpy()[idx].tolist(),
                        "com_error": [_clean(v) for v in g.com_error.to_numpy()[idx]]})
     cols = [c for c in table.columns if c != "eigenvalues"]
@@ -464,7 +457,7 @@ def damping_payload(path: Path) -> dict:
     out = {"table": _columns(table, cols), "curves": curves, "summary": summary, "notes": [],
            "protocols": [[c, COLUMN_DOCS[c]] for c in cols if c in COLUMN_DOCS],
            "eigenvalues": [[[_clean(a), _clean(b)] for a, b in (e if e is not None else [])] for e in table.get("eigenvalues", [])]}
-    if len(traj.groupby("weight")) and traj.groupby("weight").size().max() > LIMITS["curve_points"]:
+    if any(len(c["step"]) < n for c, n in zip(curves, traj.groupby("weight", sort=True).size())):
         out["notes"].append(f"convergence curves downsampled to {LIMITS['curve_points']} points each")
     if (path / "theory.parquet").exists():
         th = _read_parquet(path / "theory.parquet")
@@ -504,22 +497,18 @@ def collection_payload(path: Path, children: list[tuple[Path, str]]) -> dict:
                          for p, k in children]}
 
 
+PAYLOADS = {"run": run_payload, "sweep": sweep_payload, "damping": damping_payload, "files": files_payload,
+            "collection": lambda path: collection_payload(path, [(c, detect(c)) for c in _children(path)])}
+"""Kind of directory (:func:`detect`) -> its page data."""
+
+
 def payload(path: Path, kind: Optional[str] = None) -> dict:
     """Everything the page shows for the directory ``path`` (see the module docstring)."""
     from . import __version__
 
     path = Path(path)
     kind = kind or detect(path)
-    if kind == "run":
-        data = run_payload(path)
-    elif kind == "sweep":
-        data = sweep_payload(path)
-    elif kind == "damping":
-        data = damping_payload(path)
-    elif kind == "files":
-        data = files_payload(path)
-    else:
-        raise ConfigError("DIR", f"no page for kind {kind!r}")
+    data = PAYLOADS[kind](path)
     cfg_text = _config_text(path)
     shown = data.get("metrics_menu", []) + [c for c in data.get("series_names", []) if c not in data.get("metrics_menu", [])]
     data.update({"kind": kind, "title": path.resolve().name, "path": str(path.resolve()), "config": cfg_text,
@@ -554,20 +543,12 @@ def render(data: dict) -> str:
 def write_report(path: Path, echo=lambda s: None) -> Path:
     """Write ``path/report.html`` (atomically); for a collection, each run's report and an index.
     Returns the path of the top page."""
-    from .store import write_atomic
-
     path = Path(path)
     kind = detect(path)
     if kind == "collection":
-        children = [(c, detect(c)) for c in _children(path)]
-        for c, _ in children:
+        for c in _children(path):
             write_report(c, echo)
-        data = collection_payload(path, children)
-        data.update({"kind": "collection", "title": path.resolve().name, "path": str(path.resolve()), "config": _config_text(path),
-                     "created": _dt.datetime.now().isoformat(timespec="seconds"), "protocols": []})
-    else:
-        data = payload(path, kind)
-    html = render(data)
+    html = render(payload(path, kind))
     out = path / "report.html"
     write_atomic(out, html.encode())
     echo(f"{out}: {kind}, {len(html) / 1e6:.2f} MB")

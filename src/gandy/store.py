@@ -76,6 +76,13 @@ def density_grid(target, samples: np.ndarray) -> dict:
     return grids
 
 
+def even_indices(n: int, k: int) -> np.ndarray:
+    """At most ``k`` evenly spaced indices of ``range(n)``, first and last included."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
+
+
 def principal_plane(samples: np.ndarray) -> np.ndarray:
     """Basis ``(d, 2)`` of the top two principal axes of ``samples: (M, d)`` (columns orthonormal,
     signs fixed so that each axis's largest entry is positive): the 2-D view of d > 2 clouds."""
@@ -105,15 +112,14 @@ def sweep_snapshots(sim, raw, members: list[int]) -> dict:
     target = sim.target
     if getattr(target, "image_shape", None) is not None or not raw.snapshots:
         return {}
-    t = len(raw.snapshot_steps)
-    frames = np.unique(np.round(np.linspace(0, t - 1, min(t, SWEEP_FRAMES))).astype(int))
+    frames = even_indices(len(raw.snapshot_steps), SWEEP_FRAMES)
     parts = np.stack([raw.snapshots[f][:, :SWEEP_PARTICLES] for f in frames], 1).astype(np.float64)
     ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), SWEEP_TARGET)[0].cpu().numpy()
     out = {"members": np.asarray(members, dtype=np.int64),
            "steps": np.asarray(raw.snapshot_steps, dtype=np.int64)[frames]}
     modes = None if target.modes is None else target.modes.cpu().numpy().astype(np.float64)
     if target.dim == 1:
-        out.update({k: v for k, v in density_grid(target, ref.astype(np.float32)).items()})
+        out.update(density_grid(target, ref.astype(np.float32)))
     if target.dim > 2:
         basis = principal_plane(ref)
         out["projection"] = basis.astype(np.float32)
@@ -203,5 +209,5 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.sort_values(["seed", "step"]).groupby("seed", as_index=False).tail(1).reset_index(drop=True)
 
 
-__all__ = ["RunResult", "write_run", "load_run", "final_rows", "density_grid", "principal_plane", "sweep_snapshots",
+__all__ = ["RunResult", "write_run", "load_run", "final_rows", "density_grid", "even_indices", "principal_plane", "sweep_snapshots",
            "ORDER_PARAMETERS"]
