@@ -216,8 +216,10 @@ def test_run_with_report_flag_and_collection_index(tmp_path):
     assert (tmp_path / "s" / "report.html").exists() and "report.html: sweep" in r.stdout
     r = gandy_cli("report", tmp_path)
     assert r.returncode == 0, r.stderr
+    (tmp_path / "overview.png").write_bytes((tmp_path / "s" / "figures" / "phase_coverage_kl.png").read_bytes())
+    r = gandy_cli("report", tmp_path)
     index = (tmp_path / "report.html").read_text()
-    assert '"href":"s/report.html"' in index
+    assert '"href":"s/report.html"' in index and '"name":"overview.png"' in index  # the directory's own figure too
 
 
 def test_render_escapes_script_ends_in_the_data():

@@ -73,7 +73,7 @@ def detect(path: Path) -> str:
         raise ConfigError("DIR", f"{path} is an unfinished sweep: finish it with gandy run CONFIG --out {path} --resume")
     if _children(path):
         return "collection"
-    if any(path.glob("*.parquet")) or any(path.glob("figures/*.png")):
+    if any(path.glob("*.parquet")) or any(path.glob("*.png")) or any(path.glob("figures/*.png")):
         return "files"
     raise ConfigError("DIR", f"{path} holds no gandy run: expected results.parquet and summary.json (a run or "
                              "sweep), damping.parquet (gandy damping), tables and figures of an experiment, or run "
@@ -467,10 +467,10 @@ def damping_payload(path: Path) -> dict:
 
 def files_payload(path: Path) -> dict:
     """An experiment's own outputs beside (or instead of) run directories: its figures
-    (``figures/*.png``, embedded up to ``LIMITS['figure_bytes']`` in all) and its tables
+    (``*.png`` and ``figures/*.png``, embedded up to ``LIMITS['figure_bytes']`` in all) and its tables
     (``*.parquet``, the first ``LIMITS['table_rows']`` rows of each)."""
     notes, figures, tables, used = [], [], [], 0
-    for f in sorted(path.glob("figures/*.png")):
+    for f in [*sorted(path.glob("*.png")), *sorted(path.glob("figures/*.png"))]:
         size = f.stat().st_size
         if used + size > LIMITS["figure_bytes"]:
             notes.append(f"figure {f.name} left out ({size / 1e6:.1f} MB over the page's figure budget); it is in figures/")
