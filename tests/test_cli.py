@@ -190,7 +190,7 @@ def test_run_writes_the_directory(cli_run):
         assert (out / f).is_file(), f
     pngs = sorted((out / "figures").glob("*.png"))
     assert pngs and all(p.stat().st_size > 0 for p in pngs)
-    assert not [p for p in out.rglob(".*")]  # no hidden temporary files inside either
+    assert [p.name for p in out.rglob(".*")] == [".gandy"]  # the marker, and no hidden temporary files
 
 
 def test_run_stdout_reports_phases(cli_run):
@@ -240,8 +240,9 @@ def test_force_replaces_existing_out(invoke_cli, tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "runs" / "out"
-    out.mkdir(parents=True)
-    (out / "stale.txt").write_text("old")
+    res = invoke_cli(["run", cfg, "steps=2", "log_every=1", "seeds=[3]", "--out", out, "-q"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    (out / "stale.txt").write_text("old")  # inside a gandy output: replaced with it
     res = invoke_cli(["run", cfg, "steps=2", "log_every=1", "seeds=[5]", "--out", out, "--force", "-q"])
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert not (out / "stale.txt").exists()

@@ -252,13 +252,19 @@ def _matrix(values) -> str:
         ((-np.eye(16)).tolist(), "semi-definite"),
         ((np.eye(16) + np.triu(np.ones((16, 16)), 1)).tolist(), "symmetric"),
         (np.eye(4).tolist(), "shape"),
-        ([[float("nan")] * 16] * 16, "NaN"),
     ],
 )
 def test_bad_kernel_matrix_values(tiny_cfg, values, words):
     e = _build_err(tiny_cfg, [_matrix(values)])
     assert e.field == "kernel.values"
     assert words in str(e)
+
+
+def test_nan_in_kernel_matrix_is_refused_when_loading(tiny_cfg):
+    with pytest.raises(ConfigError) as ei:
+        load_config(tiny_cfg, [_matrix([[float("nan")] * 16] * 16)])
+    assert ei.value.field == "kernel.values"
+    assert "NaN" in str(ei.value) and "[0][0]" in str(ei.value)
 
 
 def test_good_kernel_matrix_builds(tiny_cfg, tmp_path):

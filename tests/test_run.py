@@ -115,10 +115,17 @@ def test_api_bad_config_writes_nothing(tmp_path):
 
 def test_api_existing_out_is_refused(tmp_path):
     (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError) as ei:
         gandy.run(TINY, out=tmp_path / "out")
     assert ei.value.field == "out"
-    assert os.listdir(tmp_path / "out") == []
+    assert os.listdir(tmp_path / "out") == ["notes.txt"]
+
+
+def test_api_writes_into_an_empty_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    gandy.run(TINY, out=tmp_path / "out", overrides=["steps=2", "log_every=1"], figures=False)
+    assert (tmp_path / "out" / "results.parquet").is_file()
 
 
 def test_run_accepts_yaml_path_and_overrides(tiny_yaml):
@@ -208,7 +215,7 @@ def test_blowup_diverges_one_seed_through_the_config():
     exactly the seed with the farthest particle counts as blown up at step 1.
     """
     base = ["particles.init.std=1.0", "optim.generator.lr=1e-9", "seeds=[0, 1, 2]", "log_every=1"]
-    probe = gandy.run(TINY, overrides=[*base, "steps=0"], figures=False)
+    probe = gandy.run(TINY, overrides=[*base, "steps=1"], figures=False)  # snapshot 0: the start
     radius = np.abs(probe.particles[:, 0, :, 0]).max(-1)  # target mean is 0
     order = np.argsort(radius)
     worst, second = radius[order[-1]], radius[order[-2]]

@@ -24,7 +24,8 @@ from . import config as C
 from .game import build, member_tables, simulate
 from .metrics.order import ORDER_PARAMETERS
 from .rng import Stream, member_keys
-from .store import RunResult, density_grid, final_rows, write_run
+from .budget import output_bytes
+from .store import RunResult, density_grid, final_rows, prepare_out, write_run
 
 
 def run(
@@ -38,14 +39,16 @@ def run(
 ) -> RunResult:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
 
-    Everything is validated before anything is written: a bad config raises
-    :class:`gandy.config.ConfigError` and leaves no directory behind. ``kernel_module``: a torch
+    Everything is validated before anything is written: a bad config, a run that cannot fit in
+    memory, or an ``out`` that cannot be written (or that exists and is not a gandy output gandy
+    may replace with ``force``) raises :class:`gandy.config.ConfigError` and leaves nothing behind. ``kernel_module``: a torch
     module for ``kernel: {name: empirical_ntk}`` given directly instead of by import path.
     """
     cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
-    if out is not None and Path(out).exists() and not force:
-        raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
-    sim = build(cfg, kernel_module)
+    sim = build(cfg, kernel_module)  # memory for all seeds checked here
+    if out is not None:
+        n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
+        prepare_out(Path(out), "run", force=force, need_bytes=output_bytes(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
     t0 = time.perf_counter()
     bar = None
     if progress:

@@ -1,19 +1,24 @@
 """The ``gandy`` command.
 
+    gandy [--threads N] [--debug] COMMAND ...
     gandy run CONFIG.yaml|EXPERIMENT [key=value ...] --out DIR [--resume] [--force]
-              [--executor local|ray] [--address ADDR] [--quick]
+              [--executor local|ray] [--address ADDR] [--connect-timeout S] [--checkpoint-every S] [--quick]
     gandy experiments
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
 
-Bad input prints one ``error: FIELD: message`` line on stderr and exits with code 2, before any
-output directory is created.
+Bad input (a config, an option, an output location, a data file) prints one
+``error: FIELD: message`` line on stderr and exits with code 2, before any work and with nothing
+written. An unexpected internal error prints one line and exits with code 1; ``--debug`` shows its
+traceback. Ctrl-C prints one line and exits with code 130.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -22,9 +27,17 @@ import typer
 
 from .config import ConfigError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="GAN dynamics: the effective particle model and a GAN lab.")
-plot_app = typer.Typer(no_args_is_help=True, help="Figures from a run directory.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+                  help="GAN dynamics: the effective particle model and a GAN lab.")
+plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Figures from a run directory.")
 app.add_typer(plot_app, name="plot")
+
+DEFAULT_THREADS = 1
+"""Torch threads unless ``--threads`` or GANDY_THREADS says otherwise. gandy's tensors are small:
+a second OpenMP thread gains little, and on a busy machine threads spinning against other
+processes made runs 3-8 times slower (benchmarks/RESULTS.md)."""
+
+_DEBUG = {"on": False}
 
 
 def _fail(e: Exception) -> None:
@@ -32,60 +45,134 @@ def _fail(e: Exception) -> None:
     raise typer.Exit(2)
 
 
-@app.command("run")
+def _guarded(fn):
+    """Every command's failures as one line: ConfigError (bad input) and OSError (a file or folder
+    the system refused) exit 2, Ctrl-C 130, anything else 1 with a hint to rerun with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except ConfigError as e:
+            _fail(e)
+        except KeyboardInterrupt:
+            typer.echo("error: interrupted (a sweep resumes with --resume)", err=True)
+            raise typer.Exit(130) from None
+        except OSError as e:
+            if _DEBUG["on"]:
+                raise
+            where = e.filename or "system"
+            typer.echo(f"error: {where}: {e.strerror or e}", err=True)
+            raise typer.Exit(2) from None
+        except Exception as e:
+            if _DEBUG["on"]:
+                raise
+            typer.echo(f"error: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                       f"(rerun with --debug for the traceback)", err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _threads(n: Optional[int]) -> int:
+    if n is None:
+        env = os.environ.get("GANDY_THREADS")
+        if env is None:
+            return DEFAULT_THREADS
+        if not env.strip().isdigit() or int(env) < 1:
+            _fail(ConfigError("GANDY_THREADS", f"must be a positive integer, got {env!r}"))
+        return int(env)
+    if n < 1:
+        _fail(ConfigError("threads", f"must be a positive integer, got {n}"))
+    return n
+
+
+@app.callback()
+def _root(
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N",
+                                          help=f"torch threads (default: GANDY_THREADS, else {DEFAULT_THREADS})"),
+    debug: bool = typer.Option(False, "--debug", help="show the traceback of an internal error"),
+):
+    """GAN dynamics: the effective particle model and a GAN lab."""
+    import torch
+
+    _DEBUG["on"] = debug
+    n = _threads(threads)
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+@app.command("run", short_help="Run a config (its seeds or its sweep) or a named experiment.")
+@_guarded
 def run_cmd(
-    config: str = typer.Argument(..., help="YAML config file, or the name of an experiment (gandy experiments)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides, e.g. kernel.g2=0.9"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>)"),
-    force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
-    resume: bool = typer.Option(False, "--resume", help="finish an interrupted sweep in DIR"),
-    executor: str = typer.Option("local", "--executor", help="local | ray (sweeps)"),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: a local instance)"),
+    config: str = typer.Argument(..., metavar="CONFIG", help="a YAML config file, or the name of an experiment (gandy experiments)"),
+    overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE", help="dotted overrides, e.g. kernel.g2=0.9"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="output folder (default: runs/NAME); must be new or empty"),
+    force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted sweep or experiment in DIR (same config)"),
+    executor: str = typer.Option("local", "--executor", metavar="NAME", help="where sweeps run: local or ray"),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR", help="a Ray cluster (default: a local instance)"),
+    connect_timeout: float = typer.Option(20.0, "--connect-timeout", metavar="SECONDS", help="give up on an unreachable Ray cluster after this long"),
+    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", metavar="SECONDS", help="a sweep's chunk saves its state this often (0: every step)"),
     quick: bool = typer.Option(False, "--quick", help="experiments: the reduced version"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
+    from .executors import EXECUTORS
     from .experiments import EXPERIMENTS
 
-    try:
-        from .executors import EXECUTORS
-
-        if executor not in EXECUTORS:
-            raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-        if config in EXPERIMENTS and not Path(config).is_file():
-            out = out or Path("runs") / config
-            figures = EXPERIMENTS[config].run(out, quick=quick, overrides=list(overrides or []), resume=resume,
-                                              force=force, executor=executor, address=address,
-                                              progress=not quiet, echo=typer.echo)
-            typer.echo("figures:")
-            for f in figures:
-                typer.echo(f"  {f}")
-            _report(out, report)
-            return
-        if not Path(config).suffix and not Path(config).exists():
-            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
-        from .config import load_config
-
-        cfg = load_config(config, list(overrides or []))
-        out = out or Path("runs") / Path(config).stem
-        if cfg.sweep or cfg.search:
-            from .sweep import run_sweep
-
-            results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,
-                                      progress=not quiet, echo=typer.echo)
-            counts = results.phase.value_counts().to_dict()
-            typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-            _report(out, report)
-            return
-        from .api import run
-
-        res = run(cfg, out=out, progress=not quiet, force=force or resume)
-        phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
-        typer.echo(f"{out}: {phases}")
+    if executor not in EXECUTORS:
+        raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise ConfigError("address", "a cluster address needs --executor ray")
+    if not connect_timeout > 0:
+        raise ConfigError("connect-timeout", f"must be > 0 seconds, got {connect_timeout}")
+    if not checkpoint_every >= 0:
+        raise ConfigError("checkpoint-every", f"must be >= 0 seconds, got {checkpoint_every}")
+    if force and resume:
+        raise ConfigError("resume", "--force replaces DIR and --resume continues it: give one")
+    options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout}
+    if config in EXPERIMENTS and not Path(config).is_file():
+        out = Path("runs") / config if out is None else out
+        figures = EXPERIMENTS[config].run(out, quick=quick, overrides=list(overrides or []), resume=resume,
+                                          force=force, executor=executor, address=address,
+                                          progress=not quiet, echo=typer.echo, **options)
+        typer.echo("figures:")
+        for f in figures:
+            typer.echo(f"  {f}")
         _report(out, report)
-    except ConfigError as e:
-        _fail(e)
+        return
+    if quick:
+        raise ConfigError("quick", "--quick applies to named experiments (gandy experiments), not to a config file")
+    if not Path(config).suffix and not Path(config).exists():
+        raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
+    from .config import load_config
+
+    cfg = load_config(config, list(overrides or []))
+    out = Path("runs") / Path(config).stem if out is None else out
+    if cfg.sweep or cfg.search:
+        from .sweep import run_sweep
+
+        results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,
+                                  progress=not quiet, echo=typer.echo, **options)
+        counts = results.phase.value_counts().to_dict()
+        typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        _report(out, report)
+        return
+    if resume:
+        raise ConfigError("resume", "only sweeps and searches resume (this config has no sweep: or search: section); "
+                                    "a single run is written at its end, so rerun it")
+    if executor != "local":
+        raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
+    from .api import run
+
+    res = run(cfg, out=out, progress=not quiet, force=force)
+    phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
+    typer.echo(f"{out}: {phases}")
+    _report(out, report)
 
 
 def _report(out: Path, wanted: bool) -> None:
@@ -95,46 +182,48 @@ def _report(out: Path, wanted: bool) -> None:
         write_report(out, echo=typer.echo)
 
 
-@app.command("report")
+@app.command("report", short_help="Write DIR/report.html, an interactive page.")
+@_guarded
 def report_cmd(
-    run_dir: Path = typer.Argument(..., help="a run, sweep, search or damping directory, or one holding several"),
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a run, sweep, search or damping directory, or one holding several"),
 ):
-    """Write DIR/report.html: one self-contained interactive page (phase diagram with a metric menu,
-    a member's series and particle animation on a click, divergence traces, damping curves,
-    config and metric protocols). Works on runs made before it."""
+    """Write DIR/report.html, one self-contained interactive page.
+
+    The page holds the phase diagram with a metric menu, a member's series and particle animation
+    on a click, divergence traces, damping curves, the config and every metric's protocol. It works
+    on runs made by earlier versions too.
+    """
     from .report import write_report
 
-    try:
-        write_report(run_dir, echo=typer.echo)
-    except ConfigError as e:
-        _fail(e)
+    write_report(run_dir, echo=typer.echo)
 
 
-@app.command("ntk")
+@app.command("ntk", short_help="g1, g2 of a network's NTK, analytic and empirical.")
+@_guarded
 def ntk_cmd(
-    depth: int = typer.Option(..., "--depth", help="hidden layers L"),
-    activation: str = typer.Option("relu", "--activation", help="relu | erf"),
-    weight_var: float = typer.Option(2.0, "--weight-var", help="sigma_w^2"),
-    bias_var: float = typer.Option(0.0, "--bias-var", help="sigma_b^2"),
-    width: Optional[int] = typer.Option(None, "--width", help="also the empirical NTK of random networks this wide"),
-    latent_dim: int = typer.Option(100, "--latent-dim", help="d_z: latents on S^(d_z - 1)"),
-    samples: int = typer.Option(32, "--samples", help="latents per network"),
-    networks: int = typer.Option(4, "--networks", help="random networks"),
-    seed: int = typer.Option(0, "--seed"),
+    depth: int = typer.Option(..., "--depth", metavar="L", help="hidden layers"),
+    activation: str = typer.Option("relu", "--activation", metavar="NAME", help="relu or erf"),
+    weight_var: float = typer.Option(2.0, "--weight-var", metavar="S2", help="weight variance sigma_w^2"),
+    bias_var: float = typer.Option(0.0, "--bias-var", metavar="S2", help="bias variance sigma_b^2"),
+    width: Optional[int] = typer.Option(None, "--width", metavar="W", help="also the empirical NTK of random networks this wide"),
+    latent_dim: int = typer.Option(100, "--latent-dim", metavar="DZ", help="latents on the sphere S^(DZ - 1)"),
+    samples: int = typer.Option(32, "--samples", metavar="N", help="latents per network"),
+    networks: int = typer.Option(4, "--networks", metavar="N", help="random networks"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="random seed"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """The analytic g1, g2 and g2/g1 of an FC network's NTK; with --width, the empirical NTK of
-    random networks beside them (mean and spread of its diagonal and off-diagonal entries)."""
+    """The analytic g1, g2 and g2/g1 of a fully connected network's NTK.
+
+    With --width, the empirical NTK of random networks beside them: the mean and spread of its
+    diagonal and off-diagonal entries.
+    """
     import json
 
     from .universality import analytic, empirical
 
-    try:
-        out = analytic(depth, activation, weight_var, bias_var)
-        if width is not None:
-            out["empirical"] = empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
-    except ConfigError as e:
-        _fail(e)
+    out = analytic(depth, activation, weight_var, bias_var)
+    if width is not None:
+        out["empirical"] = empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -149,14 +238,15 @@ def ntk_cmd(
         typer.echo(f"    |K - two-number K|_F / |two-number K|_F = {e['rel_distance']:.3g}")
 
 
-@app.command("damping")
+@app.command("damping", short_help="Scan gradient-penalty weights: decay rates vs theory.")
+@_guarded
 def damping_cmd(
-    config: Path = typer.Argument(..., help="YAML config (linear theory: critic linear, point_mass target, sgd)"),
-    overrides: Optional[List[str]] = typer.Argument(None, help="dotted overrides"),
-    weights: str = typer.Option(..., "--weights", help="penalty weights, comma-separated: 0.1,0.3,1"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run directory (default: runs/<config name>-damping)"),
-    tol: float = typer.Option(1e-3, "--tol", help="converged when |mu_P - mu_Q| <= tol * initial, for good"),
-    force: bool = typer.Option(False, "--force", help="replace an existing run directory"),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="a YAML config (linear theory: linear critic, point_mass target, sgd)"),
+    overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE", help="dotted overrides"),
+    weights: str = typer.Option(..., "--weights", metavar="W1,W2,...", help="penalty weights, comma-separated: 0.1,0.3,1"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="output folder (default: runs/NAME-damping); must be new or empty"),
+    tol: float = typer.Option(1e-3, "--tol", metavar="T", help="converged when |mu_P - mu_Q| <= T * initial, for good"),
+    force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
@@ -164,18 +254,15 @@ def damping_cmd(
     from .damping import run_damping
 
     try:
-        try:
-            ws = [float(w) for w in weights.split(",") if w.strip()]
-        except ValueError:
-            raise ConfigError("weights", f"{weights!r} is not a comma-separated list of numbers") from None
-        if not (0 < tol < 1):
-            raise ConfigError("tol", "must lie in (0, 1)")
-        cfg = load_config(config, list(overrides or []))
-        out = out or Path("runs") / f"{config.stem}-damping"
-        table, summary = run_damping(cfg, ws, out, tol=tol, force_out=force)
-        _report(out, report)
-    except ConfigError as e:
-        _fail(e)
+        ws = [float(w) for w in weights.split(",") if w.strip()]
+    except ValueError:
+        raise ConfigError("weights", f"{weights!r} is not a comma-separated list of numbers") from None
+    if not (0 < tol < 1):
+        raise ConfigError("tol", f"must lie in (0, 1), got {tol}")
+    cfg = load_config(config, list(overrides or []))
+    out = Path("runs") / f"{config.stem}-damping" if out is None else out
+    table, summary = run_damping(cfg, ws, out, tol=tol, force_out=force)
+    _report(out, report)
     for key in ("lambda_c", "lambda_best_theory", "lambda_best"):
         v = summary[key]
         typer.echo(f"{key:20s} {v:.4g}" if v is not None else f"{key:20s} -")
@@ -183,6 +270,7 @@ def damping_cmd(
 
 
 @app.command("experiments")
+@_guarded
 def experiments_cmd():
     """List the named experiments."""
     from .experiments import EXPERIMENTS
@@ -193,42 +281,45 @@ def experiments_cmd():
 
 
 @plot_app.command("phase")
+@_guarded
 def plot_phase_cmd(
-    run_dir: Path = typer.Argument(..., help="a sweep's run directory"),
-    x: str = typer.Option(..., "--x", help="swept key on the x axis"),
-    y: str = typer.Option(..., "--y", help="swept key on the y axis"),
-    color: str = typer.Option("coverage_kl", "--color", help="order parameter to colour by"),
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's output folder"),
+    x: str = typer.Option(..., "--x", metavar="KEY", help="swept key on the x axis"),
+    y: str = typer.Option(..., "--y", metavar="KEY", help="swept key on the y axis"),
+    color: str = typer.Option("coverage_kl", "--color", metavar="METRIC", help="order parameter to colour by"),
 ):
     """Phase diagram of a 2-D sweep: seed mean, half-collapse boundary and seed spread."""
     from .plots import plot_phase
 
     if not (run_dir / "results.parquet").exists():
-        _fail(ConfigError("run_dir", f"{run_dir} holds no results.parquet"))
+        raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
     try:
         path = plot_phase(run_dir, x, y, color)
     except KeyError as e:
-        _fail(ConfigError("--x/--y/--color", str(e.args[0])))
+        raise ConfigError("--x/--y/--color", str(e.args[0])) from None
     typer.echo(str(path))
 
 
-@app.command("demo")
+@app.command("demo", short_help="Split vs collapse on a two-mode target, and a phase diagram.")
+@_guarded
 def demo_cmd(
-    out: Path = typer.Option(Path("gandy-demo"), "--out", "-o", help="where to write the demo runs"),
+    out: Path = typer.Option(Path("gandy-demo"), "--out", "-o", metavar="DIR", help="where to write the demo (a new folder, or an earlier demo to replace)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Two-mode 1-D target at a small and a large g2/g1: particles split, then collapse."""
     from .demo import run_demo
 
-    try:
-        figures = run_demo(out, progress=not quiet, echo=typer.echo)
-    except ConfigError as e:
-        _fail(e)
+    figures = run_demo(out, progress=not quiet, echo=typer.echo)
     typer.echo("figures:")
     for f in figures:
         typer.echo(f"  {f}")
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    """The console script. ``--debug`` may stand anywhere on the line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:
+        argv = ["--debug"] + [a for a in argv if a != "--debug"]
     app(args=argv, prog_name="gandy")
 
 

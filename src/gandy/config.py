@@ -430,7 +430,7 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     batch_size: Optional[PosInt] = None
     """Target samples per critic step (default: the whole data set for data targets, else N)."""
-    steps: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 6000
+    steps: PosInt = 6000
     seeds: list[Int] = [0, 1, 2]
     log_every: PosInt = 100
     snapshot_every: Optional[PosInt] = None
@@ -521,30 +521,154 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not key:
             raise ConfigError("", f"override {ov!r} has an empty key")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise ConfigError(key, f"cannot parse value {raw!r} as YAML: {' '.join(str(e).split())}") from None
+        value = load_yaml(raw, f"the value {raw!r}", key)
         _set_dotted(data, key, value)
     return data
 
 
+# --------------------------------------------------------------------------- YAML
+def _check_duplicates(node, path: str, source: str) -> None:
+    """Raise ConfigError on a mapping that names one key twice (YAML itself keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            field = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                if key in seen:
+                    raise ConfigError(field, f"{source}: the key {key!r} is given twice (lines {seen[key]} and "
+                                             f"{key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line + 1
+            _check_duplicates(value_node, field, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, f"{path}.{i}" if path else str(i), source)
+
+
+def load_yaml(text: str, source: str = "YAML", field: str = ""):
+    """Parse YAML safely; malformed YAML and duplicate keys are a ConfigError naming ``source``
+    (the file, or the override) and the field (``field``: the dotted path the text sits at)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_duplicates(node, field, source)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(field or "config", f"{source} is not valid YAML: {problem}{where}") from None
+
+
+# --------------------------------------------------------------------------- messages
+_UNION_FIELDS = {"target", "particles.init", "kernel", "critic", "generator"}
+_TYPE_NAMES = {"bool", "int", "float", "str", "list", "dict", "tuple", "none"}
+"""Names pydantic gives the branches of a plain union in an error's location (no config key has one)."""
+
+
+def _clean_loc(loc: tuple) -> str:
+    """A pydantic error location as the dotted config path a user writes: the discriminated unions'
+    tags and pydantic's internal validator names (``function-after[...]``, ``list[...]``) dropped."""
+    path: list[str] = []
+    for p in loc:
+        if isinstance(p, str) and ("[" in p or "(" in p or p in _TYPE_NAMES):
+            continue
+        if isinstance(p, str) and p in _UNION_TAGS and ".".join(path) in _UNION_FIELDS:
+            continue
+        path.append(str(p))
+    return ".".join(path)
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (dict, list, tuple)):
+        text = _json_text(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _json_text(v) -> str:
+    import json
+
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _expected(e: dict) -> Optional[str]:
+    """What a pydantic error says was expected, in words (None: no short phrase)."""
+    t, ctx = e["type"], e.get("ctx", {})
+    words = {
+        "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+        "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
+        "bool_parsing": "true or false", "bool_type": "true or false",
+        "list_type": "a list", "tuple_type": "a list", "string_type": "text",
+        "dict_type": "a section (key: value pairs)", "model_type": "a section (key: value pairs)",
+        "model_attributes_type": "a section (key: value pairs)",
+    }
+    if t in words:
+        return words[t]
+    if t == "literal_error":
+        return f"one of {ctx.get('expected')}"
+    for kind, sign in (("greater_than_equal", ">="), ("greater_than", ">"), ("less_than_equal", "<="), ("less_than", "<")):
+        if t == kind:
+            key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind]
+            return f"a number {sign} {ctx.get(key)}"
+    return None
+
+
+def _message(errors: list[dict]) -> str:
+    """One sentence for the errors pydantic reports at one location (several for a union)."""
+    e = errors[0]
+    t, ctx = e["type"], e.get("ctx", {})
+    if t == "extra_forbidden":
+        return "unknown key"
+    if t == "missing":
+        return "is required"
+    if t == "union_tag_invalid":
+        return f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
+    if t == "union_tag_not_found":
+        return f"needs a name: one of {ctx.get('expected_tags', ctx.get('discriminator'))}"
+    if t in ("too_short", "too_long"):
+        return f"expected {ctx.get('min_length') if t == 'too_short' else ctx.get('max_length')} " \
+               f"{'or more' if t == 'too_short' else 'or fewer'} items, got {ctx.get('actual_length')}"
+    if t == "value_error":
+        return e["msg"].removeprefix("Value error, ")
+    wanted = [w for w in dict.fromkeys(_expected(x) for x in errors) if w]
+    if wanted:
+        return f"expected {' or '.join(wanted)}, got {_show(e.get('input'))}"
+    return f"{e['msg']}, got {_show(e.get('input'))}"
+
+
 def _format_validation(err: ValidationError) -> ConfigError:
-    """One ConfigError from pydantic's errors: the first field, and every problem in the message."""
-    found = []
+    """One ConfigError from pydantic's errors: the first field, and every problem in the message,
+    each written for people (the field, the value given, what is allowed)."""
+    by_loc: dict[str, list] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        if e["type"] == "union_tag_invalid":
-            ctx = e.get("ctx", {})
-            msg = f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
-        found.append((loc, msg))
+        by_loc.setdefault(_clean_loc(e["loc"]), []).append(e)
+    found = [(loc, _message(errs)) for loc, errs in by_loc.items()]
     loc, msg = found[0]
     if len(found) > 1:
         msg = "; ".join([msg] + [f"{lo}: {m}" if lo else m for lo, m in found[1:]])
     return ConfigError(loc, msg)
+
+
+def _nonfinite(obj, path: str = ""):
+    """The first (path, value) of a NaN or infinite number anywhere in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        hit = _nonfinite(v, f"{path}.{k}" if path else str(k))
+        if hit:
+            return hit
+    return None
 
 
 def _union_tags(*unions) -> set:
@@ -578,9 +702,10 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
         if not path.is_file():
             raise ConfigError("config", f"no such file: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError("config", f"{path} is not valid YAML: {e}") from None
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("config", f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        data = load_yaml(text, str(path)) or {}
         if not isinstance(data, dict):
             raise ConfigError("config", f"{path} must hold a mapping of sections")
     if not isinstance(data, dict):
@@ -589,9 +714,20 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
     data = _game_regulariser(data)
     data = merge(Config().model_dump(mode="json"), data)
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         raise _format_validation(e) from None
+    bad = _nonfinite(cfg.model_dump(mode="python"))
+    if bad:
+        path, value = bad
+        parts = path.split(".")
+        index = []
+        while parts and parts[-1].isdigit():  # a list's entry: name the list, then the entry
+            index.insert(0, parts.pop())
+        shown = "NaN" if math.isnan(value) else str(value)
+        where = f" (entry {''.join(f'[{i}]' for i in index)})" if index else ""
+        raise ConfigError(".".join(parts), f"must be a finite number, got {shown}{where}")
+    return cfg
 
 
 def _game_regulariser(data: dict) -> dict:

@@ -31,6 +31,7 @@ import torch
 from . import config as C
 from .game import Members, build, critic_loss, force, start, advance
 from .rng import Stream, member_keys
+from .store import atomic_dir, prepare_out
 
 COLUMN_DOCS = {
     "weight": "penalty weight lambda of this member (all weights run as one batch, same seed)",
@@ -298,9 +299,9 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         raise C.ConfigError("weights", "need one or more finite, non-negative penalty weights")
     if cfg.penalty.name == "none":
         raise C.ConfigError("penalty.name", "choose a penalty to vary its weight")
-    if out is not None and Path(out).exists() and not force_out:
-        raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
-    sim = build(cfg)
+    sim = build(cfg, members=len(weights))
+    if out is not None:
+        prepare_out(Path(out), "damping", force=force_out)
     kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
         model = linear_model(cfg, effective=True)
@@ -353,9 +354,7 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
 
 
 def write_damping(out: Path, cfg, table, err, weights, summary, model, figures: bool) -> None:
-    from .store import atomic_dir
-
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "damping") as tmp:
         (tmp / "config.yaml").write_text(C.dump_config(cfg))
         table.to_parquet(tmp / "damping.parquet", index=False)
         traj = pd.DataFrame({"weight": np.repeat(weights, err.shape[1]), "step": np.tile(np.arange(err.shape[1]), len(weights)),

@@ -28,12 +28,14 @@ def demo_config() -> dict:
 def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = print) -> list[Path]:
     from .api import run
     from .plots import plot_demo
+    from .store import open_output
 
     out = Path(out)
     base = demo_config()
+    open_output(out, "demo", force=True)  # a previous demo there is replaced; anything else is refused
     dirs = []
     for name, ratio in RATIOS.items():
-        res = run(base, out=out / name, overrides=[f"kernel.g2={ratio}"], progress=progress, force=True)
+        res = run(base, out=out / name, overrides=[f"kernel.g2={ratio}"], progress=progress)
         phases = ", ".join(res.results.phase)
         echo(f"g2/g1 = {ratio}: {phases}  ({res.summary['wall_seconds']:.1f} s)")
         dirs.append(out / name)
@@ -41,7 +43,7 @@ def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = pri
     from .experiments.collapse_1d import base_config
     from .sweep import run_sweep
 
-    res, _, summ = run_sweep(load_config(base_config(), PHASE_GRID), out / "phase", force=True, progress=progress)
+    res, _, summ = run_sweep(load_config(base_config(), PHASE_GRID), out / "phase", progress=progress)
     echo(f"phase diagram: {len(res)} members, {summ['phase_counts']}  ({summ['wall_seconds_this_invocation']:.1f} s)")
     figs = [plot_demo(dirs, out / "demo.png"), out / "phase" / "figures" / "phase_coverage_kl.png"]
     from .report import write_report

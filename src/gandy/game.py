@@ -15,14 +15,18 @@ blow up) is frozen, zeroed and labelled ``diverged`` from that step on.
 
 from __future__ import annotations
 
+import io
 import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
 from . import config as C
+from .budget import require_memory
 from .critics import Critic, build_critic
 from .kernels import Kernel, build_kernel
 from .metrics.order import ORDER_PARAMETERS, order_parameters
@@ -116,8 +120,12 @@ class Simulation:
         return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
 
 
-def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Simulation:
-    """Validate a config against itself (dimensions, matrices, data files) and build the pieces."""
+def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> Simulation:
+    """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
+
+    ``members``: how many members will run as one batch (default: the config's seeds); a batch that
+    cannot fit in the device's memory is refused here, before anything large is allocated
+    (:func:`gandy.budget.require_memory`)."""
     device = resolve_device(cfg.device)
     target = build_target(cfg.target, device)
     d = target.dim
@@ -129,8 +137,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     kw = {"module": kernel_module} if kernel_module is not None else {}
     if kw and cfg.kernel.name != "empirical_ntk":
         raise C.ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
-    kernel = build_kernel(cfg.kernel, n, d, device, **kw)
-    sim = Simulation(cfg, device, target, kernel, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
+    sim = Simulation(cfg, device, target, None, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
                      n, d, cfg.batch_size or target.default_batch or n)
     sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
     if cfg.generator is not None:
@@ -140,6 +147,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None) -> Sim
     elif cfg.optim.generator.name != "sgd":
         raise C.ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
+    require_memory(sim, len(cfg.seeds) if members is None else members)
+    sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
     images = getattr(target, "image_shape", None) is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise C.ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "
@@ -345,12 +354,90 @@ def advance(sim: Simulation, st: State) -> State:
     return st
 
 
+# ----------------------------------------------------------------------------- checkpoints
+@dataclass
+class Checkpoint:
+    """Where and how often :func:`simulate` saves its whole state, so that a killed simulation
+    resumes from the last save with numbers exactly equal to an uninterrupted run.
+
+    ``path``: the checkpoint file (written atomically; deleted by the caller once the results are
+    stored). ``fingerprint``: identifies the simulation (config, members, seeds); a file with
+    another fingerprint is ignored. A save is due every ``every_seconds`` of wall time (at least 10
+    times the last save's duration, so saving never takes more than ~10 % of the time) or, when
+    ``every_steps`` is set, every that many steps.
+    """
+
+    path: Path
+    fingerprint: str
+    every_seconds: float = 60.0
+    every_steps: Optional[int] = None
+    _last: float = field(default=0.0, repr=False)
+    _cost: float = field(default=0.0, repr=False)
+
+    def due(self, t: int) -> bool:
+        if self.every_steps is not None:
+            return t % self.every_steps == 0
+        return time.monotonic() - self._last >= max(self.every_seconds, 10 * self._cost)
+
+    def save(self, st: "State", out: "SimOutput", t_next: int) -> None:
+        from .store import write_atomic
+
+        t0 = time.monotonic()
+        blob = {
+            "fingerprint": self.fingerprint, "t_next": t_next, "t": st.t,
+            "x": st.x, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
+            "streams": {k: s.counter for k, s in st.streams.items()},
+            "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
+            "metrics": out.metrics, "snapshot_steps": out.snapshot_steps,
+            "snapshots": [torch.from_numpy(a) for a in out.snapshots], "divergence_methods": out.divergence_methods,
+        }
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        write_atomic(self.path, buf.getvalue())
+        self._last = time.monotonic()
+        self._cost = self._last - t0
+
+    def load(self, device) -> Optional[dict]:
+        """The saved state, or None when there is none or it belongs to another simulation."""
+        self._last = time.monotonic()
+        if not self.path.exists():
+            return None
+        try:
+            blob = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception:  # a damaged file (a kill cannot make one: writes are atomic): start over
+            return None
+        return blob if isinstance(blob, dict) and blob.get("fingerprint") == self.fingerprint else None
+
+
+def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
+    return None if opt is None else {"m": opt.m, "v": opt.v, "t": opt.t}
+
+
+def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
+    """Put a checkpoint's state into ``st`` and ``out``; returns the step to continue from."""
+    st.x, st.params, st.alive, st.t = blob["x"], blob["params"], blob["alive"], blob["t"]
+    st.diverged_step = blob["diverged_step"].cpu()
+    for k, c in blob["streams"].items():
+        st.streams[k].counter = c
+    for opt, saved in ((st.opt, blob["opt"]), (st.gen_opt, blob["gen_opt"])):
+        if opt is not None:
+            opt.m, opt.v, opt.t = saved["m"], saved["v"], saved["t"]
+    st.gen, st.z_view = blob["gen"], blob["z_view"]
+    out.metrics = list(blob["metrics"])
+    out.snapshot_steps = list(blob["snapshot_steps"])
+    out.snapshots = [a.numpy() for a in blob["snapshots"]]
+    out.divergence_methods = blob["divergence_methods"]
+    return int(blob["t_next"])
+
+
 def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None,
-             members: Optional[Members] = None) -> SimOutput:
+             members: Optional[Members] = None, checkpoint: Optional[Checkpoint] = None) -> SimOutput:
     """Run the game for every member at once, logging order parameters and snapshots.
 
     ``seeds[i]`` keys member i's randomness; ``members`` its per-member numbers (default: the
     config's). Members of one config are its seeds; a sweep passes one entry per grid point x seed.
+    ``checkpoint``: save the state at intervals and, where a matching save exists, continue from it
+    (``progress`` is then told of the steps already made, at once).
     """
     cfg = sim.cfg
     b = len(seeds)
@@ -359,9 +446,16 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     # or more, whose rounding differs; padding to two members keeps a member's numbers
     # bit-identical whether it runs alone or beside others.
     st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
+    out = SimOutput(seeds=list(seeds))
+    t_start = 0
+    saved = checkpoint.load(sim.device) if checkpoint is not None else None
+    if saved is not None:
+        t_start = _restore(st, out, saved)
+        if progress is not None:
+            for _ in range(t_start):
+                progress(1)
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
-    out = SimOutput(seeds=list(seeds))
     images = getattr(sim.target, "image_shape", None) is not None
     track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
                                                 and not images)
@@ -374,7 +468,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     def visible():
         return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
 
-    for t in range(cfg.steps + 1):
+    for t in range(t_start, cfg.steps + 1):
         if t % cfg.log_every == 0 or t == cfg.steps:
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             # with divergences tracked, W1 comes from their pooled distance matrix
@@ -396,6 +490,8 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         advance(sim, st)
         if progress is not None:
             progress(1)
+        if checkpoint is not None and t + 1 < cfg.steps and checkpoint.due(t + 1):
+            checkpoint.save(st, out, t + 1)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

@@ -540,6 +540,15 @@ def render(data: dict) -> str:
     return page.replace("/*GANDY_DATA*/null", blob, 1)
 
 
+def _ours(page: Path) -> bool:
+    """Whether ``page`` is a gandy report (its head holds the template's title)."""
+    try:
+        with open(page, "rb") as fh:
+            return b"<title>gandy report</title>" in fh.read(4096)
+    except OSError:
+        return False
+
+
 def write_report(path: Path, echo=lambda s: None) -> Path:
     """Write ``path/report.html`` (atomically); for a collection, each run's report and an index.
     Returns the path of the top page."""
@@ -550,6 +559,8 @@ def write_report(path: Path, echo=lambda s: None) -> Path:
             write_report(c, echo)
     html = render(payload(path, kind))
     out = path / "report.html"
+    if out.exists() and not _ours(out):
+        raise ConfigError("report", f"{out} exists and was not written by gandy; not overwriting it")
     write_atomic(out, html.encode())
     echo(f"{out}: {kind}, {len(html) / 1e6:.2f} MB")
     return out

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 import yaml
 
 from . import config as C
+from .budget import human
 from .metrics.order import ORDER_PARAMETERS
 
 
@@ -133,13 +135,167 @@ def sweep_snapshots(sim, raw, members: list[int]) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- output directories
+MARKER = ".gandy"
+"""Every directory gandy creates holds this file (JSON: kind, gandy version, creation time).
+``--force`` replaces only a directory that carries it (or an empty one); nothing else is ever
+deleted or overwritten."""
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _follow_umask(path: Path, directory: bool) -> None:
+    """Give ``path`` the mode an ordinary ``open``/``mkdir`` would: 0o666 or 0o777 less the umask
+    (``tempfile`` makes its files 0600 and folders 0700 whatever the umask)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def write_marker(directory: Path, kind: str) -> None:
+    """Mark ``directory`` as a gandy output of ``kind`` (run, sweep, damping, experiment, demo)."""
+    from . import __version__
+
+    info = {"kind": kind, "gandy_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_atomic(Path(directory) / MARKER, (json.dumps(info) + "\n").encode())
+
+
+def read_marker(directory: Path) -> Optional[dict]:
+    """The marker of a gandy output directory, or None where there is none (or it is unreadable)."""
+    p = Path(directory) / MARKER
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "kind" in info else None
+
+
+def _protected(path: Path) -> Optional[str]:
+    """Why ``path`` must never be replaced (None if it may be): the current directory or one of its
+    ancestors, the home directory, a filesystem root or a mount point."""
+    p = Path(os.path.abspath(path))
+    real = p.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd:
+        return "is the current directory"
+    if real in cwd.parents:
+        return "holds the current directory"
+    if real == Path.home().resolve():
+        return "is the home directory"
+    if real == Path(real.anchor) or os.path.ismount(real):
+        return "is a filesystem root or mount point"
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = Path(os.path.abspath(path))
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def check_writable(out: Path, need_bytes: int = 0) -> None:
+    """Raise ConfigError("out", ...) unless ``out`` can be created (its nearest existing ancestor is a
+    folder gandy can write to, probed with a temporary folder it removes again) and the filesystem
+    has ``need_bytes`` free."""
+    anc = _existing_ancestor(out)
+    if not anc.is_dir():
+        raise C.ConfigError("out", f"cannot create {out}: {anc} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(dir=anc, prefix=".gandy-probe-")
+        os.rmdir(probe)
+    except OSError as e:
+        raise C.ConfigError("out", f"cannot write to {anc}: {e.strerror or e}") from None
+    if need_bytes:
+        free = shutil.disk_usage(anc).free
+        if need_bytes > free:
+            raise C.ConfigError("out", f"{out} would need about {human(need_bytes)} of disk but "
+                                       f"{anc} has {human(free)} free")
+
+
+def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0) -> str:
+    """Check ``out`` before any work: returns ``"new"`` (absent or an empty folder), ``"replace"``
+    (a gandy output that ``force`` allows to be replaced) or ``"resume"`` (a gandy output of this
+    kind to finish). Everything else raises ConfigError("out", ...), and nothing is touched:
+
+    * a path that is a file, the current directory or an ancestor of it, the home directory, a
+      filesystem root or mount point;
+    * an existing non-empty folder without ``force``/``resume``;
+    * ``force`` or ``resume`` on a non-empty folder that carries no gandy marker (``.gandy``),
+      or ``resume`` on a gandy output of another kind (the caller checks the config matches);
+    * a location that cannot be written or lacks ``need_bytes`` of free disk.
+    """
+    out = Path(out)
+    if str(out).strip() in ("", "."):
+        raise C.ConfigError("out", f"{str(out)!r} names the current directory; give a new folder for the output")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise C.ConfigError("out", f"{out} exists and is not a folder; gandy writes a folder there")
+        why = _protected(out)
+        if why:
+            raise C.ConfigError("out", f"{out} {why}; gandy writes its output only into a new or empty folder")
+        empty = not any(out.iterdir())
+        marker = read_marker(out)
+        if empty:
+            state = "new"
+        elif resume:
+            if marker is None:
+                raise C.ConfigError("out", f"{out} is not a gandy output (no {MARKER} marker); --resume finishes only "
+                                           f"what gandy started there")
+            if marker["kind"] != kind:
+                raise C.ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; --resume needs the same run")
+            state = "resume"
+        elif force:
+            if marker is None:
+                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); gandy replaces only "
+                                           f"its own outputs: choose another --out or remove it yourself")
+            state = "replace"
+        else:
+            hint = "--force replaces a gandy output" + (", --resume finishes it" if kind in RESUMABLE else "")
+            raise C.ConfigError("out", f"{out} already exists ({hint})")
+    else:
+        state = "new"
+    check_writable(out, need_bytes)
+    return state
+
+
+RESUMABLE = ("sweep", "experiment")
+
+
+def open_output(out: Path, kind: str, force: bool = False, resume: bool = False) -> str:
+    """:func:`prepare_out`, then make ``out`` ready to be filled in place: an old gandy output is
+    removed when ``force`` replaces it, and the folder exists with the marker of ``kind``. For
+    outputs written piece by piece (experiments, the demo); returns prepare_out's state."""
+    out = Path(out)
+    state = prepare_out(out, kind, force=force, resume=resume)
+    if state == "replace":
+        remove_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, kind)
+    return state
+
+
+def remove_output(path: Path) -> None:
+    """Delete a gandy output folder, after checking again that it carries the marker and is not a
+    protected location (the one place in gandy that deletes a folder it did not just create)."""
+    path = Path(path)
+    if _protected(path) or read_marker(path) is None:
+        raise C.ConfigError("out", f"refusing to delete {path}: not a gandy output")
+    shutil.rmtree(path)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file through a temporary name and an atomic rename."""
+    """Write a file through a temporary name and an atomic rename (mode as the umask says)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        _follow_umask(Path(tmp), directory=False)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -148,20 +304,40 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 @contextmanager
-def atomic_dir(out: Path):
-    """Yield a temporary sibling directory of ``out`` to fill; on success it replaces ``out`` (an
-    existing one is removed), on any error it is deleted, so ``out`` is never half written."""
+def atomic_dir(out: Path, kind: str):
+    """Yield a temporary sibling directory of ``out`` to fill; on success it takes the place of
+    ``out`` (an old gandy output there is moved aside, then deleted by :func:`remove_output`; an
+    empty folder is simply replaced), on any error it is deleted, so ``out`` is never half written.
+    The new directory carries the marker of ``kind``. Callers check ``out`` first with
+    :func:`prepare_out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    _follow_umask(tmp, directory=True)
+    old = None
     try:
+        write_marker(tmp, kind)
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        if out.exists() and any(out.iterdir()):
+            if read_marker(out) is None:
+                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); not replacing it")
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, old / out.name)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # put the old output back
+                raise
+        else:
+            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            if (old / out.name).exists():  # the new output is in place: delete the old one
+                remove_output(old / out.name)
+            os.rmdir(old)
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -172,9 +348,8 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 def write_run(result: RunResult, out: Path, force: bool = False, figures: bool = True) -> Path:
     """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise C.ConfigError("out", f"{out} already exists (use --force to replace it)")
-    with atomic_dir(out) as tmp:
+    prepare_out(out, "run", force=force)
+    with atomic_dir(out, "run") as tmp:
         (tmp / "config.yaml").write_text(C.dump_config(result.config))
         result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
         result.results.to_parquet(tmp / "results.parquet", index=False)
@@ -209,5 +384,6 @@ def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics.sort_values(["seed", "step"]).groupby("seed", as_index=False).tail(1).reset_index(drop=True)
 
 
-__all__ = ["RunResult", "write_run", "load_run", "final_rows", "density_grid", "even_indices", "principal_plane", "sweep_snapshots",
+__all__ = ["RunResult", "write_run", "prepare_out", "open_output", "atomic_dir", "write_atomic", "write_marker", "read_marker",
+           "remove_output", "check_writable", "MARKER", "load_run", "final_rows", "density_grid", "even_indices", "principal_plane", "sweep_snapshots",
            "ORDER_PARAMETERS"]

@@ -22,10 +22,10 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,9 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .store import sweep_snapshots, write_atomic, write_parquet
-from .game import MEMBER_KEYS, Members, build, get_dotted, member_tables, simulate
+from .budget import output_bytes
+from .store import prepare_out, read_marker, remove_output, sweep_snapshots, write_atomic, write_marker, write_parquet
+from .game import MEMBER_KEYS, Checkpoint, Members, build, get_dotted, member_tables, simulate
 
 SPEC_KEYS = ("linspace", "logspace")
 RESERVED = ("batch_size",)
@@ -276,13 +277,15 @@ def _member_keys(cfg: C.Config) -> list[str]:
 
 # ----------------------------------------------------------------------------- execution
 def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
-              on_step: Optional[Callable[[int], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+              on_step: Optional[Callable[[int], None]] = None,
+              checkpoint: Optional[Checkpoint] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Simulate one chunk; return its ``(metrics, results, snapshots)``: the two tables with sweep
     columns and the particle snapshots of :func:`gandy.store.sweep_snapshots`. Pure: plain data
     in, DataFrames and arrays out, so that it can run in another process (Ray). ``on_step(k)`` is
-    told of every step, with k = the number of member-steps it made."""
+    told of every step, with k = the number of member-steps it made. ``checkpoint``: save the
+    chunk's state at intervals, and continue from a save left by a killed run."""
     base = C.load_config(chunk.config)
-    sim = build(base)
+    sim = build(base, members=len(chunk.members))
     cfgs = []
     for _, seed, vals in chunk.members:
         d = base.model_dump(mode="json")
@@ -296,7 +299,7 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
             TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
     seeds = [s for _, s, _ in chunk.members]
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
-    raw = simulate(sim, seeds, progress=step, members=Members.from_configs(cfgs, sim.device))
+    raw = simulate(sim, seeds, progress=step, members=Members.from_configs(cfgs, sim.device), checkpoint=checkpoint)
     metrics, results = member_tables(sim, raw)
     from .api import image_metrics_enabled
 
@@ -313,6 +316,12 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     return metrics, results, sweep_snapshots(sim, raw, index)
 
 
+def chunk_fingerprint(chunk: Chunk) -> str:
+    """What a chunk's checkpoint must match: its shared config and its members."""
+    blob = json.dumps({"config": chunk.config, "members": chunk.members}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def run_sweep(
     cfg: C.Config,
     out: Path,
@@ -323,23 +332,45 @@ def run_sweep(
     progress: bool = False,
     figures: bool = True,
     echo: Callable[[str], None] = lambda s: None,
+    checkpoint_seconds: float = 60.0,
+    checkpoint_steps: Optional[int] = None,
+    connect_timeout: float = 20.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Run a sweep config into ``out``; return ``(results, metrics, summary)``."""
+    """Run a sweep config into ``out``; return ``(results, metrics, summary)``.
+
+    Everything is checked before anything is written: every member's config, every chunk's build
+    and memory, the output location (:func:`gandy.store.prepare_out`: ``force`` replaces only a
+    gandy output, ``resume`` continues only a gandy sweep of the same config) and the executor's
+    cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
+    ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
+    """
+    from .executors import EXECUTORS
+
     out = Path(out)
+    if executor not in EXECUTORS:
+        raise C.ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     p = plan(cfg)  # validates every member before anything is written
-    for ch in p.chunks:  # and every shared config (dimensions, data files, kernels) too
-        build(C.load_config(ch.config))
+    sim0 = None
+    for ch in p.chunks:  # and every shared config (dimensions, data files, kernels, memory) too
+        sim = build(C.load_config(ch.config), members=len(ch.members))
+        sim0 = sim0 or sim
     resolved = C.dump_config(cfg)
-    if out.exists():
-        if resume:
-            old = (out / "config.yaml").read_text() if (out / "config.yaml").exists() else None
-            if old != resolved:
-                raise C.ConfigError("out", f"{out} holds a different run; resume needs the same config")
-        elif force:
-            shutil.rmtree(out)
-        else:
-            raise C.ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
+            and (out / "config.yaml").is_file() and (out / "config.yaml").read_text() == resolved:
+        write_marker(out, "sweep")  # a sweep of an earlier gandy (no marker yet) with this very config
+    n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
+    state = prepare_out(out, "sweep", force=force, resume=resume,
+                        need_bytes=output_bytes(cfg, sim0.d, n_modes, len(p.members), sweep=True))
+    if state == "resume":
+        old = (out / "config.yaml").read_text() if (out / "config.yaml").exists() else None
+        if old != resolved:
+            raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
+    EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
+    if state == "replace":
+        remove_output(out)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, "sweep")
     if not (out / "config.yaml").exists():
         write_atomic(out / "config.yaml", resolved.encode())
     keys = [a.key for a in p.axes]
@@ -354,6 +385,10 @@ def run_sweep(
                    unit_scale=True, disable=None)
     t0 = time.perf_counter()
 
+    def checkpoints(ch: Chunk) -> Checkpoint:
+        return Checkpoint(out / "chunks" / f"{ch.id}.checkpoint.pt", chunk_fingerprint(ch),
+                          every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
+
     def done(ch: Chunk, tables) -> None:
         metrics, results, snapshots = tables
         if snapshots:
@@ -362,14 +397,13 @@ def run_sweep(
             write_atomic(out / "chunks" / f"{ch.id}.snapshots.npz", buf.getvalue())
         write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
         write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
+        (out / "chunks" / f"{ch.id}.checkpoint.pt").unlink(missing_ok=True)  # gandy's own file, no longer needed
 
     def step(k: int) -> None:
         if bar is not None:
             bar.update(k)
 
-    from .executors import EXECUTORS
-
-    EXECUTORS[executor](todo, keys, values, done, address, step)
+    EXECUTORS[executor].run(todo, keys, values, done, address, step, checkpoints)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0

@@ -149,9 +149,9 @@ def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
     except C.ConfigError:
         raise
     except Exception as e:  # malformed file, object arrays, corrupt members
-        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: {e}") from None
+        raise C.ConfigError(field, f"cannot read {p}: {unreadable_array(e, p)}") from None
     if not isinstance(obj, np.ndarray):
-        raise C.ConfigError(field, f"cannot read {p} as .npy/.npz: the array is corrupt")
+        raise C.ConfigError(field, f"cannot read {p}: the file is damaged (not one array)")
     if obj.dtype.kind not in "fiu":
         raise C.ConfigError(field, f"data must be numeric, got dtype {obj.dtype}")
     if not np.isfinite(obj).all():
@@ -159,13 +159,34 @@ def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
     return obj
 
 
+def unreadable_array(e: Exception, path: Path) -> str:
+    """Why numpy could not load the array file ``path``, in words (never numpy's advice about
+    pickles: gandy loads with ``allow_pickle=False`` and says so)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as err:
+        return err.strerror or str(err)
+    if head != b"\x93NUMPY" and not head.startswith(b"PK"):
+        return "not a .npy or .npz file (it does not begin with numpy's or zip's signature)"
+    text = str(e)
+    if "allow_pickle" in text or "pickled" in text or "Object arrays" in text:
+        return "it holds Python objects (a pickled object array), which gandy never loads; save a numeric array"
+    if "EOF" in text or "fully written" in text or "reshape" in text or "could only read" in text:
+        return "the file is truncated (its data is shorter than its header says)"
+    return f"the file is damaged ({type(e).__name__}: {text})"
+
+
 def as_points(arr: np.ndarray, field: str) -> torch.Tensor:
-    """A data array as points ``(n, d)`` float32: 1-D arrays are n scalars, more axes are flattened."""
+    """A data array as points ``(n, d)`` float32; more than two axes are flattened to
+    ``(n, prod(rest))``. One-dimensional arrays are refused: ``(200,)`` may mean 200 scalars or one
+    200-dimensional point, so the user says which."""
     if arr.ndim == 0:
         raise C.ConfigError(field, "data is a scalar; expected an array of shape (n, d)")
     if arr.ndim == 1:
-        arr = arr[:, None]
-    elif arr.ndim > 2:
+        raise C.ConfigError(field, f"data has shape {arr.shape}: expected shape (n, d); save n scalars as "
+                                   f"x.reshape(-1, 1) or one {arr.shape[0]}-dimensional point as x.reshape(1, -1)")
+    if arr.ndim > 2:
         arr = arr.reshape(arr.shape[0], -1)
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise C.ConfigError(field, f"data has an empty shape {arr.shape}")

@@ -25,17 +25,16 @@ def spec() -> dict:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     from ..bridge import run_bridge, summarise
-    from ..config import ConfigError, load_config
+    from ..config import load_config
     from ..plots import plot_bridge
-    from ..store import atomic_dir
+    from ..store import atomic_dir, prepare_out
 
     out = Path(out)
-    if out.exists() and not (force or resume):
-        raise ConfigError("out", f"{out} already exists (use --force to replace it)")
     s = spec()
     cfg = load_config(s["base"], [*(s["quick"] if quick else []), *overrides])
+    prepare_out(out, "experiment", force=force, resume=resume)
     etas = s["quick_learning_rates"] if quick else s["learning_rates"]
     tables = []
     for eta in etas:
@@ -47,7 +46,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
             tables.append(t.assign(width=int(width), eta=float(eta)))
     table = pd.concat(tables, ignore_index=True)
     summ = pd.concat([summarise(t).assign(eta=eta) for eta, t in table.groupby("eta")], ignore_index=True)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "experiment") as tmp:
         table.to_parquet(tmp / "bridge.parquet", index=False)
         summ.to_parquet(tmp / "summary.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps({"experiment": "bridge", "quick": quick, "depth": s["depth"],

@@ -41,22 +41,20 @@ def boundary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     from ..config import load_config
     from ..plots import plot_collapse_pair
+    from ..store import open_output
     from ..sweep import run_sweep
 
     out = Path(out)
     cfgs = {name: load_config(base_config(), [*(QUICK if quick else []), *extra, *overrides]) for name, extra in CRITICS.items()}
-    if out.exists() and not (resume or force):
-        from ..config import ConfigError
-
-        raise ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    open_output(out, "experiment", force=force, resume=resume)
     tables, summary = [], {"experiment": "collapse-1d", "quick": quick, "critics": {}}
     for name, cfg in cfgs.items():
         echo(f"collapse-1d: {name} critic")
-        res, _, s = run_sweep(cfg, out / name, resume=resume, force=force, executor=executor, address=address,
-                              progress=progress, echo=echo)
+        res, _, s = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
+                              progress=progress, echo=echo, **run_options)
         b = boundary(res).assign(critic=name)
         tables.append(b)
         summary["critics"][name] = {"phase_counts": s["phase_counts"], "boundary": b.drop(columns="critic").to_dict(orient="records")}

@@ -27,28 +27,30 @@ def base_config() -> dict:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
-    from ..config import ConfigError, load_config
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    from ..config import load_config
     from ..damping import linear_model, run_damping
     from ..plots import plot_damping_overview
+    from ..store import open_output
 
     out = Path(out)
-    if out.exists() and not (force or resume):
-        raise ConfigError("out", f"{out} already exists (use --force to replace it)")
     base = load_config(base_config(), list(overrides))
     lam_c = linear_model(base).lambda_c
     weights = list(lam_c * np.geomspace(0.1, 10, 9 if quick else 17))
+    cfgs = {f"{cname}-{pen}": load_config(base, [*cov, f"penalty.name={pen}", *(["steps=500"] if quick else [])])
+            for cname, cov in CRITICS.items() for pen in PENALTIES}  # every scan validated first
+    open_output(out, "experiment", force=force, resume=resume)
     rows, summary = [], {"experiment": "damping", "lambda_c_sobolev_linear": lam_c, "runs": {}}
-    for cname, cov in CRITICS.items():
+    for cname in CRITICS:
         for pen in PENALTIES:
-            cfg = load_config(base, [*cov, f"penalty.name={pen}", *(["steps=500"] if quick else [])])
             name = f"{cname}-{pen}"
+            cfg = cfgs[name]
             if resume and (out / name / "damping.parquet").exists():
                 tab = pd.read_parquet(out / name / "damping.parquet")
                 s = json.loads((out / name / "summary.json").read_text())
             else:
                 echo(f"damping: {name}")
-                tab, s = run_damping(cfg, weights, out / name, force_out=True)
+                tab, s = run_damping(cfg, weights, out / name)
             rows.append(tab.drop(columns="eigenvalues").assign(critic=cname, penalty=pen))
             summary["runs"][name] = {k: s[k] for k in ("lambda_c", "lambda_best_theory", "lambda_best")}
             summary["runs"][name]["theory"] = s["theory"].get("kind", s["theory"].get("why"))

@@ -33,17 +33,16 @@ def _rms(means, g) -> float:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     from ..config import ConfigError
     from ..plots import plot_universality
-    from ..store import atomic_dir
+    from ..store import atomic_dir, prepare_out
     from ..universality import analytic, empirical_stats
 
     out = Path(out)
     if overrides:
         raise ConfigError("overrides", "kernel-universality takes no config overrides")
-    if out.exists() and not (force or resume):
-        raise ConfigError("out", f"{out} already exists (use --force to replace it)")
+    prepare_out(out, "experiment", force=force, resume=resume)
     grid = QUICK if quick else FULL
     rows = []
     for act, var in NETS.items():
@@ -65,7 +64,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                          f"off-diagonal {r['offdiag_mean']:.4g} +- {r['offdiag_std']:.3g}, "
                          f"distance {r['rel_distance']:.3g}")
     table = pd.DataFrame(rows)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, "experiment") as tmp:
         table.to_parquet(tmp / "universality.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps({"experiment": "kernel-universality", "quick": quick, "depth": DEPTH,
                                                       "grid": grid, "rows": rows}, indent=2))

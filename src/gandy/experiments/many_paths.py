@@ -53,29 +53,29 @@ def increases(metrics: pd.DataFrame) -> dict:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     from ..api import run as run_one
-    from ..config import ConfigError, load_config
+    from ..config import load_config
     from ..plots import plot_many_paths
+    from ..store import open_output
 
     out = Path(out)
-    if out.exists() and not (force or resume):
-        raise ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    cfgs = {(target, game): load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
+                                               *(QUICK[target] if quick else []), *overrides])
+            for target, base in configs().items() for game in GAMES_RUN}  # every run validated first
+    open_output(out, "experiment", force=force, resume=resume)
     rows, summary = [], {"experiment": "many-paths", "quick": quick, "runs": {}}
-    for target, base in configs().items():
-        for game in GAMES_RUN:
-            d = out / target / game
-            cfg = load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
-                                     *(QUICK[target] if quick else []), *overrides])
-            if not (resume and (d / "metrics.parquet").exists()):
-                echo(f"many-paths: {target} / {game}")
-                run_one(cfg, out=d, force=True, progress=progress)
-            m = pd.read_parquet(d / "metrics.parquet")
-            res = pd.read_parquet(d / "results.parquet")
-            inc = increases(m)
-            rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
-                         "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
-            summary["runs"][f"{target}/{game}"] = json.loads((d / "summary.json").read_text())["divergences"]
+    for (target, game), cfg in cfgs.items():
+        d = out / target / game
+        if not (resume and (d / "metrics.parquet").exists()):
+            echo(f"many-paths: {target} / {game}")
+            run_one(cfg, out=d, progress=progress)
+        m = pd.read_parquet(d / "metrics.parquet")
+        res = pd.read_parquet(d / "results.parquet")
+        inc = increases(m)
+        rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
+                     "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
+        summary["runs"][f"{target}/{game}"] = json.loads((d / "summary.json").read_text())["divergences"]
     table = pd.DataFrame(rows)
     table.to_parquet(out / "increases.parquet", index=False)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -46,18 +46,18 @@ def boundary(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
-    from ..config import ConfigError, load_config
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    from ..config import load_config
+    from ..store import open_output
     from ..plots import plot_mnist_collapse
     from ..sweep import run_sweep
 
     out = Path(out)
     cfg = load_config(base_config(), [*(quick_overrides() if quick else []), *overrides])
-    if out.exists() and not (resume or force):
-        raise ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
+    open_output(out, "experiment", force=force, resume=resume)
     echo(f"mnist-collapse: {'quick' if quick else 'full'} grid")
-    res, _, s = run_sweep(cfg, out / "sweep", resume=resume, force=force and not resume, executor=executor,
-                          address=address, progress=progress, figures=False, echo=echo)
+    res, _, s = run_sweep(cfg, out / "sweep", resume=resume, executor=executor,
+                          address=address, progress=progress, figures=False, echo=echo, **run_options)
     b = boundary(res)
     b.to_parquet(out / "boundary.parquet", index=False)
     summary = {"experiment": "mnist-collapse", "quick": quick, "phase_counts": s["phase_counts"],

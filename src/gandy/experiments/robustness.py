@@ -56,22 +56,20 @@ def game_config(game: str, quick: bool = False, overrides=()) -> "object":
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print) -> list[Path]:
-    from ..config import ConfigError
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     from ..plots import plot_robustness
     from ..sweep import run_sweep
-    from ..store import write_atomic, write_parquet
+    from ..store import open_output, write_atomic, write_parquet
 
     out = Path(out)
-    if out.exists() and not (force or resume):
-        raise ConfigError("out", f"{out} already exists (use --resume to finish it or --force to replace it)")
     games = spec()["games"]
     cfgs = {g: game_config(g, quick, overrides) for g in games}  # every game validated first
+    open_output(out, "experiment", force=force, resume=resume)
     tables = []
     for game, cfg in cfgs.items():
         echo(f"robustness: {game}")
-        results, _, _ = run_sweep(cfg, out / game, resume=resume, force=force and not resume, executor=executor,
-                                  address=address, progress=progress, figures=False, echo=echo)
+        results, _, _ = run_sweep(cfg, out / game, resume=resume, executor=executor,
+                                  address=address, progress=progress, figures=False, echo=echo, **run_options)
         results = results.copy()
         results.insert(0, "game", game)
         tables.append(results)

@@ -248,7 +248,9 @@ def load_images(path: str, field: str) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as e:  # malformed file, object arrays
-        raise ConfigError(field, f"cannot read {p} as a .npy array: {e}") from None
+        from ..targets import unreadable_array
+
+        raise ConfigError(field, f"cannot read {p}: {unreadable_array(e, p)}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         arr.close()
         raise ConfigError(field, f"{p} is an .npz archive; save one array with numpy.save (.npy)")

@@ -1,0 +1,65 @@
+"""The up-front memory estimate (gandy.budget) against the measured peak of real runs.
+
+Each case runs in a fresh interpreter: the resident set after ``build`` is the baseline, the peak
+resident set (ru_maxrss) after ``simulate`` minus that baseline is the measured working memory,
+and ``sum(memory_parts(sim, members))`` is gandy's estimate made before the run. A run is refused
+up front when the estimate exceeds the available memory, so the estimate must bound the
+measurement from above without refusing runs that would fit (ratio estimate / measured a few x).
+
+    python benchmarks/memory_estimate.py            # 1 torch thread
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+CASES = {
+    "1-D, 64 members x 512 particles, MLP [256, 256]": ["particles.n=512", "critic.widths=[256, 256]", "steps=10",
+                                                        "log_every=5", "seeds=" + str(list(range(64)))],
+    "1-D, 256 members x 64 particles, MLP [128] (collapse-1d chunk)": ["particles.n=64", "critic.widths=[128]", "steps=10",
+                                                                       "log_every=5", "seeds=" + str(list(range(256)))],
+    "784-D MNIST-100, 8 members x 100 particles, MLP [512] (mnist-collapse)": [
+        "target={name: mnist, n: 100, order: interleaved, pixels: standardized}",
+        "particles.init={name: gaussian, std: 0.1}", "particles.n=100", "critic.widths=[512]", "steps=5",
+        "log_every=5", "seeds=" + str(list(range(8)))],
+    "GAN lab, ring8 MLP generator, 16 members, divergences tracked": [
+        "target={name: ring8}", "generator={name: mlp}", "objective=ns", "penalty=none", "particles.n=256",
+        "particles.init={name: gaussian, mean: [0, 0], std: 0.1}", "optim.generator={name: adam, lr: 0.0002}",
+        "steps=10", "log_every=5", "seeds=" + str(list(range(16)))],
+}
+
+PROBE = """
+import json, resource, sys, torch
+torch.set_num_threads(1)
+from gandy.config import load_config
+from gandy.game import build, simulate
+from gandy.budget import memory_parts
+cfg = load_config(None, json.loads(sys.argv[1]))
+sim = build(cfg)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+simulate(sim, cfg.seeds)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"measured": peak - base, "estimate": int(sum(memory_parts(sim, len(cfg.seeds)).values()))}))
+"""
+
+
+def measure(overrides: list[str]) -> dict:
+    """``{"measured": bytes, "estimate": bytes}`` for one config, in a fresh interpreter."""
+    r = subprocess.run([sys.executable, "-c", PROBE, json.dumps(overrides)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip().splitlines()[-1])
+    return json.loads(r.stdout)
+
+
+def main() -> None:
+    print("torch threads: 1 (each case in a fresh interpreter)")
+    print(f"{'case':75s} {'measured MB':>12s} {'estimate MB':>12s} {'ratio':>6s}")
+    for name, overrides in CASES.items():
+        d = measure(overrides)
+        print(f"{name:75s} {d['measured'] / 1e6:12.1f} {d['estimate'] / 1e6:12.1f} {d['estimate'] / max(d['measured'], 1):6.2f}")
+
+
+if __name__ == "__main__":
+    main()
