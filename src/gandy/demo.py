@@ -17,7 +17,7 @@ from typing import Callable
 import yaml
 
 RATIOS = {"small_ratio": 0.01, "large_ratio": 0.9}
-PHASE_GRID = ["steps=1500", "seeds=[0, 1]", "critic.activation=relu",
+PHASE_GRID = ["steps=3000", "seeds=[0, 1]", "critic.activation=relu",
               "sweep.kernel.g2={logspace: [0.003, 0.5], num: 6}", "sweep.optim.critic.lr={logspace: [0.0001, 0.01], num: 3}"]
 
 
