@@ -699,6 +699,8 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
         data = source
     else:
         path = Path(source)
+        if path.is_dir():
+            raise ConfigError("config", f"{path} is a folder; give a YAML config file")
         if not path.is_file():
             raise ConfigError("config", f"no such file: {path}")
         try:
