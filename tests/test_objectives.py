@@ -10,7 +10,7 @@ import torch
 
 from gandy.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
 from gandy.critics import Critic, Linear, Mlp
-from gandy.game import build, force
+from gandy.game import build, particle_force
 from gandy.objectives import GAMES, PENALTIES, input_grad
 from gandy.rng import Stream, member_keys
 
@@ -471,7 +471,7 @@ def test_force_is_minus_input_gradient_of_gen_loss(game):
     sim = _sim(game)
     params = {"w": torch.tensor([[1.5], [-0.7]]), "c": torch.tensor([0.2, -0.4])}
     x = torch.tensor([[[-1.0], [0.0], [0.5]], [[2.0], [-0.3], [1.0]]])
-    F = force(sim, params, x)
+    F = particle_force(sim, params, x)
     assert F.shape == x.shape
     for b in range(2):
         w, c = params["w"][b, 0].item(), params["c"][b].item()
@@ -484,8 +484,8 @@ def test_force_is_minus_input_gradient_of_gen_loss(game):
 def test_force_mean_divides_by_n():
     x = torch.tensor([[[-1.0], [0.0], [0.5], [1.5]]])
     params = {"w": torch.tensor([[0.9]]), "c": torch.tensor([0.1])}
-    fp = force(_sim("ns"), params, x)
-    fm = force(_sim("ns", "mean"), params, x)
+    fp = particle_force(_sim("ns"), params, x)
+    fm = particle_force(_sim("ns", "mean"), params, x)
     torch.testing.assert_close(fm, fp / 4)
 
 

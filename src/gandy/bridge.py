@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .game import build, critic_update, force, start
+from .game import build, critic_update, particle_force, start
 from .kernels import Dense, NtkMlp, TwoNumber, empirical_ntk, ntk_g1_g2, sphere_latents
 from .metrics.order import ORDER_PARAMETERS, order_parameters
 
@@ -61,11 +61,11 @@ def run_bridge(cfg: C.Config, width: int, depth: int = 2, latent_dim: int = 256,
             if t == cfg.steps:
                 break
             if cfg.optim.order == "simultaneous":
-                f = force(sim, st.params, st.x)
+                f = particle_force(sim, st.params, st.x)
                 st.params = critic_update(sim, st, st.params, st.x)
             else:
                 st.params = critic_update(sim, st, st.params, st.x)
-                f = force(sim, st.params, st.x)
+                f = particle_force(sim, st.params, st.x)
             # the network: one gradient step of -sum_j F_j . G(z_j), i.e. theta += eta J^T F
             out = net(z)
             grads = torch.autograd.grad(-(out * f[0].cpu()).sum(), params)

@@ -11,7 +11,6 @@ run that cannot fit with one ``ConfigError`` naming the largest contributor.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Optional
 

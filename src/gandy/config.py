@@ -763,6 +763,14 @@ def _game_regulariser(data: dict) -> dict:
     return data
 
 
+def packaged(name: str) -> dict:
+    """The raw mapping of the packaged ``configs/NAME.yaml`` (an experiment's or the demo's config),
+    parsed like a user's file (duplicate keys refused)."""
+    from importlib import resources
+
+    return load_yaml(resources.files("gandy").joinpath(f"configs/{name}.yaml").read_text(), f"configs/{name}.yaml")
+
+
 def dump_config(cfg: Config) -> str:
     """The fully resolved config as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .game import Members, build, critic_loss, force, start, advance
+from .game import Members, build, critic_loss, particle_force, start, advance
 from .rng import Stream, member_keys
 from .store import atomic_dir, prepare_out
 
@@ -227,11 +227,11 @@ def update_map(sim, weight: float, seed: int = 0):
     def f(z):
         params, x = unpack(z)
         if cfg.optim.order == "simultaneous":
-            F = force(sim, {**frozen, **params}, x, create_graph=True)
+            F = particle_force(sim, {**frozen, **params}, x, create_graph=True)
             params = step_critic(params, x)
         else:
             params = step_critic(params, x)
-            F = force(sim, {**frozen, **params}, x, create_graph=True)
+            F = particle_force(sim, {**frozen, **params}, x, create_graph=True)
         return pack(params, x + lr_g * sim.kernel.apply(F))
 
     return f, pack, unpack

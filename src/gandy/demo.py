@@ -10,11 +10,10 @@ the phase diagram as one batched sweep. ``OUT/report.html`` links the interactiv
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-import yaml
+from .config import packaged
 
 RATIOS = {"small_ratio": 0.01, "large_ratio": 0.9}
 PHASE_GRID = ["steps=3000", "seeds=[0, 1]", "critic.activation=relu",
@@ -22,7 +21,7 @@ PHASE_GRID = ["steps=3000", "seeds=[0, 1]", "critic.activation=relu",
 
 
 def demo_config() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/demo.yaml").read_text())
+    return packaged("demo")
 
 
 def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = print) -> list[Path]:

@@ -1,11 +1,12 @@
 """Executors: where the chunks of a sweep run. One registry, ``EXECUTORS``: name -> :class:`Executor`.
 
-An executor's ``run(chunks, axis_keys, values_by_index, done, address, step, checkpoints)`` calls
-``done(chunk, (metrics, results, snapshots))`` in the driver process for every finished chunk, in
-any order, and ``step(k)`` for progress (k member-steps made); ``checkpoints(chunk)`` gives the
-chunk's :class:`gandy.game.Checkpoint` (or None). Its ``check(address, timeout)`` runs before the
-sweep writes anything: a cluster that cannot be reached is refused there, with nothing left behind.
-The driver writes the store, so results are identical whichever executor ran the chunks.
+An executor is a generic map and knows nothing of sweeps: ``run(task, chunks, done, address, step,
+checkpoints)`` calls ``task(chunk, on_step=..., checkpoint=checkpoints(chunk))`` for every chunk
+(here or in other processes; ``task`` must pickle) and ``done(chunk, task's result)`` in the
+driver process for every finished chunk, in any order, and ``step(k)`` for progress (k units of
+work, a chunk's ``len(members) * config["steps"]``). Its ``check(address, timeout)`` runs before
+the caller writes anything: a cluster that cannot be reached is refused there, with nothing left
+behind. The driver writes the store, so results are identical whichever executor ran the chunks.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .config import ConfigError
-from .sweep import Chunk, run_chunk
 
 CONNECT_TIMEOUT = 20.0
 """Seconds ``--executor ray --address`` waits for the cluster before giving up (``--connect-timeout``)."""
 
 
-def run_local(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None,
+def run_local(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
               step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None) -> None:
-    """In this process, one batched chunk after another (progress at every step)."""
+    """In this process, one chunk after another (progress as the task reports it)."""
     for ch in chunks:
-        done(ch, run_chunk(ch, keys, values, step, checkpoints(ch)))
+        done(ch, task(ch, on_step=step, checkpoint=checkpoints(ch)))
 
 
 def _ray():
@@ -77,7 +77,12 @@ def check_ray(address: Optional[str], timeout: float = CONNECT_TIMEOUT) -> None:
         raise ConfigError("address", f"cannot connect to a Ray cluster at {address}: {last.strip()}")
 
 
-def run_ray(chunks: list[Chunk], keys, values, done: Callable, address: Optional[str] = None,
+def _call(task: Callable, chunk, checkpoint):
+    """A chunk's task in a Ray worker (no progress callback crosses processes)."""
+    return task(chunk, on_step=None, checkpoint=checkpoint)
+
+
+def run_ray(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
             step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None) -> None:
     """Chunks as Ray tasks (one GPU per task where the cluster has GPUs), gathered as they finish.
 
@@ -91,10 +96,9 @@ def run_ray(chunks: list[Chunk], keys, values, done: Callable, address: Optional
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(run_chunk)
-        keys_ref, values_ref = ray.put(keys), ray.put(values)
-        pending = {task.remote(ch, keys_ref, values_ref, None, checkpoints(ch) if address is None else None): ch
-                   for ch in chunks}
+        remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(_call)
+        task_ref = ray.put(task)  # shipped once, shared by every chunk
+        pending = {remote.remote(task_ref, ch, checkpoints(ch) if address is None else None): ch for ch in chunks}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

@@ -189,7 +189,7 @@ def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: to
     return loss
 
 
-def force(sim: Simulation, params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
     """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``).
 
     ``create_graph``: keep F differentiable w.r.t. ``params`` and ``x`` (for Jacobians of the
@@ -327,11 +327,11 @@ def advance(sim: Simulation, st: State) -> State:
         st.x = sim.generator.forward(st.gen, st.z_view).detach()
     else:
         if sim.cfg.optim.order == "simultaneous":
-            f = force(sim, st.params, st.x)
+            f = particle_force(sim, st.params, st.x)
             st.params = critic_update(sim, st, st.params, st.x)
         else:
             st.params = critic_update(sim, st, st.params, st.x)
-            f = force(sim, st.params, st.x)
+            f = particle_force(sim, st.params, st.x)
         m = st.members
         st.x = st.x + m.generator_lr[:, None, None] * sim.kernel.apply(f, m.g1, m.g2)
     st.t += 1

@@ -22,6 +22,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import itertools
@@ -37,6 +38,7 @@ import torch
 
 from . import config as C
 from .budget import output_bytes
+from .executors import EXECUTORS
 from .store import prepare_out, read_marker, remove_output, sweep_snapshots, write_atomic, write_marker, write_parquet
 from .game import MEMBER_KEYS, Checkpoint, Members, build, get_dotted, member_tables, simulate
 
@@ -344,8 +346,6 @@ def run_sweep(
     cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
     ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
     """
-    from .executors import EXECUTORS
-
     out = Path(out)
     if executor not in EXECUTORS:
         raise C.ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
@@ -403,7 +403,8 @@ def run_sweep(
         if bar is not None:
             bar.update(k)
 
-    EXECUTORS[executor].run(todo, keys, values, done, address, step, checkpoints)
+    task = functools.partial(run_chunk, axes_keys=keys, values_by_index=values)
+    EXECUTORS[executor].run(task, todo, done, address, step, checkpoints)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0

@@ -11,17 +11,17 @@ network, final order-parameter gaps) and ``OUT/figures/bridge.png``.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "MLP generator vs the particle model with its empirical NTK and with two numbers, across widths"
 
 
 def spec() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/bridge.yaml").read_text())
+    return packaged("bridge")
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,

@@ -9,12 +9,12 @@ critic learning rate, to ``OUT/boundary.parquet`` and ``OUT/summary.json``.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "two-mode 1-D target: collapse phase diagram over g2/g1 x critic lr, ReLU vs tanh critic"
 CRITICS = {"relu": ["critic.activation=relu"], "tanh": ["critic.activation=tanh"]}
@@ -24,7 +24,7 @@ X, Y = "kernel.g2", "optim.critic.lr"
 
 
 def base_config() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/collapse-1d.yaml").read_text())
+    return packaged("collapse-1d")
 
 
 def boundary(results: pd.DataFrame) -> pd.DataFrame:

@@ -10,12 +10,12 @@ lambda_c x {0.1 ... 10} with lambda_c the sobolev linear theory's critical weigh
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "critical damping: steps to converge vs penalty weight, linear and MLP critics, sobolev / wgan_gp / r1"
 CRITICS = {"linear": ["critic={name: linear}"], "mlp": ["critic={name: mlp, widths: [64], activation: tanh}"]}
@@ -23,7 +23,7 @@ PENALTIES = ("sobolev", "r1", "wgan_gp")
 
 
 def base_config() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/damping.yaml").read_text())
+    return packaged("damping")
 
 
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,

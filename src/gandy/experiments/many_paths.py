@@ -13,12 +13,12 @@ batched) into ``OUT/<target>/<game>/``. Then, from those directories:
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "every game (mm, ns, wgan, wgan_gp, gan_gp, dragan, dragan_ns, ls, hinge) on parallel_lines and ring8, divergences tracked"
 GAMES_RUN = ("mm", "ns", "wgan", "wgan_gp", "gan_gp", "dragan", "dragan_ns", "ls", "hinge")
@@ -27,7 +27,7 @@ QUICK = {"parallel_lines": ["steps=300", "seeds=[0, 1]"], "ring8": ["steps=600",
 
 
 def _yaml() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/many-paths.yaml").read_text())
+    return packaged("many-paths")
 
 
 def configs() -> dict:

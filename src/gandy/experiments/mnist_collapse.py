@@ -13,18 +13,18 @@ The full grid (25 x 18 = 450 members) is a GPU job; ``--quick`` runs 5 x 3 of it
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "100 particles in 784-D vs 100 MNIST digits: collapse phase diagram over g2/g1 x critic lr"
 X, Y = "kernel.g2", "optim.critic.lr"
 
 
 def base_config() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/mnist-collapse.yaml").read_text())
+    return packaged("mnist-collapse")
 
 
 def quick_overrides() -> list[str]:

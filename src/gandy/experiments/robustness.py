@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import copy
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from ..config import packaged
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
 PENALISED = {"gan_gp": "wgan_gp", "dragan_ns": "dragan", "wgan_gp": "wgan_gp", "dragan": "dragan"}
 
 
 def spec() -> dict:
-    return yaml.safe_load(resources.files("gandy").joinpath("configs/robustness.yaml").read_text())
+    return packaged("robustness")
 
 
 def game_config(game: str, quick: bool = False, overrides=()) -> "object":
