@@ -20,6 +20,7 @@ distance between corresponding points, mean_i |X_i - G(z_i)|, logged with the or
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -27,7 +28,7 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .game import build, critic_update, particle_force, start
+from .game import build, critic_and_force, critic_update, particle_force, start
 from .kernels import Dense, NtkMlp, TwoNumber, empirical_ntk, ntk_g1_g2, sphere_latents
 from .metrics.order import ORDER_PARAMETERS, order_parameters
 
@@ -60,12 +61,8 @@ def run_bridge(cfg: C.Config, width: int, depth: int = 2, latent_dim: int = 256,
                 rows.extend(_log(sim, st.x, seed, t))
             if t == cfg.steps:
                 break
-            if cfg.optim.order == "simultaneous":
-                f = particle_force(sim, st.params, st.x)
-                st.params = critic_update(sim, st, st.params, st.x)
-            else:
-                st.params = critic_update(sim, st, st.params, st.x)
-                f = particle_force(sim, st.params, st.x)
+            st.params, f = critic_and_force(sim, st.params, st.x, functools.partial(critic_update, sim, st),
+                                            functools.partial(particle_force, sim))
             # the network: one gradient step of -sum_j F_j . G(z_j), i.e. theta += eta J^T F
             out = net(z)
             grads = torch.autograd.grad(-(out * f[0].cpu()).sum(), params)

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 
 from . import config as C
-from .game import Members, build, critic_loss, particle_force, start, advance
+from .game import Members, advance, build, critic_and_force, critic_loss, particle_force, start
 from .rng import Stream, member_keys
 from .store import atomic_dir, prepare_out
 
@@ -224,14 +224,12 @@ def update_map(sim, weight: float, seed: int = 0):
             params = {k: p - lr_c * (g + wd * p) for (k, p), g in zip(params.items(), grads)}
         return params
 
+    def force(params, x):
+        return particle_force(sim, {**frozen, **params}, x, create_graph=True)
+
     def f(z):
         params, x = unpack(z)
-        if cfg.optim.order == "simultaneous":
-            F = particle_force(sim, {**frozen, **params}, x, create_graph=True)
-            params = step_critic(params, x)
-        else:
-            params = step_critic(params, x)
-            F = particle_force(sim, {**frozen, **params}, x, create_graph=True)
+        params, F = critic_and_force(sim, params, x, step_critic, force)
         return pack(params, x + lr_g * sim.kernel.apply(F))
 
     return f, pack, unpack

@@ -15,6 +15,7 @@ blow up) is frozen, zeroed and labelled ``diverged`` from that step on.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import time
@@ -291,6 +292,19 @@ def start(sim: Simulation, seeds: list[int], members: Optional[Members] = None) 
     return st
 
 
+def critic_and_force(sim: Simulation, params: dict, x, update: Callable, force: Callable):
+    """The step order, written once: ``optim.order: alternating`` updates the critic
+    (``update(params, x) -> params``) and then takes the force from the new critic
+    (``force(params, x)``); ``simultaneous`` takes the force from the critic of the start of the step.
+    Returns ``(new params, force)``. The loop, the bridge and the damping Jacobian's one-step map
+    all step through here (each with its own update and force: batched, lazy, differentiable)."""
+    if sim.cfg.optim.order == "simultaneous":
+        f = force(params, x)
+        return update(params, x), f
+    params = update(params, x)
+    return params, force(params, x)
+
+
 def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
     """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``."""
     trainable = [k for k in params if k not in sim.critic.frozen]
@@ -319,19 +333,15 @@ def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
 def advance(sim: Simulation, st: State) -> State:
     """One step of the game for all members, in place: critic steps, then the generator step
     (particles: X <- X + lr_G K F; a network: an optimiser step on its parameters)."""
+    update = functools.partial(critic_update, sim, st)
     if sim.generator is not None:
         fake = sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.batch).to(sim.device)).detach()
-        before = st.params
-        st.params = critic_update(sim, st, st.params, fake)
-        generator_update(sim, st, before if sim.cfg.optim.order == "simultaneous" else st.params)
+        # the generator's "force" is the critic it steps against
+        st.params, judge = critic_and_force(sim, st.params, fake, update, lambda params, _: params)
+        generator_update(sim, st, judge)
         st.x = sim.generator.forward(st.gen, st.z_view).detach()
     else:
-        if sim.cfg.optim.order == "simultaneous":
-            f = particle_force(sim, st.params, st.x)
-            st.params = critic_update(sim, st, st.params, st.x)
-        else:
-            st.params = critic_update(sim, st, st.params, st.x)
-            f = particle_force(sim, st.params, st.x)
+        st.params, f = critic_and_force(sim, st.params, st.x, update, functools.partial(particle_force, sim))
         m = st.members
         st.x = st.x + m.generator_lr[:, None, None] * sim.kernel.apply(f, m.g1, m.g2)
     st.t += 1
