@@ -43,16 +43,6 @@ class Section(BaseModel):
 
 
 
-def _finite(v):
-    """Reject NaN/Inf anywhere inside a (nested) list of numbers."""
-    if isinstance(v, (list, tuple)):
-        for x in v:
-            _finite(x)
-    elif isinstance(v, float) and not math.isfinite(v):
-        raise ValueError("must be finite")
-    return v
-
-
 # --------------------------------------------------------------------------- targets
 class _TargetBase(Section):
     assign: Literal["euclidean", "cosine"] = "euclidean"
@@ -81,7 +71,7 @@ class GaussianMixtureTarget(_TargetBase):
             raise ValueError("needs at least one mean with at least one coordinate")
         if len({len(m) for m in v}) != 1:
             raise ValueError("all means must have the same dimension")
-        return _finite(v)
+        return v
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -97,7 +87,6 @@ class PointMassTarget(_TargetBase):
     name: Literal["point_mass"]
     location: list[Float]
 
-    _v = field_validator("location")(lambda v: _finite(v))
 
 
 class TwoModes1dTarget(_TargetBase):
@@ -182,8 +171,6 @@ class GaussianInit(Section):
     mean: Optional[list[Float]] = None
     """Centre of the initial cloud (default: the origin of the target's space)."""
     std: NonNegFloat = 0.1
-
-    _v = field_validator("mean")(lambda v: _finite(v) if v is not None else v)
 
 
 class UniformInit(Section):
