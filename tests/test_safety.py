@@ -215,7 +215,9 @@ MEANINGLESS = {
     "lr_dot_inf": (["optim.critic.lr=.inf"], "optim.critic.lr", "finite"),
     "lr_nan": (["optim.generator.lr=.nan"], "optim.generator.lr", "nan"),
     "sweep_inf": (["sweep.kernel.g2=[0.1, .inf]"], "sweep.kernel.g2", "finite"),
-    "steps_zero": (["steps=0"], "steps", "> 0"),
+    "steps_zero": (["steps=0"], "steps", "expected an integer > 0, got 0"),
+    "lr_zero": (["optim.critic.lr=0"], "optim.critic.lr", "expected a number > 0, got 0"),
+    "width_zero": (["critic={name: rbf, centers: 0}"], "critic.centers", "expected an integer > 0, got 0"),
     "std_negative": (["target={name: gaussian_mixture, means: [[0.0]], std: -0.1}"], "target.std", "a number >= 0 or a list, got -0.1"),
     "wrong_choice": (["device=gpu"], "device", "'cpu', 'cuda' or 'auto', got 'gpu'"),
 }

@@ -583,6 +583,39 @@ def _json_text(v) -> str:
         return str(v)
 
 
+def _integer_field(loc: tuple) -> bool:
+    """Whether the config field at pydantic's raw error location ``loc`` holds an integer (walks
+    the models, taking a discriminated union's member from the tag that follows its field)."""
+    from typing import get_args, get_origin
+
+    def strip(ann):
+        while True:
+            if get_origin(ann) is Annotated:
+                ann = get_args(ann)[0]
+            elif get_origin(ann) is Union and type(None) in get_args(ann):
+                ann = next(a for a in get_args(ann) if a is not type(None))
+            else:
+                return ann
+
+    ann, parts = Config, list(loc)
+    while parts:
+        part = parts.pop(0)
+        ann = strip(ann)
+        if get_origin(ann) is Union:  # a discriminated union: this part is the member's tag
+            ann = next((m for m in get_args(ann) if isinstance(m, type) and issubclass(m, BaseModel)
+                        and part in get_args(m.model_fields["name"].annotation)), None)
+            if ann is None:
+                return False
+            continue
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
+            ann = ann.model_fields[part].annotation
+        elif get_origin(ann) in (list, tuple) and isinstance(part, int):
+            ann = get_args(ann)[0]
+        else:
+            return False
+    return strip(ann) is int
+
+
 def _expected(e: dict) -> Optional[str]:
     """What a pydantic error says was expected, in words (None: no short phrase)."""
     t, ctx = e["type"], e.get("ctx", {})
@@ -601,7 +634,7 @@ def _expected(e: dict) -> Optional[str]:
     for kind, sign in (("greater_than_equal", ">="), ("greater_than", ">"), ("less_than_equal", "<="), ("less_than", "<")):
         if t == kind:
             key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind]
-            return f"a number {sign} {ctx.get(key)}"
+            return f"{'an integer' if _integer_field(e['loc']) else 'a number'} {sign} {ctx.get(key)}"
     return None
 
 
