@@ -3,7 +3,7 @@
 Top-level API: :func:`load_config`, :func:`run`, :func:`load_run`, :func:`write_report`.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .config import Config, ConfigError, load_config  # noqa: E402
 from .api import run  # noqa: E402

@@ -19,10 +19,11 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from . import __version__
+from ._version import __version__
 from . import config as C
 from .game import build, member_tables, simulate
 from .metrics.order import ORDER_PARAMETERS
+from .plots import plot_run
 from .rng import Stream, member_keys
 from .budget import output_bytes
 from .store import RunResult, density_grid, final_rows, prepare_out, write_run
@@ -63,7 +64,7 @@ def run(
     wall = time.perf_counter() - t0
     result = assemble(sim, raw, wall)
     if out is not None:
-        write_run(result, Path(out), force=force, figures=figures)
+        write_run(result, Path(out), force=force, draw=plot_run if figures else None)
     return result
 
 

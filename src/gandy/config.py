@@ -15,6 +15,9 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .core.errors import ConfigError  # noqa: F401 (re-exported: gandy.config.ConfigError)
+
+
 def _not_bool(v):
     if isinstance(v, bool):
         raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
@@ -27,15 +30,6 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0)]
 PosInt = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
-
-
-class ConfigError(ValueError):
-    """Bad user input. ``field`` is the dotted path of the offending key (may be empty)."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
 
 
 class Section(BaseModel):

@@ -12,38 +12,9 @@ import math
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as Fn
 
-from .rng import Stream
-
-ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": torch.relu,
-    "leaky_relu": lambda x: Fn.leaky_relu(x, 0.2),
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "gelu": Fn.gelu,
-    "sin": torch.sin,
-}
-
-
-def bmv(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Batched matrix-vector product ``h: (B, M, k)``, ``w: (B, k)`` -> ``(B, M)``.
-
-    Written as a product and a sum rather than ``bmm(h, w[..., None])``: torch sends a
-    one-member bmm with one output column down another kernel, whose rounding differs, so a seed
-    alone would not reproduce the same seed inside a batch bit for bit.
-    """
-    return (h * w[:, None, :]).sum(-1)
-
-
-class Critic:
-    frozen: tuple[str, ...] = ()
-
-    def init(self, stream: Stream, b: int) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+from .core.nets.base import ACTIVATIONS, Critic, bmv, image_channels  # noqa: F401 (re-exported)
+from .images.nets import DcganCritic
 
 
 class Mlp(Critic):
@@ -134,19 +105,7 @@ class Linear(Critic):
         return f + params["c"][:, None] if self.bias else f
 
 
-def image_channels(target, field: str) -> int:
-    """Channels of an image target; a ConfigError naming ``field`` for any other target."""
-    shape = getattr(target, "image_shape", None)
-    if shape is None:
-        from .config import ConfigError
-
-        raise ConfigError(field, "dcgan networks need an image target (mnist, color_mnist or images)")
-    return shape[0]
-
-
 def _dcgan(cfg, d, target, init):
-    from .images.nets import DcganCritic
-
     return DcganCritic(image_channels(target, "critic.name"), cfg.width, cfg.norm)
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from . import config as C
+from .core.nets.base import image_channels
 from .critics import Mlp
 from .rng import Stream
 from .targets import Embedded, Segment
@@ -64,7 +65,6 @@ def _affine(cfg, target, d: int):
 
 
 def _dcgan(cfg, target, d: int):
-    from .critics import image_channels
     from .images.nets import DcganGenerator
 
     return DcganGenerator(cfg.latent_dim, image_channels(target, "generator.name"), cfg.width, cfg.norm)

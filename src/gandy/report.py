@@ -504,7 +504,7 @@ PAYLOADS = {"run": run_payload, "sweep": sweep_payload, "damping": damping_paylo
 
 def payload(path: Path, kind: Optional[str] = None) -> dict:
     """Everything the page shows for the directory ``path`` (see the module docstring)."""
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     kind = kind or detect(path)

@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -157,7 +157,7 @@ def _follow_umask(path: Path, directory: bool) -> None:
 
 def write_marker(directory: Path, kind: str) -> None:
     """Mark ``directory`` as a gandy output of ``kind`` (run, sweep, damping, experiment, demo)."""
-    from . import __version__
+    from ._version import __version__
 
     info = {"kind": kind, "gandy_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     write_atomic(Path(directory) / MARKER, (json.dumps(info) + "\n").encode())
@@ -345,8 +345,10 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     write_atomic(path, df.to_parquet(index=False))
 
 
-def write_run(result: RunResult, out: Path, force: bool = False, figures: bool = True) -> Path:
-    """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename)."""
+def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[Callable[[Path], object]] = None) -> Path:
+    """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename).
+    ``draw(folder)``: figures drawn from the written files before the rename (the store draws
+    nothing itself: :func:`gandy.plots.plot_run` is passed in by the API)."""
     out = Path(out)
     prepare_out(out, "run", force=force)
     with atomic_dir(out, "run") as tmp:
@@ -355,10 +357,8 @@ def write_run(result: RunResult, out: Path, force: bool = False, figures: bool =
         result.results.to_parquet(tmp / "results.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=float))
         np.savez_compressed(tmp / "trajectory.npz", **result.trajectory)
-        if figures:
-            from .plots import plot_run
-
-            plot_run(tmp)
+        if draw is not None:
+            draw(tmp)
     result.path = out
     return out
 

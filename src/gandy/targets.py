@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import config as C
+from .core.errors import unreadable_array
 from .rng import Stream
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -157,24 +158,6 @@ def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
     if not np.isfinite(obj).all():
         raise C.ConfigError(field, "data contains NaN or Inf")
     return obj
-
-
-def unreadable_array(e: Exception, path: Path) -> str:
-    """Why numpy could not load the array file ``path``, in words (never numpy's advice about
-    pickles: gandy loads with ``allow_pickle=False`` and says so)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-    except OSError as err:
-        return err.strerror or str(err)
-    if head != b"\x93NUMPY" and not head.startswith(b"PK"):
-        return "not a .npy or .npz file (it does not begin with numpy's or zip's signature)"
-    text = str(e)
-    if "allow_pickle" in text or "pickled" in text or "Object arrays" in text:
-        return "it holds Python objects (a pickled object array), which gandy never loads; save a numeric array"
-    if "EOF" in text or "fully written" in text or "reshape" in text or "could only read" in text:
-        return "the file is truncated (its data is shorter than its header says)"
-    return f"the file is damaged ({type(e).__name__}: {text})"
 
 
 def as_points(arr: np.ndarray, field: str) -> torch.Tensor:

@@ -28,6 +28,7 @@ import torch
 
 from ..config import ConfigError
 from ..rng import _mix, member_keys, name_key
+from ..core.errors import unreadable_array
 from ..store import write_atomic
 
 SPLITS = ("train", "test", "all")
@@ -248,8 +249,6 @@ def load_images(path: str, field: str) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as e:  # malformed file, object arrays
-        from ..targets import unreadable_array
-
         raise ConfigError(field, f"cannot read {p}: {unreadable_array(e, p)}") from None
     if not isinstance(arr, np.ndarray):  # an .npz archive
         arr.close()

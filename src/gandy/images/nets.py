@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as Fn
 
-from ..critics import Critic, bmv
+from ..core.nets.base import Critic, bmv
 
 SIDE = 28
 NORMS = ("batch", "layer", "none")

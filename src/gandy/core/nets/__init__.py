@@ -1,0 +1,1 @@
+"""Batched networks: every member of a batch has its own parameters (``base``: what they share)."""

@@ -1,0 +1,54 @@
+"""What every batched network shares: activations, the member-safe batched product, the critic
+protocol and the image-channel check.
+
+A critic is a pure function ``forward(params, x: (B, M, d)) -> (B, M)`` (the logit f) of a dict of
+parameter tensors, each with a leading member axis B; ``init(stream, B)`` draws fresh parameters,
+and names in ``frozen`` (fixed random features, centres) are left alone by the optimisers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as Fn
+
+from ...rng import Stream
+from ..errors import ConfigError
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "relu": torch.relu,
+    "leaky_relu": lambda x: Fn.leaky_relu(x, 0.2),
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "gelu": Fn.gelu,
+    "sin": torch.sin,
+}
+
+
+def bmv(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector product ``h: (B, M, k)``, ``w: (B, k)`` -> ``(B, M)``.
+
+    Written as a product and a sum rather than ``bmm(h, w[..., None])``: torch sends a
+    one-member bmm with one output column down another kernel, whose rounding differs, so a seed
+    alone would not reproduce the same seed inside a batch bit for bit.
+    """
+    return (h * w[:, None, :]).sum(-1)
+
+
+class Critic:
+    frozen: tuple[str, ...] = ()
+
+    def init(self, stream: Stream, b: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def image_channels(target, field: str) -> int:
+    """Channels of an image target; a ConfigError naming ``field`` for any other target."""
+    shape = getattr(target, "image_shape", None)
+    if shape is None:
+        raise ConfigError(field, "dcgan networks need an image target (mnist, color_mnist or images)")
+    return shape[0]
