@@ -21,7 +21,7 @@ import torch
 
 from ._version import __version__
 from . import config as C
-from .game import build, member_tables, simulate
+from .game import PHASES, build, member_tables, simulate
 from .metrics.order import ORDER_PARAMETERS
 from .plots import plot_run
 from .rng import Stream, member_keys
@@ -104,18 +104,29 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "kernel": sim.kernel.info(),
         "objective": {"name": sim.game.name, "formula": sim.game.formula},
         "phases": {s: p for s, p in zip(map(str, raw.seeds), phases)},
-        "phase_counts": {p: phases.count(p) for p in ("converged", "collapsed", "oscillating", "diverged")},
+        "phase_counts": {p: phases.count(p) for p in PHASES},
         "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
         "divergences": raw.divergence_methods,
     }
-    if image_metrics_enabled(sim):
-        from .images.evaluate import metric_columns, run_metrics, summarise
+    per_member = add_image_metrics(sim, raw, results)
+    if per_member is not None:
+        from .images.evaluate import summarise
 
-        per_member = run_metrics(sim, raw.state, len(raw.seeds))
         summary.update(summarise(raw.seeds, per_member))
-        for k, v in metric_columns(per_member).items():  # results rows are the members in order
-            results[k] = v
     return RunResult(cfg, metrics, results, traj, summary)
+
+
+def add_image_metrics(sim, raw, results) -> Optional[list]:
+    """Where ``metrics.images`` is on, add the sample-quality columns to ``results`` (one row per
+    member, in order) and return the per-member values; None where it is off."""
+    if not image_metrics_enabled(sim):
+        return None
+    from .images.evaluate import metric_columns, run_metrics
+
+    per_member = run_metrics(sim, raw.state, len(raw.seeds))
+    for k, v in metric_columns(per_member).items():
+        results[k] = v
+    return per_member
 
 
 def image_metrics_enabled(sim) -> bool:

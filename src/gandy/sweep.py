@@ -37,10 +37,11 @@ import pandas as pd
 import torch
 
 from . import config as C
+from .api import add_image_metrics
 from .budget import output_bytes
 from .executors import EXECUTORS
 from .store import prepare_out, read_marker, remove_output, sweep_snapshots, write_atomic, write_marker, write_parquet
-from .game import MEMBER_KEYS, Checkpoint, Members, build, get_dotted, member_tables, simulate
+from .game import MEMBER_KEYS, PHASES, Checkpoint, Members, build, get_dotted, member_tables, simulate
 
 SPEC_KEYS = ("linspace", "logspace")
 RESERVED = ("batch_size",)
@@ -303,13 +304,7 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
     raw = simulate(sim, seeds, progress=step, members=Members.from_configs(cfgs, sim.device), checkpoint=checkpoint)
     metrics, results = member_tables(sim, raw)
-    from .api import image_metrics_enabled
-
-    if image_metrics_enabled(sim):
-        from .images.evaluate import metric_columns, run_metrics
-
-        for k, v in metric_columns(run_metrics(sim, raw.state, len(seeds))).items():
-            results[k] = v
+    add_image_metrics(sim, raw, results)
     index = [i for i, _, _ in chunk.members]
     for df in (metrics, results):
         df["member"] = [index[j] for j in df["member"]]
@@ -418,7 +413,7 @@ def run_sweep(
                   "seeds": list(cfg.seeds), "members": len(p.members), "chunks": len(p.chunks),
                   "chunk_sizes": sorted({len(ch.members) for ch in p.chunks}), "executor": executor},
         "wall_seconds_this_invocation": wall,
-        "phase_counts": {ph: phases.count(ph) for ph in ("converged", "collapsed", "oscillating", "diverged")},
+        "phase_counts": {ph: phases.count(ph) for ph in PHASES},
         "torch_version": torch.__version__,
     }
     write_parquet(results, out / "results.parquet")

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from ..config import packaged
+from ..objectives import GAMES
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
-PENALISED = {"gan_gp": "wgan_gp", "dragan_ns": "dragan", "wgan_gp": "wgan_gp", "dragan": "dragan"}
 
 
 def spec() -> dict:
@@ -42,8 +42,8 @@ def game_config(game: str, quick: bool = False, overrides=()) -> "object":
     base = copy.deepcopy(s["base"])
     search = copy.deepcopy(s["search"])
     base["objective"] = game
-    if game in PENALISED:
-        base["penalty"] = {"name": PENALISED[game]}
+    if GAMES[game].penalty:
+        base["penalty"] = {"name": GAMES[game].penalty}
     else:
         base["penalty"] = None
         search["params"].pop("penalty.weight", None)
