@@ -85,7 +85,7 @@ def assemble(sim, raw, wall: float) -> RunResult:
     }
     if target.modes is not None:
         traj["modes"] = target.modes.cpu().numpy().astype(np.float32)
-    if getattr(target, "image_shape", None) is not None:
+    if target.image_shape is not None:
         traj["image_shape"] = np.asarray(target.image_shape, dtype=np.int64)
     phases = results.phase.tolist()
     summary = {
@@ -132,5 +132,5 @@ def add_image_metrics(sim, raw, results) -> Optional[list]:
 def image_metrics_enabled(sim) -> bool:
     """``metrics.images.enabled``: auto = a network generator on an image target (checked in build)."""
     flag = sim.cfg.metrics.images.enabled
-    return flag is True or (flag == "auto" and getattr(sim.target, "image_shape", None) is not None
+    return flag is True or (flag == "auto" and sim.target.image_shape is not None
                             and sim.generator is not None)

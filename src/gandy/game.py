@@ -150,7 +150,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                                                    "optimisers need a network generator")
     require_memory(sim, len(cfg.seeds) if members is None else members)
     sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
-    images = getattr(target, "image_shape", None) is not None
+    images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise C.ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "
                                                       "target (mnist, color_mnist, images)")
@@ -466,7 +466,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
                 progress(1)
     snap_every = cfg.snapshot_every or cfg.log_every
     snap_n = min(sim.n, cfg.metrics.max_points)
-    images = getattr(sim.target, "image_shape", None) is not None
+    images = sim.target.image_shape is not None
     track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
                                                 and not images)
     # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
@@ -556,7 +556,7 @@ def member_tables(sim: Simulation, raw: SimOutput):
         rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
                      "final_step": int(last["step"]), "phase": phase, "diverged_step": div})
     results = pd.DataFrame(rows)
-    if getattr(target, "image_shape", None) is not None:
+    if target.image_shape is not None:
         x = np.nan_to_num(raw.final_particles[:, :16], nan=0.0)
         results["samples_uint8"] = list(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8).reshape(len(x), -1))
     return metrics, results

@@ -424,17 +424,11 @@ def sweep_payload(path: Path) -> dict:
 
 
 def _image_shape(path: Path) -> list[int]:
-    """(C, H, W) of a sweep's image target, from its config (a user's ``images`` target is loaded)."""
+    """(C, H, W) of a sweep's image target, as the target itself declares it."""
     from .config import load_config
+    from .targets import build_target
 
-    cfg = load_config(yaml.safe_load(_config_text(path)))
-    if cfg.target.name == "color_mnist":
-        return [3, 28, 28]
-    if cfg.target.name == "mnist":
-        return [1, 28, 28]
-    from .game import build
-
-    return list(build(cfg.model_copy(update={"sweep": None, "search": None})).target.image_shape)
+    return list(build_target(load_config(yaml.safe_load(_config_text(path))).target).image_shape)
 
 
 def damping_payload(path: Path) -> dict:

@@ -112,7 +112,7 @@ def sweep_snapshots(sim, raw, members: list[int]) -> dict:
     from .rng import Stream, member_keys
 
     target = sim.target
-    if getattr(target, "image_shape", None) is not None or not raw.snapshots:
+    if target.image_shape is not None or not raw.snapshots:
         return {}
     frames = even_indices(len(raw.snapshot_steps), SWEEP_FRAMES)
     parts = np.stack([raw.snapshots[f][:, :SWEEP_PARTICLES] for f in frames], 1).astype(np.float64)

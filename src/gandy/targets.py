@@ -33,6 +33,8 @@ class Target:
     """Typical length of the target, used to make phase tolerances scale-free."""
     default_batch: Optional[int] = None
     """Samples per critic step when the config leaves batch_size empty (None: N)."""
+    image_shape: Optional[tuple[int, int, int]] = None
+    """(C, H, W) of an image target, whose points are flat images; None for point targets."""
 
     def sample(self, stream: Stream, n: int) -> torch.Tensor:
         raise NotImplementedError

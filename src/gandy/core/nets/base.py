@@ -48,7 +48,7 @@ class Critic:
 
 def image_channels(target, field: str) -> int:
     """Channels of an image target; a ConfigError naming ``field`` for any other target."""
-    shape = getattr(target, "image_shape", None)
+    shape = target.image_shape
     if shape is None:
         raise ConfigError(field, "dcgan networks need an image target (mnist, color_mnist or images)")
     return shape[0]
