@@ -111,3 +111,18 @@ def test_the_core_imports_no_parsing_files_or_plots():
     for m, deps in core.items():
         for banned in ("gandy.config", "gandy.store", "gandy.plots", "gandy.report", "gandy.cli"):
             assert banned not in deps, (m, banned)
+
+
+def test_config_choices_are_the_registries():
+    """A registry entry is a valid config value with no second list to edit (issue 14's recipe)."""
+    from typing import get_args
+
+    from gandy import config as C
+    from gandy.core.nets.base import ACTIVATIONS
+    from gandy.images.nets import NORMS
+    from gandy.objectives import PENALTIES
+
+    assert get_args(C.PenaltyConfig.model_fields["name"].annotation) == tuple(PENALTIES)
+    assert get_args(C.MlpCritic.model_fields["activation"].annotation) == tuple(ACTIVATIONS)
+    assert get_args(C.MlpGenerator.model_fields["activation"].annotation) == tuple(ACTIVATIONS)
+    assert get_args(C.DcganCritic.model_fields["norm"].annotation) == tuple(NORMS)

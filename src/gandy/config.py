@@ -16,6 +16,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .core.errors import ConfigError  # noqa: F401 (re-exported: gandy.config.ConfigError)
+from .core.nets.base import ACTIVATIONS
+from .images.nets import NORMS
+from .objectives import GAMES, PENALTIES
 
 
 def _not_bool(v):
@@ -242,12 +245,16 @@ KernelConfig = Annotated[
 ]
 
 
+# choices that name a registry's entries are derived from the registry, never typed twice
+Activation = Literal[tuple(ACTIVATIONS)]
+
+
 # --------------------------------------------------------------------------- network generators
 class MlpGenerator(Section):
     name: Literal["mlp"]
     latent_dim: PosInt = 2
     widths: list[PosInt] = [128, 128]
-    activation: Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"] = "relu"
+    activation: Activation = "relu"
     """G(z) = MLP(z), z ~ N(0, I) in latent_dim dimensions."""
 
 
@@ -258,7 +265,7 @@ class AffineGenerator(Section):
     direction orthogonal to it (Fedus et al.'s parallel segments)."""
 
 
-Norm = Literal["batch", "layer", "none"]
+Norm = Literal[NORMS]
 
 
 class DcganGenerator(Section):
@@ -275,7 +282,6 @@ GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator, DcganGenerator]
 
 
 # --------------------------------------------------------------------------- critics
-Activation = Literal["relu", "leaky_relu", "tanh", "sigmoid", "gelu", "sin"]
 
 
 class MlpCritic(Section):
@@ -318,7 +324,7 @@ CriticConfig = Annotated[
 
 # --------------------------------------------------------------------------- penalty / optim
 class PenaltyConfig(Section):
-    name: Literal["none", "sobolev", "wgan_gp", "r1", "r2", "dragan"] = "none"
+    name: Literal[tuple(PENALTIES)] = "none"
     weight: NonNegFloat = 0.0
     on: Literal["logit", "probability"] = "logit"
     """Differentiate the critic's logit f or the probability sigmoid(f)."""
@@ -439,8 +445,6 @@ class Config(Section):
     @field_validator("objective")
     @classmethod
     def _objective(cls, v):
-        from .objectives import GAMES
-
         if v not in GAMES:
             raise ValueError(f"unknown objective {v!r}; valid: {', '.join(GAMES)}")
         return v
@@ -750,8 +754,6 @@ def _game_regulariser(data: dict) -> dict:
     """A named game that brings its regulariser (wgan_gp, gan_gp, dragan, dragan_ns: a penalty
     with lambda = 10; wgan: clipping at 0.01) sets it where the user's config says nothing; a
     different penalty named by the user is a conflict."""
-    from .objectives import GAMES
-
     game = GAMES.get(data.get("objective")) if isinstance(data.get("objective"), str) else None
     if game is None:
         return data
