@@ -23,7 +23,6 @@ from ._version import __version__
 from . import config as C
 from .game import PHASES, build, member_tables, simulate
 from .metrics.order import ORDER_PARAMETERS
-from .plots import plot_run
 from .rng import Stream, member_keys
 from .budget import output_bytes
 from .store import RunResult, density_grid, final_rows, prepare_out, write_run
@@ -64,7 +63,12 @@ def run(
     wall = time.perf_counter() - t0
     result = assemble(sim, raw, wall)
     if out is not None:
-        write_run(result, Path(out), force=force, draw=plot_run if figures else None)
+        draw = None
+        if figures:
+            from .plots import plot_run  # matplotlib: 0.7-0.9 s of start-up, paid only where figures are drawn
+
+            draw = plot_run
+        write_run(result, Path(out), force=force, draw=draw)
     return result
 
 
