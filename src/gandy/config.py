@@ -8,6 +8,7 @@ discriminated unions, so an unknown name is reported with the list of valid ones
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -533,15 +534,18 @@ def _check_duplicates(node, path: str, source: str) -> None:
 def load_yaml(text: str, source: str = "YAML", field: str = ""):
     """Parse YAML safely; malformed YAML and duplicate keys are a ConfigError naming ``source``
     (the file, or the override) and the field (``field``: the dotted path the text sits at)."""
+    loader = yaml.SafeLoader(text)  # parsed once: the node tree is checked, then constructed
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
         _check_duplicates(node, field, source)
-        return yaml.safe_load(text)
+        return None if node is None else loader.construct_document(node)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or " ".join(str(e).split())
         raise ConfigError(field or "config", f"{source} is not valid YAML: {problem}{where}") from None
+    finally:
+        loader.dispose()
 
 
 # --------------------------------------------------------------------------- messages
@@ -573,8 +577,6 @@ def _show(v) -> str:
 
 
 def _json_text(v) -> str:
-    import json
-
     try:
         return json.dumps(v)
     except (TypeError, ValueError):
@@ -614,6 +616,11 @@ def _integer_field(loc: tuple) -> bool:
     return strip(ann) is int
 
 
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+"""pydantic's bound errors: the sign to print and the key of the bound in the error's context."""
+
+
 def _expected(e: dict) -> Optional[str]:
     """What a pydantic error says was expected, in words (None: no short phrase)."""
     t, ctx = e["type"], e.get("ctx", {})
@@ -629,10 +636,9 @@ def _expected(e: dict) -> Optional[str]:
         return words[t]
     if t == "literal_error":
         return f"one of {ctx.get('expected')}"
-    for kind, sign in (("greater_than_equal", ">="), ("greater_than", ">"), ("less_than_equal", "<="), ("less_than", "<")):
-        if t == kind:
-            key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind]
-            return f"{'an integer' if _integer_field(e['loc']) else 'a number'} {sign} {ctx.get(key)}"
+    if t in _BOUNDS:
+        sign, key = _BOUNDS[t]
+        return f"{'an integer' if _integer_field(e['loc']) else 'a number'} {sign} {ctx.get(key)}"
     return None
 
 
