@@ -1,6 +1,6 @@
 """Resource estimates made before any work: memory of a batched simulation and disk of its output.
 
-:func:`memory_bytes` adds up what one batch of members holds at its peak (critic and generator
+:func:`memory_parts` adds up, by contributor, what one batch of members holds at its peak (critic and generator
 parameters with their gradients and optimiser moments, the critic's activations on the real and
 generated points through a double backward, the particles and their snapshots, the O(N^2) metric
 distance matrices, a dense kernel). The factors are calibrated against the measured peak resident

@@ -313,6 +313,11 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     return metrics, results, sweep_snapshots(sim, raw, index)
 
 
+def checkpoint_path(out: Path, chunk: Chunk) -> Path:
+    """Where a running chunk saves its state (deleted once its results are stored)."""
+    return out / "chunks" / f"{chunk.id}.checkpoint.pt"
+
+
 def chunk_fingerprint(chunk: Chunk) -> str:
     """What a chunk's checkpoint must match: its shared config and its members."""
     blob = json.dumps({"config": chunk.config, "members": chunk.members}, sort_keys=True, default=str)
@@ -348,7 +353,8 @@ def run_sweep(
     sim0 = None
     for ch in p.chunks:  # and every shared config (dimensions, data files, kernels, memory) too
         sim = build(C.load_config(ch.config), members=len(ch.members))
-        sim0 = sim0 or sim
+        if sim0 is None:
+            sim0 = sim  # kept for the output-size estimate; the others are dropped as they are checked
     resolved = C.dump_config(cfg)
     if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
             and (out / "config.yaml").is_file() and (out / "config.yaml").read_text() == resolved:
@@ -381,7 +387,7 @@ def run_sweep(
     t0 = time.perf_counter()
 
     def checkpoints(ch: Chunk) -> Checkpoint:
-        return Checkpoint(out / "chunks" / f"{ch.id}.checkpoint.pt", chunk_fingerprint(ch),
+        return Checkpoint(checkpoint_path(out, ch), chunk_fingerprint(ch),
                           every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
 
     def done(ch: Chunk, tables) -> None:
@@ -392,7 +398,7 @@ def run_sweep(
             write_atomic(out / "chunks" / f"{ch.id}.snapshots.npz", buf.getvalue())
         write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
         write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
-        (out / "chunks" / f"{ch.id}.checkpoint.pt").unlink(missing_ok=True)  # gandy's own file, no longer needed
+        checkpoint_path(out, ch).unlink(missing_ok=True)  # gandy's own file, no longer needed
 
     def step(k: int) -> None:
         if bar is not None:
