@@ -33,8 +33,8 @@ TABLES = ("results.parquet", "metrics.parquet", "damping.parquet")
 
 
 def _configs(tmp: Path) -> dict:
-    root = resources.files("gandy").joinpath("configs")
-    lab = yaml.safe_load(root.joinpath("many-paths.yaml").read_text())["parallel_lines"]
+    root = resources.files("gandy").joinpath("studies")
+    lab = yaml.safe_load(root.joinpath("many_paths", "config.yaml").read_text())["parallel_lines"]
     image = {
         "target": {"name": "mnist"}, "generator": {"name": "dcgan", "latent_dim": 8, "width": 4},
         "critic": {"name": "dcgan", "width": 4}, "objective": "ns", "penalty": None,
@@ -47,8 +47,8 @@ def _configs(tmp: Path) -> dict:
     for name, data in (("lab", lab), ("image", image)):
         paths[name] = tmp / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(data, sort_keys=False))
-    paths["sweep"] = Path(str(root.joinpath("collapse-1d.yaml")))
-    paths["damping"] = Path(str(root.joinpath("damping.yaml")))
+    paths["sweep"] = Path(str(root.joinpath("collapse_1d", "config.yaml")))
+    paths["damping"] = Path(str(root.joinpath("damping", "config.yaml")))
     return paths
 
 

@@ -20,7 +20,8 @@ import time
 import torch
 
 import gandy
-from gandy.game import Members, advance, build, start
+from gandy.core.step import MemberValues, advance, start
+from gandy.runs.build import build
 
 BASE = ["generator={name: dcgan, latent_dim: 64, width: 64}", "critic={name: dcgan, width: 64}",
         "optim.critic={name: adam, lr: 0.0002, betas: [0.5, 0.999]}",
@@ -28,9 +29,9 @@ BASE = ["generator={name: dcgan, latent_dim: 64, width: 64}", "critic={name: dcg
 
 MEMORY_SNIPPET = """
 import resource, numpy as np, torch
-from gandy.images.classifier import load_classifier
-from gandy.images.data import color_mnist
-from gandy.images.evaluate import Extractor, evaluate_images
+from gandy.core.images.classifier import load_classifier
+from gandy.core.images.data import color_mnist
+from gandy.core.images.evaluate import Extractor, evaluate_images
 torch.set_num_threads(1)
 clf = load_classifier()
 fake = color_mnist(np.arange(10_000), "train", seed=5)[0]
@@ -46,7 +47,7 @@ def images_per_second(over: list[str], steps: int, members: int, device: str, ba
     sim = build(gandy.load_config(None, BASE + over + [f"device={device}"]))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     groups = [list(range(members))] if batched else [[i] for i in range(members)]
-    states = [start(sim, g, Members.from_configs([sim.cfg] * len(g), sim.device)) for g in groups]
+    states = [start(sim, g, MemberValues.from_configs([sim.cfg] * len(g), sim.device)) for g in groups]
     for st in states:
         advance(sim, st)  # warm-up
     sync()

@@ -15,8 +15,10 @@ import time
 import torch
 
 import gandy
-from gandy.game import advance, build, simulate, start
-from gandy.experiments.many_paths import GAMES_RUN
+from gandy.core.step import advance, start
+from gandy.runs.build import build
+from gandy.runs.loop import simulate
+from gandy.studies.many_paths.experiment import GAMES_RUN
 
 BASE = ["target={name: ring8}", "generator={name: mlp, latent_dim: 2, widths: [128, 128]}",
         "critic={name: mlp, widths: [128, 128]}", "optim.generator={name: adam, lr: 0.0005}",

@@ -1,4 +1,4 @@
-"""The up-front memory estimate (gandy.budget) against the measured peak of real runs.
+"""The up-front memory estimate (gandy.runs.budget) against the measured peak of real runs.
 
 Each case runs in a fresh interpreter (Linux): the resident set after ``build`` is the baseline
 (the peak is reset there through /proc/self/clear_refs), the peak resident set (VmHWM) after
@@ -38,9 +38,10 @@ CASES = {
 PROBE = """
 import json, sys, torch
 torch.set_num_threads(1)
-from gandy.config import load_config
-from gandy.game import build, simulate
-from gandy.budget import memory_parts
+from gandy.runs.config import load_config
+from gandy.runs.build import build
+from gandy.runs.loop import simulate
+from gandy.runs.budget import memory_parts
 
 
 def status(key):

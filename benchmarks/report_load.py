@@ -37,14 +37,14 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background
 
 
 def real_sweep(out: Path) -> Path:
-    from gandy import config as C
-    from gandy.sweep import run_sweep
+    from gandy.runs import config as C
+    from gandy.runs.sweep import run_sweep
 
     cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 32}, "critic": {"name": "mlp", "widths": [16]},
                          "steps": 40, "log_every": 4, "seeds": [0],
                          "sweep": {"kernel.g2": {"logspace": [0.001, 0.9], "num": 64},
                                    "optim.critic.lr": {"logspace": [0.0001, 0.1], "num": 64}}})
-    run_sweep(cfg, out, figures=False)
+    run_sweep(cfg, out)
     return out
 
 
@@ -60,7 +60,7 @@ def naive_json_bytes(d: Path) -> int:
 
 
 def measure(name: str, d: Path, browser, repeats: int) -> dict:
-    from gandy.report import write_report
+    from gandy.views.report import write_report
 
     t0 = time.perf_counter()
     out = write_report(d)

@@ -1,6 +1,6 @@
 """A 256-member sweep (16 g2/g1 x 16 critic learning rates; N = 64, d = 1, ReLU MLP critic of
 width 128, Sobolev penalty, Adam) run batched vs a sequential loop over members with the same
-code (``gandy.game.start`` / ``advance``), plus the critic step's achieved GFLOP/s beside this
+code (``gandy.core.step.start`` / ``advance``), plus the critic step's achieved GFLOP/s beside this
 machine's measured float32 matmul peak, and the peak host memory of a 4,096-member sweep.
 
     python benchmarks/sweep_batched.py [--steps 2000] [--seq-members 8] [--device cpu|cuda] [--memory]
@@ -22,7 +22,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import gandy
-from gandy.game import Members, advance, build, critic_update, start
+from gandy.core.step import MemberValues, advance, critic_update, start
+from gandy.runs.build import build
 
 OVERRIDES = ["particles.n=64", "critic.widths=[128]", "critic.activation=relu", "optim.generator.lr=0.004"]
 
@@ -56,14 +57,14 @@ def memory_run(members: int, steps: int) -> None:
     """Child process: a ``members``-member sweep through the store, then print the peak RSS."""
     import tempfile
 
-    from gandy.sweep import run_sweep
+    from gandy.runs.sweep import run_sweep
 
     side = int(members**0.5)
     cfg = gandy.load_config(None, OVERRIDES + [f"steps={steps}", f"log_every={steps}", "seeds=[0]",
                                                f"sweep={{kernel.g2: {{logspace: [0.001, 0.5], num: {side}}}, "
                                                f"optim.critic.lr: {{logspace: [0.0001, 0.03], num: {side}}}}}"])
     with tempfile.TemporaryDirectory() as d:
-        _, _, s = run_sweep(cfg, f"{d}/out", figures=False)
+        _, _, s = run_sweep(cfg, f"{d}/out")
     print(f"{side * side} members in {s['sweep']['chunks']} chunks of {s['sweep']['chunk_sizes']}: "
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2:.2f} GB")
 
@@ -86,7 +87,7 @@ def main() -> None:
     b = len(cfgs)
     print(f"# torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, device {args.device}")
 
-    st = start(sim, [0] * b, Members.from_configs(cfgs, sim.device))
+    st = start(sim, [0] * b, MemberValues.from_configs(cfgs, sim.device))
     sync()
     t0 = time.perf_counter()
     for _ in range(args.steps):
@@ -96,7 +97,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for c in cfgs[:: b // args.seq_members][: args.seq_members]:
-        s1 = start(sim, [0], Members.from_configs([c], sim.device))
+        s1 = start(sim, [0], MemberValues.from_configs([c], sim.device))
         for _ in range(args.steps):
             advance(sim, s1)
     sync()

@@ -1,8 +1,9 @@
-"""The import graph of the package: no cycles, counting imports inside functions too.
+"""The package's layers, enforced on its import graph (docs/architecture.md).
 
-Issue 14's layered layout (core, runs, studies, views, imported only downward) is being built one
-piece at a time; until every module has its layer, this test holds the part that already holds:
-no module imports, directly or through others, a module that imports it back.
+``cli -> studies -> views -> runs -> core``: a module imports only from its own layer or below,
+views read files only through ``runs.store``, the core knows nothing of config parsing, files or
+figures, no module imports (directly or through others) one that imports it back, and imports sit
+at the top of modules (inside a function only for an optional extra, each named here).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ast
 from pathlib import Path
 
 import gandy
+from gandy.runs import config as C
 
 ROOT = Path(gandy.__file__).parent
 
@@ -100,7 +102,7 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "gandy.sweep" in graph and "gandy.executors" in graph["gandy.sweep"]  # the graph is read
+    assert "gandy.runs.sweep" in graph and "gandy.runs.executors" in graph["gandy.runs.sweep"]  # the graph is read
     assert cycles(graph) == []
 
 
@@ -109,20 +111,94 @@ def test_the_core_imports_no_parsing_files_or_plots():
     core = {m: deps for m, deps in graph.items() if m.startswith("gandy.core")}
     assert core
     for m, deps in core.items():
-        for banned in ("gandy.config", "gandy.store", "gandy.plots", "gandy.report", "gandy.cli"):
-            assert banned not in deps, (m, banned)
+        for banned in ("gandy.runs", "gandy.views", "gandy.studies", "gandy.cli"):
+            assert not any(d.startswith(banned) for d in deps), (m, banned)
 
 
 def test_config_choices_are_the_registries():
     """A registry entry is a valid config value with no second list to edit (issue 14's recipe)."""
     from typing import get_args
 
-    from gandy import config as C
     from gandy.core.nets.base import ACTIVATIONS
-    from gandy.images.nets import NORMS
-    from gandy.objectives import PENALTIES
+    from gandy.core.optim import OPTIMISERS
+    from gandy.core.nets.dcgan import NORMS
+    from gandy.core.objectives import PENALTIES
 
     assert get_args(C.PenaltyConfig.model_fields["name"].annotation) == tuple(PENALTIES)
     assert get_args(C.MlpCritic.model_fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(C.MlpGenerator.model_fields["activation"].annotation) == tuple(ACTIVATIONS)
     assert get_args(C.DcganCritic.model_fields["norm"].annotation) == tuple(NORMS)
+    assert get_args(C.CriticOptim.model_fields["name"].annotation) == OPTIMISERS
+    assert get_args(C.GeneratorOptim.model_fields["name"].annotation) == OPTIMISERS
+
+
+LAYERS = {"gandy._version": 0, "gandy.core": 0, "gandy.runs": 1, "gandy.views": 2, "gandy.studies": 3, "gandy.cli": 4,
+          "gandy.__main__": 5, "gandy": 5}
+"""Rank of each layer: a module may import modules of its rank or lower."""
+
+DEFERRED = {("gandy.runs.executors", "ray"), ("gandy.core.images.evaluate", "torch_fidelity")}
+"""The imports allowed inside functions: the optional extras. (Slow required dependencies are
+:class:`gandy.core.lazy.LazyModule` s, each with its cost named.)"""
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    for k in range(len(parts), 0, -1):
+        if ".".join(parts[:k]) in LAYERS:
+            return LAYERS[".".join(parts[:k])]
+    raise KeyError(f"{module} is in no layer: add its folder to LAYERS and docs/architecture.md")
+
+
+def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Imports that point up the layers, and views reading runs other than through the store."""
+    bad = [(m, d) for m, deps in graph.items() for d in deps if layer(d) > layer(m)]
+    bad += [(m, d) for m, deps in graph.items() if m.startswith("gandy.views")
+            for d in deps if d.startswith("gandy.runs") and d != "gandy.runs.store"]
+    return sorted(bad)
+
+
+def test_the_layer_check_finds_a_planted_upward_import():
+    g = {"gandy.core.step": {"gandy.runs.loop"}, "gandy.runs.loop": {"gandy.core.step"},
+         "gandy.views.report": {"gandy.runs.sweep", "gandy.runs.store"}, "gandy.cli": {"gandy.studies"}}
+    assert upward(g) == [("gandy.core.step", "gandy.runs.loop"), ("gandy.views.report", "gandy.runs.sweep")]
+
+
+def test_every_import_points_down_the_layers():
+    graph = import_graph()
+    assert {layer(m) for m in graph} == {0, 1, 2, 3, 4, 5}  # every layer is present and read
+    assert upward(graph) == []
+
+
+def test_imports_sit_at_the_top_of_modules():
+    inner = set()
+    for name, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    inner |= {(name, a.name.split(".")[0]) for a in node.names}
+                elif isinstance(node, ast.ImportFrom):
+                    inner.add((name, (node.module or "").split(".")[0]))
+    assert inner == DEFERRED
+
+
+def _tags(union) -> set[str]:
+    from typing import get_args
+
+    members = get_args(get_args(union)[0]) if hasattr(union, "__metadata__") else get_args(union)
+    return {get_args(m.model_fields["name"].annotation)[0] for m in members}
+
+
+def test_config_sections_are_the_registries():
+    """Every registry entry has its config section and every section its entry (the two places
+    of the "add a target / kernel / critic / generator" recipes)."""
+    from gandy.core.kernels import KERNELS
+    from gandy.core.nets import CRITICS, GENERATORS
+    from gandy.core.targets import TARGETS
+
+    assert _tags(C.TargetConfig) == set(TARGETS)
+    assert _tags(C.KernelConfig) == set(KERNELS)
+    assert _tags(C.CriticConfig) == set(CRITICS)
+    assert _tags(C.GeneratorConfig) == set(GENERATORS)

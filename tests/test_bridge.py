@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gandy import config as C
-from gandy.bridge import SIDES, run_bridge, summarise
-from gandy.experiments.bridge import spec
-from gandy.kernels import NtkMlp, empirical_ntk, sphere_latents
+from gandy.runs import config as C
+from gandy.studies.bridge.model import SIDES, run_bridge, summarise
+from gandy.studies.bridge.experiment import spec
+from gandy.core.kernels import NtkMlp, empirical_ntk, sphere_latents
 
 
 def _cfg(*over):
@@ -67,7 +67,7 @@ def test_bridge_experiment_writes_its_tables_and_figure(tmp_path):
 
     import pandas as pd
 
-    from gandy.experiments.bridge import run
+    from gandy.studies.bridge.experiment import run
 
     figs = run(tmp_path / "b", quick=True, overrides=["steps=4", "log_every=2", "particles.n=16"],
                progress=False, echo=lambda s: None)

@@ -1,4 +1,4 @@
-"""The MNIST digit classifier (gandy.images.classifier): accuracy, cache integrity, determinism."""
+"""The MNIST digit classifier (gandy.core.images.classifier): accuracy, cache integrity, determinism."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-import gandy.images.classifier as C
-from gandy.images.data import color_mnist, mnist
+import gandy.core.images.classifier as C
+from gandy.core.images.data import color_mnist, mnist
 
 
 @pytest.fixture(scope="session")

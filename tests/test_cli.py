@@ -17,8 +17,8 @@ import pytest
 import yaml
 from datafiles import write_data_file
 
-from gandy.config import dump_config, load_config
-from gandy.metrics.order import ORDER_PARAMETERS
+from gandy.runs.config import dump_config, load_config
+from gandy.core.metrics.order import ORDER_PARAMETERS
 
 from conftest import TINY
 

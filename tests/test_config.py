@@ -1,4 +1,4 @@
-"""Config loading, dotted overrides and validation (gandy.config), plus the build-time checks
+"""Config loading, dotted overrides and validation (gandy.runs.config), plus the build-time checks
 that validate a config against itself (dimensions, kernel matrices, data files)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import yaml
 from datafiles import write_data_file
 
 import gandy
-from gandy.config import Config, ConfigError, apply_overrides, dump_config, load_config
-from gandy.game import build
+from gandy.runs.config import Config, ConfigError, apply_overrides, dump_config, load_config
+from gandy.runs.build import build
 
 
 def _err(source=None, overrides=None) -> ConfigError:

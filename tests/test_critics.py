@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gandy.config import (
+from gandy.runs.config import (
     CriticOptim,
     LinearCritic,
     MlpCritic,
@@ -17,10 +17,13 @@ from gandy.config import (
     Ring8Target,
     TwoModes1dTarget,
 )
-from gandy.critics import ACTIVATIONS, CRITICS, Linear, Mlp, RandomFeatures, Rbf, build_critic
-from gandy.game import BatchedOptimizer
-from gandy.rng import Stream, member_keys
-from gandy.targets import build_target
+from gandy.core.nets.base import ACTIVATIONS
+from gandy.core.nets import CRITICS, build_critic
+from gandy.core.nets.features import Linear, RandomFeatures, Rbf
+from gandy.core.nets.mlp import Mlp
+from gandy.core.optim import BatchedOptimizer
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import build_target
 
 D64 = torch.float64
 

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from gandy import config as C
-from gandy.damping import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum, linear_model,
+from gandy.runs import config as C
+from gandy.studies.damping.model import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum, linear_model,
                            run_damping, steps_to, transverse_radius)
-from gandy.game import build, start
+from gandy.runs.build import build
+from gandy.core.step import start
 
 BASE = {
     "target": {"name": "point_mass", "location": [1.0, -0.5]},

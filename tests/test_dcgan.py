@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from gandy.images.nets import DcganCritic, DcganGenerator
-from gandy.rng import Stream, member_keys
+from gandy.core.nets.dcgan import DcganCritic, DcganGenerator
+from gandy.core.rng import Stream, member_keys
 
 
 def _stream(b=3, name="w"):

@@ -7,9 +7,9 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from gandy.metrics.divergences import (LOG2, Segment, divergences, gaussian_kl, js_of_densities_1d, knn_divergences,
+from gandy.core.metrics.divergences import (LOG2, Segment, divergences, gaussian_kl, js_of_densities_1d, knn_divergences,
                                        knn_kl, mmd2, sample_divergences, segments_divergences, w1)
-from gandy.metrics.order import w1_from_cost
+from gandy.core.metrics.order import w1_from_cost
 
 
 def test_two_segments_closed_form():

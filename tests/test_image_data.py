@@ -1,4 +1,4 @@
-"""Image data (gandy.images.data): MNIST split, Color MNIST, user images and sample grids."""
+"""Image data (gandy.core.images.data): MNIST split, Color MNIST, user images and sample grids."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from gandy.config import ConfigError
-from gandy.images.data import color_mnist, color_mode_ids, grid, load_images, mnist, save_grid
+from gandy.runs.config import ConfigError
+from gandy.core.images.data import color_mnist, color_mode_ids, grid, load_images, mnist
+from gandy.views.plots import save_grid
 
 FIELD = "data.path"
 

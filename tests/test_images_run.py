@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import gandy
-from gandy import config as C
-from gandy.images.classifier import load_classifier
-from gandy.images.data import mnist
-from gandy.images.evaluate import METRICS, Extractor, evaluate_images
-from gandy.images import quality as Q
-from gandy.rng import Stream, member_keys
-from gandy.targets import build_target
+from gandy.runs import config as C
+from gandy.core.images.classifier import load_classifier
+from gandy.core.images.data import mnist
+from gandy.core.images.evaluate import METRICS, Extractor, evaluate_images
+from gandy.core.images import quality as Q
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import build_target
 
 TINY_IMG = {
     "target": {"name": "mnist"},
@@ -100,7 +100,7 @@ def test_fid_of_real_halves_is_small_next_to_real_against_noise():
 
 
 def test_a_blown_up_member_is_labelled_not_averaged(monkeypatch):
-    from gandy.images import evaluate as E
+    from gandy.core.images import evaluate as E
 
     real_generate = E.generate
 
@@ -117,7 +117,7 @@ def test_a_blown_up_member_is_labelled_not_averaged(monkeypatch):
 
 
 def test_robustness_experiment_tables_and_figures(tmp_path):
-    from gandy.experiments.robustness import game_config, run
+    from gandy.studies.robustness.experiment import game_config, run
 
     over = ["steps=2", "log_every=1", "generator.width=4", "critic.width=4", "metrics.images.n_fake=128",
             "metrics.images.n_real=128", "metrics.images.w_critic_steps=5"]

@@ -1,4 +1,4 @@
-"""Tests of gandy.kernels against hand computation, closed forms and independent numerical methods.
+"""Tests of gandy.core.kernels against hand computation, closed forms and independent numerical methods.
 
 SCIENCE.md section 1.2: K = (g1 - g2) I + g2 J with g1 = Theta(rho=1), g2 = Theta(rho=0), where Theta
 is the analytic infinite-width NTK of a fully connected network (NTK parameterisation).
@@ -14,8 +14,8 @@ import torch
 from scipy import integrate, special
 from torch import nn
 
-from gandy import config as C
-from gandy.kernels import (
+from gandy.runs import config as C
+from gandy.core.kernels import (
     Dense,
     NtkMlp,
     TwoNumber,

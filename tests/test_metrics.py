@@ -7,10 +7,10 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from gandy import config as C
-from gandy.metrics.order import coverage_kl, mean_abs_cos, nearest_mode, order_parameters, w1_exact
-from gandy.rng import Stream, member_keys
-from gandy.targets import GaussianMixture, build_target, mnist_images
+from gandy.runs import config as C
+from gandy.core.metrics.order import coverage_kl, mean_abs_cos, nearest_mode, order_parameters, w1_exact
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import GaussianMixture, build_target, mnist_images
 
 
 def test_coverage_kl_hand_values():

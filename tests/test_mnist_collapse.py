@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gandy import config as C
-from gandy.experiments.mnist_collapse import X, Y, base_config, boundary, quick_overrides, run
-from gandy.sweep import expand
+from gandy.runs import config as C
+from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
+from gandy.runs.sweep import expand
 
 
 def test_full_grid_is_the_papers():

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gandy.cli import app
-from gandy.kernels import ntk_g1_g2
-from gandy.universality import empirical_stats
+from gandy.core.kernels import ntk_g1_g2
+from gandy.studies.universality.model import empirical_stats
 
 runner = CliRunner()
 
@@ -108,7 +108,7 @@ def test_text_output_lists_the_numbers():
 
 
 def test_kernel_universality_quick_writes_table_and_figures(tmp_path):
-    from gandy.experiments import kernel_universality as K
+    from gandy.studies.universality import experiment as K
 
     out = tmp_path / "ku"
     r = runner.invoke(app, ["run", "kernel-universality", "--quick", "--out", str(out)])

@@ -1,4 +1,4 @@
-"""Games and gradient penalties (gandy.objectives): hand-computed values, sign conventions,
+"""Games and gradient penalties (gandy.core.objectives): hand-computed values, sign conventions,
 finite-difference gradients of every penalty w.r.t. the critic parameters, and the force."""
 
 from __future__ import annotations
@@ -8,11 +8,14 @@ import math
 import pytest
 import torch
 
-from gandy.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
-from gandy.critics import Critic, Linear, Mlp
-from gandy.game import build, particle_force
-from gandy.objectives import GAMES, PENALTIES, input_grad
-from gandy.rng import Stream, member_keys
+from gandy.runs.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
+from gandy.core.nets.base import Critic
+from gandy.core.nets.features import Linear
+from gandy.core.nets.mlp import Mlp
+from gandy.runs.build import build
+from gandy.core.step import particle_force
+from gandy.core.objectives import GAMES, PENALTIES, input_grad
+from gandy.core.rng import Stream, member_keys
 
 D64 = torch.float64
 
@@ -512,7 +515,7 @@ def test_named_games_are_their_base_game_plus_regulariser(name, base, penalty):
 
 def test_named_game_refuses_a_different_penalty_and_keeps_a_given_weight():
     import gandy
-    from gandy.config import ConfigError
+    from gandy.runs.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
         gandy.load_config({"objective": "gan_gp", "penalty": {"name": "r1", "weight": 1.0}})
@@ -522,7 +525,8 @@ def test_named_game_refuses_a_different_penalty_and_keeps_a_given_weight():
 
 def test_wgan_clipping_keeps_every_critic_weight_in_range():
     import gandy
-    from gandy.game import advance, build, start
+    from gandy.core.step import advance, start
+    from gandy.runs.build import build
 
     cfg = gandy.load_config({"objective": "wgan", "critic": {"name": "mlp", "widths": [16, 16]},
                              "optim": {"critic": {"name": "rmsprop", "lr": 0.05, "steps": 3}}, "seeds": [0, 1]})
@@ -537,8 +541,8 @@ def test_wgan_clipping_keeps_every_critic_weight_in_range():
 
 
 def test_rmsprop_matches_torch():
-    from gandy.config import CriticOptim
-    from gandy.game import BatchedOptimizer
+    from gandy.runs.config import CriticOptim
+    from gandy.core.optim import BatchedOptimizer
 
     torch.manual_seed(0)
     w0 = torch.randn(2, 3, dtype=torch.float64)

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import gandy
-from gandy import config as C
-from gandy.demo import demo_config
-from gandy.game import advance, build, start
-from gandy.kernels import Dense
+from gandy.runs import config as C
+from gandy.studies.demo.experiment import demo_config
+from gandy.core.step import advance, start
+from gandy.runs.build import build
+from gandy.core.kernels import Dense
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Sample-quality metrics (gandy.images.quality) against closed forms and independent computations."""
+"""Sample-quality metrics (gandy.core.images.quality) against closed forms and independent computations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import scipy.linalg
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gandy.images import quality as q
+from gandy.core.images import quality as q
 
 
 def _spd(rng, f, cond=10.0):

@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from gandy import config as C
-from gandy.config import ConfigError
-from gandy.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
-from gandy.store import principal_plane
+from gandy.runs import config as C
+from gandy.runs.config import ConfigError
+from gandy.views.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
+from gandy.runs.store import principal_plane
 
 from datafiles import synthetic_sweep
 
@@ -56,15 +56,15 @@ def gandy_cli(*args, cwd=None):
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     """One of each kind of run directory, made by the real commands."""
-    from gandy.api import run
-    from gandy.damping import run_damping
-    from gandy.sweep import run_sweep
+    from gandy import run
+    from gandy.studies.damping.model import run_damping
+    from gandy.runs.sweep import run_sweep
 
     root = tmp_path_factory.mktemp("stores")
-    run_sweep(C.load_config(SWEEP), root / "sweep", figures=False)
+    run_sweep(C.load_config(SWEEP), root / "sweep")
     run(C.load_config(LAB), out=root / "lab", progress=False, figures=False)
     run(C.load_config(IMAGES), out=root / "images", progress=False, figures=False)
-    dcfg = C.load_config(yaml.safe_load((Path(__file__).parents[1] / "src/gandy/configs/damping.yaml").read_text()), ["steps=300"])
+    dcfg = C.load_config(yaml.safe_load((Path(__file__).parents[1] / "src/gandy/studies/damping/config.yaml").read_text()), ["steps=300"])
     run_damping(dcfg, [0.03, 0.3, 3.0], root / "damping", figures=False)
     return root
 
@@ -108,7 +108,7 @@ def test_budget_keeps_small_runs_whole_and_fits_large_sweeps():
 
 
 def test_image_budget_thins_snapshots_then_images():
-    from gandy.report import BUDGET, image_budget
+    from gandy.views.report import BUDGET, image_budget
 
     assert image_budget(2, 10, 16, 784) == (10, 16)  # a run keeps every snapshot and image
     f, n = image_budget(4096, 1, 16, 784)
@@ -128,7 +128,7 @@ def test_principal_plane_finds_the_two_widest_directions():
 
 
 def test_sweep_stores_snapshots_equal_to_the_single_run_of_the_same_member(stores, tmp_path):
-    from gandy.api import run
+    from gandy import run
 
     z = np.load(next((stores / "sweep" / "chunks").glob("*.snapshots.npz")))
     res = pd.read_parquet(stores / "sweep" / "results.parquet")
@@ -388,9 +388,9 @@ def test_image_run_page_draws_sample_grids(stores, browser):
 
 
 def test_image_sweep_page_draws_each_members_final_samples(tmp_path, browser):
-    from gandy.sweep import run_sweep
+    from gandy.runs.sweep import run_sweep
 
-    run_sweep(C.load_config({**IMAGES, "steps": 2, "sweep": {"optim.critic.lr": [1e-4, 1e-3]}}), tmp_path / "s", figures=False)
+    run_sweep(C.load_config({**IMAGES, "steps": 2, "sweep": {"optim.critic.lr": [1e-4, 1e-3]}}), tmp_path / "s")
     data = payload(tmp_path / "s")
     assert data["images"]["shape"] == [1, 28, 28] and len(data["images"]["blob"]) == 2
     res = pd.read_parquet(tmp_path / "s" / "results.parquet")
@@ -438,10 +438,10 @@ def test_script_ends_in_the_data_stay_text_in_the_page(tmp_path, browser):
 
 
 def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_path, browser):
-    from gandy.sweep import run_sweep
+    from gandy.runs.sweep import run_sweep
 
     cfg = {**SWEEP, "steps": 20, "sweep": {"kernel.g2": [0.01, 0.9], "optim.generator.lr": [0.1, 1.0e6]}}
-    res, _, _ = run_sweep(C.load_config(cfg), tmp_path / "s", figures=False)
+    res, _, _ = run_sweep(C.load_config(cfg), tmp_path / "s")
     blown = res[res["optim.generator.lr"] == 1.0e6]
     assert (blown.phase == "diverged").all() and np.isfinite(blown.coverage_kl).all()  # last values before the blow-up
     write_report(tmp_path / "s")
@@ -458,7 +458,7 @@ def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_p
 
 
 def test_particles_in_more_than_two_dimensions_are_drawn_on_the_targets_principal_plane(tmp_path, browser):
-    from gandy.api import run
+    from gandy import run
 
     cfg = C.load_config({"target": {"name": "ring8", "embed_dim": 5}, "particles": {"n": 32}, "critic": {"name": "mlp", "widths": [16]},
                          "steps": 20, "log_every": 10, "seeds": [0]})

@@ -1,4 +1,4 @@
-"""Counter-based random numbers (gandy.rng)."""
+"""Counter-based random numbers (gandy.core.rng)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from gandy.rng import Stream, _mix, member_keys, name_key
+from gandy.core.rng import Stream, _mix, member_keys, name_key
 
 N = 100_000
 
@@ -183,7 +183,7 @@ def test_name_key_is_blake2s_not_python_hash():
 def test_draws_are_reproducible_across_processes():
     """Independent of Python's hash seed: a fresh interpreter with another PYTHONHASHSEED agrees."""
     code = (
-        "import torch; from gandy.rng import Stream, member_keys; "
+        "import torch; from gandy.core.rng import Stream, member_keys; "
         "k = member_keys([1, 2]); s = Stream(k, 'data'); "
         "print(k.tolist(), s.uniform(3, dtype=torch.float64).tolist())"
     )

@@ -1,5 +1,5 @@
 """The Python API (gandy.run / gandy.load_run), determinism, per-seed divergence isolation and the
-phase rule (gandy.game.classify)."""
+phase rule (gandy.results.classify)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 import gandy
-from gandy import game
-from gandy.api import assemble
-from gandy.config import ConfigError, PhaseConfig, load_config
-from gandy.metrics.order import ORDER_PARAMETERS
+from gandy.runs import loop, results
+from gandy.runs.build import build
+from gandy.runs.api import assemble
+from gandy.runs.config import ConfigError, PhaseConfig, load_config
+from gandy.core.metrics.order import ORDER_PARAMETERS
 
 from conftest import TINY
 
@@ -140,10 +141,10 @@ SHORT = ["steps=20", "log_every=5"]
 
 
 def _simulate(seeds, poison: dict | None = None, overrides=SHORT):
-    """``game.simulate`` on the tiny config; ``poison = {member index: value}`` puts ``value`` into
+    """``simulate`` on the tiny config; ``poison = {member index: value}`` puts ``value`` into
     one initial particle of that member (wrapping ``sim.init_particles``, which ``simulate`` calls
     once with the per-member particle stream)."""
-    sim = game.build(load_config(TINY, overrides))
+    sim = build(load_config(TINY, overrides))
     if poison:
         orig = sim.init_particles
 
@@ -154,7 +155,7 @@ def _simulate(seeds, poison: dict | None = None, overrides=SHORT):
             return x
 
         sim.init_particles = init
-    return sim, game.simulate(sim, seeds)
+    return sim, loop.simulate(sim, seeds)
 
 
 @pytest.fixture(scope="module")
@@ -285,43 +286,43 @@ SWINGING = [1.0, 0.1, 1.0, 0.1, 1.0, 0.1, 1.0, 0.1]
 
 def test_classify_diverged():
     pc = PhaseConfig()
-    assert game.classify(_series(SETTLED), 2, K2_SCALE, pc, diverged=True) == "diverged"
+    assert results.classify(_series(SETTLED), 2, K2_SCALE, pc, diverged=True) == "diverged"
     nan_series = _series([0.1, 0.1, np.nan, np.nan])
-    assert game.classify(nan_series, 2, K2_SCALE, pc, diverged=False) == "diverged"
+    assert results.classify(nan_series, 2, K2_SCALE, pc, diverged=False) == "diverged"
 
 
 def test_classify_collapsed():
     pc = PhaseConfig()
     # all particles on one of two modes: coverage_kl = log 2, even though they sit on a mode
     s = _series(SETTLED, coverage_kl=math.log(2), on_mode=1.0)
-    assert game.classify(s, 2, K2_SCALE, pc, False) == "collapsed"
+    assert results.classify(s, 2, K2_SCALE, pc, False) == "collapsed"
     # only the window counts: collapsed early, split later -> not collapsed
     kl = [math.log(2)] * 6 + [0.0, 0.0]
-    assert game.classify(_series(SETTLED, coverage_kl=kl), 2, K2_SCALE, pc, False) == "converged"
+    assert results.classify(_series(SETTLED, coverage_kl=kl), 2, K2_SCALE, pc, False) == "converged"
     # threshold: default 0.5 log K; collapse_kl overrides it
-    assert game.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, pc, False) == "converged"
-    assert game.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, PhaseConfig(collapse_kl=0.2), False) == "collapsed"
+    assert results.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, pc, False) == "converged"
+    assert results.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, PhaseConfig(collapse_kl=0.2), False) == "collapsed"
 
 
 def test_classify_converged():
     pc = PhaseConfig()
-    assert game.classify(_series(SETTLED), 2, K2_SCALE, pc, False) == "converged"
+    assert results.classify(_series(SETTLED), 2, K2_SCALE, pc, False) == "converged"
     # settled but mostly off the modes -> not converged
-    assert game.classify(_series(SETTLED, on_mode=0.5), 2, K2_SCALE, pc, False) == "oscillating"
+    assert results.classify(_series(SETTLED, on_mode=0.5), 2, K2_SCALE, pc, False) == "oscillating"
 
 
 def test_classify_oscillating():
     pc = PhaseConfig()
-    assert game.classify(_series(SWINGING), 2, K2_SCALE, pc, False) == "oscillating"
+    assert results.classify(_series(SWINGING), 2, K2_SCALE, pc, False) == "oscillating"
     # a swing smaller than settle_tol * scale counts as settled
     small = [0.05, 0.05 + 0.04 * K2_SCALE] * 4
-    assert game.classify(_series(small), 2, K2_SCALE, pc, False) == "converged"
+    assert results.classify(_series(small), 2, K2_SCALE, pc, False) == "converged"
 
 
 def test_classify_without_modes_uses_w1():
     pc = PhaseConfig()
     nan = [np.nan] * 8
     s = _series(nan, coverage_kl=np.nan, on_mode=np.nan, w1=SETTLED)
-    assert game.classify(s, 0, 1.0, pc, False) == "converged"
+    assert results.classify(s, 0, 1.0, pc, False) == "converged"
     s = _series(nan, coverage_kl=np.nan, on_mode=np.nan, w1=SWINGING)
-    assert game.classify(s, 0, 1.0, pc, False) == "oscillating"
+    assert results.classify(s, 0, 1.0, pc, False) == "oscillating"

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gandy.config import ConfigError
-from gandy.store import MARKER, prepare_out, read_marker
+from gandy.runs.config import ConfigError
+from gandy.runs.store import MARKER, prepare_out, read_marker
 
 from conftest import TINY
 
@@ -269,12 +269,12 @@ def test_resume_on_a_single_run_is_refused(invoke_cli, tmp_path):
 
 # ----------------------------------------------------------------------------- errors
 def test_internal_error_is_one_line_with_a_debug_hint(invoke_cli, tmp_path, monkeypatch):
-    import gandy.api
+    import gandy.runs.api
 
     def broken(*a, **k):
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr(gandy.api, "simulate", broken)
+    monkeypatch.setattr(gandy.runs.api, "simulate", broken)
     res = invoke_cli(["run", _config(tmp_path), "--out", tmp_path / "o", "-q"])
     assert res.exit_code == 1
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
@@ -380,13 +380,13 @@ def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch
     """One chunk of 8 members: killed (an exception at step 67) after saves every 20 steps, then
     resumed: only the steps after the last save are made again, and the tables equal an
     uninterrupted run's exactly."""
-    import gandy.game as game
-    from gandy.config import load_config
-    from gandy.sweep import run_sweep
+    import gandy.runs.loop as loop
+    from gandy.runs.config import load_config
+    from gandy.runs.sweep import run_sweep
 
     cfg = load_config(CHUNK)
     run_sweep(cfg, tmp_path / "whole")
-    real, calls = game.advance, {"n": 0}
+    real, calls = loop.advance, {"n": 0}
 
     def dying(sim, st):
         calls["n"] += 1
@@ -394,7 +394,7 @@ def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real(sim, st)
 
-    monkeypatch.setattr(game, "advance", dying)
+    monkeypatch.setattr(loop, "advance", dying)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, tmp_path / "cut", checkpoint_steps=20)
     chunks = sorted(os.listdir(tmp_path / "cut" / "chunks"))
@@ -443,12 +443,12 @@ def test_demo_phase_diagram_shows_what_the_readme_says(tmp_path):
     converged; the demo now runs 3,000 (about 45 s)."""
     import math
 
-    from gandy.config import load_config
-    from gandy.demo import PHASE_GRID
-    from gandy.experiments.collapse_1d import base_config
-    from gandy.sweep import run_sweep
+    from gandy.runs.config import load_config
+    from gandy.studies.demo.experiment import PHASE_GRID
+    from gandy.studies.collapse_1d.experiment import base_config
+    from gandy.runs.sweep import run_sweep
 
-    res, _, _ = run_sweep(load_config(base_config(), PHASE_GRID), tmp_path / "phase", figures=False)
+    res, _, _ = run_sweep(load_config(base_config(), PHASE_GRID), tmp_path / "phase")
     small, large = res[res["kernel.g2"] < 0.01], res[res["kernel.g2"] > 0.4]
     assert (small.phase == "converged").mean() >= 0.5 and small.coverage_kl.max() < 0.05
     assert (large.phase == "collapsed").all() and (large.coverage_kl > 0.9 * math.log(2)).all()

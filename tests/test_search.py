@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 import gandy
-from gandy import config as C
-from gandy.sweep import expand, parse_search, run_sweep
+from gandy.runs import config as C
+from gandy.runs.sweep import expand, parse_search, run_sweep
 
 LAB = {
     "target": {"name": "ring8"},
@@ -119,8 +119,8 @@ def test_search_through_ray_gives_the_local_rows(tmp_path):
              _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     try:
         cfg = search_cfg(trials=3)
-        a, ma, _ = run_sweep(cfg, tmp_path / "local", figures=False)
-        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray", figures=False)
+        a, ma, _ = run_sweep(cfg, tmp_path / "local")
+        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray")
         assert s["sweep"]["executor"] == "ray" and sorted(set(b.trial)) == [0, 1, 2]
         pd.testing.assert_frame_equal(a, b, check_exact=True)
         pd.testing.assert_frame_equal(ma, mb, check_exact=True)

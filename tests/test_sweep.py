@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 import gandy
-from gandy import config as C
-from gandy.plots import phase_grid
-from gandy.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.runs import config as C
+from gandy.views.plots import phase_grid
+from gandy.views.plots import plot_sweep
+from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
 
 BASE = {
     "target": {"name": "two_modes_1d"},
@@ -94,7 +95,7 @@ COLS = ["coverage_kl", "mean_dist", "com_error", "w1", "phase"]
 
 
 def test_sweep_members_equal_single_runs_bit_for_bit(tmp_path):
-    res, metrics, _ = run_sweep(cfg_with(), tmp_path / "s", figures=False)
+    res, metrics, _ = run_sweep(cfg_with(), tmp_path / "s")
     for g2 in (0.0, 0.5):
         for lr in (0.001, 0.01):
             single = gandy.run(C.load_config({**BASE, "sweep": None}, [f"kernel.g2={g2}", f"optim.critic.lr={lr}"]), figures=False)
@@ -105,8 +106,8 @@ def test_sweep_members_equal_single_runs_bit_for_bit(tmp_path):
 def test_unstable_member_cannot_change_the_others(tmp_path):
     stable = cfg_with(**{"optim.generator.lr": [0.01, 0.02]})
     unstable = cfg_with(**{"optim.generator.lr": [0.01, 0.02, 1.0e6]})
-    a, _, _ = run_sweep(stable, tmp_path / "a", figures=False)
-    b, _, _ = run_sweep(unstable, tmp_path / "b", figures=False)
+    a, _, _ = run_sweep(stable, tmp_path / "a")
+    b, _, _ = run_sweep(unstable, tmp_path / "b")
     assert (b[b["optim.generator.lr"] == 1.0e6].phase == "diverged").all()
     assert (b[b["optim.generator.lr"] == 1.0e6].diverged_step > 0).all()
     keep = b[b["optim.generator.lr"] < 1.0].drop(columns="member").reset_index(drop=True)
@@ -115,8 +116,8 @@ def test_unstable_member_cannot_change_the_others(tmp_path):
 
 @pytest.mark.parametrize("bs", [1, 3])
 def test_chunk_size_does_not_change_numbers(tmp_path, bs):
-    ref, mref, _ = run_sweep(cfg_with(), tmp_path / "ref", figures=False)
-    got, mgot, _ = run_sweep(cfg_with(**{**BASE["sweep"], "batch_size": bs}), tmp_path / "bs", figures=False)
+    ref, mref, _ = run_sweep(cfg_with(), tmp_path / "ref")
+    got, mgot, _ = run_sweep(cfg_with(**{**BASE["sweep"], "batch_size": bs}), tmp_path / "bs")
     pd.testing.assert_frame_equal(got, ref, check_exact=True)
     pd.testing.assert_frame_equal(mgot, mref, check_exact=True)
 
@@ -124,7 +125,7 @@ def test_chunk_size_does_not_change_numbers(tmp_path, bs):
 # ----------------------------------------------------------------------------- store
 def test_store_columns_and_figures(tmp_path):
     out = tmp_path / "s"
-    run_sweep(cfg_with(), out)
+    run_sweep(cfg_with(), out, draw=plot_sweep)
     res = pd.read_parquet(out / "results.parquet")
     met = pd.read_parquet(out / "metrics.parquet")
     for col in ("kernel.g2", "optim.critic.lr", "seed", "coverage_kl", "w1", "phase"):
@@ -139,11 +140,11 @@ def test_store_columns_and_figures(tmp_path):
 
 def test_existing_directory_needs_resume_or_force(tmp_path):
     out = tmp_path / "s"
-    run_sweep(cfg_with(), out, figures=False)
+    run_sweep(cfg_with(), out)
     with pytest.raises(C.ConfigError):
-        run_sweep(cfg_with(), out, figures=False)
+        run_sweep(cfg_with(), out)
     with pytest.raises(C.ConfigError) as e:
-        run_sweep(cfg_with(**{"kernel.g2": [0.1]}), out, resume=True, figures=False)
+        run_sweep(cfg_with(**{"kernel.g2": [0.1]}), out, resume=True)
     assert "different" in e.value.message
 
 
@@ -210,7 +211,7 @@ def test_cli_plot_phase(tmp_path):
     from gandy.cli import app
 
     out = tmp_path / "s"
-    run_sweep(cfg_with(), out, figures=False)
+    run_sweep(cfg_with(), out)
     r = CliRunner().invoke(app, ["plot", "phase", str(out), "--x", "kernel.g2", "--y", "optim.critic.lr", "--color", "w1"])
     assert r.exit_code == 0, r.output
     assert (out / "figures" / "phase_w1.png").exists()
@@ -225,8 +226,8 @@ def test_ray_executor_gives_identical_results(tmp_path):
              _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
     try:
         cfg = cfg_with(**{**BASE["sweep"], "batch_size": 3})
-        a, ma, _ = run_sweep(cfg, tmp_path / "local", figures=False)
-        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray", figures=False)
+        a, ma, _ = run_sweep(cfg, tmp_path / "local")
+        b, mb, s = run_sweep(cfg, tmp_path / "ray", executor="ray")
         assert s["sweep"]["executor"] == "ray" and s["sweep"]["chunks"] == 3
         pd.testing.assert_frame_equal(a, b, check_exact=True)
         pd.testing.assert_frame_equal(ma, mb, check_exact=True)

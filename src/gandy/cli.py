@@ -18,14 +18,25 @@ traceback. Ctrl-C prints one line and exits with code 130.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
+import torch
 import typer
 
-from .config import ConfigError
+from gandy.runs.api import run
+from gandy.runs.config import ConfigError, load_config
+from gandy.runs.executors import EXECUTORS
+from gandy.runs.sweep import run_sweep
+from gandy.studies import EXPERIMENTS
+from gandy.studies.damping.model import run_damping
+from gandy.studies.demo.experiment import run_demo
+from gandy.studies.universality.model import analytic, empirical
+from gandy.views.plots import plot_phase, plot_run, plot_sweep
+from gandy.views.report import write_report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="GAN dynamics: the effective particle model and a GAN lab.")
@@ -96,8 +107,6 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="show the traceback of an internal error"),
 ):
     """GAN dynamics: the effective particle model and a GAN lab."""
-    import torch
-
     _DEBUG["on"] = debug
     n = _threads(threads)
     if torch.get_num_threads() != n:
@@ -121,9 +130,6 @@ def run_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
-    from .executors import EXECUTORS
-    from .experiments import EXPERIMENTS
-
     if executor not in EXECUTORS:
         raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
@@ -149,15 +155,11 @@ def run_cmd(
         raise ConfigError("quick", "--quick applies to named experiments (gandy experiments), not to a config file")
     if not Path(config).suffix and not Path(config).exists():
         raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
-    from .config import load_config
-
     cfg = load_config(config, list(overrides or []))
     out = Path("runs") / Path(config).stem if out is None else out
     if cfg.sweep or cfg.search:
-        from .sweep import run_sweep
-
         results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,
-                                  progress=not quiet, echo=typer.echo, **options)
+                                  progress=not quiet, echo=typer.echo, draw=plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
         typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         _report(out, report)
@@ -167,9 +169,7 @@ def run_cmd(
                                     "a single run is written at its end, so rerun it")
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
-    from .api import run
-
-    res = run(cfg, out=out, progress=not quiet, force=force)
+    res = run(cfg, out=out, progress=not quiet, force=force, draw=plot_run)
     phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
     _report(out, report)
@@ -177,8 +177,6 @@ def run_cmd(
 
 def _report(out: Path, wanted: bool) -> None:
     if wanted:
-        from .report import write_report
-
         write_report(out, echo=typer.echo)
 
 
@@ -193,8 +191,6 @@ def report_cmd(
     on a click, divergence traces, damping curves, the config and every metric's protocol. It works
     on runs made by earlier versions too.
     """
-    from .report import write_report
-
     write_report(run_dir, echo=typer.echo)
 
 
@@ -217,10 +213,6 @@ def ntk_cmd(
     With --width, the empirical NTK of random networks beside them: the mean and spread of its
     diagonal and off-diagonal entries.
     """
-    import json
-
-    from .universality import analytic, empirical
-
     out = analytic(depth, activation, weight_var, bias_var)
     if width is not None:
         out["empirical"] = empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
@@ -250,9 +242,6 @@ def damping_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
-    from .config import load_config
-    from .damping import run_damping
-
     try:
         ws = [float(w) for w in weights.split(",") if w.strip()]
     except ValueError:
@@ -273,8 +262,6 @@ def damping_cmd(
 @_guarded
 def experiments_cmd():
     """List the named experiments."""
-    from .experiments import EXPERIMENTS
-
     width = max(map(len, EXPERIMENTS))
     for name, exp in EXPERIMENTS.items():
         typer.echo(f"{name:{width}s}  {exp.description}")
@@ -289,8 +276,6 @@ def plot_phase_cmd(
     color: str = typer.Option("coverage_kl", "--color", metavar="METRIC", help="order parameter to colour by"),
 ):
     """Phase diagram of a 2-D sweep: seed mean, half-collapse boundary and seed spread."""
-    from .plots import plot_phase
-
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
     try:
@@ -307,8 +292,6 @@ def demo_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Two-mode 1-D target at a small and a large g2/g1: particles split, then collapse."""
-    from .demo import run_demo
-
     figures = run_demo(out, progress=not quiet, echo=typer.echo)
     typer.echo("figures:")
     for f in figures:

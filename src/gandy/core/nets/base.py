@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as Fn
 
-from ...rng import Stream
-from ..errors import ConfigError
+from gandy.core.errors import ConfigError
+from gandy.core.rng import Stream
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,

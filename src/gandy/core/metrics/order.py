@@ -1,0 +1,131 @@
+"""Order parameters of a particle cloud ``x: (B, N, d)`` against a target (docs/model.md, "Mode collapse").
+
+Every function returns one value per member, ``(B,)`` (the histogram ``(B, K)``). Members whose
+particles are not finite get NaN, never a number averaged from garbage.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from gandy.core.lazy import LazyModule
+
+ot = LazyModule("ot")  # POT imports scikit-learn: 1.4-2 s of start-up, paid on the first exact W1
+
+ORDER_PARAMETERS = ("coverage_kl", "modes_covered", "on_mode", "mean_dist", "com_error", "mean_abs_cos", "w1")
+ORDER_PARAMETER_DOCS = {
+    "coverage_kl": "KL(p || uniform) of the particles' nearest-mode histogram p (modes assigned by the "
+                   "target's rule, euclidean or cosine): 0 when every mode holds an equal share, log K "
+                   "when all particles sit at one mode",
+    "modes_covered": "number of modes with at least one particle within the target's cover radius",
+    "on_mode": "fraction of particles within the cover radius of their nearest mode",
+    "mean_dist": "mean Euclidean distance from a particle to its nearest mode",
+    "com_error": "|mean of the particles - mean of the target| (centre-of-mass error, Euclidean)",
+    "mean_abs_cos": "mean |cos(x_i, x_j)| over pairs of distinct particles (at most metrics.max_points)",
+    "w1": "exact W1 (optimal transport, POT) between the particles and a fresh target sample, at most "
+          "metrics.max_points points each (with divergences tracked: from their pooled distance matrix)",
+}
+"""What each order parameter measures, for reports and docs (one line each)."""
+
+
+def nearest_mode(x: torch.Tensor, modes: torch.Tensor, assign: str = "euclidean"):
+    """Index ``(B, N)`` of each particle's nearest mode and its Euclidean distance ``(B, N)``.
+
+    ``assign='cosine'`` picks the mode of largest cosine similarity (docs/model.md: the 784-D
+    experiment assigns by cosine distance); the distance reported is still Euclidean.
+    """
+    m = modes.to(x.dtype)
+    if assign == "cosine":
+        xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        mn = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        idx = (xn @ mn.T).argmax(-1)
+        dist = (x - m[idx]).norm(dim=-1)
+    else:
+        d2 = (x * x).sum(-1, keepdim=True) - 2 * x @ m.T + (m * m).sum(-1)
+        dist2, idx = d2.min(-1)
+        dist = dist2.clamp_min(0).sqrt()
+    return idx, dist
+
+
+def mode_histogram(idx: torch.Tensor, k: int) -> torch.Tensor:
+    """Fraction of particles per mode, ``(B, K)``."""
+    b, n = idx.shape
+    h = torch.zeros(b, k, dtype=torch.float64, device=idx.device)
+    h.scatter_add_(1, idx, torch.ones(b, n, dtype=torch.float64, device=idx.device))
+    return h / n
+
+
+def coverage_kl(p: torch.Tensor) -> torch.Tensor:
+    """KL(p || uniform) = log K + sum_k p_k log p_k: 0 for equal coverage, log K for one mode."""
+    k = p.shape[-1]
+    plogp = torch.where(p > 0, p * torch.log(p.clamp_min(1e-300)), torch.zeros_like(p))
+    return math.log(k) + plogp.sum(-1)
+
+
+def mean_abs_cos(x: torch.Tensor) -> torch.Tensor:
+    """Mean |cos(x_i, x_j)| over pairs i != j, ``(B,)``."""
+    n = x.shape[1]
+    if n < 2:
+        return torch.full((x.shape[0],), float("nan"), device=x.device)
+    xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    c = (xn @ xn.transpose(1, 2)).abs()
+    return (c.sum((1, 2)) - c.diagonal(dim1=1, dim2=2).sum(-1)) / (n * (n - 1))
+
+
+def w1_exact(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact W1 between two uniform empirical measures ``x: (n, d)``, ``y: (m, d)`` (POT's EMD)."""
+    return w1_from_cost(ot.dist(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), metric="euclidean"))
+
+
+def w1_from_cost(cost) -> float:
+    """Exact W1 between two uniform empirical measures from their ``(n, m)`` distance matrix."""
+    cost = np.ascontiguousarray(np.asarray(cost, dtype=np.float64))
+    n, m = cost.shape
+    return float(ot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), cost, numItermax=1_000_000))
+
+
+def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor], max_points: int = 1024) -> dict:
+    """All order parameters of ``x: (B, N, d)``.
+
+    ``reference: (B, M, d)`` target samples for W1 (None skips W1). The O(N^2) metrics
+    (``mean_abs_cos``, ``w1``) use at most ``max_points`` particles and reference points.
+    Returns a dict of ``(B,)`` float64 tensors on the CPU, plus ``mode_hist: (B, K)`` when the
+    target has modes.
+    """
+    x = x.detach()
+    b = x.shape[0]
+    finite = torch.isfinite(x).all(-1).all(-1)  # (B,)
+    xs = torch.where(finite[:, None, None], x, torch.zeros_like(x))
+    out: dict[str, torch.Tensor] = {}
+    nan = torch.full((b,), float("nan"), dtype=torch.float64)
+    if target.modes is not None:
+        idx, dist = nearest_mode(xs, target.modes, target.assign)
+        k = target.modes.shape[0]
+        p = mode_histogram(idx, k)
+        near = dist <= target.cover_radius
+        covered = mode_histogram(torch.where(near, idx, torch.full_like(idx, k)), k + 1)[:, :k] > 0
+        out["coverage_kl"] = coverage_kl(p)
+        out["modes_covered"] = covered.sum(-1).double()
+        out["on_mode"] = near.double().mean(-1)
+        out["mean_dist"] = dist.double().mean(-1)
+        out["mode_hist"] = p
+    else:
+        for key in ("coverage_kl", "modes_covered", "on_mode", "mean_dist"):
+            out[key] = nan.clone()
+    out["com_error"] = (xs.mean(1) - target.mean.to(x.dtype)).norm(dim=-1).double()
+    out["mean_abs_cos"] = mean_abs_cos(xs[:, :max_points]).double()
+    if reference is not None:
+        xa = xs[:, :max_points].cpu().numpy()
+        ya = reference[:, :max_points].detach().cpu().numpy()
+        out["w1"] = torch.tensor([w1_exact(xa[i], ya[i]) for i in range(b)], dtype=torch.float64)
+    else:
+        out["w1"] = nan.clone()
+    for key, v in out.items():
+        v = v.cpu()
+        mask = ~finite.cpu()
+        out[key] = torch.where(mask.view(-1, *([1] * (v.ndim - 1))), torch.full_like(v, float("nan")), v)
+    return out

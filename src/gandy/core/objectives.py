@@ -1,0 +1,157 @@
+"""Games and gradient penalties as pure functions of tensors. One registry each.
+
+Conventions (f is the critic's logit, D = sigmoid(f) for the cross-entropy games):
+
+* ``Game.critic_loss(f_real: (B, M), f_fake: (B, N)) -> (B,)`` is what the critic *minimises*.
+* ``Game.gen_loss(f_fake: (B, N)) -> (B, N)`` is the per-sample generator loss l_G(f(x_j)); the
+  force on particle j is F_j = -grad_x l_G(f(x))|_{x_j}.
+
+A penalty is ``penalty(forward, params, real, fake, stream, cfg) -> (B,)``; the loop adds
+``weight * penalty`` to the critic loss. ``forward(params, x: (B, M, d)) -> (B, M)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as Fn
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Game:
+    """A two-player objective: ``critic_loss`` (minimised by the critic) and ``gen_loss`` per sample.
+
+    Fedus et al.'s named games carry their regulariser: ``penalty`` (a PENALTIES name) with
+    ``penalty_weight`` (lambda = 10), or ``clip`` (WGAN's weight clipping to [-c, c]).
+    """
+
+    name: str
+    critic_loss: Callable[[Tensor, Tensor], Tensor]
+    gen_loss: Callable[[Tensor], Tensor]
+    formula: str
+    penalty: Optional[str] = None
+    penalty_weight: float = 0.0
+    clip: Optional[float] = None
+
+
+def _ce_critic(fr, ff):
+    # -E_P log D(x) - E_Q log(1 - D(x)) = softplus(-f_real) + softplus(f_fake)
+    return Fn.softplus(-fr).mean(-1) + Fn.softplus(ff).mean(-1)
+
+
+def _ipm_critic(fr, ff):
+    return ff.mean(-1) - fr.mean(-1)
+
+
+GAMES: dict[str, Game] = {
+    "ipm": Game("ipm", _ipm_critic, lambda ff: -ff,
+                "critic maximises E_P f - E_Q f; l_G = -f (particles ascend f)"),
+    "mm": Game("mm", _ce_critic, lambda ff: -Fn.softplus(ff),
+               "J_D = softplus(-f(x)) + softplus(f(G z)); l_G = log(1 - D) = -softplus(f)"),
+    "ns": Game("ns", _ce_critic, lambda ff: Fn.softplus(-ff),
+               "J_D as mm; l_G = -log D = softplus(-f)"),
+    "ls": Game("ls", lambda fr, ff: 0.5 * ((fr - 1) ** 2).mean(-1) + 0.5 * (ff**2).mean(-1),
+               lambda ff: 0.5 * (ff - 1) ** 2,
+               "least squares: J_D = 1/2 (f(x) - 1)^2 + 1/2 f(G z)^2; l_G = 1/2 (f - 1)^2"),
+    "hinge": Game("hinge", lambda fr, ff: Fn.relu(1 - fr).mean(-1) + Fn.relu(1 + ff).mean(-1),
+                  lambda ff: -ff,
+                  "J_D = relu(1 - f(x)) + relu(1 + f(G z)); l_G = -f"),
+}
+# Fedus et al. (2018), docs/model.md, "Games": the base games with their regularisers
+GAMES.update({
+    "wgan": replace(GAMES["ipm"], name="wgan", clip=0.01,
+                    formula="critic maximises E_P f - E_Q f, weights clipped to [-c, c] (c = 0.01); l_G = -f"),
+    "wgan_gp": replace(GAMES["ipm"], name="wgan_gp", penalty="wgan_gp", penalty_weight=10.0,
+                       formula="ipm + lambda E (|grad f(x_hat)| - 1)^2 on interpolates (lambda = 10); l_G = -f"),
+    "gan_gp": replace(GAMES["ns"], name="gan_gp", penalty="wgan_gp", penalty_weight=10.0,
+                      formula="ns + the WGAN-GP penalty (lambda = 10)"),
+    "dragan": replace(GAMES["mm"], name="dragan", penalty="dragan", penalty_weight=10.0,
+                      formula="mm + the DRAGAN penalty near the data (lambda = 10)"),
+    "dragan_ns": replace(GAMES["ns"], name="dragan_ns", penalty="dragan", penalty_weight=10.0,
+                         formula="ns + the DRAGAN penalty near the data (lambda = 10)"),
+})
+
+
+# ----------------------------------------------------------------------------- penalties
+def input_grad(forward, params, x: Tensor, on: str = "logit") -> Tensor:
+    """grad_x of f (or sigmoid f) at every point, ``(B, M, d)``, differentiable w.r.t. params."""
+    x = x.detach().requires_grad_(True)
+    f = forward(params, x)
+    if on == "probability":
+        f = torch.sigmoid(f)
+    (g,) = torch.autograd.grad(f.sum(), x, create_graph=True)
+    return g
+
+
+def _sq_norm(g):
+    return (g * g).sum(-1)
+
+
+def _unit_gap(g):
+    # (|g| - 1)^2 with a gradient that stays finite at g = 0
+    return (torch.sqrt(_sq_norm(g) + 1e-12) - 1.0) ** 2
+
+
+def sobolev(forward, params, real, fake, stream, cfg):
+    """E_Q |grad f|^2 - 1 (Durr et al.'s Sobolev/Fisher constraint, on the generated points)."""
+    return _sq_norm(input_grad(forward, params, fake, cfg.on)).mean(-1) - 1.0
+
+
+def wgan_gp(forward, params, real, fake, stream, cfg):
+    """E (|grad f(x_hat)| - 1)^2, x_hat = eps x_real + (1 - eps) x_fake, one eps ~ U[0,1] per pair.
+
+    Fake point j is paired with real sample j mod M.
+    """
+    n = fake.shape[1]
+    idx = torch.arange(n, device=fake.device) % real.shape[1]
+    eps = stream.uniform(n, 1).to(fake.device)
+    x_hat = eps * real[:, idx] + (1 - eps) * fake
+    return _unit_gap(input_grad(forward, params, x_hat, cfg.on)).mean(-1)
+
+
+def r1(forward, params, real, fake, stream, cfg):
+    """1/2 E_P |grad f|^2 (Mescheder et al. 2018)."""
+    return 0.5 * _sq_norm(input_grad(forward, params, real, cfg.on)).mean(-1)
+
+
+def r2(forward, params, real, fake, stream, cfg):
+    """1/2 E_Q |grad f|^2."""
+    return 0.5 * _sq_norm(input_grad(forward, params, fake, cfg.on)).mean(-1)
+
+
+def dragan(forward, params, real, fake, stream, cfg):
+    """E (|grad f(x + delta)| - 1)^2 near the data.
+
+    ``perturbation: gaussian``: delta ~ N(0, scale^2 I); ``uniform``: delta = scale * std(x) * U[0,1)
+    per coordinate, std (ddof 0) over the member's real batch (the DRAGAN authors' numpy code).
+    """
+    b, m, d = real.shape
+    if cfg.perturbation == "gaussian":
+        delta = cfg.scale * stream.normal(m, d).to(real.device)
+    else:
+        std = real.reshape(b, -1).std(-1, correction=0)[:, None, None]  # numpy's x.std()
+        delta = cfg.scale * std * stream.uniform(m, d).to(real.device)
+    return _unit_gap(input_grad(forward, params, real + delta, cfg.on)).mean(-1)
+
+
+def no_penalty(forward, params, real, fake, stream, cfg):
+    return torch.zeros(real.shape[0], device=real.device)
+
+
+PENALTIES: dict[str, Callable] = {
+    "none": no_penalty,
+    "sobolev": sobolev,
+    "wgan_gp": wgan_gp,
+    "r1": r1,
+    "r2": r2,
+    "dragan": dragan,
+}
+
+LINEAR_FRICTION: dict[str, float] = {"none": 0.0, "sobolev": 2.0, "r1": 1.0, "r2": 1.0}
+"""The friction a penalty adds for a linear critic f(x) = w.x: d(penalty)/dw = LINEAR_FRICTION * w
+(docs/model.md, "Critical damping"). wgan_gp and dragan have none: (|w| - 1)^2 has its minimum at
+|w| = 1, not at the game's equilibrium w = 0, so the damping study has no linear theory for them."""

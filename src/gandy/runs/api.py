@@ -1,0 +1,134 @@
+"""The Python entry point: config -> simulation -> :class:`RunResult` (-> run directory).
+
+    import gandy
+    cfg = gandy.load_config("run.yaml", ["kernel.g2=0.9"])
+    res = gandy.run(cfg)                 # in memory
+    res = gandy.run(cfg, out="runs/x")   # and written to disk
+    res.metrics, res.results             # pandas DataFrames
+    res.particles                        # (seeds, snapshots, n, d) numpy array
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gandy._version import __version__
+from gandy.core.images.evaluate import metric_columns, run_metrics, summarise
+from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.core.rng import Stream, member_keys
+from gandy.runs import config as C
+from gandy.runs.budget import output_bytes
+from gandy.runs.build import build
+from gandy.runs.loop import simulate
+from gandy.runs.results import PHASES, member_tables
+from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
+
+
+def run(
+    config: Union[C.Config, dict, str, Path, None] = None,
+    out: Union[str, Path, None] = None,
+    overrides: Optional[list[str]] = None,
+    progress: bool = False,
+    force: bool = False,
+    draw: Optional[Callable[[Path], object]] = None,
+    kernel_module: Optional[torch.nn.Module] = None,
+) -> RunResult:
+    """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
+
+    Everything is validated before anything is written: a bad config, a run that cannot fit in
+    memory, or an ``out`` that cannot be written (or that exists and is not a gandy output gandy
+    may replace with ``force``) raises :class:`gandy.core.errors.ConfigError` and leaves nothing behind. ``draw(out)``: draws
+    the run's figures once it is written (``gandy.run`` passes :func:`gandy.views.plots.plot_run`). ``kernel_module``: a torch
+    module for ``kernel: {name: empirical_ntk}`` given directly instead of by import path.
+    """
+    cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
+    sim = build(cfg, kernel_module)  # memory for all seeds checked here
+    if out is not None:
+        n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
+        prepare_out(Path(out), "run", force=force, need_bytes=output_bytes(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        bar = tqdm(total=cfg.steps, desc="steps", unit="step", disable=None)
+    try:
+        raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - t0
+    result = assemble(sim, raw, wall)
+    if out is not None:
+        write_run(result, Path(out), force=force, draw=draw)
+    return result
+
+
+def assemble(sim, raw, wall: float) -> RunResult:
+    """Turn raw simulation output into tables, phases, trajectory arrays and a summary."""
+    cfg, target = sim.cfg, sim.target
+    metrics, results = member_tables(sim, raw)
+    metrics, results = metrics.drop(columns="member"), results.drop(columns="member")  # members = seeds
+    n_modes = 0 if target.modes is None else int(target.modes.shape[0])
+    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), min(2000, sim.batch if target.default_batch else 2000))[0]
+    ref_np = ref.cpu().numpy().astype(np.float32)
+    traj = {
+        "steps": np.asarray(raw.snapshot_steps, dtype=np.int64),
+        "seeds": np.asarray(raw.seeds, dtype=np.int64),
+        "particles": np.stack(raw.snapshots, axis=1).astype(np.float32),  # (S, T, n, d)
+        "target_samples": ref_np,
+        **density_grid(target, ref_np),
+    }
+    if target.modes is not None:
+        traj["modes"] = target.modes.cpu().numpy().astype(np.float32)
+    if target.image_shape is not None:
+        traj["image_shape"] = np.asarray(target.image_shape, dtype=np.int64)
+    phases = results.phase.tolist()
+    summary = {
+        "gandy_version": __version__,
+        "torch_version": torch.__version__,
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "device": str(sim.device),
+        "wall_seconds": wall,
+        "member_steps_per_second": cfg.steps * len(raw.seeds) / wall if wall > 0 else None,
+        "n_particles": sim.n,
+        "dim": sim.d,
+        "n_modes": n_modes,
+        "target_scale": target.scale,
+        "cover_radius": target.cover_radius if np.isfinite(target.cover_radius) else None,
+        "kernel": sim.kernel.info(),
+        "objective": {"name": sim.game.name, "formula": sim.game.formula},
+        "phases": {s: p for s, p in zip(map(str, raw.seeds), phases)},
+        "phase_counts": {p: phases.count(p) for p in PHASES},
+        "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
+        "divergences": raw.divergence_methods,
+    }
+    per_member = add_image_metrics(sim, raw, results)
+    if per_member is not None:
+        summary.update(summarise(raw.seeds, per_member))
+    return RunResult(cfg, metrics, results, traj, summary)
+
+
+def add_image_metrics(sim, raw, results) -> Optional[list]:
+    """Where ``metrics.images`` is on, add the sample-quality columns to ``results`` (one row per
+    member, in order) and return the per-member values; None where it is off."""
+    if not image_metrics_enabled(sim):
+        return None
+    per_member = run_metrics(sim, raw.state, len(raw.seeds))
+    for k, v in metric_columns(per_member).items():
+        results[k] = v
+    return per_member
+
+
+def image_metrics_enabled(sim) -> bool:
+    """``metrics.images.enabled``: auto = a network generator on an image target (checked in build)."""
+    flag = sim.cfg.metrics.images.enabled
+    return flag is True or (flag == "auto" and sim.target.image_shape is not None
+                            and sim.generator is not None)

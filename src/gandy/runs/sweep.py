@@ -1,0 +1,428 @@
+"""Sweeps: a grid of configurations x seeds, run as batched simulations in chunks, resumable.
+
+A ``sweep:`` section maps dotted config paths to values::
+
+    sweep:
+      kernel.g2: {logspace: [0.01, 1.0], num: 12}     # endpoints are values, not exponents
+      optim.critic.lr: [1.0e-4, 1.0e-3, 1.0e-2]
+      batch_size: auto                                # members per chunk (auto: sized to memory)
+
+The grid product is crossed with ``seeds``. Members (grid point x seed) that share every key
+outside ``gandy.core.step.PER_MEMBER`` run as one simulation with a leading batch axis; per-member numbers
+(learning rates, penalty weight, g1, g2) are ``(B,)`` tensors. Members never interact, and every
+random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
+
+Store (``DIR``): ``config.yaml`` first, then per finished chunk under ``chunks/`` its particle
+snapshots (``ID.snapshots.npz``, :func:`gandy.runs.store.sweep_snapshots`; none for image targets) and a
+pair of Parquet files (metrics, then results: the results file marks the chunk done), and at the end
+``results.parquet``, ``metrics.parquet``, ``summary.json`` and figures. ``--resume`` skips the
+chunks already done, so a run killed at any moment finishes with exactly the rows of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from gandy.core.atomic import write_atomic
+from gandy.core.kernels import TwoNumber
+from gandy.core.step import MemberValues, get_dotted, member_keys_of
+from gandy.runs import config as C
+from gandy.runs.api import add_image_metrics
+from gandy.runs.budget import output_bytes
+from gandy.runs.build import build
+from gandy.runs.executors import EXECUTORS
+from gandy.runs.loop import Checkpoint, simulate
+from gandy.runs.results import PHASES, member_tables
+from gandy.runs.store import prepare_out, read_marker, remove_output, sweep_snapshots, write_marker, write_parquet
+
+SPEC_KEYS = ("linspace", "logspace")
+RESERVED = ("batch_size",)
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept key: its values in grid order and whether the grid is logarithmic."""
+
+    key: str
+    values: tuple
+    scale: str  # "linear" | "log"
+
+
+@dataclass
+class SweepMember:
+    """One member of a sweep or search: a grid point (or trial) with one seed."""
+
+    index: int
+    seed: int
+    values: dict  # swept key -> value
+    config: C.Config  # the member's full config (seeds = [seed], sweep = None)
+
+
+@dataclass
+class Chunk:
+    """Members that run as one batched simulation. ``id`` names its files in ``chunks/``."""
+
+    id: str
+    config: dict  # the shared config (json dump) the simulation is built from
+    members: list  # [(index, seed, {member key: value})]
+
+
+@dataclass
+class Plan:
+    axes: list
+    members: list
+    chunks: list = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- grid
+def _flatten(raw: dict, prefix: str = "") -> dict:
+    """Nested sweep entries (from dotted CLI overrides) become dotted keys; later ones win."""
+    out = {}
+    for k, v in raw.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and not any(s in v for s in SPEC_KEYS):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _axis(key: str, spec: Any) -> Axis:
+    field_ = f"sweep.{key}"
+    if isinstance(spec, list):
+        if not spec:
+            raise C.ConfigError(field_, "needs at least one value")
+        vals = tuple(spec)
+        pos = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals)
+        ratios = pos and len(vals) > 2 and np.allclose(np.diff(np.log(vals)), np.log(vals[1] / vals[0]), rtol=1e-6)
+        return Axis(key, vals, "log" if ratios else "linear")
+    if isinstance(spec, dict):
+        kind = [s for s in SPEC_KEYS if s in spec]
+        extra = set(spec) - {*SPEC_KEYS, "num"}
+        if len(kind) != 1 or extra or "num" not in spec:
+            raise C.ConfigError(field_, "expected a list, {linspace: [a, b], num: n} or {logspace: [a, b], num: n}")
+        ends, num = spec[kind[0]], spec["num"]
+        if not (isinstance(ends, list) and len(ends) == 2 and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in ends)):
+            raise C.ConfigError(field_, f"{kind[0]} needs two numbers [a, b]")
+        if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+            raise C.ConfigError(field_, "num must be a positive integer")
+        if kind[0] == "logspace":
+            if min(ends) <= 0:
+                raise C.ConfigError(field_, "logspace endpoints are values and must be > 0")
+            return Axis(key, tuple(float(v) for v in np.geomspace(ends[0], ends[1], num)), "log")
+        return Axis(key, tuple(float(v) for v in np.linspace(ends[0], ends[1], num)), "linear")
+    raise C.ConfigError(field_, "expected a list, {linspace: ...} or {logspace: ...}")
+
+
+def parse_sweep(raw: Optional[dict]) -> tuple[list[Axis], Optional[int]]:
+    """Axes in the order given and the chunk size (None = auto)."""
+    if not raw:
+        return [], None
+    raw = dict(raw)
+    bs = raw.pop("batch_size", "auto")
+    if bs != "auto" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise C.ConfigError("sweep.batch_size", "must be a positive integer or auto")
+    axes = [_axis(k, v) for k, v in _flatten(raw).items()]
+    for a in axes:
+        if a.key == "seeds":
+            raise C.ConfigError("sweep.seeds", "seeds are crossed with the grid already; list them under seeds")
+    return axes, None if bs == "auto" else bs
+
+
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
+
+
+def parse_search(raw: dict) -> tuple[list[Axis], list[dict], Optional[int]]:
+    """A ``search:`` section -> (one axis per key, the drawn trials ``[{key: value}]``, chunk size).
+
+    ``trials`` draws from ``params`` with ``numpy.random.default_rng(seed)``, key by key in the
+    order given, so a trial's values depend only on (seed, trial, params). A comma-joined key
+    (``optim.critic.lr,optim.generator.lr``) draws once and sets every path to that value.
+    """
+    raw = dict(raw)
+    unknown = set(raw) - {"trials", "seed", "params", "batch_size"}
+    if unknown:
+        raise C.ConfigError(f"search.{sorted(unknown)[0]}", "unknown key (expected trials, seed, params, batch_size)")
+    trials, seed = raw.get("trials"), raw.get("seed", 0)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        raise C.ConfigError("search.trials", "must be a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise C.ConfigError("search.seed", "must be an integer")
+    params = raw.get("params")
+    if not isinstance(params, dict) or not params:
+        raise C.ConfigError("search.params", "needs at least one dotted key -> distribution")
+    bs = raw.get("batch_size", "auto")
+    if bs != "auto" and (not isinstance(bs, int) or isinstance(bs, bool) or bs < 1):
+        raise C.ConfigError("search.batch_size", "must be a positive integer or auto")
+    specs = []
+    for key, spec in params.items():
+        field_ = f"search.params.{key}"
+        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise C.ConfigError(field_, f"expected one of {', '.join('{' + d + ': ...}' for d in DISTRIBUTIONS)}")
+        kind, arg = next(iter(spec.items()))
+        if kind == "choice":
+            if not isinstance(arg, list) or not arg:
+                raise C.ConfigError(field_, "choice needs a non-empty list")
+        elif not (isinstance(arg, list) and len(arg) == 2 and arg[0] <= arg[1]
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in arg)):
+            raise C.ConfigError(field_, f"{kind} needs two numbers [low, high] with low <= high")
+        elif kind == "loguniform" and arg[0] <= 0:
+            raise C.ConfigError(field_, "loguniform bounds must be > 0")
+        elif kind == "int" and (arg[0] != int(arg[0]) or arg[1] != int(arg[1])):
+            raise C.ConfigError(field_, "int bounds must be integers")
+        specs.append((key, kind, arg))
+    points = []
+    for t in range(trials):
+        rng = np.random.default_rng([seed, t])  # trial t's draws depend on (seed, t, params) only
+        point = {"trial": t}
+        for key, kind, arg in specs:
+            if kind == "choice":
+                point[key] = arg[int(rng.integers(len(arg)))]
+            elif kind == "loguniform":
+                point[key] = float(np.exp(rng.uniform(np.log(arg[0]), np.log(arg[1]))))
+            elif kind == "uniform":
+                point[key] = float(rng.uniform(arg[0], arg[1]))
+            else:
+                point[key] = int(rng.integers(int(arg[0]), int(arg[1]) + 1))
+        points.append(point)
+    axes = [Axis("trial", tuple(range(trials)), "linear")]
+    axes += [Axis(k, tuple(p[k] for p in points), "log" if kind == "loguniform" else "linear") for k, kind, _ in specs]
+    return axes, points, None if bs == "auto" else bs
+
+
+def _points(cfg: C.Config) -> tuple[list[Axis], list[dict], Optional[int]]:
+    """The configurations to run: a sweep's grid product or a search's trials, as ``[{key: value}]``."""
+    if cfg.search:
+        return parse_search(cfg.search)
+    axes, bs = parse_sweep(cfg.sweep)
+    return axes, [dict(zip((a.key for a in axes), p)) for p in itertools.product(*(a.values for a in axes))], bs
+
+
+def expand(cfg: C.Config) -> tuple[list[Axis], list[SweepMember], Optional[int]]:
+    """All members of a sweep or search config, validated: points x seeds, in a fixed order."""
+    axes, points, bs = _points(cfg)
+    section = "search" if cfg.search else "sweep"
+    base = cfg.model_dump(mode="json")
+    base.pop("sweep", None)
+    base.pop("search", None)
+    members: list[SweepMember] = []
+    for point in points:
+        data = json.loads(json.dumps(base))
+        for key, v in point.items():
+            for path in key.split(",") if key != "trial" else ():  # a search's trial number is a label
+                C._set_dotted(data, path.strip(), v)
+        try:
+            pcfg = C.load_config(data)
+        except C.ConfigError as e:
+            vals = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise C.ConfigError(f"{section}.{e.field}" if e.field else section, f"at {vals}: {e.message}") from None
+        for seed in cfg.seeds:
+            mc = pcfg.model_copy(update={"seeds": [seed]})
+            members.append(SweepMember(len(members), seed, dict(point), mc))
+    return axes, members, bs
+
+
+def _shared(cfg: C.Config) -> dict:
+    """What members must share to run in one batch: the config without its per-member keys."""
+    d = cfg.model_dump(mode="json")
+    d.pop("seeds", None)
+    d.pop("sweep", None)
+    d.pop("search", None)
+    for key in member_keys_of(cfg):
+        *path, last = key.split(".")
+        node = d
+        for p in path:
+            node = node[p]
+        node.pop(last, None)
+    return d
+
+
+def member_bytes(cfg: C.Config, n_target: int) -> int:
+    """A generous estimate of one member's working memory in bytes (activations of the forward,
+    backward and double backward, critic parameters with gradients and Adam moments)."""
+    n, d = cfg.particles.n, 1
+    widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    points = n + (cfg.batch_size or n_target or n)
+    act = 16 * points * sum(widths)
+    n_params = sum(a * b for a, b in zip([d, *widths], [*widths, 1])) + sum(widths)
+    return 4 * (act + 8 * n_params + 8 * n * max(d, 1))
+
+
+def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e9) -> Plan:
+    """Group members by what they share, then cut each group into chunks of ``chunk`` members
+    (auto: as many as fit ``memory_budget`` bytes by :func:`member_bytes`, at most 1024)."""
+    axes, members, bs = expand(cfg)
+    chunk = chunk or bs
+    groups: dict[str, list[SweepMember]] = {}
+    for m in members:
+        groups.setdefault(json.dumps(_shared(m.config), sort_keys=True), []).append(m)
+    chunks = []
+    for ms in groups.values():
+        size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, 0), 1))))
+        for i in range(0, len(ms), size):
+            part = ms[i:i + size]
+            values = [(m.index, m.seed, {k: float(get_dotted(m.config, k)) for k in member_keys_of(m.config)}) for m in part]
+            chunks.append(Chunk(f"{part[0].index:07d}", part[0].config.model_dump(mode="json"), values))
+    return Plan(axes, members, chunks)
+
+
+# ----------------------------------------------------------------------------- execution
+def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
+              on_step: Optional[Callable[[int], None]] = None,
+              checkpoint: Optional[Checkpoint] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Simulate one chunk; return its ``(metrics, results, snapshots)``: the two tables with sweep
+    columns and the particle snapshots of :func:`gandy.runs.store.sweep_snapshots`. Pure: plain data
+    in, DataFrames and arrays out, so that it can run in another process (Ray). ``on_step(k)`` is
+    told of every step, with k = the number of member-steps it made. ``checkpoint``: save the
+    chunk's state at intervals, and continue from a save left by a killed run."""
+    base = C.load_config(chunk.config)
+    sim = build(base, members=len(chunk.members))
+    cfgs = []
+    for _, seed, vals in chunk.members:
+        d = base.model_dump(mode="json")
+        for k, v in vals.items():
+            C._set_dotted(d, k, v)
+        cfgs.append(C.Config.model_validate(d))
+    for c in cfgs:  # per-member kernel checks (PSD for this N) that pydantic cannot make
+        if c.kernel.name == "two_number":
+            TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
+    seeds = [s for _, s, _ in chunk.members]
+    step = (lambda _: on_step(len(seeds))) if on_step is not None else None
+    raw = simulate(sim, seeds, progress=step, members=MemberValues.from_configs(cfgs, sim.device), checkpoint=checkpoint)
+    metrics, results = member_tables(sim, raw)
+    add_image_metrics(sim, raw, results)
+    index = [i for i, _, _ in chunk.members]
+    for df in (metrics, results):
+        df["member"] = [index[j] for j in df["member"]]
+        for k in reversed(axes_keys):
+            df.insert(1, k, [values_by_index[i][k] for i in df["member"]])
+    return metrics, results, sweep_snapshots(sim, raw, index)
+
+
+def checkpoint_path(out: Path, chunk: Chunk) -> Path:
+    """Where a running chunk saves its state (deleted once its results are stored)."""
+    return out / "chunks" / f"{chunk.id}.checkpoint.pt"
+
+
+def chunk_fingerprint(chunk: Chunk) -> str:
+    """What a chunk's checkpoint must match: its shared config and its members."""
+    blob = json.dumps({"config": chunk.config, "members": chunk.members}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run_sweep(
+    cfg: C.Config,
+    out: Path,
+    resume: bool = False,
+    force: bool = False,
+    executor: str = "local",
+    address: Optional[str] = None,
+    progress: bool = False,
+    draw: Optional[Callable[[Path], object]] = None,
+    echo: Callable[[str], None] = lambda s: None,
+    checkpoint_seconds: float = 60.0,
+    checkpoint_steps: Optional[int] = None,
+    connect_timeout: float = 20.0,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run a sweep config into ``out``; return ``(results, metrics, summary)``.
+
+    Everything is checked before anything is written: every member's config, every chunk's build
+    and memory, the output location (:func:`gandy.runs.store.prepare_out`: ``force`` replaces only a
+    gandy output, ``resume`` continues only a gandy sweep of the same config) and the executor's
+    cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
+    ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
+    """
+    out = Path(out)
+    if executor not in EXECUTORS:
+        raise C.ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    p = plan(cfg)  # validates every member before anything is written
+    sim0 = None
+    for ch in p.chunks:  # and every shared config (dimensions, data files, kernels, memory) too
+        sim = build(C.load_config(ch.config), members=len(ch.members))
+        if sim0 is None:
+            sim0 = sim  # kept for the output-size estimate; the others are dropped as they are checked
+    resolved = C.dump_config(cfg)
+    if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
+            and (out / "config.yaml").is_file() and (out / "config.yaml").read_text() == resolved:
+        write_marker(out, "sweep")  # a sweep of an earlier gandy (no marker yet) with this very config
+    n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
+    state = prepare_out(out, "sweep", force=force, resume=resume,
+                        need_bytes=output_bytes(cfg, sim0.d, n_modes, len(p.members), sweep=True))
+    if state == "resume":
+        old = (out / "config.yaml").read_text() if (out / "config.yaml").exists() else None
+        if old != resolved:
+            raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
+    EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
+    if state == "replace":
+        remove_output(out)
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, "sweep")
+    if not (out / "config.yaml").exists():
+        write_atomic(out / "config.yaml", resolved.encode())
+    keys = [a.key for a in p.axes]
+    values = {m.index: m.values for m in p.members}
+    todo = [ch for ch in p.chunks if not (out / "chunks" / f"{ch.id}.results.parquet").exists()]
+    echo(f"{len(p.members)} members in {len(p.chunks)} chunks; {len(p.chunks) - len(todo)} already done")
+    bar = None
+    if progress:
+        bar = tqdm(total=sum(len(ch.members) for ch in todo) * cfg.steps, desc="member-steps", unit="",
+                   unit_scale=True, disable=None)
+    t0 = time.perf_counter()
+
+    def checkpoints(ch: Chunk) -> Checkpoint:
+        return Checkpoint(checkpoint_path(out, ch), chunk_fingerprint(ch),
+                          every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
+
+    def done(ch: Chunk, tables) -> None:
+        metrics, results, snapshots = tables
+        if snapshots:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **snapshots)
+            write_atomic(out / "chunks" / f"{ch.id}.snapshots.npz", buf.getvalue())
+        write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
+        write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
+        checkpoint_path(out, ch).unlink(missing_ok=True)  # gandy's own file, no longer needed
+
+    def step(k: int) -> None:
+        if bar is not None:
+            bar.update(k)
+
+    task = functools.partial(run_chunk, axes_keys=keys, values_by_index=values)
+    EXECUTORS[executor].run(task, todo, done, address, step, checkpoints)
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    results = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.results.parquet") for ch in p.chunks])
+    metrics = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.metrics.parquet") for ch in p.chunks])
+    results = results.sort_values("member").reset_index(drop=True)
+    metrics = metrics.sort_values(["member", "step"]).reset_index(drop=True)
+    phases = results.phase.tolist()
+    summary = {
+        "sweep": {"axes": [{"key": a.key, "values": list(a.values), "scale": a.scale} for a in p.axes],
+                  "seeds": list(cfg.seeds), "members": len(p.members), "chunks": len(p.chunks),
+                  "chunk_sizes": sorted({len(ch.members) for ch in p.chunks}), "executor": executor},
+        "wall_seconds_this_invocation": wall,
+        "phase_counts": {ph: phases.count(ph) for ph in PHASES},
+        "torch_version": torch.__version__,
+    }
+    write_parquet(results, out / "results.parquet")
+    write_parquet(metrics, out / "metrics.parquet")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
+    if draw is not None:
+        draw(out)
+    return results, metrics, summary

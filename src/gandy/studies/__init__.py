@@ -1,0 +1,26 @@
+"""Studies: named experiments, run by ``gandy run NAME [--quick]`` and listed by ``gandy experiments``.
+
+Each study is one folder (see :mod:`gandy.studies.base`); the one registry, ``EXPERIMENTS``, maps a
+name to its :class:`~gandy.studies.base.Experiment`. Adding an experiment = one folder + one line here.
+"""
+
+from __future__ import annotations
+
+from gandy.studies.base import Experiment
+from gandy.studies.bridge import experiment as bridge
+from gandy.studies.collapse_1d import experiment as collapse_1d
+from gandy.studies.damping import experiment as damping
+from gandy.studies.many_paths import experiment as many_paths
+from gandy.studies.mnist_collapse import experiment as mnist_collapse
+from gandy.studies.robustness import experiment as robustness
+from gandy.studies.universality import experiment as universality
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    collapse_1d.EXPERIMENT,
+    damping.EXPERIMENT,
+    many_paths.EXPERIMENT,
+    robustness.EXPERIMENT,
+    bridge.EXPERIMENT,
+    mnist_collapse.EXPERIMENT,
+    universality.EXPERIMENT,
+)}

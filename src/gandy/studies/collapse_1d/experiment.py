@@ -1,0 +1,64 @@
+"""collapse-1d: mode-collapse phase diagrams in (g2/g1, critic learning rate) for two critics.
+
+Runs ``configs/collapse-1d.yaml`` as a batched sweep for each critic in ``CRITICS`` into
+``OUT/<critic>/``, then draws the diagrams side by side (``OUT/figures/collapse-1d.png``) and
+writes the collapse boundary, the smallest g2/g1 at which at least half the seeds collapse for each
+critic learning rate, to ``OUT/boundary.parquet`` and ``OUT/summary.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.runs.config import load_config
+from gandy.runs.sweep import run_sweep
+from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.collapse_1d.figures import plot_collapse_pair
+from gandy.views.plots import plot_sweep
+
+DESCRIPTION = "two-mode 1-D target: collapse phase diagram over g2/g1 x critic lr, ReLU vs tanh critic"
+CRITICS = {"relu": ["critic.activation=relu"], "tanh": ["critic.activation=tanh"]}
+QUICK = ["steps=1200", "seeds=[0, 1]", "sweep.kernel.g2={logspace: [0.001, 0.5], num: 6}",
+         "sweep.optim.critic.lr={logspace: [0.0001, 0.03], num: 4}"]
+X, Y = "kernel.g2", "optim.critic.lr"
+
+
+def base_config() -> dict:
+    return packaged(__name__)
+
+
+def boundary(results: pd.DataFrame) -> pd.DataFrame:
+    """Per critic learning rate: the smallest g2 at which at least half the seeds collapsed
+    (NaN where none did), and the largest g2 below it at which fewer than half did."""
+    frac = results.assign(c=results.phase.eq("collapsed")).groupby([Y, X]).c.mean().unstack(X).sort_index(axis=1)
+    rows = []
+    for lr, row in frac.iterrows():
+        hit = row.index[row.to_numpy() >= 0.5]
+        first = float(hit.min()) if len(hit) else np.nan
+        below = row.index[(row.index < first) if len(hit) else np.ones(len(row), bool)]
+        rows.append({Y: float(lr), "g2_critical": first, "g2_last_uncollapsed": float(below.max()) if len(below) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    out = Path(out)
+    cfgs = {name: load_config(base_config(), [*(QUICK if quick else []), *extra, *overrides]) for name, extra in CRITICS.items()}
+    open_study(out, force, resume)
+    tables, summary = [], {"experiment": "collapse-1d", "quick": quick, "critics": {}}
+    for name, cfg in cfgs.items():
+        echo(f"collapse-1d: {name} critic")
+        res, _, s = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
+                              progress=progress, echo=echo, draw=plot_sweep, **run_options)
+        b = boundary(res).assign(critic=name)
+        tables.append(b)
+        summary["critics"][name] = {"phase_counts": s["phase_counts"], "boundary": b.drop(columns="critic").to_dict(orient="records")}
+    write_summary(out, summary, {"boundary": pd.concat(tables)})
+    fig = plot_collapse_pair([out / n for n in cfgs], list(cfgs), out / "figures" / "collapse-1d.png", X, Y)
+    return [fig] + [p for n in cfgs for p in sorted((out / n / "figures").glob("*.png"))]
+
+
+EXPERIMENT = Experiment("collapse-1d", DESCRIPTION, run)

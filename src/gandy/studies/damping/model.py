@@ -1,0 +1,351 @@
+"""Critical damping (docs/model.md, "Critical damping"): linear theory, the Jacobian of the whole update map,
+and measured convergence of several penalty weights run as one batched simulation.
+
+Linear theory. Point-mass (or one-Gaussian) target mu_P, linear critic f(x) = w.x + c trained by
+SGD (rate eta_D, weight decay wd) on the ipm game, a penalty whose gradient on a linear critic is
+``friction * lambda * w`` (sobolev: lambda(|w|^2 - 1) -> friction 2; r1, r2: lambda/2 |w|^2 ->
+friction 1), and a kernel mode of eigenvalue kappa (the centre of mass: kappa = g1 + (N-1) g2,
+or the mean row sum of K; the relative modes: g1 - g2). With e = mu_P - mu_Q::
+
+    dw/dt = eta_D (e - (friction lambda + wd) w),    de/dt = -eta_G kappa w
+    e'' + (friction lambda + wd) eta_D e' + eta_G eta_D kappa e = 0
+
+omega_0^2 = eta_G eta_D kappa, damping ratio zeta = (friction lambda + wd) eta_D / (2 omega_0),
+critical at lambda_c = (2 sqrt(eta_G kappa / eta_D) - wd) / friction. With finite steps the loop
+is the linear map (w, e) -> A (w, e) below, whose spectral radius sets the decay per step; its
+optimum moves away from lambda_c as the steps grow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gandy.core.kernels import TwoNumber
+from gandy.core.lazy import LazyModule
+from gandy.core.objectives import LINEAR_FRICTION
+from gandy.core.rng import Stream, member_keys
+from gandy.core.step import MemberValues, advance, critic_and_force, critic_loss, particle_force, start
+from gandy.runs import config as C
+from gandy.runs.build import build
+from gandy.runs.store import prepare_out, write_damping
+from gandy.studies.damping.figures import plot_damping
+
+optimize = LazyModule("scipy.optimize")  # 0.8 s of start-up, paid by the first damping scan
+sparse_linalg = LazyModule("scipy.sparse.linalg")
+
+
+# ----------------------------------------------------------------------------- theory
+@dataclass(frozen=True)
+class LinearModel:
+    """The linearised critic-generator pair of one kernel mode (see the module docstring)."""
+
+    eta_g: float
+    eta_d: float
+    kappa: float
+    friction: float
+    weight_decay: float = 0.0
+    order: str = "alternating"
+
+    def gamma(self, lam):
+        """Friction coefficient (friction * lambda + wd) * eta_D of the oscillator."""
+        return (self.friction * np.asarray(lam, float) + self.weight_decay) * self.eta_d
+
+    @property
+    def omega0(self) -> float:
+        return math.sqrt(self.eta_g * self.eta_d * self.kappa)
+
+    def zeta(self, lam):
+        return self.gamma(lam) / (2 * self.omega0)
+
+    @property
+    def lambda_c(self) -> float:
+        """Critical penalty weight in continuous time (zeta = 1)."""
+        return (2 * math.sqrt(self.eta_g * self.kappa / self.eta_d) - self.weight_decay) / self.friction
+
+    def continuous_eigenvalues(self, lam) -> np.ndarray:
+        """``(..., 2)`` complex roots of s^2 + gamma s + omega0^2."""
+        g = self.gamma(lam)
+        disc = np.sqrt((g**2 - 4 * self.omega0**2).astype(complex))
+        return np.stack([(-g + disc) / 2, (-g - disc) / 2], axis=-1)
+
+    def continuous_decay(self, lam):
+        """Decay rate per unit time (per step, since each step is one unit of time)."""
+        return -self.continuous_eigenvalues(lam).real.max(-1)
+
+    def step_matrix(self, lam) -> np.ndarray:
+        """``(..., 2, 2)`` one-step map of (w, e) along one coordinate, for the loop's order."""
+        lam = np.asarray(lam, float)
+        a = 1 - self.gamma(lam)
+        k = self.eta_g * self.kappa
+        A = np.empty(lam.shape + (2, 2))
+        A[..., 0, 0], A[..., 0, 1] = a, self.eta_d
+        if self.order == "alternating":  # critic first, then the particles see the new critic
+            A[..., 1, 0], A[..., 1, 1] = -k * a, 1 - k * self.eta_d
+        else:
+            A[..., 1, 0], A[..., 1, 1] = -k, 1.0
+        return A
+
+    def discrete_eigenvalues(self, lam) -> np.ndarray:
+        return np.linalg.eigvals(self.step_matrix(lam))
+
+    def spectral_radius(self, lam):
+        return np.abs(self.discrete_eigenvalues(lam)).max(-1)
+
+    def discrete_decay(self, lam):
+        """-log of the spectral radius: decay of |e| per step."""
+        return -np.log(self.spectral_radius(lam))
+
+    def best_lambda(self) -> float:
+        """The penalty weight that minimises the one-step map's spectral radius."""
+        hi = 4 * max(self.lambda_c, 1e-12) + 2 / (self.friction * self.eta_d)
+        grid = np.linspace(0, hi, 4001)
+        i = int(np.argmin(self.spectral_radius(grid)))
+        lo, up = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+        r = optimize.minimize_scalar(lambda x: float(self.spectral_radius(x)), bounds=(lo, up), method="bounded",
+                            options={"xatol": 1e-10 * max(up, 1e-12)})
+        return float(r.x)
+
+
+def kernel_modes(sim) -> dict:
+    """Eigenvalues of the kernel's centre-of-mass and (largest) relative mode."""
+    k = sim.kernel
+    if isinstance(k, TwoNumber):
+        return {"com": k.g1 + (sim.n - 1) * k.g2, "relative": k.g1 - k.g2}
+    K = k.dense().double().cpu()
+    n = K.shape[0]
+    P = torch.eye(n, dtype=torch.float64, device=K.device) - 1.0 / n
+    return {"com": float(K.sum() / n), "relative": float(torch.linalg.eigvalsh(P @ K @ P).max())}
+
+
+def critic_gradient_kernel(sim, seed: int = 0) -> float:
+    """Mean eigenvalue of the critic's input-gradient tangent kernel at initialisation, at the
+    target's mean: theta = J J^T with J = d(grad_x f(mu_P)) / d(params), a (d x d) matrix.
+
+    Near equilibrium a critic step moves grad_x f by eta_D theta (e - friction lambda grad_x f), so
+    a nonlinear critic behaves like the linear one with eta_D -> eta_D theta (theta = 1 for the
+    linear critic). This is the effective theory used for nonlinear critics.
+    """
+    st = start(sim, [seed])
+    params = {k: v.detach().double().requires_grad_(k not in sim.critic.frozen) for k, v in st.params.items()}
+    train = [v for k, v in params.items() if k not in sim.critic.frozen]
+    x = sim.target.mean.double().reshape(1, 1, -1).requires_grad_(True)
+    (g,) = torch.autograd.grad(sim.critic.forward(params, x).sum(), x, create_graph=True)
+    rows = []
+    for a in range(g.shape[-1]):
+        ga = torch.autograd.grad(g[0, 0, a], train, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(ga, train)]))
+    J = torch.stack(rows)
+    return float(torch.linalg.eigvalsh(J @ J.T).mean())
+
+
+def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False) -> LinearModel:
+    """The linear theory of a config, or a ConfigError naming what it lacks. ``effective``: allow
+    any critic, with eta_D scaled by :func:`critic_gradient_kernel` (exactly 1 for linear)."""
+    if cfg.critic.name != "linear" and not effective:
+        raise C.ConfigError("critic.name", "the linear theory needs critic: {name: linear}")
+    if cfg.target.name not in ("point_mass",) and not (cfg.target.name == "gaussian_mixture" and len(cfg.target.means) == 1):
+        raise C.ConfigError("target.name", "the linear theory needs a point_mass (or one-Gaussian) target")
+    if cfg.objective != "ipm":
+        raise C.ConfigError("objective", "the linear theory is derived for the ipm game")
+    if cfg.optim.critic.name != "sgd" or cfg.optim.critic.steps != 1:
+        raise C.ConfigError("optim.critic", "the linear theory needs one sgd critic step per particle step")
+    if cfg.penalty.name not in LINEAR_FRICTION:
+        raise C.ConfigError("penalty.name", f"no linear theory for {cfg.penalty.name}; valid: {', '.join(LINEAR_FRICTION)}")
+    if cfg.optim.generator.force != "per_particle":
+        raise C.ConfigError("optim.generator.force", "the linear theory uses force: per_particle")
+    sim = build(cfg)
+    theta = critic_gradient_kernel(sim, cfg.seeds[0]) if cfg.critic.name != "linear" else 1.0
+    return LinearModel(cfg.optim.generator.lr, cfg.optim.critic.lr * theta, kernel_modes(sim)[mode],
+                       LINEAR_FRICTION[cfg.penalty.name], cfg.optim.critic.weight_decay, cfg.optim.order)
+
+
+# ----------------------------------------------------------------------------- the update map
+def update_map(sim, weight: float, seed: int = 0):
+    """The loop's one-step map as a pure function of a flat float64 state, for one member.
+
+    Returns ``(f, pack, unpack)``: ``f(z) -> z'`` with z = (trainable critic parameters, particles)
+    flattened; ``pack(params, x)`` and ``unpack(z)`` convert. Target samples and penalty noise are
+    redrawn identically at every call (fixed noise). Needs an sgd critic.
+    """
+    cfg = sim.cfg
+    if cfg.optim.critic.name != "sgd":
+        raise C.ConfigError("optim.critic.name", "the Jacobian of the update map needs an sgd critic")
+    if sim.generator is not None:
+        raise C.ConfigError("generator", "the Jacobian of the update map is implemented for the particle model")
+    keys = member_keys([seed])
+    frozen = {k: v.double() for k, v in sim.critic.init(Stream(keys, "critic"), 1).items() if k in sim.critic.frozen}
+    st = start(sim, [seed])
+    shapes = {k: v.shape for k, v in st.params.items() if k not in sim.critic.frozen}
+    real = sim.target.sample(Stream(keys, "data"), sim.batch).double()
+    xshape = st.x.shape
+    lr_c, lr_g, wd = cfg.optim.critic.lr, cfg.optim.generator.lr, cfg.optim.critic.weight_decay
+    w = torch.tensor([weight], dtype=torch.float64, device=real.device)
+
+    def unpack(z):
+        out, i = {}, 0
+        for k, s in shapes.items():
+            n = int(np.prod(s))
+            out[k] = z[i:i + n].reshape(s)
+            i += n
+        return out, z[i:].reshape(xshape)
+
+    def pack(params, x):
+        return torch.cat([params[k].reshape(-1).double() for k in shapes] + [x.reshape(-1).double()])
+
+    def step_critic(params, x):
+        for _ in range(cfg.optim.critic.steps):
+            loss = critic_loss(sim, {**frozen, **params}, real, x, Stream(keys, "penalty"), w)
+            grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
+            params = {k: p - lr_c * (g + wd * p) for (k, p), g in zip(params.items(), grads)}
+        return params
+
+    def force(params, x):
+        return particle_force(sim, {**frozen, **params}, x, create_graph=True)
+
+    def f(z):
+        params, x = unpack(z)
+        params, F = critic_and_force(sim, params, x, step_critic, force)
+        return pack(params, x + lr_g * sim.kernel.apply(F))
+
+    return f, pack, unpack
+
+
+def jacobian_spectrum(sim, params: dict, x: torch.Tensor, weight: float, seed: int = 0,
+                      dense_max: int = 1500, k: int = 6) -> np.ndarray:
+    """Eigenvalues of the Jacobian of the whole one-step map (critic and particles together) at
+    the state ``(params, x)`` of one member (leading axis 1).
+
+    Dense (torch.autograd.functional.jacobian, then numpy) up to ``dense_max`` state dimensions;
+    above, the ``k`` of largest modulus by Arnoldi (scipy's eigs) on Jacobian-vector products.
+    """
+    f, pack, _ = update_map(sim, weight, seed)
+    z0 = pack({kk: v for kk, v in params.items() if kk not in sim.critic.frozen}, x).detach()
+    if z0.numel() <= dense_max:
+        J = torch.autograd.functional.jacobian(f, z0)
+        return np.linalg.eigvals(J.cpu().numpy())
+    def mv(v):
+        _, jv = torch.autograd.functional.jvp(f, z0, torch.as_tensor(np.real(v), dtype=torch.float64, device=z0.device).reshape(-1))
+        return jv.cpu().numpy()
+
+    op = sparse_linalg.LinearOperator((z0.numel(), z0.numel()), matvec=mv, dtype=np.float64)
+    return sparse_linalg.eigs(op, k=k, which="LM", return_eigenvectors=False, tol=1e-8)
+
+
+def transverse_radius(eigs: np.ndarray, tol: float = 1e-7) -> float:
+    """Spectral radius over the eigenvalues not equal to 1: eigenvalue 1 belongs to directions
+    along a family of equilibria (the critic's bias in ipm, particle shapes a linear critic cannot
+    see), which neither grow nor decay."""
+    e = np.asarray(eigs)
+    moving = e[np.abs(e - 1) > tol]
+    return float(np.abs(moving).max()) if moving.size else 1.0
+
+
+# ----------------------------------------------------------------------------- measurement
+def envelope_decay(err: np.ndarray, hi: float = 1e-1, lo: float = 1e-5) -> float:
+    """Late-time decay rate per step of ``err`` (relative to err[0]): slope of log of the future
+    envelope max_{s >= t} err_s over the steps where it lies between ``lo`` and ``hi``."""
+    r = err / err[0]
+    env = np.maximum.accumulate(r[::-1])[::-1]
+    sel = (env < hi) & (env > lo) & np.isfinite(env)
+    if sel.sum() < 5:
+        return float("nan")
+    t = np.arange(len(r))[sel]
+    return float(-np.polyfit(t, np.log(env[sel]), 1)[0])
+
+
+def steps_to(err: np.ndarray, tol: float) -> int:
+    """First step after which err stays at or below tol * err[0]; -1 if never."""
+    r = err / err[0]
+    bad = np.nonzero(~(r <= tol))[0]
+    if bad.size == 0:
+        return 0
+    return int(bad[-1] + 1) if bad[-1] + 1 < len(r) else -1
+
+
+def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None, tol: float = 1e-3,
+                force_out: bool = False, figures: bool = True, seed: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
+    """Run ``weights`` as one batched simulation (members share the seed, so the same start), and
+    compare measured convergence with theory. Returns ``(table, summary)``; writes ``out``."""
+    if not weights or any((not math.isfinite(w)) or w < 0 for w in weights):
+        raise C.ConfigError("weights", "need one or more finite, non-negative penalty weights")
+    if cfg.penalty.name == "none":
+        raise C.ConfigError("penalty.name", "choose a penalty to vary its weight")
+    sim = build(cfg, members=len(weights))
+    if out is not None:
+        prepare_out(Path(out), "damping", force=force_out)
+    kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
+    try:
+        model = linear_model(cfg, effective=True)
+        rel_model = linear_model(cfg, "relative", effective=True)
+    except C.ConfigError as e:
+        model, rel_model, why = None, None, str(e)
+    seed = cfg.seeds[0] if seed is None else seed
+    cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
+    st = start(sim, [seed] * len(weights), MemberValues.from_configs(cfgs, sim.device))
+    mu = sim.target.mean.double()
+    errs = [((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()]
+    for _ in range(cfg.steps):
+        advance(sim, st)
+        errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy())
+    err = np.stack(errs, 1)  # (B, T + 1)
+    rows = []
+    for i, w in enumerate(weights):
+        alive = bool(st.alive[i])
+        params_i = {k: v[i:i + 1].double() for k, v in st.params.items()}
+        spec = jacobian_spectrum(sim, params_i, st.x[i:i + 1].double(), w, seed) if alive else np.array([np.nan])
+        rho = transverse_radius(spec) if alive else float("nan")
+        rows.append({
+            "weight": float(w),
+            "steps_to_converge": steps_to(err[i], tol) if alive else -1,
+            "decay_rate": envelope_decay(err[i]) if alive else float("nan"),
+            "theory_decay_rate": float(model.discrete_decay(w)) if model else float("nan"),
+            "spectral_radius": rho,
+            "jacobian_decay_rate": -math.log(rho) if alive and rho > 0 else float("nan"),
+            "theory_spectral_radius": float(model.spectral_radius(w)) if model else float("nan"),
+            "continuous_decay_rate": float(model.continuous_decay(w)) if model else float("nan"),
+            "zeta": float(model.zeta(w)) if model else float("nan"),
+            "diverged": not alive,
+            "eigenvalues": [[float(z.real), float(z.imag)] for z in np.atleast_1d(spec)],
+        })
+    table = pd.DataFrame(rows)
+    ok = table[(table.steps_to_converge >= 0) & ~table.diverged]
+    summary = {
+        "lambda_c": model.lambda_c if model else None,
+        "lambda_best_theory": model.best_lambda() if model else None,
+        "lambda_best": float(ok.loc[ok.steps_to_converge.idxmin(), "weight"]) if len(ok) else None,
+        "tol": tol, "steps": cfg.steps, "seed": seed, "penalty": cfg.penalty.name, "critic": cfg.critic.name,
+        "theory": ({"kind": kind, "eta_d_effective": model.eta_d, "kappa_com": model.kappa,
+                    "kappa_relative": rel_model.kappa, "omega0": model.omega0,
+                    "friction": model.friction, "lambda_c_relative": rel_model.lambda_c, "order": model.order}
+                   if model else {"available": False, "why": why}),
+    }
+    if out is not None:
+        write_damping(Path(out), C.dump_config(cfg), damping_tables(table, err, weights, model), summary,
+                      draw=plot_damping if figures else None)
+    return table, summary
+
+
+def damping_tables(table: pd.DataFrame, err: np.ndarray, weights, model) -> dict:
+    """The tables of a damping directory: ``damping`` (one row per weight), ``trajectories`` (the
+    centre-of-mass error per weight and step) and, with a linear model, ``theory`` (its curves on a
+    fine grid of weights)."""
+    tables = {"damping": table,
+              "trajectories": pd.DataFrame({"weight": np.repeat(weights, err.shape[1]),
+                                            "step": np.tile(np.arange(err.shape[1]), len(weights)),
+                                            "com_error": err.reshape(-1)})}
+    if model is not None:
+        lc = max(model.lambda_c, 1e-12)
+        grid = np.geomspace(lc / 30, lc * 30, 600)
+        eig = model.discrete_eigenvalues(grid)
+        tables["theory"] = pd.DataFrame({
+            "weight": grid, "spectral_radius": model.spectral_radius(grid), "decay_rate": model.discrete_decay(grid),
+            "continuous_decay_rate": model.continuous_decay(grid),
+            "eig1_re": eig[:, 0].real, "eig1_im": eig[:, 0].imag, "eig2_re": eig[:, 1].real, "eig2_im": eig[:, 1].imag})
+    return tables

@@ -1,0 +1,83 @@
+"""many-paths: every game of Fedus et al. (2018) on real generators, with divergences tracked.
+
+For each target in ``configs/many-paths.yaml`` and each game in ``GAMES_RUN``, one run (its seeds
+batched) into ``OUT/<target>/<game>/``. Then, from those directories:
+
+* ``OUT/figures/samples_<target>.png``: samples over time per game (seed 0);
+* ``OUT/figures/divergences_<target>.png``: js, kl_pq, w1, mmd against step per game (seed mean);
+* ``OUT/increases.parquet`` and ``OUT/figures/increases.png``: per game, the fraction of logged
+  steps at which each divergence increased (Fedus et al.: GANs need not decrease a divergence at
+  every step).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.runs.api import run as run_one
+from gandy.runs.config import load_config
+from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.many_paths.figures import plot_many_paths
+from gandy.views.plots import plot_run
+
+DESCRIPTION = "every game (mm, ns, wgan, wgan_gp, gan_gp, dragan, dragan_ns, ls, hinge) on parallel_lines and ring8, divergences tracked"
+GAMES_RUN = ("mm", "ns", "wgan", "wgan_gp", "gan_gp", "dragan", "dragan_ns", "ls", "hinge")
+TRACKED = ("js", "kl_pq", "kl_qp", "w1", "mmd")
+QUICK = {"parallel_lines": ["steps=300", "seeds=[0, 1]"], "ring8": ["steps=600", "seeds=[0, 1]", "log_every=50"]}
+
+
+def _yaml() -> dict:
+    return packaged(__name__)
+
+
+def configs() -> dict:
+    """Each target's base config (``configs/many-paths.yaml`` without its ``critic_steps``)."""
+    return {k: v for k, v in _yaml().items() if k != "critic_steps"}
+
+
+def critic_steps(game: str) -> int:
+    """n_critic for ``game`` (the yaml's ``critic_steps``; 1 for games not listed)."""
+    return int(_yaml().get("critic_steps", {}).get(game, 1))
+
+
+def increases(metrics: pd.DataFrame) -> dict:
+    """Fraction of logged steps (after the first) at which each tracked divergence rose, pooled over seeds."""
+    out = {}
+    for key in TRACKED:
+        if key not in metrics:
+            continue
+        d = metrics.sort_values(["seed", "step"]).groupby("seed")[key].diff().dropna()
+        finite = d[np.isfinite(d)]
+        out[key] = float((finite > 1e-12).mean()) if len(finite) else float("nan")
+    return out
+
+
+def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    out = Path(out)
+    cfgs = {(target, game): load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
+                                               *(QUICK[target] if quick else []), *overrides])
+            for target, base in configs().items() for game in GAMES_RUN}  # every run validated first
+    open_study(out, force, resume)
+    rows, summary = [], {"experiment": "many-paths", "quick": quick, "runs": {}}
+    for (target, game), cfg in cfgs.items():
+        d = out / target / game
+        if not (resume and (d / "metrics.parquet").exists()):
+            echo(f"many-paths: {target} / {game}")
+            run_one(cfg, out=d, progress=progress, draw=plot_run)
+        m = pd.read_parquet(d / "metrics.parquet")
+        res = pd.read_parquet(d / "results.parquet")
+        inc = increases(m)
+        rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
+                     "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
+        summary["runs"][f"{target}/{game}"] = json.loads((d / "summary.json").read_text())["divergences"]
+    table = pd.DataFrame(rows)
+    write_summary(out, summary, {"increases": table})
+    return plot_many_paths(out, list(configs()), list(GAMES_RUN))
+
+
+EXPERIMENT = Experiment("many-paths", DESCRIPTION, run)

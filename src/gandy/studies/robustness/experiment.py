@@ -1,0 +1,90 @@
+"""robustness: how robust each game is across random hyperparameter draws on Color MNIST.
+
+For each game of ``configs/robustness.yaml`` a random search (``search:``; learning rate shared by
+both players, log-uniform; beta1 from a set; n_critic; the penalty weight lambda, log-uniform, for
+the penalised games) runs through the sweep store into ``OUT/<game>/`` (resumable), every trial
+evaluated by the image metrics. Then:
+
+* ``OUT/robustness.parquet``: one row per game x trial x seed with its draws and metrics;
+* ``OUT/figures/fid.png`` and ``OUT/figures/modes.png``: per game, the distribution of FID
+  (log scale) and of modes covered (of 1,000) across trials, box plus points, diverged trials
+  counted apart;
+* ``OUT/figures/samples.png``: per game, the final samples of the best, median and worst trial
+  by FID;
+* ``OUT/summary.json``: per game the median, quartiles and best of each metric and the share of
+  trials that diverged.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.core.objectives import GAMES
+from gandy.runs.config import load_config
+from gandy.runs.sweep import run_sweep
+from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.robustness.figures import plot_robustness
+
+DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
+
+
+def spec() -> dict:
+    return packaged(__name__)
+
+
+def game_config(game: str, quick: bool = False, overrides=()) -> "object":
+    """The search config of one game (validated)."""
+
+    s = spec()
+    base = copy.deepcopy(s["base"])
+    search = copy.deepcopy(s["search"])
+    base["objective"] = game
+    if GAMES[game].penalty:
+        base["penalty"] = {"name": GAMES[game].penalty}
+    else:
+        base["penalty"] = None
+        search["params"].pop("penalty.weight", None)
+    if quick:
+        search["trials"] = s["quick_trials"]
+        lo, hi = search["params"]["optim.critic.steps"]["int"]
+        search["params"]["optim.critic.steps"] = {"int": [lo, min(hi, s["quick_critic_steps_max"])]}
+    base["search"] = search
+    return load_config(base, [*(s["quick"] if quick else []), *overrides])
+
+
+def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    out = Path(out)
+    games = spec()["games"]
+    cfgs = {g: game_config(g, quick, overrides) for g in games}  # every game validated first
+    open_study(out, force, resume)
+    tables = []
+    for game, cfg in cfgs.items():
+        echo(f"robustness: {game}")
+        results, _, _ = run_sweep(cfg, out / game, resume=resume, executor=executor,
+                                  address=address, progress=progress, echo=echo, **run_options)
+        results = results.copy()
+        results.insert(0, "game", game)
+        tables.append(results)
+    table = pd.concat(tables, ignore_index=True)
+    table["diverged"] = ~np.isfinite(table["fid"].astype(float))
+    summary = {"experiment": "robustness", "quick": quick, "games": {}}
+    for game, t in table.groupby("game", sort=False):
+        good = t[~t.diverged]
+        stats = {}
+        for k in ("fid", "kid", "score", "modes_covered", "ms_ssim", "w_critic"):
+            v = good[k].astype(float)
+            stats[k] = {"median": float(v.median()) if len(v) else None,
+                        "q25": float(v.quantile(0.25)) if len(v) else None,
+                        "q75": float(v.quantile(0.75)) if len(v) else None}
+        summary["games"][game] = {"runs": int(len(t)), "diverged": int(t.diverged.sum()),
+                                  "best_fid": float(good.fid.min()) if len(good) else None, **stats}
+    write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"])})
+    return plot_robustness(out, table)
+
+
+EXPERIMENT = Experiment("robustness", DESCRIPTION, run)

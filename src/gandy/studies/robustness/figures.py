@@ -1,0 +1,53 @@
+"""Figures of the robustness study, drawn from its output files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.core.images.data import grid
+from gandy.views.plots import plt, save_figure
+
+
+def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
+    """Figures of the robustness experiment from its table (one row per game x trial x seed)."""
+    out = Path(out)
+    games = list(dict.fromkeys(table.game))
+    paths = []
+    for key, label, log, fname in (("fid", "FID (digit-classifier features)", True, "fid.png"),
+                                   ("modes_covered", "modes covered (of 1,000)", False, "modes.png")):
+        fig, ax = plt.subplots(figsize=(1.6 * len(games) + 2.5, 4.0), layout="constrained")
+        rng = np.random.default_rng(0)
+        for i, g in enumerate(games):
+            t = table[table.game == g]
+            v = t.loc[~t.diverged, key].astype(float).to_numpy()
+            if len(v):
+                ax.boxplot([v], positions=[i], widths=0.5, showfliers=False)
+                ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14, alpha=0.7, color="tab:blue", zorder=3)
+            ax.annotate(f"{int(t.diverged.sum())}/{len(t)} diverged", (i, 1.0), xycoords=("data", "axes fraction"),
+                        ha="center", va="bottom", fontsize=8, color="tab:red")
+        ax.set_xticks(range(len(games)), games)
+        ax.set_xlabel("game")
+        ax.set_ylabel(label)
+        if log:
+            ax.set_yscale("log")
+        ax.set_title(f"{label} across random hyperparameter draws (points: trials x seeds)", fontsize=10, pad=16)
+        paths.append(save_figure(fig, out / "figures" / fname))
+    fig, axes = plt.subplots(len(games), 3, figsize=(7.5, 2.6 * len(games)), layout="constrained", squeeze=False)
+    for r, g in enumerate(games):
+        t = table[(table.game == g) & ~table.diverged].sort_values("fid")
+        picks = {"best": 0, "median": len(t) // 2, "worst": len(t) - 1} if len(t) else {}
+        for c, name in enumerate(("best", "median", "worst")):
+            ax = axes[r, c]
+            ax.axis("off")
+            if name not in picks:
+                ax.set_title(f"{g}: no finite run", fontsize=9)
+                continue
+            row = t.iloc[picks[name]]
+            x = np.asarray(row.samples_uint8, dtype=np.float32).reshape(-1, 3, 28, 28) / 127.5 - 1
+            ax.imshow(grid(x, nrow=4), interpolation="nearest")
+            ax.set_title(f"{g}, {name}: FID {row.fid:.3g}, {int(row.modes_covered)} modes", fontsize=8)
+    paths.append(save_figure(fig, out / "figures" / "samples.png"))
+    return paths

@@ -1,0 +1,264 @@
+"""Figures drawn from a run directory (never from live objects). Matplotlib, Agg backend."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.core.atomic import write_atomic
+from gandy.core.images.data import ArrayLike, grid
+from gandy.core.lazy import LazyModule
+from gandy.core.metrics.order import ORDER_PARAMETERS
+
+
+def _agg() -> None:
+    importlib.import_module("matplotlib").use("Agg")  # files only, no display
+
+
+plt = LazyModule("matplotlib.pyplot", before=_agg)  # 0.4-0.7 s of start-up, paid on the first figure
+mpl = LazyModule("matplotlib", before=_agg, submodules=("colors", "ticker"))
+
+LABELS = {
+    "coverage_kl": "coverage KL (0 = even)",
+    "modes_covered": "modes covered",
+    "on_mode": "fraction on a mode",
+    "mean_dist": "mean distance to mode",
+    "com_error": "centre-of-mass error",
+    "mean_abs_cos": "mean |cos| between particles",
+    "w1": "W1 to target",
+}
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a figure (creating its folder) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_run_files(run_dir: Path):
+    with np.load(run_dir / "trajectory.npz") as z:
+        traj = {k: z[k] for k in z.files}
+    return traj, json.loads((run_dir / "summary.json").read_text())
+
+
+def spacetime_1d(ax, traj: dict, seed_index: int, title: str = "") -> None:
+    """Particles of one seed as dots over (step, position), target modes as dashed lines."""
+    steps, parts = traj["steps"], traj["particles"][seed_index, ..., 0]  # (T, n)
+    if len(steps) > 1:
+        ax.plot(steps, parts[:, :200], lw=0.5, alpha=0.35, color="tab:blue", rasterized=True)
+    else:
+        ax.scatter(np.repeat(steps, parts.shape[1]), parts.reshape(-1), s=2, color="tab:blue")
+    for m in traj.get("modes", np.zeros((0, 1)))[:, 0][:20]:
+        ax.axhline(m, color="tab:red", lw=0.8, ls="--", alpha=0.7)
+    ax.set_xlabel("step")
+    ax.set_ylabel("position x")
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def density_1d(ax, traj: dict) -> None:
+    """Target density (or a histogram of target samples) against position, drawn sideways."""
+    if "density" in traj:
+        ax.fill_betweenx(traj["density_x"], 0, traj["density"], color="tab:red", alpha=0.4)
+    else:
+        ax.hist(traj["target_samples"][:, 0], bins=60, orientation="horizontal", color="tab:red", alpha=0.4, density=True)
+    ax.set_xlabel("target density")
+    ax.tick_params(labelleft=False)
+
+
+def plot_particles(run_dir: Path) -> Path | None:
+    run_dir = Path(run_dir)
+    traj, summary = load_run_files(run_dir)
+    d = traj["particles"].shape[-1]
+    if d > 2:
+        return None
+    seeds = traj["seeds"]
+    phases = summary.get("phases", {})
+    if d == 1:
+        rows = min(len(seeds), 3)
+        fig, axes = plt.subplots(rows, 2, figsize=(9, 2.8 * rows), squeeze=False, layout="constrained",
+                                 gridspec_kw={"width_ratios": [5, 1]}, sharey="row")
+        for r in range(rows):
+            s = int(seeds[r])
+            spacetime_1d(axes[r, 0], traj, r, f"seed {s}: {phases.get(str(s), '')}")
+            density_1d(axes[r, 1], traj)
+    else:
+        steps = traj["steps"]
+        picks = sorted(set(np.linspace(0, len(steps) - 1, 4).round().astype(int)))
+        fig, axes = plt.subplots(1, len(picks), figsize=(3.4 * len(picks), 3.4), squeeze=False, layout="constrained",
+                                 sharex=True, sharey=True)
+        ts = traj["target_samples"]
+        cs = None
+        for ax, k in zip(axes[0], picks):
+            if "density" in traj:
+                top = float(traj["density"].max())
+                cs = ax.contourf(traj["density_x"], traj["density_y"], traj["density"],
+                                 levels=np.linspace(0.02 * top, top, 10), cmap="Reds", alpha=0.7)
+            else:
+                ax.scatter(ts[:, 0], ts[:, 1], s=2, color="tab:red", alpha=0.3, label="target")
+            p = traj["particles"][0, k]
+            ax.scatter(p[:, 0], p[:, 1], s=4, color="tab:blue", label="particles")
+            ax.set_title(f"step {int(steps[k])}", fontsize=10)
+            ax.set_xlabel("x1")
+            ax.set_ylabel("x2")
+            ax.set_aspect("equal", adjustable="box")
+        axes[0, 0].legend(loc="upper left", fontsize=7)
+        if cs is not None:
+            fig.colorbar(cs, ax=axes[0, -1], label="target density", shrink=0.8)
+        fig.suptitle(f"seed {int(seeds[0])}: {phases.get(str(int(seeds[0])), '')}", fontsize=10)
+    return save_figure(fig, run_dir / "figures" / "particles.png")
+
+
+def plot_order(run_dir: Path) -> Path:
+    run_dir = Path(run_dir)
+    m = pd.read_parquet(run_dir / "metrics.parquet")
+    keys = [k for k in ORDER_PARAMETERS if m[k].notna().any()]
+    cols = 3
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, layout="constrained")
+    for ax, k in zip(axes.flat, keys):
+        for seed, g in m.groupby("seed"):
+            ax.plot(g.step, g[k], lw=1.2, label=f"seed {seed}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(LABELS.get(k, k))
+        v = m[k].dropna()
+        if k in ("w1", "mean_dist", "com_error") and len(v) and (v > 0).all() and v.max() / v.min() > 20:
+            ax.set_yscale("log")  # only where the values span decades
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    return save_figure(fig, run_dir / "figures" / "order_parameters.png")
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """All figures of one run directory (image runs: sample grids instead of particle plots)."""
+    with np.load(Path(run_dir) / "trajectory.npz") as z:
+        images = "image_shape" in z.files
+    if images:
+        return [*plot_sample_grids(run_dir), plot_order(run_dir)]
+    return [p for p in (plot_particles(run_dir), plot_order(run_dir)) if p is not None]
+
+
+def save_grid(images: ArrayLike, path, nrow: int = 8) -> Path:
+    """Write a PNG sample grid of ``images (n, C, 28, 28)`` in [-1, 1] to ``path`` (layout: :func:`grid`).
+
+    The file is written atomically (a temporary file in the same folder, then a rename); missing
+    parent folders are created. Returns the path.
+    """
+    g = grid(images, nrow)
+    buf = io.BytesIO()
+    plt.imsave(buf, g, format="png")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def plot_sample_grids(run_dir: Path, max_images: int = 64) -> list[Path]:
+    """``figures/samples/step_XXXXXX.png``: a grid of the first seed's images at every snapshot (the
+    same fixed latents each time), and ``figures/samples_final.png``: the last snapshot of every seed."""
+    traj, _ = load_run_files(Path(run_dir))
+    shape = tuple(int(v) for v in traj["image_shape"])
+    parts = traj["particles"]  # (S, T, n, C*28*28)
+    out = []
+    for t, step in enumerate(traj["steps"]):
+        x = np.nan_to_num(parts[0, t, :max_images], nan=0.0).reshape(-1, *shape)
+        out.append(save_grid(x, Path(run_dir) / "figures" / "samples" / f"step_{int(step):06d}.png"))
+    seeds = traj["seeds"]
+    fig, axes = plt.subplots(1, len(seeds), figsize=(3.2 * len(seeds), 3.5), layout="constrained", squeeze=False)
+    for ax, s, x in zip(axes[0], seeds, parts[:, -1, :max_images]):
+        ax.imshow(grid(np.nan_to_num(x, nan=0.0).reshape(-1, *shape)), interpolation="nearest")
+        ax.set_title(f"seed {int(s)}, step {int(traj['steps'][-1])}", fontsize=9)
+        ax.axis("off")
+    out.append(save_figure(fig, Path(run_dir) / "figures" / "samples_final.png"))
+    return out
+
+
+def cell_edges(values: np.ndarray, log: bool) -> np.ndarray:
+    """Cell edges around sorted grid values (geometric midpoints on a log grid)."""
+    v = np.log(values) if log else values.astype(float)
+    if len(v) == 1:
+        e = np.array([v[0] - 0.5, v[0] + 0.5]) if not log else np.array([v[0] - 0.25, v[0] + 0.25])
+    else:
+        mid = (v[1:] + v[:-1]) / 2
+        e = np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
+def is_log_axis(summary: dict, key: str, values: np.ndarray) -> bool:
+    for a in summary.get("sweep", {}).get("axes", []):
+        if a["key"] == key:
+            return a["scale"] == "log"
+    return bool((values > 0).all() and len(values) > 2 and np.allclose(np.diff(np.log(values)), np.diff(np.log(values))[0]))
+
+
+def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
+    """Seed statistics on the (x, y) grid: ``mean``, ``std`` of ``color``, ``collapsed`` and
+    ``diverged`` fractions; arrays of shape (len(ys), len(xs)). Diverged members count as NaN in
+    the mean and std, never as numbers."""
+    xs, ys = np.sort(results[x].unique()), np.sort(results[y].unique())
+    g = results.assign(_c=(results.phase == "collapsed").astype(float), _d=(results.phase == "diverged").astype(float))
+    g.loc[g.phase == "diverged", color] = np.nan
+    agg = g.groupby([y, x]).agg(mean=(color, "mean"), std=(color, "std"), collapsed=("_c", "mean"), diverged=("_d", "mean"))
+    out = {"xs": xs, "ys": ys}
+    for k in ("mean", "std", "collapsed", "diverged"):
+        out[k] = agg[k].unstack(x).reindex(index=ys, columns=xs).to_numpy(dtype=float)
+    return out
+
+
+def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "viridis"):
+    """Heat map of the seed mean with the half-collapse boundary; returns the mesh (for a colour bar)."""
+    xs, ys = grid["xs"], grid["ys"]
+    mesh = ax.pcolormesh(cell_edges(xs, xlog), cell_edges(ys, ylog), np.ma.masked_invalid(grid["mean"]), cmap=cmap, shading="flat")
+    if len(xs) > 1 and len(ys) > 1 and np.nanmin(grid["collapsed"]) < 0.5 < np.nanmax(grid["collapsed"]):
+        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="white", linewidths=2)
+        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="black", linewidths=1, linestyles="--")
+    for j, yv in enumerate(ys):
+        for i, xv in enumerate(xs):
+            if grid["diverged"][j, i] >= 0.5:
+                ax.plot(xv, yv, marker="x", color="red", ms=7, mew=2)
+    ax.set_xscale("log" if xlog else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+    return mesh
+
+
+def plot_sweep(run_dir: Path) -> list[Path]:
+    """The figures of a sweep directory: the phase diagram (coverage_kl) where the sweep has two axes."""
+    axes = json.loads((Path(run_dir) / "summary.json").read_text())["sweep"]["axes"]
+    return [plot_phase(run_dir, axes[0]["key"], axes[1]["key"], "coverage_kl")] if len(axes) == 2 else []
+
+
+def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Path:
+    """Phase diagram of a 2-D sweep: seed mean of ``color`` (left, with the boundary where half
+    the seeds collapse, dashed) and the seed spread (right)."""
+    run_dir = Path(run_dir)
+    res = pd.read_parquet(run_dir / "results.parquet")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in (x, y, color):
+        if key not in res.columns:
+            raise KeyError(f"{key!r} is not a column of results.parquet; columns: {', '.join(res.columns)}")
+    grid = phase_grid(res, x, y, color)
+    xlog, ylog = is_log_axis(summary, x, grid["xs"]), is_log_axis(summary, y, grid["ys"])
+    n_seeds = res.groupby([x, y]).size().max()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    mesh = draw_phase(axes[0], grid, xlog, ylog, color)
+    fig.colorbar(mesh, ax=axes[0], label=f"{LABELS.get(color, color)} (mean of {n_seeds} seeds)")
+    axes[0].set_title("dashed: half the seeds collapsed; x: diverged", fontsize=9)
+    spread = axes[1].pcolormesh(cell_edges(grid["xs"], xlog), cell_edges(grid["ys"], ylog), np.ma.masked_invalid(grid["std"]),
+                                cmap="magma", shading="flat")
+    axes[1].set_xscale("log" if xlog else "linear")
+    axes[1].set_yscale("log" if ylog else "linear")
+    fig.colorbar(spread, ax=axes[1], label=f"std over seeds of {color}")
+    axes[1].set_title("seed spread", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+    return save_figure(fig, run_dir / "figures" / f"phase_{color}.png")
