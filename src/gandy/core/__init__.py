@@ -1,6 +1,3 @@
-"""gandy's numerical core: the pieces every run is built from, as pure functions of tensors.
-
-The core imports nothing from config parsing, files or plots (docs/architecture.md). It is being
-assembled from the flat modules one piece at a time (issue 14): so far ``errors`` and
-``nets.base``.
-"""
+"""gandy's numerical core: targets, kernels, networks, games, optimisers, the step and the metrics,
+as functions of batched tensors ``(B, ...)``. It imports nothing from config parsing, run files,
+figures or the studies (docs/architecture.md)."""

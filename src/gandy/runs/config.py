@@ -84,24 +84,31 @@ class GaussianMixtureTarget(_TargetBase):
 
 
 class PointMassTarget(_TargetBase):
+    """All data at one point (the damping study's target)."""
+
     name: Literal["point_mass"]
     location: list[Float]
 
 
-
 class TwoModes1dTarget(_TargetBase):
+    """Two Gaussians on the line at -separation/2 and +separation/2."""
+
     name: Literal["two_modes_1d"]
     separation: PosFloat = 4.0
     std: NonNegFloat = 0.1
 
 
 class Ring8Target(_TargetBase):
+    """Eight Gaussians evenly spaced on a circle of ``radius`` in R^2."""
+
     name: Literal["ring8"]
     radius: PosFloat = 2.0
     std: NonNegFloat = 0.05
 
 
 class Grid25Target(_TargetBase):
+    """Twenty-five Gaussians on the 5 x 5 grid {-2..2}^2 x ``spacing`` in R^2."""
+
     name: Literal["grid25"]
     spacing: PosFloat = 2.0
     std: NonNegFloat = 0.05
@@ -288,12 +295,16 @@ GeneratorConfig = Annotated[Union[MlpGenerator, AffineGenerator, DcganGenerator]
 
 
 class MlpCritic(Section):
+    """f(x) = w_L . act(... act(x W_1 + b_1) ...) + b_L, hidden layer sizes ``widths``."""
+
     name: Literal["mlp"]
     widths: list[PosInt] = [256]
     activation: Activation = "relu"
 
 
 class RbfCritic(Section):
+    """f(x) = sum_c a_c exp(-|x - mu_c|^2 / (2 sigma^2)): fixed centres, learned amplitudes."""
+
     name: Literal["rbf"]
     sigma: PosFloat = 0.5
     centers: PosInt = 64
@@ -301,6 +312,8 @@ class RbfCritic(Section):
 
 
 class RandomFeaturesCritic(Section):
+    """f(x) = sqrt(2/F) sum_k a_k cos(omega_k . x + phi_k): fixed random Fourier features."""
+
     name: Literal["random_features"]
     features: PosInt = 256
     sigma: PosFloat = 1.0
@@ -308,6 +321,8 @@ class RandomFeaturesCritic(Section):
 
 
 class LinearCritic(Section):
+    """f(x) = w . x + c, both initialised at zero (the damping study's solvable critic)."""
+
     name: Literal["linear"]
     bias: bool = True
 

@@ -1,6 +1,6 @@
 """bridge: when does the effective model follow a real generator?
 
-For every generator width and step size eta of ``configs/bridge.yaml``, :func:`gandy.studies.bridge.model.run_bridge`
+For every generator width and step size eta of ``config.yaml`` (beside this module), :func:`gandy.studies.bridge.model.run_bridge`
 runs the network, the particle model with its empirical NTK at initialisation, and the particle
 model with the analytic two-number kernel, side by side with one critic initialisation and one set
 of data draws per seed. Writes ``OUT/bridge.parquet`` (every logged step), ``OUT/summary.parquet``

@@ -1,6 +1,6 @@
 """collapse-1d: mode-collapse phase diagrams in (g2/g1, critic learning rate) for two critics.
 
-Runs ``configs/collapse-1d.yaml`` as a batched sweep for each critic in ``CRITICS`` into
+Runs ``config.yaml`` (beside this module) as a batched sweep for each critic in ``CRITICS`` into
 ``OUT/<critic>/``, then draws the diagrams side by side (``OUT/figures/collapse-1d.png``) and
 writes the collapse boundary, the smallest g2/g1 at which at least half the seeds collapse for each
 critic learning rate, to ``OUT/boundary.parquet`` and ``OUT/summary.json``.

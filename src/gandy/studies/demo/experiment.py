@@ -1,6 +1,6 @@
 """``gandy demo``: the mode-collapse mechanism in one picture.
 
-The built-in config (``configs/demo.yaml``) runs at a small and a large g2/g1. At small g2/g1 the
+The built-in config (``config.yaml`` (beside this module)) runs at a small and a large g2/g1. At small g2/g1 the
 relative modes of the kernel (eigenvalue g1 - g2) are as fast as the centre of mass and the
 particles split over both modes; near g2/g1 = 1 the centre-of-mass eigenvalue g1 + (N-1) g2
 dominates, the cloud moves as one body and collapses onto (and oscillates between) the modes.

@@ -1,6 +1,6 @@
 """many-paths: every game of Fedus et al. (2018) on real generators, with divergences tracked.
 
-For each target in ``configs/many-paths.yaml`` and each game in ``GAMES_RUN``, one run (its seeds
+For each target in ``config.yaml`` (beside this module) and each game in ``GAMES_RUN``, one run (its seeds
 batched) into ``OUT/<target>/<game>/``. Then, from those directories:
 
 * ``OUT/figures/samples_<target>.png``: samples over time per game (seed 0);
@@ -35,7 +35,7 @@ def _yaml() -> dict:
 
 
 def configs() -> dict:
-    """Each target's base config (``configs/many-paths.yaml`` without its ``critic_steps``)."""
+    """Each target's base config (``config.yaml`` (beside this module) without its ``critic_steps``)."""
     return {k: v for k, v in _yaml().items() if k != "critic_steps"}
 
 

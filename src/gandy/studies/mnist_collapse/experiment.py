@@ -1,6 +1,6 @@
 """mnist-collapse: the mode-collapse phase diagram of the effective model in 784-D.
 
-Runs ``configs/mnist-collapse.yaml`` (100 particles against the first 100 MNIST digits, ReLU MLP
+Runs ``config.yaml`` (beside this module) (100 particles against the first 100 MNIST digits, ReLU MLP
 critic, Sobolev penalty 1.25, particle step 1e-4, 1,000 steps) as one batched sweep over
 g2/g1 x critic learning rate into ``OUT/sweep/``, then writes ``OUT/figures/mnist-collapse.png``
 (coverage_kl and mean |cos| over the grid; g2/g1 = 0 drawn one grid step left of the smallest

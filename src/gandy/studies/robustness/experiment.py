@@ -1,6 +1,6 @@
 """robustness: how robust each game is across random hyperparameter draws on Color MNIST.
 
-For each game of ``configs/robustness.yaml`` a random search (``search:``; learning rate shared by
+For each game of ``config.yaml`` (beside this module) a random search (``search:``; learning rate shared by
 both players, log-uniform; beta1 from a set; n_critic; the penalty weight lambda, log-uniform, for
 the penalised games) runs through the sweep store into ``OUT/<game>/`` (resumable), every trial
 evaluated by the image metrics. Then:
