@@ -17,6 +17,7 @@ interrupted or failed run leaves no half-written ``DIR``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -34,7 +35,6 @@ import yaml
 
 from gandy._version import __version__
 from gandy.core.atomic import follow_umask, write_atomic
-from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import build_target
 from gandy.runs import config as C
@@ -374,18 +374,113 @@ def image_shape(path: Path) -> list[int]:
     return list(build_target(cfg.target).image_shape)
 
 
+# ----------------------------------------------------------------------------- sweep directories
+def sweep_config(out: Path) -> Optional[str]:
+    """The resolved config a sweep directory was started with (None before it has one)."""
+    p = Path(out) / "config.yaml"
+    return p.read_text() if p.is_file() else None
+
+
+def start_sweep(out: Path, config_text: str) -> None:
+    """Give a new or resumed sweep directory its ``chunks/`` folder, marker and ``config.yaml``."""
+    (Path(out) / "chunks").mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        write_marker(out, "sweep")
+    if sweep_config(out) is None:
+        write_atomic(Path(out) / "config.yaml", config_text.encode())
+
+
+def chunk_done(out: Path, chunk_id: str) -> bool:
+    """A chunk is done once its results table exists (written last)."""
+    return (Path(out) / "chunks" / f"{chunk_id}.results.parquet").exists()
+
+
+def write_chunk(out: Path, chunk_id: str, metrics: pd.DataFrame, results: pd.DataFrame, snapshots: dict) -> None:
+    """A finished chunk's files: ``ID.snapshots.npz`` (if any), ``ID.metrics.parquet`` and, last,
+    ``ID.results.parquet`` (which marks it done); its checkpoint is then removed."""
+    chunks = Path(out) / "chunks"
+    if snapshots:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **snapshots)
+        write_atomic(chunks / f"{chunk_id}.snapshots.npz", buf.getvalue())
+    write_parquet(metrics, chunks / f"{chunk_id}.metrics.parquet")
+    write_parquet(results, chunks / f"{chunk_id}.results.parquet")
+    checkpoint_path(out, chunk_id).unlink(missing_ok=True)  # gandy's own file, no longer needed
+
+
+def checkpoint_path(out: Path, chunk_id: str) -> Path:
+    """Where a chunk's simulation saves its state while it runs."""
+    return Path(out) / "chunks" / f"{chunk_id}.checkpoint.pt"
+
+
+def read_chunks(out: Path, chunk_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(results, metrics)`` of the chunks, concatenated in the order given."""
+    chunks = Path(out) / "chunks"
+    return (pd.concat([read_parquet(chunks / f"{i}.results.parquet") for i in chunk_ids]),
+            pd.concat([read_parquet(chunks / f"{i}.metrics.parquet") for i in chunk_ids]))
+
+
+def write_tables(out: Path, tables: dict[str, pd.DataFrame], summary: Optional[dict] = None) -> None:
+    """``OUT/NAME.parquet`` for each table and ``OUT/summary.json`` (indented JSON; numpy numbers as
+    floats), each written atomically."""
+    for name, table in tables.items():
+        write_parquet(table, Path(out) / f"{name}.parquet")
+    if summary is not None:
+        write_atomic(Path(out) / "summary.json", json.dumps(summary, indent=2, default=float).encode())
+
+
+# ----------------------------------------------------------------------------- reading
+def read_json(path: Path) -> dict:
+    """A JSON file of an output directory; a damaged one is a ConfigError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise C.ConfigError(str(path), f"cannot read it as JSON: {e}") from None
+
+
+def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet table of an output directory; a missing or damaged one is a ConfigError naming it."""
+    if not Path(path).exists():
+        raise C.ConfigError(str(path), "missing")
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise C.ConfigError(str(path), f"cannot read it as Parquet: {type(e).__name__}: {e}") from None
+
+
+def read_npz(path: Path) -> dict:
+    """The arrays of an ``.npz`` file of an output directory (no pickles); a damaged one is a
+    ConfigError naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise C.ConfigError(str(path), f"cannot read it as .npz: {type(e).__name__}: {e}") from None
+
+
+def read_config_text(path: Path) -> str:
+    """The ``config.yaml`` of an output directory as text ("" where there is none); YAML that does
+    not parse is a ConfigError naming the file."""
+    p = Path(path) / "config.yaml"
+    if not p.exists():
+        return ""
+    text = p.read_text()
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise C.ConfigError(str(p), f"cannot read it as YAML: {e}") from None
+    return text
+
+
 def load_run(path: Path) -> RunResult:
     """Read a run directory back into a :class:`RunResult`."""
     path = Path(path)
-    cfg = C.load_config(yaml.safe_load((path / "config.yaml").read_text()))
-    with np.load(path / "trajectory.npz") as z:
-        traj = {k: z[k] for k in z.files}
     return RunResult(
-        config=cfg,
-        metrics=pd.read_parquet(path / "metrics.parquet"),
-        results=pd.read_parquet(path / "results.parquet"),
-        trajectory=traj,
-        summary=json.loads((path / "summary.json").read_text()),
+        config=C.load_config(yaml.safe_load(read_config_text(path))),
+        metrics=read_parquet(path / "metrics.parquet"),
+        results=read_parquet(path / "results.parquet"),
+        trajectory=read_npz(path / "trajectory.npz"),
+        summary=read_json(path / "summary.json"),
         path=path,
     )
 
@@ -393,8 +488,3 @@ def load_run(path: Path) -> RunResult:
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
     """The last logged row of every seed."""
     return metrics.sort_values(["seed", "step"]).groupby("seed", as_index=False).tail(1).reset_index(drop=True)
-
-
-__all__ = ["RunResult", "write_run", "prepare_out", "open_output", "atomic_dir", "write_atomic", "write_marker", "read_marker",
-           "remove_output", "check_writable", "MARKER", "load_run", "final_rows", "density_grid", "even_indices", "principal_plane", "sweep_snapshots",
-           "ORDER_PARAMETERS"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import itertools
 import json
 import time
@@ -37,7 +36,6 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from gandy.core.atomic import write_atomic
 from gandy.core.kernels import TwoNumber
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.runs import config as C
@@ -47,7 +45,20 @@ from gandy.runs.build import build
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.results import PHASES, member_tables
-from gandy.runs.store import prepare_out, read_marker, remove_output, sweep_snapshots, write_marker, write_parquet
+from gandy.runs.store import (
+    checkpoint_path,
+    chunk_done,
+    prepare_out,
+    read_chunks,
+    read_marker,
+    remove_output,
+    start_sweep,
+    sweep_config,
+    sweep_snapshots,
+    write_chunk,
+    write_marker,
+    write_tables,
+)
 
 SPEC_KEYS = ("linspace", "logspace")
 RESERVED = ("batch_size",)
@@ -313,11 +324,6 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     return metrics, results, sweep_snapshots(sim, raw, index)
 
 
-def checkpoint_path(out: Path, chunk: Chunk) -> Path:
-    """Where a running chunk saves its state (deleted once its results are stored)."""
-    return out / "chunks" / f"{chunk.id}.checkpoint.pt"
-
-
 def chunk_fingerprint(chunk: Chunk) -> str:
     """What a chunk's checkpoint must match: its shared config and its members."""
     blob = json.dumps({"config": chunk.config, "members": chunk.members}, sort_keys=True, default=str)
@@ -357,26 +363,21 @@ def run_sweep(
             sim0 = sim  # kept for the output-size estimate; the others are dropped as they are checked
     resolved = C.dump_config(cfg)
     if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
-            and (out / "config.yaml").is_file() and (out / "config.yaml").read_text() == resolved:
+            and sweep_config(out) == resolved:
         write_marker(out, "sweep")  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
     state = prepare_out(out, "sweep", force=force, resume=resume,
                         need_bytes=output_bytes(cfg, sim0.d, n_modes, len(p.members), sweep=True))
     if state == "resume":
-        old = (out / "config.yaml").read_text() if (out / "config.yaml").exists() else None
-        if old != resolved:
+        if sweep_config(out) != resolved:
             raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
     if state == "replace":
         remove_output(out)
-    (out / "chunks").mkdir(parents=True, exist_ok=True)
-    if read_marker(out) is None:
-        write_marker(out, "sweep")
-    if not (out / "config.yaml").exists():
-        write_atomic(out / "config.yaml", resolved.encode())
+    start_sweep(out, resolved)
     keys = [a.key for a in p.axes]
     values = {m.index: m.values for m in p.members}
-    todo = [ch for ch in p.chunks if not (out / "chunks" / f"{ch.id}.results.parquet").exists()]
+    todo = [ch for ch in p.chunks if not chunk_done(out, ch.id)]
     echo(f"{len(p.members)} members in {len(p.chunks)} chunks; {len(p.chunks) - len(todo)} already done")
     bar = None
     if progress:
@@ -385,18 +386,11 @@ def run_sweep(
     t0 = time.perf_counter()
 
     def checkpoints(ch: Chunk) -> Checkpoint:
-        return Checkpoint(checkpoint_path(out, ch), chunk_fingerprint(ch),
+        return Checkpoint(checkpoint_path(out, ch.id), chunk_fingerprint(ch),
                           every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
 
     def done(ch: Chunk, tables) -> None:
-        metrics, results, snapshots = tables
-        if snapshots:
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **snapshots)
-            write_atomic(out / "chunks" / f"{ch.id}.snapshots.npz", buf.getvalue())
-        write_parquet(metrics, out / "chunks" / f"{ch.id}.metrics.parquet")
-        write_parquet(results, out / "chunks" / f"{ch.id}.results.parquet")  # marks the chunk done
-        checkpoint_path(out, ch).unlink(missing_ok=True)  # gandy's own file, no longer needed
+        write_chunk(out, ch.id, *tables)
 
     def step(k: int) -> None:
         if bar is not None:
@@ -407,8 +401,7 @@ def run_sweep(
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
-    results = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.results.parquet") for ch in p.chunks])
-    metrics = pd.concat([pd.read_parquet(out / "chunks" / f"{ch.id}.metrics.parquet") for ch in p.chunks])
+    results, metrics = read_chunks(out, [ch.id for ch in p.chunks])
     results = results.sort_values("member").reset_index(drop=True)
     metrics = metrics.sort_values(["member", "step"]).reset_index(drop=True)
     phases = results.phase.tolist()
@@ -420,9 +413,7 @@ def run_sweep(
         "phase_counts": {ph: phases.count(ph) for ph in PHASES},
         "torch_version": torch.__version__,
     }
-    write_parquet(results, out / "results.parquet")
-    write_parquet(metrics, out / "metrics.parquet")
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2).encode())
+    write_tables(out, {"results": results, "metrics": metrics}, summary)
     if draw is not None:
         draw(out)
     return results, metrics, summary

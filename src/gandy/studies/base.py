@@ -8,7 +8,6 @@ A study lives in one folder ``gandy/studies/<name>/``: ``config.yaml`` (its pack
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,9 +15,8 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from gandy.core.atomic import write_atomic
 from gandy.runs.config import load_yaml
-from gandy.runs.store import open_output, write_parquet
+from gandy.runs.store import open_output, write_tables
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,5 @@ def open_study(out: Path, force: bool = False, resume: bool = False) -> Path:
 
 
 def write_summary(out: Path, summary: dict, tables: Optional[dict[str, pd.DataFrame]] = None) -> None:
-    """``OUT/summary.json`` (indented JSON, numpy numbers as floats) and ``OUT/NAME.parquet`` for
-    each table, each written atomically."""
-    for name, table in (tables or {}).items():
-        write_parquet(table, Path(out) / f"{name}.parquet")
-    write_atomic(Path(out) / "summary.json", json.dumps(summary, indent=2, default=float).encode())
+    """``OUT/summary.json`` and ``OUT/NAME.parquet`` for each table (:func:`gandy.runs.store.write_tables`)."""
+    write_tables(out, tables or {}, summary)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.runs.store import read_json, read_npz, read_parquet
 
 
 def _agg() -> None:
@@ -43,10 +43,9 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def load_run_files(run_dir: Path):
-    with np.load(run_dir / "trajectory.npz") as z:
-        traj = {k: z[k] for k in z.files}
-    return traj, json.loads((run_dir / "summary.json").read_text())
+def load_run_files(run_dir: Path) -> tuple[dict, dict]:
+    """``(trajectory arrays, summary)`` of a run directory."""
+    return read_npz(Path(run_dir) / "trajectory.npz"), read_json(Path(run_dir) / "summary.json")
 
 
 def spacetime_1d(ax, traj: dict, seed_index: int, title: str = "") -> None:
@@ -119,7 +118,7 @@ def plot_particles(run_dir: Path) -> Path | None:
 
 def plot_order(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
-    m = pd.read_parquet(run_dir / "metrics.parquet")
+    m = read_parquet(run_dir / "metrics.parquet")
     keys = [k for k in ORDER_PARAMETERS if m[k].notna().any()]
     cols = 3
     rows = -(-len(keys) // cols)
@@ -140,9 +139,7 @@ def plot_order(run_dir: Path) -> Path:
 
 def plot_run(run_dir: Path) -> list[Path]:
     """All figures of one run directory (image runs: sample grids instead of particle plots)."""
-    with np.load(Path(run_dir) / "trajectory.npz") as z:
-        images = "image_shape" in z.files
-    if images:
+    if "image_shape" in read_npz(Path(run_dir) / "trajectory.npz"):
         return [*plot_sample_grids(run_dir), plot_order(run_dir)]
     return [p for p in (plot_particles(run_dir), plot_order(run_dir)) if p is not None]
 
@@ -232,7 +229,7 @@ def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "
 
 def plot_sweep(run_dir: Path) -> list[Path]:
     """The figures of a sweep directory: the phase diagram (coverage_kl) where the sweep has two axes."""
-    axes = json.loads((Path(run_dir) / "summary.json").read_text())["sweep"]["axes"]
+    axes = read_json(Path(run_dir) / "summary.json")["sweep"]["axes"]
     return [plot_phase(run_dir, axes[0]["key"], axes[1]["key"], "coverage_kl")] if len(axes) == 2 else []
 
 
@@ -240,8 +237,8 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
     """Phase diagram of a 2-D sweep: seed mean of ``color`` (left, with the boundary where half
     the seeds collapse, dashed) and the seed spread (right)."""
     run_dir = Path(run_dir)
-    res = pd.read_parquet(run_dir / "results.parquet")
-    summary = json.loads((run_dir / "summary.json").read_text())
+    res = read_parquet(run_dir / "results.parquet")
+    summary = read_json(run_dir / "summary.json")
     for key in (x, y, color):
         if key not in res.columns:
             raise KeyError(f"{key!r} is not a column of results.parquet; columns: {', '.join(res.columns)}")

@@ -43,7 +43,17 @@ from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import METRIC_DOCS
 from gandy.core.metrics.divergences import DIVERGENCE_DOCS
 from gandy.core.metrics.order import ORDER_PARAMETER_DOCS
-from gandy.runs.store import DAMPING_COLUMNS, even_indices, image_shape, principal_plane, write_atomic
+from gandy.runs.store import (
+    DAMPING_COLUMNS,
+    even_indices,
+    image_shape,
+    principal_plane,
+    read_config_text,
+    read_json,
+    read_npz,
+    read_parquet,
+    write_atomic,
+)
 
 BUDGET = {"series": 6.0e6, "particles": 5.0e6, "images": 4.0e6}
 """Bytes (before base64) for all members' series, particle snapshots and image snapshots."""
@@ -69,7 +79,7 @@ def detect(path: Path) -> str:
         return "damping"
     summary = path / "summary.json"
     if (path / "results.parquet").exists() and summary.exists():
-        if "sweep" in _read_json(summary):
+        if "sweep" in read_json(summary):
             return "sweep"
         if (path / "trajectory.npz").exists():
             return "run"
@@ -93,42 +103,6 @@ def _children(path: Path, depth: int = 3) -> list[Path]:
         elif depth > 1 and sub.name not in ("figures", "chunks"):
             found.extend(_children(sub, depth - 1))
     return found
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(str(path), f"cannot read it as JSON: {e}") from None
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    if not Path(path).exists():
-        raise ConfigError(str(path), "missing")
-    try:
-        return pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a damaged file
-        raise ConfigError(str(path), f"cannot read it as Parquet: {type(e).__name__}: {e}") from None
-
-
-def _read_npz(path: Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as e:
-        raise ConfigError(str(path), f"cannot read it as .npz: {type(e).__name__}: {e}") from None
-
-
-def _config_text(path: Path) -> str:
-    p = Path(path) / "config.yaml"
-    if not p.exists():
-        return ""
-    text = p.read_text()
-    try:
-        yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(str(p), f"cannot read it as YAML: {e}") from None
-    return text
 
 
 # ----------------------------------------------------------------------------- encoding helpers
@@ -322,10 +296,10 @@ def _members_payload(results: pd.DataFrame, metrics: pd.DataFrame, key: str, axe
 
 def run_payload(path: Path) -> dict:
     """A single run's (one config, its seeds) page data."""
-    summary = _read_json(path / "summary.json")
-    results = _read_parquet(path / "results.parquet")
-    metrics = _read_parquet(path / "metrics.parquet")
-    traj = _read_npz(path / "trajectory.npz")
+    summary = read_json(path / "summary.json")
+    results = read_parquet(path / "results.parquet")
+    metrics = read_parquet(path / "metrics.parquet")
+    traj = read_npz(path / "trajectory.npz")
     for col, df, name in (("seed", results, "results.parquet"), ("seed", metrics, "metrics.parquet"), ("step", metrics, "metrics.parquet")):
         if col not in df.columns:
             raise ConfigError(str(path / name), f"has no {col!r} column")
@@ -367,9 +341,9 @@ def run_payload(path: Path) -> dict:
 
 def sweep_payload(path: Path) -> dict:
     """A sweep's or search's page data: the member table, the axes, per-member detail."""
-    summary = _read_json(path / "summary.json")
-    results = _read_parquet(path / "results.parquet")
-    metrics = _read_parquet(path / "metrics.parquet")
+    summary = read_json(path / "summary.json")
+    results = read_parquet(path / "results.parquet")
+    metrics = read_parquet(path / "metrics.parquet")
     sw = summary["sweep"]
     axes = sw.get("axes") or []
     keys = [a["key"] for a in axes]
@@ -383,7 +357,7 @@ def sweep_payload(path: Path) -> dict:
     chunks = sorted((path / "chunks").glob("*.snapshots.npz")) if (path / "chunks").is_dir() else []
     snaps, targets, where = [], [], {}
     for c in chunks:
-        z = _read_npz(c)
+        z = read_npz(c)
         t = len(targets)
         targets.append(_target_view(z.get("target_samples"), z.get("modes"), None, z.get("density_x"), z.get("density")))
         targets[-1]["projected"] = "projection" in z
@@ -425,9 +399,9 @@ def sweep_payload(path: Path) -> dict:
 
 def damping_payload(path: Path) -> dict:
     """A damping scan's page data: table, convergence curves, theory curves and eigenvalues."""
-    summary = _read_json(path / "summary.json")
-    table = _read_parquet(path / "damping.parquet")
-    traj = _read_parquet(path / "trajectories.parquet")
+    summary = read_json(path / "summary.json")
+    table = read_parquet(path / "damping.parquet")
+    traj = read_parquet(path / "trajectories.parquet")
     for col in ("weight", "step", "com_error"):
         if col not in traj.columns:
             raise ConfigError(str(path / "trajectories.parquet"), f"has no {col!r} column")
@@ -444,7 +418,7 @@ def damping_payload(path: Path) -> dict:
     if any(len(c["step"]) < n for c, n in zip(curves, traj.groupby("weight", sort=True).size())):
         out["notes"].append(f"convergence curves downsampled to {LIMITS['curve_points']} points each")
     if (path / "theory.parquet").exists():
-        th = _read_parquet(path / "theory.parquet")
+        th = read_parquet(path / "theory.parquet")
         out["theory"] = _columns(th, list(th.columns))
     return out
 
@@ -462,7 +436,7 @@ def files_payload(path: Path) -> dict:
         used += size
         figures.append({"name": f.name, "png": _b64(f.read_bytes())})
     for f in sorted(path.glob("*.parquet")):
-        df = _read_parquet(f)
+        df = read_parquet(f)
         cols = [c for c in df.columns if not df[c].map(lambda v: isinstance(v, (list, np.ndarray, dict, bytes))).any()]
         if len(df) > LIMITS["table_rows"]:
             notes.append(f"{f.name}: the first {LIMITS['table_rows']} of {len(df)} rows")
@@ -470,7 +444,7 @@ def files_payload(path: Path) -> dict:
             notes.append(f"{f.name}: array columns left out ({', '.join(c for c in df.columns if c not in cols)})")
         tables.append({"name": f.name, "columns": cols, "rows": len(df),
                        "data": _columns(df.head(LIMITS["table_rows"]), cols)})
-    summary = _read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
     return {"figures": figures, "tables": tables, "notes": notes, "summary": summary}
 
 
@@ -491,7 +465,7 @@ def payload(path: Path, kind: Optional[str] = None) -> dict:
     path = Path(path)
     kind = kind or detect(path)
     data = PAYLOADS[kind](path)
-    cfg_text = _config_text(path)
+    cfg_text = read_config_text(path)
     shown = data.get("metrics_menu", []) + [c for c in data.get("series_names", []) if c not in data.get("metrics_menu", [])]
     data.update({"kind": kind, "title": path.resolve().name, "path": str(path.resolve()), "config": cfg_text,
                  "created": _dt.datetime.now().isoformat(timespec="seconds"), "gandy_version": __version__,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from gandy.runs.store import read_json, read_parquet
 from gandy.views.plots import LABELS, draw_phase, is_log_axis, phase_grid, plt, save_figure
 
 
@@ -17,8 +16,8 @@ def plot_collapse_pair(run_dirs: list[Path], names: list[str], path: Path, x: st
     fig, axes = plt.subplots(1, len(run_dirs), figsize=(5.4 * len(run_dirs), 4.3), layout="constrained", squeeze=False)
     mesh = None
     for ax, run_dir, name in zip(axes[0], map(Path, run_dirs), names):
-        res = pd.read_parquet(run_dir / "results.parquet")
-        summary = json.loads((run_dir / "summary.json").read_text())
+        res = read_parquet(run_dir / "results.parquet")
+        summary = read_json(run_dir / "summary.json")
         grid = phase_grid(res, x, y, color)
         mesh = draw_phase(ax, grid, is_log_axis(summary, x, grid["xs"]), is_log_axis(summary, y, grid["ys"]), color)
         mesh.set_clim(0, np.log(2) if color == "coverage_kl" else None)

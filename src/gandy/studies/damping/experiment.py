@@ -9,13 +9,13 @@ lambda_c x {0.1 ... 10} with lambda_c the sobolev linear theory's critical weigh
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from gandy.runs.config import load_config
+from gandy.runs.store import read_json, read_parquet
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.damping.figures import plot_damping_overview
 from gandy.studies.damping.model import linear_model, run_damping
@@ -44,8 +44,8 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
             name = f"{cname}-{pen}"
             cfg = cfgs[name]
             if resume and (out / name / "damping.parquet").exists():
-                tab = pd.read_parquet(out / name / "damping.parquet")
-                s = json.loads((out / name / "summary.json").read_text())
+                tab = read_parquet(out / name / "damping.parquet")
+                s = read_json(out / name / "summary.json")
             else:
                 echo(f"damping: {name}")
                 tab, s = run_damping(cfg, weights, out / name)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from gandy.runs.store import read_json, read_parquet
 from gandy.views.plots import plt, save_figure
 
 
@@ -15,10 +14,10 @@ def plot_damping(run_dir: Path) -> list[Path]:
     """Figures of a damping run: convergence time vs lambda/lambda_c (with theory), under-,
     critically and over-damped trajectories, eigenvalue paths in the complex plane."""
     run_dir = Path(run_dir)
-    tab = pd.read_parquet(run_dir / "damping.parquet")
-    traj = pd.read_parquet(run_dir / "trajectories.parquet")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    theory = pd.read_parquet(run_dir / "theory.parquet") if (run_dir / "theory.parquet").exists() else None
+    tab = read_parquet(run_dir / "damping.parquet")
+    traj = read_parquet(run_dir / "trajectories.parquet")
+    summary = read_json(run_dir / "summary.json")
+    theory = read_parquet(run_dir / "theory.parquet") if (run_dir / "theory.parquet").exists() else None
     lc = summary.get("lambda_c") or 1.0
     xlabel = "penalty weight λ / λ_c" if summary.get("lambda_c") else "penalty weight λ"
     tol = summary["tol"]
@@ -85,7 +84,7 @@ def plot_damping(run_dir: Path) -> list[Path]:
 def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path:
     """Steps to converge vs lambda / lambda_c, one panel per critic, one line per penalty, with the
     sobolev linear theory (discrete map) for reference."""
-    tab = pd.read_parquet(table_path)
+    tab = read_parquet(table_path)
     critics = list(dict.fromkeys(tab.critic))
     fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 4.2), layout="constrained", squeeze=False, sharey=True)
     for ax, c in zip(axes[0], critics):

@@ -12,7 +12,6 @@ batched) into ``OUT/<target>/<game>/``. Then, from those directories:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
+from gandy.runs.store import read_json, read_parquet
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.many_paths.figures import plot_many_paths
 from gandy.views.plots import plot_run
@@ -69,12 +69,12 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
         if not (resume and (d / "metrics.parquet").exists()):
             echo(f"many-paths: {target} / {game}")
             run_one(cfg, out=d, progress=progress, draw=plot_run)
-        m = pd.read_parquet(d / "metrics.parquet")
-        res = pd.read_parquet(d / "results.parquet")
+        m = read_parquet(d / "metrics.parquet")
+        res = read_parquet(d / "results.parquet")
         inc = increases(m)
         rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
                      "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
-        summary["runs"][f"{target}/{game}"] = json.loads((d / "summary.json").read_text())["divergences"]
+        summary["runs"][f"{target}/{game}"] = read_json(d / "summary.json")["divergences"]
     table = pd.DataFrame(rows)
     write_summary(out, summary, {"increases": table})
     return plot_many_paths(out, list(configs()), list(GAMES_RUN))

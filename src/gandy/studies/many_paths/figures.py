@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+from gandy.runs.store import read_parquet
 from gandy.views.plots import load_run_files, plt, save_figure
 
 
@@ -52,7 +52,7 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
         keys = ["js", "kl_pq", "w1", "mmd"]
         fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.4), layout="constrained", squeeze=False)
         for g in games:
-            m = pd.read_parquet(out / target / g / "metrics.parquet").groupby("step")[keys].mean()
+            m = read_parquet(out / target / g / "metrics.parquet").groupby("step")[keys].mean()
             for ax, k in zip(axes[0], keys):
                 ax.plot(m.index, m[k].replace([np.inf], np.nan), lw=1.2, label=g)
         for ax, k in zip(axes[0], keys):
@@ -64,7 +64,7 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
         fig.suptitle(f"{target}: divergences per step, mean over seeds (dotted: log 2)", fontsize=10)
         paths.append(save_figure(fig, out / "figures" / f"divergences_{target}.png"))
 
-    tab = pd.read_parquet(out / "increases.parquet")
+    tab = read_parquet(out / "increases.parquet")
     cols = [c for c in tab.columns if c.startswith("increased_")]
     fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 3.8), layout="constrained", squeeze=False)
     for ax, target in zip(axes[0], targets):
