@@ -35,6 +35,12 @@ class Target:
     """Samples per critic step when the config leaves batch_size empty (None: N)."""
     image_shape: Optional[tuple[int, int, int]] = None
     """(C, H, W) of an image target, whose points are flat images; None for point targets."""
+    signed_pixels: bool = True
+    """An image target's pixels lie in [-1, 1], as image GANs and their metrics assume (False: MNIST
+    standardised with its mean and std)."""
+    split_images: Optional[Callable] = None
+    """An image target's ``split -> (n, C, 28, 28)`` images in [-1, 1] of another split (held-out
+    metrics), or None."""
 
     def sample(self, stream: Stream, n: int) -> torch.Tensor:
         raise NotImplementedError
@@ -199,12 +205,11 @@ class Images(Empirical):
     with ``image_shape = (C, 28, 28)``. Critic batches default to 64 images, not the whole set."""
 
     def __init__(self, data: torch.Tensor, channels: int, modes: bool, assign: str = "euclidean",
-                 batch: Optional[int] = 64, split_images: Optional[Callable] = None):
+                 batch: Optional[int] = 64, split_images: Optional[Callable] = None, signed: bool = True):
         super().__init__(data, modes, assign)
         self.image_shape = (channels, 28, 28)
         self.default_batch = batch or data.shape[0]
-        self.split_images = split_images
-        """``split -> (n, C, 28, 28)`` images in [-1, 1] of another split (held-out metrics), or None."""
+        self.split_images, self.signed_pixels = split_images, signed
 
 
 class ColorMnist(Target):
@@ -267,7 +272,8 @@ def _mnist(cfg, device):
     points = cfg.modes == "points" or (cfg.modes == "auto" and len(x) <= 1000)
     # a small set (the 784-D particle experiments) is seen whole at every critic step
     return Images(x, 1, points, cfg.assign, batch=None if len(x) <= 1000 else 64,
-                  split_images=lambda split: mnist_images(None, "stored", split, "signed").reshape(-1, 1, 28, 28))
+                  split_images=lambda split: mnist_images(None, "stored", split, "signed").reshape(-1, 1, 28, 28),
+                  signed=cfg.pixels == "signed")
 
 
 def _color_mnist(cfg, device):

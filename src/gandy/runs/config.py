@@ -9,10 +9,9 @@ discriminated unions, so an unknown name is reported with the list of valid ones
 from __future__ import annotations
 
 import copy
-import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,6 +21,7 @@ from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.dcgan import NORMS
 from gandy.core.objectives import GAMES, PENALTIES
 from gandy.core.optim import OPTIMISERS
+from gandy.runs.messages import Explainer
 
 
 def _not_bool(v):
@@ -564,133 +564,6 @@ def load_yaml(text: str, source: str = "YAML", field: str = ""):
 
 
 # --------------------------------------------------------------------------- messages
-_UNION_FIELDS = {"target", "particles.init", "kernel", "critic", "generator"}
-_TYPE_NAMES = {"bool", "int", "float", "str", "list", "dict", "tuple", "none"}
-"""Names pydantic gives the branches of a plain union in an error's location (no config key has one)."""
-
-
-def _clean_loc(loc: tuple) -> str:
-    """A pydantic error location as the dotted config path a user writes: the discriminated unions'
-    tags and pydantic's internal validator names (``function-after[...]``, ``list[...]``) dropped."""
-    path: list[str] = []
-    for p in loc:
-        if isinstance(p, str) and ("[" in p or "(" in p or p in _TYPE_NAMES):
-            continue
-        if isinstance(p, str) and p in _UNION_TAGS and ".".join(path) in _UNION_FIELDS:
-            continue
-        path.append(str(p))
-    return ".".join(path)
-
-
-def _show(v) -> str:
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, (dict, list, tuple)):
-        text = _json_text(v)
-        return text if len(text) <= 60 else text[:57] + "..."
-    return repr(v) if isinstance(v, str) else str(v)
-
-
-def _json_text(v) -> str:
-    try:
-        return json.dumps(v)
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def _integer_field(loc: tuple) -> bool:
-    """Whether the config field at pydantic's raw error location ``loc`` holds an integer (walks
-    the models, taking a discriminated union's member from the tag that follows its field)."""
-    def strip(ann):
-        while True:
-            if get_origin(ann) is Annotated:
-                ann = get_args(ann)[0]
-            elif get_origin(ann) is Union and type(None) in get_args(ann):
-                ann = next(a for a in get_args(ann) if a is not type(None))
-            else:
-                return ann
-
-    ann, parts = Config, list(loc)
-    while parts:
-        part = parts.pop(0)
-        ann = strip(ann)
-        if get_origin(ann) is Union:  # a discriminated union: this part is the member's tag
-            ann = next((m for m in get_args(ann) if isinstance(m, type) and issubclass(m, BaseModel)
-                        and part in get_args(m.model_fields["name"].annotation)), None)
-            if ann is None:
-                return False
-            continue
-        if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
-            ann = ann.model_fields[part].annotation
-        elif get_origin(ann) in (list, tuple) and isinstance(part, int):
-            ann = get_args(ann)[0]
-        else:
-            return False
-    return strip(ann) is int
-
-
-_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
-           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
-"""pydantic's bound errors: the sign to print and the key of the bound in the error's context."""
-
-
-def _expected(e: dict) -> Optional[str]:
-    """What a pydantic error says was expected, in words (None: no short phrase)."""
-    t, ctx = e["type"], e.get("ctx", {})
-    words = {
-        "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
-        "float_parsing": "a number", "float_type": "a number", "finite_number": "a finite number",
-        "bool_parsing": "true or false", "bool_type": "true or false",
-        "list_type": "a list", "tuple_type": "a list", "string_type": "text",
-        "dict_type": "a section (key: value pairs)", "model_type": "a section (key: value pairs)",
-        "model_attributes_type": "a section (key: value pairs)",
-    }
-    if t in words:
-        return words[t]
-    if t == "literal_error":
-        return f"one of {ctx.get('expected')}"
-    if t in _BOUNDS:
-        sign, key = _BOUNDS[t]
-        return f"{'an integer' if _integer_field(e['loc']) else 'a number'} {sign} {ctx.get(key)}"
-    return None
-
-
-def _message(errors: list[dict]) -> str:
-    """One sentence for the errors pydantic reports at one location (several for a union)."""
-    e = errors[0]
-    t, ctx = e["type"], e.get("ctx", {})
-    if t == "extra_forbidden":
-        return "unknown key"
-    if t == "missing":
-        return "is required"
-    if t == "union_tag_invalid":
-        return f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
-    if t == "union_tag_not_found":
-        return f"needs a name: one of {ctx.get('expected_tags', ctx.get('discriminator'))}"
-    if t in ("too_short", "too_long"):
-        return f"expected {ctx.get('min_length') if t == 'too_short' else ctx.get('max_length')} " \
-               f"{'or more' if t == 'too_short' else 'or fewer'} items, got {ctx.get('actual_length')}"
-    if t == "value_error":
-        return e["msg"].removeprefix("Value error, ")
-    wanted = [w for w in dict.fromkeys(_expected(x) for x in errors) if w]
-    if wanted:
-        return f"expected {' or '.join(wanted)}, got {_show(e.get('input'))}"
-    return f"{e['msg']}, got {_show(e.get('input'))}"
-
-
-def _format_validation(err: ValidationError) -> ConfigError:
-    """One ConfigError from pydantic's errors: the first field, and every problem in the message,
-    each written for people (the field, the value given, what is allowed)."""
-    by_loc: dict[str, list] = {}
-    for e in err.errors():
-        by_loc.setdefault(_clean_loc(e["loc"]), []).append(e)
-    found = [(loc, _message(errs)) for loc, errs in by_loc.items()]
-    loc, msg = found[0]
-    if len(found) > 1:
-        msg = "; ".join([msg] + [f"{lo}: {m}" if lo else m for lo, m in found[1:]])
-    return ConfigError(loc, msg)
-
-
 def _nonfinite(obj, path: str = ""):
     """The first (path, value) of a NaN or infinite number anywhere in ``obj``, or None."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -708,16 +581,9 @@ def _nonfinite(obj, path: str = ""):
     return None
 
 
-def _union_tags(*unions) -> set:
-    """The ``name`` tags of every member of the discriminated unions (dropped from error paths)."""
-    tags = set()
-    for union in unions:
-        for model in get_args(get_args(union)[0]):
-            tags.update(get_args(model.model_fields["name"].annotation))
-    return tags
-
-
-_UNION_TAGS = _union_tags(TargetConfig, InitConfig, KernelConfig, CriticConfig, GeneratorConfig)
+_EXPLAIN = Explainer(Config, {"target": TargetConfig, "particles.init": InitConfig, "kernel": KernelConfig,
+                              "critic": CriticConfig, "generator": GeneratorConfig})
+"""Words for pydantic's errors on a Config (the unions' name tags dropped from field paths)."""
 
 
 def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides: Optional[list[str]] = None) -> Config:
@@ -753,7 +619,7 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
-        raise _format_validation(e) from None
+        raise _EXPLAIN.error(e) from None
     bad = _nonfinite(cfg.model_dump(mode="python"))
     if bad:
         path, value = bad

@@ -60,7 +60,7 @@ def real_images(target, split: str, n: int) -> np.ndarray:
     c = target.image_shape[0]
     if isinstance(target, ColorMnist):
         return color_mnist(np.arange(n), split, target.data_seed)[0]
-    if getattr(target, "split_images", None) is not None:
+    if target.split_images is not None:
         x = target.split_images(split)
     else:
         x = target.data.cpu().numpy()
