@@ -96,6 +96,7 @@ class TwoModes1dTarget(_TargetBase):
     name: Literal["two_modes_1d"]
     separation: PosFloat = 4.0
     std: NonNegFloat = 0.1
+    """Standard deviation of each mode (isotropic)."""
 
 
 class Ring8Target(_TargetBase):
@@ -104,6 +105,7 @@ class Ring8Target(_TargetBase):
     name: Literal["ring8"]
     radius: PosFloat = 2.0
     std: NonNegFloat = 0.05
+    """Standard deviation of each mode (isotropic)."""
 
 
 class Grid25Target(_TargetBase):
@@ -112,6 +114,7 @@ class Grid25Target(_TargetBase):
     name: Literal["grid25"]
     spacing: PosFloat = 2.0
     std: NonNegFloat = 0.05
+    """Standard deviation of each mode (isotropic)."""
 
 
 class EmpiricalTarget(_TargetBase):
