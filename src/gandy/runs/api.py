@@ -26,7 +26,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build
+from gandy.runs.build import build, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.results import PHASES, member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
@@ -59,7 +59,8 @@ def run(
     if progress:
         bar = tqdm(total=cfg.steps, desc="steps", unit="step", disable=None)
     try:
-        raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
+        with run_threads(cfg):
+            raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()

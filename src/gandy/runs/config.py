@@ -444,6 +444,9 @@ class Config(Section):
     snapshot_every: Optional[PosInt] = None
     """Particle snapshots for trajectory.npz (default: log_every)."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    threads: Optional[PosInt] = None
+    """Torch threads while this config runs (None: as the process has them; gandy's command sets 1
+    unless ``--threads`` or GANDY_THREADS says otherwise, and those, when given, win over this key)."""
     phase: PhaseConfig = PhaseConfig()
     metrics: MetricsConfig = MetricsConfig()
     generator: Optional[GeneratorConfig] = None

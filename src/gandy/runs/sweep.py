@@ -41,7 +41,7 @@ from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.runs import config as C
 from gandy.runs.api import add_image_metrics
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build
+from gandy.runs.build import build, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.results import PHASES, member_tables
@@ -313,7 +313,9 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
             TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
     seeds = [s for _, s, _ in chunk.members]
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
-    raw = simulate(sim, seeds, progress=step, members=MemberValues.from_configs(cfgs, sim.device), checkpoint=checkpoint)
+    with run_threads(base):
+        raw = simulate(sim, seeds, progress=step, members=MemberValues.from_configs(cfgs, sim.device),
+                       checkpoint=checkpoint)
     metrics, results = member_tables(sim, raw)
     add_image_metrics(sim, raw, results)
     index = [i for i, _, _ in chunk.members]

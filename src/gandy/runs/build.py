@@ -1,0 +1,86 @@
+"""Build a :class:`gandy.core.step.Simulation` from a config, with every cross-check between its
+parts (dimensions, the particle optimiser, image metrics, pixels, memory) made before anything
+large is allocated."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Optional
+
+import torch
+
+from gandy.core.errors import ConfigError
+from gandy.core.images.evaluate import check_inception
+from gandy.core.kernels import build_kernel
+from gandy.core.nets import build_critic, build_generator
+from gandy.core.objectives import GAMES, PENALTIES
+from gandy.core.step import Simulation
+from gandy.core.targets import build_target
+from gandy.runs import config as C
+from gandy.runs.budget import require_memory
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda was requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+
+@contextmanager
+def run_threads(cfg):
+    """Torch threads for the duration of a run: GANDY_THREADS (which ``gandy --threads N`` sets)
+    where it is given, else the config's ``threads``; left as they are where neither says."""
+    env = os.environ.get("GANDY_THREADS", "").strip()
+    n = int(env) if env.isdigit() and int(env) >= 1 else cfg.threads
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> Simulation:
+    """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
+
+    ``members``: how many members will run as one batch (default: the config's seeds); a batch that
+    cannot fit in the device's memory is refused here, before anything large is allocated
+    (:func:`gandy.runs.budget.require_memory`)."""
+    device = resolve_device(cfg.device)
+    target = build_target(cfg.target, device)
+    d = target.dim
+    init = cfg.particles.init
+    init_dim = (d if init.mean is None else len(init.mean)) if init.name == "gaussian" else len(init.low)
+    if init_dim != d:
+        raise ConfigError("particles.init", f"init has dimension {init_dim} but the target has dimension {d}")
+    n = cfg.particles.n
+    kw = {"module": kernel_module} if kernel_module is not None else {}
+    if kw and cfg.kernel.name != "empirical_ntk":
+        raise ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
+    sim = Simulation(cfg, device, target, None, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
+                     n, d, cfg.batch_size or target.default_batch or n)
+    sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
+    if cfg.generator is not None:
+        sim.generator = build_generator(cfg.generator, target, d)
+    elif cfg.optim.generator.name != "sgd":
+        raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
+                                                   "optimisers need a network generator")
+    require_memory(sim, len(cfg.seeds) if members is None else members)
+    sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
+    images = target.image_shape is not None
+    if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
+        raise ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "
+                                                      "target (mnist, color_mnist, images)")
+    if cfg.metrics.images.inception is not None:
+        check_inception(cfg.metrics.images.inception)
+    if images and not target.signed_pixels and sim.generator is not None \
+            and cfg.metrics.images.enabled is not False:
+        raise ConfigError("target.pixels", "image GANs and their metrics use pixels in [-1, 1]: set pixels: signed "
+                                             "(or metrics.images.enabled: false)")
+    return sim

@@ -1,0 +1,172 @@
+"""The loop: run a simulation's steps for every member, logging order parameters, divergences and
+snapshots, with checkpoints from which a killed run resumes bit-identically."""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from gandy.core.atomic import write_atomic
+from gandy.core.metrics.divergences import tracked
+from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
+from gandy.core.optim import BatchedOptimizer
+from gandy.core.step import MemberValues, Simulation, State, advance, start
+
+
+@dataclass
+class SimOutput:
+    """Raw output of :func:`simulate`; ``metrics``: one dict per (member, logged step)."""
+
+    seeds: list[int]
+    metrics: list[dict] = field(default_factory=list)
+    snapshot_steps: list[int] = field(default_factory=list)
+    snapshots: list[np.ndarray] = field(default_factory=list)  # each (B, n_snap, d)
+    diverged_step: Optional[np.ndarray] = None  # (B,), -1 if never
+    divergence_methods: Optional[dict] = None  # column -> how it was computed
+    final_particles: Optional[np.ndarray] = None  # (B, N, d)
+    state: Optional["State"] = None  # the final state, for end-of-run evaluations (image metrics)
+
+
+@dataclass
+class Checkpoint:
+    """Where and how often :func:`simulate` saves its whole state, so that a killed simulation
+    resumes from the last save with numbers exactly equal to an uninterrupted run.
+
+    ``path``: the checkpoint file (written atomically; deleted by the caller once the results are
+    stored). ``fingerprint``: identifies the simulation (config, members, seeds); a file with
+    another fingerprint is ignored. A save is due every ``every_seconds`` of wall time (at least 10
+    times the last save's duration, so saving never takes more than ~10 % of the time) or, when
+    ``every_steps`` is set, every that many steps.
+    """
+
+    path: Path
+    fingerprint: str
+    every_seconds: float = 60.0
+    every_steps: Optional[int] = None
+    _last: float = field(default=0.0, repr=False)
+    _cost: float = field(default=0.0, repr=False)
+
+    def due(self, t: int) -> bool:
+        if self.every_steps is not None:
+            return t % self.every_steps == 0
+        return time.monotonic() - self._last >= max(self.every_seconds, 10 * self._cost)
+
+    def save(self, st: "State", out: "SimOutput", t_next: int) -> None:
+        t0 = time.monotonic()
+        blob = {
+            "fingerprint": self.fingerprint, "t_next": t_next, "t": st.t,
+            "x": st.x, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
+            "streams": {k: s.counter for k, s in st.streams.items()},
+            "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
+            "metrics": out.metrics, "snapshot_steps": out.snapshot_steps,
+            "snapshots": [torch.from_numpy(a) for a in out.snapshots], "divergence_methods": out.divergence_methods,
+        }
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        write_atomic(self.path, buf.getvalue())
+        self._last = time.monotonic()
+        self._cost = self._last - t0
+
+    def load(self, device) -> Optional[dict]:
+        """The saved state, or None when there is none or it belongs to another simulation."""
+        self._last = time.monotonic()
+        if not self.path.exists():
+            return None
+        try:
+            blob = torch.load(self.path, map_location=device, weights_only=True)
+        except Exception:  # a damaged file (a kill cannot make one: writes are atomic): start over
+            return None
+        return blob if isinstance(blob, dict) and blob.get("fingerprint") == self.fingerprint else None
+
+
+def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
+    return None if opt is None else {"m": opt.m, "v": opt.v, "t": opt.t}
+
+
+def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
+    """Put a checkpoint's state into ``st`` and ``out``; returns the step to continue from."""
+    st.x, st.params, st.alive, st.t = blob["x"], blob["params"], blob["alive"], blob["t"]
+    st.diverged_step = blob["diverged_step"].cpu()
+    for k, c in blob["streams"].items():
+        st.streams[k].counter = c
+    for opt, saved in ((st.opt, blob["opt"]), (st.gen_opt, blob["gen_opt"])):
+        if opt is not None:
+            opt.m, opt.v, opt.t = saved["m"], saved["v"], saved["t"]
+    st.gen, st.z_view = blob["gen"], blob["z_view"]
+    out.metrics = list(blob["metrics"])
+    out.snapshot_steps = list(blob["snapshot_steps"])
+    out.snapshots = [a.numpy() for a in blob["snapshots"]]
+    out.divergence_methods = blob["divergence_methods"]
+    return int(blob["t_next"])
+
+
+def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None,
+             members: Optional[MemberValues] = None, checkpoint: Optional[Checkpoint] = None) -> SimOutput:
+    """Run the game for every member at once, logging order parameters and snapshots.
+
+    ``seeds[i]`` keys member i's randomness; ``members`` its per-member numbers (default: the
+    config's). MemberValues of one config are its seeds; a sweep passes one entry per grid point x seed.
+    ``checkpoint``: save the state at intervals and, where a matching save exists, continue from it
+    (``progress`` is then told of the steps already made, at once).
+    """
+    cfg = sim.cfg
+    b = len(seeds)
+    members = members or MemberValues.from_configs([cfg] * b, sim.device)
+    # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
+    # or more, whose rounding differs; padding to two members keeps a member's numbers
+    # bit-identical whether it runs alone or beside others.
+    st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
+    out = SimOutput(seeds=list(seeds))
+    t_start = 0
+    saved = checkpoint.load(sim.device) if checkpoint is not None else None
+    if saved is not None:
+        t_start = _restore(st, out, saved)
+        if progress is not None:
+            for _ in range(t_start):
+                progress(1)
+    snap_every = cfg.snapshot_every or cfg.log_every
+    snap_n = min(sim.n, cfg.metrics.max_points)
+    images = sim.target.image_shape is not None
+    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
+                                                and not images)
+    # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
+    # tracked, the target sample has as many points as the generated one
+    ref_n = snap_n if track else min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
+
+    def visible():
+        return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
+
+    for t in range(t_start, cfg.steps + 1):
+        if t % cfg.log_every == 0 or t == cfg.steps:
+            ref = sim.target.sample(st.streams["metrics"], ref_n)
+            # with divergences tracked, W1 comes from their pooled distance matrix
+            vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points)
+            if track:
+                div, out.divergence_methods = tracked(sim, st, ref, b, vals)
+                vals = {**vals, **div}
+            keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
+            for i, seed in enumerate(seeds):
+                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
+                if "mode_hist" in vals:
+                    row["mode_hist"] = vals["mode_hist"][i].tolist()
+                out.metrics.append(row)
+        if t % snap_every == 0 or t == cfg.steps:
+            out.snapshot_steps.append(t)
+            out.snapshots.append(visible()[:, :snap_n].cpu().numpy())
+        if t == cfg.steps:
+            break
+        advance(sim, st)
+        if progress is not None:
+            progress(1)
+        if checkpoint is not None and t + 1 < cfg.steps and checkpoint.due(t + 1):
+            checkpoint.save(st, out, t + 1)
+    out.diverged_step = st.diverged_step[:b].numpy()
+    out.final_particles = visible().cpu().numpy()
+    out.state = st
+    return out
