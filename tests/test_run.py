@@ -326,3 +326,27 @@ def test_classify_without_modes_uses_w1():
     assert results.classify(s, 0, 1.0, pc, False) == "converged"
     s = _series(nan, coverage_kl=np.nan, on_mode=np.nan, w1=SWINGING)
     assert results.classify(s, 0, 1.0, pc, False) == "oscillating"
+
+
+def test_threads_key_sets_torch_threads_for_the_run_and_restores_them(monkeypatch):
+    """``threads: 2`` runs the simulation with two torch threads and gives the process its own back;
+    GANDY_THREADS (what ``gandy --threads N`` sets) wins over the key."""
+    import torch
+
+    seen = []
+    real = gandy.runs.api.simulate
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gandy.runs.api, "simulate", spy)
+    monkeypatch.delenv("GANDY_THREADS", raising=False)
+    before = torch.get_num_threads()
+    gandy.run(TINY, overrides=["steps=2", "threads=2"], figures=False)
+    monkeypatch.setenv("GANDY_THREADS", "1")
+    gandy.run(TINY, overrides=["steps=2", "threads=2"], figures=False)
+    assert seen == [2, 1] and torch.get_num_threads() == before
+    with pytest.raises(ConfigError) as e:
+        load_config(TINY, ["threads=0"])
+    assert e.value.field == "threads"

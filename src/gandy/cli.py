@@ -109,6 +109,8 @@ def _root(
     """GAN dynamics: the effective particle model and a GAN lab."""
     _DEBUG["on"] = debug
     n = _threads(threads)
+    if threads is not None:
+        os.environ["GANDY_THREADS"] = str(n)  # an explicit --threads wins over a config's threads key (run_threads)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
