@@ -5,8 +5,10 @@ machine's measured float32 matmul peak, and the peak host memory of a 4,096-memb
 
     python benchmarks/sweep_batched.py [--steps 2000] [--seq-members 8] [--device cpu|cuda] [--memory]
 
-The sequential loop is timed on ``--seq-members`` members for the full number of steps and
-scaled to 256 (its cost is linear in the number of members); the batched run is timed whole.
+The sequential loop (gandy at B = 1) and the peer loop (benchmarks/peer_loop.py: what a user would
+write by hand, one grid point at a time) are timed on ``--seq-members`` members for the full
+number of steps and scaled to 256 (their cost is linear in the number of members); the batched run
+is timed whole. Run with one torch thread (``torch.set_num_threads(1)`` here) unless stated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import gandy
 from gandy.core.step import MemberValues, advance, critic_update, start
 from gandy.runs.build import build
+from peer_loop import peer_run  # benchmarks/peer_loop.py, beside this script
 
 OVERRIDES = ["particles.n=64", "critic.widths=[128]", "critic.activation=relu", "optim.generator.lr=0.004"]
 
@@ -103,6 +106,14 @@ def main() -> None:
     sync()
     t_seq = (time.perf_counter() - t0) / args.seq_members * b
 
+    # what a user would write instead: benchmarks/peer_loop.py, one grid point at a time
+    t_peer = None
+    if args.device == "cpu":
+        t0 = time.perf_counter()
+        for c in cfgs[:: b // args.seq_members][: args.seq_members]:
+            peer_run(c.kernel.g2, c.optim.critic.lr, args.steps, seed=0, width=128, log_every=args.steps)
+        t_peer = (time.perf_counter() - t0) / args.seq_members * b
+
     # the critic step alone: counted FLOPs (matmuls and convolutions) over measured time
     real_x = st.x
     with FlopCounterMode(display=False) as fc:
@@ -122,6 +133,10 @@ def main() -> None:
     print(f"sequential: {t_seq:8.1f} s  {t_seq / per * 1e6:8.1f} us per member-step "
           f"(timed on {args.seq_members} members, scaled to {b})")
     print(f"ratio sequential / batched: {t_seq / t_batched:.1f}x")
+    if t_peer is not None:
+        print(f"peer loop:  {t_peer:8.1f} s  {t_peer / per * 1e6:8.1f} us per member-step (benchmarks/peer_loop.py, "
+              f"timed on {args.seq_members} members, scaled to {b})")
+        print(f"ratio peer loop / batched: {t_peer / t_batched:.1f}x;  peer loop / gandy at B = 1: {t_peer / t_seq:.2f}x")
     print(f"critic step (B={b}): {flops / 1e6:.1f} MFLOP counted in {t_critic * 1e3:.2f} ms = "
           f"{flops / t_critic / 1e9:.2f} GFLOP/s; float32 matmul peak {peak:.1f} GFLOP/s "
           f"({100 * flops / t_critic / 1e9 / peak:.1f}% of peak)")
@@ -131,4 +146,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     main()
