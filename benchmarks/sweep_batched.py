@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seq-members", type=int, default=8)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--engine", default="eager", choices=["eager", "compiled"], help="the batched run's engine")
     ap.add_argument("--memory", action="store_true", help="also measure a 4,096-member sweep's peak memory")
     ap.add_argument("--_memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -86,15 +87,19 @@ def main() -> None:
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     cfg = gandy.load_config(None, OVERRIDES + [f"device={args.device}", "seeds=[0]"])
     sim = build(cfg)
+    fast = build(cfg.model_copy(update={"engine": args.engine}))
     cfgs = members_grid(sim)
     b = len(cfgs)
     print(f"# torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, device {args.device}")
 
-    st = start(sim, [0] * b, MemberValues.from_configs(cfgs, sim.device))
+    st = start(fast, [0] * b, MemberValues.from_configs(cfgs, sim.device))
+    t0 = time.perf_counter()
+    advance(fast, st)  # warm-up (the compiled engine compiles here), not timed
     sync()
+    warm = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        advance(sim, st)
+        advance(fast, st)
     sync()
     t_batched = time.perf_counter() - t0
 
@@ -129,7 +134,8 @@ def main() -> None:
 
     per = args.steps * b
     print(f"members {b}, steps {args.steps}, N 64, d 1, MLP width 128")
-    print(f"batched:    {t_batched:8.1f} s  {t_batched / per * 1e6:8.1f} us per member-step")
+    print(f"batched ({args.engine}): {t_batched:8.1f} s  {t_batched / per * 1e6:8.1f} us per member-step "
+          f"(first step, not timed: {warm:.1f} s)")
     print(f"sequential: {t_seq:8.1f} s  {t_seq / per * 1e6:8.1f} us per member-step "
           f"(timed on {args.seq_members} members, scaled to {b})")
     print(f"ratio sequential / batched: {t_seq / t_batched:.1f}x")

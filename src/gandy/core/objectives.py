@@ -78,7 +78,9 @@ GAMES.update({
 
 # ----------------------------------------------------------------------------- penalties
 def input_grad(forward, params, x: Tensor, on: str = "logit") -> Tensor:
-    """grad_x of f (or sigmoid f) at every point, ``(B, M, d)``, differentiable w.r.t. params."""
+    """grad_x of f (or sigmoid f) at every point, ``(B, M, d)``, differentiable w.r.t. params.
+    A penalty's ``grad`` argument replaces it (the compiled engine passes
+    :func:`gandy.core.compiled.func_input_grad`, the same derivative by torch.func)."""
     x = x.detach().requires_grad_(True)
     f = forward(params, x)
     if on == "probability":
@@ -96,12 +98,12 @@ def _unit_gap(g):
     return (torch.sqrt(_sq_norm(g) + 1e-12) - 1.0) ** 2
 
 
-def sobolev(forward, params, real, fake, stream, cfg):
+def sobolev(forward, params, real, fake, stream, cfg, grad=None):
     """E_Q |grad f|^2 - 1 (Durr et al.'s Sobolev/Fisher constraint, on the generated points)."""
-    return _sq_norm(input_grad(forward, params, fake, cfg.on)).mean(-1) - 1.0
+    return _sq_norm((grad or input_grad)(forward, params, fake, cfg.on)).mean(-1) - 1.0
 
 
-def wgan_gp(forward, params, real, fake, stream, cfg):
+def wgan_gp(forward, params, real, fake, stream, cfg, grad=None):
     """E (|grad f(x_hat)| - 1)^2, x_hat = eps x_real + (1 - eps) x_fake, one eps ~ U[0,1] per pair.
 
     Fake point j is paired with real sample j mod M.
@@ -110,20 +112,20 @@ def wgan_gp(forward, params, real, fake, stream, cfg):
     idx = torch.arange(n, device=fake.device) % real.shape[1]
     eps = stream.uniform(n, 1).to(fake.device)
     x_hat = eps * real[:, idx] + (1 - eps) * fake
-    return _unit_gap(input_grad(forward, params, x_hat, cfg.on)).mean(-1)
+    return _unit_gap((grad or input_grad)(forward, params, x_hat, cfg.on)).mean(-1)
 
 
-def r1(forward, params, real, fake, stream, cfg):
+def r1(forward, params, real, fake, stream, cfg, grad=None):
     """1/2 E_P |grad f|^2 (Mescheder et al. 2018)."""
-    return 0.5 * _sq_norm(input_grad(forward, params, real, cfg.on)).mean(-1)
+    return 0.5 * _sq_norm((grad or input_grad)(forward, params, real, cfg.on)).mean(-1)
 
 
-def r2(forward, params, real, fake, stream, cfg):
+def r2(forward, params, real, fake, stream, cfg, grad=None):
     """1/2 E_Q |grad f|^2."""
-    return 0.5 * _sq_norm(input_grad(forward, params, fake, cfg.on)).mean(-1)
+    return 0.5 * _sq_norm((grad or input_grad)(forward, params, fake, cfg.on)).mean(-1)
 
 
-def dragan(forward, params, real, fake, stream, cfg):
+def dragan(forward, params, real, fake, stream, cfg, grad=None):
     """E (|grad f(x + delta)| - 1)^2 near the data.
 
     ``perturbation: gaussian``: delta ~ N(0, scale^2 I); ``uniform``: delta = scale * std(x) * U[0,1)
@@ -135,10 +137,10 @@ def dragan(forward, params, real, fake, stream, cfg):
     else:
         std = real.reshape(b, -1).std(-1, correction=0)[:, None, None]  # numpy's x.std()
         delta = cfg.scale * std * stream.uniform(m, d).to(real.device)
-    return _unit_gap(input_grad(forward, params, real + delta, cfg.on)).mean(-1)
+    return _unit_gap((grad or input_grad)(forward, params, real + delta, cfg.on)).mean(-1)
 
 
-def no_penalty(forward, params, real, fake, stream, cfg):
+def no_penalty(forward, params, real, fake, stream, cfg, grad=None):
     return torch.zeros(real.shape[0], device=real.device)
 
 

@@ -49,6 +49,9 @@ class Simulation:
     batch: int
     generator: Optional[object] = None
     """A network generator (:mod:`gandy.core.nets`) in place of the particles, or None."""
+    compiled: Optional[object] = None
+    """``engine: compiled``: a :class:`gandy.core.compiled.CompiledStep` that takes the critic's
+    gradients and the particles' force; None: autograd on the batched tensors (eager)."""
 
     @property
     def mover(self) -> "Mover":
@@ -65,14 +68,15 @@ class Simulation:
         return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
 
 
-def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``."""
+def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor, grad=None) -> torch.Tensor:
+    """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``;
+    ``grad``: how the penalty takes grad_x f (default autograd; the compiled engine: torch.func)."""
     f_real = sim.critic.forward(params, real)
     f_fake = sim.critic.forward(params, fake)
     loss = sim.game.critic_loss(f_real, f_fake)
     pen = sim.cfg.penalty
     if pen.name != "none":
-        loss = loss + weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen)
+        loss = loss + weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen, grad=grad)
     return loss
 
 
@@ -82,6 +86,8 @@ def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool 
     ``create_graph``: keep F differentiable w.r.t. ``params`` and ``x`` (for Jacobians of the
     update map); otherwise both are detached.
     """
+    if sim.compiled is not None and not create_graph:
+        return sim.compiled.force(params, x)
     if not create_graph:
         params = {k: v.detach() for k, v in params.items()}
     with torch.enable_grad():
@@ -206,9 +212,12 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) 
     trainable = [k for k in params if k not in sim.critic.frozen]
     for _ in range(sim.cfg.optim.critic.steps):
         real = sim.target.sample(st.streams["data"], sim.batch)
-        train = {k: params[k].detach().requires_grad_(True) for k in trainable}
-        loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight)
-        grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
+        if sim.compiled is not None:
+            grads = sim.compiled.critic_grads(params, trainable, real, fake, st.members.penalty_weight)
+        else:
+            train = {k: params[k].detach().requires_grad_(True) for k in trainable}
+            loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight)
+            grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
         new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
         params = {**params, **{k: v.detach() for k, v in new.items()}}
     return params

@@ -10,6 +10,7 @@ from typing import Optional
 
 import torch
 
+from gandy.core.compiled import CompiledStep
 from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import check_inception
 from gandy.core.kernels import build_kernel
@@ -72,6 +73,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
         raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
     require_memory(sim, len(cfg.seeds) if members is None else members)
+    if cfg.engine == "compiled":
+        sim.compiled = CompiledStep(sim)
     sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):

@@ -445,6 +445,10 @@ class Config(Section):
     """Particle snapshots for trajectory.npz (default: log_every)."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: Optional[PosInt] = None
+    engine: Literal["eager", "compiled"] = "eager"
+    """How a step takes its gradients: ``eager`` (autograd on the batched tensors, the reference)
+    or ``compiled`` (torch.func + torch.compile: particle runs with penalty none, sobolev, r1 or
+    r2; ~10 s of compilation per shape, then several times faster; numbers equal to rounding)."""
     """Torch threads while this config runs (None: as the process has them; gandy's command sets 1
     unless ``--threads`` or GANDY_THREADS says otherwise, and those, when given, win over this key)."""
     phase: PhaseConfig = PhaseConfig()

@@ -1,0 +1,86 @@
+"""``engine: compiled``: the two autograd-heavy parts of a step, the critic's parameter gradients
+(with the penalty's nested gradient) and the particles' force, written for one member with
+torch.func (``grad``, ``vmap`` over members) and compiled with ``torch.compile``.
+
+Everything else (random draws from gandy's counter-based streams, the optimiser step, the kernel
+and the isolation of diverged members) stays in :func:`gandy.core.step.advance`, so both engines
+draw the same numbers and store the same state. One member's functions are the batched ones at a
+batch of one: the critic, the game and the penalty are not written twice. The numbers agree with
+the eager engine to rounding, not bit for bit (tests/test_step.py); a compile costs ~10 s per
+shape (members, particles, batch), paid once per chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import grad, vmap
+
+from gandy.core.errors import ConfigError
+from gandy.core.step import Simulation, critic_loss
+
+PENALTIES = ("none", "sobolev", "r1", "r2")
+"""Penalties the compiled engine supports (wgan_gp and dragan draw random points inside the
+penalty, from streams that live outside the compiled function)."""
+
+
+def func_input_grad(forward, params, x: torch.Tensor, on: str = "logit") -> torch.Tensor:
+    """grad_x of f (or sigmoid f) at every point, by torch.func (composes with grad and vmap)."""
+    def total(xx):
+        f = forward(params, xx)
+        return (torch.sigmoid(f) if on == "probability" else f).sum()
+
+    return grad(total)(x)
+
+
+def check(sim: Simulation) -> None:
+    """Refuse, with the field named, a config the compiled engine does not run."""
+    if sim.generator is not None:
+        raise ConfigError("engine", "the compiled engine moves particles; a network generator runs with engine: eager")
+    if sim.cfg.penalty.name not in PENALTIES:
+        raise ConfigError("engine", f"the compiled engine supports penalties {', '.join(PENALTIES)}; "
+                                    f"{sim.cfg.penalty.name} runs with engine: eager")
+    if sim.target.image_shape is not None:
+        raise ConfigError("engine", "image targets run with engine: eager")
+
+
+class CompiledStep:
+    """The critic's gradients and the force for a built simulation; ``critic_grads`` and ``force``
+    take and return the batched ``(B, ...)`` tensors of :mod:`gandy.core.step`."""
+
+    def __init__(self, sim: Simulation):
+        check(sim)
+        self.sim = sim
+        self._grads, self._force, self._trainable = None, None, None
+
+    def _one(self, params: dict, *xs):
+        """One member's tensors as a batch of one, for the batched critic, game and penalty."""
+        return {k: v[None] for k, v in params.items()}, *(x[None] for x in xs)
+
+    def critic_grads(self, params: dict, trainable: list, real: torch.Tensor, fake: torch.Tensor,
+                     weight: torch.Tensor) -> list:
+        """d(critic loss)/d(trainable parameters) of every member, in the order of ``trainable``."""
+        sim = self.sim
+        if self._grads is None or self._trainable != trainable:
+            def loss_one(train, frozen, real_i, fake_i, w_i):
+                p, r, f, w = self._one({**frozen, **train}, real_i, fake_i, w_i)
+                return critic_loss(sim, p, r, f, None, w, grad=func_input_grad)[0]
+
+            self._trainable = list(trainable)
+            self._grads = torch.compile(vmap(grad(loss_one)), dynamic=False)
+        frozen = {k: v for k, v in params.items() if k not in trainable}
+        g = self._grads({k: params[k].detach() for k in trainable}, frozen, real, fake.detach(), weight)
+        return [g[k] for k in trainable]
+
+    def force(self, params: dict, x: torch.Tensor) -> torch.Tensor:
+        """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``)."""
+        sim = self.sim
+        if self._force is None:
+            def gen_one(p_i, x_i):
+                p, xx = self._one(p_i, x_i)
+                return sim.game.gen_loss(sim.critic.forward(p, xx)).sum()
+
+            self._force = torch.compile(vmap(grad(gen_one, argnums=1)), dynamic=False)
+        f = -self._force({k: v.detach() for k, v in params.items()}, x.detach())
+        if sim.cfg.optim.generator.force == "mean":
+            f = f / x.shape[1]
+        return f
