@@ -44,8 +44,8 @@ def check(sim: Simulation) -> None:
 
 
 class CompiledStep:
-    """The critic's gradients and the force for a built simulation; ``critic_grads`` and ``force``
-    take and return the batched ``(B, ...)`` tensors of :mod:`gandy.core.step`."""
+    """The critic's gradients and the force's gradient for a built simulation; ``critic_grads`` and
+    ``loss_grad`` take and return the batched ``(B, ...)`` tensors of :mod:`gandy.core.step`."""
 
     def __init__(self, sim: Simulation):
         check(sim)
@@ -71,8 +71,9 @@ class CompiledStep:
         g = self._grads({k: params[k].detach() for k in trainable}, frozen, real, fake.detach(), weight)
         return [g[k] for k in trainable]
 
-    def force(self, params: dict, x: torch.Tensor) -> torch.Tensor:
-        """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``)."""
+    def loss_grad(self, params: dict, x: torch.Tensor) -> torch.Tensor:
+        """grad_x l_G(f(x)) per particle, ``(B, N, d)`` (the force is its negative, scaled by
+        :func:`gandy.core.step.particle_force`)."""
         sim = self.sim
         if self._force is None:
             def gen_one(p_i, x_i):
@@ -80,7 +81,4 @@ class CompiledStep:
                 return sim.game.gen_loss(sim.critic.forward(p, xx)).sum()
 
             self._force = torch.compile(vmap(grad(gen_one, argnums=1)), dynamic=False)
-        f = -self._force({k: v.detach() for k, v in params.items()}, x.detach())
-        if sim.cfg.optim.generator.force == "mean":
-            f = f / x.shape[1]
-        return f
+        return self._force({k: v.detach() for k, v in params.items()}, x.detach())

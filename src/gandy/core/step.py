@@ -87,15 +87,16 @@ def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool 
     update map); otherwise both are detached.
     """
     if sim.compiled is not None and not create_graph:
-        return sim.compiled.force(params, x)
-    if not create_graph:
-        params = {k: v.detach() for k, v in params.items()}
-    with torch.enable_grad():
-        # with create_graph, differentiate w.r.t. a copy: the partial derivative at fixed params,
-        # even where params themselves depend on x (as after a critic step on these particles)
-        xg = x.clone() if create_graph else x.detach().requires_grad_(True)
-        lg = sim.game.gen_loss(sim.critic.forward(params, xg))
-        (g,) = torch.autograd.grad(lg.sum(), xg, create_graph=create_graph)
+        g = sim.compiled.loss_grad(params, x)
+    else:
+        if not create_graph:
+            params = {k: v.detach() for k, v in params.items()}
+        with torch.enable_grad():
+            # with create_graph, differentiate w.r.t. a copy: the partial derivative at fixed params,
+            # even where params themselves depend on x (as after a critic step on these particles)
+            xg = x.clone() if create_graph else x.detach().requires_grad_(True)
+            lg = sim.game.gen_loss(sim.critic.forward(params, xg))
+            (g,) = torch.autograd.grad(lg.sum(), xg, create_graph=create_graph)
     f = -g
     if sim.cfg.optim.generator.force == "mean":
         f = f / x.shape[1]
