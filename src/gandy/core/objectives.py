@@ -153,6 +153,11 @@ PENALTIES: dict[str, Callable] = {
     "dragan": dragan,
 }
 
+SQUARED_GRADIENT: dict[str, tuple[str, float]] = {"sobolev": ("fake", 1.0), "r1": ("real", 0.5), "r2": ("fake", 0.5)}
+"""Penalties of the form ``coef * mean_i |grad f(x_i)|^2`` (plus a constant) over one side's
+points, ``name -> (side, coef)``: what :mod:`gandy.core.closed_form` differentiates by hand
+(tested against each penalty's function)."""
+
 LINEAR_FRICTION: dict[str, float] = {"none": 0.0, "sobolev": 2.0, "r1": 1.0, "r2": 1.0}
 """The friction a penalty adds for a linear critic f(x) = w.x: d(penalty)/dw = LINEAR_FRICTION * w
 (docs/model.md, "Critical damping"). wgan_gp and dragan have none: (|w| - 1)^2 has its minimum at
