@@ -26,7 +26,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build, run_threads
+from gandy.runs.build import build, engine_of, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.results import PHASES, member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
@@ -94,6 +94,7 @@ def assemble(sim, raw, wall: float) -> RunResult:
     summary = {
         "gandy_version": __version__,
         "torch_version": torch.__version__,
+        "engine": engine_of(sim),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
         "device": str(sim.device),

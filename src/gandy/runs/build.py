@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from gandy.core.compiled import CompiledStep
+from gandy.core import closed_form, compiled
 from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import check_inception
 from gandy.core.kernels import build_kernel
@@ -47,6 +47,41 @@ def run_threads(cfg):
             torch.set_num_threads(old)
 
 
+COMPILE_AFTER_SECONDS = 60.0
+"""``engine: auto`` compiles a batch whose eager run is estimated to take at least this long
+(compilation costs 5-20 s per batch shape on a CPU)."""
+
+
+def eager_seconds(sim: Simulation, members: int) -> float:
+    """A rough estimate of a batch's eager run time on a CPU: per member-step, 200 us of
+    per-operation overhead plus the critic's matrix products at 50 GFLOP/s (one hidden layer's
+    2 d H (2 M + 7 N) multiply-adds per critic step; measured: 180-350 us in 1-D, 21-24 ms in 784-D
+    at width 512, benchmarks/RESULTS.md)."""
+    cfg = sim.cfg
+    width = sum(cfg.critic.widths) if cfg.critic.name == "mlp" else 256
+    flops = 2 * sim.d * width * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
+    return members * cfg.steps * (2e-4 + flops / 5e10)
+
+
+def choose_engine(sim: Simulation, members: int) -> str:
+    """The config's ``engine``; for ``auto``, the fastest engine that runs it: ``compiled`` where it
+    applies and the batch runs long enough to repay compilation (:data:`COMPILE_AFTER_SECONDS`),
+    else ``closed_form`` where it applies and the input is wide (``compiled.WIDE``: below it,
+    eager's fused autograd kernels beat the closed form's passes), else ``eager``."""
+    if sim.cfg.engine != "auto":
+        return sim.cfg.engine
+    if compiled.unsupported(sim) is None and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
+        return "compiled"
+    if sim.d >= compiled.WIDE and closed_form.unsupported(sim) is None:
+        return "closed_form"
+    return "eager"
+
+
+def engine_of(sim: Simulation) -> str:
+    """The engine a built simulation runs with (what ``auto`` chose)."""
+    return "eager" if sim.grads is None else sim.grads.name
+
+
 def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> Simulation:
     """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
 
@@ -73,8 +108,9 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
         raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
     require_memory(sim, len(cfg.seeds) if members is None else members)
-    if cfg.engine == "compiled":
-        sim.compiled = CompiledStep(sim)
+    engine = choose_engine(sim, len(cfg.seeds) if members is None else members)
+    sim.grads = {"eager": None, "compiled": compiled.compiled_step, "closed_form": closed_form.ClosedForm}[engine]
+    sim.grads = sim.grads(sim) if sim.grads else None
     sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):

@@ -445,12 +445,15 @@ class Config(Section):
     """Particle snapshots for trajectory.npz (default: log_every)."""
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     threads: Optional[PosInt] = None
-    engine: Literal["eager", "compiled"] = "eager"
-    """How a step takes its gradients: ``eager`` (autograd on the batched tensors, the reference)
-    or ``compiled`` (torch.func + torch.compile: particle runs with penalty none, sobolev, r1 or
-    r2; ~10 s of compilation per shape, then several times faster; numbers equal to rounding)."""
     """Torch threads while this config runs (None: as the process has them; gandy's command sets 1
     unless ``--threads`` or GANDY_THREADS says otherwise, and those, when given, win over this key)."""
+    engine: Literal["auto", "eager", "compiled", "closed_form"] = "auto"
+    """How a step takes the critic's gradients and the force (docs/architecture.md, "Engines"):
+    ``eager`` (autograd on the batched tensors, the reference for the others), ``closed_form``
+    (hand-derived gradients: one-hidden-layer MLP critics with penalty none, sobolev, r1 or r2),
+    ``compiled`` (torch.func + torch.compile: particle runs with those penalties and any critic;
+    ~10 s of compilation per batch shape), or ``auto``: the fastest that runs the config
+    (:func:`gandy.runs.build.choose_engine`). Numbers agree with eager to rounding."""
     phase: PhaseConfig = PhaseConfig()
     metrics: MetricsConfig = MetricsConfig()
     generator: Optional[GeneratorConfig] = None
