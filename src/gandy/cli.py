@@ -2,7 +2,7 @@
 
     gandy [--threads N] [--debug] COMMAND ...
     gandy run CONFIG.yaml|EXPERIMENT [key=value ...] --out DIR [--resume] [--force]
-              [--executor local|ray] [--address ADDR] [--connect-timeout S] [--checkpoint-every S] [--quick]
+              [--executor local|processes|ray] [--workers N] [--address ADDR] [--connect-timeout S] [--checkpoint-every S] [--quick]
     gandy experiments
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
@@ -123,7 +123,8 @@ def run_cmd(
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="output folder (default: runs/NAME); must be new or empty"),
     force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
     resume: bool = typer.Option(False, "--resume", help="finish an interrupted sweep or experiment in DIR (same config)"),
-    executor: str = typer.Option("local", "--executor", metavar="NAME", help="where sweeps run: local or ray"),
+    executor: str = typer.Option("local", "--executor", metavar="NAME", help="where sweeps run: local, processes or ray"),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="sweeps: at least N chunks (--executor processes: in N processes; default: one per core there, else 1)"),
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDR", help="a Ray cluster (default: a local instance)"),
     connect_timeout: float = typer.Option(20.0, "--connect-timeout", metavar="SECONDS", help="give up on an unreachable Ray cluster after this long"),
     checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", metavar="SECONDS", help="a sweep's chunk saves its state this often (0: every step)"),
@@ -142,7 +143,11 @@ def run_cmd(
         raise ConfigError("checkpoint-every", f"must be >= 0 seconds, got {checkpoint_every}")
     if force and resume:
         raise ConfigError("resume", "--force replaces DIR and --resume continues it: give one")
-    options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout}
+    if workers is not None and workers < 1:
+        raise ConfigError("workers", f"must be >= 1, got {workers}")
+    if workers is None:
+        workers = (os.cpu_count() or 1) if executor == "processes" else 1
+    options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
     if config in EXPERIMENTS and not Path(config).is_file():
         out = Path("runs") / config if out is None else out
         figures = EXPERIMENTS[config].run(out, quick=quick, overrides=list(overrides or []), resume=resume,

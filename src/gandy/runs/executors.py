@@ -1,7 +1,7 @@
 """Executors: where the chunks of a sweep run. One registry, ``EXECUTORS``: name -> :class:`Executor`.
 
 An executor is a generic map and knows nothing of sweeps: ``run(task, chunks, done, address, step,
-checkpoints)`` calls ``task(chunk, on_step=..., checkpoint=checkpoints(chunk))`` for every chunk
+checkpoints, workers)`` calls ``task(chunk, on_step=..., checkpoint=checkpoints(chunk))`` for every chunk
 (here or in other processes; ``task`` must pickle) and ``done(chunk, task's result)`` in the
 driver process for every finished chunk, in any order, and ``step(k)`` for progress (k units of
 work, a chunk's ``len(members) * config["steps"]``). Its ``check(address, timeout)`` runs before
@@ -11,12 +11,16 @@ behind. The driver writes the store, so results are identical whichever executor
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Optional
+
+import torch
 
 from gandy.runs.config import ConfigError
 
@@ -25,10 +29,41 @@ CONNECT_TIMEOUT = 20.0
 
 
 def run_local(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
-              step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None) -> None:
+              step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None,
+              workers: int = 1) -> None:
     """In this process, one chunk after another (progress as the task reports it)."""
     for ch in chunks:
         done(ch, task(ch, on_step=step, checkpoint=checkpoints(ch)))
+
+
+def _start_worker(threads: int) -> None:
+    """A worker process: ``threads`` torch threads (GANDY_THREADS, inherited, says so for runs)."""
+    os.environ["GANDY_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def run_processes(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
+                  step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None,
+                  workers: int = 1) -> None:
+    """Chunks in ``workers`` local processes (spawned; each with cores / workers torch threads, at
+    least one, unless GANDY_THREADS says otherwise), gathered as they finish; the driver writes
+    every result, so the store is the one a single process writes. Checkpoints as in one process."""
+    env = os.environ.get("GANDY_THREADS", "").strip()
+    threads = int(env) if env.isdigit() and int(env) >= 1 else max(1, (os.cpu_count() or 1) // workers)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=ctx,
+                             initializer=_start_worker, initargs=(threads,)) as pool:
+        pending = {pool.submit(_call, task, ch, checkpoints(ch)): ch for ch in chunks}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    ch = pending.pop(fut)
+                    done(ch, fut.result())
+                    step(len(ch.members) * ch.config["steps"])  # progress per finished chunk
+        finally:
+            for fut in pending:
+                fut.cancel()
 
 
 def _ray():
@@ -78,12 +113,13 @@ def check_ray(address: Optional[str], timeout: float = CONNECT_TIMEOUT) -> None:
 
 
 def _call(task: Callable, chunk, checkpoint):
-    """A chunk's task in a Ray worker (no progress callback crosses processes)."""
+    """A chunk's task in a worker process (no progress callback crosses processes)."""
     return task(chunk, on_step=None, checkpoint=checkpoint)
 
 
 def run_ray(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
-            step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None) -> None:
+            step: Callable = lambda k: None, checkpoints: Callable = lambda ch: None,
+            workers: int = 1) -> None:
     """Chunks as Ray tasks (one GPU per task where the cluster has GPUs), gathered as they finish.
 
     ``address``: a running cluster (``ray://host:port`` or ``host:port``); None starts or joins a
@@ -119,5 +155,6 @@ class Executor:
 
 EXECUTORS: dict[str, Executor] = {
     "local": Executor("local", run_local),
+    "processes": Executor("processes", run_processes),
     "ray": Executor("ray", run_ray, check_ray),
 }

@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 
 from gandy.core.kernels import TwoNumber
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
+from gandy.core.targets import build_target
 from gandy.runs import config as C
 from gandy.runs.api import add_image_metrics
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build, run_threads
+from gandy.runs.build import build, engine_of, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.results import PHASES, member_tables
@@ -262,10 +263,11 @@ def _shared(cfg: C.Config) -> dict:
     return d
 
 
-def member_bytes(cfg: C.Config, n_target: int) -> int:
+def member_bytes(cfg: C.Config, n_target: int, d: int = 1) -> int:
     """A generous estimate of one member's working memory in bytes (activations of the forward,
-    backward and double backward, critic parameters with gradients and Adam moments)."""
-    n, d = cfg.particles.n, 1
+    backward and double backward, critic parameters with gradients and Adam moments), in ``d``
+    dimensions."""
+    n = cfg.particles.n
     widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
     points = n + (cfg.batch_size or n_target or n)
     act = 16 * points * sum(widths)
@@ -273,9 +275,31 @@ def member_bytes(cfg: C.Config, n_target: int) -> int:
     return 4 * (act + 8 * n_params + 8 * n * max(d, 1))
 
 
-def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e9) -> Plan:
+FAST_TENSOR_BYTES = 24e6
+"""Auto chunks keep every batched tensor of the critic (a weight matrix, the activations of all
+points) below this size. Larger ones are allocated by mmap (glibc's limit is 32 MB) and
+page-faulted afresh at every step: in 784-D at width 512 a chunk of 112 members spent 40 % of its
+time in the kernel and took 18 ms per member-step against 11 ms in chunks of 16
+(benchmarks/RESULTS.md, "784-D")."""
+
+
+def fast_chunk(cfg: C.Config, n_target: int, d: int) -> int:
+    """The most members per chunk whose largest critic tensor stays under FAST_TENSOR_BYTES
+    (CPU runs only: a GPU wants its chunks as large as memory allows)."""
+    widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    dims = [d, *widths, 1]
+    points = cfg.particles.n + (cfg.batch_size or n_target or cfg.particles.n)
+    largest = max(max(a * b for a, b in zip(dims[:-1], dims[1:])), points * max(widths))
+    return max(1, int(FAST_TENSOR_BYTES // (4 * largest)))
+
+
+def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e9, min_chunks: int = 1) -> Plan:
     """Group members by what they share, then cut each group into chunks of ``chunk`` members
-    (auto: as many as fit ``memory_budget`` bytes by :func:`member_bytes`, at most 1024)."""
+    (auto: as many as fit ``memory_budget`` bytes by :func:`member_bytes`, at most 1024 and at most
+    :func:`fast_chunk`), and into
+    a multiple of ``min_chunks`` chunks (one round per worker) where it has that many members; auto chunks of
+    a group are balanced (sizes differ by at most one), so that workers finish together and a
+    compiled step meets at most two batch shapes."""
     axes, members, bs = expand(cfg)
     chunk = chunk or bs
     groups: dict[str, list[SweepMember]] = {}
@@ -283,9 +307,15 @@ def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e
         groups.setdefault(json.dumps(_shared(m.config), sort_keys=True), []).append(m)
     chunks = []
     for ms in groups.values():
-        size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, 0), 1))))
-        for i in range(0, len(ms), size):
-            part = ms[i:i + size]
+        target = build_target(ms[0].config.target)
+        n_target, d = int(target.default_batch or 0), target.dim
+        fast = fast_chunk(ms[0].config, n_target, d) if resolve_device(ms[0].config.device).type == "cpu" else 1024
+        size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, n_target, d), 1), fast)))
+        count = min(len(ms), -(-max(-(-len(ms) // size), 1) // min_chunks) * min_chunks)  # a multiple of min_chunks
+        bounds = [round(i * len(ms) / count) for i in range(count + 1)] if not chunk else \
+            [*range(0, len(ms), size), len(ms)]
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            part = ms[lo:hi]
             values = [(m.index, m.seed, {k: float(get_dotted(m.config, k)) for k in member_keys_of(m.config)}) for m in part]
             chunks.append(Chunk(f"{part[0].index:07d}", part[0].config.model_dump(mode="json"), values))
     return Plan(axes, members, chunks)
@@ -345,6 +375,7 @@ def run_sweep(
     checkpoint_seconds: float = 60.0,
     checkpoint_steps: Optional[int] = None,
     connect_timeout: float = 20.0,
+    workers: int = 1,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Run a sweep config into ``out``; return ``(results, metrics, summary)``.
 
@@ -353,14 +384,20 @@ def run_sweep(
     gandy output, ``resume`` continues only a gandy sweep of the same config) and the executor's
     cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
     ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
+    ``workers``: the sweep is cut into at least this many chunks, which ``executor: processes``
+    runs in as many processes (the chunks, hence the numbers, depend on ``workers``, not on the
+    executor).
     """
     out = Path(out)
     if executor not in EXECUTORS:
         raise C.ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    p = plan(cfg)  # validates every member before anything is written
-    sim0 = None
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise C.ConfigError("workers", f"must be a whole number >= 1, got {workers!r}")
+    p = plan(cfg, min_chunks=workers)  # validates every member before anything is written
+    sim0, engines = None, set()
     for ch in p.chunks:  # and every shared config (dimensions, data files, kernels, memory) too
         sim = build(C.load_config(ch.config), members=len(ch.members))
+        engines.add(engine_of(sim))
         if sim0 is None:
             sim0 = sim  # kept for the output-size estimate; the others are dropped as they are checked
     resolved = C.dump_config(cfg)
@@ -399,7 +436,7 @@ def run_sweep(
             bar.update(k)
 
     task = functools.partial(run_chunk, axes_keys=keys, values_by_index=values)
-    EXECUTORS[executor].run(task, todo, done, address, step, checkpoints)
+    EXECUTORS[executor].run(task, todo, done, address, step, checkpoints, workers)
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -410,10 +447,12 @@ def run_sweep(
     summary = {
         "sweep": {"axes": [{"key": a.key, "values": list(a.values), "scale": a.scale} for a in p.axes],
                   "seeds": list(cfg.seeds), "members": len(p.members), "chunks": len(p.chunks),
-                  "chunk_sizes": sorted({len(ch.members) for ch in p.chunks}), "executor": executor},
+                  "chunk_sizes": sorted({len(ch.members) for ch in p.chunks}), "executor": executor,
+                  "workers": workers},
         "wall_seconds_this_invocation": wall,
         "phase_counts": {ph: phases.count(ph) for ph in PHASES},
         "torch_version": torch.__version__,
+        "engines": sorted(engines),
     }
     write_tables(out, {"results": results, "metrics": metrics}, summary)
     if draw is not None:
