@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seq-members", type=int, default=8)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--engine", default="eager", choices=["eager", "compiled"], help="the batched run's engine")
+    ap.add_argument("--engine", default="eager", choices=["eager", "compiled", "closed_form"], help="the batched run's engine")
     ap.add_argument("--memory", action="store_true", help="also measure a 4,096-member sweep's peak memory")
     ap.add_argument("--_memory-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()

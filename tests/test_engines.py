@@ -1,0 +1,222 @@
+"""The engines (config key ``engine``): the closed form's gradients against autograd in float64,
+whole runs of every engine against the eager reference, the choice ``auto`` makes, the optimiser's
+fused step, and what reproducibility holds (docs/architecture.md, "Engines")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gandy
+from gandy.core.closed_form import ClosedForm
+from gandy.core.errors import ConfigError
+from gandy.core.nets.base import ACTIVATION_DERIVATIVES, ACTIVATIONS
+from gandy.core.objectives import PENALTIES, SQUARED_GRADIENT, input_grad
+from gandy.core.optim import BatchedOptimizer
+from gandy.core.step import MemberValues, advance, critic_loss, start
+from gandy.runs import config as C
+from gandy.runs.build import build, choose_engine
+from gandy.runs.sweep import plan, run_sweep
+
+TINY = {"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+        "kernel": {"name": "two_number", "g1": 1.0, "g2": 0.3}, "optim": {"generator": {"lr": 0.05}},
+        "penalty": {"name": "sobolev", "weight": 1.0}, "steps": 3, "seeds": [0, 1]}
+D64 = torch.float64
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_derivatives_equal_autograd(name):
+    assert set(ACTIVATION_DERIVATIVES) == set(ACTIVATIONS)
+    z = torch.linspace(-3, 3, 61, dtype=D64)
+    z = z[(z.abs() > 1e-3)].requires_grad_(True)  # away from the kink of the piecewise-linear ones
+    (d1,) = torch.autograd.grad(ACTIVATIONS[name](z).sum(), z, create_graph=True)
+    d1_hand, d2_hand = ACTIVATION_DERIVATIVES[name]
+    torch.testing.assert_close(d1_hand(z.detach()), d1.detach())
+    if d1.requires_grad:
+        (d2,) = torch.autograd.grad(d1.sum(), z)
+    else:
+        d2 = torch.zeros_like(z)
+    torch.testing.assert_close(torch.zeros_like(z) if d2_hand is None else d2_hand(z.detach()), d2)
+
+
+@pytest.mark.parametrize("name", sorted(SQUARED_GRADIENT))
+def test_squared_gradient_table_describes_each_penalty(name):
+    """coef * mean |grad f|^2 on the named side differs from the penalty by a constant only."""
+    side, coef = SQUARED_GRADIENT[name]
+    sim = build(C.load_config(TINY, [f"penalty.name={name}"]))
+    real, fake = torch.randn(2, 7, 1), torch.randn(2, 5, 1)
+    gaps = []
+    for seed in (0, 1):
+        params = sim.critic.init(start(sim, [seed, seed + 2]).streams["critic"], 2)
+        pen = PENALTIES[name](sim.critic.forward, params, real, fake, None, sim.cfg.penalty)
+        g = input_grad(sim.critic.forward, params, fake if side == "fake" else real)
+        gaps.append(pen - coef * (g * g).sum(-1).mean(-1))
+    torch.testing.assert_close(gaps[0], gaps[1])
+
+
+def _float64_case(over):
+    sim = build(C.load_config(TINY, [*over, "engine=closed_form", "critic.widths=[6]", "target.embed_dim=3"]))
+    st = start(sim, [0, 1])
+    params = {k: v.to(D64) for k, v in st.params.items()}
+    gen = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(2, 7, 3, generator=gen, dtype=D64), torch.randn(2, 5, 3, generator=gen, dtype=D64)
+    return sim, params, real, fake, torch.tensor([0.7, 2.0], dtype=D64)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("penalty", ["none", *sorted(SQUARED_GRADIENT)])
+def test_closed_form_critic_gradients_equal_autograd(activation, penalty):
+    sim, params, real, fake, w = _float64_case([f"critic.activation={activation}", f"penalty.name={penalty}"])
+    train = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    loss = critic_loss(sim, train, real, fake, None, w)
+    expect = torch.autograd.grad(loss.sum(), list(train.values()))
+    got = ClosedForm(sim).critic_grads(params, list(params), real, fake, w)
+    for k, e, g in zip(params, expect, got):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12, msg=k)
+
+
+@pytest.mark.parametrize("objective", ["ipm", "ns", "mm", "ls", "hinge"])
+def test_closed_form_takes_any_game_and_its_force(objective):
+    sim, params, real, fake, w = _float64_case([f"objective={objective}", "critic.activation=tanh"])
+    train = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    expect = torch.autograd.grad(critic_loss(sim, train, real, fake, None, w).sum(), list(train.values()))
+    for e, g in zip(expect, ClosedForm(sim).critic_grads(params, list(params), real, fake, w)):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
+    x = fake.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(sim.game.gen_loss(sim.critic.forward(params, x)).sum(), x)
+    torch.testing.assert_close(ClosedForm(sim).loss_grad(params, fake), gx)
+
+
+@pytest.mark.parametrize("over, words", [(["critic.widths=[8, 8]"], "one hidden layer"),
+                                         (["critic={name: rbf}"], "one hidden layer"),
+                                         (["penalty.name=wgan_gp"], "penalties none, sobolev, r1, r2"),
+                                         (["penalty.on=probability"], "on the logit")])
+def test_closed_form_refuses_what_it_does_not_run(over, words):
+    with pytest.raises(ConfigError) as e:
+        build(C.load_config(TINY, [*over, "engine=closed_form"]))
+    assert e.value.field == "engine" and words in e.value.message
+
+
+@pytest.mark.parametrize("over", [[], ["objective=ns", "penalty.name=r1", "critic.activation=gelu"],
+                                  ["target.embed_dim=64", "particles.init={name: gaussian, std: 0.1}"]])
+def test_closed_form_runs_agree_with_eager_over_200_steps(over):
+    base = ["steps=200", "log_every=50", "seeds=[0, 1, 2]", *over]
+    eager = gandy.run(TINY, overrides=[*base, "engine=eager"], figures=False)
+    closed = gandy.run(TINY, overrides=[*base, "engine=closed_form"], figures=False)
+    assert list(closed.results.phase) == list(eager.results.phase)
+    np.testing.assert_allclose(closed.trajectory["particles"], eager.trajectory["particles"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(closed.metrics.w1, eager.metrics.w1, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_closed_form_of_wide_inputs_agrees_with_eager():
+    """d >= compiled.WIDE: the compiled engine compiles the closed form (and fuses Adam)."""
+    base = ["steps=100", "log_every=50", "seeds=[0, 1]", "target.embed_dim=64", "critic.widths=[32]"]
+    eager = gandy.run(TINY, overrides=[*base, "engine=eager"], figures=False)
+    comp = gandy.run(TINY, overrides=[*base, "engine=compiled"], figures=False)
+    assert list(comp.results.phase) == list(eager.results.phase)
+    np.testing.assert_allclose(comp.trajectory["particles"], eager.trajectory["particles"], rtol=1e-4, atol=1e-4)
+
+
+def test_auto_picks_eager_for_short_runs_compiled_for_long_ones_closed_form_for_wide_inputs():
+    assert choose_engine(build(C.load_config(TINY, [])), 2) == "eager"
+    assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 256) == "compiled"
+    wide = build(C.load_config(TINY, ["target.embed_dim=64"]))
+    assert choose_engine(wide, 2) == "closed_form"
+    assert build(C.load_config(TINY, ["target.embed_dim=64", "engine=eager"])).grads is None
+    # nothing faster runs a two-layer critic with a wgan_gp penalty: eager, however long
+    assert choose_engine(build(C.load_config(TINY, ["penalty.name=wgan_gp", "critic.widths=[8, 8]",
+                                                    "steps=100000"])), 256) == "eager"
+
+
+def test_optimiser_step_leaves_its_inputs_and_matches_torch_adam():
+    """The in-place moments and the scratch buffer: params are not modified, and the numbers are
+    torch.optim.Adam's (with weight decay) member by member."""
+    cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
+    p0 = {"w": torch.randn(2, 3, 4, dtype=D64)}
+    lrs = torch.tensor([0.01, 0.003], dtype=D64)
+    opt = BatchedOptimizer(cfg, p0, lrs)
+    refs = [torch.nn.Parameter(p0["w"][i].clone()) for i in range(2)]
+    tops = [torch.optim.Adam([r], lr=float(lrs[i]), weight_decay=0.1) for i, r in enumerate(refs)]
+    p = p0
+    for step in range(4):
+        g = {"w": torch.sin(p["w"] * (step + 1))}
+        before = p["w"].clone()
+        new = opt.step(p, g)
+        torch.testing.assert_close(p["w"], before, rtol=0, atol=0)
+        for i, (r, o) in enumerate(zip(refs, tops)):
+            r.grad = g["w"][i].clone()
+            o.step()
+            torch.testing.assert_close(new["w"][i], r.detach(), rtol=1e-12, atol=1e-14)
+        p = new
+
+
+def test_fused_adam_equals_the_eager_update():
+    cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
+    p0 = {"w": torch.randn(3, 5, 4), "b": torch.randn(3, 4)}
+    lrs = torch.tensor([0.01, 0.003, 0.1])
+    a, b = BatchedOptimizer(cfg, p0, lrs), BatchedOptimizer(cfg, p0, lrs, fused=True)
+    pa = pb = p0
+    for step in range(5):
+        g = {k: torch.cos(v * (step + 1)) for k, v in pa.items()}
+        pa, pb = a.step(pa, g), b.step(pb, g)
+        for k in p0:
+            torch.testing.assert_close(pb[k], pa[k], rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- reproducibility
+def _run_members(engine, lrs, steps=60):
+    """Particles after ``steps`` of members 0..len(lrs)-1, seed 0 each, critic lr per member."""
+    cfg = C.load_config(TINY, [f"engine={engine}", f"steps={steps}"])
+    sim = build(cfg, members=len(lrs))
+    cfgs = [cfg.model_copy(update={"optim": cfg.optim.model_copy(update={
+        "critic": cfg.optim.critic.model_copy(update={"lr": lr})})}) for lr in lrs]
+    st = start(sim, [0] * len(lrs), MemberValues.from_configs(cfgs, sim.device))
+    for _ in range(steps):
+        advance(sim, st)
+    return st
+
+
+@pytest.mark.parametrize("engine", ["eager", "closed_form", "compiled"])
+def test_reproducibility_under_each_engine(engine):
+    """Same config, same machine: identical numbers. A member that blows up changes no other
+    member's numbers. The same member in a batch of another size: equal to 1e-5 (bit-identical
+    for eager and closed_form batches of two or more)."""
+    a = _run_members(engine, [1e-3, 2e-3])
+    b = _run_members(engine, [1e-3, 2e-3])
+    assert torch.equal(a.x, b.x)
+    blown = _run_members(engine, [1e-3, 1e9])  # member 1 diverges within a few steps
+    assert not bool(blown.alive[1]) and bool(blown.alive[0])
+    assert torch.equal(blown.x[0], a.x[0])
+    big = _run_members(engine, [1e-3, 2e-3, 5e-3, 1e-2, 3e-3])
+    torch.testing.assert_close(big.x[:2], a.x, rtol=1e-5, atol=1e-5)
+    if engine != "compiled":
+        assert torch.equal(big.x[:2], a.x)
+
+
+def test_plan_balances_chunks_and_makes_a_multiple_of_the_workers():
+    cfg = C.load_config(TINY, ["sweep={kernel.g2: {linspace: [0.1, 0.9], num: 9}}", "seeds=[0]"])
+    assert [len(c.members) for c in plan(cfg, min_chunks=2).chunks] in ([4, 5], [5, 4])
+    sizes = [len(c.members) for c in plan(cfg, memory_budget=1.0, min_chunks=1).chunks]
+    assert sizes == [1] * 9
+    sizes = [len(c.members) for c in plan(cfg, min_chunks=4).chunks]
+    assert len(sizes) == 4 and max(sizes) - min(sizes) <= 1 and sum(sizes) == 9
+
+
+def test_processes_executor_writes_what_one_process_writes(tmp_path):
+    cfg = C.load_config(TINY, ["steps=20", "log_every=10", "seeds=[0]",
+                               "sweep={kernel.g2: {linspace: [0.1, 0.9], num: 4}}"])
+    one, m1, _ = run_sweep(cfg, tmp_path / "one", workers=2)
+    two, m2, s = run_sweep(cfg, tmp_path / "two", executor="processes", workers=2)
+    assert s["sweep"]["chunks"] == 2 and s["sweep"]["executor"] == "processes"
+    num = one.select_dtypes("number").columns
+    np.testing.assert_array_equal(one[num].to_numpy(), two[num].to_numpy())
+    assert list(one.phase) == list(two.phase)
+    np.testing.assert_array_equal(m1.select_dtypes("number").to_numpy(), m2.select_dtypes("number").to_numpy())
+
+
+def test_workers_must_be_a_whole_number(tmp_path):
+    cfg = C.load_config(TINY, ["sweep={kernel.g2: [0.1, 0.2]}"])
+    with pytest.raises(ConfigError) as e:
+        run_sweep(cfg, tmp_path / "x", workers=0)
+    assert e.value.field == "workers" and not (tmp_path / "x").exists()
