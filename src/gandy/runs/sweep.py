@@ -276,20 +276,20 @@ def member_bytes(cfg: C.Config, n_target: int, d: int = 1) -> int:
 
 
 FAST_TENSOR_BYTES = 24e6
-"""Auto chunks keep every batched tensor of the critic (a weight matrix, the activations of all
-points) below this size. Larger ones are allocated by mmap (glibc's limit is 32 MB) and
-page-faulted afresh at every step: in 784-D at width 512 a chunk of 112 members spent 40 % of its
-time in the kernel and took 18 ms per member-step against 11 ms in chunks of 16
-(benchmarks/RESULTS.md, "784-D")."""
+"""Auto chunks keep every batched weight matrix of the critic (with its gradient and Adam moments,
+fresh or rewritten at every step) below this size. Larger ones are allocated by mmap (glibc's limit
+is 32 MB) and page-faulted afresh at every step: in 784-D at width 512 a chunk of 112 members spent
+40 % of its time in the kernel and took 18 ms per member-step against 11 ms in chunks of 16
+(benchmarks/RESULTS.md, "784-D"). Activations are not counted: the compiled engine fuses most of
+them away, and capping them cut a 1-D sweep's chunks from 940 to 341 members and slowed it 28 %."""
 
 
-def fast_chunk(cfg: C.Config, n_target: int, d: int) -> int:
-    """The most members per chunk whose largest critic tensor stays under FAST_TENSOR_BYTES
+def fast_chunk(cfg: C.Config, d: int) -> int:
+    """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES
     (CPU runs only: a GPU wants its chunks as large as memory allows)."""
     widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
     dims = [d, *widths, 1]
-    points = cfg.particles.n + (cfg.batch_size or n_target or cfg.particles.n)
-    largest = max(max(a * b for a, b in zip(dims[:-1], dims[1:])), points * max(widths))
+    largest = max(a * b for a, b in zip(dims[:-1], dims[1:]))
     return max(1, int(FAST_TENSOR_BYTES // (4 * largest)))
 
 
@@ -309,7 +309,7 @@ def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e
     for ms in groups.values():
         target = build_target(ms[0].config.target)
         n_target, d = int(target.default_batch or 0), target.dim
-        fast = fast_chunk(ms[0].config, n_target, d) if resolve_device(ms[0].config.device).type == "cpu" else 1024
+        fast = fast_chunk(ms[0].config, d) if resolve_device(ms[0].config.device).type == "cpu" else 1024
         size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, n_target, d), 1), fast)))
         count = min(len(ms), -(-max(-(-len(ms) // size), 1) // min_chunks) * min_chunks)  # a multiple of min_chunks
         bounds = [round(i * len(ms) / count) for i in range(count + 1)] if not chunk else \
