@@ -26,7 +26,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build, engine_of, run_threads
+from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.results import PHASES, member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
@@ -57,7 +57,7 @@ def run(
     t0 = time.perf_counter()
     bar = None
     if progress:
-        bar = tqdm(total=cfg.steps, desc="steps", unit="step", disable=None)
+        bar = tqdm(total=cfg.steps, desc=f"steps ({progress_label({engine_of(sim)})})", unit="step", disable=None)
     try:
         with run_threads(cfg):
             raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)

@@ -82,6 +82,13 @@ def engine_of(sim: Simulation) -> str:
     return "eager" if sim.grads is None else sim.grads.name
 
 
+def progress_label(engines: set) -> str:
+    """The engines for a progress line, with the compiled engine's warm-up said: its first step
+    per batch shape compiles (5-15 s on a CPU), which the rate shown at the start includes."""
+    return ", ".join(f"{e}: the first step of each batch shape compiles" if e == "compiled" else e
+                     for e in sorted(engines))
+
+
 def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> Simulation:
     """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
 

@@ -42,7 +42,7 @@ from gandy.core.targets import build_target
 from gandy.runs import config as C
 from gandy.runs.api import add_image_metrics
 from gandy.runs.budget import output_bytes
-from gandy.runs.build import build, engine_of, resolve_device, run_threads
+from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.results import PHASES, member_tables
@@ -420,7 +420,7 @@ def run_sweep(
     echo(f"{len(p.members)} members in {len(p.chunks)} chunks; {len(p.chunks) - len(todo)} already done")
     bar = None
     if progress:
-        bar = tqdm(total=sum(len(ch.members) for ch in todo) * cfg.steps, desc="member-steps", unit="",
+        bar = tqdm(total=sum(len(ch.members) for ch in todo) * cfg.steps, desc=f"member-steps ({progress_label(engines)})", unit="",
                    unit_scale=True, disable=None)
     t0 = time.perf_counter()
 
