@@ -53,14 +53,15 @@ COMPILE_AFTER_SECONDS = 20.0
 
 
 def eager_seconds(sim: Simulation, members: int) -> float:
-    """A rough estimate of a batch's eager run time on a CPU: per member-step, 200 us of
-    per-operation overhead plus the critic's matrix products at 50 GFLOP/s (one hidden layer's
-    2 d H (2 M + 7 N) multiply-adds per critic step; measured: 180-350 us in 1-D, 21-24 ms in 784-D
-    at width 512, benchmarks/RESULTS.md)."""
+    """A rough estimate of a batch's eager run time on a CPU: per step, 2.5 ms of per-operation
+    overhead whatever the batch; per member-step, 200 us plus the critic's matrix products at
+    50 GFLOP/s (one hidden layer's 2 d H (2 M + 7 N) multiply-adds per critic step). Measured:
+    2.6-3.4 ms per step for a lone member, 180-350 us per member-step at 256 members in 1-D,
+    21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md)."""
     cfg = sim.cfg
     width = sum(cfg.critic.widths) if cfg.critic.name == "mlp" else 256
     flops = 2 * sim.d * width * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
-    return members * cfg.steps * (2e-4 + flops / 5e10)
+    return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
 
 
 def choose_engine(sim: Simulation, members: int) -> str:
