@@ -31,16 +31,20 @@ class BatchedOptimizer:
         cfg = self.cfg
         self.t += 1
         new = dict(params)
+        if self.fused:  # every tensor in one compiled call (each call costs ~0.1 ms of guards)
+            b1, b2 = cfg.betas
+            keys = list(grads)
+            scale = torch.tensor([1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)], device=self.lr.device)
+            out = _fused_adam()([params[k] for k in keys], [grads[k] for k in keys], [self.m[k] for k in keys],
+                                [self.v[k] for k in keys], self.lr, scale, b1, b2, cfg.eps, cfg.weight_decay)
+            new.update(zip(keys, out if cfg.clip is None else [o.clamp_(-cfg.clip, cfg.clip) for o in out]))
+            return new
         for k, g in grads.items():
             p = params[k]
             lr = self.lr.view(-1, *([1] * (p.ndim - 1)))
             if cfg.weight_decay:
                 g = g.add(p, alpha=cfg.weight_decay)
-            if self.fused:
-                b1, b2 = cfg.betas
-                scale = torch.tensor([1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)], device=p.device)
-                new[k] = _fused_adam()(p, g, self.m[k], self.v[k], lr, scale, b1, b2, cfg.eps)
-            elif cfg.name == "sgd":
+            if cfg.name == "sgd":
                 new[k] = p - lr * g
             elif cfg.name == "rmsprop":
                 self.v[k].mul_(cfg.alpha).addcmul_(g, g, value=1 - cfg.alpha)
@@ -72,19 +76,26 @@ class BatchedOptimizer:
                 state[k] = keep_alive(alive, v, 0.0)
 
 
-def _adam_update(p, g, m, v, lr, scale, b1: float, b2: float, eps: float):
-    """One Adam update of one tensor: moments in place, the new ``p`` returned; ``scale`` holds
-    1/bc1 and 1/sqrt(bc2) as a tensor, so that a compiled update is not recompiled every step."""
-    m.lerp_(g, 1 - b1)
-    v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    return p - (lr * scale[0]) * m / (v.sqrt() * scale[1] + eps)
+def _adam_update(ps: list, gs: list, ms: list, vs: list, lr, scale, b1: float, b2: float, eps: float, wd: float) -> list:
+    """One Adam update of every tensor: moments in place, the new parameters returned; ``lr: (B,)``;
+    ``scale`` holds 1/bc1 and 1/sqrt(bc2) as a tensor, so that a compiled update is not recompiled
+    every step."""
+    out = []
+    for p, g, m, v in zip(ps, gs, ms, vs):
+        lr_p = lr.view(-1, *([1] * (p.ndim - 1)))
+        if wd:
+            g = g + wd * p
+        m.lerp_(g, 1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        out.append(p - (lr_p * scale[0]) * m / (v.sqrt() * scale[1] + eps))
+    return out
 
 
 _COMPILED: dict = {}
 
 
 def _fused_adam():
-    """:func:`_adam_update` compiled once per process (torch.compile specialises it per shape)."""
+    """:func:`_adam_update` compiled once per process (torch.compile specialises it per set of shapes)."""
     if "adam" not in _COMPILED:
         _COMPILED["adam"] = torch.compile(_adam_update, dynamic=False)
     return _COMPILED["adam"]
