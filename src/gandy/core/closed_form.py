@@ -16,7 +16,7 @@ force's forward and backward. Per member, with u_i = a * s'(z_i) (H,), g_i = W u
               dP/db = q sum_i r_i,  dP/da = q sum_i (W^T g_i) * s'(z_i)
     force:    grad_x l_G(f(x_i)) = l_G'(f_i) g_i
 
-Numbers equal autograd's to rounding (tests/test_step.py checks gradients in float64 for every
+Numbers equal autograd's to rounding (tests/test_engines.py checks gradients in float64 for every
 activation, penalty and game, and whole runs against the eager engine).
 """
 
@@ -83,15 +83,15 @@ class ClosedForm:
         z_r, h_r, f_r = self._forward(params, real)
         e_r, e_f = _logit_derivative(self.sim.game.critic_loss, f_r, f_f)
         s_f, s_r = self.d1(z_f), self.d1(z_r)
-        d_f = e_f[..., None] * a[:, None, :] * s_f  # dL/dz: (B, N, H)
-        d_r = e_r[..., None] * a[:, None, :] * s_r
-        rows, cols = [fake, real], [d_f, d_r]
+        u_f, u_r = a[:, None, :] * s_f, a[:, None, :] * s_r  # u_i = a * s'(z_i): grad_x f(x_i) = W u_i
+        d_f, d_r = e_f[..., None] * u_f, e_r[..., None] * u_r  # dL/dz: (B, N, H), (B, M, H)
         db = d_f.sum(1) + d_r.sum(1)
         da = (h_f * e_f[..., None]).sum(1) + (h_r * e_r[..., None]).sum(1)
+        rows, cols = [fake, real], [d_f, d_r]
         if self.side is not None:
-            x_s, z_s, s_s = (fake, z_f, s_f) if self.side == "fake" else (real, z_r, s_r)
+            i = 0 if self.side == "fake" else 1  # the penalised points' row block
+            x_s, z_s, s_s, u = (fake, z_f, s_f, u_f) if i == 0 else (real, z_r, s_r, u_r)
             q = (2 * self.coef / x_s.shape[1]) * weight[:, None, None]  # (B, 1, 1)
-            u = a[:, None, :] * s_s  # (B, n, H)
             g = torch.bmm(u, w.transpose(1, 2))  # grad_x f at the penalised points, (B, n, d)
             wg = torch.bmm(g, w)  # W^T g_i, (B, n, H)
             rows.append(g)
@@ -99,7 +99,7 @@ class ClosedForm:
             da = da + (q * wg * s_s).sum(1)
             if self.d2 is not None:
                 r = q * wg * a[:, None, :] * self.d2(z_s)
-                cols[0 if self.side == "fake" else 1] = cols[0 if self.side == "fake" else 1] + r
+                cols[i] = cols[i] + r
                 db = db + r.sum(1)
         dw = torch.bmm(torch.cat(rows, 1).transpose(1, 2), torch.cat(cols, 1))
         grads = {"w0": dw, "b0": db, "w1": da[..., None], "b1": (e_f.sum(1) + e_r.sum(1))[:, None]}

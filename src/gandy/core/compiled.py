@@ -3,11 +3,12 @@
 torch.func (``grad``, ``vmap`` over members) and compiled with ``torch.compile`` (for wide inputs,
 the compiled closed form instead; see ``WIDE``), and the critic's Adam step fused.
 
-Everything else (random draws from gandy's counter-based streams, the optimiser step, the kernel
-and the isolation of diverged members) stays in :func:`gandy.core.step.advance`, so both engines
-draw the same numbers and store the same state. One member's functions are the batched ones at a
+Everything else (random draws from gandy's counter-based streams, the kernel and the isolation of
+diverged members) stays in :func:`gandy.core.step.advance`, and the optimiser keeps its formulas
+(fused into one compiled call, ``fuse``), so every engine draws the same numbers and stores the
+same state. One member's functions are the batched ones at a
 batch of one: the critic, the game and the penalty are not written twice. The numbers agree with
-the eager engine to rounding, not bit for bit (tests/test_step.py); a compile costs ~10 s per
+the eager engine to rounding, not bit for bit (tests/test_step.py, tests/test_engines.py); a compile costs ~10 s per
 shape (members, particles, batch), paid once per chunk.
 """
 

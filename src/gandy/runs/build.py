@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -31,12 +31,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 
+def env_threads() -> Optional[int]:
+    """GANDY_THREADS (which ``gandy --threads N`` sets) as a thread count, or None where it is unset
+    or not a positive whole number."""
+    env = os.environ.get("GANDY_THREADS", "").strip()
+    return int(env) if env.isdigit() and int(env) >= 1 else None
+
+
 @contextmanager
 def run_threads(cfg):
     """Torch threads for the duration of a run: GANDY_THREADS (which ``gandy --threads N`` sets)
     where it is given, else the config's ``threads``; left as they are where neither says."""
-    env = os.environ.get("GANDY_THREADS", "").strip()
-    n = int(env) if env.isdigit() and int(env) >= 1 else cfg.threads
+    n = env_threads() or cfg.threads
     old = torch.get_num_threads()
     if n is not None and n != old:
         torch.set_num_threads(n)
@@ -46,6 +52,10 @@ def run_threads(cfg):
         if torch.get_num_threads() != old:
             torch.set_num_threads(old)
 
+
+ENGINES: dict[str, Callable] = {"eager": lambda sim: None, "closed_form": closed_form.ClosedForm,
+                                 "compiled": compiled.compiled_step}
+"""``engine`` name -> what takes a built simulation's gradients (``Simulation.grads``; None: autograd)."""
 
 COMPILE_AFTER_SECONDS = 20.0
 """``engine: auto`` compiles a batch whose eager run is estimated to take at least this long
@@ -117,8 +127,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                                                    "optimisers need a network generator")
     require_memory(sim, len(cfg.seeds) if members is None else members)
     engine = choose_engine(sim, len(cfg.seeds) if members is None else members)
-    sim.grads = {"eager": None, "compiled": compiled.compiled_step, "closed_form": closed_form.ClosedForm}[engine]
-    sim.grads = sim.grads(sim) if sim.grads else None
+    sim.grads = ENGINES[engine](sim)
     sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):

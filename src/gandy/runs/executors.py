@@ -22,6 +22,7 @@ from typing import Callable, Optional
 
 import torch
 
+from gandy.runs.build import env_threads
 from gandy.runs.config import ConfigError
 
 CONNECT_TIMEOUT = 20.0
@@ -48,8 +49,7 @@ def run_processes(task: Callable, chunks: list, done: Callable, address: Optiona
     """Chunks in ``workers`` local processes (spawned; each with cores / workers torch threads, at
     least one, unless GANDY_THREADS says otherwise), gathered as they finish; the driver writes
     every result, so the store is the one a single process writes. Checkpoints as in one process."""
-    env = os.environ.get("GANDY_THREADS", "").strip()
-    threads = int(env) if env.isdigit() and int(env) >= 1 else max(1, (os.cpu_count() or 1) // workers)
+    threads = env_threads() or max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=ctx,
                              initializer=_start_worker, initargs=(threads,)) as pool:

@@ -263,12 +263,17 @@ def _shared(cfg: C.Config) -> dict:
     return d
 
 
+def _critic_widths(cfg: C.Config) -> list[int]:
+    """The critic's hidden sizes (an MLP's widths; features or centres for the kernel critics)."""
+    return list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+
+
 def member_bytes(cfg: C.Config, n_target: int, d: int = 1) -> int:
     """A generous estimate of one member's working memory in bytes (activations of the forward,
     backward and double backward, critic parameters with gradients and Adam moments), in ``d``
     dimensions."""
     n = cfg.particles.n
-    widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    widths = _critic_widths(cfg)
     points = n + (cfg.batch_size or n_target or n)
     act = 16 * points * sum(widths)
     n_params = sum(a * b for a, b in zip([d, *widths], [*widths, 1])) + sum(widths)
@@ -287,7 +292,7 @@ them away, and capping them cut a 1-D sweep's chunks from 940 to 341 members and
 def fast_chunk(cfg: C.Config, d: int) -> int:
     """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES
     (CPU runs only: a GPU wants its chunks as large as memory allows)."""
-    widths = list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    widths = _critic_widths(cfg)
     dims = [d, *widths, 1]
     largest = max(a * b for a, b in zip(dims[:-1], dims[1:]))
     return max(1, int(FAST_TENSOR_BYTES // (4 * largest)))
