@@ -8,9 +8,10 @@ import torch
 from scipy.stats import wasserstein_distance
 
 from gandy.runs import config as C
-from gandy.core.metrics.order import coverage_kl, mean_abs_cos, nearest_mode, order_parameters, w1_exact, w1_sorted_1d
+from gandy.core.metrics.order import (coverage_kl, cover_radius, mean_abs_cos, nearest_mode, order_parameters, w1_exact,
+                                      w1_sorted_1d)
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import GaussianMixture, build_target, mnist_images
+from gandy.core.targets import Empirical, GaussianMixture, build_target, mnist_images
 
 
 def test_coverage_kl_hand_values():
@@ -22,11 +23,40 @@ def test_coverage_kl_hand_values():
 def test_nearest_mode_euclidean_and_cosine():
     modes = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
     x = torch.tensor([[[0.9, 0.1], [0.0, 1.0], [2.0, 2.5]]])
-    idx, dist = nearest_mode(x, modes, "euclidean")
+    idx, dist, gap = nearest_mode(x, modes, "euclidean")
     assert idx.tolist() == [[0, 0, 1]]  # (0, 1) is 1.41 from mode 0 and 2 from mode 1
     assert dist[0, 0] == pytest.approx(math.hypot(0.1, 0.1), abs=1e-6)
-    idx_c, _ = nearest_mode(x, modes, "cosine")
+    assert torch.equal(gap, dist)
+    idx_c, dist_c, gap_c = nearest_mode(x, modes, "cosine")
     assert idx_c.tolist() == [[0, 1, 1]]  # (0, 1) points along mode 1
+    assert dist_c[0, 1] == pytest.approx(2.0, abs=1e-6)  # Euclidean, to the cosine-nearest mode
+    # the gap is the cosine distance: 1 - 0.9/|(0.9, 0.1)|, 0, 1 - 2.5/|(2, 2.5)|
+    expect = [1 - 0.9 / math.hypot(0.9, 0.1), 0.0, 1 - 2.5 / math.hypot(2.0, 2.5)]
+    assert gap_c[0].tolist() == pytest.approx(expect, abs=1e-6)
+
+
+def test_cosine_cover_radius_and_on_mode_by_hand():
+    """Under cosine assignment the cover radius is half the median nearest-neighbour cosine
+    distance between modes, and on_mode counts particles within it in that metric (it used to be
+    unlimited, so every particle was on a mode)."""
+    a = math.pi / 6  # three modes at 0, 30 and 90 degrees: nearest-neighbour angles 30, 30, 60
+    modes = torch.tensor([[1.0, 0.0], [math.cos(a), math.sin(a)], [0.0, 1.0]])
+    r = cover_radius(modes, "cosine")
+    assert r == pytest.approx(0.5 * (1 - math.cos(a)), abs=1e-7)  # float32 modes
+    t = Empirical(modes, assign="cosine")
+    assert t.cover_radius == pytest.approx(r)
+    close, far = 0.05, 0.4  # radians off mode 0: 1 - cos 0.05 = 0.00125 < r = 0.067 < 1 - cos 0.4
+    x = torch.tensor([[[3 * math.cos(-close), 3 * math.sin(-close)], [math.cos(-far), math.sin(-far)]]])
+    out = order_parameters(x, t, None)
+    assert out["on_mode"][0] == pytest.approx(0.5) and out["modes_covered"][0] == 1
+
+
+def test_displacement_is_the_mean_distance_moved():
+    t = GaussianMixture([[-2.0], [2.0]], 0.1)
+    x0 = torch.tensor([[[0.0], [1.0]]])
+    x = torch.tensor([[[0.3], [0.0]]])
+    assert order_parameters(x, t, None, start=x0)["displacement"][0] == pytest.approx((0.3 + 1.0) / 2, abs=1e-6)
+    assert math.isnan(order_parameters(x, t, None)["displacement"][0])
 
 
 def test_histogram_and_modes_covered_respect_cover_radius():

@@ -35,9 +35,10 @@ def test_quick_grid_is_a_subset_of_the_full_one():
 
 def test_boundary_by_hand():
     res = pd.DataFrame({X: [0.0, 0.1, 0.5, 0.0, 0.1, 0.5], Y: [1e-4] * 3 + [1e-3] * 3,
-                        "phase": ["converged", "collapsed", "collapsed", "converged", "converged", "oscillating"]})
+                        "phase": ["converged", "runaway", "collapsed", "stalled", "converged", "oscillating"]})
     b = boundary(res).set_index(Y)
-    assert b.loc[1e-4, "g2_critical"] == 0.1 and b.loc[1e-4, "collapsed"] == 2
+    assert b.loc[1e-4, "g2_critical"] == 0.1 and b.loc[1e-4, "split_failed"] == 2
+    assert b.loc[1e-4, "runaway"] == 1 and b.loc[1e-4, "collapsed"] == 1 and b.loc[1e-3, "stalled"] == 1
     assert math.isnan(b.loc[1e-3, "g2_critical"])
 
 

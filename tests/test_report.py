@@ -21,6 +21,7 @@ import yaml
 from gandy.runs import config as C
 from gandy.runs.config import ConfigError
 from gandy.views.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
+from gandy.views.plots import PHASE_COLORS
 from gandy.runs.store import principal_plane
 
 from datafiles import synthetic_sweep
@@ -349,7 +350,7 @@ def test_sweep_page_screenshot_matches_the_expected_layout_and_colours(stores, b
     pg.page.select_option("#metric", "phase")
     px = pg.pixels("#phase")
     res = pd.read_parquet(stores / "sweep" / "results.parquet").sort_values("member")
-    colours = {"converged": (44, 160, 44), "collapsed": (214, 39, 40), "oscillating": (255, 127, 14), "diverged": (66, 66, 66)}
+    colours = {p: tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for p, c in PHASE_COLORS.items()}
     first = res.groupby(["kernel.g2", "optim.critic.lr"]).phase.agg(lambda s: s.value_counts().index[0] if s.nunique() == 1 else None)
     for (g2, lr), ph in first.dropna().items():
         i, j = sorted(res["kernel.g2"].unique()).index(g2), sorted(res["optim.critic.lr"].unique()).index(lr)

@@ -1,5 +1,5 @@
 """The Python API (gandy.run / gandy.load_run), determinism, per-seed divergence isolation and the
-phase rule (gandy.results.classify)."""
+phase counts (the phase rule itself: tests/test_phases.py)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import gandy
 from gandy.runs import loop, results
 from gandy.runs.build import build
 from gandy.runs.api import assemble
-from gandy.runs.config import ConfigError, PhaseConfig, load_config
+from gandy.runs.config import ConfigError, load_config
 from gandy.core.metrics.order import ORDER_PARAMETERS
 
 from conftest import TINY
 
-PHASES = {"converged", "collapsed", "oscillating", "diverged"}
+PHASES = set(results.PHASES)
 SCALARS = ["seed", "step", *ORDER_PARAMETERS]
 
 
@@ -260,72 +260,6 @@ def test_diverged_run_is_written(tmp_path):
     assert set(loaded.results.phase) == {"diverged"}
     assert (loaded.results.diverged_step == 1).all()
     assert loaded.summary["phase_counts"]["diverged"] == 2
-
-
-# ----------------------------------------------------------------------------- classify
-K2_SCALE = 2.1  # two_modes_1d: spread 2 + std 0.1
-
-
-def _series(mean_dist, coverage_kl=0.0, on_mode=1.0, w1=None):
-    n = len(mean_dist)
-    full = lambda v: np.full(n, v, dtype=float) if np.isscalar(v) else np.asarray(v, dtype=float)  # noqa: E731
-    return {
-        "coverage_kl": full(coverage_kl),
-        "modes_covered": full(2.0),
-        "on_mode": full(on_mode),
-        "mean_dist": full(mean_dist),
-        "com_error": full(0.0),
-        "mean_abs_cos": full(1.0),
-        "w1": full(0.1 if w1 is None else w1),
-    }
-
-
-SETTLED = [1.5, 1.0, 0.5, 0.2, 0.06, 0.05, 0.05, 0.05]
-SWINGING = [1.0, 0.1, 1.0, 0.1, 1.0, 0.1, 1.0, 0.1]
-
-
-def test_classify_diverged():
-    pc = PhaseConfig()
-    assert results.classify(_series(SETTLED), 2, K2_SCALE, pc, diverged=True) == "diverged"
-    nan_series = _series([0.1, 0.1, np.nan, np.nan])
-    assert results.classify(nan_series, 2, K2_SCALE, pc, diverged=False) == "diverged"
-
-
-def test_classify_collapsed():
-    pc = PhaseConfig()
-    # all particles on one of two modes: coverage_kl = log 2, even though they sit on a mode
-    s = _series(SETTLED, coverage_kl=math.log(2), on_mode=1.0)
-    assert results.classify(s, 2, K2_SCALE, pc, False) == "collapsed"
-    # only the window counts: collapsed early, split later -> not collapsed
-    kl = [math.log(2)] * 6 + [0.0, 0.0]
-    assert results.classify(_series(SETTLED, coverage_kl=kl), 2, K2_SCALE, pc, False) == "converged"
-    # threshold: default 0.5 log K; collapse_kl overrides it
-    assert results.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, pc, False) == "converged"
-    assert results.classify(_series(SETTLED, coverage_kl=0.3), 2, K2_SCALE, PhaseConfig(collapse_kl=0.2), False) == "collapsed"
-
-
-def test_classify_converged():
-    pc = PhaseConfig()
-    assert results.classify(_series(SETTLED), 2, K2_SCALE, pc, False) == "converged"
-    # settled but mostly off the modes -> not converged
-    assert results.classify(_series(SETTLED, on_mode=0.5), 2, K2_SCALE, pc, False) == "oscillating"
-
-
-def test_classify_oscillating():
-    pc = PhaseConfig()
-    assert results.classify(_series(SWINGING), 2, K2_SCALE, pc, False) == "oscillating"
-    # a swing smaller than settle_tol * scale counts as settled
-    small = [0.05, 0.05 + 0.04 * K2_SCALE] * 4
-    assert results.classify(_series(small), 2, K2_SCALE, pc, False) == "converged"
-
-
-def test_classify_without_modes_uses_w1():
-    pc = PhaseConfig()
-    nan = [np.nan] * 8
-    s = _series(nan, coverage_kl=np.nan, on_mode=np.nan, w1=SETTLED)
-    assert results.classify(s, 0, 1.0, pc, False) == "converged"
-    s = _series(nan, coverage_kl=np.nan, on_mode=np.nan, w1=SWINGING)
-    assert results.classify(s, 0, 1.0, pc, False) == "oscillating"
 
 
 def test_threads_key_sets_torch_threads_for_the_run_and_restores_them(monkeypatch):

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 import pytest
 import yaml
 
 import gandy
 from gandy.runs import config as C
+from gandy.runs.results import PHASES
 from gandy.views.plots import phase_grid
 from gandy.views.plots import plot_sweep
 from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
@@ -152,11 +154,14 @@ def test_phase_grid_statistics_by_hand():
     res = pd.DataFrame({
         "x": [1, 1, 2, 2, 1, 1, 2, 2], "y": [5, 5, 5, 5, 6, 6, 6, 6],
         "coverage_kl": [0.0, 0.2, 0.6, 0.7, 0.1, 0.1, 0.3, 9.0],
-        "phase": ["converged", "oscillating", "collapsed", "collapsed", "converged", "collapsed", "collapsed", "diverged"],
+        "phase": ["converged", "oscillating", "collapsed", "runaway", "converged", "collapsed", "collapsed", "diverged"],
     })
     g = phase_grid(res, "x", "y", "coverage_kl")
     np.testing.assert_allclose(g["mean"], [[0.1, 0.65], [0.1, 0.3]])  # the diverged 9.0 is not averaged in
-    np.testing.assert_allclose(g["collapsed"], [[0.0, 1.0], [0.5, 0.5]])
+    np.testing.assert_allclose(g["split_failed"], [[0.0, 1.0], [0.5, 0.5]])  # collapsed or ran away
+    # most common phase, ties to the first in PHASES: converged, collapsed / converged, collapsed
+    code = {p: i for i, p in enumerate(PHASES)}
+    np.testing.assert_array_equal(g["phase"], [[code["converged"], code["collapsed"]], [code["converged"], code["collapsed"]]])
     np.testing.assert_allclose(g["diverged"], [[0.0, 0.0], [0.0, 0.5]])
     assert np.isnan(g["std"][1, 1])  # one finite seed: no spread
 

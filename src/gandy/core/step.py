@@ -156,8 +156,8 @@ class MemberValues:
 
 @dataclass
 class State:
-    """The state of a batched run: particles ``x: (B, N, d)``, critic ``params`` (B, ...), the
-    optimiser, the random streams and the ``alive: (B,)`` mask."""
+    """The state of a batched run: particles ``x: (B, N, d)`` (and ``x0``, where they started),
+    critic ``params`` (B, ...), the optimiser, the random streams and the ``alive: (B,)`` mask."""
 
     x: torch.Tensor
     params: dict
@@ -170,6 +170,7 @@ class State:
     gen: Optional[dict] = None  # network generator parameters (B, ...)
     gen_opt: Optional[BatchedOptimizer] = None
     z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
+    x0: Optional[torch.Tensor] = None  # the particles at step 0 (B, N, d), for the displacement
 
 
 def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = None) -> State:
@@ -194,6 +195,7 @@ def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = N
         st.gen_opt = BatchedOptimizer(sim.cfg.optim.generator, st.gen, members.generator_lr)
         st.z_view = g.latent(streams["generator"], sim.n).to(sim.device)
         st.x = g.forward(st.gen, st.z_view).detach()
+    st.x0 = st.x.clone()
     return st
 
 

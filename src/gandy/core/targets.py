@@ -15,6 +15,7 @@ import torch
 
 from gandy.core.errors import ConfigError, unreadable_array
 from gandy.core.images.data import color_mnist, load_images, mnist
+from gandy.core.metrics.order import cover_radius
 from gandy.core.rng import Stream
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -95,9 +96,8 @@ class Empirical(Target):
         self.assign = assign
         self.scale = max(float(((data - self.mean) ** 2).sum(1).mean().sqrt()), 1e-3)
         self.default_batch = data.shape[0]
-        if modes and data.shape[0] > 1 and assign == "euclidean":
-            d = torch.cdist(data, data) + torch.eye(data.shape[0], device=data.device) * 1e30
-            self.cover_radius = 0.5 * float(d.min(1).values.median())
+        if modes and data.shape[0] > 1:
+            self.cover_radius = cover_radius(data, assign)
 
     def sample(self, stream: Stream, n: int) -> torch.Tensor:
         if n == self.data.shape[0]:

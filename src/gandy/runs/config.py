@@ -389,14 +389,28 @@ class OptimConfig(Section):
 
 
 class PhaseConfig(Section):
+    """The thresholds of the phase rule (docs/phases.md, :func:`gandy.runs.results.classify`)."""
+
     window: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.25
-    """Fraction of the logged steps (the last ones) over which the final phase is judged."""
+    """Fraction of the logged steps (the last ones) over which settling, coverage and the trend are judged."""
     collapse_kl: Optional[PosFloat] = None
     """coverage_kl above which a run counts as collapsed (default: 0.5 log K)."""
     settle_tol: PosFloat = 0.05
-    """Largest change of mean_dist over the window, relative to the target scale, to count as settled."""
+    """Largest change of mean_dist (w1 without modes) over the window, relative to the target
+    scale, to count as settled; also the least swing of an oscillation."""
     on_mode: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.9
     """Least fraction of particles within the cover radius of a mode for ``converged``."""
+    reach: PosFloat = 0.2
+    """Targets without modes: ``converged`` needs the final w1 below reach x the target scale."""
+    stall: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, lt=1)] = 0.1
+    """``stalled``: the final displacement is below stall x the initial distance to the target."""
+    runaway: Annotated[float, BeforeValidator(_not_bool), Field(gt=1)] = 2.0
+    """``runaway``: the final distance to the target exceeds runaway x max(initial distance, scale)."""
+    oscillation_window: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.5
+    """Fraction of the logged steps (the last ones) searched for an oscillation."""
+    reversals: Annotated[int, BeforeValidator(_not_bool), Field(ge=2)] = 3
+    """``oscillating``: at least this many reversals of the distance, each after a swing of at least
+    settle_tol x scale."""
     blowup: PosFloat = 1e6
     """A particle farther than blowup * target scale from the target mean counts as diverged."""
 

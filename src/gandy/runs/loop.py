@@ -61,7 +61,7 @@ class Checkpoint:
         t0 = time.monotonic()
         blob = {
             "fingerprint": self.fingerprint, "t_next": t_next, "t": st.t,
-            "x": st.x, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
+            "x": st.x, "x0": st.x0, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
             "streams": {k: s.counter for k, s in st.streams.items()},
             "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
             "metrics": out.metrics, "snapshot_steps": out.snapshot_steps,
@@ -91,7 +91,7 @@ def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
 
 def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
     """Put a checkpoint's state into ``st`` and ``out``; returns the step to continue from."""
-    st.x, st.params, st.alive, st.t = blob["x"], blob["params"], blob["alive"], blob["t"]
+    st.x, st.x0, st.params, st.alive, st.t = blob["x"], blob["x0"], blob["params"], blob["alive"], blob["t"]
     st.diverged_step = blob["diverged_step"].cpu()
     for k, c in blob["streams"].items():
         st.streams[k].counter = c
@@ -146,7 +146,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         if t % cfg.log_every == 0 or t == cfg.steps:
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             # with divergences tracked, W1 comes from their pooled distance matrix
-            vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points)
+            vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points, st.x0[:b])
             if track:
                 div, out.divergence_methods = tracked(sim, st, ref, b, vals)
                 vals = {**vals, **div}

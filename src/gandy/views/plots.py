@@ -13,6 +13,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.runs.results import PHASES, SPLIT_FAILED
 from gandy.runs.store import read_json, read_npz, read_parquet
 
 
@@ -21,7 +22,7 @@ def _agg() -> None:
 
 
 plt = LazyModule("matplotlib.pyplot", before=_agg)  # 0.4-0.7 s of start-up, paid on the first figure
-mpl = LazyModule("matplotlib", before=_agg, submodules=("colors", "ticker"))
+mpl = LazyModule("matplotlib", before=_agg, submodules=("colors", "patches", "ticker"))
 
 LABELS = {
     "coverage_kl": "coverage KL (0 = even)",
@@ -32,6 +33,11 @@ LABELS = {
     "mean_abs_cos": "mean |cos| between particles",
     "w1": "W1 to target",
 }
+
+
+PHASE_COLORS = {"converged": "#2ca02c", "collapsed": "#d62728", "runaway": "#9467bd", "oscillating": "#ff7f0e",
+                "transient": "#17becf", "stalled": "#8c564b", "off_target": "#e377c2", "diverged": "#424242"}
+"""One colour per phase (the report page uses the same)."""
 
 
 def save_figure(fig, path: Path) -> Path:
@@ -198,33 +204,62 @@ def is_log_axis(summary: dict, key: str, values: np.ndarray) -> bool:
 
 
 def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
-    """Seed statistics on the (x, y) grid: ``mean``, ``std`` of ``color``, ``collapsed`` and
-    ``diverged`` fractions; arrays of shape (len(ys), len(xs)). Diverged members count as NaN in
-    the mean and std, never as numbers."""
+    """Seed statistics on the (x, y) grid, arrays of shape (len(ys), len(xs)): ``mean``, ``std`` of
+    ``color``; ``split_failed``, the fraction of seeds collapsed or run away (SPLIT_FAILED);
+    ``diverged``, the fraction diverged; ``phase``, the index into PHASES of the most common phase
+    (ties: the first in PHASES). Diverged members count as NaN in the mean and std, never as numbers."""
     xs, ys = np.sort(results[x].unique()), np.sort(results[y].unique())
-    g = results.assign(_c=(results.phase == "collapsed").astype(float), _d=(results.phase == "diverged").astype(float))
+    code = results.phase.map({p: i for i, p in enumerate(PHASES)}).astype(float)
+    g = results.assign(_c=results.phase.isin(SPLIT_FAILED).astype(float), _d=(results.phase == "diverged").astype(float),
+                       _p=code)
     g.loc[g.phase == "diverged", color] = np.nan
-    agg = g.groupby([y, x]).agg(mean=(color, "mean"), std=(color, "std"), collapsed=("_c", "mean"), diverged=("_d", "mean"))
+    agg = g.groupby([y, x]).agg(mean=(color, "mean"), std=(color, "std"), split_failed=("_c", "mean"),
+                                diverged=("_d", "mean"), phase=("_p", lambda v: v.value_counts().sort_index().idxmax()))
     out = {"xs": xs, "ys": ys}
-    for k in ("mean", "std", "collapsed", "diverged"):
+    for k in ("mean", "std", "split_failed", "diverged", "phase"):
         out[k] = agg[k].unstack(x).reindex(index=ys, columns=xs).to_numpy(dtype=float)
     return out
 
 
+def _boundary(ax, grid: dict) -> None:
+    """The dashed line where half the seeds failed to split (collapsed or ran away)."""
+    xs, ys = grid["xs"], grid["ys"]
+    if len(xs) > 1 and len(ys) > 1 and np.nanmin(grid["split_failed"]) < 0.5 < np.nanmax(grid["split_failed"]):
+        ax.contour(xs, ys, grid["split_failed"], levels=[0.5], colors="white", linewidths=2)
+        ax.contour(xs, ys, grid["split_failed"], levels=[0.5], colors="black", linewidths=1, linestyles="--")
+
+
+def _scales(ax, xlog: bool, ylog: bool) -> None:
+    ax.set_xscale("log" if xlog else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+
+
 def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "viridis"):
-    """Heat map of the seed mean with the half-collapse boundary; returns the mesh (for a colour bar)."""
+    """Heat map of the seed mean with the half-split-failed boundary; returns the mesh (for a colour bar)."""
     xs, ys = grid["xs"], grid["ys"]
     mesh = ax.pcolormesh(cell_edges(xs, xlog), cell_edges(ys, ylog), np.ma.masked_invalid(grid["mean"]), cmap=cmap, shading="flat")
-    if len(xs) > 1 and len(ys) > 1 and np.nanmin(grid["collapsed"]) < 0.5 < np.nanmax(grid["collapsed"]):
-        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="white", linewidths=2)
-        ax.contour(xs, ys, grid["collapsed"], levels=[0.5], colors="black", linewidths=1, linestyles="--")
+    _boundary(ax, grid)
     for j, yv in enumerate(ys):
         for i, xv in enumerate(xs):
             if grid["diverged"][j, i] >= 0.5:
                 ax.plot(xv, yv, marker="x", color="red", ms=7, mew=2)
-    ax.set_xscale("log" if xlog else "linear")
-    ax.set_yscale("log" if ylog else "linear")
+    _scales(ax, xlog, ylog)
     return mesh
+
+
+def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = True) -> None:
+    """The most common phase of each cell in the colours of PHASE_COLORS, the boundary dashed, and a
+    legend of the phases present."""
+    xs, ys = grid["xs"], grid["ys"]
+    cmap = mpl.colors.ListedColormap([PHASE_COLORS[p] for p in PHASES])
+    ax.pcolormesh(cell_edges(xs, xlog), cell_edges(ys, ylog), np.ma.masked_invalid(grid["phase"]), cmap=cmap,
+                  vmin=-0.5, vmax=len(PHASES) - 0.5, shading="flat")
+    _boundary(ax, grid)
+    _scales(ax, xlog, ylog)
+    if legend:
+        present = sorted({int(v) for v in grid["phase"][np.isfinite(grid["phase"])].ravel()})
+        handles = [mpl.patches.Patch(color=PHASE_COLORS[PHASES[i]], label=PHASES[i]) for i in present]
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
 
 
 def plot_sweep(run_dir: Path) -> list[Path]:
@@ -234,8 +269,8 @@ def plot_sweep(run_dir: Path) -> list[Path]:
 
 
 def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Path:
-    """Phase diagram of a 2-D sweep: seed mean of ``color`` (left, with the boundary where half
-    the seeds collapse, dashed) and the seed spread (right)."""
+    """Phase diagram of a 2-D sweep: seed mean of ``color`` (left), the most common phase (middle),
+    both with the boundary where half the seeds fail to split (dashed), and the seed spread (right)."""
     run_dir = Path(run_dir)
     res = read_parquet(run_dir / "results.parquet")
     summary = read_json(run_dir / "summary.json")
@@ -245,16 +280,17 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
     grid = phase_grid(res, x, y, color)
     xlog, ylog = is_log_axis(summary, x, grid["xs"]), is_log_axis(summary, y, grid["ys"])
     n_seeds = res.groupby([x, y]).size().max()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2), layout="constrained")
     mesh = draw_phase(axes[0], grid, xlog, ylog, color)
     fig.colorbar(mesh, ax=axes[0], label=f"{LABELS.get(color, color)} (mean of {n_seeds} seeds)")
-    axes[0].set_title("dashed: half the seeds collapsed; x: diverged", fontsize=9)
-    spread = axes[1].pcolormesh(cell_edges(grid["xs"], xlog), cell_edges(grid["ys"], ylog), np.ma.masked_invalid(grid["std"]),
+    axes[0].set_title("dashed: half the seeds collapsed or ran away; x: diverged", fontsize=9)
+    draw_phase_labels(axes[1], grid, xlog, ylog)
+    axes[1].set_title(f"most common phase of {n_seeds} seeds (docs/phases.md)", fontsize=9)
+    spread = axes[2].pcolormesh(cell_edges(grid["xs"], xlog), cell_edges(grid["ys"], ylog), np.ma.masked_invalid(grid["std"]),
                                 cmap="magma", shading="flat")
-    axes[1].set_xscale("log" if xlog else "linear")
-    axes[1].set_yscale("log" if ylog else "linear")
-    fig.colorbar(spread, ax=axes[1], label=f"std over seeds of {color}")
-    axes[1].set_title("seed spread", fontsize=9)
+    _scales(axes[2], xlog, ylog)
+    fig.colorbar(spread, ax=axes[2], label=f"std over seeds of {color}")
+    axes[2].set_title("seed spread", fontsize=9)
     for ax in axes:
         ax.set_xlabel(x)
         ax.set_ylabel(y)

@@ -43,6 +43,7 @@ from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import METRIC_DOCS
 from gandy.core.metrics.divergences import DIVERGENCE_DOCS
 from gandy.core.metrics.order import ORDER_PARAMETER_DOCS
+from gandy.runs.results import PHASE_RULE
 from gandy.runs.store import (
     DAMPING_COLUMNS,
     even_indices,
@@ -237,10 +238,7 @@ def protocols(columns: list[str], summary: dict, cfg_text: str) -> list[list[str
     except yaml.YAMLError:
         loaded = None
     phase = loaded.get("phase", {}) if isinstance(loaded, dict) else {}
-    rows.append(["phase", "diverged if non-finite or blown up; else over the last `window` of logged steps: collapsed "
-                          "if mean coverage_kl > collapse_kl (default 0.5 log K), converged if mean_dist settled within "
-                          "settle_tol x scale and the final on_mode >= on_mode, else oscillating (docs/phases.md). "
-                          f"This run: {json.dumps(phase)}"])
+    rows.append(["phase", f"{PHASE_RULE} This run: {json.dumps(phase)}"])
     return rows
 
 
@@ -286,7 +284,7 @@ def _members_payload(results: pd.DataFrame, metrics: pd.DataFrame, key: str, axe
     if n_snap > shape["f"] or n_part > shape["p"]:
         notes.append(f"particle snapshots downsampled: {min(shape['f'], n_snap)} of {n_snap} snapshots, "
                      f"the first {min(shape['p'], n_part)} of {n_part} particles per member")
-    cols = [c for c in results.columns if c in ("member", "seed", "trial", "phase", "final_step", "diverged_step")
+    cols = [c for c in results.columns if c in ("member", "seed", "trial", "phase", "phase_margin", "phase_period", "final_step", "diverged_step")
             or c in axes_keys or c in menu]
     table = _columns(results, cols)
     return {"table": table, "metrics_menu": menu, "series_names": series_names,

@@ -16,39 +16,56 @@ from gandy.core.lazy import LazyModule
 
 ot = LazyModule("ot")  # POT imports scikit-learn: 1.4-2 s of start-up, paid on the first exact W1
 
-ORDER_PARAMETERS = ("coverage_kl", "modes_covered", "on_mode", "mean_dist", "com_error", "mean_abs_cos", "w1")
+ORDER_PARAMETERS = ("coverage_kl", "modes_covered", "on_mode", "mean_dist", "com_error", "mean_abs_cos", "w1",
+                    "displacement")
 ORDER_PARAMETER_DOCS = {
     "coverage_kl": "KL(p || uniform) of the particles' nearest-mode histogram p (modes assigned by the "
                    "target's rule, euclidean or cosine): 0 when every mode holds an equal share, log K "
                    "when all particles sit at one mode",
-    "modes_covered": "number of modes with at least one particle within the target's cover radius",
+    "modes_covered": "number of modes with at least one particle within the target's cover radius (Euclidean "
+                     "distance, or cosine distance 1 - cos under cosine assignment)",
     "on_mode": "fraction of particles within the cover radius of their nearest mode",
     "mean_dist": "mean Euclidean distance from a particle to its nearest mode",
     "com_error": "|mean of the particles - mean of the target| (centre-of-mass error, Euclidean)",
     "mean_abs_cos": "mean |cos(x_i, x_j)| over pairs of distinct particles (at most metrics.max_points)",
     "w1": "exact W1 (optimal transport, POT) between the particles and a fresh target sample, at most "
           "metrics.max_points points each (with divergences tracked: from their pooled distance matrix)",
+    "displacement": "mean over particles of |x_i(t) - x_i(0)|: how far the cloud has moved since the start "
+                    "(the stalled phase's test)",
 }
 """What each order parameter measures, for reports and docs (one line each)."""
 
 
 def nearest_mode(x: torch.Tensor, modes: torch.Tensor, assign: str = "euclidean"):
-    """Index ``(B, N)`` of each particle's nearest mode and its Euclidean distance ``(B, N)``.
-
-    ``assign='cosine'`` picks the mode of largest cosine similarity (docs/model.md: the 784-D
-    experiment assigns by cosine distance); the distance reported is still Euclidean.
+    """Each particle's nearest mode ``idx: (B, N)``, its Euclidean distance ``dist: (B, N)`` and its
+    gap ``(B, N)`` in the assignment's own metric, which the cover radius is measured in: the
+    Euclidean distance again, or under ``assign='cosine'`` the cosine distance 1 - cos(x, mode) to
+    the mode of largest cosine similarity (docs/model.md: the 784-D experiment assigns by cosine).
     """
     m = modes.to(x.dtype)
     if assign == "cosine":
         xn = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         mn = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        idx = (xn @ mn.T).argmax(-1)
+        cos, idx = (xn @ mn.T).max(-1)
         dist = (x - m[idx]).norm(dim=-1)
+        return idx, dist, 1.0 - cos
+    d2 = (x * x).sum(-1, keepdim=True) - 2 * x @ m.T + (m * m).sum(-1)
+    dist2, idx = d2.min(-1)
+    dist = dist2.clamp_min(0).sqrt()
+    return idx, dist, dist
+
+
+def cover_radius(modes: torch.Tensor, assign: str = "euclidean") -> float:
+    """Half the median distance from a mode to its nearest other mode, in the assignment's metric
+    (Euclidean, or cosine distance 1 - cos): a particle closer than this to its mode is on it."""
+    m = modes.double()
+    if assign == "cosine":
+        mn = m / m.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        d = 1.0 - mn @ mn.T
     else:
-        d2 = (x * x).sum(-1, keepdim=True) - 2 * x @ m.T + (m * m).sum(-1)
-        dist2, idx = d2.min(-1)
-        dist = dist2.clamp_min(0).sqrt()
-    return idx, dist
+        d = torch.cdist(m, m)
+    d = d + torch.eye(m.shape[0], dtype=m.dtype, device=m.device) * 1e30
+    return 0.5 * float(d.min(1).values.median())
 
 
 def mode_histogram(idx: torch.Tensor, k: int) -> torch.Tensor:
@@ -104,10 +121,12 @@ def w1_from_cost(cost) -> float:
     return float(ot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), cost, numItermax=1_000_000))
 
 
-def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor], max_points: int = 1024) -> dict:
+def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor], max_points: int = 1024,
+                     start: Optional[torch.Tensor] = None) -> dict:
     """All order parameters of ``x: (B, N, d)``.
 
-    ``reference: (B, M, d)`` target samples for W1 (None skips W1). The O(N^2) metrics
+    ``reference: (B, M, d)`` target samples for W1 (None skips W1); ``start: (B, N, d)`` the
+    particles at step 0, for ``displacement`` (None: NaN). The O(N^2) metrics
     (``mean_abs_cos``, ``w1``) use at most ``max_points`` particles and reference points.
     Returns a dict of ``(B,)`` float64 tensors on the CPU, plus ``mode_hist: (B, K)`` when the
     target has modes.
@@ -119,10 +138,10 @@ def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor],
     out: dict[str, torch.Tensor] = {}
     nan = torch.full((b,), float("nan"), dtype=torch.float64)
     if target.modes is not None:
-        idx, dist = nearest_mode(xs, target.modes, target.assign)
+        idx, dist, gap = nearest_mode(xs, target.modes, target.assign)
         k = target.modes.shape[0]
         p = mode_histogram(idx, k)
-        near = dist <= target.cover_radius
+        near = gap <= target.cover_radius
         covered = mode_histogram(torch.where(near, idx, torch.full_like(idx, k)), k + 1)[:, :k] > 0
         out["coverage_kl"] = coverage_kl(p)
         out["modes_covered"] = covered.sum(-1).double()
@@ -134,6 +153,7 @@ def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor],
             out[key] = nan.clone()
     out["com_error"] = (xs.mean(1) - target.mean.to(x.dtype)).norm(dim=-1).double()
     out["mean_abs_cos"] = mean_abs_cos(xs[:, :max_points]).double()
+    out["displacement"] = nan.clone() if start is None else (xs - start.to(xs)).norm(dim=-1).mean(-1).double()
     if reference is not None:
         xa = xs[:, :max_points].cpu().numpy()
         ya = reference[:, :max_points].detach().cpu().numpy()

@@ -55,6 +55,7 @@ def run_bridge(cfg: C.Config, width: int, depth: int = 2, latent_dim: int = 256,
         st = start(sim, [int(seed)] * 3)  # one member key: identical critics, data and penalty draws
         with torch.no_grad():
             st.x = net(z).detach().expand(3, n, d).clone().to(sim.device)
+            st.x0 = st.x.clone()
         sides = Sides([TorchNetwork(net, z), *(Particles(k) for k in kernels)])
         for t in range(cfg.steps + 1):
             if t % cfg.log_every == 0 or t == cfg.steps:
@@ -73,7 +74,7 @@ def _log(sim, st, seed: int, t: int) -> list[dict]:
     for a side that blew up)."""
     x = torch.where(st.alive[:, None, None], st.x, torch.nan)
     ref = sim.target.sample(_stream(seed), min(sim.n, 1024)).expand(3, -1, -1)
-    op = order_parameters(x, sim.target, ref, sim.cfg.metrics.max_points)
+    op = order_parameters(x, sim.target, ref, sim.cfg.metrics.max_points, st.x0)
     gap = (x - x[:1]).norm(dim=-1).mean(-1).cpu().numpy()
     return [{"seed": int(seed), "step": t, "side": side, "discrepancy": float(gap[i]),
              **{k: float(op[k][i]) for k in ORDER_PARAMETERS}} for i, side in enumerate(SIDES)]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gandy.runs.config import load_config
+from gandy.runs.results import SPLIT_FAILED
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.collapse_1d.figures import plot_collapse_pair
@@ -31,9 +32,10 @@ def base_config() -> dict:
 
 
 def boundary(results: pd.DataFrame) -> pd.DataFrame:
-    """Per critic learning rate: the smallest g2 at which at least half the seeds collapsed
-    (NaN where none did), and the largest g2 below it at which fewer than half did."""
-    frac = results.assign(c=results.phase.eq("collapsed")).groupby([Y, X]).c.mean().unstack(X).sort_index(axis=1)
+    """Per critic learning rate: the smallest g2 at which at least half the seeds failed to split
+    (collapsed or ran away, SPLIT_FAILED; NaN where none did), and the largest g2 below it at which
+    fewer than half did."""
+    frac = results.assign(c=results.phase.isin(SPLIT_FAILED)).groupby([Y, X]).c.mean().unstack(X).sort_index(axis=1)
     rows = []
     for lr, row in frac.iterrows():
         hit = row.index[row.to_numpy() >= 0.5]

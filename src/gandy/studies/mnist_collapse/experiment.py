@@ -5,7 +5,7 @@ critic, Sobolev penalty 1.25, particle step 1e-4, 1,000 steps) as one batched sw
 g2/g1 x critic learning rate into ``OUT/sweep/``, then writes ``OUT/figures/mnist-collapse.png``
 (coverage_kl and mean |cos| over the grid; g2/g1 = 0 drawn one grid step left of the smallest
 positive value, on the log axis), ``OUT/boundary.parquet`` (per critic learning rate, the smallest
-g2/g1 at which the run collapsed) and ``OUT/summary.json``.
+g2/g1 at which the run collapsed or ran away) and ``OUT/summary.json``.
 
 The full grid (25 x 18 = 450 members) is a GPU job; ``--quick`` runs 5 x 3 of its points.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from gandy.runs.config import load_config
+from gandy.runs.results import PHASES, SPLIT_FAILED
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.mnist_collapse.figures import plot_mnist_collapse
@@ -38,12 +39,14 @@ def quick_overrides() -> list[str]:
 
 
 def boundary(results: pd.DataFrame) -> pd.DataFrame:
-    """Per critic learning rate, the smallest g2/g1 whose run collapsed (NaN if none did)."""
+    """Per critic learning rate, the smallest g2/g1 whose run collapsed or ran away (SPLIT_FAILED;
+    NaN if none did), and how many runs of each phase the row holds."""
     rows = []
     for lr, t in results.groupby(Y):
-        hit = t[t.phase == "collapsed"][X]
+        hit = t[t.phase.isin(SPLIT_FAILED)][X]
         rows.append({Y: float(lr), "g2_critical": float(hit.min()) if len(hit) else float("nan"),
-                     "collapsed": int(len(hit)), "points": int(len(t))})
+                     "split_failed": int(len(hit)), "points": int(len(t)),
+                     **{p: int((t.phase == p).sum()) for p in PHASES}})
     return pd.DataFrame(rows)
 
 
