@@ -1,4 +1,4 @@
-"""The phase rule (gandy.runs.results.classify, docs/phases.md) on constructed trajectories: particle
+"""The phase rule (gandy.core.metrics.phases.classify, docs/phases.md) on constructed trajectories: particle
 clouds of the two-mode 1-D target moved by hand, their order parameters computed by the real
 metrics, and each label, its margin and its period checked against what the cloud was made to do."""
 
@@ -14,7 +14,7 @@ import torch
 
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.targets import build_target
-from gandy.runs import results
+from gandy.core.metrics import phases as results
 from gandy.runs.config import PhaseConfig, load_config
 
 TARGET = build_target(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)

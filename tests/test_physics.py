@@ -11,7 +11,7 @@ import torch
 
 import gandy
 from gandy.runs import config as C
-from gandy.runs.results import PHASES
+from gandy.core.metrics.phases import PHASES
 from gandy.studies.demo.experiment import demo_config
 from gandy.core.step import advance, start
 from gandy.runs.build import build

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 import gandy
-from gandy.runs import loop, results
+from gandy.core.metrics.phases import PHASES as ALL_PHASES
+from gandy.runs import loop
 from gandy.runs.build import build
 from gandy.runs.api import assemble
 from gandy.runs.config import ConfigError, load_config
@@ -20,7 +21,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS
 
 from conftest import TINY
 
-PHASES = set(results.PHASES)
+PHASES = set(ALL_PHASES)
 SCALARS = ["seed", "step", *ORDER_PARAMETERS]
 
 

@@ -17,10 +17,11 @@ import yaml
 
 import gandy
 from gandy.runs import config as C
-from gandy.runs.results import PHASES
+from gandy.core.metrics.phases import PHASES
 from gandy.views.plots import phase_grid
 from gandy.views.plots import plot_sweep
 from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.runs.store import final_particles
 
 BASE = {
     "target": {"name": "two_modes_1d"},
@@ -238,3 +239,20 @@ def test_ray_executor_gives_identical_results(tmp_path):
         pd.testing.assert_frame_equal(ma, mb, check_exact=True)
     finally:
         ray.shutdown()
+
+
+def test_kept_final_particles_are_every_members_full_cloud(tmp_path):
+    """metrics.keep_particles: every member's final particles, in member order across chunks, whose
+    norms give results.parquet's mean_norm (the same particles the order parameters saw)."""
+    d = copy.deepcopy(BASE)
+    d["sweep"] = {"kernel.g2": [0.0, 0.2, 0.5], "batch_size": 2}
+    d["metrics"] = {**d.get("metrics", {}), "keep_particles": True}
+    res, _, _ = run_sweep(C.load_config(d), tmp_path / "s")
+    members, x = final_particles(tmp_path / "s")
+    assert len(list((tmp_path / "s" / "chunks").glob("*.final.npz"))) >= 2  # several chunks, merged
+    assert members.tolist() == sorted(res.member.tolist())
+    assert x.shape == (len(res), C.load_config(d).particles.n, 1)
+    norms = np.linalg.norm(x, axis=-1).mean(-1)
+    np.testing.assert_allclose(norms, res.sort_values("member").mean_norm.to_numpy(), rtol=1e-5)
+    with pytest.raises(FileNotFoundError):
+        final_particles(tmp_path / "missing")

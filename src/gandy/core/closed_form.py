@@ -11,7 +11,7 @@ force's forward and backward. Per member, with u_i = a * s'(z_i) (H,), g_i = W u
 
     game:     e_j = dL_game/df_j (autograd on the (B, M) logits only: any game),
               dL/dW = sum_j x_j (e_j u_j)^T,  dL/db = sum_j e_j u_j,  dL/da = sum_j e_j s(z_j),  dL/dc = sum_j e_j
-    penalty:  P = k/n sum_i |g_i|^2, q = 2 k lambda / n:
+    penalty:  P = k/n sum_i |g_i|^2, q = 2 k lambda / n (k / n^2 for penalty.reduce: batch_mean):
               dP/dW = q sum_i [g_i u_i^T + x_i r_i^T],  r_i = (W^T g_i) * a * s''(z_i)   (0 for ReLU)
               dP/db = q sum_i r_i,  dP/da = q sum_i (W^T g_i) * s'(z_i)
     force:    grad_x l_G(f(x_i)) = l_G'(f_i) g_i
@@ -41,6 +41,8 @@ def unsupported(sim) -> str | None:
         return f"the closed form supports penalties none, {', '.join(SQUARED_GRADIENT)}; {pen.name} is not"
     if pen.name != "none" and pen.on != "logit":
         return "the closed form differentiates penalties on the logit (penalty.on: logit)"
+    if critic.dropout > 0:
+        return "the closed form has no dropout (critic.dropout)"
     return None
 
 
@@ -67,6 +69,7 @@ class ClosedForm:
         self.d1, self.d2 = ACTIVATION_DERIVATIVES[act]
         pen = sim.cfg.penalty
         self.side, self.coef = SQUARED_GRADIENT[pen.name] if pen.name != "none" else (None, 0.0)
+        self.batch_mean = pen.reduce == "batch_mean"
 
     def _forward(self, params: dict, x: torch.Tensor):
         """Pre-activations ``z: (B, n, H)``, activations ``h`` and logits ``f: (B, n)``."""
@@ -91,7 +94,9 @@ class ClosedForm:
         if self.side is not None:
             i = 0 if self.side == "fake" else 1  # the penalised points' row block
             x_s, z_s, s_s, u = (fake, z_f, s_f, u_f) if i == 0 else (real, z_r, s_r, u_r)
-            q = (2 * self.coef / x_s.shape[1]) * weight[:, None, None]  # (B, 1, 1)
+            n = x_s.shape[1]
+            coef = self.coef / n**2 if self.batch_mean else self.coef  # reduce: batch_mean squares grad/n
+            q = (2 * coef / n) * weight[:, None, None]  # (B, 1, 1)
             g = torch.bmm(u, w.transpose(1, 2))  # grad_x f at the penalised points, (B, n, d)
             wg = torch.bmm(g, w)  # W^T g_i, (B, n, H)
             rows.append(g)

@@ -54,6 +54,8 @@ def unsupported(sim: Simulation) -> str | None:
     if sim.cfg.penalty.name not in PENALTIES:
         return (f"the compiled engine supports penalties {', '.join(PENALTIES)}; "
                 f"{sim.cfg.penalty.name} runs with engine: eager")
+    if sim.critic.dropout > 0:
+        return "the compiled engine has no dropout (its masks come from streams outside it); critic.dropout runs with engine: eager"
     return None
 
 

@@ -98,9 +98,17 @@ def _unit_gap(g):
     return (torch.sqrt(_sq_norm(g) + 1e-12) - 1.0) ** 2
 
 
+def reduced_grad(forward, params, x: Tensor, cfg, grad=None) -> Tensor:
+    """The input gradient a squared-gradient penalty squares, ``(B, n, d)``: of f at each point
+    (``penalty.reduce: per_point``), or of the batch's mean output (1/n) sum_j f(x_j), which is
+    grad f(x_i) / n (``batch_mean``, the authors' code base: ``grad(outputs=Eq_f, inputs=x_q)``)."""
+    g = (grad or input_grad)(forward, params, x, cfg.on)
+    return g / x.shape[1] if getattr(cfg, "reduce", "per_point") == "batch_mean" else g
+
+
 def sobolev(forward, params, real, fake, stream, cfg, grad=None):
     """E_Q |grad f|^2 - 1 (Durr et al.'s Sobolev/Fisher constraint, on the generated points)."""
-    return _sq_norm((grad or input_grad)(forward, params, fake, cfg.on)).mean(-1) - 1.0
+    return _sq_norm(reduced_grad(forward, params, fake, cfg, grad)).mean(-1) - 1.0
 
 
 def wgan_gp(forward, params, real, fake, stream, cfg, grad=None):
@@ -117,12 +125,12 @@ def wgan_gp(forward, params, real, fake, stream, cfg, grad=None):
 
 def r1(forward, params, real, fake, stream, cfg, grad=None):
     """1/2 E_P |grad f|^2 (Mescheder et al. 2018)."""
-    return 0.5 * _sq_norm((grad or input_grad)(forward, params, real, cfg.on)).mean(-1)
+    return 0.5 * _sq_norm(reduced_grad(forward, params, real, cfg, grad)).mean(-1)
 
 
 def r2(forward, params, real, fake, stream, cfg, grad=None):
     """1/2 E_Q |grad f|^2."""
-    return 0.5 * _sq_norm((grad or input_grad)(forward, params, fake, cfg.on)).mean(-1)
+    return 0.5 * _sq_norm(reduced_grad(forward, params, fake, cfg, grad)).mean(-1)
 
 
 def dragan(forward, params, real, fake, stream, cfg, grad=None):
@@ -156,7 +164,8 @@ PENALTIES: dict[str, Callable] = {
 SQUARED_GRADIENT: dict[str, tuple[str, float]] = {"sobolev": ("fake", 1.0), "r1": ("real", 0.5), "r2": ("fake", 0.5)}
 """Penalties of the form ``coef * mean_i |grad f(x_i)|^2`` (plus a constant) over one side's
 points, ``name -> (side, coef)``: what :mod:`gandy.core.closed_form` differentiates by hand
-(tested against each penalty's function)."""
+(tested against each penalty's function). With ``penalty.reduce: batch_mean`` the coefficient
+is divided by n^2 for n penalised points (:func:`reduced_grad`)."""
 
 LINEAR_FRICTION: dict[str, float] = {"none": 0.0, "sobolev": 2.0, "r1": 1.0, "r2": 1.0}
 """The friction a penalty adds for a linear critic f(x) = w.x: d(penalty)/dw = LINEAR_FRICTION * w

@@ -17,9 +17,20 @@ class BatchedOptimizer:
 
     def __init__(self, cfg, params: dict, lr: torch.Tensor, fused: bool = False):
         self.cfg, self.lr, self.t, self.fused = cfg, lr, 0, fused and cfg.name == "adam"
+        self.amsgrad = bool(getattr(cfg, "amsgrad", False))
         self._scratch: dict = {}
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
         self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name in ("adam", "rmsprop") else None
+        self.vmax = {k: torch.zeros_like(v) for k, v in params.items()} if self.amsgrad else None
+        """AMSGrad's running maximum of v (torch's ``max_exp_avg_sq``)."""
+
+    def reset_(self) -> None:
+        """Zero the moments and the step count: the state of a freshly created optimiser
+        (``optim.critic.reset``)."""
+        self.t = 0
+        for state in (self.m, self.v or {}, self.vmax or {}):
+            for v in state.values():
+                v.zero_()
 
     def step(self, params: dict, grads: dict) -> dict:
         """New parameters (fresh tensors; ``params`` is not modified) after one step on ``grads``.
@@ -36,7 +47,8 @@ class BatchedOptimizer:
             keys = list(grads)
             scale = torch.tensor([1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)], device=self.lr.device)
             out = _fused_adam()([params[k] for k in keys], [grads[k] for k in keys], [self.m[k] for k in keys],
-                                [self.v[k] for k in keys], self.lr, scale, b1, b2, cfg.eps, cfg.weight_decay)
+                                [self.v[k] for k in keys], self.lr, scale, b1, b2, cfg.eps, cfg.weight_decay,
+                                [self.vmax[k] for k in keys] if self.amsgrad else None)
             new.update(zip(keys, out if cfg.clip is None else [o.clamp_(-cfg.clip, cfg.clip) for o in out]))
             return new
         for k, g in grads.items():
@@ -54,7 +66,10 @@ class BatchedOptimizer:
                 self.m[k].lerp_(g, 1 - b1)
                 self.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
                 buf = self._buffer(k, p)
-                torch.sqrt(self.v[k], out=buf).div_(math.sqrt(1 - b2**self.t)).add_(cfg.eps)
+                v = self.v[k]
+                if self.amsgrad:  # torch: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used in the denominator
+                    v = torch.maximum(self.vmax[k], v, out=self.vmax[k])
+                torch.sqrt(v, out=buf).div_(math.sqrt(1 - b2**self.t)).add_(cfg.eps)
                 torch.div(self.m[k], buf, out=buf).mul_(lr / (1 - b1**self.t))
                 new[k] = p - buf
             if cfg.clip is not None:
@@ -71,22 +86,25 @@ class BatchedOptimizer:
 
     def mask_(self, alive: torch.Tensor) -> None:
         """Zero the state of dead members so that nothing non-finite survives in it."""
-        for state in (self.m, self.v or {}):
+        for state in (self.m, self.v or {}, self.vmax or {}):
             for k, v in state.items():
                 state[k] = keep_alive(alive, v, 0.0)
 
 
-def _adam_update(ps: list, gs: list, ms: list, vs: list, lr, scale, b1: float, b2: float, eps: float, wd: float) -> list:
+def _adam_update(ps: list, gs: list, ms: list, vs: list, lr, scale, b1: float, b2: float, eps: float, wd: float,
+                 vmaxs: list | None = None) -> list:
     """One Adam update of every tensor: moments in place, the new parameters returned; ``lr: (B,)``;
     ``scale`` holds 1/bc1 and 1/sqrt(bc2) as a tensor, so that a compiled update is not recompiled
-    every step."""
+    every step. ``vmaxs``: AMSGrad's running maxima of v (updated in place), or None."""
     out = []
-    for p, g, m, v in zip(ps, gs, ms, vs):
+    for i, (p, g, m, v) in enumerate(zip(ps, gs, ms, vs)):
         lr_p = lr.view(-1, *([1] * (p.ndim - 1)))
         if wd:
             g = g + wd * p
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        if vmaxs is not None:
+            v = torch.maximum(vmaxs[i], v, out=vmaxs[i])
         out.append(p - (lr_p * scale[0]) * m / (v.sqrt() * scale[1] + eps))
     return out
 

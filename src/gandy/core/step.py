@@ -25,7 +25,7 @@ import torch
 
 from gandy.core.kernels import Kernel
 from gandy.core.nets.base import Critic
-from gandy.core.objectives import Game
+from gandy.core.objectives import SQUARED_GRADIENT, Game
 from gandy.core.optim import BatchedOptimizer, keep_alive
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import Target
@@ -61,24 +61,36 @@ class Simulation:
         return Network() if self.generator is not None else Particles()
 
     def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
+        """Every member's starting particles ``(B, n, d)`` from its ``stream`` (particles.init)."""
         init = self.cfg.particles.init
         if init.name == "gaussian":
             mean = torch.tensor(init.mean or [0.0] * self.d, dtype=torch.float32, device=self.device)
             return mean + init.std * stream.normal(n, self.d).to(self.device)
+        if init.name == "data_mean":
+            return self.target.mean.to(self.device) + init.std * stream.normal(n, self.d).to(self.device)
+        if init.name == "data_gaussian":
+            data = getattr(self.target, "data", None)
+            ref = data[None] if data is not None else self.target.sample(stream, init.reference)
+            dev = ref - ref.mean(-2, keepdim=True)  # (1 | B, m, d): the covariance's square root, times sqrt(m)
+            z = stream.normal(n, ref.shape[-2]).to(self.device)  # (B, n, m)
+            return ref.mean(-2, keepdim=True).to(self.device) + init.scale * (z @ dev.to(self.device)) / ref.shape[-2] ** 0.5
         lo = torch.tensor(init.low, dtype=torch.float32, device=self.device)
         hi = torch.tensor(init.high, dtype=torch.float32, device=self.device)
         return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
 
 
-def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor, grad=None) -> torch.Tensor:
+def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor, grad=None,
+                masks: tuple = (None, None)) -> torch.Tensor:
     """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``;
-    ``grad``: how the penalty takes grad_x f (default autograd; the compiled engine: torch.func)."""
-    f_real = sim.critic.forward(params, real)
-    f_fake = sim.critic.forward(params, fake)
-    loss = sim.game.critic_loss(f_real, f_fake)
+    ``grad``: how the penalty takes grad_x f (default autograd; the compiled engine: torch.func);
+    ``masks``: dropout masks of the real and the generated points (None: the whole network). A
+    squared-gradient penalty differentiates the same masked network as its side's loss term."""
+    fwd = [sim.critic.forward if m is None else functools.partial(sim.critic.forward, mask=m) for m in masks]
+    loss = sim.game.critic_loss(fwd[0](params, real), fwd[1](params, fake))
     pen = sim.cfg.penalty
     if pen.name != "none":
-        loss = loss + weight * sim.penalty(sim.critic.forward, params, real, fake, pstream, pen, grad=grad)
+        side = SQUARED_GRADIENT.get(pen.name, ("fake",))[0]
+        loss = loss + weight * sim.penalty(fwd[side == "fake"], params, real, fake, pstream, pen, grad=grad)
     return loss
 
 
@@ -171,6 +183,7 @@ class State:
     gen_opt: Optional[BatchedOptimizer] = None
     z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
     x0: Optional[torch.Tensor] = None  # the particles at step 0 (B, N, d), for the displacement
+    force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| of the last step's force (particle movers)
 
 
 def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = None) -> State:
@@ -182,7 +195,8 @@ def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = N
     keys = member_keys(seeds, sim.device)
     b = len(seeds)
     members = members or MemberValues.from_configs([sim.cfg] * b, sim.device)
-    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics", "generator", "latent")}
+    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics", "generator", "latent",
+                                            "dropout")}
     x = sim.init_particles(streams["particles"], sim.n)
     params = sim.critic.init(streams["critic"], b)
     trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
@@ -213,15 +227,23 @@ def critic_and_force(sim: Simulation, params: dict, x, update: Callable, force: 
 
 
 def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
-    """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``."""
+    """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``
+    (``startup_steps`` at the first particle step), from a fresh optimiser state where
+    ``optim.critic.reset`` says so."""
+    ocfg = sim.cfg.optim.critic
     trainable = [k for k in params if k not in sim.critic.frozen]
-    for _ in range(sim.cfg.optim.critic.steps):
+    if getattr(ocfg, "reset", False):
+        st.opt.reset_()
+    startup = getattr(ocfg, "startup_steps", None)
+    for _ in range(startup if st.t == 0 and startup else ocfg.steps):
         real = sim.target.sample(st.streams["data"], sim.batch)
         if sim.grads is not None:
             grads = sim.grads.critic_grads(params, trainable, real, fake, st.members.penalty_weight)
         else:
+            masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
             train = {k: params[k].detach().requires_grad_(True) for k in trainable}
-            loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight)
+            loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight,
+                               masks=masks)
             grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
         new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
         params = {**params, **{k: v.detach() for k, v in new.items()}}
@@ -338,6 +360,8 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None) -> State:
     fake = mover.fake(sim, st)
     st.params, f = critic_and_force(sim, st.params, fake, functools.partial(critic_update, sim, st),
                                     functools.partial(mover.force, sim))
+    if isinstance(f, torch.Tensor):
+        st.force_norm = f.detach().norm(dim=-1).mean(-1)
     mover.move(sim, st, f)
     st.t += 1
     b = st.x.shape[0]

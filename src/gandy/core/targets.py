@@ -46,6 +46,11 @@ class Target:
     def sample(self, stream: Stream, n: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def unit_pixels(self, x):
+        """An image target's points as pixels in [0, 1] (any shape; numpy or torch): from [-1, 1],
+        or undoing MNIST's standardisation (x * 0.3081 + 0.1307) where ``signed_pixels`` is False."""
+        return (x + 1.0) / 2.0 if self.signed_pixels else x * MNIST_STD + MNIST_MEAN
+
     def log_density(self, x: torch.Tensor) -> Optional[torch.Tensor]:
         """Exact log-density at ``x: (..., d)``, or None where the law has no density."""
         return None

@@ -28,7 +28,8 @@ from gandy.runs import config as C
 from gandy.runs.budget import output_bytes
 from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
-from gandy.runs.results import PHASES, member_tables
+from gandy.core.metrics.phases import PHASES
+from gandy.runs.results import member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
 
 

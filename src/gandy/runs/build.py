@@ -15,7 +15,7 @@ from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import check_inception
 from gandy.core.kernels import build_kernel
 from gandy.core.nets import build_critic, build_generator
-from gandy.core.objectives import GAMES, PENALTIES
+from gandy.core.objectives import GAMES, PENALTIES, SQUARED_GRADIENT
 from gandy.core.step import Simulation
 from gandy.core.targets import build_target
 from gandy.runs import config as C
@@ -65,12 +65,14 @@ COMPILE_AFTER_SECONDS = 20.0
 def eager_seconds(sim: Simulation, members: int) -> float:
     """A rough estimate of a batch's eager run time on a CPU: per step, 2.5 ms of per-operation
     overhead whatever the batch; per member-step, 200 us plus the critic's matrix products at
-    50 GFLOP/s (one hidden layer's 2 d H (2 M + 7 N) multiply-adds per critic step). Measured:
+    50 GFLOP/s (for an MLP's weight matrices of sizes f_i x f_(i+1), 2 sum_i f_i f_(i+1) (2 M + 7 N)
+    multiply-adds per critic step; the closed form's count for one hidden layer). Measured:
     2.6-3.4 ms per step for a lone member, 180-350 us per member-step at 256 members in 1-D,
     21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md)."""
     cfg = sim.cfg
-    width = sum(cfg.critic.widths) if cfg.critic.name == "mlp" else 256
-    flops = 2 * sim.d * width * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
+    dims = [sim.d, *cfg.critic.widths, 1] if cfg.critic.name == "mlp" else [sim.d, 256, 1]
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+    flops = 2 * weights * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
     return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
 
 
@@ -110,7 +112,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
     target = build_target(cfg.target, device)
     d = target.dim
     init = cfg.particles.init
-    init_dim = (d if init.mean is None else len(init.mean)) if init.name == "gaussian" else len(init.low)
+    given = getattr(init, "mean", None) if init.name == "gaussian" else getattr(init, "low", None)
+    init_dim = d if given is None else len(given)  # data_mean and data_gaussian take the target's dimension
     if init_dim != d:
         raise ConfigError("particles.init", f"init has dimension {init_dim} but the target has dimension {d}")
     n = cfg.particles.n
@@ -120,6 +123,9 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
     sim = Simulation(cfg, device, target, None, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
                      n, d, cfg.batch_size or target.default_batch or n)
     sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
+    if sim.critic.dropout > 0 and cfg.penalty.name not in ("none", *SQUARED_GRADIENT):
+        raise ConfigError("critic.dropout", f"dropout masks the points of the loss; the {cfg.penalty.name} penalty "
+                                            f"differentiates at other points: use penalty none, {', '.join(SQUARED_GRADIENT)}")
     if cfg.generator is not None:
         sim.generator = build_generator(cfg.generator, target, d)
     elif cfg.optim.generator.name != "sgd":

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gandy.core.errors import ConfigError  # noqa: F401 (re-exported: gandy.runs.config.ConfigError)
 from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.dcgan import NORMS
-from gandy.core.objectives import GAMES, PENALTIES
+from gandy.core.objectives import GAMES, PENALTIES, SQUARED_GRADIENT
 from gandy.core.optim import OPTIMISERS
 from gandy.runs.messages import Explainer
 
@@ -197,7 +197,25 @@ class UniformInit(Section):
         return self
 
 
-InitConfig = Annotated[Union[GaussianInit, UniformInit], Field(discriminator="name")]
+class DataMeanInit(Section):
+    """Noise around the target's mean: x = mean(P) + std * N(0, I)."""
+
+    name: Literal["data_mean"]
+    std: NonNegFloat = 1.0
+
+
+class DataGaussianInit(Section):
+    """A random data-like cloud: draws of the Gaussian with the target's mean and covariance (the
+    data set's, or of ``reference`` target samples), the deviation multiplied by ``scale``:
+    x = mean + scale * sum_k z_k (y_k - mean) / sqrt(n), z ~ N(0, I_n), over n points y_k."""
+
+    name: Literal["data_gaussian"]
+    scale: NonNegFloat = 1.0
+    reference: PosInt = 1024
+    """Target samples that estimate the covariance where the target is not a finite data set."""
+
+
+InitConfig = Annotated[Union[GaussianInit, UniformInit, DataMeanInit, DataGaussianInit], Field(discriminator="name")]
 
 
 class ParticlesConfig(Section):
@@ -303,6 +321,10 @@ class MlpCritic(Section):
     name: Literal["mlp"]
     widths: list[PosInt] = [256]
     activation: Activation = "relu"
+    dropout: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.0
+    """Dropout probability after the second hidden layer (the only one if there is one), in the
+    critic's steps only; the particles' force sees the whole network (the authors' code base: 0.2,
+    ``D.train()`` for the critic, ``D.eval()`` for the particle step)."""
 
 
 class RbfCritic(Section):
@@ -352,12 +374,33 @@ class PenaltyConfig(Section):
     perturbation: Literal["gaussian", "uniform"] = "gaussian"
     """DRAGAN only: delta ~ N(0, scale^2 I), or scale * std(x) * U[0, 1) (the authors' code)."""
     scale: PosFloat = 0.5
+    reduce: Literal["per_point", "batch_mean"] = "per_point"
+    """Squared-gradient penalties (sobolev, r1, r2): ``per_point`` takes the gradient of f at each
+    point, mean_i |grad f(x_i)|^2; ``batch_mean`` the gradient of the batch's mean output (the
+    Sobolev constraint of the authors' code base, IBM/USD), |grad_x_i (1/n) sum_j f(x_j)|^2 =
+    |grad f(x_i)|^2 / n^2, so the penalty is n^2 times weaker for n penalised points."""
+
+    @field_validator("reduce")
+    @classmethod
+    def _reduce(cls, v, info):
+        name = info.data.get("name")
+        if v == "batch_mean" and name not in SQUARED_GRADIENT:
+            raise ValueError(f"batch_mean applies to the squared-gradient penalties ({', '.join(SQUARED_GRADIENT)}), "
+                             f"not to {name}")
+        return v
 
 
 class CriticOptim(Section):
     name: Literal[OPTIMISERS] = "adam"
     lr: PosFloat = 1e-3
     steps: PosInt = 1
+    startup_steps: Optional[PosInt] = None
+    """Critic steps at the first particle step (default: ``steps``; the authors' code base: 200)."""
+    reset: bool = False
+    """Re-create the optimiser (moments and step count zeroed) at every particle step, as the
+    authors' code base does (``torch.optim.Adam(...)`` inside the particle loop)."""
+    amsgrad: bool = False
+    """Adam only: torch's AMSGrad variant (the denominator uses the running maximum of v)."""
     weight_decay: NonNegFloat = 0.0
     betas: tuple[Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)], Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)]] = (0.9, 0.999)
     alpha: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1)] = 0.99
@@ -365,6 +408,13 @@ class CriticOptim(Section):
     eps: PosFloat = 1e-8
     clip: Optional[PosFloat] = None
     """Clip every trainable critic weight to [-clip, clip] after each step (WGAN; objective wgan sets 0.01)."""
+
+    @field_validator("amsgrad")
+    @classmethod
+    def _amsgrad(cls, v, info):
+        if v and info.data.get("name") != "adam":
+            raise ValueError(f"amsgrad is a variant of adam, not of {info.data.get('name')}")
+        return v
 
 
 class GeneratorOptim(Section):
@@ -389,7 +439,7 @@ class OptimConfig(Section):
 
 
 class PhaseConfig(Section):
-    """The thresholds of the phase rule (docs/phases.md, :func:`gandy.runs.results.classify`)."""
+    """The thresholds of the phase rule (docs/phases.md, :func:`gandy.core.metrics.phases.classify`)."""
 
     window: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.25
     """Fraction of the logged steps (the last ones) over which settling, coverage and the trend are judged."""
@@ -432,6 +482,9 @@ class ImageMetricsConfig(Section):
 
 
 class MetricsConfig(Section):
+    keep_particles: bool = False
+    """Sweeps: keep every member's final particles, full-dimensional float32, in
+    ``chunks/ID.final.npz`` (:func:`gandy.runs.store.final_particles`; for sample panels and norms)."""
     max_points: PosInt = 1024
     """Particles and target samples used by the O(N^2) metrics (w1, mean_abs_cos)."""
     divergences: Union[bool, Literal["auto"]] = "auto"

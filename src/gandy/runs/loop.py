@@ -61,7 +61,7 @@ class Checkpoint:
         t0 = time.monotonic()
         blob = {
             "fingerprint": self.fingerprint, "t_next": t_next, "t": st.t,
-            "x": st.x, "x0": st.x0, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
+            "x": st.x, "x0": st.x0, "force_norm": st.force_norm, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
             "streams": {k: s.counter for k, s in st.streams.items()},
             "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
             "metrics": out.metrics, "snapshot_steps": out.snapshot_steps,
@@ -86,18 +86,19 @@ class Checkpoint:
 
 
 def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
-    return None if opt is None else {"m": opt.m, "v": opt.v, "t": opt.t}
+    return None if opt is None else {"m": opt.m, "v": opt.v, "vmax": opt.vmax, "t": opt.t}
 
 
 def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
     """Put a checkpoint's state into ``st`` and ``out``; returns the step to continue from."""
     st.x, st.x0, st.params, st.alive, st.t = blob["x"], blob["x0"], blob["params"], blob["alive"], blob["t"]
+    st.force_norm = blob["force_norm"]
     st.diverged_step = blob["diverged_step"].cpu()
     for k, c in blob["streams"].items():
         st.streams[k].counter = c
     for opt, saved in ((st.opt, blob["opt"]), (st.gen_opt, blob["gen_opt"])):
         if opt is not None:
-            opt.m, opt.v, opt.t = saved["m"], saved["v"], saved["t"]
+            opt.m, opt.v, opt.vmax, opt.t = saved["m"], saved["v"], saved["vmax"], saved["t"]
     st.gen, st.z_view = blob["gen"], blob["z_view"]
     out.metrics = list(blob["metrics"])
     out.snapshot_steps = list(blob["snapshot_steps"])
@@ -147,6 +148,8 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             # with divergences tracked, W1 comes from their pooled distance matrix
             vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points, st.x0[:b])
+            vals["force_norm"] = (torch.full((b,), float("nan")) if st.force_norm is None else
+                                  torch.where(st.alive[:b], st.force_norm[:b], torch.nan).double().cpu())
             if track:
                 div, out.divergence_methods = tracked(sim, st, ref, b, vals)
                 vals = {**vals, **div}

@@ -3,170 +3,20 @@ and the logged series (``member_tables``)."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Optional
-
 import numpy as np
 import pandas as pd
 
 from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.core.metrics.phases import classify
 from gandy.core.step import Simulation
-from gandy.runs import config as C
 from gandy.runs.loop import SimOutput
-
-PHASES = ("converged", "collapsed", "runaway", "oscillating", "transient", "stalled", "off_target", "diverged")
-"""Every label :func:`classify` gives, in the order its tests run after ``diverged`` (docs/phases.md)."""
-
-PHASE_RULE = ("diverged if non-finite or blown up; else, in order: converged if the distance to the target "
-              "(mean_dist, or w1 without modes) settled within settle_tol x scale over the last `window` of "
-              "logged steps, coverage_kl stayed below collapse_kl and the final on_mode >= on_mode; stalled if "
-              "the final displacement < stall x the initial distance; runaway if the final distance > runaway x "
-              "max(initial distance, scale); collapsed if coverage_kl > collapse_kl; oscillating if the distance "
-              "reversed >= `reversals` times after swings > settle_tol x scale in the last `oscillation_window` "
-              "(period recorded); transient if it still moved; else off_target (docs/phases.md). phase_margin: "
-              "the smallest relative distance from a threshold among the deciding tests.")
-"""The phase rule in one paragraph, for reports (the full text: docs/phases.md)."""
-
-SPLIT_FAILED = ("collapsed", "runaway")
-"""The phases in which the particles did not split between the modes: the mode-collapse side of a
-phase diagram's boundary (a cloud that ran away sits on no mode at all)."""
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A member's phase: ``label`` (one of PHASES); ``margin``, the smallest relative distance of a
-    statistic from its threshold among the tests that decided the label (below ~0.1, a small change
-    would flip it; NaN for diverged); ``period`` in steps, for ``oscillating`` (else NaN)."""
-
-    label: str
-    margin: float = float("nan")
-    period: float = float("nan")
-
-
-def reversals(y: np.ndarray, tol: float) -> list[int]:
-    """Indices of the confirmed turning points of ``y``: a maximum (minimum) counts once ``y`` has
-    fallen (risen) by more than ``tol`` from it, so wiggles smaller than ``tol`` never reverse."""
-    turns: list[int] = []
-    lo = hi = ext = 0
-    direction = 0  # +1 rising, -1 falling, 0 until y has moved by more than tol
-    for i in range(1, len(y)):
-        if direction == 0:
-            hi = i if y[i] > y[hi] else hi
-            lo = i if y[i] < y[lo] else lo
-            if y[hi] - y[lo] > tol:
-                direction, ext = (1, hi) if hi > lo else (-1, lo)
-        elif direction * (y[i] - y[ext]) >= 0:
-            ext = i
-        elif abs(y[i] - y[ext]) > tol:
-            turns.append(ext)
-            direction, ext = -direction, i
-    return turns
-
-
-def _swing_margin(y: np.ndarray, tol: float, need: int) -> float:
-    """The largest swing ``s`` at which ``y`` still has ``need`` reversals (bisection: fewer
-    reversals at larger swings), relative to ``tol``: above 1 the oscillation test passes."""
-    lo, hi = 0.0, float(np.ptp(y))
-    if tol <= 0 or len(reversals(y, 0.0)) < need:
-        return 0.0
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if len(reversals(y, mid)) >= need else (lo, mid)
-    return lo / tol
-
-
-class _Tests:
-    """The margins of the tests a label rests on: a passed conjunction is as firm as its weakest
-    condition; a failed one is as far from passing as its farthest failing condition."""
-
-    def __init__(self):
-        self.margins: list[float] = []
-
-    def check(self, *gaps: float) -> bool:
-        """``gaps``: each condition's signed relative gap (>= 0: holds). Records the test's margin."""
-        gaps = [float(g) for g in gaps]
-        ok = all(g >= 0 for g in gaps)
-        self.margins.append(min(gaps) if ok else max(-g for g in gaps if g < 0))
-        return ok
-
-    def phase(self, label: str, period: float = float("nan")) -> Phase:
-        return Phase(label, float(min(self.margins)), period)
-
-
-def _at_least(value: float, threshold: float) -> float:
-    """Signed gap of the test ``value >= threshold``, relative to the threshold (>= 0: holds)."""
-    if threshold > 0:
-        return (value - threshold) / threshold
-    return np.inf if value > threshold else -np.inf if value < threshold else 0.0
-
-
-def _at_most(value: float, threshold: float) -> float:
-    """Signed gap of the test ``value <= threshold``, relative to the threshold (>= 0: holds)."""
-    return -_at_least(value, threshold)
-
-
-def _fraction_at_least(value: float, threshold: float) -> float:
-    """``value >= threshold`` for a fraction: above the threshold the gap is a share of the room up
-    to 1, (v - t)/(1 - t); below it, (v - t)/t."""
-    return (value - threshold) / (1 - threshold) if value >= threshold and threshold < 1 else _at_least(value, threshold)
-
-
-def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg: C.PhaseConfig, diverged: bool,
-             steps: Optional[np.ndarray] = None) -> Phase:
-    """Final phase of one member from its logged order parameters (arrays over logged steps, the
-    first at step 0; ``steps``: the logged steps, for the period). Rule (docs/phases.md), with D the
-    distance to the target (mean_dist, or w1 for targets without modes), S the target scale,
-    tol = settle_tol S, W the last ``window`` of logged points, in this order:
-
-    1. ``diverged``: non-finite values or a blow-up;
-    2. ``converged``: D settled over W (range <= tol), mean coverage_kl over W <= collapse_kl and
-       the final on_mode >= on_mode (without modes: final w1 <= reach S);
-    3. ``stalled``: the final displacement < stall D(0) (the cloud never moved);
-    4. ``runaway``: the final D > runaway max(D(0), S) (the cloud left the target);
-    5. ``collapsed``: mean coverage_kl over W > collapse_kl (settled or cycling on few modes);
-    6. ``oscillating``: D reversed at least ``reversals`` times in the last ``oscillation_window``,
-       each after a swing > tol; the period is twice the mean spacing of the reversals;
-    7. ``transient``: D still changing by more than tol over W (mostly: still falling);
-    8. ``off_target``: settled without covering the target (on_mode or w1 short of the test in 2).
-    """
-    if diverged:
-        return Phase("diverged")
-    d = np.asarray(series["mean_dist" if n_modes > 0 else "w1"], dtype=float)
-    if d.size == 0 or not np.isfinite(d).all():
-        return Phase("diverged")
-    steps = np.arange(d.size, dtype=float) if steps is None else np.asarray(steps, dtype=float)
-    w = min(max(2, math.ceil(pcfg.window * d.size)), d.size)
-    tol = pcfg.settle_tol * scale
-    kl_w = float(np.mean(np.asarray(series["coverage_kl"], dtype=float)[-w:])) if n_modes > 1 else 0.0
-    limit = pcfg.collapse_kl if pcfg.collapse_kl is not None else 0.5 * math.log(max(n_modes, 2))
-    spread = float(np.ptp(d[-w:]))
-    tests = _Tests()
-
-    reached = _fraction_at_least(float(series["on_mode"][-1]), pcfg.on_mode) if n_modes > 0 else _at_most(d[-1], pcfg.reach * scale)
-    if tests.check(_at_most(spread, tol), _at_most(kl_w, limit) if n_modes > 1 else np.inf, reached):
-        return tests.phase("converged")
-    disp = np.asarray(series.get("displacement", [np.nan]), dtype=float)[-1]
-    if np.isfinite(disp) and d[0] > 0 and tests.check(_at_most(disp, pcfg.stall * d[0])):
-        return tests.phase("stalled")
-    if tests.check(_at_least(d[-1], pcfg.runaway * max(d[0], scale))):
-        return tests.phase("runaway")
-    if n_modes > 1 and tests.check(_at_least(kl_w, limit)):
-        return tests.phase("collapsed")
-    o = min(max(3, math.ceil(pcfg.oscillation_window * d.size)), d.size)
-    if tests.check(_swing_margin(d[-o:], tol, pcfg.reversals) - 1.0):
-        turns = reversals(d[-o:], tol)
-        return tests.phase("oscillating", float(2 * np.mean(np.diff(steps[-o:][turns]))))
-    if tests.check(_at_least(spread, tol)):
-        return tests.phase("transient")
-    return tests.phase("off_target")
 
 
 def member_tables(sim: Simulation, raw: SimOutput):
     """``(metrics, results)`` DataFrames of a simulation: the logged series with a ``member``
     column, and one row per member with its final order parameters (the last logged values before
     any divergence), ``final_step``, ``phase`` (with ``phase_margin`` and ``phase_period``, see
-    :class:`Phase`) and ``diverged_step``; for image targets also
+    :class:`gandy.core.metrics.phases.Phase`) and ``diverged_step``; for image targets also
     ``samples_uint8``, the member's first 16 final images as 0-255 integers (sample grids of a
     sweep or search, whose store keeps no trajectories)."""
     metrics = pd.DataFrame(raw.metrics)
@@ -180,10 +30,12 @@ def member_tables(sim: Simulation, raw: SimOutput):
                          div >= 0, series.step.to_numpy())
         last = (series if div < 0 else series[series.step < div]).iloc[-1]
         rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
+                     "force_norm": float(last["force_norm"]) if "force_norm" in last else float("nan"),
                      "final_step": int(last["step"]), "phase": phase.label, "phase_margin": phase.margin,
                      "phase_period": phase.period, "diverged_step": div})
     results = pd.DataFrame(rows)
     if target.image_shape is not None:
         x = np.nan_to_num(raw.final_particles[:, :16], nan=0.0)
-        results["samples_uint8"] = list(np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8).reshape(len(x), -1))
+        pixels = np.clip(target.unit_pixels(x), 0.0, 1.0)  # standardised MNIST particles: undo the standardisation
+        results["samples_uint8"] = list(np.round(pixels * 255.0).astype(np.uint8).reshape(len(x), -1))
     return metrics, results

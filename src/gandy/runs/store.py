@@ -395,14 +395,32 @@ def chunk_done(out: Path, chunk_id: str) -> bool:
     return (Path(out) / "chunks" / f"{chunk_id}.results.parquet").exists()
 
 
+def final_particles(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A sweep's kept final particles (``metrics.keep_particles``): global member indices ``(B,)``
+    and particles ``(B, N, d)`` float32, in member order, NaN for members that diverged. Raises
+    FileNotFoundError where the sweep kept none."""
+    files = sorted((Path(run_dir) / "chunks").glob("*.final.npz"))
+    if not files:
+        raise FileNotFoundError(f"{run_dir} kept no final particles (run the sweep with metrics.keep_particles: true)")
+    parts = [read_npz(f) for f in files]
+    members = np.concatenate([p["members"] for p in parts])
+    x = np.concatenate([p["final_particles"] for p in parts])
+    order = np.argsort(members)
+    return members[order], x[order]
+
+
 def write_chunk(out: Path, chunk_id: str, metrics: pd.DataFrame, results: pd.DataFrame, snapshots: dict) -> None:
-    """A finished chunk's files: ``ID.snapshots.npz`` (if any), ``ID.metrics.parquet`` and, last,
-    ``ID.results.parquet`` (which marks it done); its checkpoint is then removed."""
+    """A finished chunk's files: ``ID.snapshots.npz`` (if any), ``ID.final.npz`` (the kept final
+    particles, which ``snapshots`` carries under the key ``final``), ``ID.metrics.parquet`` and,
+    last, ``ID.results.parquet`` (which marks it done); its checkpoint is then removed."""
     chunks = Path(out) / "chunks"
-    if snapshots:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **snapshots)
-        write_atomic(chunks / f"{chunk_id}.snapshots.npz", buf.getvalue())
+    snapshots = dict(snapshots)
+    final = snapshots.pop("final", None)
+    for name, arrays in (("snapshots", snapshots), ("final", final)):
+        if arrays:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **arrays)
+            write_atomic(chunks / f"{chunk_id}.{name}.npz", buf.getvalue())
     write_parquet(metrics, chunks / f"{chunk_id}.metrics.parquet")
     write_parquet(results, chunks / f"{chunk_id}.results.parquet")
     checkpoint_path(out, chunk_id).unlink(missing_ok=True)  # gandy's own file, no longer needed

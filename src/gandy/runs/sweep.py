@@ -45,7 +45,8 @@ from gandy.runs.budget import output_bytes
 from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
-from gandy.runs.results import PHASES, member_tables
+from gandy.core.metrics.phases import PHASES
+from gandy.runs.results import member_tables
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,
@@ -358,7 +359,10 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
         df["member"] = [index[j] for j in df["member"]]
         for k in reversed(axes_keys):
             df.insert(1, k, [values_by_index[i][k] for i in df["member"]])
-    return metrics, results, sweep_snapshots(sim, raw, index)
+    snapshots = sweep_snapshots(sim, raw, index)
+    if base.metrics.keep_particles:
+        snapshots["final"] = {"members": np.asarray(index, dtype=np.int64), "final_particles": raw.final_particles.astype(np.float32)}
+    return metrics, results, snapshots
 
 
 def chunk_fingerprint(chunk: Chunk) -> str:

@@ -13,7 +13,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
-from gandy.runs.results import PHASES, SPLIT_FAILED
+from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.store import read_json, read_npz, read_parquet
 
 

@@ -43,7 +43,7 @@ from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import METRIC_DOCS
 from gandy.core.metrics.divergences import DIVERGENCE_DOCS
 from gandy.core.metrics.order import ORDER_PARAMETER_DOCS
-from gandy.runs.results import PHASE_RULE
+from gandy.core.metrics.phases import PHASE_RULE
 from gandy.runs.store import (
     DAMPING_COLUMNS,
     even_indices,

@@ -17,7 +17,7 @@ from gandy.core.lazy import LazyModule
 ot = LazyModule("ot")  # POT imports scikit-learn: 1.4-2 s of start-up, paid on the first exact W1
 
 ORDER_PARAMETERS = ("coverage_kl", "modes_covered", "on_mode", "mean_dist", "com_error", "mean_abs_cos", "w1",
-                    "displacement")
+                    "displacement", "mean_norm")
 ORDER_PARAMETER_DOCS = {
     "coverage_kl": "KL(p || uniform) of the particles' nearest-mode histogram p (modes assigned by the "
                    "target's rule, euclidean or cosine): 0 when every mode holds an equal share, log K "
@@ -32,6 +32,9 @@ ORDER_PARAMETER_DOCS = {
           "metrics.max_points points each (with divergences tracked: from their pooled distance matrix)",
     "displacement": "mean over particles of |x_i(t) - x_i(0)|: how far the cloud has moved since the start "
                     "(the stalled phase's test)",
+    "mean_norm": "mean over particles of |x_i| (in 784-D: a digit has norm 31.6 on average, standardised pixels)",
+    "force_norm": "mean over particles of |F_j|, the last step's force -grad l_G(f(x_j)) before the kernel couples "
+                  "the particles (NaN at step 0 and for network generators)",
 }
 """What each order parameter measures, for reports and docs (one line each)."""
 
@@ -153,6 +156,7 @@ def order_parameters(x: torch.Tensor, target, reference: Optional[torch.Tensor],
             out[key] = nan.clone()
     out["com_error"] = (xs.mean(1) - target.mean.to(x.dtype)).norm(dim=-1).double()
     out["mean_abs_cos"] = mean_abs_cos(xs[:, :max_points]).double()
+    out["mean_norm"] = xs.norm(dim=-1).mean(-1).double()
     out["displacement"] = nan.clone() if start is None else (xs - start.to(xs)).norm(dim=-1).mean(-1).double()
     if reference is not None:
         xa = xs[:, :max_points].cpu().numpy()

@@ -8,7 +8,7 @@ and names in ``frozen`` (fixed random features, centres) are left alone by the o
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as Fn
@@ -62,6 +62,12 @@ def bmv(h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 class Critic:
     frozen: tuple[str, ...] = ()
+    dropout: float = 0.0
+    """Dropout probability in training (MLP critics; the others have none)."""
+
+    def mask(self, stream: Stream, n: int) -> Optional[torch.Tensor]:
+        """A training (dropout) mask for ``n`` points, passed to ``forward(..., mask=)``; None without dropout."""
+        return None
 
     def init(self, stream: Stream, b: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -16,13 +16,25 @@ class Mlp(Critic):
     """f(x) = w_L . act(... act(x W_1 + b_1) ...) + b_L; PyTorch's default uniform init.
 
     The critic returns ``(B, M)``; with ``out`` set it is a vector-valued network
-    ``(B, M, k) -> (B, M, out)`` (the MLP generator).
+    ``(B, M, k) -> (B, M, out)`` (the MLP generator). ``dropout`` p: in training (a ``mask`` passed
+    to ``forward``) the activations of hidden layer ``drop_layer`` (the second, or the only one, as
+    in the authors' code base's ``D_mlp``) are multiplied by a mask of 0 and 1/(1 - p).
     """
 
-    def __init__(self, d: int, widths: list[int], activation: str = "relu", out: Optional[int] = None):
+    def __init__(self, d: int, widths: list[int], activation: str = "relu", out: Optional[int] = None,
+                 dropout: float = 0.0):
         self.dims = [d, *widths, out or 1]
         self.scalar = out is None
         self.act = ACTIVATIONS[activation]
+        self.dropout = float(dropout)
+        self.drop_layer = min(1, len(widths) - 1)
+
+    def mask(self, stream: Stream, n: int) -> Optional[torch.Tensor]:
+        """A training mask for ``n`` points, ``(B, n, width)`` of 0 and 1/(1 - p) (None without dropout)."""
+        if self.dropout <= 0:
+            return None
+        keep = stream.uniform(n, self.dims[self.drop_layer + 1]) >= self.dropout
+        return keep.to(torch.float32) / (1.0 - self.dropout)
 
     def init(self, stream, b):
         p = {}
@@ -32,11 +44,13 @@ class Mlp(Critic):
             p[f"b{i}"] = (2 * stream.uniform(fo) - 1) * bound  # (B, out)
         return p
 
-    def forward(self, params, x):
+    def forward(self, params, x, mask: Optional[torch.Tensor] = None):
         h = x
         n = len(self.dims) - 1
         for i in range(n - 1):
             h = self.act(torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"]))
+            if mask is not None and i == self.drop_layer:
+                h = h * mask.to(h)
         if self.scalar:
             return bmv(h, params[f"w{n - 1}"][..., 0]) + params[f"b{n - 1}"]
         return torch.baddbmm(params[f"b{n - 1}"][:, None, :], h, params[f"w{n - 1}"])
@@ -53,5 +67,5 @@ class MlpNet(Mlp):
         return stream.normal(n, self.latent_dim)
 
 
-CRITICS = {"mlp": lambda cfg, d, target, init: Mlp(d, cfg.widths, cfg.activation)}
+CRITICS = {"mlp": lambda cfg, d, target, init: Mlp(d, cfg.widths, cfg.activation, dropout=cfg.dropout)}
 GENERATORS = {"mlp": lambda cfg, target, d: MlpNet(cfg.latent_dim, cfg.widths, d, cfg.activation)}
