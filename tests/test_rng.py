@@ -199,3 +199,27 @@ def test_negative_and_large_seeds_are_accepted():
     assert k.shape == (3,) and (k >= 0).all() and (k < 2**32).all()
     u = Stream(k, "x").uniform(10)
     assert torch.isfinite(u).all()
+
+
+def test_compiled_hash_for_large_draws_gives_the_same_bits():
+    """The compiled engine compiles the hash of large draws (dropout masks): bit-identical numbers,
+    whatever the shape (one dynamic-shape kernel), the small draws untouched."""
+    from gandy.core import rng
+
+    draws = [(4, (300, 128)), (3, (1000, 50)), (2, (7,))]
+    before = [Stream(member_keys(list(range(b))), "x").uniform(*shape) for b, shape in draws]
+    rng.compile_large_draws()
+    try:
+        after = [Stream(member_keys(list(range(b))), "x").uniform(*shape) for b, shape in draws]
+    finally:
+        rng._COMPILED.clear()
+    for a, c in zip(before, after):
+        assert torch.equal(a, c)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.3, 1e-7, 0.9999999])
+def test_above_is_uniform_at_least_p(p):
+    a = Stream(member_keys([0, 1, 2]), "drop").above(p, 200, 300)
+    u = Stream(member_keys([0, 1, 2]), "drop").uniform(200, 300)
+    assert torch.equal(a, u >= p)
+    assert abs(float(a.double().mean()) - (1 - p)) < 0.005

@@ -78,9 +78,10 @@ class ClosedForm:
         return z, h, bmv(h, params["w1"][..., 0]) + params["b1"]
 
     def critic_grads(self, params: dict, trainable: list, real: torch.Tensor, fake: torch.Tensor,
-                     weight: torch.Tensor) -> list:
+                     weight: torch.Tensor, masks: tuple = (None, None)) -> list:
         """d(critic loss)/d(trainable parameters) of every member, in the order of ``trainable``;
-        ``real: (B, M, d)``, ``fake: (B, N, d)``, ``weight: (B,)`` the penalty weights."""
+        ``real: (B, M, d)``, ``fake: (B, N, d)``, ``weight: (B,)`` the penalty weights; ``masks``
+        always None (the closed form refuses dropout)."""
         w, a = params["w0"], params["w1"][..., 0]  # (B, d, H), (B, H)
         z_f, h_f, f_f = self._forward(params, fake)
         z_r, h_r, f_r = self._forward(params, real)

@@ -22,6 +22,7 @@ from torch.func import grad, vmap
 
 from gandy.core import closed_form
 from gandy.core.errors import ConfigError
+from gandy.core.rng import compile_large_draws
 from gandy.core.step import Simulation, critic_loss
 
 torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
@@ -54,8 +55,6 @@ def unsupported(sim: Simulation) -> str | None:
     if sim.cfg.penalty.name not in PENALTIES:
         return (f"the compiled engine supports penalties {', '.join(PENALTIES)}; "
                 f"{sim.cfg.penalty.name} runs with engine: eager")
-    if sim.critic.dropout > 0:
-        return "the compiled engine has no dropout (its masks come from streams outside it); critic.dropout runs with engine: eager"
     return None
 
 
@@ -95,6 +94,8 @@ class CompiledStep:
     def __init__(self, sim: Simulation):
         check(sim)
         self.sim = sim
+        if sim.critic.dropout > 0:
+            compile_large_draws()  # the masks: 2 x B x n x width numbers per critic step
         self._grads, self._force, self._trainable = None, None, None
         if sim.d >= WIDE and closed_form.unsupported(sim) is None:
             closed = closed_form.ClosedForm(sim)
@@ -106,18 +107,22 @@ class CompiledStep:
         return {k: v[None] for k, v in params.items()}, *(x[None] for x in xs)
 
     def critic_grads(self, params: dict, trainable: list, real: torch.Tensor, fake: torch.Tensor,
-                     weight: torch.Tensor) -> list:
-        """d(critic loss)/d(trainable parameters) of every member, in the order of ``trainable``."""
+                     weight: torch.Tensor, masks: tuple = (None, None)) -> list:
+        """d(critic loss)/d(trainable parameters) of every member, in the order of ``trainable``;
+        ``masks``: the dropout masks of the real and generated points (both None, or both tensors
+        drawn outside, from gandy's streams, and passed in)."""
         sim = self.sim
         if self._grads is None or self._trainable != trainable:
-            def loss_one(train, frozen, real_i, fake_i, w_i):
+            def loss_one(train, frozen, real_i, fake_i, w_i, *masks_i):
                 p, r, f, w = self._one({**frozen, **train}, real_i, fake_i, w_i)
-                return critic_loss(sim, p, r, f, None, w, grad=func_input_grad)[0]
+                m = tuple(x[None] for x in masks_i) if masks_i else (None, None)
+                return critic_loss(sim, p, r, f, None, w, grad=func_input_grad, masks=m)[0]
 
             self._trainable = list(trainable)
             self._grads = torch.compile(vmap(grad(loss_one)), dynamic=False)
         frozen = {k: v for k, v in params.items() if k not in trainable}
-        g = self._grads({k: params[k].detach() for k in trainable}, frozen, real, fake.detach(), weight)
+        extra = () if masks[0] is None else masks
+        g = self._grads({k: params[k].detach() for k in trainable}, frozen, real, fake.detach(), weight, *extra)
         return [g[k] for k in trainable]
 
     def loss_grad(self, params: dict, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ harmless. Uniforms carry 23 bits; normals come from the Box-Muller transform.
 from __future__ import annotations
 
 import hashlib
+import math
 
+import numpy as np
 import torch
 
 _MASK = 0xFFFFFFFF
@@ -31,6 +33,28 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     x = (x * 0x846CA68B) & _MASK
     x = x ^ (x >> 16)
     return x
+
+
+def _hash(head: torch.Tensor, n: int) -> torch.Tensor:
+    """Element i of member b's draw: ``(B, n)`` int64 in [0, 2**32) from the members' heads ``(B,)``."""
+    idx = torch.arange(n, dtype=torch.int64, device=head.device)
+    h = _mix(idx[None, :] * 0x27D4EB2F + head[:, None])
+    return _mix(h ^ head[:, None])
+
+
+LARGE_DRAW = 1 << 17
+"""Draws of at least this many numbers (all members together) use the compiled hash once
+:func:`compile_large_draws` has been called: the same bits, 5-6x faster (a dropout mask of
+8 x 100 x 1024 numbers: 29 ms eager, 5 ms compiled, on one CPU thread)."""
+
+_COMPILED: dict = {}
+
+
+def compile_large_draws() -> None:
+    """Compile the hash for large draws (``engine: compiled`` calls this; ~7 s once per process,
+    one kernel for every shape). The numbers do not change: integer arithmetic is exact."""
+    if "hash" not in _COMPILED:
+        _COMPILED["hash"] = torch.compile(_hash, dynamic=True)
 
 
 def name_key(name: str) -> int:
@@ -61,13 +85,11 @@ class Stream:
         n = 1
         for s in shape:
             n *= int(s)
-        idx = torch.arange(n, dtype=torch.int64, device=self.keys.device)
         head = _mix(self.keys ^ self.salt)  # (B,)
         head = _mix(head + self.counter * 0x9E3779B9)
         self.counter += 1
-        h = _mix(idx[None, :] * 0x27D4EB2F + head[:, None])
-        h = _mix(h ^ head[:, None])
-        return h.reshape((self.keys.shape[0], *shape))
+        fast = _COMPILED.get("hash") if n * head.shape[0] >= LARGE_DRAW else None
+        return (fast or _hash)(head, n).reshape((self.keys.shape[0], *shape))
 
     def uniform(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """U(0, 1) samples, ``(B, *shape)``, strictly inside (0, 1) in any float dtype.
@@ -77,6 +99,13 @@ class Stream:
         """
         b = self._bits(tuple(shape))
         return ((b >> 9).to(torch.float64).add_(0.5).mul_(2.0**-23)).to(dtype)
+
+    def above(self, p: float, *shape: int) -> torch.Tensor:
+        """``uniform(*shape) >= p`` as a bool tensor ``(B, *shape)``, the same draw and the same
+        result, compared on the integers (no float passes; for dropout masks). ``p`` is rounded to
+        float32 first, as the float comparison does."""
+        k = math.ceil(float(np.float32(p)) * 2.0**23 - 0.5)
+        return (self._bits(tuple(shape)) >> 9) >= k
 
     def normal(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """N(0, 1) samples, ``(B, *shape)`` (Box-Muller on two uniforms)."""

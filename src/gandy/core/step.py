@@ -53,7 +53,7 @@ class Simulation:
     """How the critic's gradients and the particles' force are taken: None, autograd on the batched
     tensors (``engine: eager``, the reference); a :class:`gandy.core.compiled.CompiledStep`
     (``compiled``) or a :class:`gandy.core.closed_form.ClosedForm` (``closed_form``), each with
-    ``critic_grads(params, trainable, real, fake, weight)`` and ``loss_grad(params, x)``."""
+    ``critic_grads(params, trainable, real, fake, weight, masks)`` and ``loss_grad(params, x)``."""
 
     @property
     def mover(self) -> "Mover":
@@ -237,10 +237,10 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) 
     startup = getattr(ocfg, "startup_steps", None)
     for _ in range(startup if st.t == 0 and startup else ocfg.steps):
         real = sim.target.sample(st.streams["data"], sim.batch)
+        masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
         if sim.grads is not None:
-            grads = sim.grads.critic_grads(params, trainable, real, fake, st.members.penalty_weight)
+            grads = sim.grads.critic_grads(params, trainable, real, fake, st.members.penalty_weight, masks)
         else:
-            masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
             train = {k: params[k].detach().requires_grad_(True) for k in trainable}
             loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight,
                                masks=masks)

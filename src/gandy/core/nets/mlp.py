@@ -33,8 +33,8 @@ class Mlp(Critic):
         """A training mask for ``n`` points, ``(B, n, width)`` of 0 and 1/(1 - p) (None without dropout)."""
         if self.dropout <= 0:
             return None
-        keep = stream.uniform(n, self.dims[self.drop_layer + 1]) >= self.dropout
-        return keep.to(torch.float32) / (1.0 - self.dropout)
+        keep = stream.above(self.dropout, n, self.dims[self.drop_layer + 1])  # = uniform >= p
+        return keep.to(torch.float32) * (1.0 / (1.0 - self.dropout))
 
     def init(self, stream, b):
         p = {}
