@@ -10,7 +10,9 @@ from gandy.studies.base import Experiment
 from gandy.studies.bridge import experiment as bridge
 from gandy.studies.collapse_1d import experiment as collapse_1d
 from gandy.studies.damping import experiment as damping
+from gandy.studies.frequency import experiment as frequency
 from gandy.studies.many_paths import experiment as many_paths
+from gandy.studies.mnist_ablation import experiment as mnist_ablation
 from gandy.studies.mnist_collapse import experiment as mnist_collapse
 from gandy.studies.robustness import experiment as robustness
 from gandy.studies.universality import experiment as universality
@@ -22,5 +24,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     robustness.EXPERIMENT,
     bridge.EXPERIMENT,
     mnist_collapse.EXPERIMENT,
+    mnist_ablation.EXPERIMENT,
     universality.EXPERIMENT,
+    frequency.EXPERIMENT,
 )}

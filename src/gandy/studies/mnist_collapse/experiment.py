@@ -30,12 +30,17 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
+SLICES = {"g2": [0.0989, 0.257, 0.977], "lr_fixed": 4.64159e-4, "g2_fixed": 0.0989, "lr_ends": [1e-4, 2.15443e-3]}
+"""The paper's two slices (critic lr 4.64e-4 with g2/g1 rising; g2/g1 0.0989 with critic lr falling)
+and the extra points the issue asks for (g2/g1 in {0.0989, 0.257, 0.977} at critic lr 1e-4 and 2.15e-3)."""
+
+
 def quick_overrides() -> list[str]:
-    """Every sixth g2/g1 of the full grid (with 0 and the largest) x three critic learning rates."""
+    """200 steps on 0, 0.01, 0.0464, 0.215 and 0.977 of the full grid x three critic learning rates."""
     sweep = base_config()["sweep"]
     g2, lr = sweep[X], sweep[Y]
-    return [f"sweep.{X}=[{', '.join(str(v) for v in (g2[0], g2[1], g2[9], g2[17], g2[24]))}]",
-            f"sweep.{Y}=[{', '.join(str(v) for v in (lr[0], lr[9], lr[17]))}]"]
+    return ["steps=200", f"sweep.{X}=[{', '.join(str(v) for v in (g2[0], g2[1], g2[9], g2[17], g2[25]))}]",
+            f"sweep.{Y}=[{', '.join(str(v) for v in (lr[8], lr[17], lr[25]))}]"]
 
 
 def boundary(results: pd.DataFrame) -> pd.DataFrame:
