@@ -17,12 +17,23 @@ from gandy.runs.sweep import expand
 def test_full_grid_is_the_papers():
     cfg = C.load_config(base_config())
     g2, lr = cfg.sweep[X], cfg.sweep[Y]
-    assert g2[0] == 0 and len(g2) == 25 and len(lr) == 18
-    assert np.allclose(g2[1:], [0.01 * 10 ** (k / 12) for k in range(24)], rtol=1e-5)
-    assert np.allclose(lr, [1e-4 * 10 ** (k / 12) for k in range(18)], rtol=1e-5)
+    assert g2[0] == 0 and len(g2) == 26 and len(lr) == 26 and g2[-1] == 0.977
+    assert np.allclose(g2[1:-1], [0.01 * 10 ** (k / 12) for k in range(24)], rtol=1e-5)
+    assert np.allclose(lr[:8], [1e-5 * 10 ** (k / 24) for k in range(8)], rtol=1e-5)  # the slow-critic rows
+    assert np.allclose(lr[8:], [1e-4 * 10 ** (k / 12) for k in range(18)], rtol=1e-5)
     assert (cfg.particles.n, cfg.steps, cfg.penalty.weight, cfg.optim.generator.lr) == (100, 1000, 1.25, 1e-4)
     assert cfg.optim.critic.weight_decay == 1e-4 and cfg.target.assign == "cosine" and cfg.target.n == 100
     assert cfg.seeds == [0] and cfg.kernel.g1 == 1.0
+
+
+def test_the_authors_conventions_are_the_default():
+    """IBM/USD's unbalanced_descent.py and modules.py: n_c = 20 (200 at t = 0), Adam(amsgrad=True)
+    created in the particle loop, the Sobolev term of the batch-mean output, D_mlp [64, 1024, 64]
+    with dropout 0.2 after the second layer."""
+    cfg = C.load_config(base_config())
+    o = cfg.optim.critic
+    assert (o.steps, o.startup_steps, o.reset, o.amsgrad) == (20, 200, True, True)
+    assert cfg.penalty.reduce == "batch_mean" and cfg.critic.widths == [64, 1024, 64] and cfg.critic.dropout == 0.2
 
 
 def test_quick_grid_is_a_subset_of_the_full_one():
@@ -43,7 +54,8 @@ def test_boundary_by_hand():
 
 
 def test_tiny_run_writes_table_summary_and_figure(tmp_path):
-    over = ["steps=3", "log_every=1", "critic.widths=[16]", "sweep.kernel.g2=[0.0, 0.01, 0.5]",
+    over = ["steps=3", "log_every=1", "critic.widths=[16]", "optim.critic.steps=2", "optim.critic.startup_steps=2",
+            "sweep.kernel.g2=[0.0, 0.01, 0.5]",
             "sweep.optim.critic.lr=[0.0001, 0.001]"]
     figs = run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)
     assert figs[0].name == "mnist-collapse.png" and figs[0].stat().st_size > 10000

@@ -9,6 +9,7 @@ from __future__ import annotations
 from gandy.studies.base import Experiment
 from gandy.studies.bridge import experiment as bridge
 from gandy.studies.collapse_1d import experiment as collapse_1d
+from gandy.studies.critic_types import experiment as critic_types
 from gandy.studies.damping import experiment as damping
 from gandy.studies.frequency import experiment as frequency
 from gandy.studies.many_paths import experiment as many_paths
@@ -27,4 +28,5 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     mnist_ablation.EXPERIMENT,
     universality.EXPERIMENT,
     frequency.EXPERIMENT,
+    critic_types.EXPERIMENT,
 )}

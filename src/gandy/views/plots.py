@@ -247,19 +247,25 @@ def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "
     return mesh
 
 
-def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = True) -> None:
+def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = True) -> set:
     """The most common phase of each cell in the colours of PHASE_COLORS, the boundary dashed, and a
-    legend of the phases present."""
+    legend of the phases present (``legend``); returns the PHASES indices present."""
     xs, ys = grid["xs"], grid["ys"]
     cmap = mpl.colors.ListedColormap([PHASE_COLORS[p] for p in PHASES])
     ax.pcolormesh(cell_edges(xs, xlog), cell_edges(ys, ylog), np.ma.masked_invalid(grid["phase"]), cmap=cmap,
                   vmin=-0.5, vmax=len(PHASES) - 0.5, shading="flat")
     _boundary(ax, grid)
     _scales(ax, xlog, ylog)
+    present = {int(v) for v in grid["phase"][np.isfinite(grid["phase"])].ravel()}
     if legend:
-        present = sorted({int(v) for v in grid["phase"][np.isfinite(grid["phase"])].ravel()})
-        handles = [mpl.patches.Patch(color=PHASE_COLORS[PHASES[i]], label=PHASES[i]) for i in present]
-        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+        ax.legend(handles=phase_handles(present), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0, frameon=False)
+    return present
+
+
+def phase_handles(present) -> list:
+    """Legend patches for the PHASES indices ``present``, in PHASES order."""
+    return [mpl.patches.Patch(color=PHASE_COLORS[PHASES[i]], label=PHASES[i]) for i in sorted(present)]
 
 
 def plot_sweep(run_dir: Path) -> list[Path]:
