@@ -2,9 +2,11 @@
 # Every GPU number gandy records, in one run of at most ~8 minutes (issue 15):
 #   bash benchmarks/gpu.sh            # writes $OUT (default: gpu-out/) and prints everything
 # 1. the 784-D step per engine (benchmarks/mnist_step.py), 2. the 256-member 1-D sweep benchmark
-# (benchmarks/sweep_batched.py, compiled), 3. the full mnist-collapse grid (450 members x 1,000
-# steps, goal <= 1 min), 4. the same grid with 20 critic steps per particle step (goal <= 15 min;
-# cut off by its timeout, whose partial store says how far it got). Copy the lines into
+# (benchmarks/sweep_batched.py, compiled), 3. the full mnist-collapse grid with gandy's earlier
+# set-up (one critic step, per-point penalty, [512] critic; 676 members x 1,000 steps, goal <= 1 min),
+# 4. the grid with the authors' conventions, mnist-collapse's default (20 critic steps per particle
+# step; goal <= 15 min; cut off by its timeout, whose partial store says how far it got: resume it
+# with `gandy run mnist-collapse device=cuda -o DIR --resume`). Copy the lines into
 # benchmarks/RESULTS.md with the GPU's name and the date.
 set -u
 OUT=${OUT:-gpu-out}
@@ -24,8 +26,9 @@ run() {  # name, timeout (s), command...
 }
 run mnist_step 60 python benchmarks/mnist_step.py --device cuda --members 64 --steps 20 --threads 4
 run sweep_batched 90 python benchmarks/sweep_batched.py --device cuda --steps 500 --seq-members 1 --engine compiled
-run mnist_grid 150 gandy run mnist-collapse device=cuda -o "$OUT/mnist-grid" --quiet --force
-run mnist_grid_20_critic_steps 150 gandy run mnist-collapse device=cuda optim.critic.steps=20 -o "$OUT/mnist-grid-20" --quiet --force
+BEFORE=$(python -c "from gandy.studies.mnist_ablation.experiment import OLD; print(' '.join(repr(o) for o in OLD))")
+eval run mnist_grid 150 gandy run mnist-collapse device=cuda "$BEFORE" -o "$OUT/mnist-grid" --quiet --force
+run mnist_grid_authors 150 gandy run mnist-collapse device=cuda -o "$OUT/mnist-grid-20" --quiet --force
 python - "$OUT" <<'PY'
 import json, sys, pathlib
 for name in ("mnist-grid", "mnist-grid-20"):
