@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 from gandy.runs import config as C
-from gandy.studies.damping.model import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum, linear_model,
-                           run_damping, steps_to, transverse_radius)
+from gandy.studies.damping.model import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum,
+                                        judged_tolerance, linear_model, residual_floor, run_damping, steps_to,
+                                        transverse_radius)
 from gandy.runs.build import build
 from gandy.core.step import start
 
@@ -82,6 +83,30 @@ def test_without_a_penalty_the_linear_game_does_not_converge():
     tab, _ = run_damping(c, [1e-9], None)  # sobolev with a vanishing weight
     assert tab.spectral_radius[0] >= 1 - 1e-6
     assert tab.steps_to_converge[0] == -1
+    # a weight that never converged has no decay rate, and says so
+    assert not tab.converged[0] and np.isnan(tab.decay_rate[0])
+
+
+def test_a_residual_floor_raises_the_tolerance_and_the_decay_is_fitted_above_it():
+    """Runs that decay at 0.02 per step onto floors of 2e-3..4e-3 (as an MLP critic's do): at a
+    fixed 1e-3 none would converge and the ranking would follow the floor; the judged tolerance is
+    3x the median floor, every run converges, the faster decay wins, and the rate fitted over the
+    transient only is the true one."""
+    t = np.arange(1500)
+    runs = {0.02: np.exp(-0.02 * t) + 3e-3, 0.01: np.exp(-0.01 * t) + 2e-3, 0.03: np.exp(-0.03 * t) + 4e-3}
+    floors = [residual_floor(e) for e in runs.values()]
+    np.testing.assert_allclose(floors, [3e-3, 2e-3, 4e-3], rtol=0.05)
+    falling = np.exp(-0.002 * t)  # still falling at the end: no floor
+    assert residual_floor(falling) == 0.0
+    tol = judged_tolerance(floors + [math.inf, 0.5, 0.0], 1e-3)  # blown up, stuck, still falling: not counted
+    assert tol == pytest.approx(3 * 3e-3, rel=0.05)
+    assert judged_tolerance([1e-14, 1e-15], 1e-3) == 1e-3  # a linear critic: the requested tolerance
+    assert all(steps_to(e, 1e-3) == -1 for e in runs.values())
+    steps = {k: steps_to(e, tol) for k, e in runs.items()}
+    assert steps[0.03] < steps[0.02] < steps[0.01]
+    for k, e in runs.items():
+        assert envelope_decay(e, lo=10 * residual_floor(e)) == pytest.approx(k, rel=0.1)
+        assert envelope_decay(e) != pytest.approx(k, rel=0.1)  # fitted into the floor: wrong
 
 
 def test_measured_best_weight_matches_the_discrete_theory():

@@ -244,7 +244,7 @@ def damping_cmd(
     overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE", help="dotted overrides"),
     weights: str = typer.Option(..., "--weights", metavar="W1,W2,...", help="penalty weights, comma-separated: 0.1,0.3,1"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="output folder (default: runs/NAME-damping); must be new or empty"),
-    tol: float = typer.Option(1e-3, "--tol", metavar="T", help="converged when |mu_P - mu_Q| <= T * initial, for good"),
+    tol: float = typer.Option(1e-3, "--tol", metavar="T", help="converged when |mu_P - mu_Q| <= T * initial, for good (raised to 3x the runs' median residual floor where that is larger)"),
     force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):

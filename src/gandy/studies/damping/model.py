@@ -260,6 +260,28 @@ def envelope_decay(err: np.ndarray, hi: float = 1e-1, lo: float = 1e-5) -> float
     return float(-np.polyfit(t, np.log(env[sel]), 1)[0])
 
 
+def residual_floor(err: np.ndarray, tail: float = 0.1) -> float:
+    """The level ``err`` (relative to err[0]) has settled on: its largest value over the last
+    ``tail`` of the run where that is at least 0.8 of its largest value over the ``tail`` before
+    (a plateau); 0 while it is still falling faster than that (no floor reached); inf if it blew up."""
+    r = err / err[0]
+    k = max(1, int(math.ceil(tail * len(r))))
+    last, before = r[-k:], r[-2 * k:-k]
+    if not (np.isfinite(last).all() and np.isfinite(before).all()):
+        return math.inf
+    return float(last.max()) if len(before) and last.max() >= 0.8 * before.max() else 0.0
+
+
+def judged_tolerance(floors, tol: float, factor: float = 3.0, settled: float = 0.01) -> float:
+    """The tolerance a scan's convergence is judged at: ``tol``, or ``factor`` times the median
+    floor of the runs that settled on one (a plateau below ``settled``) if that is larger. A
+    nonlinear critic leaves a residual |e| of order 1e-3 of the start even at its best weight; a
+    fixed tolerance below it would rank weights by noise in that floor. Runs still falling (floor
+    0) or stuck far from the target (floor >= ``settled``, e.g. wgan_gp's) do not set it."""
+    f = np.asarray([v for v in floors if np.isfinite(v) and 0 < v < settled], dtype=float)
+    return float(max(tol, factor * np.median(f))) if f.size else float(tol)
+
+
 def steps_to(err: np.ndarray, tol: float) -> int:
     """First step after which err stays at or below tol * err[0]; -1 if never."""
     r = err / err[0]
@@ -272,7 +294,12 @@ def steps_to(err: np.ndarray, tol: float) -> int:
 def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None, tol: float = 1e-3,
                 force_out: bool = False, figures: bool = True, seed: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
     """Run ``weights`` as one batched simulation (members share the seed, so the same start), and
-    compare measured convergence with theory. Returns ``(table, summary)``; writes ``out``."""
+    compare measured convergence with theory. Returns ``(table, summary)``; writes ``out``.
+
+    Convergence is judged at ``tol`` or, where the scan's runs settle on a residual floor above it
+    (nonlinear critics), at three times the median floor (:func:`judged_tolerance`; recorded as
+    ``tol_used``); ``decay_rate`` is fitted over the transient only and is NaN, with
+    ``converged: false``, for a weight that never converged."""
     if not weights or any((not math.isfinite(w)) or w < 0 for w in weights):
         raise C.ConfigError("weights", "need one or more finite, non-negative penalty weights")
     if cfg.penalty.name == "none":
@@ -295,16 +322,24 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         advance(sim, st)
         errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy())
     err = np.stack(errs, 1)  # (B, T + 1)
+    floors = [residual_floor(err[i]) if bool(st.alive[i]) else math.inf for i in range(len(weights))]
+    tol_used = judged_tolerance(floors, tol)
     rows = []
     for i, w in enumerate(weights):
         alive = bool(st.alive[i])
+        steps = steps_to(err[i], tol_used) if alive else -1
+        converged = steps >= 0
         params_i = {k: v[i:i + 1].double() for k, v in st.params.items()}
         spec = jacobian_spectrum(sim, params_i, st.x[i:i + 1].double(), w, seed) if alive else np.array([np.nan])
         rho = transverse_radius(spec) if alive else float("nan")
         rows.append({
             "weight": float(w),
-            "steps_to_converge": steps_to(err[i], tol) if alive else -1,
-            "decay_rate": envelope_decay(err[i]) if alive else float("nan"),
+            "steps_to_converge": steps,
+            "converged": converged,
+            "tol_used": tol_used,
+            "residual_floor": floors[i],
+            # fitted over the transient only: from 10 % of the start down to ten times the floor
+            "decay_rate": envelope_decay(err[i], lo=max(1e-5, 10 * floors[i])) if converged else float("nan"),
             "theory_decay_rate": float(model.discrete_decay(w)) if model else float("nan"),
             "spectral_radius": rho,
             "jacobian_decay_rate": -math.log(rho) if alive and rho > 0 else float("nan"),
@@ -320,7 +355,7 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         "lambda_c": model.lambda_c if model else None,
         "lambda_best_theory": model.best_lambda() if model else None,
         "lambda_best": float(ok.loc[ok.steps_to_converge.idxmin(), "weight"]) if len(ok) else None,
-        "tol": tol, "steps": cfg.steps, "seed": seed, "penalty": cfg.penalty.name, "critic": cfg.critic.name,
+        "tol": tol, "tol_used": tol_used, "steps": cfg.steps, "seed": seed, "penalty": cfg.penalty.name, "critic": cfg.critic.name,
         "theory": ({"kind": kind, "eta_d_effective": model.eta_d, "kappa_com": model.kappa,
                     "kappa_relative": rel_model.kappa, "omega0": model.omega0,
                     "friction": model.friction, "lambda_c_relative": rel_model.lambda_c, "order": model.order}

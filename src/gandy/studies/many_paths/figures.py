@@ -52,16 +52,22 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
         keys = ["js", "kl_pq", "w1", "mmd"]
         fig, axes = plt.subplots(1, len(keys), figsize=(4.0 * len(keys), 3.4), layout="constrained", squeeze=False)
         for g in games:
-            m = read_parquet(out / target / g / "metrics.parquet").groupby("step")[keys].mean()
+            met = read_parquet(out / target / g / "metrics.parquet")
+            by = met.groupby("step")
+            m = by[keys].mean()
             for ax, k in zip(axes[0], keys):
-                ax.plot(m.index, m[k].replace([np.inf], np.nan), lw=1.2, label=g)
+                line, = ax.plot(m.index, m[k].replace([np.inf], np.nan), lw=1.2, label=g)
+                if f"{k}_se" in met:  # 95 % band of the seed mean from the per-seed standard errors
+                    half = 1.96 * np.sqrt(by[f"{k}_se"].apply(lambda v: np.mean(np.square(v)))) / np.sqrt(by.size())
+                    ax.fill_between(m.index, m[k] - half, m[k] + half, color=line.get_color(), alpha=0.2, lw=0)
         for ax, k in zip(axes[0], keys):
             ax.set_xlabel("step")
             ax.set_ylabel(k + (" (inf not drawn)" if k.startswith("kl") else ""))
             if k == "js":
                 ax.axhline(np.log(2), color="k", lw=0.6, ls=":")
         axes[0, 0].legend(fontsize=7, ncol=2)
-        fig.suptitle(f"{target}: divergences per step, mean over seeds (dotted: log 2)", fontsize=10)
+        fig.suptitle(f"{target}: divergences per step, mean over seeds, shaded: 95 % from the estimators' standard "
+                     "errors (dotted: log 2)", fontsize=10)
         paths.append(save_figure(fig, out / "figures" / f"divergences_{target}.png"))
 
     tab = read_parquet(out / "increases.parquet")
