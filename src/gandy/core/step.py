@@ -183,7 +183,7 @@ class State:
     gen_opt: Optional[BatchedOptimizer] = None
     z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
     x0: Optional[torch.Tensor] = None  # the particles at step 0 (B, N, d), for the displacement
-    force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| of the last step's force (particle movers)
+    force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| = |grad_x l_G(f(x_j))| of the last step's force
 
 
 def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = None) -> State:
@@ -257,8 +257,12 @@ def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
     z = g.latent(st.streams["latent"], sim.batch).to(sim.device)
     fixed = {k: v.detach() for k, v in critic_params.items()}
     train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
-    loss = sim.game.gen_loss(sim.critic.forward(fixed, g.forward(train, z))).mean(-1)  # (B,)
-    grads = torch.autograd.grad(loss.sum(), list(train.values()))
+    fake = g.forward(train, z)  # (B, M, d)
+    loss = sim.game.gen_loss(sim.critic.forward(fixed, fake)).mean(-1)  # (B,)
+    *grads, at_fake = torch.autograd.grad(loss.sum(), [*train.values(), fake])
+    # the generator's signal before its Jacobian: mean over the batch of |grad_x l_G(f(x_j))|
+    # (the loss is a batch mean, so each sample's own gradient is M times its share)
+    st.force_norm = at_fake.detach().norm(dim=-1).mean(-1) * fake.shape[1]
     st.gen = {k: v.detach() for k, v in st.gen_opt.step(st.gen, dict(zip(train, grads))).items()}
 
 

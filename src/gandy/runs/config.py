@@ -716,12 +716,17 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
 def _game_regulariser(data: dict) -> dict:
     """A named game that brings its regulariser (wgan_gp, gan_gp, dragan, dragan_ns: a penalty
     with lambda = 10; wgan: clipping at 0.01) sets it where the user's config says nothing; a
-    different penalty named by the user is a conflict."""
+    different penalty named by the user is a conflict. With a network generator, a game without a
+    regulariser (mm, ns, ls, hinge, ipm) has no penalty unless the config names one."""
     game = GAMES.get(data.get("objective")) if isinstance(data.get("objective"), str) else None
     if game is None:
         return data
     data = dict(data)
     pen = data.get("penalty")
+    if data.get("generator") is not None and pen is None and not game.penalty:
+        # a network generator's game is the published one: no penalty unless one is named (the
+        # Sobolev default belongs to the effective model's particle runs)
+        data["penalty"] = {"name": "none"}
     if game.penalty:
         if pen is None or pen == "none":
             data["penalty"] = {"name": game.penalty, "weight": game.penalty_weight}

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,12 +115,21 @@ def _flatten(raw: dict, prefix: str = "") -> dict:
     return out
 
 
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+def _number(v: Any) -> Any:
+    """A sweep value as written: PyYAML (YAML 1.1) reads ``1e-05`` or ``1.33352e-05`` as a string
+    (its floats need a dot and a signed exponent); such a string is the number it spells."""
+    return float(v) if isinstance(v, str) and _NUMBER.match(v.strip()) else v
+
+
 def _axis(key: str, spec: Any) -> Axis:
     field_ = f"sweep.{key}"
     if isinstance(spec, list):
         if not spec:
             raise C.ConfigError(field_, "needs at least one value")
-        vals = tuple(spec)
+        vals = tuple(_number(v) for v in spec)
         pos = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in vals)
         ratios = pos and len(vals) > 2 and np.allclose(np.diff(np.log(vals)), np.log(vals[1] / vals[0]), rtol=1e-6)
         return Axis(key, vals, "log" if ratios else "linear")

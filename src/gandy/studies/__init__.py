@@ -15,7 +15,10 @@ from gandy.studies.frequency import experiment as frequency
 from gandy.studies.many_paths import experiment as many_paths
 from gandy.studies.mnist_ablation import experiment as mnist_ablation
 from gandy.studies.mnist_collapse import experiment as mnist_collapse
+from gandy.studies.mnist_slices import experiment as mnist_slices
+from gandy.studies.penalties import experiment as penalties
 from gandy.studies.robustness import experiment as robustness
+from gandy.studies.saturation import experiment as saturation
 from gandy.studies.universality import experiment as universality
 
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
@@ -26,7 +29,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     bridge.EXPERIMENT,
     mnist_collapse.EXPERIMENT,
     mnist_ablation.EXPERIMENT,
+    mnist_slices.EXPERIMENT,
     universality.EXPERIMENT,
     frequency.EXPERIMENT,
     critic_types.EXPERIMENT,
+    penalties.EXPERIMENT,
+    saturation.EXPERIMENT,
 )}

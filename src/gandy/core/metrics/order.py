@@ -33,8 +33,9 @@ ORDER_PARAMETER_DOCS = {
     "displacement": "mean over particles of |x_i(t) - x_i(0)|: how far the cloud has moved since the start "
                     "(the stalled phase's test)",
     "mean_norm": "mean over particles of |x_i| (in 784-D: a digit has norm 31.6 on average, standardised pixels)",
-    "force_norm": "mean over particles of |F_j|, the last step's force -grad l_G(f(x_j)) before the kernel couples "
-                  "the particles (NaN at step 0 and for network generators)",
+    "force_norm": "mean over particles (or a network generator's batch) of |F_j| = |grad_x l_G(f(x_j))|, the last "
+                  "step's force before the kernel or the generator's Jacobian acts (NaN at step 0; for mm it vanishes "
+                  "where the critic saturates)",
 }
 """What each order parameter measures, for reports and docs (one line each)."""
 

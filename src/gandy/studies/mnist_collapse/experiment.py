@@ -30,11 +30,6 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
-SLICES = {"g2": [0.0989, 0.257, 0.977], "lr_fixed": 4.64159e-4, "g2_fixed": 0.0989, "lr_ends": [1e-4, 2.15443e-3]}
-"""The paper's two slices (critic lr 4.64e-4 with g2/g1 rising; g2/g1 0.0989 with critic lr falling)
-and the extra points the issue asks for (g2/g1 in {0.0989, 0.257, 0.977} at critic lr 1e-4 and 2.15e-3)."""
-
-
 def quick_overrides() -> list[str]:
     """200 steps on 0, 0.01, 0.0464, 0.215 and 0.977 of the full grid x three critic learning rates."""
     sweep = base_config()["sweep"]

@@ -1,0 +1,1 @@
+"""penalties: when do gradient penalties help the non-saturating game (docs/lab.md)."""

@@ -1,0 +1,1 @@
+"""saturation: where the minimax generator gradient vanishes and the non-saturating one does not (docs/lab.md)."""

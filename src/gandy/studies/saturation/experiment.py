@@ -1,0 +1,87 @@
+"""saturation: where does minimax's generator gradient vanish, and does it stall the game?
+
+Goodfellow et al. (2014) replace the minimax generator loss log(1 - D) by -log D because, once the
+critic is confident, sigma(f) -> 0 on generated points and mm's gradient sigma(f) grad f vanishes
+while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator, the many-paths
+config) this study runs mm and ns for every critic strength in ``CRITICS`` (optimiser, learning
+rate, steps per generator step, steps before the first generator step) and both generator
+optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam divides it out), seeds 0-2,
+into ``OUT/<critic>/<generator>/<game>/``, with the generator's gradient logged as
+``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
+seed, the force at the first logged step and its median over the run, the mm / ns ratio of the
+first, time to W1 < 0.1, final W1 and phase. ``OUT/figures/saturation.png``: force and W1
+against step per cell.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gandy.runs.api import run as run_one
+from gandy.runs.config import load_config
+from gandy.runs.store import read_parquet
+from gandy.studies.base import Experiment, open_study, write_summary
+from gandy.studies.many_paths.experiment import configs as many_paths_configs
+from gandy.studies.penalties.experiment import w1_measures
+from gandy.studies.saturation.figures import plot_saturation
+
+DESCRIPTION = "mm vs ns on parallel_lines over critic strength (optimiser, lr, steps, pre-training) and SGD vs Adam generators: where mm's gradient vanishes"
+GAMES = ("mm", "ns")
+CRITICS = {
+    "adam 1e-4 x1": "{name: adam, lr: 0.0001, betas: [0.5, 0.999], steps: 1}",
+    "adam 1e-3 x5": "{name: adam, lr: 0.001, betas: [0.5, 0.999], steps: 5}",
+    "adam 1e-3 x5 +500": "{name: adam, lr: 0.001, betas: [0.5, 0.999], steps: 5, startup_steps: 500}",
+    "sgd 0.1 x5 +500": "{name: sgd, lr: 0.1, steps: 5, startup_steps: 500}",
+}
+"""Critic strength, weakest first: optimiser, learning rate, x steps per generator step, + steps
+before the first generator step (a critic trained to confidence, Goodfellow's setting)."""
+GENERATORS = {"sgd": "{name: sgd, lr: 0.1}", "adam": "{name: adam, lr: 0.01, betas: [0.5, 0.999]}"}
+RUN = ["steps=400", "log_every=10", "seeds=[0, 1, 2]"]
+QUICK = ["steps=60", "log_every=10", "seeds=[0, 1, 2]"]
+QUICK_CRITICS = ("adam 1e-4 x1", "sgd 0.1 x5 +500")
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("+", "pre")
+
+
+def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
+        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+    out = Path(out)
+    base = many_paths_configs()["parallel_lines"]
+    critics = QUICK_CRITICS if quick else tuple(CRITICS)
+    cfgs = {(c, g, game): load_config(base, [f"objective={game}", f"optim.critic={CRITICS[c]}", f"optim.generator={GENERATORS[g]}",
+                                             *(QUICK if quick else RUN), *overrides])
+            for c in critics for g in GENERATORS for game in GAMES}  # every run validated first
+    open_study(out, force, resume)
+    rows = []
+    dirs = {}
+    for (c, g, game), cfg in cfgs.items():
+        d = out / _slug(c) / g / game
+        dirs[(c, g, game)] = d
+        if not (resume and (d / "metrics.parquet").exists()):
+            echo(f"saturation: {c} / generator {g} / {game}")
+            run_one(cfg, out=d, progress=progress)
+        met = read_parquet(d / "metrics.parquet")
+        res = read_parquet(d / "results.parquet").set_index("seed")
+        for seed, m in met.sort_values("step").groupby("seed"):
+            f = m.force_norm.to_numpy(dtype=float)
+            rows.append({"critic": c, "generator": g, "game": game, "seed": int(seed),
+                         "first_force": float(f[1]) if len(f) > 1 else np.nan, "median_force": float(np.nanmedian(f[1:])),
+                         "phase": res.loc[seed, "phase"], **w1_measures(m.step.to_numpy(), m.w1.to_numpy())})
+    table = pd.DataFrame(rows)
+    first = table.pivot_table(index=["critic", "generator", "seed"], columns="game", values="first_force")
+    ratio = (first["mm"] / first["ns"]).groupby(level=["critic", "generator"]).median().rename("mm_over_ns_first_force")
+    cells = table.groupby(["critic", "generator", "game"]).agg(
+        first_force=("first_force", "median"), median_force=("median_force", "median"), final_w1=("final_w1", "median"),
+        t_w1=("t_w1", "median"), phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
+    cells = cells.reset_index().merge(ratio.reset_index(), on=["critic", "generator"])
+    write_summary(out, {"experiment": "saturation", "quick": quick, "cells": cells.to_dict(orient="records")},
+                  {"saturation": table, "cells": cells})
+    return [plot_saturation(dirs, list(critics), list(GENERATORS), out / "figures" / "saturation.png")]
+
+
+EXPERIMENT = Experiment("saturation", DESCRIPTION, run)
