@@ -12,6 +12,8 @@ import pytest
 from gandy.runs import config as C
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.runs.sweep import expand
+from gandy.studies.mnist_slices.experiment import QUICK, QUICK_SLICES, SLICES, slice_overrides
+from gandy.studies.mnist_slices.experiment import run as run_slices
 
 
 def test_full_grid_is_the_papers():
@@ -65,3 +67,24 @@ def test_tiny_run_writes_table_summary_and_figure(tmp_path):
     assert len(s["boundary"]) == 2
     with pytest.raises(C.ConfigError):
         run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)  # exists: needs --force
+
+
+def test_slices_are_the_papers_and_a_tiny_slices_run_writes_panels(tmp_path):
+    """mnist-slices: the g2 slice at critic lr 4.64e-4 (from 0 to 0.977) and the lr slice at g2/g1
+    0.0989 (slow-critic rows included) on points of the full grid (up to 0.0989, the paper's own
+    value); a tiny run writes one row per member, the slice figure and one sample panel per slice
+    from the kept final particles."""
+    full = C.load_config(base_config()).sweep
+    g2, lr = SLICES["g2-slice"][X], SLICES["lr-slice"][Y]
+    assert g2[0] == 0 and g2[-1] == 0.977 and SLICES["g2-slice"][Y] == [0.000464159]
+    assert all(any(math.isclose(v, w, rel_tol=1e-5) for w in full[X]) for v in g2 if v != 0.0989)
+    assert all(any(math.isclose(v, w, rel_tol=1e-5) for w in full[Y]) for v in lr) and min(lr) == 1e-5
+    # the overrides read back as the same numbers (YAML 1.1 reads 1e-05 as a string)
+    base = {k: v for k, v in base_config().items() if k != "sweep"}
+    axes, members, _ = expand(C.load_config(base, slice_overrides(SLICES["lr-slice"])))
+    assert list(axes[1].values) == lr and all(isinstance(v, float) for v in axes[1].values)
+    paths = run_slices(tmp_path / "ms", quick=True, progress=False, echo=lambda s: None)
+    assert [p.name for p in paths] == ["slices.png", "samples_g2-slice.png", "samples_lr-slice.png"]
+    t = pd.read_parquet(tmp_path / "ms" / "slices.parquet")
+    assert len(t) == sum(len(a[X]) * len(a[Y]) for a in QUICK_SLICES.values()) and set(t.slice) == set(QUICK_SLICES)
+    assert "steps=10" in QUICK
