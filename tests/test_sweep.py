@@ -256,3 +256,21 @@ def test_kept_final_particles_are_every_members_full_cloud(tmp_path):
     np.testing.assert_allclose(norms, res.sort_values("member").mean_norm.to_numpy(), rtol=1e-5)
     with pytest.raises(FileNotFoundError):
         final_particles(tmp_path / "missing")
+
+
+def test_resume_with_another_cut_into_chunks_is_refused_and_the_same_cut_finishes(tmp_path):
+    """A chunk is known as done by its id; resuming a sweep cut by workers=2 with workers=1 would
+    count the first chunk's id as the whole sweep done (members never run). It is refused, naming
+    the field, before anything is written; the same workers finish it with every member once."""
+    cfg = cfg_with()
+    out = tmp_path / "s"
+    run_sweep(cfg, out, workers=2)
+    for f in (out / "chunks").glob("*.results.parquet"):
+        if f.name != sorted((out / "chunks").glob("*.results.parquet"))[0].name:
+            f.unlink()  # as if killed after the first chunk
+    before = sorted(p.name for p in out.rglob("*"))
+    with pytest.raises(C.ConfigError) as e:
+        run_sweep(cfg, out, resume=True, workers=1)
+    assert e.value.field == "workers" and sorted(p.name for p in out.rglob("*")) == before
+    res, _, _ = run_sweep(cfg, out, resume=True, workers=2)
+    assert sorted(res.member) == list(range(len(expand(cfg)[1])))

@@ -381,6 +381,20 @@ def chunk_fingerprint(chunk: Chunk) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def check_chunking(out: Path, p: Plan) -> None:
+    """Refuse to resume a sweep whose finished chunks were cut otherwise than ``p`` (it ran with
+    another ``workers``): a chunk is known as done by its id alone, so a different cut would count
+    members as done that never ran, or run some twice."""
+    planned = {ch.id: [i for i, _, _ in ch.members] for ch in p.chunks}
+    for f in sorted((Path(out) / "chunks").glob("*.results.parquet")):
+        cid = f.name.removesuffix(".results.parquet")
+        members = sorted(int(m) for m in pd.read_parquet(f, columns=["member"])["member"].unique())
+        if planned.get(cid) != members:
+            raise C.ConfigError("workers", f"{out} was cut into other chunks than this run would cut it (chunk {cid} "
+                                           f"holds members {members[0]}..{members[-1]}): resume with the --workers "
+                                           "it started with")
+
+
 def run_sweep(
     cfg: C.Config,
     out: Path,
@@ -429,6 +443,7 @@ def run_sweep(
     if state == "resume":
         if sweep_config(out) != resolved:
             raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
+        check_chunking(out, p)
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
     if state == "replace":
         remove_output(out)

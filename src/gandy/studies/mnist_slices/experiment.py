@@ -6,7 +6,7 @@ mnist-collapse's config (the authors' conventions: docs/bridge.md) run as three 
 (g2/g1 0.257 and 0.977 at critic lr 1e-4 and 2.15e-3). Each keeps its final particles.
 ``OUT/slices.parquet``: every run's final order parameters and phase; ``OUT/figures/``:
 ``slices.png`` (mean |cos|, mean norm, coverage_kl and force along both slices, coloured by phase,
-the 100 digits' own values dotted) and ``samples_<slice>.png`` (three particles of every run, as
+the 100 digits' own values dotted) and ``samples_<slice>.png`` (particles 0, N/3 and 2N/3 of every run, as
 images). The whole grid is ``gandy run mnist-collapse`` (a GPU job: ``benchmarks/gpu.sh``).
 """
 
@@ -59,7 +59,8 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                               progress=progress, echo=echo, **run_options)
         tables.append(res.drop(columns=[c for c in ("samples_uint8",) if c in res]).assign(slice=name))
         members, x = final_particles(out / name)
-        samples[name] = (res.set_index("member").loc[members, [X, Y, "phase"]].reset_index(), x[:, :3])
+        n = x.shape[1]
+        samples[name] = (res.set_index("member").loc[members, [X, Y, "phase"]].reset_index(), x[:, [0, n // 3, 2 * n // 3]])
     table = pd.concat(tables, ignore_index=True)
     digits = load_config(base, []).target
     write_summary(out, {"experiment": "mnist-slices", "quick": quick,

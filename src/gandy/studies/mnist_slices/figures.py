@@ -12,7 +12,8 @@ from gandy.core.targets import MNIST_MEAN, MNIST_STD
 from gandy.views.plots import PHASE_COLORS, phase_handles, plt, save_figure
 
 ROWS = {"mean_abs_cos": ("mean |cos| between particles", False), "mean_norm": ("mean particle norm", True),
-        "coverage_kl": ("coverage_kl (0 = every digit once)", False), "force_norm": ("mean |force| at the end", True)}
+        "coverage_kl": ("coverage_kl (0 = every digit once)", False),
+        "force_norm": ("mean |force| at the end (0 not drawn)", True)}
 
 
 def plot_slices(table: pd.DataFrame, x: str, y: str, path: Path, reference: dict) -> Path:
@@ -49,7 +50,8 @@ def plot_slices(table: pd.DataFrame, x: str, y: str, path: Path, reference: dict
 
 
 def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, path: Path, name: str) -> Path:
-    """Three particles of every run (``x: (R, 3, 784)`` standardised pixels) as 28 x 28 images in
+    """Three particles of every run (``x: (R, 3, 784)`` standardised pixels; the study shows
+    particles 0, N/3 and 2N/3) as 28 x 28 images in
     [0, 1] (undoing the standardisation, clipped), one row per run, labelled with its grid point
     and phase."""
     r = len(runs)
@@ -63,5 +65,5 @@ def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, path: Path
             ax.set_yticks([])
         axes[i, 0].set_ylabel(f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}\n{row['phase']}", fontsize=6,
                               color=PHASE_COLORS.get(row["phase"], "k"))
-    fig.suptitle(f"{name}: three particles per run\n(pixels in [0, 1], clipped)", fontsize=8)
+    fig.suptitle(f"{name}: particles 0, N/3, 2N/3 per run\n(pixels in [0, 1], clipped; black: diverged)", fontsize=8)
     return save_figure(fig, path)
