@@ -103,5 +103,5 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path
         ax.set_xlabel("penalty weight λ / λ_c (λ_c: sobolev, linear critic)")
         ax.set_title(f"{c} critic (gaps: not converged)", fontsize=10)
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("steps to converge (|e| ≤ tol |e₀|, tol per scan in the legend)")
+    axes[0, 0].set_ylabel("steps until |e| ≤ tol·|e₀| (tol: legend)")
     return save_figure(fig, path)
