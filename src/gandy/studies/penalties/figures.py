@@ -14,6 +14,7 @@ GAME_COLORS = {"ns": "tab:blue", "gan_gp": "tab:orange", "dragan_ns": "tab:green
                "wgan": "tab:gray", "wgan_gp": "tab:red"}
 MEASURES = {"w1_swing": "W1 swing, last half (half range about the trend)", "t_w1": "first step with W1 < 0.1",
             "final_w1": "final W1"}
+AXIS = {"w1_swing": "W1 swing", "t_w1": "steps to W1 < 0.1", "final_w1": "final W1"}
 
 
 def _grid_figure(t: pd.DataFrame, key: str, lam: str, lr: str, steps: str, title: str):
@@ -43,7 +44,7 @@ def _grid_figure(t: pd.DataFrame, key: str, lam: str, lr: str, steps: str, title
             if r == len(ns) - 1:
                 ax.set_xlabel("penalty weight λ")
             if c == 0:
-                ax.set_ylabel(MEASURES[key], fontsize=8)
+                ax.set_ylabel(AXIS[key], fontsize=8)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(title + ("; x at 0: never reached" if key == "t_w1" else "") + "\nline: median over seeds, dots: seeds",
                  fontsize=9)
