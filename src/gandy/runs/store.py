@@ -337,9 +337,15 @@ def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[
 
 DAMPING_COLUMNS = {
     "weight": "penalty weight lambda of this member (all weights run as one batch, same seed)",
-    "steps_to_converge": "first step after which |mu_P - mu_Q| stays <= tol x its initial value; -1 if never",
-    "decay_rate": "late-time decay per step: slope of log of the future envelope max_{s>=t} |mu_P - mu_Q| "
-                  "where it lies between 1e-1 and 1e-5 of its start (NaN with fewer than 5 such steps)",
+    "steps_to_converge": "first step after which |mu_P - mu_Q| stays <= tol_used x its initial value; -1 if never",
+    "converged": "steps_to_converge >= 0: the weight converged at the judged tolerance",
+    "tol_used": "the tolerance the scan is judged at: the asked tol, or 3 x the median residual floor of the runs "
+                "that settled on a plateau below 1 % if larger",
+    "residual_floor": "the level |mu_P - mu_Q| / its start settled on over the last 10 % of the run (0 while "
+                      "still falling)",
+    "decay_rate": "decay per step over the transient: slope of log of the future envelope max_{s>=t} "
+                  "|mu_P - mu_Q| from 1e-1 of its start down to 10 x the floor (or 1e-5); NaN where the weight "
+                  "never converged or with fewer than 5 such steps",
     "theory_decay_rate": "-log spectral radius of the linear model's one-step map (finite steps)",
     "spectral_radius": "largest |eigenvalue| (other than 1) of the autograd Jacobian of the whole one-step "
                        "update map (critic and particles) at the final state",
