@@ -92,15 +92,16 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
             t[LAMBDA] = 0.0  # the unpenalised games
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
-    by = [c for c in ("target", "game", LAMBDA, LR, STEPS)]
-    agg = table.groupby(by).agg(final_w1=("final_w1", "median"), w1_swing=("w1_swing", "median"),
+    agg = table.groupby(["target", "game", LAMBDA, LR, STEPS]).agg(final_w1=("final_w1", "median"), w1_swing=("w1_swing", "median"),
                                 t_w1=("t_w1", "median"), reached=("t_w1", lambda v: int(v.notna().sum())),
                                 seeds=("seed", "count"),
                                 phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
     agg = agg.reset_index()
     write_summary(out, {"experiment": "penalties", "quick": quick, "w1_reached": W1_REACHED,
                         "cells": agg.to_dict(orient="records")}, {"penalties": table, "cells": agg})
-    return plot_penalties(read_parquet(out / "penalties.parquet"), out, {t: out / t for t in targets}, LAMBDA, LR, STEPS)
+    shown = {t: float(bases[t]["optim"]["generator"]["lr"]) for t in targets}  # many-paths' own rate
+    return plot_penalties(read_parquet(out / "penalties.parquet"), out, {t: out / t for t in targets}, shown,
+                          LAMBDA, LR, STEPS)
 
 
 EXPERIMENT = Experiment("penalties", DESCRIPTION, run)

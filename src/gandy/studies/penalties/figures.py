@@ -51,9 +51,11 @@ def _grid_figure(t: pd.DataFrame, key: str, lam: str, lr: str, steps: str, title
     return fig
 
 
-def plot_penalties(table: pd.DataFrame, out: Path, target_dirs: dict, lam: str, lr: str, steps: str) -> list[Path]:
+def plot_penalties(table: pd.DataFrame, out: Path, target_dirs: dict, shown_lr: dict, lam: str, lr: str,
+                   steps: str) -> list[Path]:
     """``OUT/figures/{swing,time}_<target>.png`` and ``w1_<target>.png`` (W1 against step for each
-    game at lambda = 10 and the most critic steps, at the grid's learning rate closest to many-paths')."""
+    game at lambda = 10 and the most critic steps, at the grid's learning rate closest to
+    ``shown_lr[target]``)."""
     out = Path(out)
     paths = []
     for target, d in target_dirs.items():
@@ -61,7 +63,8 @@ def plot_penalties(table: pd.DataFrame, out: Path, target_dirs: dict, lam: str, 
         for key, name in (("w1_swing", "swing"), ("t_w1", "time")):
             fig = _grid_figure(t, key, lam, lr, steps, f"{target}: {MEASURES[key]}")
             paths.append(save_figure(fig, out / "figures" / f"{name}_{target}.png"))
-        n, rate = t[steps].max(), sorted(t[lr].unique())[-1] if target == "parallel_lines" else sorted(t[lr].unique())[len(t[lr].unique()) // 2]
+        rates = np.asarray(sorted(t[lr].unique()))
+        n, rate = t[steps].max(), float(rates[np.argmin(np.abs(np.log(rates / shown_lr[target])))])
         fig, ax = plt.subplots(figsize=(7.0, 3.8), layout="constrained")
         for game in t.game.unique():
             m = read_parquet(Path(d) / game / "metrics.parquet")
