@@ -225,6 +225,35 @@ def test_cli_plot_phase(tmp_path):
     assert r.exit_code == 2
 
 
+def test_cli_plot_samples_draws_the_kept_final_particles_of_an_image_sweep(tmp_path):
+    """One row per member, three images each; a sweep against a point target, or one without kept
+    particles, is refused with exit 2."""
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+    from gandy.views import plots
+
+    img = C.load_config({"target": {"name": "mnist", "n": 8, "split": "all", "pixels": "standardized", "modes": "points"},
+                         "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]}, "steps": 2, "log_every": 1,
+                         "seeds": [0], "metrics": {"keep_particles": True}, "sweep": {"kernel.g2": [0.0, 0.5]}})
+    out = tmp_path / "img"
+    run_sweep(img, out)
+    drawn = {}
+    real = plots.draw_image_rows
+    plots.draw_image_rows = lambda images, labels, colors, path, title: drawn.update(shape=images.shape, labels=labels) or real(
+        images, labels, colors, path, title)
+    try:
+        r = CliRunner().invoke(app, ["plot", "samples", str(out)])
+    finally:
+        plots.draw_image_rows = real
+    assert r.exit_code == 0, r.output
+    assert (out / "figures" / "final_samples.png").exists()
+    assert drawn["shape"] == (2, 3, 28, 28) and drawn["labels"][1].startswith("g2 0.5")
+    points = tmp_path / "pts"
+    run_sweep(cfg_with(**{"kernel.g2": [0.1]}), points)
+    assert CliRunner().invoke(app, ["plot", "samples", str(points)]).exit_code == 2
+
+
 # ----------------------------------------------------------------------------- Ray
 def test_ray_executor_gives_identical_results(tmp_path):
     ray = pytest.importorskip("ray")

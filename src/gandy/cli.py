@@ -6,6 +6,7 @@
     gandy experiments
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
+    gandy plot samples DIR [--per-run K]
     gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
 
@@ -35,7 +36,7 @@ from gandy.studies import EXPERIMENTS
 from gandy.studies.damping.model import run_damping
 from gandy.studies.demo.experiment import run_demo
 from gandy.studies.universality.model import analytic, empirical
-from gandy.views.plots import plot_phase, plot_run, plot_sweep
+from gandy.views.plots import plot_final_samples, plot_phase, plot_run, plot_sweep
 from gandy.views.report import write_report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -289,6 +290,22 @@ def plot_phase_cmd(
         path = plot_phase(run_dir, x, y, color)
     except KeyError as e:
         raise ConfigError("--x/--y/--color", str(e.args[0])) from None
+    typer.echo(str(path))
+
+
+@plot_app.command("samples")
+@_guarded
+def plot_samples_cmd(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's output folder (image target, metrics.keep_particles)"),
+    per_run: int = typer.Option(3, "--per-run", min=1, max=16, metavar="K", help="particles shown per member"),
+):
+    """Final particles of every member of an image sweep, as images, one row per member."""
+    if not (run_dir / "results.parquet").exists() or not (run_dir / "summary.json").exists():
+        raise ConfigError("DIR", f"{run_dir} holds no finished sweep (results.parquet, summary.json)")
+    try:
+        path = plot_final_samples(run_dir, per_run)
+    except FileNotFoundError as e:
+        raise ConfigError("DIR", str(e)) from None
     typer.echo(str(path))
 
 

@@ -380,6 +380,15 @@ def image_shape(path: Path) -> list[int]:
     return list(build_target(cfg.target).image_shape)
 
 
+def pixel_map(path: Path):
+    """The image target's map from its points to pixels in [0, 1] (``Target.unit_pixels``) for the
+    run or sweep directory ``path``, and the target's image shape ``(C, H, W)``."""
+    target = build_target(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
+    if target.image_shape is None:
+        raise C.ConfigError("DIR", f"{path} is not a run against an image target")
+    return target.unit_pixels, tuple(target.image_shape)
+
+
 # ----------------------------------------------------------------------------- sweep directories
 def sweep_config(out: Path) -> Optional[str]:
     """The resolved config a sweep directory was started with (None before it has one)."""

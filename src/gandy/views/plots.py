@@ -14,7 +14,7 @@ from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.runs.store import read_json, read_npz, read_parquet
+from gandy.runs.store import final_particles, pixel_map, read_json, read_npz, read_parquet
 
 
 def _agg() -> None:
@@ -301,3 +301,39 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
         ax.set_xlabel(x)
         ax.set_ylabel(y)
     return save_figure(fig, run_dir / "figures" / f"phase_{color}.png")
+
+
+def draw_image_rows(images: np.ndarray, labels: list[str], colors: list[str], path: Path, title: str) -> Path:
+    """``images: (R, K, H, W)`` pixels in [0, 1] (clipped; a non-finite image is drawn black), one
+    row of K per run, each row labelled (``labels``, in ``colors``)."""
+    r, k = images.shape[:2]
+    fig, axes = plt.subplots(r, k, figsize=(1.2 * k + 1.2, 1.25 * r), layout="constrained", squeeze=False)
+    for i in range(r):
+        for j in range(k):
+            img = images[i, j]
+            axes[i, j].imshow(np.clip(img, 0, 1) if np.isfinite(img).all() else np.zeros_like(img), cmap="gray",
+                              vmin=0, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(labels[i], fontsize=6, color=colors[i])
+    fig.suptitle(title, fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_final_samples(run_dir: Path, per_run: int = 3) -> Path:
+    """``DIR/figures/final_samples.png``: particles 0, N/k, 2N/k, ... of every member of a sweep
+    against an image target, from its kept final particles (``metrics.keep_particles``), one row
+    per member labelled with its grid values and phase."""
+    run_dir = Path(run_dir)
+    res = read_parquet(run_dir / "results.parquet").set_index("member")
+    keys = [a["key"] for a in read_json(run_dir / "summary.json")["sweep"]["axes"]]
+    members, x = final_particles(run_dir)
+    to_unit, (c, h, w) = pixel_map(run_dir)
+    n = x.shape[1]
+    pick = x[:, [i * n // per_run for i in range(per_run)]]  # (R, per_run, D)
+    imgs = to_unit(pick).reshape(len(members), per_run, c, h, w).mean(2)
+    rows = res.loc[members]
+    labels = ["\n".join([*(f"{k.rsplit('.', 1)[-1]} {row[k]:.3g}" for k in keys), row["phase"]]) for _, row in rows.iterrows()]
+    colors = [PHASE_COLORS.get(p, "k") for p in rows.phase]
+    return draw_image_rows(imgs, labels, colors, run_dir / "figures" / "final_samples.png",
+                           f"final particles 0, N/{per_run}, ... per member (pixels in [0, 1], clipped; black: diverged)")

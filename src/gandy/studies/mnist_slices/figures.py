@@ -9,7 +9,7 @@ import pandas as pd
 
 from gandy.core.metrics.phases import PHASES
 from gandy.core.targets import MNIST_MEAN, MNIST_STD
-from gandy.views.plots import PHASE_COLORS, phase_handles, plt, save_figure
+from gandy.views.plots import PHASE_COLORS, draw_image_rows, phase_handles, plt, save_figure
 
 ROWS = {"mean_abs_cos": ("mean |cos| between particles", False), "mean_norm": ("mean particle norm", True),
         "coverage_kl": ("coverage_kl (0 = every digit once)", False),
@@ -51,19 +51,11 @@ def plot_slices(table: pd.DataFrame, x: str, y: str, path: Path, reference: dict
 
 def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, klam: str, path: Path, name: str) -> Path:
     """Three particles of every run (``x: (R, 3, 784)`` standardised pixels; the study shows
-    particles 0, N/3 and 2N/3) as 28 x 28 images in
-    [0, 1] (undoing the standardisation, clipped), one row per run, labelled with its grid point
-    (g2/g1, critic lr, penalty weight) and phase."""
-    r = len(runs)
-    fig, axes = plt.subplots(r, 3, figsize=(3.6, 1.25 * r), layout="constrained", squeeze=False)
-    for i, row in runs.iterrows():
-        for j in range(3):
-            ax = axes[i, j]
-            img = np.clip(x[i, j].reshape(28, 28) * MNIST_STD + MNIST_MEAN, 0, 1) if np.isfinite(x[i, j]).all() else np.zeros((28, 28))
-            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[i, 0].set_ylabel(f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}, λ {row[klam]:g}\n{row['phase']}", fontsize=6,
-                              color=PHASE_COLORS.get(row["phase"], "k"))
-    fig.suptitle(f"{name}: particles 0, N/3, 2N/3 per run\n(pixels in [0, 1], clipped; black: diverged)", fontsize=8)
-    return save_figure(fig, path)
+    particles 0, N/3 and 2N/3) as 28 x 28 images in [0, 1] (undoing the standardisation,
+    clipped), one row per run, labelled with its grid point (g2/g1, critic lr, penalty weight) and
+    phase."""
+    imgs = (x * MNIST_STD + MNIST_MEAN).reshape(len(x), x.shape[1], 28, 28)
+    labels = [f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}, λ {row[klam]:g}\n{row['phase']}" for _, row in runs.iterrows()]
+    colors = [PHASE_COLORS.get(p, "k") for p in runs.phase]
+    return draw_image_rows(imgs, labels, colors, path,
+                           f"{name}: particles 0, N/3, 2N/3 per run\n(pixels in [0, 1], clipped; black: diverged)")
