@@ -374,19 +374,18 @@ def write_damping(out: Path, config_text: str, tables: dict[str, pd.DataFrame], 
     return out
 
 
-def image_shape(path: Path) -> list[int]:
-    """(C, H, W) of the image target of the run or sweep directory ``path``, as the target declares it."""
-    cfg = C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text()))
-    return list(build_target(cfg.target).image_shape)
-
-
-def pixel_map(path: Path):
-    """The image target's map from its points to pixels in [0, 1] (``Target.unit_pixels``) for the
-    run or sweep directory ``path``, and the target's image shape ``(C, H, W)``."""
+def image_target(path: Path):
+    """The image target of the run or sweep directory ``path`` (built from its ``config.yaml``); a
+    ConfigError naming DIR where the target is not an image target."""
     target = build_target(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
     if target.image_shape is None:
         raise C.ConfigError("DIR", f"{path} is not a run against an image target")
-    return target.unit_pixels, tuple(target.image_shape)
+    return target
+
+
+def image_shape(path: Path) -> list[int]:
+    """(C, H, W) of the image target of the run or sweep directory ``path``, as the target declares it."""
+    return list(image_target(path).image_shape)
 
 
 # ----------------------------------------------------------------------------- sweep directories

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.runs.store import final_particles, pixel_map, read_json, read_npz, read_parquet
+from gandy.runs.store import final_particles, image_target, read_json, read_npz, read_parquet
 
 
 def _agg() -> None:
@@ -320,20 +321,22 @@ def draw_image_rows(images: np.ndarray, labels: list[str], colors: list[str], pa
     return save_figure(fig, path)
 
 
-def plot_final_samples(run_dir: Path, per_run: int = 3) -> Path:
-    """``DIR/figures/final_samples.png``: particles 0, N/k, 2N/k, ... of every member of a sweep
-    against an image target, from its kept final particles (``metrics.keep_particles``), one row
-    per member labelled with its grid values and phase."""
+def plot_final_samples(run_dir: Path, per_run: int = 3, path: Optional[Path] = None, name: str = "final") -> Path:
+    """``path`` (default ``DIR/figures/final_samples.png``): particles 0, N/k, 2N/k, ... of every
+    member of a sweep against an image target, from its kept final particles
+    (``metrics.keep_particles``), one row per member labelled with its grid values and phase;
+    ``name`` heads the title."""
     run_dir = Path(run_dir)
     res = read_parquet(run_dir / "results.parquet").set_index("member")
     keys = [a["key"] for a in read_json(run_dir / "summary.json")["sweep"]["axes"]]
     members, x = final_particles(run_dir)
-    to_unit, (c, h, w) = pixel_map(run_dir)
+    target = image_target(run_dir)
+    c, h, w = target.image_shape
     n = x.shape[1]
     pick = x[:, [i * n // per_run for i in range(per_run)]]  # (R, per_run, D)
-    imgs = to_unit(pick).reshape(len(members), per_run, c, h, w).mean(2)
+    imgs = target.unit_pixels(pick).reshape(len(members), per_run, c, h, w).mean(2)  # channels averaged: grey
     rows = res.loc[members]
-    labels = ["\n".join([*(f"{k.rsplit('.', 1)[-1]} {row[k]:.3g}" for k in keys), row["phase"]]) for _, row in rows.iterrows()]
+    labels = ["\n".join([*(f"{k.rsplit('.', 1)[-1]} {row[k]:.4g}" for k in keys), row["phase"]]) for _, row in rows.iterrows()]
     colors = [PHASE_COLORS.get(p, "k") for p in rows.phase]
-    return draw_image_rows(imgs, labels, colors, run_dir / "figures" / "final_samples.png",
-                           f"final particles 0, N/{per_run}, ... per member (pixels in [0, 1], clipped; black: diverged)")
+    return draw_image_rows(imgs, labels, colors, path or run_dir / "figures" / "final_samples.png",
+                           f"{name}: particles 0, N/{per_run}, ... per member\n(pixels in [0, 1], clipped; black: diverged)")

@@ -18,11 +18,11 @@ import pandas as pd
 import yaml
 
 from gandy.runs.config import load_config
-from gandy.runs.store import final_particles
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, write_summary
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, digit_stats
-from gandy.studies.mnist_slices.figures import plot_samples, plot_slices
+from gandy.studies.mnist_slices.figures import plot_slices
+from gandy.views.plots import plot_final_samples
 
 LAMBDA = "penalty.weight"
 DESCRIPTION = "MNIST-100 along the paper's two slices (critic lr 4.64e-4, g2/g1 rising; g2/g1 0.0989, critic lr falling), 1,000 steps, sample panels"
@@ -54,18 +54,12 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
     cfgs = {name: load_config(base, [*(QUICK if quick else []), *slice_overrides(axes), *overrides])
             for name, axes in slices.items()}  # every sweep validated first
     open_study(out, force, resume)
-    tables, samples = [], {}
+    tables = []
     for name, cfg in cfgs.items():
         echo(f"mnist-slices: {name}")
         res, _, _ = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
                               progress=progress, echo=echo, **run_options)
         tables.append(res.drop(columns=[c for c in ("samples_uint8",) if c in res]).assign(slice=name))
-        members, x = final_particles(out / name)
-        n = x.shape[1]
-        runs = res.set_index("member").loc[members].reset_index()
-        if LAMBDA not in runs:
-            runs[LAMBDA] = cfg.penalty.weight
-        samples[name] = (runs[[X, Y, LAMBDA, "phase"]], x[:, [0, n // 3, 2 * n // 3]])
     table = pd.concat(tables, ignore_index=True)
     digits = load_config(base, []).target
     write_summary(out, {"experiment": "mnist-slices", "quick": quick,
@@ -73,8 +67,8 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                                        "coverage_kl", "force_norm"]].to_dict(orient="records")},
                   {"slices": table})
     paths = [plot_slices(table, X, Y, out / "figures" / "slices.png", reference=digit_stats(digits))]
-    for name, (runs, x) in samples.items():
-        paths.append(plot_samples(runs, x, X, Y, LAMBDA, out / "figures" / f"samples_{name}.png", name))
+    for name in cfgs:
+        paths.append(plot_final_samples(out / name, 3, out / "figures" / f"samples_{name}.png", name))
     return paths
 
 

@@ -1,15 +1,14 @@
-"""Figures of the mnist-slices study: order parameters along the slices, and sample panels."""
+"""Figures of the mnist-slices study: order parameters along the slices (the sample panels are
+:func:`gandy.views.plots.plot_final_samples`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from gandy.core.metrics.phases import PHASES
-from gandy.core.targets import MNIST_MEAN, MNIST_STD
-from gandy.views.plots import PHASE_COLORS, draw_image_rows, phase_handles, plt, save_figure
+from gandy.views.plots import PHASE_COLORS, phase_handles, plt, save_figure
 
 ROWS = {"mean_abs_cos": ("mean |cos| between particles", False), "mean_norm": ("mean particle norm", True),
         "coverage_kl": ("coverage_kl (0 = every digit once)", False),
@@ -47,15 +46,3 @@ def plot_slices(table: pd.DataFrame, x: str, y: str, path: Path, reference: dict
     fig.suptitle("MNIST-100, authors' conventions, 1,000 steps: final state along the paper's two slices "
                  "(dotted: the 100 digits' own value)", fontsize=9)
     return save_figure(fig, path)
-
-
-def plot_samples(runs: pd.DataFrame, x: np.ndarray, kx: str, ky: str, klam: str, path: Path, name: str) -> Path:
-    """Three particles of every run (``x: (R, 3, 784)`` standardised pixels; the study shows
-    particles 0, N/3 and 2N/3) as 28 x 28 images in [0, 1] (undoing the standardisation,
-    clipped), one row per run, labelled with its grid point (g2/g1, critic lr, penalty weight) and
-    phase."""
-    imgs = (x * MNIST_STD + MNIST_MEAN).reshape(len(x), x.shape[1], 28, 28)
-    labels = [f"g2 {row[kx]:.3g}\nlr {row[ky]:.2g}, λ {row[klam]:g}\n{row['phase']}" for _, row in runs.iterrows()]
-    colors = [PHASE_COLORS.get(p, "k") for p in runs.phase]
-    return draw_image_rows(imgs, labels, colors, path,
-                           f"{name}: particles 0, N/3, 2N/3 per run\n(pixels in [0, 1], clipped; black: diverged)")
