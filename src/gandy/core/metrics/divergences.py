@@ -245,12 +245,27 @@ def density_divergences(p, q, log_p_p, log_p_q, k: int = 5) -> dict:
     """
     p, q, lp_p, lp_q = _t(p), _t(q), _t(log_p_p), _t(log_p_q)
     lq_p, lq_q = knn_log_density(p, q, k), knn_log_density(q, q, k, own=True)
-    kl_qp, kl_pq = lq_q - lp_q, lp_p - lq_p
+    kl_pq = lp_p - lq_p
     tp = LOG2 + lp_p - torch.logaddexp(lp_p, lq_p)
     tq = LOG2 + lq_q - torch.logaddexp(lp_q, lq_q)
     js = float(0.5 * tp.mean() + 0.5 * tq.mean())
+    kl_qp, kl_qp_se = _kl_qp_terms(lq_q, lp_q)
     return {"js": min(max(js, 0.0), LOG2), "js_se": 0.5 * math.hypot(_se(tp), _se(tq)),
-            "kl_pq": float(kl_pq.mean()), "kl_pq_se": _se(kl_pq), "kl_qp": float(kl_qp.mean()), "kl_qp_se": _se(kl_qp)}
+            "kl_pq": float(kl_pq.mean()), "kl_pq_se": _se(kl_pq), "kl_qp": kl_qp, "kl_qp_se": kl_qp_se}
+
+
+def _kl_qp_terms(lq_q: torch.Tensor, lp_q: torch.Tensor) -> tuple[float, float]:
+    """KL(Q||P) = mean of log q - log p over Q's points, and its standard error."""
+    terms = lq_q - lp_q
+    return float(terms.mean()), _se(terms)
+
+
+def density_kl_qp(q, log_p_q, k: int = 5) -> tuple[float, float]:
+    """KL(Q||P) and its standard error from ``q: (m, d)`` alone and the exact log p at it
+    (``log_p_q: (m,)``): the one column the lab takes from :func:`density_divergences`, without
+    its P-side work (no distances from P's sample are needed)."""
+    q = _t(q)
+    return _kl_qp_terms(knn_log_density(q, q, k, own=True), _t(log_p_q))
 
 
 def knn_kl(p, q, k: int = 5) -> float:
@@ -312,8 +327,8 @@ def divergences(p, q, exact: Optional[dict] = None, log_density: Optional[Callab
     for key in ("js", "kl_pq", "kl_qp"):
         out.setdefault(key, {"value": pooled[key], "method": "estimate:knn", "se": pooled[f"{key}_se"]})
     if log_density is not None and "kl_qp" not in (exact or {}):  # the one estimate the density improves
-        dens = density_divergences(p, q, log_density(_t(p)), log_density(_t(q)))
-        out["kl_qp"] = {"value": dens["kl_qp"], "method": "estimate:knn+density", "se": dens["kl_qp_se"]}
+        v, se = density_kl_qp(q, log_density(_t(q)))
+        out["kl_qp"] = {"value": v, "method": "estimate:knn+density", "se": se}
     v, method = w1(p, q)
     out["w1"] = {"value": v, "method": method}
     if p.shape[1] > 10:
@@ -380,8 +395,8 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             continue
         est = sample_divergences(y[i], x[i])
         if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
-            dens = density_divergences(y[i], x[i], _log_p(sim.target, y[i]), _log_p(sim.target, x[i]))
-            est = {**est, "kl_qp": dens["kl_qp"], "kl_qp_se": dens["kl_qp_se"]}
+            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]))
+            est = {**est, "kl_qp": v, "kl_qp_se": se}
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
         if exact:
