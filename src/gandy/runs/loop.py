@@ -3,6 +3,7 @@ snapshots, with checkpoints from which a killed run resumes bit-identically."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ class SimOutput:
     divergence_methods: Optional[dict] = None  # column -> how it was computed
     final_particles: Optional[np.ndarray] = None  # (B, N, d)
     state: Optional["State"] = None  # the final state, for end-of-run evaluations (image metrics)
+    resumed_from: int = 0  # the step a checkpoint let the simulation continue from (0: from the start)
+    discarded: Optional[str] = None  # why a checkpoint found on disk was not used (None: none was)
 
 
 @dataclass
@@ -39,16 +42,21 @@ class Checkpoint:
     resumes from the last save with numbers exactly equal to an uninterrupted run.
 
     ``path``: the checkpoint file (written atomically; deleted by the caller once the results are
-    stored). ``fingerprint``: identifies the simulation (config, members, seeds); a file with
-    another fingerprint is ignored. A save is due every ``every_seconds`` of wall time (at least 10
-    times the last save's duration, so saving never takes more than ~10 % of the time) or, when
-    ``every_steps`` is set, every that many steps.
+    stored). ``fingerprint``: identifies the simulation (config, members, seeds). A save is due
+    every ``every_seconds`` of wall time (at least 10 times the last save's duration, so saving
+    never takes more than ~10 % of the time) or, when ``every_steps`` is set, every that many steps.
+
+    Every save carries a SHA-256 of its content (:func:`digest`). A file that cannot be read, has
+    no or a wrong checksum, or belongs to another simulation is not used (:meth:`load` returns
+    None and ``discarded`` says why); the simulation then starts over and its next save replaces
+    the file.
     """
 
     path: Path
     fingerprint: str
     every_seconds: float = 60.0
     every_steps: Optional[int] = None
+    discarded: Optional[str] = field(default=None, repr=False)
     _last: float = field(default=0.0, repr=False)
     _cost: float = field(default=0.0, repr=False)
 
@@ -60,13 +68,11 @@ class Checkpoint:
     def save(self, st: "State", out: "SimOutput", t_next: int) -> None:
         t0 = time.monotonic()
         blob = {
-            "fingerprint": self.fingerprint, "t_next": t_next, "t": st.t,
-            "x": st.x, "x0": st.x0, "force_norm": st.force_norm, "params": st.params, "alive": st.alive, "diverged_step": st.diverged_step,
-            "streams": {k: s.counter for k, s in st.streams.items()},
-            "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
+            "fingerprint": self.fingerprint, "t_next": t_next, **_state_blob(st),
             "metrics": out.metrics, "snapshot_steps": out.snapshot_steps,
             "snapshots": [torch.from_numpy(a) for a in out.snapshots], "divergence_methods": out.divergence_methods,
         }
+        blob["checksum"] = digest(blob)
         buf = io.BytesIO()
         torch.save(blob, buf)
         write_atomic(self.path, buf.getvalue())
@@ -74,15 +80,117 @@ class Checkpoint:
         self._cost = self._last - t0
 
     def load(self, device) -> Optional[dict]:
-        """The saved state, or None when there is none or it belongs to another simulation."""
+        """The saved state, or None when there is none or it cannot be trusted (then
+        ``discarded`` says why: unreadable, no or a wrong checksum, another simulation's)."""
         self._last = time.monotonic()
+        self.discarded = None
         if not self.path.exists():
             return None
         try:
             blob = torch.load(self.path, map_location=device, weights_only=True)
-        except Exception:  # a damaged file (a kill cannot make one: writes are atomic): start over
-            return None
-        return blob if isinstance(blob, dict) and blob.get("fingerprint") == self.fingerprint else None
+        except Exception as e:  # a damaged file (a kill cannot make one: writes are atomic)
+            return self._discard(f"cannot read it: {type(e).__name__}")
+        if not isinstance(blob, dict):
+            return self._discard("not a gandy checkpoint")
+        stored = blob.pop("checksum", None)
+        if stored is None:
+            return self._discard("no checksum: written by an earlier gandy")
+        if digest(blob) != stored:
+            return self._discard("checksum mismatch")
+        if blob.get("fingerprint") != self.fingerprint:
+            return self._discard("it belongs to another simulation")
+        return blob
+
+    def _discard(self, why: str) -> None:
+        self.discarded = why
+        return None
+
+
+def digest(blob) -> str:
+    """SHA-256 (hex) of a checkpoint's content: every tensor's dtype, shape and bytes, and every
+    other value's type and ``repr``, walked in order through dicts, lists and tuples. One flipped
+    bit anywhere in the data changes it."""
+    h = hashlib.sha256()
+
+    def feed(obj) -> None:
+        if isinstance(obj, torch.Tensor):
+            flat = obj.detach().cpu().contiguous().reshape(-1)
+            h.update(f"tensor:{flat.dtype}:{tuple(obj.shape)};".encode())
+            h.update(flat.view(torch.uint8).numpy().data)
+        elif isinstance(obj, dict):
+            h.update(f"dict:{len(obj)};".encode())
+            for k, v in obj.items():
+                feed(k)
+                feed(v)
+        elif isinstance(obj, (list, tuple)):
+            h.update(f"{type(obj).__name__}:{len(obj)};".encode())
+            for v in obj:
+                feed(v)
+        else:
+            h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+    feed(blob)
+    return h.hexdigest()
+
+
+def _state_blob(st: "State") -> dict:
+    """The parts of a state a checkpoint saves (tensors, dicts of tensors, step counters)."""
+    return {
+        "t": st.t, "x": st.x, "x0": st.x0, "force_norm": st.force_norm, "params": st.params, "alive": st.alive,
+        "diverged_step": st.diverged_step, "streams": {k: s.counter for k, s in st.streams.items()},
+        "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
+    }
+
+
+def _differ(fresh, saved, name: str) -> Optional[str]:
+    """How ``saved`` departs from the layout of ``fresh`` (a freshly started state's part): a
+    missing or extra entry, a tensor of another shape or dtype, a counter that is not an integer;
+    None where it fits."""
+    if isinstance(fresh, torch.Tensor):
+        if not isinstance(saved, torch.Tensor):
+            return f"{name} is not a tensor"
+        if saved.shape != fresh.shape or saved.dtype != fresh.dtype:
+            return (f"{name} is {str(saved.dtype).removeprefix('torch.')} {tuple(saved.shape)}, expected "
+                    f"{str(fresh.dtype).removeprefix('torch.')} {tuple(fresh.shape)}")
+        return None
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            return f"{name} holds other entries than this simulation's"
+        return next((d for k in fresh if (d := _differ(fresh[k], saved[k], f"{name}.{k}")) is not None), None)
+    if fresh is None:
+        return None if saved is None else f"{name} should be empty"
+    if isinstance(fresh, int) and not isinstance(fresh, bool):
+        return None if type(saved) is int else f"{name} is not an integer"
+    return None
+
+
+def _mismatch(st: "State", blob: dict, b: int, snap_n: int, steps: int) -> Optional[str]:
+    """Why a checkpoint (checksum already verified) does not fit the freshly started state ``st``
+    of ``b`` members: its tensors' shapes and dtypes, its dicts' entries, its step within
+    ``[1, steps)``, its snapshots ``(b, snap_n, d)``; None where it fits."""
+    fresh = _state_blob(st)
+    force_norm = blob.get("force_norm")  # None at the start, (B,) after a step
+    if force_norm is not None:
+        fresh["force_norm"] = torch.empty(st.alive.shape, dtype=force_norm.dtype if isinstance(force_norm, torch.Tensor)
+                                          and force_norm.is_floating_point() else torch.float32)
+    wanted = set(fresh) | {"fingerprint", "t_next", "metrics", "snapshot_steps", "snapshots", "divergence_methods"}
+    if set(blob) != wanted:
+        return "its entries are not this gandy's"
+    problem = _differ(fresh, {k: blob[k] for k in fresh}, "state")
+    if problem is not None:
+        return problem
+    t_next = blob["t_next"]
+    if type(t_next) is not int or not 1 <= t_next < steps:
+        return f"its step {t_next!r} lies outside 1..{steps - 1}"
+    snaps, snap_steps = blob["snapshots"], blob["snapshot_steps"]
+    if not (isinstance(blob["metrics"], list) and isinstance(snaps, list) and isinstance(snap_steps, list)
+            and len(snaps) == len(snap_steps)):
+        return "its logged series are malformed"
+    shape = (b, min(snap_n, st.x.shape[1]), st.x.shape[-1])
+    for a in snaps:
+        if not isinstance(a, torch.Tensor) or tuple(a.shape) != shape or a.dtype != st.x.dtype:
+            return f"a snapshot is {getattr(a, 'dtype', type(a).__name__)} {tuple(getattr(a, 'shape', ()))}, expected {shape}"
+    return None
 
 
 def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
@@ -102,7 +210,7 @@ def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
     st.gen, st.z_view = blob["gen"], blob["z_view"]
     out.metrics = list(blob["metrics"])
     out.snapshot_steps = list(blob["snapshot_steps"])
-    out.snapshots = [a.numpy() for a in blob["snapshots"]]
+    out.snapshots = [a.cpu().numpy() for a in blob["snapshots"]]  # loaded onto the device
     out.divergence_methods = blob["divergence_methods"]
     return int(blob["t_next"])
 
@@ -114,7 +222,10 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     ``seeds[i]`` keys member i's randomness; ``members`` its per-member numbers (default: the
     config's). MemberValues of one config are its seeds; a sweep passes one entry per grid point x seed.
     ``checkpoint``: save the state at intervals and, where a matching save exists, continue from it
-    (``progress`` is then told of the steps already made, at once).
+    (``progress`` is then told of the steps already made, at once; ``resumed_from`` of the output
+    says from which step). A save that cannot be trusted (see :class:`Checkpoint`) or does not fit
+    this simulation's state (shapes, dtypes, entries) is not used: the simulation starts at step 0
+    and the output's ``discarded`` says why.
     """
     cfg = sim.cfg
     b = len(seeds)
@@ -125,14 +236,20 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
     out = SimOutput(seeds=list(seeds))
     t_start = 0
+    snap_every = cfg.snapshot_every or cfg.log_every
+    snap_n = min(sim.n, cfg.metrics.max_points)
     saved = checkpoint.load(sim.device) if checkpoint is not None else None
     if saved is not None:
-        t_start = _restore(st, out, saved)
+        problem = _mismatch(st, saved, b, snap_n, cfg.steps)
+        if problem is not None:
+            checkpoint.discarded, saved = problem, None
+    if checkpoint is not None:
+        out.discarded = checkpoint.discarded
+    if saved is not None:
+        t_start = out.resumed_from = _restore(st, out, saved)
         if progress is not None:
             for _ in range(t_start):
                 progress(1)
-    snap_every = cfg.snapshot_every or cfg.log_every
-    snap_n = min(sim.n, cfg.metrics.max_points)
     images = sim.target.image_shape is not None
     track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
                                                 and not images)

@@ -446,10 +446,20 @@ def checkpoint_path(out: Path, chunk_id: str) -> Path:
 
 
 def read_chunks(out: Path, chunk_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(results, metrics)`` of the chunks, concatenated in the order given."""
+    """``(results, metrics)`` of the chunks, concatenated in the order given. A missing or damaged
+    table is a ConfigError naming it and saying how to have its chunk computed again."""
     chunks = Path(out) / "chunks"
-    return (pd.concat([read_parquet(chunks / f"{i}.results.parquet") for i in chunk_ids]),
-            pd.concat([read_parquet(chunks / f"{i}.metrics.parquet") for i in chunk_ids]))
+
+    def read(chunk_id: str, kind: str) -> pd.DataFrame:
+        try:
+            return read_parquet(chunks / f"{chunk_id}.{kind}.parquet")
+        except C.ConfigError as e:
+            done = chunks / f"{chunk_id}.results.parquet"  # marks the chunk done: without it, it runs again
+            what = "delete this file" if kind == "results" else f"delete {done}"
+            raise C.ConfigError(e.field, f"{e.message}; {what} and rerun with --resume to recompute "
+                                         f"chunk {chunk_id}") from None
+
+    return (pd.concat([read(i, "results") for i in chunk_ids]), pd.concat([read(i, "metrics") for i in chunk_ids]))
 
 
 def write_tables(out: Path, tables: dict[str, pd.DataFrame], summary: Optional[dict] = None) -> None:

@@ -41,13 +41,12 @@ from gandy.core.kernels import TwoNumber
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.runs.api import add_image_metrics
 from gandy.runs.budget import output_bytes
 from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.core.metrics.phases import PHASES
-from gandy.runs.results import member_tables
+from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,
@@ -340,12 +339,14 @@ def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e
 # ----------------------------------------------------------------------------- execution
 def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
               on_step: Optional[Callable[[int], None]] = None,
-              checkpoint: Optional[Checkpoint] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """Simulate one chunk; return its ``(metrics, results, snapshots)``: the two tables with sweep
-    columns and the particle snapshots of :func:`gandy.runs.store.sweep_snapshots`. Pure: plain data
-    in, DataFrames and arrays out, so that it can run in another process (Ray). ``on_step(k)`` is
-    told of every step, with k = the number of member-steps it made. ``checkpoint``: save the
-    chunk's state at intervals, and continue from a save left by a killed run."""
+              checkpoint: Optional[Checkpoint] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, Optional[str]]:
+    """Simulate one chunk; return its ``(metrics, results, snapshots, note)``: the two tables with
+    sweep columns, the particle snapshots of :func:`gandy.runs.store.sweep_snapshots` and a line on
+    its checkpoint (None where there was none). Pure: plain data in, DataFrames and arrays out, so
+    that it can run in another process (Ray). ``on_step(k)`` is told of every step, with k = the
+    number of member-steps it made. ``checkpoint``: save the chunk's state at intervals, and
+    continue from a save left by a killed run; a save that cannot be trusted is discarded (the
+    chunk starts over) and ``note`` says so."""
     base = C.load_config(chunk.config)
     sim = build(base, members=len(chunk.members))
     cfgs = []
@@ -372,7 +373,16 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     snapshots = sweep_snapshots(sim, raw, index)
     if base.metrics.keep_particles:
         snapshots["final"] = {"members": np.asarray(index, dtype=np.int64), "final_particles": raw.final_particles.astype(np.float32)}
-    return metrics, results, snapshots
+    return metrics, results, snapshots, checkpoint_note(raw)
+
+
+def checkpoint_note(raw) -> Optional[str]:
+    """What a simulation did with a checkpoint it found: resumed from it, or discarded it."""
+    if raw.discarded is not None:
+        return f"checkpoint discarded ({raw.discarded}); restarted from step 0"
+    if raw.resumed_from:
+        return f"resumed from its checkpoint at step {raw.resumed_from}"
+    return None
 
 
 def chunk_fingerprint(chunk: Chunk) -> str:
@@ -384,11 +394,17 @@ def chunk_fingerprint(chunk: Chunk) -> str:
 def check_chunking(out: Path, p: Plan) -> None:
     """Refuse to resume a sweep whose finished chunks were cut otherwise than ``p`` (it ran with
     another ``workers``): a chunk is known as done by its id alone, so a different cut would count
-    members as done that never ran, or run some twice."""
+    members as done that never ran, or run some twice. Every finished chunk's tables are read
+    here, so that a damaged one is refused (a ConfigError naming it and saying what to delete)
+    before any work, not after the sweep's last chunk."""
     planned = {ch.id: [i for i, _, _ in ch.members] for ch in p.chunks}
     for f in sorted((Path(out) / "chunks").glob("*.results.parquet")):
         cid = f.name.removesuffix(".results.parquet")
-        members = sorted(int(m) for m in pd.read_parquet(f, columns=["member"])["member"].unique())
+        results, _ = read_chunks(out, [cid])
+        members = sorted(int(m) for m in results["member"].unique()) if "member" in results.columns else []
+        if not members:
+            raise C.ConfigError(str(f), f"holds no members: not a chunk's results; delete this file and rerun "
+                                        f"with --resume to recompute chunk {cid}")
         if planned.get(cid) != members:
             raise C.ConfigError("workers", f"{out} was cut into other chunks than this run would cut it (chunk {cid} "
                                            f"holds members {members[0]}..{members[-1]}): resume with the --workers "
@@ -462,7 +478,10 @@ def run_sweep(
         return Checkpoint(checkpoint_path(out, ch.id), chunk_fingerprint(ch),
                           every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
 
-    def done(ch: Chunk, tables) -> None:
+    def done(ch: Chunk, result) -> None:
+        *tables, note = result
+        if note is not None:
+            echo(f"chunk {ch.id}: {note}")
         write_chunk(out, ch.id, *tables)
 
     def step(k: int) -> None:
