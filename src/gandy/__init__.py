@@ -16,7 +16,7 @@ from gandy._version import __version__
 from gandy.runs import api as _api
 from gandy.runs.config import Config, ConfigError, load_config
 from gandy.runs.store import RunResult, load_run
-from gandy.views.plots import plot_run
+from gandy.views.plots import plot_run, plot_sweep
 from gandy.views.report import write_report
 
 
@@ -30,8 +30,10 @@ def run(
     kernel_module: Optional[torch.nn.Module] = None,
 ) -> RunResult:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory
-    (with its figures unless ``figures=False``). See :func:`gandy.runs.api.run`."""
-    return _api.run(config, out, overrides, progress, force, draw=plot_run if figures else None, kernel_module=kernel_module)
+    (with its figures unless ``figures=False``). A config with a ``sweep:`` or ``search:`` section
+    runs every member into ``out`` (required). See :func:`gandy.runs.api.run`."""
+    return _api.run(config, out, overrides, progress, force, draw=plot_run if figures else None, kernel_module=kernel_module,
+                    draw_sweep=plot_sweep if figures else None)
 
 
 __all__ = ["Config", "ConfigError", "load_config", "run", "load_run", "RunResult", "write_report", "__version__"]

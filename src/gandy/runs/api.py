@@ -6,6 +6,7 @@
     res = gandy.run(cfg, out="runs/x")   # and written to disk
     res.metrics, res.results             # pandas DataFrames
     res.particles                        # (seeds, snapshots, n, d) numpy array
+    res = gandy.run("sweep.yaml", out="runs/s")  # a sweep: or search: section: every member
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gandy._version import __version__
-from gandy.core.images.evaluate import metric_columns, run_metrics, summarise
+from gandy.core.images.evaluate import summarise
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
@@ -29,8 +30,9 @@ from gandy.runs.budget import output_bytes
 from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.core.metrics.phases import PHASES
-from gandy.runs.results import member_tables
+from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
+from gandy.runs.sweep import run_sweep
 
 
 def run(
@@ -41,6 +43,7 @@ def run(
     force: bool = False,
     draw: Optional[Callable[[Path], object]] = None,
     kernel_module: Optional[torch.nn.Module] = None,
+    draw_sweep: Optional[Callable[[Path], object]] = None,
 ) -> RunResult:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
 
@@ -49,8 +52,17 @@ def run(
     may replace with ``force``) raises :class:`gandy.core.errors.ConfigError` and leaves nothing behind. ``draw(out)``: draws
     the run's figures once it is written (``gandy.run`` passes :func:`gandy.views.plots.plot_run`). ``kernel_module``: a torch
     module for ``kernel: {name: empirical_ntk}`` given directly instead of by import path.
+
+    A config with a ``sweep:`` or ``search:`` section runs every member, as ``gandy run`` does
+    (:func:`gandy.runs.sweep.run_sweep`, on this process, one chunk after another); its chunks
+    are written to ``out``, which it needs. The result holds every member's ``results`` and
+    ``metrics`` rows and the sweep's ``summary``; its ``trajectory`` is empty (a sweep's snapshots
+    stay in ``out/chunks``). ``draw_sweep(out)`` draws its figures (``gandy.run`` passes
+    :func:`gandy.views.plots.plot_sweep`).
     """
     cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
+    if cfg.sweep or cfg.search:
+        return _run_sweep(cfg, out, progress, force, draw_sweep, kernel_module)
     sim = build(cfg, kernel_module)  # memory for all seeds checked here
     if out is not None:
         n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
@@ -70,6 +82,18 @@ def run(
     if out is not None:
         write_run(result, Path(out), force=force, draw=draw)
     return result
+
+
+def _run_sweep(cfg: C.Config, out, progress: bool, force: bool, draw, kernel_module) -> RunResult:
+    """:func:`run` for a config with a ``sweep:`` or ``search:`` section: all its members."""
+    section = "search" if cfg.search else "sweep"
+    if out is None:
+        raise C.ConfigError("out", f"a config with a {section}: section writes its chunks to a folder: give out=... "
+                                   f"(or run it with gandy run CONFIG --out DIR)")
+    if kernel_module is not None:
+        raise C.ConfigError("kernel_module", f"is given to single runs only, not to a config with a {section}: section")
+    results, metrics, summary = run_sweep(cfg, Path(out), force=force, progress=progress, draw=draw)
+    return RunResult(cfg, metrics, results, {}, summary, Path(out))
 
 
 def assemble(sim, raw, wall: float) -> RunResult:
@@ -117,21 +141,3 @@ def assemble(sim, raw, wall: float) -> RunResult:
     if per_member is not None:
         summary.update(summarise(raw.seeds, per_member))
     return RunResult(cfg, metrics, results, traj, summary)
-
-
-def add_image_metrics(sim, raw, results) -> Optional[list]:
-    """Where ``metrics.images`` is on, add the sample-quality columns to ``results`` (one row per
-    member, in order) and return the per-member values; None where it is off."""
-    if not image_metrics_enabled(sim):
-        return None
-    per_member = run_metrics(sim, raw.state, len(raw.seeds))
-    for k, v in metric_columns(per_member).items():
-        results[k] = v
-    return per_member
-
-
-def image_metrics_enabled(sim) -> bool:
-    """``metrics.images.enabled``: auto = a network generator on an image target (checked in build)."""
-    flag = sim.cfg.metrics.images.enabled
-    return flag is True or (flag == "auto" and sim.target.image_shape is not None
-                            and sim.generator is not None)

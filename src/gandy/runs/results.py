@@ -1,11 +1,15 @@
 """What a simulation did, in tables: each member's phase (``classify``) and final order parameters,
-and the logged series (``member_tables``)."""
+and the logged series (``member_tables``), with image metrics where they are on
+(``add_image_metrics``)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 
+from gandy.core.images.evaluate import metric_columns, run_metrics
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import classify
 from gandy.core.step import Simulation
@@ -39,3 +43,21 @@ def member_tables(sim: Simulation, raw: SimOutput):
         pixels = np.clip(target.unit_pixels(x), 0.0, 1.0)  # standardised MNIST particles: undo the standardisation
         results["samples_uint8"] = list(np.round(pixels * 255.0).astype(np.uint8).reshape(len(x), -1))
     return metrics, results
+
+
+def add_image_metrics(sim, raw, results) -> Optional[list]:
+    """Where ``metrics.images`` is on, add the sample-quality columns to ``results`` (one row per
+    member, in order) and return the per-member values; None where it is off."""
+    if not image_metrics_enabled(sim):
+        return None
+    per_member = run_metrics(sim, raw.state, len(raw.seeds))
+    for k, v in metric_columns(per_member).items():
+        results[k] = v
+    return per_member
+
+
+def image_metrics_enabled(sim) -> bool:
+    """``metrics.images.enabled``: auto = a network generator on an image target (checked in build)."""
+    flag = sim.cfg.metrics.images.enabled
+    return flag is True or (flag == "auto" and sim.target.image_shape is not None
+                            and sim.generator is not None)
