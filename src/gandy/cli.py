@@ -13,7 +13,8 @@
 Bad input (a config, an option, an output location, a data file) prints one
 ``error: FIELD: message`` line on stderr and exits with code 2, before any work and with nothing
 written. An unexpected internal error prints one line and exits with code 1; ``--debug`` shows its
-traceback. Ctrl-C prints one line and exits with code 130.
+traceback. Ctrl-C prints one line and exits with code 130; SIGTERM (``kill``, a job scheduler)
+runs the same clean-ups (no half-written output is left), prints one line and exits with 143.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -322,12 +324,37 @@ def demo_cmd(
         typer.echo(f"  {f}")
 
 
+class Terminated(BaseException):
+    """Raised by the SIGTERM handler. A BaseException, as KeyboardInterrupt is: no ``except
+    Exception`` swallows it, and every ``finally`` and ``except BaseException`` clean-up on the way
+    out runs (a run's temporary folder is deleted, a sweep keeps its finished chunks and checkpoints)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    """SIGTERM: raise :class:`Terminated` in the main thread; a second SIGTERM during the
+    clean-ups is ignored, so that they finish (SIGKILL still ends the process at once)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    """The console script. ``--debug`` may stand anywhere on the line."""
+    """The console script. ``--debug`` may stand anywhere on the line. SIGTERM ends it as Ctrl-C
+    does, after the clean-ups, with one line and exit code 143 (128 + SIGTERM)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--debug" in argv:
         argv = ["--debug"] + [a for a in argv if a != "--debug"]
-    app(args=argv, prog_name="gandy")
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        app(args=argv, prog_name="gandy")
+    except Terminated:
+        typer.echo("error: terminated (a sweep resumes with --resume)", err=True)
+        sys.exit(143)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,9 +39,16 @@ def run_local(task: Callable, chunks: list, done: Callable, address: Optional[st
 
 
 def _start_worker(threads: int) -> None:
-    """A worker process: ``threads`` torch threads (GANDY_THREADS, inherited, says so for runs)."""
+    """A worker process: ``threads`` torch threads (GANDY_THREADS, inherited, says so for runs);
+    SIGTERM (the driver stopping it) unwinds it, so that a checkpoint being written is not left
+    behind under its temporary name."""
     os.environ["GANDY_THREADS"] = str(threads)
     torch.set_num_threads(threads)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _stop_worker(signum, frame) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_processes(task: Callable, chunks: list, done: Callable, address: Optional[str] = None,
@@ -48,22 +56,32 @@ def run_processes(task: Callable, chunks: list, done: Callable, address: Optiona
                   workers: int = 1) -> None:
     """Chunks in ``workers`` local processes (spawned; each with cores / workers torch threads, at
     least one, unless GANDY_THREADS says otherwise), gathered as they finish; the driver writes
-    every result, so the store is the one a single process writes. Checkpoints as in one process."""
+    every result, so the store is the one a single process writes. Checkpoints as in one process.
+    Interrupted (Ctrl-C, SIGTERM, a failed chunk), the driver stops the workers at once instead of
+    waiting for their chunks: those resume from their checkpoints."""
     threads = env_threads() or max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=ctx,
-                             initializer=_start_worker, initargs=(threads,)) as pool:
-        pending = {pool.submit(_call, task, ch, checkpoints(ch)): ch for ch in chunks}
-        try:
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    ch = pending.pop(fut)
-                    done(ch, fut.result())
-                    step(len(ch.members) * ch.config["steps"])  # progress per finished chunk
-        finally:
-            for fut in pending:
-                fut.cancel()
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(chunks))), mp_context=ctx,
+                               initializer=_start_worker, initargs=(threads,))
+    pending = {pool.submit(_call, task, ch, checkpoints(ch)): ch for ch in chunks}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ch = pending.pop(fut)
+                done(ch, fut.result())
+                step(len(ch.members) * ch.config["steps"])  # progress per finished chunk
+    except BaseException:
+        workers_ = list((getattr(pool, "_processes", None) or {}).values())  # the pool's own processes
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_:
+            proc.terminate()
+        for proc in workers_:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        raise
+    pool.shutdown()
 
 
 def _ray():
