@@ -321,3 +321,29 @@ def test_sigterm_during_a_sweep_leaves_it_resumable(tmp_path, invoke_cli):
     ref = tmp_path / "ref"
     run_sweep(load_config(cfg), ref)
     _assert_same(ref, out)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_worker_processes_of_a_sweep_at_once(tmp_path):
+    """``--executor processes``: SIGTERM to the driver stops its workers too (they would otherwise
+    go on computing, and saving, chunks nobody collects): exit 143, the checkpoints stop changing,
+    no file is left under a temporary name."""
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(yaml.safe_dump({**CHUNK, "steps": 20000, "log_every": 1000}))
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from gandy.cli import main; main(sys.argv[1:])",
+                             "run", str(cfg), "--out", str(out), "--executor", "processes", "--workers", "2",
+                             "--checkpoint-every", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpts = [out / "chunks" / "0000000.checkpoint.pt", out / "chunks" / "0000002.checkpoint.pt"]
+    try:
+        _wait_for(lambda: all(c.exists() for c in ckpts), proc, timeout=240)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    stamps = [c.stat().st_mtime_ns for c in ckpts]
+    time.sleep(3)
+    assert [c.stat().st_mtime_ns for c in ckpts] == stamps  # no worker saves any more
+    assert sorted(os.listdir(out / "chunks")) == sorted(c.name for c in ckpts)

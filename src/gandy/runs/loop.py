@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,29 +108,26 @@ class Checkpoint:
 
 
 def digest(blob) -> str:
-    """SHA-256 (hex) of a checkpoint's content: every tensor's dtype, shape and bytes, and every
-    other value's type and ``repr``, walked in order through dicts, lists and tuples. One flipped
-    bit anywhere in the data changes it."""
-    h = hashlib.sha256()
+    """SHA-256 (hex) of a checkpoint's content: its structure and every value other than a tensor,
+    as pickled (protocol 4; a loaded checkpoint pickles to the same bytes as the saved one), then
+    every tensor's dtype, shape and bytes, in the order met. One flipped bit anywhere in the data
+    changes it."""
+    tensors: list = []
 
-    def feed(obj) -> None:
-        if isinstance(obj, torch.Tensor):
-            flat = obj.detach().cpu().contiguous().reshape(-1)
-            h.update(f"tensor:{flat.dtype}:{tuple(obj.shape)};".encode())
-            h.update(flat.view(torch.uint8).numpy().data)
-        elif isinstance(obj, dict):
-            h.update(f"dict:{len(obj)};".encode())
-            for k, v in obj.items():
-                feed(k)
-                feed(v)
-        elif isinstance(obj, (list, tuple)):
-            h.update(f"{type(obj).__name__}:{len(obj)};".encode())
-            for v in obj:
-                feed(v)
-        else:
-            h.update(f"{type(obj).__name__}:{obj!r};".encode())
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj):  # tensors are hashed by their bytes, below
+            if isinstance(obj, torch.Tensor):
+                tensors.append(obj)
+                return len(tensors) - 1
+            return None
 
-    feed(blob)
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=4).dump(blob)
+    h = hashlib.sha256(buf.getvalue())
+    for t in tensors:
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{flat.dtype}:{tuple(t.shape)};".encode())
+        h.update(flat.view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
