@@ -31,6 +31,7 @@ import typer
 from gandy.runs.api import run
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.executors import EXECUTORS
+from gandy.runs.outputs import output_lock, scoped_locks
 from gandy.runs.sweep import run_sweep
 from gandy.studies import EXPERIMENTS
 from gandy.studies.damping.model import run_damping
@@ -64,7 +65,8 @@ def _guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with scoped_locks():  # the outputs a command locked are free again when it returns
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except ConfigError as e:
@@ -199,7 +201,8 @@ def report_cmd(
     on a click, divergence traces, damping curves, the config and every metric's protocol. It works
     on runs made by earlier versions too.
     """
-    write_report(run_dir, echo=typer.echo)
+    with output_lock(run_dir):
+        write_report(run_dir, echo=typer.echo)
 
 
 @app.command("ntk", short_help="g1, g2 of a network's NTK, analytic and empirical.")
@@ -287,7 +290,8 @@ def plot_phase_cmd(
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
     try:
-        path = plot_phase(run_dir, x, y, color)
+        with output_lock(run_dir):
+            path = plot_phase(run_dir, x, y, color)
     except KeyError as e:
         raise ConfigError("--x/--y/--color", str(e.args[0])) from None
     typer.echo(str(path))
@@ -303,7 +307,8 @@ def plot_samples_cmd(
     if not (run_dir / "results.parquet").exists() or not (run_dir / "summary.json").exists():
         raise ConfigError("DIR", f"{run_dir} holds no finished sweep (results.parquet, summary.json)")
     try:
-        path = plot_final_samples(run_dir, per_run)
+        with output_lock(run_dir):
+            path = plot_final_samples(run_dir, per_run)
     except FileNotFoundError as e:
         raise ConfigError("DIR", str(e)) from None
     typer.echo(str(path))
