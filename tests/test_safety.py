@@ -682,5 +682,5 @@ def test_a_full_disk_names_the_file(invoke_cli, tmp_path, monkeypatch):
     res = invoke_cli(["run", _config(tmp_path), "steps=4", "--out", tmp_path / "r", "-q"])
     assert res.exit_code == 2
     line = res.stderr.strip()
-    assert line.startswith(f"error: {tmp_path}") and line.endswith(": No space left on device"), line
+    assert line.startswith(f"error: {tmp_path / 'r'}/") and line.endswith(": No space left on device"), line
     assert not (tmp_path / "r").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".r.")]

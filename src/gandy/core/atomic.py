@@ -165,7 +165,8 @@ def write_atomic(path: Path, data: bytes) -> None:
             if os.path.lexists(path) and not recorded(rel, entries):
                 raise ConfigError(str(path), "exists and was not written by gandy; not overwriting it "
                                              "(move it out of the output)")
-            record(path)
+            if rel not in entries:  # a checkpoint rewritten every step is recorded once
+                record(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as e:

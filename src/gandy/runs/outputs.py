@@ -339,8 +339,11 @@ def atomic_dir(out: Path, kind: str):
                 raise
         else:
             os.replace(tmp, out)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)  # gandy's own fresh folder (rmtree follows no link)
+        if isinstance(e, OSError) and isinstance(e.filename, str) and e.filename.startswith(str(tmp)):
+            # name the file as it would have been in the output, not in the temporary folder
+            raise OSError(e.errno, e.strerror, str(out) + e.filename[len(str(tmp)):]) from None
         raise
     finally:
         if old is not None:
