@@ -475,6 +475,19 @@ def test_script_ends_in_the_data_stay_text_in_the_page(tmp_path, browser):
     assert pg.errors == []
 
 
+def test_the_page_links_only_relative_path_hrefs_and_shows_any_other_as_text(tmp_path, browser):
+    kids = [{"href": h, "name": f"n{i}", "kind": "run"} for i, h in enumerate(
+        ["javascript:alert(1)", " javascript:alert(2)", "https://example.org/x", "//example.org/x", "/etc/passwd", "../up",
+         "./fine/report.html"])]
+    p = tmp_path / "x.html"
+    p.write_text(render({"kind": "collection", "children": kids, "config": "", "title": "t", "path": "/p", "created": "now",
+                         "protocols": []}))
+    pg = Page(browser, p)
+    assert pg.page.eval_on_selector_all("#children a", "as => as.map((a) => a.getAttribute('href'))") == ["./fine/report.html"]
+    assert pg.page.eval_on_selector_all("#children li > span", "s => s.map((e) => e.textContent)") == [f"n{i}" for i in range(6)]
+    assert pg.errors == []
+
+
 def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_path, browser):
     from gandy.runs.sweep import run_sweep
 
