@@ -29,6 +29,7 @@ import torch
 import typer
 
 from gandy.runs.api import run
+from gandy.core.errors import one_line
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import output_lock, scoped_locks
@@ -53,8 +54,14 @@ processes made runs 3-8 times slower (benchmarks/RESULTS.md)."""
 _DEBUG = {"on": False}
 
 
+def _say(text: str) -> None:
+    """One ``error: ...`` line on stderr: ``text`` may quote a user's keys, values and paths, so its
+    newlines, escape sequences and other control characters are written as visible escapes."""
+    typer.echo(f"error: {one_line(text)}", err=True)
+
+
 def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
+    _say(str(e))
     raise typer.Exit(2)
 
 
@@ -72,19 +79,19 @@ def _guarded(fn):
         except ConfigError as e:
             _fail(e)
         except KeyboardInterrupt:
-            typer.echo("error: interrupted (a sweep resumes with --resume)", err=True)
+            _say("interrupted (a sweep resumes with --resume)")
             raise typer.Exit(130) from None
         except OSError as e:
             if _DEBUG["on"]:
                 raise
             where = e.filename or "system"
-            typer.echo(f"error: {where}: {e.strerror or e}", err=True)
+            _say(f"{where}: {e.strerror or e}")
             raise typer.Exit(2) from None
         except Exception as e:
             if _DEBUG["on"]:
                 raise
-            typer.echo(f"error: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-                       f"(rerun with --debug for the traceback)", err=True)
+            _say(f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                 f"(rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
 
     return wrapper
