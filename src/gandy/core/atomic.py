@@ -75,18 +75,24 @@ def marker_lines(root: Path) -> Optional[list[str]]:
     return data.decode("utf-8", "replace").splitlines()
 
 
-def manifest(root: Path) -> Optional[set[str]]:
-    """What gandy recorded writing in the output ``root``: relative POSIX paths of files, and of
-    folders with a trailing ``/``. None for a marker without a manifest (an earlier gandy's) or
-    no marker at all."""
-    lines = marker_lines(root)
+def marker_info(lines: Optional[list[str]]) -> Optional[dict]:
+    """The JSON object on a marker's first line (kind, version, ...), None where there is none."""
     if not lines:
         return None
     try:
         info = json.loads(lines[0])
     except ValueError:
         return None
-    if not isinstance(info, dict) or not info.get("manifest"):
+    return info if isinstance(info, dict) and "kind" in info else None
+
+
+def manifest(root: Path) -> Optional[set[str]]:
+    """What gandy recorded writing in the output ``root``: relative POSIX paths of files, and of
+    folders with a trailing ``/``. None for a marker without a manifest (an earlier gandy's) or
+    no marker at all."""
+    lines = marker_lines(root)
+    info = marker_info(lines)
+    if info is None or not info.get("manifest"):
         return None
     entries = set()
     for line in lines[1:]:

@@ -32,7 +32,17 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from gandy._version import __version__
-from gandy.core.atomic import MARKER, TEMP_SUFFIX, follow_umask, manifest, marker_lines, record, recorded, write_atomic
+from gandy.core.atomic import (
+    MARKER,
+    TEMP_SUFFIX,
+    follow_umask,
+    manifest,
+    marker_info,
+    marker_lines,
+    record,
+    recorded,
+    write_atomic,
+)
 from gandy.core.errors import ConfigError
 from gandy.runs.budget import human
 
@@ -61,14 +71,7 @@ def write_marker(directory: Path, kind: str, manifest: bool = True) -> None:
 def read_marker(directory: Path) -> Optional[dict]:
     """The marker of a gandy output directory (its first line), or None where there is none, it
     is unreadable or it is a link."""
-    lines = marker_lines(directory)
-    if not lines:
-        return None
-    try:
-        info = json.loads(lines[0])
-    except ValueError:
-        return None
-    return info if isinstance(info, dict) and "kind" in info else None
+    return marker_info(marker_lines(directory))
 
 
 # ----------------------------------------------------------------------------- what is gandy's
