@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
+from gandy.core.atomic import write_atomic
 from datafiles import write_data_file
 
 from gandy.runs.config import dump_config, load_config
@@ -242,7 +244,7 @@ def test_force_replaces_existing_out(invoke_cli, tmp_path):
     out = tmp_path / "runs" / "out"
     res = invoke_cli(["run", cfg, "steps=2", "log_every=1", "seeds=[3]", "--out", out, "-q"])
     assert res.exit_code == 0, (res.stderr, res.exception)
-    (out / "stale.txt").write_text("old")  # inside a gandy output: replaced with it
+    write_atomic(out / "stale.txt", b"old")  # written by gandy inside its output: replaced with it
     res = invoke_cli(["run", cfg, "steps=2", "log_every=1", "seeds=[5]", "--out", out, "--force", "-q"])
     assert res.exit_code == 0, (res.stderr, res.exception)
     assert not (out / "stale.txt").exists()

@@ -220,12 +220,49 @@ def test_run_with_report_flag_and_collection_index(tmp_path):
     (tmp_path / "overview.png").write_bytes((tmp_path / "s" / "figures" / "phase_coverage_kl.png").read_bytes())
     r = gandy_cli("report", tmp_path)
     index = (tmp_path / "report.html").read_text()
-    assert '"href":"s/report.html"' in index and '"name":"overview.png"' in index  # the directory's own figure too
+    assert '"href":"./s/report.html"' in index and '"name":"overview.png"' in index  # the directory's own figure too
 
 
 def test_render_escapes_script_ends_in_the_data():
     page = render({"kind": "collection", "children": [], "config": "x </script><b>y</b>", "title": "t", "path": "/p"})
     assert page.count("</script>") == 2  # the data block's and the code's, none from the data
+
+
+HOSTILE = ["javascript:alert(4)", "<!--<script>", "</script><script>alert(1)</script>", "\"><img src=x onerror=alert(2)>",
+           "'><svg onload=alert(3)>", "\u2028\u2029", "&lt;b&gt;", "{{7*7}}", "${alert(5)}", "x#frag?q=1&r=<2>", "100% sure",
+           "<!--", "]]>", "\\u003c", " JaVaScRiPt:alert(6)", "data:text/html,<script>alert(7)</script>"]
+"""Strings that break a page that writes them unescaped into HTML, an attribute, a URL or a script."""
+
+
+def embedded(page: str):
+    """The JSON text of the page's data block."""
+    return page.split('type="application/json">', 1)[1].split("</script>", 1)[0]
+
+
+def test_embedded_json_escapes_every_markup_character_and_parses_back_to_the_same_strings():
+    data = {"kind": "collection", "children": [], "config": "\n".join(HOSTILE), "title": HOSTILE[1], "path": "/p",
+            "notes": HOSTILE, "summary": {h: h for h in HOSTILE}}
+    page = render(data)
+    blob = embedded(page)
+    assert json.loads(blob) == data
+    assert not set(blob) & set("<>&\u2028\u2029"), "a markup character left literal in the data block"
+    assert page.count("<script") == 2 and page.count("</script>") == 2 and page.count("<!--") == 0
+
+
+def test_child_links_are_relative_quoted_paths_whatever_the_folder_names(tmp_path):
+    from urllib.parse import unquote, urljoin, urlsplit
+
+    from gandy.views.report import collection_payload
+
+    kids = [tmp_path / h for h in HOSTILE if "/" not in h] + [tmp_path / "{{7*7}}" / "javascript:alert(4)"]
+    hrefs = [c["href"] for c in collection_payload(tmp_path, [(k, "run") for k in kids])["children"]]
+    assert hrefs[0] == "./javascript%3Aalert%284%29/report.html"
+    base = (tmp_path / "report.html").as_uri()
+    for k, h in zip(kids, hrefs):
+        assert h.startswith("./") and not set(h) & set("<>\"'&#?: \u2028\u2029"), h
+        url = urlsplit(urljoin(base, h))
+        assert url.scheme == "file" and not url.query and not url.fragment
+        assert unquote(url.path) == (k / "report.html").as_posix()
 
 
 # ----------------------------------------------------------------------------- the page, in Chromium
@@ -438,6 +475,19 @@ def test_script_ends_in_the_data_stay_text_in_the_page(tmp_path, browser):
     assert pg.errors == []
 
 
+def test_the_page_links_only_relative_path_hrefs_and_shows_any_other_as_text(tmp_path, browser):
+    kids = [{"href": h, "name": f"n{i}", "kind": "run"} for i, h in enumerate(
+        ["javascript:alert(1)", " javascript:alert(2)", "https://example.org/x", "//example.org/x", "/etc/passwd", "../up",
+         "./fine/report.html"])]
+    p = tmp_path / "x.html"
+    p.write_text(render({"kind": "collection", "children": kids, "config": "", "title": "t", "path": "/p", "created": "now",
+                         "protocols": []}))
+    pg = Page(browser, p)
+    assert pg.page.eval_on_selector_all("#children a", "as => as.map((a) => a.getAttribute('href'))") == ["./fine/report.html"]
+    assert pg.page.eval_on_selector_all("#children li > span", "s => s.map((e) => e.textContent)") == [f"n{i}" for i in range(6)]
+    assert pg.errors == []
+
+
 def test_blown_up_members_are_labelled_not_averaged_into_the_phase_diagram(tmp_path, browser):
     from gandy.runs.sweep import run_sweep
 
@@ -502,3 +552,77 @@ def test_an_experiments_own_tables_and_figures_get_a_page(tmp_path, browser):
     assert pg.page.locator("section.table tbody tr").count() == 3
     assert not pg.page.locator("#config-section").is_visible()
     assert pg.errors == []
+
+
+def test_hostile_folder_names_and_config_strings_stay_text_in_chromium(tmp_path, browser):
+    """A collection whose run folders, configs, summaries, figures and tables are named and filled
+    from :data:`HOSTILE`: in Chromium no dialog opens, no page is blank, every string shows as
+    itself, every child link is a relative file link that opens that child's report."""
+    from PIL import Image
+    from urllib.parse import unquote, urlsplit
+
+    from gandy import run
+    from gandy.runs.store import read_config_text
+
+    one = tmp_path / "one"
+    run(C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                       "steps": 10, "log_every": 5, "seeds": [0]}), out=one, progress=False, figures=False)
+    root = tmp_path / "hostile"
+    names = [h for h in HOSTILE if "/" not in h]
+    kids = [root / h for h in names] + [root / "&amp;<i>" / "?#" / "javascript:alert(4)"]  # and two levels down
+    for k in kids:
+        shutil.copytree(one, k)
+        cfg = yaml.safe_load((k / "config.yaml").read_text())
+        cfg["phase"] = {**cfg.get("phase", {}), "note": HOSTILE}  # shown in the protocols table, as JSON
+        text = yaml.safe_dump({**cfg, "note": HOSTILE}, allow_unicode=True)
+        (k / "config.yaml").write_text(text + "".join(f"# {h}\n" for h in HOSTILE if "\u2028" not in h))
+        summary = json.loads((k / "summary.json").read_text())
+        (k / "summary.json").write_text(json.dumps({**summary, "note": HOSTILE, **{h: h for h in HOSTILE}}, ensure_ascii=False))
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(root / f"{HOSTILE[3]}.png")
+    pd.DataFrame({HOSTILE[2]: HOSTILE, HOSTILE[1]: range(len(HOSTILE))}).to_parquet(root / f"{HOSTILE[4]}.parquet")
+    write_report(root)
+
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    dialogs, errors = [], []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def opened(path: Path, name: str):  # the page (loaded: its code has run) shows its title as text, nothing injected
+        got = page.evaluate("""() => ({ready: !!(window.gandy && window.gandy.ready), title: document.getElementById('title').textContent,
+            subtitle: document.getElementById('subtitle').textContent, scripts: document.querySelectorAll('script').length,
+            injected: document.querySelectorAll('svg, iframe, object, embed, [onerror], [onload]').length})""")
+        assert got["ready"], f"{path}: the page's code did not run (a blank page): {got}, {errors}"
+        assert got["title"] == f"gandy report: {name}", got
+        assert got["scripts"] == 2 and got["injected"] == 0 and got["subtitle"].count(str(path.resolve())) == 1, got
+
+    page.goto((root / "report.html").as_uri())
+    opened(root, "hostile")
+    assert sorted(page.evaluate("window.gandy.data.children.map((c) => c.name)")) == sorted(str(k.relative_to(root)) for k in kids)
+    links = page.eval_on_selector_all("#children a", "as => as.map((a) => [a.getAttribute('href'), a.href, a.textContent])")
+    assert len(links) == len(kids)
+    for href, absolute, text in links:
+        assert href.startswith("./"), href
+        url = urlsplit(absolute)
+        assert url.scheme == "file" and unquote(url.path) == (root / text / "report.html").as_posix()
+    assert page.evaluate("[...document.querySelectorAll('img')].map((i) => [i.alt, i.title])") == [[f"{HOSTILE[3]}.png"] * 2]
+    assert page.inner_text("section.table h2") == f"{HOSTILE[4]}.parquet ({len(HOSTILE)} rows)"
+    assert page.eval_on_selector_all("section.table th", "t => t.map((e) => e.textContent)") == [HOSTILE[2], HOSTILE[1]]
+    assert page.eval_on_selector_all("section.table tbody tr td:first-child", "t => t.map((e) => e.textContent)") == HOSTILE
+
+    for i, (href, absolute, text) in enumerate(links):
+        if ":" in text:  # a scheme-like name: followed by a click in the page (a name of blanks makes an invisible link)
+            page.goto((root / "report.html").as_uri())
+            opened(root, "hostile")
+            with page.expect_navigation(timeout=5000):
+                page.evaluate("(i) => document.querySelectorAll('#children a')[i].click()", i)
+        else:  # the others where their links lead (one page load each, not two)
+            page.goto(absolute)
+        kid = root / text
+        opened(kid, kid.name)
+        assert page.evaluate("document.getElementById('config').textContent") == read_config_text(kid)
+        assert json.loads(page.evaluate("document.getElementById('summary').textContent"))["note"] == HOSTILE
+        assert page.locator("#traces canvas").count() > 0 and page.locator("#protocols tbody tr").count() > 0
+        assert json.dumps(HOSTILE) in page.inner_text("#protocols")  # the phase rule's settings, as text
+    assert dialogs == [] and errors == []
+    page.close()

@@ -452,3 +452,235 @@ def test_demo_phase_diagram_shows_what_the_readme_says(tmp_path):
     small, large = res[res["kernel.g2"] < 0.01], res[res["kernel.g2"] > 0.4]
     assert (small.phase == "converged").mean() >= 0.5 and small.coverage_kl.max() < 0.05
     assert (large.phase == "collapsed").all() and (large.coverage_kl > 0.9 * math.log(2)).all()
+
+
+# ----------------------------------------------------------------------------- hostile and faulty world (#24)
+SWEEP2 = {**TINY, "steps": 10, "log_every": 5, "seeds": [0],
+          "sweep": {"kernel.g2": [0.1, 0.5], "optim.critic.lr": [0.01, 0.02]}}
+
+
+def _gandy_output(invoke_cli, root: Path, name: str = "G", data: dict = TINY) -> Path:
+    out = root / name
+    res = invoke_cli(["run", _config(root, data, f"{name}.yaml"), "steps=4", "log_every=2", "--out", out, "-q"])
+    assert res.exit_code == 0, res.stderr
+    return out
+
+
+def test_manifest_lists_what_gandy_wrote(invoke_cli, tmp_path):
+    from gandy.core.atomic import manifest
+
+    out = _gandy_output(invoke_cli, tmp_path)
+    on_disk = {p.relative_to(out).as_posix() + ("/" if p.is_dir() else "") for p in out.rglob("*")} - {MARKER}
+    assert on_disk and on_disk <= manifest(out)
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_force_refuses_an_output_holding_user_files(invoke_cli, tmp_path, kind):
+    """`--force` on a gandy output into which a user put a notebook and a folder: refused, listed."""
+    data = TINY if kind == "run" else SWEEP
+    out = tmp_path / "G"
+    assert invoke_cli(["run", _config(tmp_path, data), "steps=4", "log_every=2", "--out", out, "-q"]).exit_code == 0
+    (out / "my_analysis.ipynb").write_text("{}")
+    (out / "mine").mkdir()
+    (out / "mine" / "a.txt").write_text("keep")
+    before = _snapshot(out)
+    line = _one_error(invoke_cli(["run", _config(tmp_path, data), "steps=4", "--out", out, "--force", "-q"]))
+    assert "my_analysis.ipynb" in line and "mine/" in line and "did not write" in line
+    assert _snapshot(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["G", "tiny.yaml"]  # no .G.old-* or .G.tmp-* left
+
+
+def test_demo_rerun_keeps_user_files(tmp_path):
+    """`gandy demo` replaces an earlier demo (open_output with force): not one holding a user's notes."""
+    from gandy.core.atomic import write_atomic
+    from gandy.runs.store import open_output
+
+    out = tmp_path / "gandy-demo"
+    open_output(out, "demo", force=True)
+    write_atomic(out / "summary.json", b"{}")
+    assert open_output(out, "demo", force=True) == "replace"  # its own output: replaced
+    write_atomic(out / "summary.json", b"{}")
+    (out / "notes.txt").write_text("my notes")
+    with pytest.raises(ConfigError, match="notes.txt"):
+        open_output(out, "demo", force=True)
+    assert (out / "notes.txt").read_text() == "my notes" and (out / "summary.json").exists()
+
+
+def test_an_earlier_gandys_output_without_manifest_is_judged_by_kind(invoke_cli, tmp_path):
+    out = _gandy_output(invoke_cli, tmp_path)
+    (out / MARKER).write_text('{"kind": "run"}\n')  # as gandy 0.1 wrote it: no manifest
+    assert invoke_cli(["run", _config(tmp_path), "steps=4", "--out", out, "--force", "-q"]).exit_code == 0
+    (out / MARKER).write_text('{"kind": "run"}\n')
+    (out / "notes.txt").write_text("mine")
+    assert "notes.txt" in _one_error(invoke_cli(["run", _config(tmp_path), "steps=4", "--out", out, "--force", "-q"]))
+
+
+def _bind_mount(source: Path, target: Path):
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("bind mounts need root on Linux")
+    res = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"mount --bind is not allowed here: {res.stderr.strip()}")
+
+
+@pytest.mark.parametrize("inside", ["data", "figures"])
+def test_force_never_deletes_through_a_mount_point(invoke_cli, tmp_path, inside):
+    """`mkdir G/data; mount --bind V G/data; gandy run ... --out G --force` once emptied V. A mount on
+    a folder gandy made itself (figures/) is refused too."""
+    out = _gandy_output(invoke_cli, tmp_path)
+    user = _user_folder(tmp_path)
+    before = _snapshot(user)
+    (out / inside).mkdir(exist_ok=True)
+    _bind_mount(user, out / inside)
+    try:
+        line = _one_error(invoke_cli(["run", _config(tmp_path), "steps=4", "--out", out, "--force", "-q"]))
+        assert "mount point" in line
+        from gandy.runs.store import remove_output
+        with pytest.raises(ConfigError, match="mount point"):
+            remove_output(out)
+    finally:
+        subprocess.run(["umount", str(out / inside)], check=True)
+    assert _snapshot(user) == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".G.")]
+
+
+def test_delete_never_enters_another_device(tmp_path, monkeypatch):
+    """The descriptor walk itself stops at a folder on another device (st_dev), mountinfo aside."""
+    from gandy.runs import outputs
+
+    out = tmp_path / "G"
+    outputs.open_output(out, "run")
+    from gandy.core.atomic import make_dir, write_atomic
+
+    make_dir(out / "sub")
+    write_atomic(out / "sub" / "f.txt", b"x")
+    real_fstat = os.fstat
+
+    def fstat(fd):
+        st = real_fstat(fd)
+        if os.path.realpath(f"/proc/self/fd/{fd}").endswith("/sub"):
+            return os.stat_result((st.st_mode, st.st_ino, st.st_dev + 1, *tuple(st)[3:]))
+        return st
+
+    monkeypatch.setattr(outputs.os, "fstat", fstat)
+    with pytest.raises(ConfigError, match="another filesystem"):
+        outputs._delete_tree(out)
+    assert (out / "sub" / "f.txt").read_bytes() == b"x"
+
+
+def test_figures_replace_links_never_write_through(invoke_cli, tmp_path):
+    """With S/figures/phase_coverage_kl.png a link to a user's file, `gandy plot phase S` wrote the PNG
+    into the user's file. Now the link is replaced; a user's own file at a figure's name is refused."""
+    out = tmp_path / "S"
+    assert invoke_cli(["run", _config(tmp_path, SWEEP2, "s.yaml"), "--out", out, "-q"]).exit_code == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    fig = out / "figures" / "phase_coverage_kl.png"
+    fig.parent.mkdir(exist_ok=True)
+    fig.unlink(missing_ok=True)
+    fig.symlink_to(victim)
+    res = invoke_cli(["plot", "phase", out, "--x", "kernel.g2", "--y", "optim.critic.lr"])
+    assert res.exit_code == 0, res.stderr
+    assert victim.read_text() == "precious"
+    assert not fig.is_symlink() and fig.read_bytes()[:4] == b"\x89PNG"
+    mine = out / "figures" / "phase_w1.png"
+    mine.unlink(missing_ok=True)
+    mine.write_text("my own figure")
+    _one_error(invoke_cli(["plot", "phase", out, "--x", "kernel.g2", "--y", "optim.critic.lr", "--color", "w1"]),
+               field=str(mine))
+    assert mine.read_text() == "my own figure"
+
+
+@pytest.mark.parametrize("target", ["empty", "gandy_output"])
+def test_out_as_a_symbolic_link_is_refused_before_work(invoke_cli, tmp_path, target):
+    """`--out L` a link to an empty folder ran the whole run and then failed; a link to a gandy output
+    with --force was replaced by a folder after the run, leaving .old-*."""
+    if target == "empty":
+        dest = tmp_path / "empty"
+        dest.mkdir()
+    else:
+        dest = _gandy_output(invoke_cli, tmp_path)
+    before = _snapshot(dest)
+    link = tmp_path / "L1"
+    link.symlink_to(dest, target_is_directory=True)
+    t0 = time.perf_counter()
+    line = _one_error(invoke_cli(["run", _config(tmp_path), "steps=100000", "--out", link, "--force", "-q"]))
+    assert "symbolic link" in line and time.perf_counter() - t0 < 20
+    assert link.is_symlink() and _snapshot(dest) == before
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".L1")]
+
+
+HOLD_LOCK = """
+import sys, time
+from gandy.runs.outputs import acquire
+acquire(sys.argv[1]); print("held", flush=True); time.sleep(60)
+"""
+
+
+def test_one_writer_per_output(invoke_cli, tmp_path):
+    """Two processes on one --out mixed silently; now the second is refused with the holder's PID,
+    and a lock left by a dead process does not stop anyone."""
+    from gandy.runs.outputs import lock_file
+
+    out = tmp_path / "S"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for args in (["run", _config(tmp_path, SWEEP), "--out", out, "--force", "-q"],
+                     ["run", _config(tmp_path), "steps=4", "--out", out, "-q"]):
+            line = _one_error(invoke_cli(args))
+            assert f"in use by process {holder.pid}" in line
+        assert not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder died without cleaning up: its lock file (with its PID) is left, and is no obstacle
+    assert str(holder.pid) in lock_file(out).read_text()
+    assert invoke_cli(["run", _config(tmp_path, SWEEP), "--out", out, "-q"]).exit_code == 0
+    assert not lock_file(out).exists()  # given back when the command returned
+    # a second name for the same folder shares its lock
+    (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+    assert lock_file(tmp_path / "alias" / "S") == lock_file(out)
+
+
+def test_report_and_plots_take_the_lock(invoke_cli, tmp_path):
+    out = tmp_path / "S"
+    assert invoke_cli(["run", _config(tmp_path, SWEEP2, "s.yaml"), "--out", out, "-q"]).exit_code == 0
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert "in use" in _one_error(invoke_cli(["report", out]))
+        assert "in use" in _one_error(invoke_cli(["plot", "phase", out, "--x", "kernel.g2", "--y", "optim.critic.lr"]))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (out / "report.html").exists()
+
+
+def test_a_full_disk_names_the_file(invoke_cli, tmp_path, monkeypatch):
+    """Disk full said `error: system: No space left on device`, without the path."""
+    import errno
+
+    from gandy.core import atomic
+
+    real = atomic.os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fdopen", lambda fd, mode="r", *a, **k: Full(real(fd, mode, *a, **k)))
+    res = invoke_cli(["run", _config(tmp_path), "steps=4", "--out", tmp_path / "r", "-q"])
+    assert res.exit_code == 2
+    line = res.stderr.strip()
+    assert line.startswith(f"error: {tmp_path / 'r'}/") and line.endswith(": No space left on device"), line
+    assert not (tmp_path / "r").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".r.")]

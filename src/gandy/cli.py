@@ -31,8 +31,10 @@ import torch
 import typer
 
 from gandy.runs.api import run
+from gandy.core.errors import one_line
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.executors import EXECUTORS
+from gandy.runs.outputs import output_lock, scoped_locks
 from gandy.runs.sweep import run_sweep
 from gandy.studies import EXPERIMENTS
 from gandy.studies.damping.model import run_damping
@@ -54,8 +56,14 @@ processes made runs 3-8 times slower (benchmarks/RESULTS.md)."""
 _DEBUG = {"on": False}
 
 
+def _say(text: str) -> None:
+    """One ``error: ...`` line on stderr: ``text`` may quote a user's keys, values and paths, so its
+    newlines, escape sequences and other control characters are written as visible escapes."""
+    typer.echo(f"error: {one_line(text)}", err=True)
+
+
 def _fail(e: Exception) -> None:
-    typer.echo(f"error: {e}", err=True)
+    _say(str(e))
     raise typer.Exit(2)
 
 
@@ -66,25 +74,26 @@ def _guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with scoped_locks():  # the outputs a command locked are free again when it returns
+                return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except ConfigError as e:
             _fail(e)
         except KeyboardInterrupt:
-            typer.echo("error: interrupted (a sweep resumes with --resume)", err=True)
+            _say("interrupted (a sweep resumes with --resume)")
             raise typer.Exit(130) from None
         except OSError as e:
             if _DEBUG["on"]:
                 raise
             where = e.filename or "system"
-            typer.echo(f"error: {where}: {e.strerror or e}", err=True)
+            _say(f"{where}: {e.strerror or e}")
             raise typer.Exit(2) from None
         except Exception as e:
             if _DEBUG["on"]:
                 raise
-            typer.echo(f"error: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
-                       f"(rerun with --debug for the traceback)", err=True)
+            _say(f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+                 f"(rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
 
     return wrapper
@@ -201,7 +210,8 @@ def report_cmd(
     on a click, divergence traces, damping curves, the config and every metric's protocol. It works
     on runs made by earlier versions too.
     """
-    write_report(run_dir, echo=typer.echo)
+    with output_lock(run_dir):
+        write_report(run_dir, echo=typer.echo)
 
 
 @app.command("ntk", short_help="g1, g2 of a network's NTK, analytic and empirical.")
@@ -289,7 +299,8 @@ def plot_phase_cmd(
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
     try:
-        path = plot_phase(run_dir, x, y, color)
+        with output_lock(run_dir):
+            path = plot_phase(run_dir, x, y, color)
     except KeyError as e:
         raise ConfigError("--x/--y/--color", str(e.args[0])) from None
     typer.echo(str(path))
@@ -305,7 +316,8 @@ def plot_samples_cmd(
     if not (run_dir / "results.parquet").exists() or not (run_dir / "summary.json").exists():
         raise ConfigError("DIR", f"{run_dir} holds no finished sweep (results.parquet, summary.json)")
     try:
-        path = plot_final_samples(run_dir, per_run)
+        with output_lock(run_dir):
+            path = plot_final_samples(run_dir, per_run)
     except FileNotFoundError as e:
         raise ConfigError("DIR", str(e)) from None
     typer.echo(str(path))

@@ -3,17 +3,42 @@ data file that cannot be read."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_INVISIBLE = {"\u2028", "\u2029", "\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+"""Characters that end a line or reorder the text a terminal shows, besides the control characters:
+the Unicode line and paragraph separators and the bidirectional marks, embeddings and isolates."""
+
+
+def _escape(ch: str) -> str:
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line of visible characters: newlines, tabs, escape sequences and every other
+    control character (C0, DEL, C1), the Unicode line separators and bidirectional controls written
+    as escapes (``\\n``, ``\\x1b``, ``\\u2028``), so a message naming a user's key or value can neither
+    break the ``error: FIELD: message`` line nor drive the terminal."""
+    text = str(text)
+    if text.isprintable():  # the common case, checked in C (every escaped character is unprintable)
+        return text
+    return "".join(_escape(ch) if ch in _INVISIBLE or unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 class ConfigError(ValueError):
     """Bad user input. ``field`` is the dotted path of the offending key (may be empty); the CLI
-    prints ``error: FIELD: message`` and exits with code 2."""
+    prints ``error: FIELD: message`` and exits with code 2. Both are kept on one line with their
+    control characters escaped (:func:`one_line`): they may quote a user's keys and values."""
 
     def __init__(self, field: str, message: str):
-        self.field = field
-        self.message = message
-        super().__init__(f"{field}: {message}" if field else message)
+        self.field = one_line(field)
+        self.message = one_line(message)
+        super().__init__(f"{self.field}: {self.message}" if self.field else self.message)
 
 
 def unreadable_array(e: Exception, path: Path) -> str:

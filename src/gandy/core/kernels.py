@@ -11,15 +11,15 @@
 
 from __future__ import annotations
 
-import importlib
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from gandy.core import plugins as plugins_
 from gandy.core.errors import ConfigError
 from gandy.core.targets import load_array
 
@@ -212,33 +212,40 @@ def empirical_ntk(module: nn.Module, z: torch.Tensor, full: bool = False) -> tor
     return torch.einsum("iap,jap->ij", flat, flat) / flat.shape[1]
 
 
-def _load_module(spec: str, kwargs: dict) -> nn.Module:
-    if ":" not in spec:
-        raise ConfigError("kernel.module", f"{spec!r} is not of the form package.module:factory")
-    mod_name, attr = spec.split(":", 1)
+def _load_module(spec: str, kwargs: dict, plugins: Sequence[str] = ()) -> nn.Module:
+    """The module ``factory(**kwargs)`` for ``spec`` = ``package.module:factory``, imported only
+    from the config's ``plugins`` (:func:`gandy.core.plugins.load`: runs the plugin's code)."""
+    factory = plugins_.load(spec, plugins, "kernel.module")
+    if not callable(factory):
+        raise ConfigError("kernel.module", f"{spec!r} is a {type(factory).__name__}, not a callable returning a module")
     try:
-        factory = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError("kernel.module", f"cannot import {spec!r}: {e}") from None
-    m = factory(**kwargs)
+        m = factory(**kwargs)
+    except Exception as e:  # the plugin's own code refused its kwargs or failed
+        raise ConfigError("kernel.kwargs", f"{spec}(**kwargs) raised {type(e).__name__}: {e}") from None
     if not isinstance(m, nn.Module):
         raise ConfigError("kernel.module", f"{spec!r} returned {type(m).__name__}, not a torch.nn.Module")
     return m
 
 
 # ----------------------------------------------------------------------------- registry
-def _two_number(cfg, n, d, device):
+def _two_number(cfg, n, d, device, plugins=()):
     return TwoNumber(n, cfg.g1, cfg.g2, device)
 
 
-def _ntk(cfg, n, d, device):
+def _ntk(cfg, n, d, device, plugins=()):
     z = sphere_latents(n, cfg.latent_dim, cfg.latent_seed)
     k = ntk_analytic(z @ z.T, cfg.depth, cfg.activation, cfg.weight_var, cfg.bias_var)
     return Dense(k.to(device), "kernel", ntk_g1_g2(cfg.depth, cfg.activation, cfg.weight_var, cfg.bias_var))
 
 
-def _empirical_ntk(cfg, n, d, device, module: Optional[nn.Module] = None):
-    module = module if module is not None else _load_module(cfg.module, cfg.kwargs)
+def _empirical_ntk(cfg, n, d, device, module: Optional[nn.Module] = None, plugins: Sequence[str] = ()):
+    if module is None:
+        if cfg.module is None:
+            raise ConfigError("kernel.module", "is required: package.module:factory from one of the config's plugins "
+                                               "(or, from Python, gandy.run(cfg, kernel_module=...))")
+        module = _load_module(cfg.module, cfg.kwargs, plugins)
+    if not any(True for _ in module.parameters()):
+        raise ConfigError("kernel.module", "the module has no parameters: its NTK is zero")
     z = sphere_latents(n, cfg.latent_dim, cfg.latent_seed).to(next(module.parameters()).dtype)
     try:
         out = module(z[:1])
@@ -249,7 +256,7 @@ def _empirical_ntk(cfg, n, d, device, module: Optional[nn.Module] = None):
     return Dense(empirical_ntk(module, z).detach().float().to(device), "kernel.module")
 
 
-def _matrix(cfg, n, d, device):
+def _matrix(cfg, n, d, device, plugins=()):
     field = "kernel.values" if cfg.values is not None else "kernel.path"
     if cfg.values is not None:
         try:
@@ -271,5 +278,8 @@ KERNELS: dict[str, Callable] = {
 }
 
 
-def build_kernel(cfg, n: int, d: int, device="cpu", **kw) -> Kernel:
-    return KERNELS[cfg.name](cfg, n, d, device, **kw)
+def build_kernel(cfg, n: int, d: int, device="cpu", plugins: Sequence[str] = (), **kw) -> Kernel:
+    """The kernel section ``cfg`` for ``n`` particles in ``d`` dimensions. ``plugins``: the config's
+    ``plugins:`` (the only code an ``empirical_ntk`` module path may import); ``module``: an
+    ``empirical_ntk`` module given directly."""
+    return KERNELS[cfg.name](cfg, n, d, device, plugins=plugins, **kw)

@@ -134,7 +134,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
     require_memory(sim, len(cfg.seeds) if members is None else members)
     engine = choose_engine(sim, len(cfg.seeds) if members is None else members)
     sim.grads = ENGINES[engine](sim)
-    sim.kernel = build_kernel(cfg.kernel, n, d, device, **kw)
+    sim.kernel = build_kernel(cfg.kernel, n, d, device, plugins=cfg.plugins, **kw)
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gandy.core import plugins as plugins_
 from gandy.core.errors import ConfigError  # noqa: F401 (re-exported: gandy.runs.config.ConfigError)
 from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.dcgan import NORMS
@@ -251,9 +252,10 @@ class NtkKernel(Section):
 
 class EmpiricalNtkKernel(Section):
     name: Literal["empirical_ntk"]
-    module: str
+    module: Optional[str] = None
     """``package.module:factory``: a callable returning a ``torch.nn.Module`` mapping
-    ``(n, latent_dim) -> (n, d)``."""
+    ``(n, latent_dim) -> (n, d)``, from one of the config's ``plugins`` (it runs that code). None:
+    the module is given from Python (``gandy.run(cfg, kernel_module=...)``)."""
     kwargs: dict[str, Any] = {}
     latent_dim: PosInt = 16
     latent_seed: Int = 0
@@ -496,6 +498,11 @@ class MetricsConfig(Section):
 
 # --------------------------------------------------------------------------- top level
 class Config(Section):
+    plugins: list[str] = []
+    """Your own code that ``module:`` keys may import, and so run: module names on the Python path
+    (``my_package.nets``; its submodules too) or ``.py`` files (relative to the config file's
+    folder; stored resolved). The standard library, gandy and its dependencies are refused
+    (:mod:`gandy.core.plugins`)."""
     target: TargetConfig = TwoModes1dTarget(name="two_modes_1d")
     particles: ParticlesConfig = ParticlesConfig()
     kernel: KernelConfig = TwoNumberKernel(name="two_number", g1=1.0, g2=0.3)
@@ -533,6 +540,28 @@ class Config(Section):
     """Random search: ``trials``, ``seed`` and ``params`` (dotted path, or several joined by commas
     to share one draw -> {loguniform: [a, b]} | {uniform: [a, b]} | {int: [a, b]} | {choice: [...]});
     each trial runs for every seed, through the sweep store. See gandy.runs.sweep."""
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v):
+        for entry in v:
+            why = plugins_.problem(entry)
+            if why:
+                raise ValueError(why)
+        names = [plugins_.provides(e) for e in v]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two plugins give the module name {twice[0]!r}; rename one")
+        return v
+
+    @model_validator(mode="after")
+    def _module_keys(self):
+        # every key that imports code, checked here before any work: only the config's own plugins
+        if self.kernel.name == "empirical_ntk" and self.kernel.module is not None:
+            why = plugins_.spec_problem(self.kernel.module, self.plugins)
+            if why:
+                raise ConfigError("kernel.module", why)
+        return self
 
     @model_validator(mode="after")
     def _one_plan(self):
@@ -602,45 +631,149 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key = key.strip()
         if not key:
             raise ConfigError("", f"override {ov!r} has an empty key")
-        value = load_yaml(raw, f"the value {raw!r}", key)
+        if key.count(".") >= MAX_DEPTH:
+            raise ConfigError(key[:60] + "...", f"the override's key nests deeper than {MAX_DEPTH} levels")
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."
+        value = load_yaml(raw, f"the value {shown!r}", key)
         _set_dotted(data, key, value)
     return data
 
 
 # --------------------------------------------------------------------------- YAML
-def _check_duplicates(node, path: str, source: str) -> None:
-    """Raise ConfigError on a mapping that names one key twice (YAML itself keeps the last)."""
+MAX_DEPTH = 50
+"""Deepest nesting of lists and sections a config (or an override's value) may have, aliases
+expanded (a config needs a handful; Python's own recursion would give out in the thousands)."""
+
+ALIAS_BUDGET = 100_000
+"""Most nodes that aliases may add to a document when expanded (a few kilobytes of nested aliases,
+the "billion laughs", expand to billions: refused before they are built)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with the nesting of the written document bounded by MAX_DEPTH, so a
+    deep document (``[[[[...``) is refused early: before PyYAML's scanner looks ahead over every
+    bracket (quadratic in their number) and before its recursive composer runs out of stack."""
+
+    def __init__(self, text: str, source: str, field: str):
+        self._depth, self._source, self._field = 0, source, field
+        super().__init__(text)
+
+    def _too_deep(self, line: int, column: int) -> ConfigError:
+        return ConfigError(self._field or "config", f"{self._source} nests deeper than {MAX_DEPTH} levels "
+                                                    f"(at line {line + 1}, column {column + 1})")
+
+    def fetch_flow_collection_start(self, token_class):
+        if self.flow_level >= MAX_DEPTH:
+            raise self._too_deep(self.line, self.column)
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+                mark = self.peek_event().start_mark
+                raise self._too_deep(mark.line, mark.column)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node, path: str) -> list:
+    """``(child node, its dotted path)`` of a node: a mapping's keys and values, a list's items."""
     if isinstance(node, yaml.MappingNode):
-        seen: dict = {}
+        out = []
         for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            field = f"{path}.{key}" if path else str(key)
-            if key is not None and key != "<<":
-                if key in seen:
-                    raise ConfigError(field, f"{source}: the key {key!r} is given twice (lines {seen[key]} and "
-                                             f"{key_node.start_mark.line + 1}); keep one")
-                seen[key] = key_node.start_mark.line + 1
-            _check_duplicates(value_node, field, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _check_duplicates(item, f"{path}.{i}" if path else str(i), source)
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+            out += [(key_node, path), (value_node, f"{path}.{key}" if path else str(key))]
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [(item, f"{path}.{i}" if path else str(i)) for i, item in enumerate(node.value)]
+    return []
+
+
+def _check_tree(root, field: str, source: str) -> None:
+    """Raise ConfigError on a composed YAML node tree that names a key twice in one mapping (YAML
+    itself keeps the last), refers to itself through an alias, nests deeper than MAX_DEPTH once its
+    aliases are expanded, or whose aliases expand it by more than ALIAS_BUDGET nodes.
+
+    Each node is visited once, however many aliases refer to it (iteratively, no recursion): its
+    expanded size and depth are memoised by identity, so an alias bomb costs what its text costs."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()
+    distinct = 0
+    stack = [(root, field, False)]
+    while stack:
+        node, path, done = stack.pop()
+        k = id(node)
+        if done:
+            kids = [c for c, _ in _children(node, path)]
+            size[k] = 1 + sum(size[id(c)] for c in kids)
+            depth[k] = 1 + max((depth[id(c)] for c in kids), default=0) if isinstance(node, yaml.CollectionNode) else 0
+            if size[k] - distinct > ALIAS_BUDGET:
+                raise ConfigError(field or "config", f"{source} expands aliases beyond {ALIAS_BUDGET:,} nodes (at "
+                                                     f"{path or 'its top'}); write the values out")
+            if depth[k] > MAX_DEPTH:
+                raise ConfigError(field or "config", f"{source} nests deeper than {MAX_DEPTH} levels once its aliases "
+                                                     f"are expanded (at {path or 'its top'})")
+            continue
+        if k in size:
+            continue  # an alias of a node already checked
+        if k in entered:
+            raise ConfigError(path or field or "config", f"{source}: an alias refers to a section that holds it "
+                                                         f"(line {node.start_mark.line + 1}); a config is a tree")
+        entered.add(k)
+        distinct += 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key != "<<":
+                    if key in seen:
+                        where = f"{path}.{key}" if path else str(key)
+                        raise ConfigError(where, f"{source}: the key {key!r} is given twice (lines {seen[key]} and "
+                                                 f"{key_node.start_mark.line + 1}); keep one")
+                    seen[key] = key_node.start_mark.line + 1
+        stack.append((node, path, True))
+        stack.extend((child, cpath, False) for child, cpath in reversed(_children(node, path)))
+
+
+def _reader_problem(e: yaml.reader.ReaderError, text: str) -> str:
+    """A character PyYAML refuses (a control character), named with its line and column."""
+    ch = e.character
+    code = ord(ch) if isinstance(ch, str) else int(ch)
+    pos = e.position if isinstance(e.position, int) else 0
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return (f"holds the control character U+{code:04X} at line {line}, column {column}; YAML allows only "
+            f"printable text (write it as an escape in double quotes)")
 
 
 def load_yaml(text: str, source: str = "YAML", field: str = ""):
-    """Parse YAML safely; malformed YAML and duplicate keys are a ConfigError naming ``source``
-    (the file, or the override) and the field (``field``: the dotted path the text sits at)."""
-    loader = yaml.SafeLoader(text)  # parsed once: the node tree is checked, then constructed
+    """Parse YAML safely; malformed YAML, control characters, duplicate keys, self-referring
+    aliases, nesting deeper than MAX_DEPTH and alias expansion beyond ALIAS_BUDGET nodes are a
+    ConfigError naming ``source`` (the file, or the override) and the field (``field``: the dotted
+    path the text sits at), all found on the node tree before any Python object is built."""
+    loader = None
     try:
-        node = loader.get_single_node()
-        _check_duplicates(node, field, source)
-        return None if node is None else loader.construct_document(node)
+        loader = _Loader(text, source, field)  # PyYAML checks the characters here
+        node = loader.get_single_node()  # parsed once: the node tree is checked, then constructed
+        if node is None:
+            return None
+        _check_tree(node, field, source)
+        return loader.construct_document(node)
+    except yaml.reader.ReaderError as e:
+        raise ConfigError(field or "config", f"{source} {_reader_problem(e, text)}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or " ".join(str(e).split())
         raise ConfigError(field or "config", f"{source} is not valid YAML: {problem}{where}") from None
+    except RecursionError:  # a last guard: the depth limits above stop every case known
+        raise ConfigError(field or "config", f"{source} nests too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # --------------------------------------------------------------------------- messages
@@ -694,6 +827,7 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
     if not isinstance(data, dict):
         raise ConfigError("config", "must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
+    data = _resolve_plugins(data, Path(source).parent if isinstance(source, (str, Path)) else Path.cwd())
     data = _game_regulariser(data)
     data = merge(Config().model_dump(mode="json"), data)
     try:
@@ -711,6 +845,19 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
         where = f" (entry {''.join(f'[{i}]' for i in index)})" if index else ""
         raise ConfigError(".".join(parts), f"must be a finite number, got {shown}{where}")
     return cfg
+
+
+def _resolve_plugins(data: dict, folder: Path) -> dict:
+    """``plugins:`` with each ``.py`` file made absolute, relative paths taken from ``folder`` (the
+    config file's; the working directory for a dict), so a stored or shipped config (a sweep's
+    chunks) imports the same file from anywhere. Module names and malformed entries stay as given
+    (the Config's validation words those)."""
+    plugins = data.get("plugins")
+    if not isinstance(plugins, list):
+        return data
+    out = [str((folder / e).resolve()) if isinstance(e, str) and e.endswith(".py") and not plugins_.problem(e) else e
+           for e in plugins]
+    return {**data, "plugins": out}
 
 
 def _game_regulariser(data: dict) -> dict:

@@ -62,15 +62,19 @@ class Explainer:
         self.union_tags = {tag for union in unions.values() for model in get_args(get_args(union)[0])
                            for tag in get_args(model.model_fields["name"].annotation)}
 
-    def location(self, loc: tuple) -> str:
+    def location(self, loc: tuple, user_key: bool = False) -> str:
         """A pydantic error location as the dotted config path a user writes: the unions' tags and
-        pydantic's internal validator names (``function-after[...]``, ``list[...]``) dropped."""
+        pydantic's internal validator names (``function-after[...]``, ``list[...]``) dropped.
+        ``user_key``: the last part is a key the user wrote (an unknown key), kept as written even
+        where it looks like one of pydantic's names."""
         path: list[str] = []
-        for p in loc:
-            if isinstance(p, str) and ("[" in p or "(" in p or p in TYPE_NAMES):
-                continue
-            if isinstance(p, str) and p in self.union_tags and ".".join(path) in self.union_fields:
-                continue
+        last = len(loc) - 1
+        for i, p in enumerate(loc):
+            if not (user_key and i == last):
+                if isinstance(p, str) and ("[" in p or "(" in p or p in TYPE_NAMES):
+                    continue
+                if isinstance(p, str) and p in self.union_tags and ".".join(path) in self.union_fields:
+                    continue
             path.append(str(p))
         return ".".join(path)
 
@@ -133,9 +137,16 @@ class Explainer:
         """One ConfigError: the first field, and every problem in the message, each written for
         people (the field, the value given, what is allowed)."""
         by_loc: dict[str, list] = {}
+        named: dict[str, str] = {}
         for e in err.errors():
-            by_loc.setdefault(self.location(e["loc"]), []).append(e)
-        found = [(loc, self.message(errs)) for loc, errs in by_loc.items()]
+            loc = self.location(e["loc"], user_key=e["type"] == "extra_forbidden")
+            raised = e.get("ctx", {}).get("error")
+            if e["type"] == "value_error" and isinstance(raised, ConfigError):
+                # a validator that names a field other than its own (relative to where it runs)
+                loc = ".".join(p for p in (loc, raised.field) if p)
+                named.setdefault(loc, raised.message)
+            by_loc.setdefault(loc, []).append(e)
+        found = [(loc, named.get(loc) or self.message(errs)) for loc, errs in by_loc.items()]
         loc, msg = found[0]
         if len(found) > 1:
             msg = "; ".join([msg] + [f"{lo}: {m}" if lo else m for lo, m in found[1:]])

@@ -19,11 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import tempfile
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -33,12 +28,22 @@ import pandas as pd
 import torch
 import yaml
 
-from gandy._version import __version__
-from gandy.core.atomic import follow_umask, write_atomic
+from gandy.core.atomic import make_dir, write_atomic
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.runs.budget import human
+from gandy.runs.outputs import (  # noqa: F401  (the output-folder rules, re-exported for callers)
+    MARKER,
+    RESUMABLE,
+    atomic_dir,
+    check_writable,
+    open_output,
+    output_lock,
+    prepare_out,
+    read_marker,
+    remove_output,
+    write_marker,
+)
 
 
 @dataclass
@@ -137,184 +142,16 @@ def sweep_snapshots(sim, raw, members: list[int]) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- output directories
-MARKER = ".gandy"
-"""Every directory gandy creates holds this file (JSON: kind, gandy version, creation time).
-``--force`` replaces only a directory that carries it (or an empty one); nothing else is ever
-deleted or overwritten."""
-
-
-def write_marker(directory: Path, kind: str) -> None:
-    """Mark ``directory`` as a gandy output of ``kind`` (run, sweep, damping, experiment, demo)."""
-    info = {"kind": kind, "gandy_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_atomic(Path(directory) / MARKER, (json.dumps(info) + "\n").encode())
-
-
-def read_marker(directory: Path) -> Optional[dict]:
-    """The marker of a gandy output directory, or None where there is none (or it is unreadable)."""
-    p = Path(directory) / MARKER
-    try:
-        info = json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) and "kind" in info else None
-
-
-def _protected(path: Path) -> Optional[str]:
-    """Why ``path`` must never be replaced (None if it may be): the current directory or one of its
-    ancestors, the home directory, a filesystem root or a mount point."""
-    p = Path(os.path.abspath(path))
-    real = p.resolve()
-    cwd = Path.cwd().resolve()
-    if real == cwd:
-        return "is the current directory"
-    if real in cwd.parents:
-        return "holds the current directory"
-    if real == Path.home().resolve():
-        return "is the home directory"
-    if real == Path(real.anchor) or os.path.ismount(real):
-        return "is a filesystem root or mount point"
-    return None
-
-
-def _existing_ancestor(path: Path) -> Path:
-    p = Path(os.path.abspath(path))
-    while not p.exists():
-        p = p.parent
-    return p
-
-
-def check_writable(out: Path, need_bytes: int = 0) -> None:
-    """Raise ConfigError("out", ...) unless ``out`` can be created (its nearest existing ancestor is a
-    folder gandy can write to, probed with a temporary folder it removes again) and the filesystem
-    has ``need_bytes`` free."""
-    anc = _existing_ancestor(out)
-    if not anc.is_dir():
-        raise C.ConfigError("out", f"cannot create {out}: {anc} is a file, not a folder")
-    try:
-        probe = tempfile.mkdtemp(dir=anc, prefix=".gandy-probe-")
-        os.rmdir(probe)
-    except OSError as e:
-        raise C.ConfigError("out", f"cannot write to {anc}: {e.strerror or e}") from None
-    if need_bytes:
-        free = shutil.disk_usage(anc).free
-        if need_bytes > free:
-            raise C.ConfigError("out", f"{out} would need about {human(need_bytes)} of disk but "
-                                       f"{anc} has {human(free)} free")
-
-
-def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0) -> str:
-    """Check ``out`` before any work: returns ``"new"`` (absent or an empty folder), ``"replace"``
-    (a gandy output that ``force`` allows to be replaced) or ``"resume"`` (a gandy output of this
-    kind to finish). Everything else raises ConfigError("out", ...), and nothing is touched:
-
-    * a path that is a file, the current directory or an ancestor of it, the home directory, a
-      filesystem root or mount point;
-    * an existing non-empty folder without ``force``/``resume``;
-    * ``force`` or ``resume`` on a non-empty folder that carries no gandy marker (``.gandy``),
-      or ``resume`` on a gandy output of another kind (the caller checks the config matches);
-    * a location that cannot be written or lacks ``need_bytes`` of free disk.
-    """
-    out = Path(out)
-    if str(out).strip() in ("", "."):
-        raise C.ConfigError("out", f"{str(out)!r} names the current directory; give a new folder for the output")
-    if out.exists() or out.is_symlink():
-        if not out.is_dir():
-            raise C.ConfigError("out", f"{out} exists and is not a folder; gandy writes a folder there")
-        why = _protected(out)
-        if why:
-            raise C.ConfigError("out", f"{out} {why}; gandy writes its output only into a new or empty folder")
-        empty = not any(out.iterdir())
-        marker = read_marker(out)
-        if empty:
-            state = "new"
-        elif resume:
-            if marker is None:
-                raise C.ConfigError("out", f"{out} is not a gandy output (no {MARKER} marker); --resume finishes only "
-                                           f"what gandy started there")
-            if marker["kind"] != kind:
-                raise C.ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; --resume needs the same run")
-            state = "resume"
-        elif force:
-            if marker is None:
-                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); gandy replaces only "
-                                           f"its own outputs: choose another --out or remove it yourself")
-            state = "replace"
-        else:
-            hint = "--force replaces a gandy output" + (", --resume finishes it" if kind in RESUMABLE else "")
-            raise C.ConfigError("out", f"{out} already exists ({hint})")
-    else:
-        state = "new"
-    check_writable(out, need_bytes)
-    return state
-
-
-RESUMABLE = ("sweep", "experiment")
-
-
-def open_output(out: Path, kind: str, force: bool = False, resume: bool = False) -> str:
-    """:func:`prepare_out`, then make ``out`` ready to be filled in place: an old gandy output is
-    removed when ``force`` replaces it, and the folder exists with the marker of ``kind``. For
-    outputs written piece by piece (experiments, the demo); returns prepare_out's state."""
-    out = Path(out)
-    state = prepare_out(out, kind, force=force, resume=resume)
-    if state == "replace":
-        remove_output(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if read_marker(out) is None:
-        write_marker(out, kind)
-    return state
-
-
-def remove_output(path: Path) -> None:
-    """Delete a gandy output folder, after checking again that it carries the marker and is not a
-    protected location (the one place in gandy that deletes a folder it did not just create)."""
-    path = Path(path)
-    if _protected(path) or read_marker(path) is None:
-        raise C.ConfigError("out", f"refusing to delete {path}: not a gandy output")
-    shutil.rmtree(path)
-
-
-@contextmanager
-def atomic_dir(out: Path, kind: str):
-    """Yield a temporary sibling directory of ``out`` to fill; on success it takes the place of
-    ``out`` (an old gandy output there is moved aside, then deleted by :func:`remove_output`; an
-    empty folder is simply replaced), on any error it is deleted, so ``out`` is never half written.
-    The new directory carries the marker of ``kind``. Callers check ``out`` first with
-    :func:`prepare_out`."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    follow_umask(tmp, directory=True)
-    old = None
-    try:
-        write_marker(tmp, kind)
-        yield tmp
-        if out.exists() and any(out.iterdir()):
-            if read_marker(out) is None:
-                raise C.ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); not replacing it")
-            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-            os.replace(out, old / out.name)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old / out.name, out)  # put the old output back
-                raise
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if old is not None:
-            if (old / out.name).exists():  # the new output is in place: delete the old one
-                remove_output(old / out.name)
-            os.rmdir(old)
-
-
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """A DataFrame to Parquet through :func:`write_atomic`."""
     write_atomic(path, df.to_parquet(index=False))
+
+
+def write_npz(path: Path, arrays: dict) -> None:
+    """Arrays to a compressed ``.npz`` through :func:`write_atomic`."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_atomic(path, buf.getvalue())
 
 
 def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[Callable[[Path], object]] = None) -> Path:
@@ -324,11 +161,11 @@ def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[
     out = Path(out)
     prepare_out(out, "run", force=force)
     with atomic_dir(out, "run") as tmp:
-        (tmp / "config.yaml").write_text(C.dump_config(result.config))
-        result.metrics.to_parquet(tmp / "metrics.parquet", index=False)
-        result.results.to_parquet(tmp / "results.parquet", index=False)
-        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=float))
-        np.savez_compressed(tmp / "trajectory.npz", **result.trajectory)
+        write_atomic(tmp / "config.yaml", C.dump_config(result.config).encode())
+        write_parquet(result.metrics, tmp / "metrics.parquet")
+        write_parquet(result.results, tmp / "results.parquet")
+        write_atomic(tmp / "summary.json", json.dumps(result.summary, indent=2, default=float).encode())
+        write_npz(tmp / "trajectory.npz", result.trajectory)
         if draw is not None:
             draw(tmp)
     result.path = out
@@ -365,10 +202,10 @@ def write_damping(out: Path, config_text: str, tables: dict[str, pd.DataFrame], 
     (``damping``: the columns of ``DAMPING_COLUMNS``; ``trajectories``; ``theory``), ``summary.json``
     and, with ``draw(dir)``, its figures."""
     with atomic_dir(out, "damping") as tmp:
-        (tmp / "config.yaml").write_text(config_text)
+        write_atomic(tmp / "config.yaml", config_text.encode())
         for name, table in tables.items():
             write_parquet(table, tmp / f"{name}.parquet")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(tmp / "summary.json", json.dumps(summary, indent=2).encode())
         if draw is not None:
             draw(tmp)
     return out
@@ -397,9 +234,10 @@ def sweep_config(out: Path) -> Optional[str]:
 
 def start_sweep(out: Path, config_text: str) -> None:
     """Give a new or resumed sweep directory its ``chunks/`` folder, marker and ``config.yaml``."""
-    (Path(out) / "chunks").mkdir(parents=True, exist_ok=True)
+    Path(out).mkdir(parents=True, exist_ok=True)
     if read_marker(out) is None:
         write_marker(out, "sweep")
+    make_dir(Path(out) / "chunks")
     if sweep_config(out) is None:
         write_atomic(Path(out) / "config.yaml", config_text.encode())
 
@@ -432,9 +270,7 @@ def write_chunk(out: Path, chunk_id: str, metrics: pd.DataFrame, results: pd.Dat
     final = snapshots.pop("final", None)
     for name, arrays in (("snapshots", snapshots), ("final", final)):
         if arrays:
-            buf = io.BytesIO()
-            np.savez_compressed(buf, **arrays)
-            write_atomic(chunks / f"{chunk_id}.{name}.npz", buf.getvalue())
+            write_npz(chunks / f"{chunk_id}.{name}.npz", arrays)
     write_parquet(metrics, chunks / f"{chunk_id}.metrics.parquet")
     write_parquet(results, chunks / f"{chunk_id}.results.parquet")
     checkpoint_path(out, chunk_id).unlink(missing_ok=True)  # gandy's own file, no longer needed

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from gandy.core.atomic import write_atomic
+from gandy.core.atomic import make_dir, write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
@@ -42,11 +42,17 @@ PHASE_COLORS = {"converged": "#2ca02c", "collapsed": "#d62728", "runaway": "#946
 
 
 def save_figure(fig, path: Path) -> Path:
-    """Write a figure (creating its folder) and close it."""
+    """Write a figure (creating its folder) and close it. The PNG goes through a temporary file
+    and a rename (:func:`gandy.core.atomic.write_atomic`): a link at ``path`` is replaced, never
+    written through, and a file there that gandy did not write is refused."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    make_dir(path.parent)
+    write_atomic(path, buf.getvalue())
     return path
 
 
@@ -161,7 +167,7 @@ def save_grid(images: ArrayLike, path, nrow: int = 8) -> Path:
     buf = io.BytesIO()
     plt.imsave(buf, g, format="png")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     write_atomic(path, buf.getvalue())
     return path
 

@@ -31,6 +31,7 @@ import datetime as _dt
 import json
 import math
 from importlib import resources
+from urllib.parse import quote
 from pathlib import Path
 from typing import Optional
 
@@ -446,10 +447,17 @@ def files_payload(path: Path) -> dict:
     return {"figures": figures, "tables": tables, "notes": notes, "summary": summary}
 
 
+def child_href(path: Path, child: Path) -> str:
+    """The link from ``path/report.html`` to ``child/report.html``: relative and path-only, every
+    folder name percent-quoted (``javascript:alert(1)`` -> ``./javascript%3Aalert%281%29/report.html``),
+    so that no name can become a scheme, a query, a fragment or markup."""
+    return "./" + "".join(quote(part, safe="") + "/" for part in child.relative_to(path).parts) + "report.html"
+
+
 def collection_payload(path: Path, children: list[tuple[Path, str]]) -> dict:
     """An index of the run directories below ``path``, with the directory's own figures and tables."""
     return {**files_payload(path),
-            "children": [{"href": str(p.relative_to(path) / "report.html"), "name": str(p.relative_to(path)), "kind": k}
+            "children": [{"href": child_href(path, p), "name": str(p.relative_to(path)), "kind": k}
                          for p, k in children]}
 
 
@@ -487,11 +495,24 @@ def _json_safe(obj):
     return obj
 
 
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+                   0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""Characters that may not appear literally in JSON inside a ``<script>`` element, as JSON escapes."""
+
+
+def embed_json(obj) -> str:
+    """``obj`` as JSON text safe inside an HTML ``<script>`` element: ``<``, ``>``, ``&``, U+2028
+    and U+2029 written as ``\\uXXXX`` escapes (these occur only inside JSON strings, so the text
+    parses back to the same value), so that no string in the data (``</script>``, ``<!--<script>``)
+    can end the element or change how the HTML parser reads it."""
+    return json.dumps(_json_safe(obj), separators=(",", ":"), allow_nan=False).translate(_SCRIPT_ESCAPES)
+
+
 def render(data: dict) -> str:
-    """The page: the template with ``data`` embedded as JSON (``</`` escaped for the script tag)."""
+    """The page: the template with ``data`` embedded as JSON (:func:`embed_json`). The template
+    takes nothing else from the data: the page writes every string into the DOM as text."""
     page = resources.files("gandy.views").joinpath("report_page.html").read_text()
-    blob = json.dumps(_json_safe(data), separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-    return page.replace("/*GANDY_DATA*/null", blob, 1)
+    return page.replace("/*GANDY_DATA*/null", embed_json(data), 1)
 
 
 def _ours(page: Path) -> bool:
@@ -520,4 +541,4 @@ def write_report(path: Path, echo=lambda s: None) -> Path:
     return out
 
 
-__all__ = ["detect", "payload", "render", "write_report", "budget_shape", "image_budget", "member_blob", "protocols"]
+__all__ = ["detect", "payload", "render", "embed_json", "child_href", "write_report", "budget_shape", "image_budget", "member_blob", "protocols"]
