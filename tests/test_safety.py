@@ -684,3 +684,16 @@ def test_a_full_disk_names_the_file(invoke_cli, tmp_path, monkeypatch):
     line = res.stderr.strip()
     assert line.startswith(f"error: {tmp_path / 'r'}/") and line.endswith(": No space left on device"), line
     assert not (tmp_path / "r").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".r.")]
+
+
+def test_python_calls_give_their_output_locks_back(tmp_path):
+    """gandy.run and run_sweep lock their output for the call only: a long notebook session holds
+    no lock on a folder it finished writing."""
+    import gandy
+    from gandy.runs.outputs import _HELD, lock_file
+
+    held = set(_HELD)
+    gandy.run(dict(TINY, steps=4, log_every=2), out=tmp_path / "r")
+    gandy.run(dict(SWEEP, steps=4, log_every=2), out=tmp_path / "s")
+    assert set(_HELD) == held
+    assert not lock_file(tmp_path / "r").exists() and not lock_file(tmp_path / "s").exists()

@@ -31,10 +31,12 @@ from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.core.metrics.phases import PHASES
 from gandy.runs.results import add_image_metrics, member_tables
+from gandy.runs.outputs import scoped_locks
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
 from gandy.runs.sweep import run_sweep
 
 
+@scoped_locks()  # the output's lock is held for the call and given back when it returns
 def run(
     config: Union[C.Config, dict, str, Path, None] = None,
     out: Union[str, Path, None] = None,

@@ -19,6 +19,7 @@ marker ``.gandy`` with a manifest of what gandy wrote there (:mod:`gandy.core.at
 from __future__ import annotations
 
 import atexit
+import fcntl
 import hashlib
 import json
 import os
@@ -385,8 +386,6 @@ def lock_file(out: Path) -> Path:
 def acquire(out: Path) -> None:
     """Take the exclusive lock of ``out`` for this process (again: a count), or raise
     ConfigError("out", "... is in use by process PID"). Released by :func:`release` or at exit."""
-    import fcntl
-
     key = str(Path(os.path.abspath(out)).resolve())
     if key in _HELD:
         _HELD[key][2] += 1

@@ -47,6 +47,7 @@ from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.core.metrics.phases import PHASES
 from gandy.runs.results import add_image_metrics, member_tables
+from gandy.runs.outputs import scoped_locks
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,
@@ -411,6 +412,7 @@ def check_chunking(out: Path, p: Plan) -> None:
                                            "it started with")
 
 
+@scoped_locks()  # the output's lock is held for the call and given back when it returns
 def run_sweep(
     cfg: C.Config,
     out: Path,
@@ -452,7 +454,7 @@ def run_sweep(
     resolved = C.dump_config(cfg)
     if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
             and sweep_config(out) == resolved:
-        write_marker(out, "sweep")  # a sweep of an earlier gandy (no marker yet) with this very config
+        write_marker(out, "sweep", manifest=False)  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
     state = prepare_out(out, "sweep", force=force, resume=resume,
                         need_bytes=output_bytes(cfg, sim0.d, n_modes, len(p.members), sweep=True))
