@@ -95,10 +95,10 @@ def check_array_header(p: Path, field: str, key: Optional[str] = None,
     """Refuse (ConfigError naming ``field``) an array file ``p`` (member ``key`` of an .npz) whose
     header promises more bytes than the host can hold (:func:`gandy.core.resources.host_memory`, or
     ``available``), gives a shape ``check_shape(shape)`` refuses (it raises ConfigError), or promises
-    more bytes than the file holds, in that order and before any of its data is read. A file whose header cannot be read passes: the
-    loader says what is wrong with it."""
+    more bytes than the file holds, in that order and before any of its data is read. A file whose
+    header cannot be read, or that holds Python objects, passes: the loader says what is wrong with it."""
     head = file_header(p, key)
-    if head is None:
+    if head is None or head[1].hasobject:  # pickled objects: the loader refuses them in its own words
         return
     shape, dtype, present = head
     count = math.prod(shape)
@@ -110,7 +110,7 @@ def check_array_header(p: Path, field: str, key: Optional[str] = None,
                                  f"{human(need)} of memory but {human(have)} is available ({source})")
     if check_shape is not None:
         check_shape(shape)
-    if present < nbytes and dtype.kind != "O":
+    if present < nbytes:
         raise ConfigError(field, f"cannot read {p}: the file is truncated (its data is shorter than its header says: "
                                  f"{human(max(present, 0))} of the {human(nbytes)} of a {shape} {dtype} array)")
 

@@ -72,7 +72,8 @@ def cgroup_v2_room() -> Optional[int]:
 def cgroup_v1_room() -> Optional[int]:
     """``memory.limit_in_bytes - memory.usage_in_bytes`` of the cgroup v1 memory controller, or None
     without a limit."""
-    return _limit_less_usage("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")
+    return _limit_less_usage("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                             "/sys/fs/cgroup/memory/memory.usage_in_bytes")
 
 
 def address_space_room() -> Optional[int]:
@@ -115,4 +116,5 @@ def host_memory() -> tuple[int, str]:
     return rooms[name], name
 
 
-__all__ = ["host_memory", "human", "meminfo_available", "cgroup_v2_room", "cgroup_v1_room", "address_space_room", "SOURCES"]
+__all__ = ["host_memory", "human", "meminfo_available", "cgroup_v2_room", "cgroup_v1_room", "address_space_room",
+           "SOURCES"]
