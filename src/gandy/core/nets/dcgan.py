@@ -89,6 +89,12 @@ class DcganGenerator:
                      n1_g=torch.ones_like(p["up1_b"]), n1_b=_zeros(stream, w))
         return p
 
+    def parameter_count(self) -> int:
+        """Numbers per member in ``init``'s parameters, from the shapes alone."""
+        w, k, c = self.w, self.latent_dim, self.c
+        count = k * 2 * w * 49 + 2 * w * 49 + 2 * w * w * 16 + w + w * c * 16 + c
+        return count + (2 * 2 * w + 2 * w if self.norm != "none" else 0)
+
     def forward(self, params: dict, z: torch.Tensor) -> torch.Tensor:
         b, n, _ = z.shape
         w, c = self.w, self.c
@@ -126,6 +132,12 @@ class DcganCritic(Critic):
         if self.norm != "none":
             p.update(n_g=torch.ones_like(p["c2_b"]), n_b=_zeros(stream, 2 * w))
         return p
+
+    def parameter_count(self) -> int:
+        """Numbers per member in ``init``'s parameters, from the shapes alone."""
+        w, c = self.w, self.c
+        count = w * c * 16 + w + 2 * w * w * 16 + 2 * w + 2 * w * 49 + 1
+        return count + (2 * 2 * w if self.norm != "none" else 0)
 
     def forward(self, params: dict, x: torch.Tensor) -> torch.Tensor:
         b, m, _ = x.shape

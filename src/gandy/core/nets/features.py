@@ -28,6 +28,10 @@ class Rbf(Critic):
         centres = torch.cat([self.target.sample(stream, half), self.init_sampler(stream, self.c - half)], dim=1)
         return {"centers": centres.contiguous(), "a": torch.zeros(b, self.c, device=centres.device)}
 
+    def parameter_count(self) -> int:
+        """Centres ``(C, d)`` and weights ``(C,)`` per member."""
+        return self.c * self.d + self.c
+
     def forward(self, params, x):
         c = params["centers"]
         sq = (x * x).sum(-1, keepdim=True) - 2 * x @ c.transpose(1, 2) + (c * c).sum(-1)[:, None, :]
@@ -49,6 +53,10 @@ class RandomFeatures(Critic):
             "a": torch.zeros(b, self.f, device=stream.keys.device),
         }
 
+    def parameter_count(self) -> int:
+        """Frequencies ``(d, F)``, phases ``(F,)`` and weights ``(F,)`` per member."""
+        return self.d * self.f + 2 * self.f
+
     def forward(self, params, x):
         feats = torch.cos(torch.baddbmm(params["phase"][:, None, :], x, params["omega"]))
         return math.sqrt(2.0 / self.f) * bmv(feats, params["a"])
@@ -66,6 +74,10 @@ class Linear(Critic):
         if self.bias:
             p["c"] = torch.zeros(b, device=dev)
         return p
+
+    def parameter_count(self) -> int:
+        """``w (d,)`` and the bias."""
+        return self.d + int(self.bias)
 
     def forward(self, params, x):
         f = bmv(x, params["w"])
@@ -85,6 +97,10 @@ class Affine:
 
     def init(self, stream: Stream, b: int) -> dict:
         return {"a": self.a0.expand(b, -1).clone(), "b": self.b0.expand(b, -1).clone()}
+
+    def parameter_count(self) -> int:
+        """``a (d,)`` and ``b (d,)``."""
+        return int(self.a0.numel() + self.b0.numel())
 
     def forward(self, params: dict, z: torch.Tensor) -> torch.Tensor:
         return z * params["a"][:, None, :] + params["b"][:, None, :]

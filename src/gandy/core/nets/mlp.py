@@ -44,6 +44,10 @@ class Mlp(Critic):
             p[f"b{i}"] = (2 * stream.uniform(fo) - 1) * bound  # (B, out)
         return p
 
+    def parameter_count(self) -> int:
+        """Weights and biases per member: sum over layers of ``in * out + out``."""
+        return sum(fi * fo + fo for fi, fo in zip(self.dims[:-1], self.dims[1:]))
+
     def forward(self, params, x, mask: Optional[torch.Tensor] = None):
         h = x
         n = len(self.dims) - 1
