@@ -264,11 +264,25 @@ SLOW_DRAW = ("import sys, time; import gandy.views.plots as P; real = P.plot_run
              "from gandy.cli import main; main(sys.argv[1:])")
 
 
-def _wait_for(predicate, proc, timeout=120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None and not predicate():
-        time.sleep(0.02)
-    assert proc.poll() is None and predicate(), "the process ended before the moment to stop it"
+CLI = "import sys; from gandy.cli import main; main(sys.argv[1:])"
+
+
+def _terminated(script: str, args: list, ready, timeout: float = 120.0) -> tuple[int, str]:
+    """Run ``python -c script *args``, send SIGTERM once ``ready()`` holds; ``(exit code, stderr)``."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.02)
+        assert proc.poll() is None and ready(), "the process ended before the moment to stop it"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
 
 
 def test_sigterm_while_a_run_is_written_leaves_nothing_behind(tmp_path):
@@ -278,16 +292,9 @@ def test_sigterm_while_a_run_is_written_leaves_nothing_behind(tmp_path):
     cfg.write_text(yaml.safe_dump(TINY))
     parent = tmp_path / "runs"
     parent.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_DRAW, "run", str(cfg), "--out", str(parent / "r"), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: any((d / "figures").is_dir() for d in parent.glob(".r.tmp-*")), proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = _terminated(SLOW_DRAW, ["run", cfg, "--out", parent / "r", "-q"],
+                            lambda: any((d / "figures").is_dir() for d in parent.glob(".r.tmp-*")))
+    assert code == 143, err
     assert err.strip() == "error: terminated (a sweep resumes with --resume)"
     assert os.listdir(parent) == []
 
@@ -299,17 +306,8 @@ def test_sigterm_during_a_sweep_leaves_it_resumable(tmp_path, invoke_cli):
     cfg = tmp_path / "long.yaml"
     cfg.write_text(yaml.safe_dump({**CHUNK, "steps": 300, "log_every": 50}))
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from gandy.cli import main; main(sys.argv[1:])",
-                             "run", str(cfg), "--out", str(out), "--checkpoint-every", "0", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(lambda: (out / CKPT).exists(), proc)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = _terminated(CLI, ["run", cfg, "--out", out, "--checkpoint-every", "0", "-q"], (out / CKPT).exists)
+    assert code == 143, err
     assert "terminated" in err
     assert sorted(os.listdir(out / "chunks")) == [CKPT.name]  # no half-written file under a temporary name
     assert not (out / "results.parquet").exists()
@@ -331,18 +329,10 @@ def test_sigterm_stops_the_worker_processes_of_a_sweep_at_once(tmp_path):
     cfg = tmp_path / "two.yaml"
     cfg.write_text(yaml.safe_dump({**CHUNK, "steps": 20000, "log_every": 1000}))
     out = tmp_path / "s"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from gandy.cli import main; main(sys.argv[1:])",
-                             "run", str(cfg), "--out", str(out), "--executor", "processes", "--workers", "2",
-                             "--checkpoint-every", "0", "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ckpts = [out / "chunks" / "0000000.checkpoint.pt", out / "chunks" / "0000002.checkpoint.pt"]
-    try:
-        _wait_for(lambda: all(c.exists() for c in ckpts), proc, timeout=240)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 143, err
+    code, err = _terminated(CLI, ["run", cfg, "--out", out, "--executor", "processes", "--workers", "2",
+                                  "--checkpoint-every", "0", "-q"], lambda: all(c.exists() for c in ckpts), timeout=240)
+    assert code == 143, err
     stamps = [c.stat().st_mtime_ns for c in ckpts]
     time.sleep(3)
     assert [c.stat().st_mtime_ns for c in ckpts] == stamps  # no worker saves any more
