@@ -283,3 +283,22 @@ def test_one_line_escapes_every_control_character():
         "a\\nb\\r\\tc\\x1b[31m\\x00\\x7f\\x85\\u2028\\u2029\\u202e"
     e = ConfigError("a\nb", "bad \x1b[2J value")
     assert e.field == "a\\nb" and e.message == "bad \\x1b[2J value" and "\n" not in str(e)
+
+
+def test_a_config_path_that_is_no_regular_file_is_named_without_opening_it(tmp_path, capsys, monkeypatch):
+    """A FIFO or a device as the config file was 'no such file'. Now each is said for what it is, at
+    once and without opening it, and a config too large to be one is refused before it is read."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "cfg.yaml"
+    os.mkfifo(fifo)
+    with _deadline(20):
+        assert "FIFO" in _error_line(capsys, ["run", fifo, "--out", tmp_path / "o"], field="config")
+    assert "folder" in _error_line(capsys, ["run", tmp_path, "--out", tmp_path / "o"], field="config")
+    assert "device" in _error_line(capsys, ["run", "/dev/null", "--out", tmp_path / "o"], field="config")
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(C.MAX_CONFIG_BYTES + 1)
+    assert "at most" in _error_line(capsys, ["run", big, "--out", tmp_path / "o"], field="config")
+    assert sorted(os.listdir(tmp_path)) == ["big.yaml", "cfg.yaml"]  # no output begun

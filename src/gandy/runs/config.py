@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gandy.core import plugins as plugins_
+from gandy.core.datafile import check_data_file
 from gandy.core.errors import ConfigError  # noqa: F401 (re-exported: gandy.runs.config.ConfigError)
 from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.dcgan import NORMS
@@ -799,6 +800,10 @@ _EXPLAIN = Explainer(Config, {"target": TargetConfig, "particles.init": InitConf
 """Words for pydantic's errors on a Config (the unions' name tags dropped from field paths)."""
 
 
+MAX_CONFIG_BYTES = 16_000_000
+"""A config file larger than this is refused before it is read (configs are a few kB)."""
+
+
 def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides: Optional[list[str]] = None) -> Config:
     """Build a validated :class:`Config` from a YAML path, a dict or an existing Config.
 
@@ -812,11 +817,10 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
     elif isinstance(source, dict):
         data = source
     else:
-        path = Path(source)
-        if path.is_dir():
-            raise ConfigError("config", f"{path} is a folder; give a YAML config file")
-        if not path.is_file():
-            raise ConfigError("config", f"no such file: {path}")
+        path = check_data_file(source, "config", expected="a YAML config file")  # never opens a FIFO or device
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("config", f"{path} holds {path.stat().st_size:,} bytes; a config is at most "
+                                        f"{MAX_CONFIG_BYTES:,} (is it the right file?)")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as e:
