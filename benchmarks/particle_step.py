@@ -18,9 +18,9 @@ import time
 import torch
 
 import gandy
+from gandy.core.kernels import Dense
 from gandy.core.step import advance, start
 from gandy.runs.build import build
-from gandy.core.kernels import Dense
 
 
 def timed(fn, min_time: float = 1.0, sync=lambda: None) -> float:

@@ -99,8 +99,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     a = ap.parse_args()
-    from datafiles import synthetic_sweep
     from playwright.sync_api import sync_playwright
+
+    from datafiles import synthetic_sweep
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:

@@ -63,8 +63,8 @@ def synthetic_sweep(out: Path, side: int = 64, logged: int = 200, frames: int = 
 
     import pandas as pd
 
-    from gandy.runs import config as C
     from gandy.core.metrics.order import ORDER_PARAMETERS
+    from gandy.runs import config as C
 
     out.mkdir(parents=True)
     (out / "chunks").mkdir()

@@ -120,9 +120,9 @@ def test_config_choices_are_the_registries():
     from typing import get_args
 
     from gandy.core.nets.base import ACTIVATIONS
-    from gandy.core.optim import OPTIMISERS
     from gandy.core.nets.dcgan import NORMS
     from gandy.core.objectives import PENALTIES
+    from gandy.core.optim import OPTIMISERS
 
     assert get_args(C.PenaltyConfig.model_fields["name"].annotation) == tuple(PENALTIES)
     assert get_args(C.MlpCritic.model_fields["activation"].annotation) == tuple(ACTIVATIONS)

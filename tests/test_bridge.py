@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gandy.runs import config as C
-from gandy.studies.bridge.model import SIDES, run_bridge, summarise
-from gandy.studies.bridge.experiment import spec
 from gandy.core.kernels import NtkMlp, empirical_ntk, sphere_latents
+from gandy.runs import config as C
+from gandy.studies.bridge.experiment import spec
+from gandy.studies.bridge.model import SIDES, run_bridge, summarise
 
 
 def _cfg(*over):

@@ -17,12 +17,11 @@ import pytest
 import yaml
 
 from gandy.core.atomic import write_atomic
-from datafiles import write_data_file
-
-from gandy.runs.config import dump_config, load_config
 from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.runs.config import dump_config, load_config
 
 from conftest import TINY
+from datafiles import write_data_file
 
 PHASES = {"converged", "collapsed", "oscillating", "diverged"}
 

@@ -3,15 +3,15 @@ that validate a config against itself (dimensions, kernel matrices, data files).
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import yaml
-from datafiles import write_data_file
 
 import gandy
-from gandy.runs.config import Config, ConfigError, apply_overrides, dump_config, load_config
 from gandy.runs.build import build
+from gandy.runs.config import Config, ConfigError, apply_overrides, dump_config, load_config
+
+from datafiles import write_data_file
 
 
 def _err(source=None, overrides=None) -> ConfigError:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gandy.core.optim import BatchedOptimizer
-from gandy.core.step import critic_loss, start, advance
+from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
 from gandy.runs.build import build
 

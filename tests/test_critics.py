@@ -8,6 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from gandy.core.nets import CRITICS, build_critic
+from gandy.core.nets.base import ACTIVATIONS
+from gandy.core.nets.features import Linear, RandomFeatures, Rbf
+from gandy.core.nets.mlp import Mlp
+from gandy.core.optim import BatchedOptimizer
+from gandy.core.rng import Stream, member_keys
+from gandy.core.targets import build_target
 from gandy.runs.config import (
     CriticOptim,
     LinearCritic,
@@ -17,13 +24,6 @@ from gandy.runs.config import (
     Ring8Target,
     TwoModes1dTarget,
 )
-from gandy.core.nets.base import ACTIVATIONS
-from gandy.core.nets import CRITICS, build_critic
-from gandy.core.nets.features import Linear, RandomFeatures, Rbf
-from gandy.core.nets.mlp import Mlp
-from gandy.core.optim import BatchedOptimizer
-from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import build_target
 
 D64 = torch.float64
 

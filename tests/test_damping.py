@@ -10,12 +10,21 @@ import pandas as pd
 import pytest
 import yaml
 
-from gandy.runs import config as C
-from gandy.studies.damping.model import (LinearModel, critic_gradient_kernel, envelope_decay, jacobian_spectrum,
-                                        judged_tolerance, linear_model, residual_floor, run_damping, steps_to,
-                                        transverse_radius)
-from gandy.runs.build import build
 from gandy.core.step import start
+from gandy.runs import config as C
+from gandy.runs.build import build
+from gandy.studies.damping.model import (
+    LinearModel,
+    critic_gradient_kernel,
+    envelope_decay,
+    jacobian_spectrum,
+    judged_tolerance,
+    linear_model,
+    residual_floor,
+    run_damping,
+    steps_to,
+    transverse_radius,
+)
 
 BASE = {
     "target": {"name": "point_mass", "location": [1.0, -0.5]},

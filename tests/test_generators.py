@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import gandy
-from gandy.runs import config as C
 from gandy.core.step import advance, start
+from gandy.runs import config as C
 from gandy.runs.build import build
 
 LINES = {"target": {"name": "parallel_lines"}, "generator": {"name": "affine", "init_offset": 1.0},

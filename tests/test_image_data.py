@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from gandy.runs.config import ConfigError
 from gandy.core.images.data import color_mnist, color_mode_ids, grid, load_images, mnist
+from gandy.runs.config import ConfigError
 from gandy.views.plots import save_grid
 
 FIELD = "data.path"

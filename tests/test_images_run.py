@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import gandy
-from gandy.runs import config as C
+from gandy.core.images import quality as Q
 from gandy.core.images.classifier import load_classifier
 from gandy.core.images.data import mnist
 from gandy.core.images.evaluate import METRICS, Extractor, evaluate_images
-from gandy.core.images import quality as Q
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import build_target
+from gandy.runs import config as C
 
 TINY_IMG = {
     "target": {"name": "mnist"},

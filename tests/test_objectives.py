@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 
-from gandy.runs.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
 from gandy.core.nets.base import Critic
 from gandy.core.nets.features import Linear
 from gandy.core.nets.mlp import Mlp
-from gandy.runs.build import build
-from gandy.core.step import particle_force
 from gandy.core.objectives import GAMES, PENALTIES, input_grad
 from gandy.core.rng import Stream, member_keys
+from gandy.core.step import particle_force
+from gandy.runs.build import build
+from gandy.runs.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
 
 D64 = torch.float64
 
@@ -541,8 +541,8 @@ def test_wgan_clipping_keeps_every_critic_weight_in_range():
 
 
 def test_rmsprop_matches_torch():
-    from gandy.runs.config import CriticOptim
     from gandy.core.optim import BatchedOptimizer
+    from gandy.runs.config import CriticOptim
 
     torch.manual_seed(0)
     w0 = torch.randn(2, 3, dtype=torch.float64)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
+from gandy.core.metrics import phases as results
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.targets import build_target
-from gandy.core.metrics import phases as results
 from gandy.runs.config import PhaseConfig, load_config
 
 TARGET = build_target(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import torch
 
 import gandy
-from gandy.runs import config as C
-from gandy.core.metrics.phases import PHASES
-from gandy.studies.demo.experiment import demo_config
-from gandy.core.step import advance, start
-from gandy.runs.build import build
 from gandy.core.kernels import Dense
+from gandy.core.metrics.phases import PHASES
+from gandy.core.step import advance, start
+from gandy.runs import config as C
+from gandy.runs.build import build
+from gandy.studies.demo.experiment import demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,9 +20,9 @@ import yaml
 
 from gandy.runs import config as C
 from gandy.runs.config import ConfigError
-from gandy.views.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
-from gandy.views.plots import PHASE_COLORS
 from gandy.runs.store import principal_plane
+from gandy.views.plots import PHASE_COLORS
+from gandy.views.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
 
 from datafiles import synthetic_sweep
 
@@ -58,8 +58,8 @@ def gandy_cli(*args, cwd=None):
 def stores(tmp_path_factory):
     """One of each kind of run directory, made by the real commands."""
     from gandy import run
-    from gandy.studies.damping.model import run_damping
     from gandy.runs.sweep import run_sweep
+    from gandy.studies.damping.model import run_damping
 
     root = tmp_path_factory.mktemp("stores")
     run_sweep(C.load_config(SWEEP), root / "sweep")
@@ -558,8 +558,9 @@ def test_hostile_folder_names_and_config_strings_stay_text_in_chromium(tmp_path,
     """A collection whose run folders, configs, summaries, figures and tables are named and filled
     from :data:`HOSTILE`: in Chromium no dialog opens, no page is blank, every string shows as
     itself, every child link is a relative file link that opens that child's report."""
-    from PIL import Image
     from urllib.parse import unquote, urlsplit
+
+    from PIL import Image
 
     from gandy import run
     from gandy.runs.store import read_config_text

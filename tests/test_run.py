@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 import gandy
+from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES as ALL_PHASES
 from gandy.runs import loop
-from gandy.runs.build import build
 from gandy.runs.api import assemble
+from gandy.runs.build import build
 from gandy.runs.config import ConfigError, load_config
-from gandy.core.metrics.order import ORDER_PARAMETERS
 
 from conftest import TINY
 

@@ -444,9 +444,9 @@ def test_demo_phase_diagram_shows_what_the_readme_says(tmp_path):
     import math
 
     from gandy.runs.config import load_config
-    from gandy.studies.demo.experiment import PHASE_GRID
-    from gandy.studies.collapse_1d.experiment import base_config
     from gandy.runs.sweep import run_sweep
+    from gandy.studies.collapse_1d.experiment import base_config
+    from gandy.studies.demo.experiment import PHASE_GRID
 
     res, _, _ = run_sweep(load_config(base_config(), PHASE_GRID), tmp_path / "phase")
     small, large = res[res["kernel.g2"] < 0.01], res[res["kernel.g2"] > 0.4]

@@ -11,17 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 import pytest
 import yaml
 
 import gandy
-from gandy.runs import config as C
 from gandy.core.metrics.phases import PHASES
-from gandy.views.plots import phase_grid
-from gandy.views.plots import plot_sweep
-from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.runs import config as C
 from gandy.runs.store import final_particles
+from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.views.plots import phase_grid, plot_sweep
 
 BASE = {
     "target": {"name": "two_modes_1d"},

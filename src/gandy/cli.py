@@ -30,8 +30,8 @@ from typing import List, Optional
 import torch
 import typer
 
-from gandy.runs.api import run
 from gandy.core.errors import one_line
+from gandy.runs.api import run
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import output_lock, scoped_locks

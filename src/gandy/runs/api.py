@@ -24,14 +24,14 @@ from tqdm.auto import tqdm
 from gandy._version import __version__
 from gandy.core.images.evaluate import summarise
 from gandy.core.metrics.order import ORDER_PARAMETERS
+from gandy.core.metrics.phases import PHASES
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 from gandy.runs.budget import output_parts, require_disk
 from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
-from gandy.core.metrics.phases import PHASES
-from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.outputs import scoped_locks
+from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
 from gandy.runs.sweep import run_sweep
 

@@ -39,6 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gandy.core.kernels import TwoNumber
+from gandy.core.metrics.phases import PHASES
 from gandy.core.resources import host_memory, human
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.core.targets import build_target
@@ -47,9 +48,8 @@ from gandy.runs.budget import output_parts, require_disk
 from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
-from gandy.core.metrics.phases import PHASES
-from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.outputs import scoped_locks
+from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,

@@ -31,9 +31,9 @@ import datetime as _dt
 import json
 import math
 from importlib import resources
-from urllib.parse import quote
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gandy.runs.config import load_config
 from gandy.core.metrics.phases import SPLIT_FAILED
+from gandy.runs.config import load_config
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.collapse_1d.figures import plot_collapse_pair

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.core.targets import build_target
 from gandy.runs.config import load_config
-from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.mnist_collapse.figures import plot_mnist_collapse
