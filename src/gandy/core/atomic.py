@@ -132,7 +132,12 @@ def record(path: Path, directory: bool = False) -> None:
     root = owner(path)
     if root is None or manifest(root) is None:
         return
-    line = json.dumps(relative(root, path) + ("/" if directory else "")) + "\n"
+    _append(root, relative(root, path) + ("/" if directory else ""))
+
+
+def _append(root: Path, entry: str) -> None:
+    """Append ``entry`` (a relative path, ``/``-terminated for a folder) to ``root``'s manifest."""
+    line = json.dumps(entry) + "\n"
     fd = os.open(root / MARKER, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
     try:
         os.write(fd, line.encode())
@@ -172,7 +177,7 @@ def write_atomic(path: Path, data: bytes) -> None:
                 raise ConfigError(str(path), "exists and was not written by gandy; not overwriting it "
                                              "(move it out of the output)")
             if rel not in entries:  # a checkpoint rewritten every step is recorded once
-                record(path)
+                _append(root, rel)  # root and manifest known: no second walk up or read
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     except OSError as e:

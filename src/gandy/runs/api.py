@@ -27,7 +27,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
-from gandy.runs.budget import output_parts, require_disk
+from gandy.runs.budget import output_parts
 from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.outputs import scoped_locks
@@ -68,7 +68,7 @@ def run(
     sim = build(cfg, kernel_module)  # memory for all seeds checked here
     if out is not None:
         n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
-        prepare_out(Path(out), "run", force=force, need_bytes=require_disk(Path(out), output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False)))
+        prepare_out(Path(out), "run", force=force, need_parts=output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
     t0 = time.perf_counter()
     bar = None
     if progress:

@@ -181,18 +181,24 @@ def output_bytes(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool)
     return int(sum(output_parts(cfg, d, n_modes, members, sweep).values()))
 
 
+def existing_ancestor(path: Path) -> Path:
+    """``path`` (made absolute) or its nearest ancestor that exists."""
+    p = Path(os.path.abspath(path))
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
 def require_disk(out: Path, parts: dict) -> int:
     """Raise ConfigError, naming the field behind the largest of ``parts`` (:func:`output_parts`),
     unless the filesystem that will hold ``out`` (its nearest existing ancestor) has room for their
     sum; returns the sum in bytes. Nothing is written."""
     need = int(sum(parts.values()))
-    where = Path(os.path.abspath(out))
-    while not where.exists() and where != where.parent:
-        where = where.parent
+    where = existing_ancestor(out)
     try:
         free = shutil.disk_usage(where).free
     except OSError:
-        return need  # the output check (gandy.runs.store.prepare_out) says what is wrong with the place
+        return need  # the output check (gandy.runs.outputs.check_writable) says what is wrong with the place
     if need > free:
         field = max(parts, key=parts.get)
         raise C.ConfigError(field, f"the output would need about {human(need)} of disk (largest part: {field} "
@@ -201,4 +207,4 @@ def require_disk(out: Path, parts: dict) -> int:
 
 
 __all__ = ["memory_parts", "require_memory", "available_memory", "output_parts", "output_bytes", "require_disk",
-           "human", "critic_units", "parameter_count"]
+           "existing_ancestor", "human", "critic_units", "parameter_count"]

@@ -818,8 +818,9 @@ def load_config(source: Union[str, Path, dict, "Config", None] = None, overrides
         data = source
     else:
         path = check_data_file(source, "config", expected="a YAML config file")  # never opens a FIFO or device
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError("config", f"{path} holds {path.stat().st_size:,} bytes; a config is at most "
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError("config", f"{path} holds {size:,} bytes; a config is at most "
                                         f"{MAX_CONFIG_BYTES:,} (is it the right file?)")
         try:
             text = path.read_text()

@@ -45,7 +45,7 @@ from gandy.core.atomic import (
     write_atomic,
 )
 from gandy.core.errors import ConfigError
-from gandy.runs.budget import human
+from gandy.runs.budget import existing_ancestor, require_disk
 
 RESUMABLE = ("sweep", "experiment")
 """Kinds of output that ``--resume`` finishes."""
@@ -174,18 +174,13 @@ def _protected(path: Path) -> Optional[str]:
     return None
 
 
-def _existing_ancestor(path: Path) -> Path:
-    p = Path(os.path.abspath(path))
-    while not p.exists():
-        p = p.parent
-    return p
-
-
-def check_writable(out: Path, need_bytes: int = 0) -> None:
+def check_writable(out: Path, need_parts: Optional[dict] = None) -> None:
     """Raise ConfigError("out", ...) unless ``out`` can be created (its nearest existing ancestor is a
-    folder gandy can write to, probed with a temporary folder it removes again) and the filesystem
-    has ``need_bytes`` free."""
-    anc = _existing_ancestor(out)
+    folder gandy can write to, probed with a temporary folder it removes again), and, with
+    ``need_parts`` (bytes by the config field that drives them: :func:`gandy.runs.budget.output_parts`),
+    unless the filesystem has their sum free (:func:`gandy.runs.budget.require_disk`, which names the
+    field behind the largest part)."""
+    anc = existing_ancestor(out)
     if not anc.is_dir():
         raise ConfigError("out", f"cannot create {out}: {anc} is a file, not a folder")
     try:
@@ -193,14 +188,12 @@ def check_writable(out: Path, need_bytes: int = 0) -> None:
         os.rmdir(probe)
     except OSError as e:
         raise ConfigError("out", f"cannot write to {anc}: {e.strerror or e}") from None
-    if need_bytes:
-        free = shutil.disk_usage(anc).free
-        if need_bytes > free:
-            raise ConfigError("out", f"{out} would need about {human(need_bytes)} of disk but "
-                                     f"{anc} has {human(free)} free")
+    if need_parts:
+        require_disk(out, need_parts)
 
 
-def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0) -> str:
+def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0,
+                need_parts: Optional[dict] = None) -> str:
     """Check ``out`` before any work and take its lock (:func:`acquire`): returns ``"new"`` (absent
     or an empty folder), ``"replace"`` (a gandy output that ``force`` allows to be replaced) or
     ``"resume"`` (a gandy output of this kind to finish). Everything else raises
@@ -213,7 +206,8 @@ def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False,
       or ``resume`` on a gandy output of another kind (the caller checks the config matches);
     * ``force`` on a gandy output holding files gandy did not write, or a mount point;
     * an output another process is writing;
-    * a location that cannot be written or lacks ``need_bytes`` of free disk.
+    * a location that cannot be written or lacks free disk for ``need_parts`` (bytes by the field
+      that drives them, checked after everything above) or ``need_bytes`` (counted as ``out``).
     """
     out = Path(out)
     if str(out).strip() in ("", "."):
@@ -249,7 +243,10 @@ def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False,
             raise ConfigError("out", f"{out} already exists ({hint})")
     else:
         state = "new"
-    check_writable(out, need_bytes)
+    need = dict(need_parts or {})
+    if need_bytes:
+        need["out"] = need.get("out", 0) + need_bytes
+    check_writable(out, need)
     acquire(out)
     return state
 

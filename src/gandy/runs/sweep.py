@@ -44,7 +44,7 @@ from gandy.core.resources import host_memory, human
 from gandy.core.step import MemberValues, get_dotted, member_keys_of
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.runs.budget import output_parts, require_disk
+from gandy.runs.budget import output_parts
 from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
@@ -497,7 +497,7 @@ def run_sweep(
         write_marker(out, "sweep", manifest=False)  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if sim0.target.modes is None else int(sim0.target.modes.shape[0])
     state = prepare_out(out, "sweep", force=force, resume=resume,
-                        need_bytes=require_disk(out, output_parts(cfg, sim0.d, n_modes, len(p.members), sweep=True)))
+                        need_parts=output_parts(cfg, sim0.d, n_modes, len(p.members), sweep=True))
     if state == "resume":
         if sweep_config(out) != resolved:
             raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
