@@ -41,7 +41,7 @@ GB = 1_000_000_000
 
 # A gandy process that sets its own address-space limit (RLIMIT_AS) to what it maps after its
 # imports plus GANDY_TEST_AS_ROOM bytes, as ``ulimit -v`` would, then runs the CLI and reports on
-# stdout the seconds the command took and its peak resident set (ru_maxrss, kB).
+# stdout the seconds the command took, its peak resident set (ru_maxrss, kB) and that peak before the command.
 WRAPPER = r"""
 import os, resource, sys, time
 import gandy.runs.api, gandy.runs.sweep
@@ -51,13 +51,14 @@ if room:
     with open("/proc/self/status") as fh:
         vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
     resource.setrlimit(resource.RLIMIT_AS, (vm + int(room), resource.getrlimit(resource.RLIMIT_AS)[1]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 code = 0
 try:
     main(sys.argv[1:])
 except SystemExit as e:
     code = e.code
-print(f"LIMITS {time.perf_counter() - t:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+print(f"LIMITS {time.perf_counter() - t:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {before}")
 sys.exit(code)
 """
 
@@ -107,8 +108,10 @@ def subprocess_runs(tmp_path_factory):
             stdout, stderr = p.communicate()
             rc = None
         stats = [ln.split() for ln in stdout.splitlines() if ln.startswith("LIMITS ")]
-        seconds, maxrss_kb = (float(stats[0][1]), int(stats[0][2])) if stats else (None, None)
-        done[name] = {"rc": rc, "stderr": stderr, "out": out, "seconds": seconds, "maxrss": (maxrss_kb or 0) * 1024}
+        seconds, maxrss_kb, before_kb = (float(stats[0][1]), int(stats[0][2]), int(stats[0][3])) if stats \
+            else (None, None, None)
+        done[name] = {"rc": rc, "stderr": stderr, "out": out, "seconds": seconds, "maxrss": (maxrss_kb or 0) * 1024,
+                      "grown": ((maxrss_kb or 0) - (before_kb or 0)) * 1024}
     return done
 
 
@@ -129,13 +132,15 @@ def test_address_space_limit_refuses_a_run_before_it_starts(subprocess_runs):
 
 
 def test_the_estimate_does_not_allocate_the_critic_it_estimates(subprocess_runs):
-    """A critic of 10^8 units (300 million parameters per member) is refused, on its width, in
-    seconds and without the process ever holding 1.5 GB."""
+    """A critic of 10^8 units (300 million parameters per member, 1.2 GB for one member's weights)
+    is refused, on its width, in seconds, and the command adds less than 0.2 GB to the peak the
+    process had after its imports (which varies with the machine: 1.4-1.5 GB here, so an absolute
+    bound on the peak was flaky)."""
     run = subprocess_runs["wide_critic"]
     line = _subprocess_error(run, "critic.widths")
     assert "needs about" in line
     assert run["seconds"] < 5, run
-    assert run["maxrss"] < 1.5 * GB, run
+    assert run["grown"] < 0.2 * GB, run
 
 
 @pytest.mark.parametrize("target", ["images", "empirical"])
