@@ -1,4 +1,4 @@
-"""Batched critics (gandy.critics) and the batched critic optimiser (gandy.game.BatchedOptimizer)."""
+"""Batched critics (gandy.core.nets) and the batched critic optimiser (gandy.core.optim.BatchedOptimizer)."""
 
 from __future__ import annotations
 
