@@ -50,6 +50,7 @@ from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.results import add_image_metrics, member_tables
+from gandy.runs.snapshots import sweep_snapshots
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,
@@ -59,7 +60,6 @@ from gandy.runs.store import (
     remove_output,
     start_sweep,
     sweep_config,
-    sweep_snapshots,
     write_chunk,
     write_marker,
     write_tables,
