@@ -30,12 +30,12 @@ class Experiment:
     run: Callable
 
 
-def packaged(module: str) -> dict:
-    """The raw mapping of the ``config.yaml`` beside ``module`` (a study's ``__name__``), parsed like
-    a user's file (duplicate keys refused)."""
+def packaged(module: str, name: str = "config.yaml") -> dict:
+    """The raw mapping of the YAML file ``name`` beside ``module`` (a study's ``__name__``; its
+    ``config.yaml`` by default), parsed like a user's file (duplicate keys refused)."""
     package = module.rpartition(".")[0]
-    label = f"{package.replace('.', '/')}/config.yaml"
-    return load_yaml(resources.files(package).joinpath("config.yaml").read_text(), label)
+    label = f"{package.replace('.', '/')}/{name}"
+    return load_yaml(resources.files(package).joinpath(name).read_text(), label)
 
 
 def open_study(out: Path, force: bool = False, resume: bool = False) -> Path:

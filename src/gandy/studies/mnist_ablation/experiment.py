@@ -1,6 +1,7 @@
 """mnist-ablation: what each of the authors' conventions changes in the 784-D effective model.
 
-Starts from mnist-collapse's config (the authors' conventions, docs/bridge.md) and changes one
+Starts from ``config.yaml`` (beside this module; mnist-collapse's set-up, the authors'
+conventions, docs/bridge.md) and changes one
 choice at a time (``VARIANTS``), each run as a small sweep over g2/g1 at one critic learning rate
 into ``OUT/<variant>/``. Writes ``OUT/ablation.parquet`` (one row per variant and g2/g1: phase,
 margin, the largest and the final force norm, the final mean particle norm, mean |cos|,
@@ -16,10 +17,10 @@ import pandas as pd
 
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
+from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, write_summary
+from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.mnist_ablation.figures import plot_ablation
-from gandy.studies.mnist_collapse.experiment import base_config, digit_stats
 
 DESCRIPTION = "784-D: the authors' conventions one at a time (force, norm, phase per variant)"
 X = "kernel.g2"
@@ -45,6 +46,10 @@ VARIANTS: dict[str, list[str]] = {
 }
 """Each variant's overrides of the authors' conventions (``gandy_before``: gandy's earlier set-up:
 per-point penalty, one critic step with a persistent Adam, a [512] critic, particles at N(0, 0.1^2))."""
+
+
+def base_config() -> dict:
+    return packaged(__name__)
 
 
 def summarise(metrics: pd.DataFrame, results: pd.DataFrame, variant: str) -> pd.DataFrame:

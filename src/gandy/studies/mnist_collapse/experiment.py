@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.core.targets import build_target
 from gandy.runs.config import load_config
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
@@ -29,17 +28,6 @@ X, Y = "kernel.g2", "optim.critic.lr"
 
 def base_config() -> dict:
     return packaged(__name__)
-
-
-def digit_stats(target_cfg) -> dict:
-    """The target digits' own mean |cos| between pairs and mean norm (standardised pixels): the
-    reference an uncollapsed cloud is compared with (100 zeros: 0.48, 31.6; ten of each class:
-    0.30, 27.3)."""
-    d = build_target(target_cfg).data.double()  # (n, 784)
-    u = d / d.norm(dim=1, keepdim=True)
-    c = (u @ u.T).abs()
-    n = len(d)
-    return {"mean_abs_cos": float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), "mean_norm": float(d.norm(dim=1).mean())}
 
 
 def quick_overrides() -> list[str]:

@@ -2,8 +2,8 @@
 
 Goodfellow et al. (2014) replace the minimax generator loss log(1 - D) by -log D because, once the
 critic is confident, sigma(f) -> 0 on generated points and mm's gradient sigma(f) grad f vanishes
-while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator, the many-paths
-config) this study runs mm and ns for every critic strength in ``CRITICS`` (optimiser, learning
+while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator; ``config.yaml``
+beside this module, many-paths' set-up) this study runs mm and ns for every critic strength in ``CRITICS`` (optimiser, learning
 rate, steps per generator step, steps before the first generator step) and both generator
 optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam divides it out), seeds 0-2,
 into ``OUT/<critic>/<generator>/<game>/``, with the generator's gradient logged as
@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gandy.core.metrics.convergence import w1_measures
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
-from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.many_paths.experiment import configs as many_paths_configs
-from gandy.studies.penalties.experiment import w1_measures
+from gandy.studies.base import Experiment, open_study, packaged, write_summary
 from gandy.studies.saturation.figures import plot_saturation
 
 DESCRIPTION = "mm vs ns on parallel_lines over critic strength (optimiser, lr, steps, pre-training) and SGD vs Adam generators: where mm's gradient vanishes"
@@ -51,7 +50,7 @@ def _slug(name: str) -> str:
 def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
         executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
     out = Path(out)
-    base = many_paths_configs()["parallel_lines"]
+    base = packaged(__name__)
     critics = QUICK_CRITICS if quick else tuple(CRITICS)
     cfgs = {(c, g, game): load_config(base, [f"objective={game}", f"optim.critic={CRITICS[c]}", f"optim.generator={GENERATORS[g]}",
                                              *(QUICK if quick else RUN), *overrides])
