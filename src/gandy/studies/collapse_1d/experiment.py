@@ -15,7 +15,7 @@ import pandas as pd
 from gandy.runs.config import load_config
 from gandy.runs.summaries import collapse_boundary
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.collapse_1d.figures import plot_collapse_pair
 from gandy.views.plots import plot_sweep
 
@@ -30,16 +30,14 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {name: load_config(base_config(), [*(QUICK if quick else []), *extra, *overrides]) for name, extra in CRITICS.items()}
-    open_study(out, force, resume)
-    tables, summary = [], {"experiment": "collapse-1d", "quick": quick, "critics": {}}
+    cfgs = {name: load_config(base_config(), [*(QUICK if options.quick else []), *extra, *options.overrides]) for name, extra in CRITICS.items()}
+    open_study(out, options)
+    tables, summary = [], {"experiment": "collapse-1d", "quick": options.quick, "critics": {}}
     for name, cfg in cfgs.items():
-        echo(f"collapse-1d: {name} critic")
-        res, _, s = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, draw=plot_sweep, **run_options)
+        options.echo(f"collapse-1d: {name} critic")
+        res, _, s = run_sweep(cfg, out / name, draw=plot_sweep, **options.sweep())
         b = collapse_boundary(res, X, Y).assign(critic=name)
         tables.append(b)
         summary["critics"][name] = {"phase_counts": s["phase_counts"], "boundary": b.drop(columns="critic").to_dict(orient="records")}

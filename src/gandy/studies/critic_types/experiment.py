@@ -22,7 +22,7 @@ from gandy.runs import config as C
 from gandy.runs.config import load_config
 from gandy.runs.summaries import collapse_boundary
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.critic_types.figures import plot_boundaries, plot_phase_maps
 
 DESCRIPTION = "collapse phase diagrams (1-D two modes, 2-D ring) per critic type, boundaries overlaid"
@@ -48,18 +48,16 @@ def critics() -> dict:
     return {name: c.model_dump(mode="json") for name, c in _CRITICS.validate_python(packaged(__name__)["critics"]).items()}
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if quick else []), "seeds=[0, 1, 2]",
-                                                *overrides, f"critic={critic}"])
+    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if options.quick else []), "seeds=[0, 1, 2]",
+                                                *options.overrides, f"critic={critic}"])
             for t, extra in TARGETS.items() for c, critic in critics().items()}  # every sweep validated first
-    open_study(out, force, resume)
-    tables, summary, dirs = [], {"experiment": "critic-types", "quick": quick, "runs": {}}, {}
+    open_study(out, options)
+    tables, summary, dirs = [], {"experiment": "critic-types", "quick": options.quick, "runs": {}}, {}
     for (t, c), cfg in cfgs.items():
-        echo(f"critic-types: {t} / {c}")
-        res, _, s = run_sweep(cfg, out / t / c, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, **run_options)
+        options.echo(f"critic-types: {t} / {c}")
+        res, _, s = run_sweep(cfg, out / t / c, **options.sweep())
         tables.append(collapse_boundary(res, X, Y).assign(target=t, critic=c))
         summary["runs"][f"{t}/{c}"] = s["phase_counts"]
         dirs[(t, c)] = out / t / c

@@ -19,7 +19,7 @@ from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
 from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_ablation.figures import plot_ablation
 
 DESCRIPTION = "784-D: the authors' conventions one at a time (force, norm, phase per variant)"
@@ -60,21 +60,19 @@ def summarise(metrics: pd.DataFrame, results: pd.DataFrame, variant: str) -> pd.
     return results[cols].join(peak, on="member").assign(variant=variant)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {name: load_config(base_config(), [*GRID, *extra, *(QUICK if quick else []), *overrides])
+    cfgs = {name: load_config(base_config(), [*GRID, *extra, *(QUICK if options.quick else []), *options.overrides])
             for name, extra in VARIANTS.items()}  # every variant validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     rows, series = [], []
     for name, cfg in cfgs.items():
-        echo(f"mnist-ablation: {name}")
-        res, met, _ = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                                progress=progress, echo=echo, **run_options)
+        options.echo(f"mnist-ablation: {name}")
+        res, met, _ = run_sweep(cfg, out / name, **options.sweep())
         rows.append(summarise(met, res, name))
         series.append(met[["member", X, "step", "force_norm", "mean_norm"]].assign(variant=name))
     table = pd.concat(rows, ignore_index=True)
-    write_summary(out, {"experiment": "mnist-ablation", "quick": quick, "variants": VARIANTS,
+    write_summary(out, {"experiment": "mnist-ablation", "quick": options.quick, "variants": VARIANTS,
                         "rows": table.to_dict(orient="records")}, {"ablation": table})
     norm = digit_stats(next(iter(cfgs.values())).target)["mean_norm"]
     return [plot_ablation(pd.concat(series, ignore_index=True), out / "figures" / "mnist-ablation.png", X, norm)]

@@ -20,7 +20,7 @@ import yaml
 from gandy.runs.config import load_config
 from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_slices.figures import plot_slices
 from gandy.views.plots import plot_final_samples
 
@@ -50,23 +50,21 @@ def slice_overrides(axes: dict) -> list[str]:
     return [f"sweep.{k}={yaml.safe_dump(vals, default_flow_style=True).strip()}" for k, vals in axes.items()]
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     base = base_config()
-    slices = QUICK_SLICES if quick else SLICES
-    cfgs = {name: load_config(base, [*(QUICK if quick else []), *slice_overrides(axes), *overrides])
+    slices = QUICK_SLICES if options.quick else SLICES
+    cfgs = {name: load_config(base, [*(QUICK if options.quick else []), *slice_overrides(axes), *options.overrides])
             for name, axes in slices.items()}  # every sweep validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     tables = []
     for name, cfg in cfgs.items():
-        echo(f"mnist-slices: {name}")
-        res, _, _ = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, **run_options)
+        options.echo(f"mnist-slices: {name}")
+        res, _, _ = run_sweep(cfg, out / name, **options.sweep())
         tables.append(res.drop(columns=[c for c in ("samples_uint8",) if c in res]).assign(slice=name))
     table = pd.concat(tables, ignore_index=True)
     digits = load_config(base, []).target
-    write_summary(out, {"experiment": "mnist-slices", "quick": quick,
+    write_summary(out, {"experiment": "mnist-slices", "quick": options.quick,
                         "runs": table[["slice", X, Y, "phase", "phase_margin", "mean_abs_cos", "mean_norm",
                                        "coverage_kl", "force_norm"]].to_dict(orient="records")},
                   {"slices": table})

@@ -21,7 +21,7 @@ from gandy.core.metrics.convergence import W1_REACHED, w1_measures
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.penalties.figures import plot_penalties
 
 DESCRIPTION = "ns vs gan_gp, dragan_ns, ns + R1 (and wgan vs wgan_gp) over lambda x learning rate x critic steps: W1 swing, time to W1 < 0.1"
@@ -61,19 +61,18 @@ def measures(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     return results[keep].merge(pd.DataFrame(rows), on="member")
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     bases = configs()
-    targets = list(QUICK) if quick else list(GRID)
-    cfgs = {(t, g): load_config(bases[t], [*over, *(QUICK[t] if quick else RUN[t]), *_sweep(t, g, quick), *overrides])
+    targets = list(QUICK) if options.quick else list(GRID)
+    cfgs = {(t, g): load_config(bases[t], [*over, *(QUICK[t] if options.quick else RUN[t]), *_sweep(t, g, options.quick),
+                                           *options.overrides])
             for t in targets for g, over in GAMES.items()}  # every sweep validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     tables = []
     for (target, game), cfg in cfgs.items():
-        echo(f"penalties: {target} / {game}")
-        res, met, _ = run_sweep(cfg, out / target / game, resume=resume, executor=executor, address=address,
-                                progress=progress, echo=echo, **run_options)
+        options.echo(f"penalties: {target} / {game}")
+        res, met, _ = run_sweep(cfg, out / target / game, **options.sweep())
         t = measures(res, met).assign(target=target, game=game)
         if LAMBDA not in t:
             t[LAMBDA] = 0.0  # the unpenalised games
@@ -84,7 +83,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                                 seeds=("seed", "count"),
                                 phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
     agg = agg.reset_index()
-    write_summary(out, {"experiment": "penalties", "quick": quick, "w1_reached": W1_REACHED,
+    write_summary(out, {"experiment": "penalties", "quick": options.quick, "w1_reached": W1_REACHED,
                         "cells": agg.to_dict(orient="records")}, {"penalties": table, "cells": agg})
     shown = {t: float(bases[t]["optim"]["generator"]["lr"]) for t in targets}  # many-paths' own rate
     return plot_penalties(read_parquet(out / "penalties.parquet"), out, {t: out / t for t in targets}, shown,
