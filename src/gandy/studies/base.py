@@ -1,9 +1,12 @@
-"""What every study shares, written once: its packaged config, its output folder, its summary.
+"""What every study shares, written once: how it is run (``StudyOptions``), its packaged config,
+its output folder, its summary.
 
 A study lives in one folder ``gandy/studies/<name>/``: ``config.yaml`` (its packaged config),
 ``experiment.py`` (``EXPERIMENT``: the name ``gandy run NAME`` takes, a description and ``run``),
 ``figures.py`` and, where it has domain code of its own, ``model.py``. ``EXPERIMENTS`` in
-``gandy/studies/__init__.py`` lists them (docs/architecture.md, "add an experiment").
+``gandy/studies/__init__.py`` lists them (docs/architecture.md, "add an experiment"). A study
+imports only this module and its own folder; what several studies use lives in runs/ or core/
+(tests/test_architecture.py).
 """
 
 from __future__ import annotations
