@@ -3,11 +3,11 @@
 Goodfellow et al. (2014) replace the minimax generator loss log(1 - D) by -log D because, once the
 critic is confident, sigma(f) -> 0 on generated points and mm's gradient sigma(f) grad f vanishes
 while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator; ``config.yaml``
-beside this module, many-paths' set-up) this study runs mm and ns for every critic strength in ``CRITICS`` (optimiser, learning
-rate, steps per generator step, steps before the first generator step) and both generator
-optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam divides it out), seeds 0-2,
-into ``OUT/<critic>/<generator>/<game>/``, with the generator's gradient logged as
-``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
+beside this module, many-paths' set-up) this study runs mm and ns for every critic strength in
+``CRITICS`` (optimiser, learning rate, steps per generator step, steps before the first generator
+step) and both generator optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam
+divides it out), seeds 0-2, into ``OUT/<critic>/<generator>/<game>/``, with the generator's
+gradient logged as ``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
 seed, the force at the first logged step and its median over the run, the mm / ns ratio of the
 first, time to W1 < 0.1, final W1 and phase. ``OUT/figures/saturation.png``: force and W1
 against step per cell.
