@@ -1,9 +1,11 @@
 """The package's layers, enforced on its import graph (docs/architecture.md).
 
 ``cli -> studies -> views -> runs -> core``: a module imports only from its own layer or below,
-views read files only through ``runs.store``, the core knows nothing of config parsing, files or
-figures, no module imports (directly or through others) one that imports it back, and imports sit
-at the top of modules (inside a function only for an optional extra, each named here).
+views read files only through ``runs.store`` (and use ``runs.snapshots``' computations), a study
+imports no other study (only ``studies.base`` and its own folder), the core knows nothing of config
+parsing, files or figures, no module imports (directly or through others) one that imports it
+back, and imports sit at the top of modules (inside a function only for an optional extra, each
+named here).
 """
 
 from __future__ import annotations
@@ -149,18 +151,43 @@ def layer(module: str) -> int:
     raise KeyError(f"{module} is in no layer: add its folder to LAYERS and docs/architecture.md")
 
 
+VIEWS_READ = ("gandy.runs.store", "gandy.runs.snapshots")
+"""What views may import of runs/: the store (every file they read) and the snapshot computations
+(evenly spaced frames, the principal plane), which read no file."""
+
+
+def study_of(module: str) -> str:
+    """The study folder a module of gandy.studies belongs to ("" for the registry, ``gandy.studies``,
+    and for ``gandy.studies.base``, which every study shares)."""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["gandy", "studies"] and parts[2] != "base" else ""
+
+
 def upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """Imports that point up the layers, and views reading runs other than through the store."""
+    """Imports that point up the layers, views reading runs other than through the store, and a
+    study importing another study (a study may import ``gandy.studies.base`` and its own folder)."""
     bad = [(m, d) for m, deps in graph.items() for d in deps if layer(d) > layer(m)]
     bad += [(m, d) for m, deps in graph.items() if m.startswith("gandy.views")
-            for d in deps if d.startswith("gandy.runs") and d != "gandy.runs.store"]
+            for d in deps if d.startswith("gandy.runs") and d not in VIEWS_READ]
+    bad += [(m, d) for m, deps in graph.items() if study_of(m)
+            for d in deps if d.startswith("gandy.studies") and d != "gandy.studies.base" and study_of(d) != study_of(m)]
     return sorted(bad)
 
 
 def test_the_layer_check_finds_a_planted_upward_import():
     g = {"gandy.core.step": {"gandy.runs.loop"}, "gandy.runs.loop": {"gandy.core.step"},
-         "gandy.views.report": {"gandy.runs.sweep", "gandy.runs.store"}, "gandy.cli": {"gandy.studies"}}
+         "gandy.views.report": {"gandy.runs.sweep", "gandy.runs.store", "gandy.runs.snapshots"}, "gandy.cli": {"gandy.studies"}}
     assert upward(g) == [("gandy.core.step", "gandy.runs.loop"), ("gandy.views.report", "gandy.runs.sweep")]
+
+
+def test_the_layer_check_finds_an_import_between_studies():
+    g = {"gandy.studies.demo.experiment": {"gandy.studies.base", "gandy.studies.demo.figures",
+                                           "gandy.studies.collapse_1d.experiment"},
+         "gandy.studies.penalties": {"gandy.studies.many_paths"},
+         "gandy.studies": {"gandy.studies.demo.experiment", "gandy.studies.base"},
+         "gandy.studies.base": {"gandy.runs.store"}}
+    assert upward(g) == [("gandy.studies.demo.experiment", "gandy.studies.collapse_1d.experiment"),
+                         ("gandy.studies.penalties", "gandy.studies.many_paths")]
 
 
 def test_every_import_points_down_the_layers():

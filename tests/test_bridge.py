@@ -8,6 +8,7 @@ import torch
 
 from gandy.core.kernels import NtkMlp, empirical_ntk, sphere_latents
 from gandy.runs import config as C
+from gandy.studies.base import StudyOptions
 from gandy.studies.bridge.experiment import spec
 from gandy.studies.bridge.model import SIDES, run_bridge, summarise
 
@@ -69,12 +70,12 @@ def test_bridge_experiment_writes_its_tables_and_figure(tmp_path):
 
     from gandy.studies.bridge.experiment import run
 
-    figs = run(tmp_path / "b", quick=True, overrides=["steps=4", "log_every=2", "particles.n=16"],
-               progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "b", StudyOptions(quick=True, overrides=["steps=4", "log_every=2", "particles.n=16"],
+                            progress=False, echo=lambda s: None))
     assert figs[0].exists() and figs[0].stat().st_size > 10000
     table = pd.read_parquet(tmp_path / "b" / "bridge.parquet")
     assert sorted(table.width.unique()) == sorted(spec()["widths"]) and set(table.side) == set(SIDES)
     summ = json.loads((tmp_path / "b" / "summary.json").read_text())["summary"]
     assert len(summ) == 2 * len(spec()["widths"])  # two particle sides per width
     with pytest.raises(C.ConfigError):
-        run(tmp_path / "b", quick=True, progress=False, echo=lambda s: None)  # exists: needs --force
+        run(tmp_path / "b", StudyOptions(quick=True, progress=False, echo=lambda s: None))  # exists: needs --force

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from gandy.runs import config as C
+from gandy.studies.base import StudyOptions
 from gandy.studies.critic_types.experiment import TARGETS, critics, run
 from gandy.studies.frequency.experiment import settings
 from gandy.studies.mnist_ablation.experiment import VARIANTS, summarise
@@ -18,7 +19,7 @@ def test_critic_types_are_the_frequency_experiments_critics():
 
 def test_tiny_critic_types_run_writes_a_boundary_per_target_critic_and_lr(tmp_path):
     over = ["steps=20", "log_every=10", "particles.n=16", "sweep={kernel.g2: [0.001, 0.5], optim.critic.lr: [0.001, 0.01]}"]
-    figs = run(tmp_path / "ct", overrides=over, progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "ct", StudyOptions(overrides=over, progress=False, echo=lambda s: None))
     assert [f.name for f in figs] == ["critic-types.png", "critic-types-phases.png"]
     b = pd.read_parquet(tmp_path / "ct" / "boundary.parquet")
     assert len(b) == len(TARGETS) * len(critics()) * 2
@@ -49,7 +50,7 @@ def test_tiny_mnist_ablation_writes_its_table_and_figure(tmp_path):
 
     over = ["steps=2", "log_every=1", "optim.critic.steps=2", "optim.critic.startup_steps=2",
             "sweep={kernel.g2: [0.01, 0.977]}"]
-    figs = run_ablation(tmp_path / "ma", overrides=over, progress=False, echo=lambda s: None)
+    figs = run_ablation(tmp_path / "ma", StudyOptions(overrides=over, progress=False, echo=lambda s: None))
     assert figs[0].name == "mnist-ablation.png" and figs[0].stat().st_size > 10_000
     t = pd.read_parquet(tmp_path / "ma" / "ablation.parquet")
     assert len(t) == 2 * len(VARIANTS) and set(t.variant) == set(VARIANTS)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gandy.runs import config as C
+from gandy.studies.base import StudyOptions
 from gandy.studies.frequency.experiment import run, settings
 from gandy.studies.frequency.model import fit_curves, fit_times, frequency_exponent, target_function
 
@@ -64,7 +65,7 @@ def test_settings_refuse_bad_input_naming_the_field():
 def test_tiny_run_writes_tables_and_figures(tmp_path):
     over = ["critics={relu: {name: mlp, widths: [16]}, rbf: {name: rbf, sigma: 0.5, centers: 16}}",
             "frequencies=[1, 4]", "learning_rates=[0.003]", "steps=40", "log_every=10", "points=64"]
-    figs = run(tmp_path / "f", overrides=over, progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "f", StudyOptions(overrides=over, progress=False, echo=lambda s: None))
     assert [f.name for f in figs] == ["frequency.png", "frequency-curves.png"] and all(f.stat().st_size > 10_000 for f in figs)
     times = pd.read_parquet(tmp_path / "f" / "fit_times.parquet")
     assert set(times.critic) == {"relu", "rbf"} and set(times.family) == {"sin", "bumps"} and len(times) == 2 * 2 * 2 * 3  # critics x families x k x the 3 default seeds

@@ -11,6 +11,7 @@ import gandy
 from gandy.core.step import advance, start
 from gandy.runs import config as C
 from gandy.runs.build import build
+from gandy.studies.base import StudyOptions
 
 LINES = {"target": {"name": "parallel_lines"}, "generator": {"name": "affine", "init_offset": 1.0},
          "objective": "ns", "penalty": None, "critic": {"name": "mlp", "widths": [64]},
@@ -94,7 +95,7 @@ def test_particle_runs_track_divergences_only_when_asked():
 def test_many_paths_experiment_writes_its_tables_and_figures(tmp_path):
     from gandy.studies.many_paths.experiment import GAMES_RUN, run
 
-    figs = run(tmp_path / "mp", quick=True, overrides=["steps=40"], progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "mp", StudyOptions(quick=True, overrides=["steps=40"], progress=False, echo=lambda s: None))
     assert len(figs) == 5 and all(f.stat().st_size > 5000 for f in figs)
     import pandas as pd
 

@@ -18,6 +18,7 @@ from gandy.core.images.evaluate import METRICS, Extractor, evaluate_images
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import build_target
 from gandy.runs import config as C
+from gandy.studies.base import StudyOptions
 
 TINY_IMG = {
     "target": {"name": "mnist"},
@@ -124,7 +125,7 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     ns, gp = game_config("ns", True, over), game_config("gan_gp", True, over)
     assert "penalty.weight" not in ns.search["params"] and ns.penalty.name == "none"
     assert gp.penalty.name == "wgan_gp" and "penalty.weight" in gp.search["params"]
-    figs = run(tmp_path / "rob", quick=True, overrides=over, progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, progress=False, echo=lambda s: None))
     assert [f.name for f in figs] == ["fid.png", "modes.png", "samples.png"]
     table = pd.read_parquet(tmp_path / "rob" / "robustness.parquet")
     assert sorted(set(table.game)) == ["dragan_ns", "gan_gp", "ns", "wgan_gp"]
@@ -133,7 +134,7 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     summary = json.loads((tmp_path / "rob" / "summary.json").read_text())
     assert set(summary["games"]) == set(table.game) and "median" in summary["games"]["ns"]["fid"]
     # resuming a finished study recomputes nothing and gives the same table
-    run(tmp_path / "rob", quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None)
+    run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)
 
 

@@ -10,13 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
+from gandy.core.metrics.convergence import w1_measures
 from gandy.core.step import generator_update, start
 from gandy.runs import config as C
 from gandy.runs.api import run as run_one
 from gandy.runs.build import build
 from gandy.runs.sweep import expand
+from gandy.studies.base import StudyOptions
 from gandy.studies.penalties.experiment import run as run_penalties
-from gandy.studies.penalties.experiment import w1_measures
 from gandy.studies.saturation.experiment import run as run_saturation
 
 LINES = {"target": {"name": "parallel_lines"}, "generator": {"name": "affine", "init_offset": 1.0},
@@ -101,7 +102,7 @@ def test_w1_measures_by_hand():
 
 @pytest.mark.slow
 def test_penalties_quick_one_centred_penalties_swing_where_r1_does_not(tmp_path):
-    run_penalties(tmp_path / "pen", quick=True, progress=False, echo=lambda s: None)
+    run_penalties(tmp_path / "pen", StudyOptions(quick=True, progress=False, echo=lambda s: None))
     cells = pd.read_parquet(tmp_path / "pen" / "cells.parquet")
     at = cells[(cells["penalty.weight"] == 10.0) & (cells["optim.critic.steps"] == 5)].set_index("game").w1_swing
     assert at["gan_gp"] > 3 * at["ns_r1"] and at["wgan_gp"] > 3 * at["ns_r1"]
@@ -111,7 +112,7 @@ def test_penalties_quick_one_centred_penalties_swing_where_r1_does_not(tmp_path)
 
 @pytest.mark.slow
 def test_saturation_quick_a_confident_critic_starves_minimax_only(tmp_path):
-    run_saturation(tmp_path / "sat", quick=True, progress=False, echo=lambda s: None)
+    run_saturation(tmp_path / "sat", StudyOptions(quick=True, progress=False, echo=lambda s: None))
     cells = pd.read_parquet(tmp_path / "sat" / "cells.parquet")
     ratio = cells.groupby("critic").mm_over_ns_first_force.median()
     assert ratio["sgd 0.1 x5 +500"] < 0.1 and ratio["adam 1e-4 x1"] > 0.5

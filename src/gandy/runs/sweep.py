@@ -13,7 +13,7 @@ outside ``gandy.core.step.PER_MEMBER`` run as one simulation with a leading batc
 random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
 
 Store (``DIR``): ``config.yaml`` first, then per finished chunk under ``chunks/`` its particle
-snapshots (``ID.snapshots.npz``, :func:`gandy.runs.store.sweep_snapshots`; none for image targets) and a
+snapshots (``ID.snapshots.npz``, :func:`gandy.runs.snapshots.sweep_snapshots`; none for image targets) and a
 pair of Parquet files (metrics, then results: the results file marks the chunk done), and at the end
 ``results.parquet``, ``metrics.parquet``, ``summary.json`` and figures. ``--resume`` skips the
 chunks already done, so a run killed at any moment finishes with exactly the rows of an
@@ -50,6 +50,7 @@ from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.results import add_image_metrics, member_tables
+from gandy.runs.snapshots import sweep_snapshots
 from gandy.runs.store import (
     checkpoint_path,
     chunk_done,
@@ -59,7 +60,6 @@ from gandy.runs.store import (
     remove_output,
     start_sweep,
     sweep_config,
-    sweep_snapshots,
     write_chunk,
     write_marker,
     write_tables,
@@ -382,7 +382,7 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
               on_step: Optional[Callable[[int], None]] = None,
               checkpoint: Optional[Checkpoint] = None) -> tuple[pd.DataFrame, pd.DataFrame, dict, Optional[str]]:
     """Simulate one chunk; return its ``(metrics, results, snapshots, note)``: the two tables with
-    sweep columns, the particle snapshots of :func:`gandy.runs.store.sweep_snapshots` and a line on
+    sweep columns, the particle snapshots of :func:`gandy.runs.snapshots.sweep_snapshots` and a line on
     its checkpoint (None where there was none). Pure: plain data in, DataFrames and arrays out, so
     that it can run in another process (Ray). ``on_step(k)`` is told of every step, with k = the
     number of member-steps it made. ``checkpoint``: save the chunk's state at intervals, and

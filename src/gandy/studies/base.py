@@ -1,9 +1,12 @@
-"""What every study shares, written once: its packaged config, its output folder, its summary.
+"""What every study shares, written once: how it is run (``StudyOptions``), its packaged config,
+its output folder, its summary.
 
 A study lives in one folder ``gandy/studies/<name>/``: ``config.yaml`` (its packaged config),
 ``experiment.py`` (``EXPERIMENT``: the name ``gandy run NAME`` takes, a description and ``run``),
 ``figures.py`` and, where it has domain code of its own, ``model.py``. ``EXPERIMENTS`` in
-``gandy/studies/__init__.py`` lists them (docs/architecture.md, "add an experiment").
+``gandy/studies/__init__.py`` lists them (docs/architecture.md, "add an experiment"). A study
+imports only this module and its own folder; what several studies use lives in runs/ or core/
+(tests/test_architecture.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -20,28 +23,64 @@ from gandy.runs.store import open_output, write_tables
 
 
 @dataclass(frozen=True)
+class StudyOptions:
+    """How to run a study: the flags of ``gandy run NAME`` (the CLI builds one; Python callers too).
+
+    ``quick``: the reduced version (``--quick``); ``overrides``: ``KEY=VALUE`` strings applied to
+    each of the study's configs after its own; ``resume`` (``--resume``) finishes an interrupted
+    study in ``out``; ``replace`` (the CLI's ``--force``) replaces ``out`` if it is an earlier gandy
+    output; ``progress`` (not ``--quiet``) draws progress bars and ``echo`` prints a study's lines.
+    The sweeps a study runs take ``executor`` (``--executor``: local, processes or ray), ``address``
+    (``--address``, a Ray cluster), ``workers`` (``--workers``, at least this many chunks),
+    ``checkpoint_seconds`` (``--checkpoint-every``) and ``connect_timeout`` (``--connect-timeout``);
+    the defaults are :func:`gandy.runs.sweep.run_sweep`'s."""
+
+    quick: bool = False
+    overrides: Sequence[str] = ()
+    resume: bool = False
+    replace: bool = False
+    executor: str = "local"
+    address: Optional[str] = None
+    progress: bool = True
+    echo: Callable[[str], None] = print
+    workers: int = 1
+    checkpoint_seconds: float = 60.0
+    connect_timeout: float = 20.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))  # a list given is frozen too
+
+    def sweep(self) -> dict:
+        """The keywords of :func:`gandy.runs.sweep.run_sweep` that these options set (all but the
+        config, the folder, ``force`` and ``draw``)."""
+        return {"resume": self.resume, "executor": self.executor, "address": self.address,
+                "progress": self.progress, "echo": self.echo, "workers": self.workers,
+                "checkpoint_seconds": self.checkpoint_seconds, "connect_timeout": self.connect_timeout}
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """A named experiment. ``run(out, quick=..., overrides=..., resume=..., force=..., executor=...,
-    address=..., progress=..., echo=..., **run_options)`` writes its runs under ``out`` and returns
-    the paths of its figures."""
+    """A named experiment. ``run(out, options)`` (``options`` a :class:`StudyOptions`, default
+    ``StudyOptions()``) writes its runs under ``out`` and returns the paths of its figures."""
 
     name: str
     description: str
-    run: Callable
+    run: Callable[[Path, StudyOptions], list[Path]]
 
 
-def packaged(module: str) -> dict:
-    """The raw mapping of the ``config.yaml`` beside ``module`` (a study's ``__name__``), parsed like
-    a user's file (duplicate keys refused)."""
+def packaged(module: str, name: str = "config.yaml") -> dict:
+    """The raw mapping of the YAML file ``name`` beside ``module`` (a study's ``__name__``; its
+    ``config.yaml`` by default), parsed like a user's file (duplicate keys refused)."""
     package = module.rpartition(".")[0]
-    label = f"{package.replace('.', '/')}/config.yaml"
-    return load_yaml(resources.files(package).joinpath("config.yaml").read_text(), label)
+    label = f"{package.replace('.', '/')}/{name}"
+    return load_yaml(resources.files(package).joinpath(name).read_text(), label)
 
 
-def open_study(out: Path, force: bool = False, resume: bool = False) -> Path:
-    """Claim ``out`` for a study (new, replaced with ``force`` if gandy wrote it, or resumed)."""
+def open_study(out: Path, options: StudyOptions) -> Path:
+    """Claim ``out`` for a study (new, replaced with ``options.replace`` if gandy wrote it, or
+    resumed with ``options.resume``)."""
     out = Path(out)
-    open_output(out, "experiment", force=force, resume=resume)
+    open_output(out, "experiment", force=options.replace, resume=options.resume)
     return out
 
 

@@ -45,11 +45,9 @@ from gandy.core.images.evaluate import METRIC_DOCS
 from gandy.core.metrics.divergences import DIVERGENCE_DOCS
 from gandy.core.metrics.order import ORDER_PARAMETER_DOCS
 from gandy.core.metrics.phases import PHASE_RULE
+from gandy.runs.snapshots import even_indices, principal_plane
 from gandy.runs.store import (
-    DAMPING_COLUMNS,
-    even_indices,
     image_shape,
-    principal_plane,
     read_config_text,
     read_json,
     read_npz,
@@ -394,6 +392,31 @@ def sweep_payload(path: Path) -> dict:
     pay["search"] = "trial" in results.columns
     pay["lab"] = "js" in pay["series_names"]
     return {**pay, "notes": notes + more, "summary": summary}
+
+
+DAMPING_COLUMNS = {
+    "weight": "penalty weight lambda of this member (all weights run as one batch, same seed)",
+    "steps_to_converge": "first step after which |mu_P - mu_Q| stays <= tol_used x its initial value; -1 if never",
+    "converged": "steps_to_converge >= 0: the weight converged at the judged tolerance",
+    "tol_used": "the tolerance the scan is judged at: the asked tol, or 3 x the median residual floor of the runs "
+                "that settled on a plateau below 1 % if larger",
+    "residual_floor": "the level |mu_P - mu_Q| / its start settled on over the last 10 % of the run (0 while "
+                      "still falling)",
+    "decay_rate": "decay per step over the transient: slope of log of the future envelope max_{s>=t} "
+                  "|mu_P - mu_Q| from 1e-1 of its start down to 10 x the floor (or 1e-5); NaN where the weight "
+                  "never converged or with fewer than 5 such steps",
+    "theory_decay_rate": "-log spectral radius of the linear model's one-step map (finite steps)",
+    "spectral_radius": "largest |eigenvalue| (other than 1) of the autograd Jacobian of the whole one-step "
+                       "update map (critic and particles) at the final state",
+    "jacobian_decay_rate": "-log spectral_radius",
+    "theory_spectral_radius": "spectral radius of the linear model's one-step map",
+    "continuous_decay_rate": "zeta omega_0 (or omega_0 (zeta - sqrt(zeta^2 - 1)) when overdamped) of the "
+                             "continuous-time linear model",
+    "zeta": "damping ratio (friction lambda + wd) eta_D / (2 omega_0); 1 is critical",
+    "diverged": "the member blew up (non-finite particles or critic); its numbers are NaN",
+}
+"""What each column of damping.parquet (written by :mod:`gandy.studies.damping.model`) measures
+(docs/damping.md): the damping page's protocols table."""
 
 
 def damping_payload(path: Path) -> dict:

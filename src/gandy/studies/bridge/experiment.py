@@ -16,7 +16,7 @@ import pandas as pd
 
 from gandy.runs.config import load_config
 from gandy.runs.store import atomic_dir, prepare_out
-from gandy.studies.base import Experiment, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, packaged, write_summary
 from gandy.studies.bridge.figures import plot_bridge
 from gandy.studies.bridge.model import run_bridge, summarise
 
@@ -27,25 +27,24 @@ def spec() -> dict:
     return packaged(__name__)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
-    cfg = load_config(s["base"], [*(s["quick"] if quick else []), *overrides])
-    prepare_out(out, "experiment", force=force, resume=resume)
-    etas = s["quick_learning_rates"] if quick else s["learning_rates"]
+    cfg = load_config(s["base"], [*(s["quick"] if options.quick else []), *options.overrides])
+    prepare_out(out, "experiment", force=options.replace, resume=options.resume)
+    etas = s["quick_learning_rates"] if options.quick else s["learning_rates"]
     tables = []
     for eta in etas:
         c = cfg.model_copy(update={"optim": cfg.optim.model_copy(
             update={"generator": cfg.optim.generator.model_copy(update={"lr": float(eta)})})})
         for width in s["widths"]:
-            echo(f"bridge: width {width}, eta {eta}")
+            options.echo(f"bridge: width {width}, eta {eta}")
             t = run_bridge(c, int(width), s["depth"], s["latent_dim"], s["activation"])
             tables.append(t.assign(width=int(width), eta=float(eta)))
     table = pd.concat(tables, ignore_index=True)
     summ = pd.concat([summarise(t).assign(eta=eta) for eta, t in table.groupby("eta")], ignore_index=True)
     with atomic_dir(out, "experiment") as tmp:
-        write_summary(tmp, {"experiment": "bridge", "quick": quick, "depth": s["depth"], "latent_dim": s["latent_dim"],
+        write_summary(tmp, {"experiment": "bridge", "quick": options.quick, "depth": s["depth"], "latent_dim": s["latent_dim"],
                             "activation": s["activation"], "summary": summ.to_dict(orient="records")},
                       {"bridge": table, "summary": summ})
         plot_bridge(table, summ, tmp / "figures" / "bridge.png")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from gandy.core.metrics.phases import SPLIT_FAILED
 from gandy.runs.config import load_config
+from gandy.runs.summaries import collapse_boundary
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.collapse_1d.figures import plot_collapse_pair
 from gandy.views.plots import plot_sweep
 
@@ -31,31 +30,15 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
-def boundary(results: pd.DataFrame) -> pd.DataFrame:
-    """Per critic learning rate: the smallest g2 at which at least half the seeds failed to split
-    (collapsed or ran away, SPLIT_FAILED; NaN where none did), and the largest g2 below it at which
-    fewer than half did."""
-    frac = results.assign(c=results.phase.isin(SPLIT_FAILED)).groupby([Y, X]).c.mean().unstack(X).sort_index(axis=1)
-    rows = []
-    for lr, row in frac.iterrows():
-        hit = row.index[row.to_numpy() >= 0.5]
-        first = float(hit.min()) if len(hit) else np.nan
-        below = row.index[(row.index < first) if len(hit) else np.ones(len(row), bool)]
-        rows.append({Y: float(lr), "g2_critical": first, "g2_last_uncollapsed": float(below.max()) if len(below) else np.nan})
-    return pd.DataFrame(rows)
-
-
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {name: load_config(base_config(), [*(QUICK if quick else []), *extra, *overrides]) for name, extra in CRITICS.items()}
-    open_study(out, force, resume)
-    tables, summary = [], {"experiment": "collapse-1d", "quick": quick, "critics": {}}
+    cfgs = {name: load_config(base_config(), [*(QUICK if options.quick else []), *extra, *options.overrides]) for name, extra in CRITICS.items()}
+    open_study(out, options)
+    tables, summary = [], {"experiment": "collapse-1d", "quick": options.quick, "critics": {}}
     for name, cfg in cfgs.items():
-        echo(f"collapse-1d: {name} critic")
-        res, _, s = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, draw=plot_sweep, **run_options)
-        b = boundary(res).assign(critic=name)
+        options.echo(f"collapse-1d: {name} critic")
+        res, _, s = run_sweep(cfg, out / name, draw=plot_sweep, **options.sweep())
+        b = collapse_boundary(res, X, Y).assign(critic=name)
         tables.append(b)
         summary["critics"][name] = {"phase_counts": s["phase_counts"], "boundary": b.drop(columns="critic").to_dict(orient="records")}
     write_summary(out, summary, {"boundary": pd.concat(tables)})

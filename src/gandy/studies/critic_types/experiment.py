@@ -1,7 +1,8 @@
 """critic-types: the mode-collapse phase diagram in (g2/g1, critic lr) for each critic type of the
 frequency experiment (ReLU MLPs of two widths, a tanh MLP, RBF critics of two bandwidths, random
 Fourier features), on the two-mode 1-D target (collapse-1d's config) and on the 2-D ring of eight
-modes, seeds 0-2.
+modes, seeds 0-2. ``config.yaml`` (beside this module): ``base``, the collapse-1d config, and
+``critics``, the critic types.
 
 Each (target, critic) is one sweep into ``OUT/<target>/<critic>/``. Writes ``OUT/boundary.parquet``
 (per target, critic and critic lr: the smallest g2/g1 at which half the seeds collapsed or ran
@@ -15,42 +16,49 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from pydantic import TypeAdapter
 
+from gandy.runs import config as C
 from gandy.runs.config import load_config
+from gandy.runs.summaries import collapse_boundary
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.collapse_1d.experiment import X, Y, base_config, boundary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.critic_types.figures import plot_boundaries, plot_phase_maps
-from gandy.studies.frequency.experiment import settings as frequency_settings
 
 DESCRIPTION = "collapse phase diagrams (1-D two modes, 2-D ring) per critic type, boundaries overlaid"
 TARGETS = {
     "two_modes_1d": [],
     "ring8": ["target={name: ring8}", "particles.init={name: gaussian, mean: [0.0, 0.0], std: 0.1}", "steps=3000"],
 }
-"""Each target's overrides of collapse-1d's config."""
+"""Each target's overrides of the base config (collapse-1d's)."""
 QUICK = {"two_modes_1d": ["steps=1200"], "ring8": ["steps=1500"]}
 QUICK_GRID = ["sweep.kernel.g2={logspace: [0.001, 0.5], num: 5}", "sweep.optim.critic.lr={logspace: [0.0001, 0.03], num: 3}"]
+X, Y = "kernel.g2", "optim.critic.lr"
+_CRITICS = TypeAdapter(dict[str, C.CriticConfig])
+
+
+def base_config() -> dict:
+    """The config every (target, critic) sweep starts from (``config.yaml``'s ``base``)."""
+    return packaged(__name__)["base"]
 
 
 def critics() -> dict:
-    """The critic types: those of the frequency experiment (one list for both), as config sections."""
-    return {name: c.model_dump(mode="json") for name, c in frequency_settings().critics.items()}
+    """The critic types (``config.yaml``'s ``critics``: the frequency experiment's), validated and
+    written out in full as config sections."""
+    return {name: c.model_dump(mode="json") for name, c in _CRITICS.validate_python(packaged(__name__)["critics"]).items()}
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if quick else []), "seeds=[0, 1, 2]",
-                                                *overrides, f"critic={critic}"])
+    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if options.quick else []), "seeds=[0, 1, 2]",
+                                                *options.overrides, f"critic={critic}"])
             for t, extra in TARGETS.items() for c, critic in critics().items()}  # every sweep validated first
-    open_study(out, force, resume)
-    tables, summary, dirs = [], {"experiment": "critic-types", "quick": quick, "runs": {}}, {}
+    open_study(out, options)
+    tables, summary, dirs = [], {"experiment": "critic-types", "quick": options.quick, "runs": {}}, {}
     for (t, c), cfg in cfgs.items():
-        echo(f"critic-types: {t} / {c}")
-        res, _, s = run_sweep(cfg, out / t / c, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, **run_options)
-        tables.append(boundary(res).assign(target=t, critic=c))
+        options.echo(f"critic-types: {t} / {c}")
+        res, _, s = run_sweep(cfg, out / t / c, **options.sweep())
+        tables.append(collapse_boundary(res, X, Y).assign(target=t, critic=c))
         summary["runs"][f"{t}/{c}"] = s["phase_counts"]
         dirs[(t, c)] = out / t / c
     table = pd.concat(tables, ignore_index=True)

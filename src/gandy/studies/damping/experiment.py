@@ -16,7 +16,7 @@ import pandas as pd
 
 from gandy.runs.config import load_config
 from gandy.runs.store import read_json, read_parquet
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.damping.figures import plot_damping_overview
 from gandy.studies.damping.model import linear_model, run_damping
 
@@ -29,25 +29,24 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    base = load_config(base_config(), list(overrides))
+    base = load_config(base_config(), list(options.overrides))
     lam_c = linear_model(base).lambda_c
-    weights = list(lam_c * np.geomspace(0.1, 10, 9 if quick else 17))
-    cfgs = {f"{cname}-{pen}": load_config(base, [*cov, f"penalty.name={pen}", *(["steps=500"] if quick else [])])
+    weights = list(lam_c * np.geomspace(0.1, 10, 9 if options.quick else 17))
+    cfgs = {f"{cname}-{pen}": load_config(base, [*cov, f"penalty.name={pen}", *(["steps=500"] if options.quick else [])])
             for cname, cov in CRITICS.items() for pen in PENALTIES}  # every scan validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     rows, summary = [], {"experiment": "damping", "lambda_c_sobolev_linear": lam_c, "runs": {}}
     for cname in CRITICS:
         for pen in PENALTIES:
             name = f"{cname}-{pen}"
             cfg = cfgs[name]
-            if resume and (out / name / "damping.parquet").exists():
+            if options.resume and (out / name / "damping.parquet").exists():
                 tab = read_parquet(out / name / "damping.parquet")
                 s = read_json(out / name / "summary.json")
             else:
-                echo(f"damping: {name}")
+                options.echo(f"damping: {name}")
                 tab, s = run_damping(cfg, weights, out / name)
             rows.append(tab.drop(columns="eigenvalues").assign(critic=cname, penalty=pen))
             summary["runs"][name] = {k: s[k] for k in ("lambda_c", "lambda_best_theory", "lambda_best")}

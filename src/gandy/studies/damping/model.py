@@ -18,15 +18,17 @@ optimum moves away from lambda_c as the steps grow.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
+from gandy.core.atomic import write_atomic
 from gandy.core.kernels import TwoNumber
 from gandy.core.lazy import LazyModule
 from gandy.core.objectives import LINEAR_FRICTION
@@ -34,7 +36,7 @@ from gandy.core.rng import Stream, member_keys
 from gandy.core.step import MemberValues, advance, critic_and_force, critic_loss, particle_force, start
 from gandy.runs import config as C
 from gandy.runs.build import build
-from gandy.runs.store import prepare_out, write_damping
+from gandy.runs.store import atomic_dir, prepare_out, write_parquet
 from gandy.studies.damping.figures import plot_damping
 
 optimize = LazyModule("scipy.optimize")  # 0.8 s of start-up, paid by the first damping scan
@@ -384,3 +386,18 @@ def damping_tables(table: pd.DataFrame, err: np.ndarray, weights, model) -> dict
             "continuous_decay_rate": model.continuous_decay(grid),
             "eig1_re": eig[:, 0].real, "eig1_im": eig[:, 0].imag, "eig2_re": eig[:, 1].real, "eig2_im": eig[:, 1].imag})
     return tables
+
+
+def write_damping(out: Path, config_text: str, tables: dict[str, pd.DataFrame], summary: dict,
+                  draw: Optional[Callable[[Path], object]] = None) -> Path:
+    """Write a damping directory atomically: ``config.yaml``, ``NAME.parquet`` for each table
+    (``damping``: the columns of :data:`gandy.views.report.DAMPING_COLUMNS`; ``trajectories``; ``theory``), ``summary.json``
+    and, with ``draw(dir)``, its figures."""
+    with atomic_dir(out, "damping") as tmp:
+        write_atomic(tmp / "config.yaml", config_text.encode())
+        for name, table in tables.items():
+            write_parquet(table, tmp / f"{name}.parquet")
+        write_atomic(tmp / "summary.json", json.dumps(summary, indent=2).encode())
+        if draw is not None:
+            draw(tmp)
+    return out

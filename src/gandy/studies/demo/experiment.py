@@ -18,7 +18,6 @@ from gandy.runs.config import load_config
 from gandy.runs.store import open_output
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import packaged
-from gandy.studies.collapse_1d.experiment import base_config
 from gandy.studies.demo.figures import plot_demo
 from gandy.views.plots import plot_run, plot_sweep
 from gandy.views.report import write_report
@@ -32,6 +31,12 @@ def demo_config() -> dict:
     return packaged(__name__)
 
 
+def phase_config() -> dict:
+    """The phase diagram's config (``phase.yaml`` beside this module: collapse-1d's set-up), before
+    ``PHASE_GRID``."""
+    return packaged(__name__, "phase.yaml")
+
+
 def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = print) -> list[Path]:
     out = Path(out)
     base = demo_config()
@@ -42,7 +47,7 @@ def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = pri
         phases = ", ".join(res.results.phase)
         echo(f"g2/g1 = {ratio}: {phases}  ({res.summary['wall_seconds']:.1f} s)")
         dirs.append(out / name)
-    res, _, summ = run_sweep(load_config(base_config(), PHASE_GRID), out / "phase", progress=progress, draw=plot_sweep)
+    res, _, summ = run_sweep(load_config(phase_config(), PHASE_GRID), out / "phase", progress=progress, draw=plot_sweep)
     echo(f"phase diagram: {len(res)} members, {summ['phase_counts']}  ({summ['wall_seconds_this_invocation']:.1f} s)")
     figs = [plot_demo(dirs, out / "demo.png"), out / "phase" / "figures" / "phase_coverage_kl.png"]
     page = write_report(out)  # one page for the two runs and the phase diagram, to explore in a browser

@@ -20,7 +20,7 @@ from pydantic import BeforeValidator, Field, ValidationError
 
 from gandy.runs import config as C
 from gandy.runs.messages import Explainer
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.frequency.figures import plot_curves, plot_fit_times
 from gandy.studies.frequency.model import FAMILIES, fit_curves, fit_times, frequency_exponent
 
@@ -55,15 +55,14 @@ def settings(overrides=()) -> FrequencySettings:
         raise _EXPLAIN.error(e) from None
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    s = settings([*(QUICK if quick else []), *overrides])
-    open_study(out, force, resume)
+    s = settings([*(QUICK if options.quick else []), *options.overrides])
+    open_study(out, options)
     curves, times, expo = [], [], []
     for name, critic in s.critics.items():
         for family in s.families:
-            echo(f"frequency: {name}, {family}")
+            options.echo(f"frequency: {name}, {family}")
             c = fit_curves(critic, s.optimiser, family, s.frequencies, s.learning_rates, s.seeds, s.steps,
                            s.log_every, s.points).assign(critic=name, family=family)
             t = fit_times(c, s.threshold).assign(critic=name, family=family)
@@ -72,7 +71,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
             expo.append({"critic": name, "family": family, "exponent": frequency_exponent(t),
                          "fitted": int(t.steps_to_fit.notna().sum()), "members": len(t)})
     curves, times, expo = pd.concat(curves), pd.concat(times), pd.DataFrame(expo)
-    write_summary(out, {"experiment": "frequency", "quick": quick, "threshold": s.threshold, "steps": s.steps,
+    write_summary(out, {"experiment": "frequency", "quick": options.quick, "threshold": s.threshold, "steps": s.steps,
                         "exponents": expo.to_dict(orient="records")},
                   {"curves": curves, "fit_times": times, "exponents": expo})
     return [plot_fit_times(times, s.steps, out / "figures" / "frequency.png"),

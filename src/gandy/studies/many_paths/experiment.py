@@ -20,7 +20,7 @@ import pandas as pd
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
 from gandy.runs.store import read_json, read_parquet
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.many_paths.figures import plot_many_paths
 from gandy.views.plots import plot_run
 
@@ -56,19 +56,18 @@ def increases(metrics: pd.DataFrame) -> dict:
     return out
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     cfgs = {(target, game): load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
-                                               *(QUICK[target] if quick else []), *overrides])
+                                               *(QUICK[target] if options.quick else []), *options.overrides])
             for target, base in configs().items() for game in GAMES_RUN}  # every run validated first
-    open_study(out, force, resume)
-    rows, summary = [], {"experiment": "many-paths", "quick": quick, "runs": {}}
+    open_study(out, options)
+    rows, summary = [], {"experiment": "many-paths", "quick": options.quick, "runs": {}}
     for (target, game), cfg in cfgs.items():
         d = out / target / game
-        if not (resume and (d / "metrics.parquet").exists()):
-            echo(f"many-paths: {target} / {game}")
-            run_one(cfg, out=d, progress=progress, draw=plot_run)
+        if not (options.resume and (d / "metrics.parquet").exists()):
+            options.echo(f"many-paths: {target} / {game}")
+            run_one(cfg, out=d, progress=options.progress, draw=plot_run)
         m = read_parquet(d / "metrics.parquet")
         res = read_parquet(d / "results.parquet")
         inc = increases(m)

@@ -1,6 +1,7 @@
 """mnist-ablation: what each of the authors' conventions changes in the 784-D effective model.
 
-Starts from mnist-collapse's config (the authors' conventions, docs/bridge.md) and changes one
+Starts from ``config.yaml`` (beside this module; mnist-collapse's set-up, the authors'
+conventions, docs/bridge.md) and changes one
 choice at a time (``VARIANTS``), each run as a small sweep over g2/g1 at one critic learning rate
 into ``OUT/<variant>/``. Writes ``OUT/ablation.parquet`` (one row per variant and g2/g1: phase,
 margin, the largest and the final force norm, the final mean particle norm, mean |cos|,
@@ -16,10 +17,10 @@ import pandas as pd
 
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
+from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_ablation.figures import plot_ablation
-from gandy.studies.mnist_collapse.experiment import base_config, digit_stats
 
 DESCRIPTION = "784-D: the authors' conventions one at a time (force, norm, phase per variant)"
 X = "kernel.g2"
@@ -47,6 +48,10 @@ VARIANTS: dict[str, list[str]] = {
 per-point penalty, one critic step with a persistent Adam, a [512] critic, particles at N(0, 0.1^2))."""
 
 
+def base_config() -> dict:
+    return packaged(__name__)
+
+
 def summarise(metrics: pd.DataFrame, results: pd.DataFrame, variant: str) -> pd.DataFrame:
     """One row per member: its phase and final numbers, and the largest force norm of the run."""
     peak = metrics.groupby("member").force_norm.max().rename("max_force_norm")
@@ -55,21 +60,19 @@ def summarise(metrics: pd.DataFrame, results: pd.DataFrame, variant: str) -> pd.
     return results[cols].join(peak, on="member").assign(variant=variant)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {name: load_config(base_config(), [*GRID, *extra, *(QUICK if quick else []), *overrides])
+    cfgs = {name: load_config(base_config(), [*GRID, *extra, *(QUICK if options.quick else []), *options.overrides])
             for name, extra in VARIANTS.items()}  # every variant validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     rows, series = [], []
     for name, cfg in cfgs.items():
-        echo(f"mnist-ablation: {name}")
-        res, met, _ = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                                progress=progress, echo=echo, **run_options)
+        options.echo(f"mnist-ablation: {name}")
+        res, met, _ = run_sweep(cfg, out / name, **options.sweep())
         rows.append(summarise(met, res, name))
         series.append(met[["member", X, "step", "force_norm", "mean_norm"]].assign(variant=name))
     table = pd.concat(rows, ignore_index=True)
-    write_summary(out, {"experiment": "mnist-ablation", "quick": quick, "variants": VARIANTS,
+    write_summary(out, {"experiment": "mnist-ablation", "quick": options.quick, "variants": VARIANTS,
                         "rows": table.to_dict(orient="records")}, {"ablation": table})
     norm = digit_stats(next(iter(cfgs.values())).target)["mean_norm"]
     return [plot_ablation(pd.concat(series, ignore_index=True), out / "figures" / "mnist-ablation.png", X, norm)]

@@ -17,10 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.core.targets import build_target
 from gandy.runs.config import load_config
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_collapse.figures import plot_mnist_collapse
 
 DESCRIPTION = "100 particles in 784-D vs 100 MNIST digits: collapse phase diagram over g2/g1 x critic lr"
@@ -29,17 +28,6 @@ X, Y = "kernel.g2", "optim.critic.lr"
 
 def base_config() -> dict:
     return packaged(__name__)
-
-
-def digit_stats(target_cfg) -> dict:
-    """The target digits' own mean |cos| between pairs and mean norm (standardised pixels): the
-    reference an uncollapsed cloud is compared with (100 zeros: 0.48, 31.6; ten of each class:
-    0.30, 27.3)."""
-    d = build_target(target_cfg).data.double()  # (n, 784)
-    u = d / d.norm(dim=1, keepdim=True)
-    c = (u @ u.T).abs()
-    n = len(d)
-    return {"mean_abs_cos": float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), "mean_norm": float(d.norm(dim=1).mean())}
 
 
 def quick_overrides() -> list[str]:
@@ -62,16 +50,14 @@ def boundary(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfg = load_config(base_config(), [*(quick_overrides() if quick else []), *overrides])
-    open_study(out, force, resume)
-    echo(f"mnist-collapse: {'quick' if quick else 'full'} grid")
-    res, _, s = run_sweep(cfg, out / "sweep", resume=resume, executor=executor,
-                          address=address, progress=progress, echo=echo, **run_options)
+    cfg = load_config(base_config(), [*(quick_overrides() if options.quick else []), *options.overrides])
+    open_study(out, options)
+    options.echo(f"mnist-collapse: {'quick' if options.quick else 'full'} grid")
+    res, _, s = run_sweep(cfg, out / "sweep", **options.sweep())
     b = boundary(res)
-    summary = {"experiment": "mnist-collapse", "quick": quick, "phase_counts": s["phase_counts"],
+    summary = {"experiment": "mnist-collapse", "quick": options.quick, "phase_counts": s["phase_counts"],
                "boundary": b.to_dict(orient="records")}
     write_summary(out, summary, {"boundary": b})
     return [plot_mnist_collapse(res, out / "figures" / "mnist-collapse.png", X, Y)]

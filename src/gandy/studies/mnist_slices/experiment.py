@@ -1,7 +1,7 @@
 """mnist-slices: the MNIST-100 phase diagram along the paper's two slices, 1,000 steps, with samples.
 
-mnist-collapse's config (the authors' conventions: docs/bridge.md) run as three sweeps into
-``OUT/<slice>/``: ``g2-slice`` (critic lr 4.64e-4, g2/g1 rising from 0 to 0.977), ``lr-slice``
+``config.yaml`` (beside this module; mnist-collapse's set-up, the authors' conventions:
+docs/bridge.md) run as three sweeps into ``OUT/<slice>/``: ``g2-slice`` (critic lr 4.64e-4, g2/g1 rising from 0 to 0.977), ``lr-slice``
 (g2/g1 0.0989, critic lr from 1e-5 to 2.15e-3, the slow-critic rows included) and ``corners``
 (g2/g1 0.257 and 0.977 at critic lr 1e-4 and 2.15e-3). Each keeps its final particles.
 ``OUT/slices.parquet``: every run's final order parameters and phase; ``OUT/figures/``:
@@ -18,13 +18,13 @@ import pandas as pd
 import yaml
 
 from gandy.runs.config import load_config
+from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.mnist_collapse.experiment import X, Y, base_config, digit_stats
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_slices.figures import plot_slices
 from gandy.views.plots import plot_final_samples
 
-LAMBDA = "penalty.weight"
+X, Y, LAMBDA = "kernel.g2", "optim.critic.lr", "penalty.weight"
 DESCRIPTION = "MNIST-100 along the paper's two slices (critic lr 4.64e-4, g2/g1 rising; g2/g1 0.0989, critic lr falling), 1,000 steps, sample panels"
 SLICES = {
     "g2-slice": {X: [0, 0.01, 0.0215443, 0.0464159, 0.0989, 0.215443, 0.464159, 0.977], Y: [0.000464159]},
@@ -40,29 +40,31 @@ QUICK = ["steps=10", "log_every=5", "optim.critic.startup_steps=2", "optim.criti
 QUICK_SLICES = {"g2-slice": {X: [0, 0.977], Y: [0.000464159]}, "lr-slice": {X: [0.0989], Y: [1.0e-05, 0.00215443]}}
 
 
+def base_config() -> dict:
+    return packaged(__name__)
+
+
 def slice_overrides(axes: dict) -> list[str]:
     """``sweep.KEY=[...]`` overrides, the values written as YAML writes them (so that they read
     back as the same numbers)."""
     return [f"sweep.{k}={yaml.safe_dump(vals, default_flow_style=True).strip()}" for k, vals in axes.items()]
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    base = {k: v for k, v in base_config().items() if k != "sweep"}
-    slices = QUICK_SLICES if quick else SLICES
-    cfgs = {name: load_config(base, [*(QUICK if quick else []), *slice_overrides(axes), *overrides])
+    base = base_config()
+    slices = QUICK_SLICES if options.quick else SLICES
+    cfgs = {name: load_config(base, [*(QUICK if options.quick else []), *slice_overrides(axes), *options.overrides])
             for name, axes in slices.items()}  # every sweep validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     tables = []
     for name, cfg in cfgs.items():
-        echo(f"mnist-slices: {name}")
-        res, _, _ = run_sweep(cfg, out / name, resume=resume, executor=executor, address=address,
-                              progress=progress, echo=echo, **run_options)
+        options.echo(f"mnist-slices: {name}")
+        res, _, _ = run_sweep(cfg, out / name, **options.sweep())
         tables.append(res.drop(columns=[c for c in ("samples_uint8",) if c in res]).assign(slice=name))
     table = pd.concat(tables, ignore_index=True)
     digits = load_config(base, []).target
-    write_summary(out, {"experiment": "mnist-slices", "quick": quick,
+    write_summary(out, {"experiment": "mnist-slices", "quick": options.quick,
                         "runs": table[["slice", X, Y, "phase", "phase_margin", "mean_abs_cos", "mean_norm",
                                        "coverage_kl", "force_norm"]].to_dict(orient="records")},
                   {"slices": table})

@@ -1,8 +1,9 @@
 """penalties: when do gradient penalties help the non-saturating game, and when do they hurt?
 
-On ``parallel_lines`` (affine generator) and ``ring8`` (MLP generator), the many-paths configs,
-each game of ``GAMES`` runs as one sweep over the penalty weight lambda (penalised games only) x
-the generator's learning rate x critic steps per generator step, seeds 0-2, into
+On ``parallel_lines`` (affine generator) and ``ring8`` (MLP generator), the configs of
+``config.yaml`` (beside this module; many-paths' targets), each game of ``GAMES`` runs as one sweep
+over the penalty weight lambda (penalised games only) x the generator's learning rate x critic
+steps per generator step, seeds 0-2, into
 ``OUT/<target>/<game>/``. Per member (``OUT/penalties.parquet``): the phase label, the first
 logged step with W1 < 0.1 (``t_w1``, NaN if never), the final W1 and the oscillation amplitude
 ``w1_swing`` (half the range of W1 about its linear trend over the last half of the run). ``OUT/figures/``: the swing and
@@ -14,14 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from gandy.core.metrics.convergence import W1_REACHED, w1_measures
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.many_paths.experiment import configs as many_paths_configs
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.penalties.figures import plot_penalties
 
 DESCRIPTION = "ns vs gan_gp, dragan_ns, ns + R1 (and wgan vs wgan_gp) over lambda x learning rate x critic steps: W1 swing, time to W1 < 0.1"
@@ -40,30 +40,17 @@ GRID = {
 RUN = {"parallel_lines": ["seeds=[0, 1, 2]"], "ring8": ["seeds=[0, 1, 2]", "steps=1000", "log_every=50"]}
 QUICK = {"parallel_lines": ["seeds=[0, 1, 2]", "steps=200", "log_every=10"]}
 QUICK_GRID = {LAMBDA: [1.0, 10.0], LR: [0.01], STEPS: [1, 5]}
-W1_REACHED = 0.1
+
+
+def configs() -> dict:
+    """Each target's base config (``config.yaml`` beside this module)."""
+    return packaged(__name__)
 
 
 def _sweep(target: str, game: str, quick: bool) -> list[str]:
     grid = QUICK_GRID if quick else GRID[target]
     axes = {k: v for k, v in grid.items() if k != LAMBDA or game in PENALISED}
     return [f"sweep.{k}=[{', '.join(str(x) for x in v)}]" for k, v in axes.items()]
-
-
-def w1_measures(steps: np.ndarray, w1: np.ndarray) -> dict:
-    """Of one trajectory (``steps``, ``w1``: (T,), logged steps in order): ``t_w1`` (first logged
-    step with w1 < 0.1; NaN if never), ``final_w1`` and ``w1_swing``, the oscillation amplitude:
-    half the range of w1 about its straight-line trend over the last half of the run (a steady
-    decline, however fast, has no swing; NaN if a value there is not finite)."""
-    w = np.asarray(w1, dtype=float)
-    steps = np.asarray(steps, dtype=float)
-    hit = np.nonzero(w < W1_REACHED)[0]
-    sel = steps >= steps.max() / 2
-    t, late = steps[sel], w[sel]
-    swing = np.nan
-    if len(late) >= 3 and np.isfinite(late).all():
-        resid = late - np.polyval(np.polyfit(t, late, 1), t)
-        swing = float((resid.max() - resid.min()) / 2)
-    return {"t_w1": float(steps[hit[0]]) if hit.size else np.nan, "final_w1": float(w[-1]), "w1_swing": swing}
 
 
 def measures(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
@@ -74,19 +61,18 @@ def measures(results: pd.DataFrame, metrics: pd.DataFrame) -> pd.DataFrame:
     return results[keep].merge(pd.DataFrame(rows), on="member")
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    bases = many_paths_configs()
-    targets = list(QUICK) if quick else list(GRID)
-    cfgs = {(t, g): load_config(bases[t], [*over, *(QUICK[t] if quick else RUN[t]), *_sweep(t, g, quick), *overrides])
+    bases = configs()
+    targets = list(QUICK) if options.quick else list(GRID)
+    cfgs = {(t, g): load_config(bases[t], [*over, *(QUICK[t] if options.quick else RUN[t]), *_sweep(t, g, options.quick),
+                                           *options.overrides])
             for t in targets for g, over in GAMES.items()}  # every sweep validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     tables = []
     for (target, game), cfg in cfgs.items():
-        echo(f"penalties: {target} / {game}")
-        res, met, _ = run_sweep(cfg, out / target / game, resume=resume, executor=executor, address=address,
-                                progress=progress, echo=echo, **run_options)
+        options.echo(f"penalties: {target} / {game}")
+        res, met, _ = run_sweep(cfg, out / target / game, **options.sweep())
         t = measures(res, met).assign(target=target, game=game)
         if LAMBDA not in t:
             t[LAMBDA] = 0.0  # the unpenalised games
@@ -97,7 +83,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                                 seeds=("seed", "count"),
                                 phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
     agg = agg.reset_index()
-    write_summary(out, {"experiment": "penalties", "quick": quick, "w1_reached": W1_REACHED,
+    write_summary(out, {"experiment": "penalties", "quick": options.quick, "w1_reached": W1_REACHED,
                         "cells": agg.to_dict(orient="records")}, {"penalties": table, "cells": agg})
     shown = {t: float(bases[t]["optim"]["generator"]["lr"]) for t in targets}  # many-paths' own rate
     return plot_penalties(read_parquet(out / "penalties.parquet"), out, {t: out / t for t in targets}, shown,

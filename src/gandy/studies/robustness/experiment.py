@@ -26,7 +26,7 @@ import pandas as pd
 from gandy.core.objectives import GAMES
 from gandy.runs.config import load_config
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.robustness.figures import plot_robustness
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
@@ -56,23 +56,21 @@ def game_config(game: str, quick: bool = False, overrides=()) -> "object":
     return load_config(base, [*(s["quick"] if quick else []), *overrides])
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     games = spec()["games"]
-    cfgs = {g: game_config(g, quick, overrides) for g in games}  # every game validated first
-    open_study(out, force, resume)
+    cfgs = {g: game_config(g, options.quick, options.overrides) for g in games}  # every game validated first
+    open_study(out, options)
     tables = []
     for game, cfg in cfgs.items():
-        echo(f"robustness: {game}")
-        results, _, _ = run_sweep(cfg, out / game, resume=resume, executor=executor,
-                                  address=address, progress=progress, echo=echo, **run_options)
+        options.echo(f"robustness: {game}")
+        results, _, _ = run_sweep(cfg, out / game, **options.sweep())
         results = results.copy()
         results.insert(0, "game", game)
         tables.append(results)
     table = pd.concat(tables, ignore_index=True)
     table["diverged"] = ~np.isfinite(table["fid"].astype(float))
-    summary = {"experiment": "robustness", "quick": quick, "games": {}}
+    summary = {"experiment": "robustness", "quick": options.quick, "games": {}}
     for game, t in table.groupby("game", sort=False):
         good = t[~t.diverged]
         stats = {}

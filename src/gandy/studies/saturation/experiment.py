@@ -2,12 +2,12 @@
 
 Goodfellow et al. (2014) replace the minimax generator loss log(1 - D) by -log D because, once the
 critic is confident, sigma(f) -> 0 on generated points and mm's gradient sigma(f) grad f vanishes
-while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator, the many-paths
-config) this study runs mm and ns for every critic strength in ``CRITICS`` (optimiser, learning
-rate, steps per generator step, steps before the first generator step) and both generator
-optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam divides it out), seeds 0-2,
-into ``OUT/<critic>/<generator>/<game>/``, with the generator's gradient logged as
-``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
+while ns's (1 - sigma(f)) grad f does not. On ``parallel_lines`` (affine generator; ``config.yaml``
+beside this module, many-paths' set-up) this study runs mm and ns for every critic strength in
+``CRITICS`` (optimiser, learning rate, steps per generator step, steps before the first generator
+step) and both generator optimisers in ``GENERATORS`` (plain SGD feels the gradient's size; Adam
+divides it out), seeds 0-2, into ``OUT/<critic>/<generator>/<game>/``, with the generator's
+gradient logged as ``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
 seed, the force at the first logged step and its median over the run, the mm / ns ratio of the
 first, time to W1 < 0.1, final W1 and phase. ``OUT/figures/saturation.png``: force and W1
 against step per cell.
@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gandy.core.metrics.convergence import w1_measures
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
-from gandy.studies.base import Experiment, open_study, write_summary
-from gandy.studies.many_paths.experiment import configs as many_paths_configs
-from gandy.studies.penalties.experiment import w1_measures
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.saturation.figures import plot_saturation
 
 DESCRIPTION = "mm vs ns on parallel_lines over critic strength (optimiser, lr, steps, pre-training) and SGD vs Adam generators: where mm's gradient vanishes"
@@ -48,23 +47,22 @@ def _slug(name: str) -> str:
     return name.replace(" ", "_").replace("+", "pre")
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    base = many_paths_configs()["parallel_lines"]
-    critics = QUICK_CRITICS if quick else tuple(CRITICS)
+    base = packaged(__name__)
+    critics = QUICK_CRITICS if options.quick else tuple(CRITICS)
     cfgs = {(c, g, game): load_config(base, [f"objective={game}", f"optim.critic={CRITICS[c]}", f"optim.generator={GENERATORS[g]}",
-                                             *(QUICK if quick else RUN), *overrides])
+                                             *(QUICK if options.quick else RUN), *options.overrides])
             for c in critics for g in GENERATORS for game in GAMES}  # every run validated first
-    open_study(out, force, resume)
+    open_study(out, options)
     rows = []
     dirs = {}
     for (c, g, game), cfg in cfgs.items():
         d = out / _slug(c) / g / game
         dirs[(c, g, game)] = d
-        if not (resume and (d / "metrics.parquet").exists()):
-            echo(f"saturation: {c} / generator {g} / {game}")
-            run_one(cfg, out=d, progress=progress)
+        if not (options.resume and (d / "metrics.parquet").exists()):
+            options.echo(f"saturation: {c} / generator {g} / {game}")
+            run_one(cfg, out=d, progress=options.progress)
         met = read_parquet(d / "metrics.parquet")
         res = read_parquet(d / "results.parquet").set_index("seed")
         for seed, m in met.sort_values("step").groupby("seed"):
@@ -79,7 +77,7 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
         first_force=("first_force", "median"), median_force=("median_force", "median"), final_w1=("final_w1", "median"),
         t_w1=("t_w1", "median"), phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
     cells = cells.reset_index().merge(ratio.reset_index(), on=["critic", "generator"])
-    write_summary(out, {"experiment": "saturation", "quick": quick, "cells": cells.to_dict(orient="records")},
+    write_summary(out, {"experiment": "saturation", "quick": options.quick, "cells": cells.to_dict(orient="records")},
                   {"saturation": table, "cells": cells})
     return [plot_saturation(dirs, list(critics), list(GENERATORS), out / "figures" / "saturation.png")]
 

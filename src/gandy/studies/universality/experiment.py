@@ -21,7 +21,7 @@ import pandas as pd
 
 from gandy.runs.config import ConfigError
 from gandy.runs.store import atomic_dir, prepare_out
-from gandy.studies.base import Experiment, write_summary
+from gandy.studies.base import Experiment, StudyOptions, write_summary
 from gandy.studies.universality.figures import plot_universality
 from gandy.studies.universality.model import analytic, empirical_stats
 
@@ -37,17 +37,16 @@ def _rms(means, g) -> float:
     return float(np.sqrt(np.mean((np.asarray(means) / g - 1) ** 2)))
 
 
-def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, force: bool = False,
-        executor: str = "local", address=None, progress: bool = True, echo=print, **run_options) -> list[Path]:
+def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    if overrides:
+    if options.overrides:
         raise ConfigError("overrides", "kernel-universality takes no config overrides")
-    prepare_out(out, "experiment", force=force, resume=resume)
-    grid = QUICK if quick else FULL
+    prepare_out(out, "experiment", force=options.replace, resume=options.resume)
+    grid = QUICK if options.quick else FULL
     rows = []
     for act, var in NETS.items():
         a = analytic(DEPTH, act, var["weight_var"], var["bias_var"])
-        echo(f"kernel-universality: {act} (g1 = {a['g1']:.4g}, g2 = {a['g2']:.4g})")
+        options.echo(f"kernel-universality: {act} (g1 = {a['g1']:.4g}, g2 = {a['g2']:.4g})")
         for w in grid["widths"]:
             for dz in grid["latent_dims"]:
                 e = empirical_stats(DEPTH, act, var["weight_var"], var["bias_var"], w, dz, grid["samples"], grid["networks"])
@@ -58,14 +57,14 @@ def run(out: Path, quick: bool = False, overrides=(), resume: bool = False, forc
                              "offdiag_rel_spread": e["offdiag_std"] / a["g2"],
                              "offdiag_rel_error_limit": _rms(e["offdiag_mean_limit_per_network"], a["g2"]),
                              "offdiag_rel_spread_limit": e["offdiag_std_limit"] / a["g2"]})
-                if progress:
+                if options.progress:
                     r = rows[-1]
-                    echo(f"  width {w:5d}  d_z {dz:5d}: diagonal {r['diag_mean']:.4g} +- {r['diag_std']:.3g}, "
+                    options.echo(f"  width {w:5d}  d_z {dz:5d}: diagonal {r['diag_mean']:.4g} +- {r['diag_std']:.3g}, "
                          f"off-diagonal {r['offdiag_mean']:.4g} +- {r['offdiag_std']:.3g}, "
                          f"distance {r['rel_distance']:.3g}")
     table = pd.DataFrame(rows)
     with atomic_dir(out, "experiment") as tmp:
-        write_summary(tmp, {"experiment": "kernel-universality", "quick": quick, "depth": DEPTH, "grid": grid, "rows": rows},
+        write_summary(tmp, {"experiment": "kernel-universality", "quick": options.quick, "depth": DEPTH, "grid": grid, "rows": rows},
                       {"universality": table})
         plot_universality(table, tmp / "figures")
     return [out / "figures" / "spread.png", out / "figures" / "distance.png"]

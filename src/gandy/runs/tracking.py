@@ -1,0 +1,91 @@
+"""The divergence columns the loop logs at each logged step (``metrics.divergences``): which
+estimator of :mod:`gandy.core.metrics.divergences` applies to a simulation's target and generator,
+run for every member."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from gandy.core.metrics.divergences import (
+    DIVERGENCES,
+    ERRORS,
+    Segment,
+    density_kl_qp,
+    sample_divergences,
+    segments_divergences,
+    sliced_w1,
+    w1,
+)
+from gandy.core.metrics.order import w1_from_cost
+from gandy.core.nets.features import Affine
+from gandy.core.targets import Embedded
+from gandy.core.targets import Segment as SegmentTarget
+
+
+def _segment_of(target) -> Optional[Segment]:
+    """The target's law as an exact segment (parallel_lines, possibly embedded), else None."""
+    base, q = (target.base, target.q) if isinstance(target, Embedded) else (target, None)
+    if not isinstance(base, SegmentTarget):
+        return None
+    a, b = base.a, base.b
+    if q is not None:
+        a, b = a @ q.T, b @ q.T
+    return Segment(tuple(a.double().cpu().tolist()), tuple(b.double().cpu().tolist()))
+
+
+def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
+    """The target's exact log-density at ``pts: (n, d)`` as float64 on the CPU (None: no density)."""
+    v = target.log_density(pts.to(target.mean.device, torch.float64))
+    return None if v is None else v.double().cpu()
+
+
+def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict]:
+    """Divergence columns, their ``*_se`` and ``w1`` (and ``sw1`` above 10 dimensions) for the first
+    ``b`` members at this step: ``(values, methods)``, values ``(b,)`` float64 arrays.
+
+    JS and KL are exact where both laws are known in closed form (a segment target and the affine
+    generator's segment); KL(Q||P) is estimated with the target's exact log-density where it has
+    one (:func:`~gandy.core.metrics.divergences.density_kl_qp`); else they come from the two
+    samples (:func:`~gandy.core.metrics.divergences.sample_divergences`, one pooled distance
+    matrix per member, whose cross block also gives the exact W1).
+    """
+    keys = (*DIVERGENCES, *ERRORS, "w1", *(("sw1",) if sim.d > 10 else ()))
+    vals = {k: np.full(b, np.nan) for k in keys}
+    target_seg = _segment_of(sim.target)
+    exact = target_seg is not None and isinstance(sim.generator, Affine)
+    x = st.x[:b, :ref.shape[1]].detach().double().cpu()  # as many points as the target sample
+    y = ref[:b].detach().double().cpu()
+    density = not exact and _log_p(sim.target, y[0, :1]) is not None
+    for i in range(b):
+        if not bool(st.alive[i]) or not torch.isfinite(x[i]).all():
+            continue
+        est = sample_divergences(y[i], x[i])
+        if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
+            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]))
+            est = {**est, "kl_qp": v, "kl_qp_se": se}
+        for k in ("js", "kl_pq", "kl_qp", "mmd"):
+            vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
+        if exact:
+            gen = Segment(tuple(st.gen["b"][i].double().cpu().tolist()),
+                          tuple((st.gen["a"][i] + st.gen["b"][i]).double().cpu().tolist()))
+            for k, v in segments_divergences(target_seg, gen).items():
+                vals[k][i], vals[f"{k}_se"][i] = v, np.nan
+        cross = est["cross"]
+        vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
+        if sim.d > 10:
+            vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
+    how = "exact:segments" if exact else "estimate:knn"
+    methods = {"js": how, "kl_pq": how, "kl_qp": "estimate:knn+density (the target's exact log p)" if density else how, "mmd": "estimate:mmd_unbiased(median bandwidth)",
+               "w1": "exact:emd (POT) on at most metrics.max_points points of each sample",
+               **({"sw1": "estimate:sliced (128 projections), not W1"} if sim.d > 10 else {}),
+               **{f"{k}_se": "standard error of the mean of per-point terms" for k in ("js", "kl_pq", "kl_qp", "mmd")}}
+    if sim.target.modes is not None:
+        m = len(x[0])
+        f = np.asarray(order["on_mode"][:b], dtype=float)
+        vals["high_quality_fraction"], vals["high_quality_fraction_se"] = f, np.sqrt(f * (1 - f) / m)
+        methods["high_quality_fraction"] = "fraction within the cover radius of a mode (as on_mode)"
+        methods["high_quality_fraction_se"] = "binomial standard error sqrt(f (1 - f) / n)"
+    return vals, methods
