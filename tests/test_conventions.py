@@ -123,8 +123,8 @@ def test_batch_mean_penalty_is_the_authors_formula(engine):
     # gradients, against autograd of the authors' formula, through whichever engine the config names
     trainable = [k for k in params if k not in sim.critic.frozen]
     ref = torch.autograd.grad(usd.sum(), [params[k] for k in trainable])
-    if sim.grads is not None:
-        got = sim.grads.critic_grads(st.params, trainable, real, st.x, weight)
+    if sim.engine is not None:
+        got = sim.engine.critic_grads(st.params, trainable, real, st.x, weight)
     else:
         got = torch.autograd.grad(ours.sum(), [params[k] for k in trainable])
     for a, b in zip(got, ref):
@@ -204,7 +204,7 @@ def test_dropout_masks_the_second_hidden_layer_in_training_only():
 def test_dropout_critic_loss_penalises_the_masked_network():
     over = ["critic={name: mlp, widths: [8, 8], dropout: 0.3}", "seeds=[0, 1]"]
     sim = build(C.load_config(TINY, over))
-    assert sim.grads is None  # auto: eager for a short tiny run
+    assert sim.engine is None  # auto: eager for a short tiny run
     st = start(sim, [0, 1])
     real = sim.target.sample(st.streams["data"], sim.batch)
     masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], st.x.shape[1]))

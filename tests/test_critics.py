@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from gandy.core.nets import CRITICS, build_critic
+from gandy.core.nets import CRITICS
 from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.features import Linear, RandomFeatures, Rbf
 from gandy.core.nets.mlp import Mlp
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import build_target
+from gandy.runs.build import critic_of, target_of
 from gandy.runs.config import (
     CriticOptim,
     LinearCritic,
@@ -30,8 +30,8 @@ D64 = torch.float64
 
 def _target(d):
     if d == 1:
-        return build_target(TwoModes1dTarget(name="two_modes_1d"))
-    return build_target(Ring8Target(name="ring8"))
+        return target_of(TwoModes1dTarget(name="two_modes_1d"))
+    return target_of(Ring8Target(name="ring8"))
 
 
 def _init_sampler(d):
@@ -51,7 +51,7 @@ IDS = [f"{c.name}-{getattr(c, 'activation', getattr(c, 'bias', ''))}" for c in C
 
 
 def _build(cfg, d):
-    return build_critic(cfg, d, _target(d), _init_sampler(d))
+    return critic_of(cfg, d, _target(d), _init_sampler(d))
 
 
 def _params(critic, keys, seed=0):

@@ -14,9 +14,10 @@ from gandy.core.errors import ConfigError
 from gandy.core.nets.base import ACTIVATION_DERIVATIVES, ACTIVATIONS
 from gandy.core.objectives import PENALTIES, SQUARED_GRADIENT, input_grad
 from gandy.core.optim import BatchedOptimizer
-from gandy.core.step import MemberValues, advance, critic_loss, start
+from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
 from gandy.runs.build import build, choose_engine
+from gandy.runs.members import member_values
 from gandy.runs.sweep import plan, run_sweep
 
 TINY = {"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
@@ -123,7 +124,7 @@ def test_auto_picks_eager_for_short_runs_compiled_for_long_ones_closed_form_for_
     assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 256) == "compiled"
     wide = build(C.load_config(TINY, ["target.embed_dim=64"]))
     assert choose_engine(wide, 2) == "closed_form"
-    assert build(C.load_config(TINY, ["target.embed_dim=64", "engine=eager"])).grads is None
+    assert build(C.load_config(TINY, ["target.embed_dim=64", "engine=eager"])).engine is None
     # nothing faster runs a two-layer critic with a wgan_gp penalty: eager, however long
     assert choose_engine(build(C.load_config(TINY, ["penalty.name=wgan_gp", "critic.widths=[8, 8]",
                                                     "steps=100000"])), 256) == "eager"
@@ -171,7 +172,7 @@ def _run_members(engine, lrs, steps=60):
     sim = build(cfg, members=len(lrs))
     cfgs = [cfg.model_copy(update={"optim": cfg.optim.model_copy(update={
         "critic": cfg.optim.critic.model_copy(update={"lr": lr})})}) for lr in lrs]
-    st = start(sim, [0] * len(lrs), MemberValues.from_configs(cfgs, sim.device))
+    st = start(sim, [0] * len(lrs), member_values(cfgs, sim.device))
     for _ in range(steps):
         advance(sim, st)
     return st

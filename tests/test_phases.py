@@ -14,10 +14,10 @@ import torch
 
 from gandy.core.metrics import phases as results
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
-from gandy.core.targets import build_target
+from gandy.runs.build import target_of
 from gandy.runs.config import PhaseConfig, load_config
 
-TARGET = build_target(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)
+TARGET = target_of(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)
 STEPS = np.arange(0, 2001, 100)  # 21 logged steps, as collapse-1d logs them
 N = 64
 

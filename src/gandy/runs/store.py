@@ -30,8 +30,8 @@ import yaml
 
 from gandy.core.atomic import make_dir, write_atomic
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import build_target
 from gandy.runs import config as C
+from gandy.runs.build import target_of
 from gandy.runs.outputs import (  # noqa: F401  (the output-folder rules, re-exported for callers)
     MARKER,
     RESUMABLE,
@@ -214,7 +214,7 @@ def write_damping(out: Path, config_text: str, tables: dict[str, pd.DataFrame], 
 def image_target(path: Path):
     """The image target of the run or sweep directory ``path`` (built from its ``config.yaml``); a
     ConfigError naming DIR where the target is not an image target."""
-    target = build_target(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
+    target = target_of(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
     if target.image_shape is None:
         raise C.ConfigError("DIR", f"{path} is not a run against an image target")
     return target

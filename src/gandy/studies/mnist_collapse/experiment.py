@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.core.targets import build_target
+from gandy.runs.build import target_of
 from gandy.runs.config import load_config
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, open_study, packaged, write_summary
@@ -35,7 +35,7 @@ def digit_stats(target_cfg) -> dict:
     """The target digits' own mean |cos| between pairs and mean norm (standardised pixels): the
     reference an uncollapsed cloud is compared with (100 zeros: 0.48, 31.6; ten of each class:
     0.30, 27.3)."""
-    d = build_target(target_cfg).data.double()  # (n, 784)
+    d = target_of(target_cfg).data.double()  # (n, 784)
     u = d / d.norm(dim=1, keepdim=True)
     c = (u @ u.T).abs()
     n = len(d)
