@@ -112,10 +112,11 @@ def graph_input_grad(forward, params, x: Tensor, on: str = "logit") -> Tensor:
     :func:`gandy.core.step.critic_update` with ``create_graph``)."""
     if not x.requires_grad:
         return input_grad(forward, params, x, on)
-    f = forward(params, x)
+    xc = x.clone()  # the partial derivative at fixed params, even where params depend on x
+    f = forward(params, xc)
     if on == "probability":
         f = torch.sigmoid(f)
-    (g,) = torch.autograd.grad(f.sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad(f.sum(), xc, create_graph=True)
     return g
 
 
