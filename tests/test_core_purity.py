@@ -63,10 +63,14 @@ def test_every_critic_and_generator_entry_says_its_size():
         opts = section.model_dump(exclude={"name"})
         assert entry.units(5, **opts) >= 1 and all(w >= 1 for w in entry.widths(**opts))
         assert "eager" in entry.engines and set(entry.engines) <= set(ENGINES)
+        assert entry.size is None or entry.size in opts  # the option a memory refusal names
     for name, entry in GENERATORS.items():
-        assert entry.units(5) >= 1 and entry.engines == ("eager",)
+        opts = C.load_config({"generator": {"name": name}}).generator.model_dump(exclude={"name"})
+        assert entry.units(5, **opts) >= 1 and entry.engines == ("eager",)
+        assert entry.size is None or entry.size in opts
     cfg = C.load_config({"critic": {"name": "mlp", "widths": [7, 3]}})
-    assert budget.critic_units(cfg, 2) == 11
+    assert budget.critic_units(cfg, 2) == 11 and budget.critic_field(cfg) == "critic.widths"
+    assert budget.critic_field(C.load_config({"critic": {"name": "linear"}})) == "critic.name"
     with pytest.raises(ConfigError) as e:
         critic_entry("no_such_critic")
     assert e.value.field == "critic.name"

@@ -16,7 +16,7 @@ from gandy.core.objectives import PENALTIES, SQUARED_GRADIENT, input_grad
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
-from gandy.runs.build import build, choose_engine
+from gandy.runs.build import build, choose_engine, optim_spec
 from gandy.runs.members import member_values
 from gandy.runs.sweep import plan, run_sweep
 
@@ -50,7 +50,7 @@ def test_squared_gradient_table_describes_each_penalty(name):
     gaps = []
     for seed in (0, 1):
         params = sim.critic.init(start(sim, [seed, seed + 2]).streams["critic"], 2)
-        pen = PENALTIES[name](sim.critic.forward, params, real, fake, None, sim.cfg.penalty)
+        pen = PENALTIES[name](sim.critic.forward, params, real, fake, None, sim.penalty_spec)
         g = input_grad(sim.critic.forward, params, fake if side == "fake" else real)
         gaps.append(pen - coef * (g * g).sum(-1).mean(-1))
     torch.testing.assert_close(gaps[0], gaps[1])
@@ -136,7 +136,7 @@ def test_optimiser_step_leaves_its_inputs_and_matches_torch_adam():
     cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
     p0 = {"w": torch.randn(2, 3, 4, dtype=D64)}
     lrs = torch.tensor([0.01, 0.003], dtype=D64)
-    opt = BatchedOptimizer(cfg, p0, lrs)
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs)
     refs = [torch.nn.Parameter(p0["w"][i].clone()) for i in range(2)]
     tops = [torch.optim.Adam([r], lr=float(lrs[i]), weight_decay=0.1) for i, r in enumerate(refs)]
     p = p0
@@ -156,7 +156,7 @@ def test_fused_adam_equals_the_eager_update():
     cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
     p0 = {"w": torch.randn(3, 5, 4), "b": torch.randn(3, 4)}
     lrs = torch.tensor([0.01, 0.003, 0.1])
-    a, b = BatchedOptimizer(cfg, p0, lrs), BatchedOptimizer(cfg, p0, lrs, fused=True)
+    a, b = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs), BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs, fused=True)
     pa = pb = p0
     for step in range(5):
         g = {k: torch.cos(v * (step + 1)) for k, v in pa.items()}

@@ -68,9 +68,10 @@ def parameter_count(net) -> int:
 
 
 def critic_field(cfg: C.Config) -> str:
-    """The config field that sets the critic's size (its widths, centres, features or width)."""
-    return {"mlp": "critic.widths", "rbf": "critic.centers", "random_features": "critic.features",
-            "dcgan": "critic.width"}.get(cfg.critic.name, "critic.name")
+    """The config field that sets the critic's size (its registry entry's ``size``: widths,
+    centres, features or width; ``critic.name`` for a critic no option sizes)."""
+    size = critic_entry(cfg.critic.name).size
+    return f"critic.{size}" if size else "critic.name"
 
 
 def memory_parts(sim, members: int) -> dict:
@@ -147,7 +148,8 @@ def require_memory(sim, members: int, available: Optional[int] = None) -> int:
 def generator_field(cfg: C.Config) -> str:
     """The config field that sets a network generator's size."""
     g = cfg.generator
-    return {"mlp": "generator.widths", "dcgan": "generator.width"}.get(getattr(g, "name", None), "generator.name")
+    size = generator_entry(g.name).size if g is not None else None
+    return f"generator.{size}" if size else "generator.name"
 
 
 def output_parts(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> dict:

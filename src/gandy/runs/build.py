@@ -27,6 +27,20 @@ from gandy.runs.budget import require_memory
 from gandy.runs.members import member_values
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """What the memory estimate (:func:`gandy.runs.budget.memory_parts`) reads of a simulation,
+    known before its kernel (an N x N matrix for most) is built."""
+
+    cfg: C.Config
+    target: Target
+    critic: object
+    generator: Optional[object]
+    n: int
+    d: int
+    batch: int
+
+
 @dataclass
 class BuiltSimulation(Simulation):
     """A :class:`gandy.core.step.Simulation` with the config it was built from (``cfg``), for the
@@ -51,8 +65,6 @@ def kernel_of(section: C.KernelConfig, n: int, d: int, device="cpu", plugins=(),
               module: Optional[torch.nn.Module] = None) -> Kernel:
     """The kernel a ``kernel:`` section describes for ``n`` particles in ``d`` dimensions;
     ``module``: an ``empirical_ntk`` module given directly (``kernel_module``)."""
-    if module is not None and section.name != "empirical_ntk":
-        raise ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
     return build_kernel(section.name, n, d, device, plugins=plugins, instance=module, **options(section))
 
 
@@ -236,23 +248,21 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
         raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
     b = len(cfg.seeds) if members is None else members
-    # the kernel (an N x N matrix for most) is built once the memory check has passed; the
-    # simulation the checks see has none yet
-    sim = BuiltSimulation(device=device, target=target, kernel=None, critic=critic, critic_spec=net_spec(cfg.critic),
+    batch = cfg.batch_size or target.default_batch or n
+    require_memory(Sizes(cfg, target, critic, generator, n, d, batch), b)  # before the kernel's N x N matrix
+    kernel = kernel_of(cfg.kernel, n, d, device, plugins=cfg.plugins, module=kernel_module)
+    sim = BuiltSimulation(device=device, target=target, kernel=kernel, critic=critic, critic_spec=net_spec(cfg.critic),
                           game=GAMES[cfg.objective], penalty=PENALTIES[cfg.penalty.name],
-                          penalty_spec=penalty_spec(cfg.penalty), n=n, d=d,
-                          batch=cfg.batch_size or target.default_batch or n, step=step_spec(cfg), init=start_spec,
-                          critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
+                          penalty_spec=penalty_spec(cfg.penalty), n=n, d=d, batch=batch, step=step_spec(cfg),
+                          init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
                           generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
                           defaults=member_values([cfg], device), generator=generator, cfg=cfg)
-    require_memory(sim, b)
     engine = choose_engine(sim, b)
-    engine_impl = ENGINES[engine](sim)  # refuses, with its reason, a simulation it cannot run
-    if engine not in critic_entry(cfg.critic.name).engines:
-        raise ConfigError("engine", f"the {engine} engine does not run the {cfg.critic.name} critic; "
-                                    "run it with engine: eager")
-    kernel = kernel_of(cfg.kernel, n, d, device, plugins=cfg.plugins, module=kernel_module)
-    sim = dataclasses.replace(sim, kernel=kernel, engine=engine_impl)
+    if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
+        sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run
+        if engine not in critic_entry(cfg.critic.name).engines:
+            raise ConfigError("engine", f"the {engine} engine does not run the {cfg.critic.name} critic; "
+                                        "run it with engine: eager")
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "

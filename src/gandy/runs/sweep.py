@@ -8,7 +8,7 @@ A ``sweep:`` section maps dotted config paths to values::
       batch_size: auto                                # members per chunk (auto: sized to memory)
 
 The grid product is crossed with ``seeds``. Members (grid point x seed) that share every key
-outside ``gandy.core.step.PER_MEMBER`` run as one simulation with a leading batch axis; per-member numbers
+outside ``gandy.runs.members.PER_MEMBER`` run as one simulation with a leading batch axis; per-member numbers
 (learning rates, penalty weight, g1, g2) are ``(B,)`` tensors. Members never interact, and every
 random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
 

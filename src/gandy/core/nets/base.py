@@ -105,21 +105,25 @@ class CriticEntry:
       units, feature maps), what the memory estimate (:mod:`gandy.runs.budget`) multiplies;
     * ``widths(**options) -> tuple``: the hidden sizes of the MLP the batch planner's memory and
       speed model (:func:`gandy.runs.build.eager_seconds`, the sweep's chunk sizes) treats it as;
+    * ``size``: the option that sets its size (what a memory refusal names), None where none does;
     * ``engines``: the engines that can run it (the closed form further needs one hidden layer).
     """
 
     build: Callable[..., Critic]
     units: Callable[..., int]
     widths: Callable[..., tuple]
+    size: Optional[str]
     engines: tuple[str, ...] = ENGINES_ALL
 
 
 @dataclass(frozen=True)
 class GeneratorEntry:
     """A network generator's registry entry: ``build(target, d, **options)`` (the generator
-    section's options as keywords) and ``units(d, **options)``, activation values per generated
-    point in one forward (the memory estimate). Network generators run with ``engine: eager``."""
+    section's options as keywords), ``units(d, **options)``, activation values per generated
+    point in one forward (the memory estimate), and ``size``, the option that sets its size (None
+    where none does). Network generators run with ``engine: eager``."""
 
     build: Callable
     units: Callable[..., int]
+    size: Optional[str]
     engines: tuple[str, ...] = ("eager",)

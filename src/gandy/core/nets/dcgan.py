@@ -159,8 +159,9 @@ CRITICS = {"dcgan": CriticEntry(
     build=lambda d, target, init, *, width=64, norm="none": DcganCritic(image_channels(target, "critic.name"), width, norm),
     units=lambda d, *, width=64, **_: 294 * width + d,  # (w, 14, 14) and (2w, 7, 7) feature maps
     widths=lambda **_: (8,),  # the planner's nominal MLP size for a critic of no MLP widths (its value before #25)
+    size="width",
     engines=("eager", "compiled"))}
 GENERATORS = {"dcgan": GeneratorEntry(
     build=lambda target, d, *, latent_dim=64, width=64, norm="batch": DcganGenerator(
         latent_dim, image_channels(target, "generator.name"), width, norm),
-    units=lambda d, *, width=64, **_: 294 * width + d)}
+    units=lambda d, *, width=64, **_: 294 * width + d, size="width")}

@@ -124,14 +124,15 @@ def _affine(target, d: int, *, init_offset: float = 1.0):
 CRITICS = {
     "rbf": CriticEntry(build=lambda d, target, init, *, sigma=0.5, centers=64: Rbf(d, sigma, centers, target, init),
                        units=lambda d, *, centers=64, **_: 2 * centers + 1,
-                       widths=lambda *, centers=64, **_: (centers,), engines=("eager", "compiled")),
+                       widths=lambda *, centers=64, **_: (centers,), size="centers", engines=("eager", "compiled")),
     "random_features": CriticEntry(
         build=lambda d, target, init, *, features=256, sigma=1.0: RandomFeatures(d, features, sigma),
         units=lambda d, *, features=256, **_: 2 * features + 1,
-        widths=lambda *, features=256, **_: (features,), engines=("eager", "compiled")),
+        widths=lambda *, features=256, **_: (features,), size="features", engines=("eager", "compiled")),
     "linear": CriticEntry(build=lambda d, target, init, *, bias=True: Linear(d, bias),
                           units=lambda d, **_: 1,  # the logit alone
                           widths=lambda **_: (8,),  # the planner's nominal MLP size (its value before #25)
+                          size=None,
                           engines=("eager", "compiled")),
 }
-GENERATORS = {"affine": GeneratorEntry(build=_affine, units=lambda d, **_: d)}
+GENERATORS = {"affine": GeneratorEntry(build=_affine, units=lambda d, **_: d, size=None)}

@@ -75,8 +75,8 @@ CRITICS = {"mlp": CriticEntry(
     build=lambda d, target, init, *, widths=(256,), activation="relu", dropout=0.0: Mlp(d, list(widths), activation,
                                                                                          dropout=dropout),
     units=lambda d, *, widths=(256,), **_: sum(widths) + 1,
-    widths=lambda *, widths=(256,), **_: tuple(widths))}
+    widths=lambda *, widths=(256,), **_: tuple(widths), size="widths")}
 GENERATORS = {"mlp": GeneratorEntry(
     build=lambda target, d, *, latent_dim=2, widths=(128, 128), activation="relu": MlpNet(latent_dim, list(widths), d,
                                                                                            activation),
-    units=lambda d, *, widths=(128, 128), **_: 2 * sum(widths) + d)}
+    units=lambda d, *, widths=(128, 128), **_: 2 * sum(widths) + d, size="widths")}

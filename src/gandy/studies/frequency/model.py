@@ -16,7 +16,7 @@ import torch
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import Target
-from gandy.runs.build import critic_of
+from gandy.runs.build import critic_of, optim_spec
 
 HALF_WIDTH = 3.0
 """Fits run on [-3, 3]: the collapse-1d target's modes at +-2 and the particles between them."""
@@ -64,7 +64,7 @@ def fit_curves(critic_cfg, optim_cfg, family: str, ks: list, lrs: list, seeds: l
     params = critic.init(Stream(member_keys([s for _, _, s in members]), "critic"), len(members))
     trainable = [k for k in params if k not in critic.frozen]
     lr = torch.tensor([float(v) for _, v, _ in members])
-    opt = BatchedOptimizer(optim_cfg, {k: params[k] for k in trainable}, lr)
+    opt = BatchedOptimizer(optim_spec(optim_cfg, "optimiser"), {k: params[k] for k in trainable}, lr)
     xs = x[None, :, None].expand(len(members), -1, -1)
     rows = []
     for t in range(steps + 1):
