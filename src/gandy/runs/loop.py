@@ -21,7 +21,6 @@ from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Simulation, State, advance, start
-from gandy.runs.members import member_values
 
 
 @dataclass
@@ -245,7 +244,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     """
     cfg = sim.cfg
     b = len(seeds)
-    members = members or member_values([cfg] * b, sim.device)
+    members = members or sim.defaults.pad(b)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
     # or more, whose rounding differs; padding to two members keeps a member's numbers
     # bit-identical whether it runs alone or beside others.
