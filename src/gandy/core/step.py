@@ -13,6 +13,13 @@ is a :class:`Mover`: kernel-coupled particles, a network generator, or (the brid
 moved in parameter space, each beside the others in one batch if need be. Members never interact:
 all reductions run inside a member, a member whose particles or critic turn non-finite (or blow
 up) is frozen, zeroed and labelled ``diverged`` from that step on.
+
+Everything here is a function of its arguments: a :class:`Simulation` (the built parts and the
+frozen specs that say how a step runs: :class:`StepSpec`, :class:`InitSpec`, the penalty's
+:class:`gandy.core.objectives.PenaltySpec`, the optimisers' :class:`gandy.core.optim.OptimSpec`),
+the run's :class:`State` and its per-member numbers (:class:`MemberValues`). No config is read:
+:mod:`gandy.runs.build` turns a config into these. ``create_graph`` (:func:`critic_update`,
+:func:`advance`) keeps the step differentiable, for Jacobians of the real update.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ class Sizes:
     known before its kernel (an N x N matrix for most) is built."""
 
     cfg: C.Config
+    device: torch.device
     target: Target
     critic: object
     generator: Optional[object]
@@ -249,7 +250,7 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                                                    "optimisers need a network generator")
     b = len(cfg.seeds) if members is None else members
     batch = cfg.batch_size or target.default_batch or n
-    require_memory(Sizes(cfg, target, critic, generator, n, d, batch), b)  # before the kernel's N x N matrix
+    require_memory(Sizes(cfg, device, target, critic, generator, n, d, batch), b)  # before the kernel's N x N matrix
     kernel = kernel_of(cfg.kernel, n, d, device, plugins=cfg.plugins, module=kernel_module)
     sim = BuiltSimulation(device=device, target=target, kernel=kernel, critic=critic, critic_spec=net_spec(cfg.critic),
                           game=GAMES[cfg.objective], penalty=PENALTIES[cfg.penalty.name],
