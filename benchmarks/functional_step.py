@@ -19,8 +19,9 @@ import torch
 from torch.func import grad, vmap
 
 import gandy
-from gandy.core.step import MemberValues, advance, start
+from gandy.core.step import advance, start
 from gandy.runs.build import build
+from gandy.runs.members import member_values
 
 B1, B2, EPS = 0.9, 0.999, 1e-8
 
@@ -113,7 +114,7 @@ def main() -> None:
     cfgs = [cfg.model_copy(update={"kernel": cfg.kernel.model_copy(update={"g2": float(a)}),
                                    "optim": cfg.optim.model_copy(update={"critic": cfg.optim.critic.model_copy(
                                        update={"lr": float(c)})})}) for a, c in zip(g2, lr_c)]
-    st = start(sim, [0] * b, MemberValues.from_configs(cfgs, sim.device))
+    st = start(sim, [0] * b, member_values(cfgs, sim.device))
     t0 = time.perf_counter()
     for _ in range(steps):
         advance(sim, st)

@@ -20,8 +20,9 @@ import time
 import torch
 
 import gandy
-from gandy.core.step import MemberValues, advance, start
+from gandy.core.step import advance, start
 from gandy.runs.build import build
+from gandy.runs.members import member_values
 
 BASE = ["generator={name: dcgan, latent_dim: 64, width: 64}", "critic={name: dcgan, width: 64}",
         "optim.critic={name: adam, lr: 0.0002, betas: [0.5, 0.999]}",
@@ -47,7 +48,7 @@ def images_per_second(over: list[str], steps: int, members: int, device: str, ba
     sim = build(gandy.load_config(None, BASE + over + [f"device={device}"]))
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     groups = [list(range(members))] if batched else [[i] for i in range(members)]
-    states = [start(sim, g, MemberValues.from_configs([sim.cfg] * len(g), sim.device)) for g in groups]
+    states = [start(sim, g, member_values([sim.cfg] * len(g), sim.device)) for g in groups]
     for st in states:
         advance(sim, st)  # warm-up
     sync()

@@ -24,8 +24,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import gandy
-from gandy.core.step import MemberValues, advance, critic_update, start
+from gandy.core.step import advance, critic_update, start
 from gandy.runs.build import build
+from gandy.runs.members import member_values
 from peer_loop import peer_run  # benchmarks/peer_loop.py, beside this script
 
 OVERRIDES = ["particles.n=64", "critic.widths=[128]", "critic.activation=relu", "optim.generator.lr=0.004"]
@@ -92,7 +93,7 @@ def main() -> None:
     b = len(cfgs)
     print(f"# torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, device {args.device}")
 
-    st = start(fast, [0] * b, MemberValues.from_configs(cfgs, sim.device))
+    st = start(fast, [0] * b, member_values(cfgs, sim.device))
     t0 = time.perf_counter()
     advance(fast, st)  # warm-up (the compiled engine compiles here), not timed
     sync()
@@ -105,7 +106,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     for c in cfgs[:: b // args.seq_members][: args.seq_members]:
-        s1 = start(sim, [0], MemberValues.from_configs([c], sim.device))
+        s1 = start(sim, [0], member_values([c], sim.device))
         for _ in range(args.steps):
             advance(sim, s1)
     sync()

@@ -13,7 +13,7 @@ import torch
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
-from gandy.runs.build import build
+from gandy.runs.build import build, optim_spec
 
 from conftest import TINY
 
@@ -27,7 +27,7 @@ def test_amsgrad_matches_torch_member_by_member(fused):
     dtype = torch.float32 if fused else D64
     p0 = {"w": torch.randn(2, 3, 4, dtype=dtype)}
     lrs = torch.tensor([0.01, 0.003], dtype=dtype)
-    opt = BatchedOptimizer(cfg, p0, lrs, fused=fused)
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs, fused=fused)
     refs = [torch.nn.Parameter(p0["w"][i].clone()) for i in range(2)]
     tops = [torch.optim.Adam([r], lr=float(lrs[i]), weight_decay=0.1, amsgrad=True) for i, r in enumerate(refs)]
     p = p0
@@ -40,7 +40,7 @@ def test_amsgrad_matches_torch_member_by_member(fused):
             o.step()
             tol = dict(rtol=1e-5, atol=1e-6) if fused else dict(rtol=1e-12, atol=1e-14)
             torch.testing.assert_close(p["w"][i], r.detach(), **tol)
-    plain = BatchedOptimizer(C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1), p0, lrs)
+    plain = BatchedOptimizer(optim_spec(C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1), "optim.critic"), p0, lrs)
     q = p0
     for step in range(6):
         q = plain.step(q, {"w": torch.sin(q["w"] * (step + 1)) / (1 + 3 * step)})
@@ -52,7 +52,7 @@ def test_reset_is_a_freshly_created_optimiser():
     torch.optim.Adam(amsgrad=True) created at each particle step (the authors' loop)."""
     cfg = C.CriticOptim(name="adam", lr=0.02, amsgrad=True, reset=True)
     p0 = {"w": torch.randn(1, 5, dtype=D64)}
-    opt = BatchedOptimizer(cfg, p0, torch.tensor([0.02], dtype=D64))
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, torch.tensor([0.02], dtype=D64))
     ref = torch.nn.Parameter(p0["w"][0].clone())
     p = p0
     for outer in range(3):
@@ -123,8 +123,8 @@ def test_batch_mean_penalty_is_the_authors_formula(engine):
     # gradients, against autograd of the authors' formula, through whichever engine the config names
     trainable = [k for k in params if k not in sim.critic.frozen]
     ref = torch.autograd.grad(usd.sum(), [params[k] for k in trainable])
-    if sim.grads is not None:
-        got = sim.grads.critic_grads(st.params, trainable, real, st.x, weight)
+    if sim.engine is not None:
+        got = sim.engine.critic_grads(st.params, trainable, real, st.x, weight)
     else:
         got = torch.autograd.grad(ours.sum(), [params[k] for k in trainable])
     for a, b in zip(got, ref):
@@ -204,7 +204,7 @@ def test_dropout_masks_the_second_hidden_layer_in_training_only():
 def test_dropout_critic_loss_penalises_the_masked_network():
     over = ["critic={name: mlp, widths: [8, 8], dropout: 0.3}", "seeds=[0, 1]"]
     sim = build(C.load_config(TINY, over))
-    assert sim.grads is None  # auto: eager for a short tiny run
+    assert sim.engine is None  # auto: eager for a short tiny run
     st = start(sim, [0, 1])
     real = sim.target.sample(st.streams["data"], sim.batch)
     masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], st.x.shape[1]))

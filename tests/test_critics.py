@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from gandy.core.nets import CRITICS, build_critic
+from gandy.core.nets import CRITICS
 from gandy.core.nets.base import ACTIVATIONS
 from gandy.core.nets.features import Linear, RandomFeatures, Rbf
 from gandy.core.nets.mlp import Mlp
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import build_target
+from gandy.runs.build import critic_of, optim_spec, target_of
 from gandy.runs.config import (
     CriticOptim,
     LinearCritic,
@@ -30,8 +30,8 @@ D64 = torch.float64
 
 def _target(d):
     if d == 1:
-        return build_target(TwoModes1dTarget(name="two_modes_1d"))
-    return build_target(Ring8Target(name="ring8"))
+        return target_of(TwoModes1dTarget(name="two_modes_1d"))
+    return target_of(Ring8Target(name="ring8"))
 
 
 def _init_sampler(d):
@@ -51,7 +51,7 @@ IDS = [f"{c.name}-{getattr(c, 'activation', getattr(c, 'bias', ''))}" for c in C
 
 
 def _build(cfg, d):
-    return build_critic(cfg, d, _target(d), _init_sampler(d))
+    return critic_of(cfg, d, _target(d), _init_sampler(d))
 
 
 def _params(critic, keys, seed=0):
@@ -327,7 +327,7 @@ def test_adam_matches_torch_optim_adam(wd, betas):
     lrs = [0.1, 0.03, 0.5]
     p0, h, t = _quad_setup(b)
     cfg = CriticOptim(name="adam", lr=0.1, weight_decay=wd, betas=betas, eps=1e-8)
-    opt = BatchedOptimizer(cfg, p0, torch.tensor(lrs, dtype=D64))
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, torch.tensor(lrs, dtype=D64))
     params = {k: v.clone() for k, v in p0.items()}
     # reference: one torch Adam per member, with that member's learning rate
     refs = []
@@ -354,7 +354,7 @@ def test_sgd_per_member_learning_rate(wd):
     lrs = torch.tensor([0.1, 0.02, 0.4], dtype=D64)
     p0, h, t = _quad_setup(b)
     cfg = CriticOptim(name="sgd", lr=0.1, weight_decay=wd)
-    opt = BatchedOptimizer(cfg, p0, lrs)
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs)
     params = {k: v.clone() for k, v in p0.items()}
     manual = {k: v.clone() for k, v in p0.items()}
     for _ in range(5):
@@ -373,7 +373,7 @@ def test_sgd_per_member_learning_rate(wd):
 def test_sgd_single_step_by_hand():
     cfg = CriticOptim(name="sgd", lr=1.0, weight_decay=0.5)
     p = {"a": torch.tensor([[1.0, -2.0], [3.0, 0.5]], dtype=D64)}
-    opt = BatchedOptimizer(cfg, p, torch.tensor([0.1, 0.01], dtype=D64))
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p, torch.tensor([0.1, 0.01], dtype=D64))
     new = opt.step(p, {"a": torch.tensor([[2.0, 2.0], [-1.0, 4.0]], dtype=D64)})
     # p - lr (g + wd p)
     assert new["a"][0].tolist() == pytest.approx([1.0 - 0.1 * (2.0 + 0.5), -2.0 - 0.1 * (2.0 - 1.0)])
@@ -385,7 +385,7 @@ def test_adam_first_step_is_lr_times_sign():
     """With bias correction, Adam's first step is lr * g / (|g| + eps) ~ lr * sign(g)."""
     cfg = CriticOptim(name="adam", lr=0.1)
     p = {"a": torch.zeros(2, 3, dtype=D64)}
-    opt = BatchedOptimizer(cfg, p, torch.tensor([0.1, 0.3], dtype=D64))
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p, torch.tensor([0.1, 0.3], dtype=D64))
     g = torch.tensor([[2.0, -0.5, 1e-3], [-4.0, 1.0, 0.2]], dtype=D64)
     new = opt.step(p, {"a": g})
     expected = -torch.tensor([[0.1], [0.3]], dtype=D64) * torch.sign(g)
@@ -395,7 +395,7 @@ def test_adam_first_step_is_lr_times_sign():
 def test_mask_zeroes_dead_members_state():
     cfg = CriticOptim(name="adam", lr=0.1)
     p = {"a": torch.ones(3, 2, dtype=D64)}
-    opt = BatchedOptimizer(cfg, p, torch.full((3,), 0.1, dtype=D64))
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p, torch.full((3,), 0.1, dtype=D64))
     opt.step(p, {"a": torch.tensor([[1.0, 2.0], [float("nan"), 1.0], [3.0, 4.0]], dtype=D64)})
     opt.mask_(torch.tensor([True, False, True]))
     assert (opt.m["a"][1] == 0).all() and (opt.v["a"][1] == 0).all()

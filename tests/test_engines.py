@@ -14,9 +14,10 @@ from gandy.core.errors import ConfigError
 from gandy.core.nets.base import ACTIVATION_DERIVATIVES, ACTIVATIONS
 from gandy.core.objectives import PENALTIES, SQUARED_GRADIENT, input_grad
 from gandy.core.optim import BatchedOptimizer
-from gandy.core.step import MemberValues, advance, critic_loss, start
+from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
-from gandy.runs.build import build, choose_engine
+from gandy.runs.build import build, choose_engine, optim_spec
+from gandy.runs.members import member_values
 from gandy.runs.sweep import plan, run_sweep
 
 TINY = {"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
@@ -49,7 +50,7 @@ def test_squared_gradient_table_describes_each_penalty(name):
     gaps = []
     for seed in (0, 1):
         params = sim.critic.init(start(sim, [seed, seed + 2]).streams["critic"], 2)
-        pen = PENALTIES[name](sim.critic.forward, params, real, fake, None, sim.cfg.penalty)
+        pen = PENALTIES[name](sim.critic.forward, params, real, fake, None, sim.penalty_spec)
         g = input_grad(sim.critic.forward, params, fake if side == "fake" else real)
         gaps.append(pen - coef * (g * g).sum(-1).mean(-1))
     torch.testing.assert_close(gaps[0], gaps[1])
@@ -123,7 +124,7 @@ def test_auto_picks_eager_for_short_runs_compiled_for_long_ones_closed_form_for_
     assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 256) == "compiled"
     wide = build(C.load_config(TINY, ["target.embed_dim=64"]))
     assert choose_engine(wide, 2) == "closed_form"
-    assert build(C.load_config(TINY, ["target.embed_dim=64", "engine=eager"])).grads is None
+    assert build(C.load_config(TINY, ["target.embed_dim=64", "engine=eager"])).engine is None
     # nothing faster runs a two-layer critic with a wgan_gp penalty: eager, however long
     assert choose_engine(build(C.load_config(TINY, ["penalty.name=wgan_gp", "critic.widths=[8, 8]",
                                                     "steps=100000"])), 256) == "eager"
@@ -135,7 +136,7 @@ def test_optimiser_step_leaves_its_inputs_and_matches_torch_adam():
     cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
     p0 = {"w": torch.randn(2, 3, 4, dtype=D64)}
     lrs = torch.tensor([0.01, 0.003], dtype=D64)
-    opt = BatchedOptimizer(cfg, p0, lrs)
+    opt = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs)
     refs = [torch.nn.Parameter(p0["w"][i].clone()) for i in range(2)]
     tops = [torch.optim.Adam([r], lr=float(lrs[i]), weight_decay=0.1) for i, r in enumerate(refs)]
     p = p0
@@ -155,7 +156,7 @@ def test_fused_adam_equals_the_eager_update():
     cfg = C.CriticOptim(name="adam", lr=0.01, weight_decay=0.1)
     p0 = {"w": torch.randn(3, 5, 4), "b": torch.randn(3, 4)}
     lrs = torch.tensor([0.01, 0.003, 0.1])
-    a, b = BatchedOptimizer(cfg, p0, lrs), BatchedOptimizer(cfg, p0, lrs, fused=True)
+    a, b = BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs), BatchedOptimizer(optim_spec(cfg, "optim.critic"), p0, lrs, fused=True)
     pa = pb = p0
     for step in range(5):
         g = {k: torch.cos(v * (step + 1)) for k, v in pa.items()}
@@ -171,7 +172,7 @@ def _run_members(engine, lrs, steps=60):
     sim = build(cfg, members=len(lrs))
     cfgs = [cfg.model_copy(update={"optim": cfg.optim.model_copy(update={
         "critic": cfg.optim.critic.model_copy(update={"lr": lr})})}) for lr in lrs]
-    st = start(sim, [0] * len(lrs), MemberValues.from_configs(cfgs, sim.device))
+    st = start(sim, [0] * len(lrs), member_values(cfgs, sim.device))
     for _ in range(steps):
         advance(sim, st)
     return st

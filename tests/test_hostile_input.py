@@ -19,9 +19,9 @@ import yaml
 import gandy
 from gandy.cli import main
 from gandy.core.errors import ConfigError, one_line
-from gandy.core.kernels import build_kernel, empirical_ntk, sphere_latents
+from gandy.core.kernels import empirical_ntk, sphere_latents
 from gandy.runs import config as C
-from gandy.runs.build import build
+from gandy.runs.build import build, kernel_of
 
 from conftest import TINY
 
@@ -101,7 +101,7 @@ def test_the_core_loader_refuses_a_module_outside_the_plugins(tmp_path, monkeypa
     cfg = C.EmpiricalNtkKernel(name="empirical_ntk", module="os:system", kwargs={"command": "touch pwned"})
     for plugins in ((), ("os",)):
         with pytest.raises(ConfigError) as ei:
-            build_kernel(cfg, n=4, d=1, plugins=plugins)
+            kernel_of(cfg, n=4, d=1, plugins=plugins)
         assert ei.value.field in ("kernel.module", "plugins")
     assert not (tmp_path / "pwned").exists()
 

@@ -16,8 +16,8 @@ from gandy.core.images.classifier import load_classifier
 from gandy.core.images.data import mnist
 from gandy.core.images.evaluate import METRICS, Extractor, evaluate_images
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import build_target
 from gandy.runs import config as C
+from gandy.runs.build import target_of
 from gandy.studies.base import StudyOptions
 
 TINY_IMG = {
@@ -33,21 +33,21 @@ TINY_IMG = {
 
 
 def test_image_targets_shapes_ranges_and_determinism(tmp_path):
-    t = build_target(C.MnistTarget(name="mnist"))
+    t = target_of(C.MnistTarget(name="mnist"))
     assert t.data.shape == (4000, 784) and t.image_shape == (1, 28, 28) and t.default_batch == 64
     assert float(t.data.min()) == -1.0 and float(t.data.max()) == 1.0 and t.modes is None
-    test = build_target(C.MnistTarget(name="mnist", split="test", n=100))
+    test = target_of(C.MnistTarget(name="mnist", split="test", n=100))
     assert test.modes.shape == (100, 784) and test.default_batch == 100  # small sets: modes, whole batches
-    cm = build_target(C.ColorMnistTarget(name="color_mnist"))
+    cm = target_of(C.ColorMnistTarget(name="color_mnist"))
     a = cm.sample(Stream(member_keys([0, 1]), "data"), 8)
     b = cm.sample(Stream(member_keys([1]), "data"), 8)
     assert a.shape == (2, 8, 3 * 784) and torch.equal(a[1], b[0])  # a member's images follow its seed
     x = (np.random.default_rng(0).random((5, 28, 28, 3)) * 255).astype(np.uint8)
     np.save(tmp_path / "x.npy", x)
-    im = build_target(C.ImagesTarget(name="images", path=str(tmp_path / "x.npy")))
+    im = target_of(C.ImagesTarget(name="images", path=str(tmp_path / "x.npy")))
     assert im.image_shape == (3, 28, 28) and im.data.shape == (5, 3 * 784)
     with pytest.raises(C.ConfigError) as e:
-        build_target(C.ImagesTarget(name="images", path=str(tmp_path / "missing.npy")))
+        target_of(C.ImagesTarget(name="images", path=str(tmp_path / "missing.npy")))
     assert e.value.field == "target.path"
 
 

@@ -18,7 +18,6 @@ from gandy.core.kernels import (
     Dense,
     NtkMlp,
     TwoNumber,
-    build_kernel,
     check_psd,
     empirical_ntk,
     ntk_analytic,
@@ -26,6 +25,7 @@ from gandy.core.kernels import (
     sphere_latents,
 )
 from gandy.runs import config as C
+from gandy.runs.build import kernel_of
 
 F64 = torch.float64
 
@@ -98,10 +98,10 @@ def test_two_number_negative_g2_not_psd_raises():
     # the same through the registry and a validated config
     cfg = C.TwoNumberKernel(name="two_number", g1=1.0, g2=-0.2)
     with pytest.raises(C.ConfigError) as ei:
-        build_kernel(cfg, n=10, d=2)
+        kernel_of(cfg, n=10, d=2)
     assert ei.value.field == "kernel.g2"
     # with fewer particles the same (g1, g2) is PSD
-    assert isinstance(build_kernel(cfg, n=5, d=2), TwoNumber)
+    assert isinstance(kernel_of(cfg, n=5, d=2), TwoNumber)
 
 
 def test_two_number_boundary_singular_kernel_is_accepted():
@@ -459,17 +459,17 @@ def test_empirical_ntk_kernel_through_registry():
         torch.manual_seed(0)
         module = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2))
     cfg = C.EmpiricalNtkKernel(name="empirical_ntk", module="unused:factory", latent_dim=6, latent_seed=4)
-    k = build_kernel(cfg, n=5, d=2, module=module)
+    k = kernel_of(cfg, n=5, d=2, module=module)
     z = sphere_latents(5, 6, seed=4).float()
     torch.testing.assert_close(k.dense(), empirical_ntk(module, z).float(), rtol=1e-5, atol=1e-6)
     f = torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(k.apply(f), k.dense() @ f)
     with pytest.raises(C.ConfigError) as ei:
-        build_kernel(cfg, n=5, d=3, module=module)
+        kernel_of(cfg, n=5, d=3, module=module)
     assert ei.value.field == "kernel.module"
     bad_dim = C.EmpiricalNtkKernel(name="empirical_ntk", module="unused:factory", latent_dim=4)
     with pytest.raises(C.ConfigError) as ei:
-        build_kernel(bad_dim, n=5, d=2, module=module)
+        kernel_of(bad_dim, n=5, d=2, module=module)
     assert ei.value.field == "kernel.latent_dim"
 
 
@@ -492,7 +492,7 @@ def _matrix(values):
 )
 def test_matrix_kernel_rejects_bad_matrices(values, n, why):
     with pytest.raises(C.ConfigError) as ei:
-        build_kernel(_matrix(values), n=n, d=1)
+        kernel_of(_matrix(values), n=n, d=1)
     assert ei.value.field == "kernel.values"
     assert why in str(ei.value)
 
@@ -501,7 +501,7 @@ def test_matrix_kernel_valid_psd_apply_equals_matmul():
     g = torch.Generator().manual_seed(5)
     a = torch.randn(6, 3, generator=g, dtype=F64)
     kmat = a @ a.T + 0.1 * torch.eye(6, dtype=F64)  # PSD, full rank
-    k = build_kernel(_matrix(kmat.tolist()), n=6, d=2)
+    k = kernel_of(_matrix(kmat.tolist()), n=6, d=2)
     assert isinstance(k, Dense)
     torch.testing.assert_close(k.dense().double(), kmat, rtol=1e-6, atol=1e-6)
     f = torch.randn(4, 6, 2, generator=g)
@@ -516,7 +516,7 @@ def test_matrix_kernel_valid_psd_apply_equals_matmul():
 
 def test_matrix_kernel_accepts_singular_psd():
     v = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
-    k = build_kernel(_matrix(torch.outer(v, v).tolist()), n=3, d=1)  # rank 1, eigenvalues 0, 0, 5.25
+    k = kernel_of(_matrix(torch.outer(v, v).tolist()), n=3, d=1)  # rank 1, eigenvalues 0, 0, 5.25
     torch.testing.assert_close(k.apply(torch.ones(1, 3, 1)).double(), torch.outer(v, v).sum(1).reshape(1, 3, 1))
 
 
@@ -555,7 +555,7 @@ def test_sphere_latents():
 
 def test_ntk_kernel_built_from_config():
     cfg = C.NtkKernel(name="ntk", depth=2, latent_dim=200)
-    k = build_kernel(cfg, n=32, d=1)
+    k = kernel_of(cfg, n=32, d=1)
     dense = k.dense()
     assert dense.shape == (32, 32)
     torch.testing.assert_close(dense, dense.T, rtol=0, atol=0)
@@ -578,7 +578,7 @@ def test_ntk_kernel_built_from_config():
 
 def test_ntk_kernel_options_are_used():
     cfg = C.NtkKernel(name="ntk", depth=3, activation="erf", weight_var=1.3, bias_var=0.4, latent_dim=30, latent_seed=9)
-    k = build_kernel(cfg, n=10, d=2)
+    k = kernel_of(cfg, n=10, d=2)
     z = sphere_latents(10, 30, 9)
     torch.testing.assert_close(k.dense().double(), ntk_analytic(z @ z.T, 3, "erf", 1.3, 0.4), rtol=1e-6, atol=1e-6)
     assert (k.g1, k.g2) == ntk_g1_g2(3, "erf", 1.3, 0.4)
@@ -591,7 +591,7 @@ def test_ntk_kernel_universality_two_number_limit():
     offmask = ~torch.eye(n, dtype=torch.bool)
     dev = {}
     for dim in (20, 2000):
-        dense = build_kernel(C.NtkKernel(name="ntk", depth=2, latent_dim=dim), n=n, d=1).dense().double()
+        dense = kernel_of(C.NtkKernel(name="ntk", depth=2, latent_dim=dim), n=n, d=1).dense().double()
         dev[dim] = (dense[offmask] - g2).abs().mean().item()
     assert dev[2000] < 0.2 * dev[20]  # expected ratio ~ sqrt(20/2000) = 0.1
     assert dev[2000] < 0.02 * g1
@@ -603,6 +603,6 @@ def test_ntk_kernel_universality_two_number_limit():
     slope = (ntk_analytic(torch.tensor(h, dtype=F64), 2) - ntk_analytic(torch.tensor(-h, dtype=F64), 2)).item() / (2 * h)
     assert dev[2000] == pytest.approx(abs(slope) * mean_abs_rho, rel=0.1)
     # and the kernel is then close to the two-number kernel in operator norm (relative to g1)
-    dense = build_kernel(C.NtkKernel(name="ntk", depth=2, latent_dim=2000), n=n, d=1).dense().double()
+    dense = kernel_of(C.NtkKernel(name="ntk", depth=2, latent_dim=2000), n=n, d=1).dense().double()
     two = TwoNumber(n, g1, g2).dense().double()
     assert torch.linalg.matrix_norm(dense - two, ord=2).item() < 0.1 * g1

@@ -17,8 +17,9 @@ from gandy.core.metrics.order import (
     w1_sorted_1d,
 )
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import Empirical, GaussianMixture, build_target, mnist_images
+from gandy.core.targets import Empirical, GaussianMixture, mnist_images
 from gandy.runs import config as C
+from gandy.runs.build import target_of
 
 
 def test_coverage_kl_hand_values():
@@ -120,18 +121,18 @@ def test_mixture_sampling_moments_and_density_normalised():
 
 
 def test_point_mass_has_no_density_and_samples_exactly():
-    t = build_target(C.PointMassTarget(name="point_mass", location=[1.0, -1.0]))
+    t = target_of(C.PointMassTarget(name="point_mass", location=[1.0, -1.0]))
     assert t.log_density(torch.zeros(3, 2)) is None
     s = t.sample(Stream(member_keys([0]), "data"), 5)
     assert torch.equal(s, torch.tensor([1.0, -1.0]).expand(1, 5, 2))
 
 
 def test_presets_geometry():
-    ring = build_target(C.Ring8Target(name="ring8", radius=2.0))
+    ring = target_of(C.Ring8Target(name="ring8", radius=2.0))
     assert torch.allclose(ring.modes.norm(dim=1), torch.full((8,), 2.0))
-    grid = build_target(C.Grid25Target(name="grid25", spacing=2.0))
+    grid = target_of(C.Grid25Target(name="grid25", spacing=2.0))
     assert grid.modes.shape == (25, 2) and float(grid.modes.abs().max()) == 4.0
-    two = build_target(C.TwoModes1dTarget(name="two_modes_1d", separation=4.0))
+    two = target_of(C.TwoModes1dTarget(name="two_modes_1d", separation=4.0))
     assert two.modes[:, 0].tolist() == [-2.0, 2.0]
 
 
@@ -140,7 +141,7 @@ def test_mnist_target_first_n_normalised():
     assert x.shape == (100, 784)
     raw = x * 0.3081 + 0.1307
     assert raw.min() == pytest.approx(0.0, abs=1e-6) and raw.max() == pytest.approx(1.0, abs=1e-6)
-    t = build_target(C.MnistTarget(name="mnist", n=100))
+    t = target_of(C.MnistTarget(name="mnist", n=100))
     assert t.assign == "cosine" and t.modes.shape == (100, 784)
     inter = mnist_images(20, "interleaved")
     assert not np.allclose(inter[1], x[1])  # round-robin over classes, not the sorted order
@@ -149,19 +150,19 @@ def test_mnist_target_first_n_normalised():
 def test_empirical_target_from_npz(tmp_path):
     data = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=data, other=np.zeros(2))
-    t = build_target(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "d.npz"), key="x"))
+    t = target_of(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "d.npz"), key="x"))
     assert t.dim == 3 and torch.allclose(t.data, torch.as_tensor(data))
     full = t.sample(Stream(member_keys([0]), "data"), 30)
     assert torch.equal(full[0], t.data)  # the whole data set when the batch is the data set
-    assert torch.equal(build_target(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "d.npz"))).data, t.data)
+    assert torch.equal(target_of(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "d.npz"))).data, t.data)
     np.savez(tmp_path / "ab.npz", a=data, b=data)  # ambiguous: no key, no x/data array
     with pytest.raises(C.ConfigError) as e:
-        build_target(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "ab.npz")))
+        target_of(C.EmpiricalTarget(name="empirical", path=str(tmp_path / "ab.npz")))
     assert e.value.field == "target.path"
 
 
 def test_parallel_lines_samples_the_data_segment_uniformly():
-    t = build_target(C.ParallelLinesTarget(name="parallel_lines", length=2.0))
+    t = target_of(C.ParallelLinesTarget(name="parallel_lines", length=2.0))
     s = t.sample(Stream(member_keys([0]), "data"), 20000)[0]
     assert torch.equal(s[:, 0], torch.zeros(20000))
     assert float(s[:, 1].min()) >= 0 and float(s[:, 1].max()) <= 2.0
@@ -171,8 +172,8 @@ def test_parallel_lines_samples_the_data_segment_uniformly():
 
 
 def test_embedding_is_an_isometry_and_keeps_modes():
-    base = build_target(C.Ring8Target(name="ring8"))
-    emb = build_target(C.Ring8Target(name="ring8", embed_dim=6, embed_seed=3))
+    base = target_of(C.Ring8Target(name="ring8"))
+    emb = target_of(C.Ring8Target(name="ring8", embed_dim=6, embed_seed=3))
     assert emb.dim == 6 and emb.modes.shape == (8, 6)
     torch.testing.assert_close(torch.cdist(emb.modes, emb.modes), torch.cdist(base.modes, base.modes), atol=1e-5, rtol=0)
     x = emb.sample(Stream(member_keys([0]), "data"), 50)[0]
@@ -183,7 +184,7 @@ def test_embedding_is_an_isometry_and_keeps_modes():
 
     torch.testing.assert_close(dists(x), dists(y), atol=1e-5, rtol=0)  # the same draws, mapped
     with pytest.raises(C.ConfigError) as e:
-        build_target(C.Ring8Target(name="ring8", embed_dim=1))
+        target_of(C.Ring8Target(name="ring8", embed_dim=1))
     assert e.value.field == "target.embed_dim"
 
 

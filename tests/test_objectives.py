@@ -14,7 +14,7 @@ from gandy.core.nets.mlp import Mlp
 from gandy.core.objectives import GAMES, PENALTIES, input_grad
 from gandy.core.rng import Stream, member_keys
 from gandy.core.step import particle_force
-from gandy.runs.build import build
+from gandy.runs.build import build, optim_spec, penalty_spec
 from gandy.runs.config import Config, GeneratorOptim, LinearCritic, OptimConfig, PenaltyConfig
 
 D64 = torch.float64
@@ -221,7 +221,7 @@ def test_penalty_registry():
 
 
 def _pcfg(name, on="logit", perturbation="gaussian", scale=0.5):
-    return PenaltyConfig(name=name, weight=1.0, on=on, perturbation=perturbation, scale=scale)
+    return penalty_spec(PenaltyConfig(name=name, weight=1.0, on=on, perturbation=perturbation, scale=scale))
 
 
 def _data(b=2, m=4, n=6, d=2, seed=0):
@@ -547,7 +547,7 @@ def test_rmsprop_matches_torch():
     torch.manual_seed(0)
     w0 = torch.randn(2, 3, dtype=torch.float64)
     lrs = torch.tensor([0.01, 0.03], dtype=torch.float64)
-    opt = BatchedOptimizer(CriticOptim(name="rmsprop", lr=0.01, weight_decay=0.1), {"w": w0}, lrs)
+    opt = BatchedOptimizer(optim_spec(CriticOptim(name="rmsprop", lr=0.01, weight_decay=0.1), "optim.critic"), {"w": w0}, lrs)
     p = {"w": w0.clone()}
     refs = [w0[i].clone().requires_grad_(True) for i in range(2)]
     topts = [torch.optim.RMSprop([refs[i]], lr=float(lrs[i]), alpha=0.99, eps=1e-8, weight_decay=0.1) for i in range(2)]

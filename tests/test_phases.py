@@ -14,10 +14,10 @@ import torch
 
 from gandy.core.metrics import phases as results
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
-from gandy.core.targets import build_target
+from gandy.runs.build import phase_rule, target_of
 from gandy.runs.config import PhaseConfig, load_config
 
-TARGET = build_target(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)
+TARGET = target_of(load_config({"target": {"name": "two_modes_1d", "separation": 4.0, "std": 0.1}}).target)
 STEPS = np.arange(0, 2001, 100)  # 21 logged steps, as collapse-1d logs them
 N = 64
 
@@ -39,7 +39,7 @@ def _cloud(centre_of, seed: int = 0) -> tuple[dict, np.ndarray]:
 
 def _label(centre_of, pcfg=PhaseConfig(), diverged=False):
     series, steps = _cloud(centre_of)
-    return results.classify(series, 2, TARGET.scale, pcfg, diverged, steps)
+    return results.classify(series, 2, TARGET.scale, phase_rule(pcfg), diverged, steps)
 
 
 def _ramp(t, until=1000.0):
@@ -73,7 +73,7 @@ def test_diverged_wins_and_non_finite_series_diverge():
     assert _label(CASES["converged"], diverged=True).label == "diverged"
     series, steps = _cloud(CASES["converged"])
     series["mean_dist"][-3:] = np.nan
-    assert results.classify(series, 2, TARGET.scale, PhaseConfig(), False, steps).label == "diverged"
+    assert results.classify(series, 2, TARGET.scale, phase_rule(PhaseConfig()), False, steps).label == "diverged"
 
 
 def test_oscillation_period_is_that_of_the_distance():
@@ -106,7 +106,7 @@ def test_margin_is_the_weakest_deciding_test_by_hand():
     series, steps = _cloud(CASES["converged"])
     series["on_mode"][-1] = 0.95
     series["coverage_kl"][:] = 0.3
-    phase = results.classify(series, 2, TARGET.scale, PhaseConfig(), False, steps)
+    phase = results.classify(series, 2, TARGET.scale, phase_rule(PhaseConfig()), False, steps)
     limit = 0.5 * math.log(2)
     tol = 0.05 * TARGET.scale
     settle = (tol - np.ptp(series["mean_dist"][-6:])) / tol
@@ -119,7 +119,7 @@ def test_margin_of_a_label_reached_by_failing_tests_counts_how_near_they_came():
     stalled failed far (displacement ~2 against 0.1 x 2); runaway failed by 1 - D_end / (2 x 2.1);
     the collapsed test passed with (log 2 - limit) / limit = 1.0."""
     series, steps = _cloud(CASES["collapsed"])
-    phase = results.classify(series, 2, TARGET.scale, PhaseConfig(), False, steps)
+    phase = results.classify(series, 2, TARGET.scale, phase_rule(PhaseConfig()), False, steps)
     runaway_gap = 1 - series["mean_dist"][-1] / (2 * max(series["mean_dist"][0], TARGET.scale))
     assert phase.label == "collapsed"
     assert phase.margin == pytest.approx(min(1.0, runaway_gap), abs=1e-6)
@@ -130,10 +130,10 @@ def test_without_modes_converged_needs_w1_within_reach():
     nan = np.full(8, np.nan)
     s = {k: nan for k in ORDER_PARAMETERS}
     s = {**s, "w1": settled, "displacement": np.full(8, 2.0)}
-    assert results.classify(s, 0, 1.0, PhaseConfig(), False).label == "converged"
-    assert results.classify({**s, "w1": settled + 0.5}, 0, 1.0, PhaseConfig(), False).label == "off_target"
+    assert results.classify(s, 0, 1.0, phase_rule(PhaseConfig()), False).label == "converged"
+    assert results.classify({**s, "w1": settled + 0.5}, 0, 1.0, phase_rule(PhaseConfig()), False).label == "off_target"
     swing = np.array([1.0, 0.1] * 8)
-    osc = results.classify({**{k: np.full(16, np.nan) for k in s}, "w1": swing}, 0, 1.0, PhaseConfig(), False)
+    osc = results.classify({**{k: np.full(16, np.nan) for k in s}, "w1": swing}, 0, 1.0, phase_rule(PhaseConfig()), False)
     assert osc.label == "oscillating" and osc.period == pytest.approx(2.0)
 
 

@@ -36,8 +36,8 @@ def unsupported(sim) -> str | None:
     critic = sim.critic
     if type(critic) is not Mlp or len(critic.dims) != 3:
         return "the closed form needs an MLP critic with one hidden layer (critic.widths of length 1)"
-    pen = sim.cfg.penalty
-    if pen.name != "none" and pen.name not in SQUARED_GRADIENT:
+    pen = sim.penalty_spec
+    if "closed_form" not in sim.penalty.engines:
         return f"the closed form supports penalties none, {', '.join(SQUARED_GRADIENT)}; {pen.name} is not"
     if pen.name != "none" and pen.on != "logit":
         return "the closed form differentiates penalties on the logit (penalty.on: logit)"
@@ -64,10 +64,10 @@ class ClosedForm:
         if why:
             raise ConfigError("engine", f"{why}; run it with engine: eager or compiled")
         self.sim = sim
-        act = sim.cfg.critic.activation
+        act = sim.critic.activation
         self.act = ACTIVATIONS[act]
         self.d1, self.d2 = ACTIVATION_DERIVATIVES[act]
-        pen = sim.cfg.penalty
+        pen = sim.penalty_spec
         self.side, self.coef = SQUARED_GRADIENT[pen.name] if pen.name != "none" else (None, 0.0)
         self.batch_mean = pen.reduce == "batch_mean"
 

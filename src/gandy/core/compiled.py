@@ -14,6 +14,7 @@ shape (members, particles, batch), paid once per chunk.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import torch
@@ -22,6 +23,7 @@ from torch.func import grad, vmap
 
 from gandy.core import closed_form
 from gandy.core.errors import ConfigError
+from gandy.core.objectives import PENALTIES
 from gandy.core.rng import compile_large_draws
 from gandy.core.step import Simulation, critic_loss
 
@@ -33,11 +35,6 @@ WIDE = 64
 """From this input dimension on, and where it applies, the compiled engine compiles the closed form
 (:mod:`gandy.core.closed_form`) instead of torch.func's vmap(grad): matrix products dominate
 there, and the closed form does the fewest (784-D: 13.3 ms per member-step against 19.5 ms)."""
-
-PENALTIES = ("none", "sobolev", "r1", "r2")
-"""Penalties the compiled engine supports (wgan_gp and dragan draw random points inside the
-penalty, from streams that live outside the compiled function)."""
-
 
 def func_input_grad(forward, params, x: torch.Tensor, on: str = "logit") -> torch.Tensor:
     """grad_x of f (or sigmoid f) at every point, by torch.func (composes with grad and vmap)."""
@@ -52,9 +49,10 @@ def unsupported(sim: Simulation) -> str | None:
     """Why the compiled engine cannot run ``sim`` (None: it can)."""
     if sim.generator is not None:
         return "the compiled engine moves particles; a network generator runs with engine: eager"
-    if sim.cfg.penalty.name not in PENALTIES:
-        return (f"the compiled engine supports penalties {', '.join(PENALTIES)}; "
-                f"{sim.cfg.penalty.name} runs with engine: eager")
+    if "compiled" not in sim.penalty.engines:
+        supported = [k for k, p in PENALTIES.items() if "compiled" in p.engines]
+        return (f"the compiled engine supports penalties {', '.join(supported)}; "
+                f"{sim.penalty_spec.name} runs with engine: eager")
     return None
 
 
@@ -74,10 +72,9 @@ def compiled_step(sim: Simulation) -> "CompiledStep":
     caches per function object, so a sweep's chunks compile once per batch shape, not once each
     (and never run into dynamo's recompile limit, past which it falls back to eager silently)."""
     check(sim)
-    cfg = sim.cfg
-    key = json.dumps({"critic": cfg.critic.model_dump(mode="json"), "objective": cfg.objective,
-                      "penalty": cfg.penalty.model_dump(mode="json", exclude={"weight"}),
-                      "d": sim.d, "device": str(sim.device)}, sort_keys=True)
+    key = json.dumps({"critic": dataclasses.asdict(sim.critic_spec), "objective": sim.game.name,
+                      "penalty": dataclasses.asdict(sim.penalty_spec), "d": sim.d, "device": str(sim.device)},
+                     sort_keys=True, default=repr)
     if key not in _STEPS:
         _STEPS[key] = CompiledStep(sim)
     return _STEPS[key]

@@ -228,43 +228,46 @@ def _load_module(spec: str, kwargs: dict, plugins: Sequence[str] = ()) -> nn.Mod
 
 
 # ----------------------------------------------------------------------------- registry
-def _two_number(cfg, n, d, device, plugins=()):
-    return TwoNumber(n, cfg.g1, cfg.g2, device)
+def _two_number(n, d, device, *, g1=1.0, g2=0.0, plugins=(), instance=None):
+    return TwoNumber(n, g1, g2, device)
 
 
-def _ntk(cfg, n, d, device, plugins=()):
-    z = sphere_latents(n, cfg.latent_dim, cfg.latent_seed)
-    k = ntk_analytic(z @ z.T, cfg.depth, cfg.activation, cfg.weight_var, cfg.bias_var)
-    return Dense(k.to(device), "kernel", ntk_g1_g2(cfg.depth, cfg.activation, cfg.weight_var, cfg.bias_var))
+def _ntk(n, d, device, *, depth=2, activation="relu", weight_var=2.0, bias_var=0.0, latent_dim=100, latent_seed=0,
+         plugins=(), instance=None):
+    z = sphere_latents(n, latent_dim, latent_seed)
+    k = ntk_analytic(z @ z.T, depth, activation, weight_var, bias_var)
+    return Dense(k.to(device), "kernel", ntk_g1_g2(depth, activation, weight_var, bias_var))
 
 
-def _empirical_ntk(cfg, n, d, device, module: Optional[nn.Module] = None, plugins: Sequence[str] = ()):
-    if module is None:
-        if cfg.module is None:
+def _empirical_ntk(n, d, device, *, module: Optional[str] = None, kwargs: Optional[dict] = None, latent_dim=16,
+                   latent_seed=0, plugins: Sequence[str] = (), instance: Optional[nn.Module] = None):
+    if instance is None:
+        if module is None:
             raise ConfigError("kernel.module", "is required: package.module:factory from one of the config's plugins "
                                                "(or, from Python, gandy.run(cfg, kernel_module=...))")
-        module = _load_module(cfg.module, cfg.kwargs, plugins)
+        instance = _load_module(module, kwargs or {}, plugins)
+    module = instance
     if not any(True for _ in module.parameters()):
         raise ConfigError("kernel.module", "the module has no parameters: its NTK is zero")
-    z = sphere_latents(n, cfg.latent_dim, cfg.latent_seed).to(next(module.parameters()).dtype)
+    z = sphere_latents(n, latent_dim, latent_seed).to(next(module.parameters()).dtype)
     try:
         out = module(z[:1])
     except Exception as e:
-        raise ConfigError("kernel.latent_dim", f"module does not accept latents of dimension {cfg.latent_dim}: {e}") from None
+        raise ConfigError("kernel.latent_dim", f"module does not accept latents of dimension {latent_dim}: {e}") from None
     if out.ndim != 2 or out.shape[1] != d:
         raise ConfigError("kernel.module", f"module outputs shape {tuple(out.shape[1:])} per latent; the target has d = {d}")
     return Dense(empirical_ntk(module, z).detach().float().to(device), "kernel.module")
 
 
-def _matrix(cfg, n, d, device, plugins=()):
-    field = "kernel.values" if cfg.values is not None else "kernel.path"
-    if cfg.values is not None:
+def _matrix(n, d, device, *, values=None, path=None, plugins=(), instance=None):
+    field = "kernel.values" if values is not None else "kernel.path"
+    if values is not None:
         try:
-            k = torch.as_tensor(np.asarray(cfg.values, dtype=np.float64))
+            k = torch.as_tensor(np.asarray(values, dtype=np.float64))
         except (ValueError, TypeError):
             raise ConfigError(field, "rows must all have the same length") from None
     else:  # the file's shape is checked from its header, before its data is read
-        k = torch.as_tensor(load_array(cfg.path, None, field, lambda shape: _square(shape, n, field)).astype(np.float64))
+        k = torch.as_tensor(load_array(path, None, field, lambda shape: _square(shape, n, field)).astype(np.float64))
     _square(tuple(k.shape), n, field)
     return Dense(k.to(device), field)
 
@@ -275,7 +278,7 @@ def _square(shape: tuple, n: int, field: str) -> None:
         raise ConfigError(field, f"kernel matrix has shape {tuple(shape)}, expected ({n}, {n}) for particles.n = {n}")
 
 
-KERNELS: dict[str, Callable] = {
+KERNELS: dict[str, Callable[..., Kernel]] = {
     "two_number": _two_number,
     "ntk": _ntk,
     "empirical_ntk": _empirical_ntk,
@@ -283,8 +286,14 @@ KERNELS: dict[str, Callable] = {
 }
 
 
-def build_kernel(cfg, n: int, d: int, device="cpu", plugins: Sequence[str] = (), **kw) -> Kernel:
-    """The kernel section ``cfg`` for ``n`` particles in ``d`` dimensions. ``plugins``: the config's
-    ``plugins:`` (the only code an ``empirical_ntk`` module path may import); ``module``: an
-    ``empirical_ntk`` module given directly."""
-    return KERNELS[cfg.name](cfg, n, d, device, plugins=plugins, **kw)
+def build_kernel(name: str, n: int, d: int, device="cpu", plugins: Sequence[str] = (),
+                 instance: Optional[nn.Module] = None, **options) -> Kernel:
+    """The kernel ``name`` for ``n`` particles in ``d`` dimensions from its ``options`` (keyword
+    arguments of its builder in :data:`KERNELS`: the kernel section's other keys). ``plugins``: the
+    config's ``plugins:`` (the only code an ``empirical_ntk`` module path may import);
+    ``instance``: an ``empirical_ntk`` module given directly."""
+    if name not in KERNELS:
+        raise ConfigError("kernel.name", f"unknown kernel {name!r}; known: {', '.join(KERNELS)}")
+    if instance is not None and name != "empirical_ntk":
+        raise ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
+    return KERNELS[name](n, d, device, plugins=plugins, instance=instance, **options)

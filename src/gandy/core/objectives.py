@@ -6,8 +6,10 @@ Conventions (f is the critic's logit, D = sigmoid(f) for the cross-entropy games
 * ``Game.gen_loss(f_fake: (B, N)) -> (B, N)`` is the per-sample generator loss l_G(f(x_j)); the
   force on particle j is F_j = -grad_x l_G(f(x))|_{x_j}.
 
-A penalty is ``penalty(forward, params, real, fake, stream, cfg) -> (B,)``; the loop adds
-``weight * penalty`` to the critic loss. ``forward(params, x: (B, M, d)) -> (B, M)``.
+A penalty is ``penalty(forward, params, real, fake, stream, spec) -> (B,)`` with ``spec`` a
+:class:`PenaltySpec`; the loop adds ``weight * penalty`` to the critic loss (the weight is per
+member). ``forward(params, x: (B, M, d)) -> (B, M)``. ``PENALTIES`` maps each name to a
+:class:`Penalty`: the function and the engines that run it.
 """
 
 from __future__ import annotations
@@ -77,15 +79,44 @@ GAMES.update({
 
 
 # ----------------------------------------------------------------------------- penalties
+@dataclass(frozen=True)
+class PenaltySpec:
+    """A penalty's settings other than its (per-member) weight: ``name`` (a PENALTIES key); ``on``
+    the logit or the probability sigmoid(f) whose input gradient is penalised; ``reduce``
+    (squared-gradient penalties) ``per_point`` or ``batch_mean``; DRAGAN's ``perturbation``
+    (gaussian | uniform) and its ``scale``."""
+
+    name: str = "none"
+    on: str = "logit"
+    reduce: str = "per_point"
+    perturbation: str = "gaussian"
+    scale: float = 0.5
+
+
 def input_grad(forward, params, x: Tensor, on: str = "logit") -> Tensor:
     """grad_x of f (or sigmoid f) at every point, ``(B, M, d)``, differentiable w.r.t. params.
     A penalty's ``grad`` argument replaces it (the compiled engine passes
-    :func:`gandy.core.compiled.func_input_grad`, the same derivative by torch.func)."""
+    :func:`gandy.core.compiled.func_input_grad`, the same derivative by torch.func). The points
+    are detached: the gradient is a function of ``params`` alone (see :func:`graph_input_grad`)."""
     x = x.detach().requires_grad_(True)
     f = forward(params, x)
     if on == "probability":
         f = torch.sigmoid(f)
     (g,) = torch.autograd.grad(f.sum(), x, create_graph=True)
+    return g
+
+
+def graph_input_grad(forward, params, x: Tensor, on: str = "logit") -> Tensor:
+    """:func:`input_grad` that keeps the points in the graph where they require grad: the
+    penalty's gradient then depends on them too (a differentiable critic step,
+    :func:`gandy.core.step.critic_update` with ``create_graph``)."""
+    if not x.requires_grad:
+        return input_grad(forward, params, x, on)
+    xc = x.clone()  # the partial derivative at fixed params, even where params depend on x
+    f = forward(params, xc)
+    if on == "probability":
+        f = torch.sigmoid(f)
+    (g,) = torch.autograd.grad(f.sum(), xc, create_graph=True)
     return g
 
 
@@ -98,20 +129,20 @@ def _unit_gap(g):
     return (torch.sqrt(_sq_norm(g) + 1e-12) - 1.0) ** 2
 
 
-def reduced_grad(forward, params, x: Tensor, cfg, grad=None) -> Tensor:
+def reduced_grad(forward, params, x: Tensor, spec: PenaltySpec, grad=None) -> Tensor:
     """The input gradient a squared-gradient penalty squares, ``(B, n, d)``: of f at each point
     (``penalty.reduce: per_point``), or of the batch's mean output (1/n) sum_j f(x_j), which is
     grad f(x_i) / n (``batch_mean``, the authors' code base: ``grad(outputs=Eq_f, inputs=x_q)``)."""
-    g = (grad or input_grad)(forward, params, x, cfg.on)
-    return g / x.shape[1] if getattr(cfg, "reduce", "per_point") == "batch_mean" else g
+    g = (grad or input_grad)(forward, params, x, spec.on)
+    return g / x.shape[1] if spec.reduce == "batch_mean" else g
 
 
-def sobolev(forward, params, real, fake, stream, cfg, grad=None):
+def sobolev(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     """E_Q |grad f|^2 - 1 (Durr et al.'s Sobolev/Fisher constraint, on the generated points)."""
-    return _sq_norm(reduced_grad(forward, params, fake, cfg, grad)).mean(-1) - 1.0
+    return _sq_norm(reduced_grad(forward, params, fake, spec, grad)).mean(-1) - 1.0
 
 
-def wgan_gp(forward, params, real, fake, stream, cfg, grad=None):
+def wgan_gp(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     """E (|grad f(x_hat)| - 1)^2, x_hat = eps x_real + (1 - eps) x_fake, one eps ~ U[0,1] per pair.
 
     Fake point j is paired with real sample j mod M.
@@ -120,45 +151,64 @@ def wgan_gp(forward, params, real, fake, stream, cfg, grad=None):
     idx = torch.arange(n, device=fake.device) % real.shape[1]
     eps = stream.uniform(n, 1).to(fake.device)
     x_hat = eps * real[:, idx] + (1 - eps) * fake
-    return _unit_gap((grad or input_grad)(forward, params, x_hat, cfg.on)).mean(-1)
+    return _unit_gap((grad or input_grad)(forward, params, x_hat, spec.on)).mean(-1)
 
 
-def r1(forward, params, real, fake, stream, cfg, grad=None):
+def r1(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     """1/2 E_P |grad f|^2 (Mescheder et al. 2018)."""
-    return 0.5 * _sq_norm(reduced_grad(forward, params, real, cfg, grad)).mean(-1)
+    return 0.5 * _sq_norm(reduced_grad(forward, params, real, spec, grad)).mean(-1)
 
 
-def r2(forward, params, real, fake, stream, cfg, grad=None):
+def r2(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     """1/2 E_Q |grad f|^2."""
-    return 0.5 * _sq_norm(reduced_grad(forward, params, fake, cfg, grad)).mean(-1)
+    return 0.5 * _sq_norm(reduced_grad(forward, params, fake, spec, grad)).mean(-1)
 
 
-def dragan(forward, params, real, fake, stream, cfg, grad=None):
+def dragan(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     """E (|grad f(x + delta)| - 1)^2 near the data.
 
     ``perturbation: gaussian``: delta ~ N(0, scale^2 I); ``uniform``: delta = scale * std(x) * U[0,1)
     per coordinate, std (ddof 0) over the member's real batch (the DRAGAN authors' numpy code).
     """
     b, m, d = real.shape
-    if cfg.perturbation == "gaussian":
-        delta = cfg.scale * stream.normal(m, d).to(real.device)
+    if spec.perturbation == "gaussian":
+        delta = spec.scale * stream.normal(m, d).to(real.device)
     else:
         std = real.reshape(b, -1).std(-1, correction=0)[:, None, None]  # numpy's x.std()
-        delta = cfg.scale * std * stream.uniform(m, d).to(real.device)
-    return _unit_gap((grad or input_grad)(forward, params, real + delta, cfg.on)).mean(-1)
+        delta = spec.scale * std * stream.uniform(m, d).to(real.device)
+    return _unit_gap((grad or input_grad)(forward, params, real + delta, spec.on)).mean(-1)
 
 
-def no_penalty(forward, params, real, fake, stream, cfg, grad=None):
+def no_penalty(forward, params, real, fake, stream, spec: PenaltySpec, grad=None):
     return torch.zeros(real.shape[0], device=real.device)
 
 
-PENALTIES: dict[str, Callable] = {
-    "none": no_penalty,
-    "sobolev": sobolev,
-    "wgan_gp": wgan_gp,
-    "r1": r1,
-    "r2": r2,
-    "dragan": dragan,
+ENGINES = ("eager", "compiled", "closed_form")
+"""The engines that take a step's gradients (``engine``; :mod:`gandy.core.compiled`,
+:mod:`gandy.core.closed_form`)."""
+
+
+@dataclass(frozen=True)
+class Penalty:
+    """A registry entry: the penalty ``function`` (called through the entry) and the ``engines``
+    that run it. The compiled engine draws no random numbers inside its compiled function (so not
+    wgan_gp's interpolates or dragan's perturbations); the closed form differentiates squared
+    gradients only (:data:`SQUARED_GRADIENT`)."""
+
+    function: Callable
+    engines: tuple[str, ...]
+
+    def __call__(self, forward, params, real: Tensor, fake: Tensor, stream, spec: PenaltySpec, grad=None) -> Tensor:
+        return self.function(forward, params, real, fake, stream, spec, grad=grad)
+
+
+PENALTIES: dict[str, Penalty] = {
+    "none": Penalty(no_penalty, ENGINES),
+    "sobolev": Penalty(sobolev, ENGINES),
+    "wgan_gp": Penalty(wgan_gp, ("eager",)),
+    "r1": Penalty(r1, ENGINES),
+    "r2": Penalty(r2, ENGINES),
+    "dragan": Penalty(dragan, ("eager",)),
 }
 
 SQUARED_GRADIENT: dict[str, tuple[str, float]] = {"sobolev": ("fake", 1.0), "r1": ("real", 0.5), "r2": ("fake", 0.5)}

@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
+from gandy.core.errors import ConfigError
+
 OPTIMISERS = ("sgd", "adam", "rmsprop")
 """The names ``optim.critic.name`` and ``optim.generator.name`` take (torch semantics)."""
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """An optimiser's settings (``optim.critic`` / ``optim.generator``; the learning rate is per
+    member, in :class:`gandy.core.step.MemberValues`): ``name`` one of :data:`OPTIMISERS`; Adam's
+    ``betas`` and ``amsgrad``, RMSProp's ``alpha``, both ``eps``; ``weight_decay`` added to the
+    gradient; ``clip``: every weight clamped to [-clip, clip] after the step (None: no clipping).
+    ``field``: the config section it came from, named by errors."""
+
+    name: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    alpha: float = 0.99
+    amsgrad: bool = False
+    clip: Optional[float] = None
+    field: str = "optim"
 
 
 class BatchedOptimizer:
@@ -15,12 +37,12 @@ class BatchedOptimizer:
     ``(B, ...)`` tensors, with per-member learning rates ``lr: (B,)``; optional clipping of every
     weight to [-clip, clip] after the step (WGAN)."""
 
-    def __init__(self, cfg, params: dict, lr: torch.Tensor, fused: bool = False):
-        self.cfg, self.lr, self.t, self.fused = cfg, lr, 0, fused and cfg.name == "adam"
-        self.amsgrad = bool(getattr(cfg, "amsgrad", False))
+    def __init__(self, spec: OptimSpec, params: dict, lr: torch.Tensor, fused: bool = False):
+        self.spec, self.lr, self.t, self.fused = spec, lr, 0, fused and spec.name == "adam"
+        self.amsgrad = bool(spec.amsgrad)
         self._scratch: dict = {}
         self.m = {k: torch.zeros_like(v) for k, v in params.items()}
-        self.v = {k: torch.zeros_like(v) for k, v in params.items()} if cfg.name in ("adam", "rmsprop") else None
+        self.v = {k: torch.zeros_like(v) for k, v in params.items()} if spec.name in ("adam", "rmsprop") else None
         self.vmax = {k: torch.zeros_like(v) for k, v in params.items()} if self.amsgrad else None
         """AMSGrad's running maximum of v (torch's ``max_exp_avg_sq``)."""
 
@@ -32,48 +54,54 @@ class BatchedOptimizer:
             for v in state.values():
                 v.zero_()
 
-    def step(self, params: dict, grads: dict) -> dict:
+    def step(self, params: dict, grads: dict, create_graph: bool = False) -> dict:
         """New parameters (fresh tensors; ``params`` is not modified) after one step on ``grads``.
+        ``create_graph``: the new parameters stay differentiable functions of ``params`` and
+        ``grads`` (sgd only: Adam's and RMSProp's moments are updated in place; ConfigError naming
+        ``<field>.name`` otherwise).
         The moments are updated in place, with torch's update formulas (``torch.optim.Adam``:
         ``p - lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)``): about 4x fewer passes over memory than
         writing each formula out, which is what the step costs for wide critics. ``fused`` (Adam
         only; ``engine: compiled``): the whole update of a tensor as one compiled loop, about 7x
         faster again on a 784 x 512 critic (~4 s of compilation per parameter shape)."""
-        cfg = self.cfg
+        spec = self.spec
+        if create_graph and spec.name != "sgd":
+            raise ConfigError(f"{spec.field}.name", f"a differentiable step needs sgd; {spec.name} updates its "
+                                                   "moments in place")
         self.t += 1
         new = dict(params)
         if self.fused:  # every tensor in one compiled call (each call costs ~0.1 ms of guards)
-            b1, b2 = cfg.betas
+            b1, b2 = spec.betas
             keys = list(grads)
             scale = torch.tensor([1 / (1 - b1**self.t), 1 / math.sqrt(1 - b2**self.t)], device=self.lr.device)
             out = _fused_adam()([params[k] for k in keys], [grads[k] for k in keys], [self.m[k] for k in keys],
-                                [self.v[k] for k in keys], self.lr, scale, b1, b2, cfg.eps, cfg.weight_decay,
+                                [self.v[k] for k in keys], self.lr, scale, b1, b2, spec.eps, spec.weight_decay,
                                 [self.vmax[k] for k in keys] if self.amsgrad else None)
-            new.update(zip(keys, out if cfg.clip is None else [o.clamp_(-cfg.clip, cfg.clip) for o in out]))
+            new.update(zip(keys, out if spec.clip is None else [o.clamp_(-spec.clip, spec.clip) for o in out]))
             return new
         for k, g in grads.items():
             p = params[k]
             lr = self.lr.view(-1, *([1] * (p.ndim - 1)))
-            if cfg.weight_decay:
-                g = g.add(p, alpha=cfg.weight_decay)
-            if cfg.name == "sgd":
+            if spec.weight_decay:
+                g = g.add(p, alpha=spec.weight_decay)
+            if spec.name == "sgd":
                 new[k] = p - lr * g
-            elif cfg.name == "rmsprop":
-                self.v[k].mul_(cfg.alpha).addcmul_(g, g, value=1 - cfg.alpha)
-                new[k] = p - lr * g / self.v[k].sqrt().add_(cfg.eps)
+            elif spec.name == "rmsprop":
+                self.v[k].mul_(spec.alpha).addcmul_(g, g, value=1 - spec.alpha)
+                new[k] = p - lr * g / self.v[k].sqrt().add_(spec.eps)
             else:
-                b1, b2 = cfg.betas
+                b1, b2 = spec.betas
                 self.m[k].lerp_(g, 1 - b1)
                 self.v[k].mul_(b2).addcmul_(g, g, value=1 - b2)
                 buf = self._buffer(k, p)
                 v = self.v[k]
                 if self.amsgrad:  # torch: max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq), used in the denominator
                     v = torch.maximum(self.vmax[k], v, out=self.vmax[k])
-                torch.sqrt(v, out=buf).div_(math.sqrt(1 - b2**self.t)).add_(cfg.eps)
+                torch.sqrt(v, out=buf).div_(math.sqrt(1 - b2**self.t)).add_(spec.eps)
                 torch.div(self.m[k], buf, out=buf).mul_(lr / (1 - b1**self.t))
                 new[k] = p - buf
-            if cfg.clip is not None:
-                new[k] = new[k].clamp_(-cfg.clip, cfg.clip)
+            if spec.clip is not None:
+                new[k] = new[k].clamp(-spec.clip, spec.clip) if create_graph else new[k].clamp_(-spec.clip, spec.clip)
         return new
 
     def _buffer(self, k: str, like: torch.Tensor) -> torch.Tensor:

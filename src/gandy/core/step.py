@@ -13,47 +13,145 @@ is a :class:`Mover`: kernel-coupled particles, a network generator, or (the brid
 moved in parameter space, each beside the others in one batch if need be. Members never interact:
 all reductions run inside a member, a member whose particles or critic turn non-finite (or blow
 up) is frozen, zeroed and labelled ``diverged`` from that step on.
+
+Everything here is a function of its arguments: a :class:`Simulation` (the built parts and the
+frozen specs that say how a step runs: :class:`StepSpec`, :class:`InitSpec`, the penalty's
+:class:`gandy.core.objectives.PenaltySpec`, the optimisers' :class:`gandy.core.optim.OptimSpec`),
+the run's :class:`State` and its per-member numbers (:class:`MemberValues`). No config is read:
+:mod:`gandy.runs.build` turns a config into these. ``create_graph`` (:func:`critic_update`,
+:func:`advance`) keeps the step differentiable, for Jacobians of the real update.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, fields
+from typing import Callable, ClassVar, Optional, Protocol
 
 import torch
 
+from gandy.core.errors import ConfigError
 from gandy.core.kernels import Kernel
 from gandy.core.nets.base import Critic
-from gandy.core.objectives import SQUARED_GRADIENT, Game
-from gandy.core.optim import BatchedOptimizer, keep_alive
+from gandy.core.objectives import SQUARED_GRADIENT, Game, Penalty, PenaltySpec, graph_input_grad
+from gandy.core.optim import BatchedOptimizer, OptimSpec, keep_alive
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import Target
 
-_MISSING = object()
+
+@dataclass(frozen=True)
+class StepSpec:
+    """How one step runs (docs/model.md): ``critic_steps`` optimiser steps of the critic per step
+    (``startup_steps`` instead at the first, where set), from a fresh optimiser state at every step
+    where ``reset``; ``order`` alternating (the force from the updated critic) or simultaneous (from
+    the critic of the start of the step); the force per particle or divided by N (``force:
+    mean``); a member whose points leave ``blowup`` x the target's scale is diverged."""
+
+    critic_steps: int = 1
+    startup_steps: Optional[int] = None
+    reset: bool = False
+    order: str = "alternating"
+    force: str = "per_particle"
+    blowup: float = 1e6
+
+
+@dataclass(frozen=True)
+class InitSpec:
+    """Where the particles start (``particles.init``): ``gaussian`` around ``mean`` (None: the
+    origin) with ``std``; ``uniform`` in the box [``low``, ``high``]; ``data_mean``, N(target mean,
+    std^2 I); ``data_gaussian``, the target's own mean and covariance (estimated from ``reference``
+    samples where the target holds no data set), its spread times ``scale``."""
+
+    name: str = "gaussian"
+    mean: Optional[tuple[float, ...]] = None
+    std: float = 0.1
+    low: Optional[tuple[float, ...]] = None
+    high: Optional[tuple[float, ...]] = None
+    scale: float = 1.0
+    reference: int = 1024
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """A network as its registry names it: ``name`` and its ``options`` as sorted ``(key, value)``
+    pairs (what identifies a compiled engine's functions, :func:`gandy.core.compiled.compiled_step`)."""
+
+    name: str
+    options: tuple = ()
+
+
+class Generator(Protocol):
+    """A batched network generator (:mod:`gandy.core.nets`)."""
+
+    def init(self, stream: Stream, b: int) -> dict: ...
+
+    def latent(self, stream: Stream, n: int) -> torch.Tensor: ...
+
+    def forward(self, params: dict, z: torch.Tensor) -> torch.Tensor: ...
+
+
+class Engine(Protocol):
+    """How the critic's gradients and the particles' force are taken where not by autograd on the
+    batched tensors (``engine: eager``, the reference): a :class:`gandy.core.compiled.CompiledStep`
+    (``compiled``) or a :class:`gandy.core.closed_form.ClosedForm` (``closed_form``)."""
+
+    name: str
+    fuse: bool
+
+    def critic_grads(self, params: dict, trainable: list, real: torch.Tensor, fake: torch.Tensor,
+                     weight: torch.Tensor, masks: tuple = (None, None)) -> list: ...
+
+    def loss_grad(self, params: dict, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class MemberValues:
+    """Per-member numbers of a batch, each ``(B,)`` float32 (or None where the simulation has no such
+    number: g1 and g2 outside two_number kernels): the numbers that may differ between the members
+    of one batch (:data:`gandy.runs.members.PER_MEMBER` names the config keys they come from)."""
+
+    critic_lr: torch.Tensor
+    generator_lr: torch.Tensor
+    penalty_weight: torch.Tensor
+    g1: Optional[torch.Tensor] = None  # two_number kernels only
+    g2: Optional[torch.Tensor] = None
+
+    def pad(self, b: int) -> "MemberValues":
+        """Repeat the last member up to ``b`` members (see the padding note in :func:`gandy.runs.loop.simulate`)."""
+        def rep(t):
+            return None if t is None else torch.cat([t, t[-1:].expand(b - t.shape[0])])
+
+        return MemberValues(**{f.name: rep(getattr(self, f.name)) for f in fields(self)})
 
 
 @dataclass
 class Simulation:
-    """Everything a run needs, built and validated from a config (no state of the run itself)."""
+    """Everything a run needs, built and validated at once (:func:`gandy.runs.build.build`), no state
+    of the run itself: the target, the kernel coupling the particles, the critic, the game and its
+    penalty, ``n`` particles in ``d`` dimensions, ``batch`` target samples per critic step, the specs
+    of the step, the particles' start, the penalty and the two optimisers, and ``defaults``, the
+    per-member numbers of every member where a caller gives none (each ``(1,)``)."""
 
-    cfg: object  # a gandy.runs.config.Config; the core reads it by attribute only
     device: torch.device
     target: Target
     kernel: Kernel
     critic: Critic
+    critic_spec: NetSpec
     game: Game
-    penalty: Callable
+    penalty: Penalty
+    penalty_spec: PenaltySpec
     n: int
     d: int
     batch: int
-    generator: Optional[object] = None
+    step: StepSpec
+    init: InitSpec
+    critic_optim: OptimSpec
+    generator_optim: OptimSpec
+    defaults: MemberValues
+    generator: Optional[Generator] = None
     """A network generator (:mod:`gandy.core.nets`) in place of the particles, or None."""
-    grads: Optional[object] = None
-    """How the critic's gradients and the particles' force are taken: None, autograd on the batched
-    tensors (``engine: eager``, the reference); a :class:`gandy.core.compiled.CompiledStep`
-    (``compiled``) or a :class:`gandy.core.closed_form.ClosedForm` (``closed_form``), each with
-    ``critic_grads(params, trainable, real, fake, weight, masks)`` and ``loss_grad(params, x)``."""
+    engine: Optional[Engine] = None
+    """What takes the critic's gradients and the particles' force; None: autograd (``engine: eager``)."""
 
     @property
     def mover(self) -> "Mover":
@@ -61,33 +159,38 @@ class Simulation:
         return Network() if self.generator is not None else Particles()
 
     def init_particles(self, stream: Stream, n: int) -> torch.Tensor:
-        """Every member's starting particles ``(B, n, d)`` from its ``stream`` (particles.init)."""
-        init = self.cfg.particles.init
-        if init.name == "gaussian":
-            mean = torch.tensor(init.mean or [0.0] * self.d, dtype=torch.float32, device=self.device)
-            return mean + init.std * stream.normal(n, self.d).to(self.device)
-        if init.name == "data_mean":
-            return self.target.mean.to(self.device) + init.std * stream.normal(n, self.d).to(self.device)
-        if init.name == "data_gaussian":
-            data = getattr(self.target, "data", None)
-            ref = data[None] if data is not None else self.target.sample(stream, init.reference)
-            dev = ref - ref.mean(-2, keepdim=True)  # (1 | B, m, d): the covariance's square root, times sqrt(m)
-            z = stream.normal(n, ref.shape[-2]).to(self.device)  # (B, n, m)
-            return ref.mean(-2, keepdim=True).to(self.device) + init.scale * (z @ dev.to(self.device)) / ref.shape[-2] ** 0.5
-        lo = torch.tensor(init.low, dtype=torch.float32, device=self.device)
-        hi = torch.tensor(init.high, dtype=torch.float32, device=self.device)
-        return lo + (hi - lo) * stream.uniform(n, self.d).to(self.device)
+        """Every member's starting particles ``(B, n, d)`` from its ``stream`` (:class:`InitSpec`)."""
+        return init_particles(self.init, self.target, self.d, self.device, stream, n)
+
+
+def init_particles(init: InitSpec, target: Target, d: int, device, stream: Stream, n: int) -> torch.Tensor:
+    """Every member's starting particles ``(B, n, d)`` from its ``stream``, as ``init`` says."""
+    if init.name == "gaussian":
+        mean = torch.tensor(init.mean or [0.0] * d, dtype=torch.float32, device=device)
+        return mean + init.std * stream.normal(n, d).to(device)
+    if init.name == "data_mean":
+        return target.mean.to(device) + init.std * stream.normal(n, d).to(device)
+    if init.name == "data_gaussian":
+        data = getattr(target, "data", None)
+        ref = data[None] if data is not None else target.sample(stream, init.reference)
+        dev = ref - ref.mean(-2, keepdim=True)  # (1 | B, m, d): the covariance's square root, times sqrt(m)
+        z = stream.normal(n, ref.shape[-2]).to(device)  # (B, n, m)
+        return ref.mean(-2, keepdim=True).to(device) + init.scale * (z @ dev.to(device)) / ref.shape[-2] ** 0.5
+    lo = torch.tensor(init.low, dtype=torch.float32, device=device)
+    hi = torch.tensor(init.high, dtype=torch.float32, device=device)
+    return lo + (hi - lo) * stream.uniform(n, d).to(device)
 
 
 def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: torch.Tensor, grad=None,
                 masks: tuple = (None, None)) -> torch.Tensor:
-    """``(B,)`` critic loss including the penalty, weighted per member by ``weight: (B,)``;
-    ``grad``: how the penalty takes grad_x f (default autograd; the compiled engine: torch.func);
-    ``masks``: dropout masks of the real and the generated points (None: the whole network). A
-    squared-gradient penalty differentiates the same masked network as its side's loss term."""
+    """``(B,)`` critic loss of ``sim.game`` including ``sim.penalty`` (as ``sim.penalty_spec`` says),
+    weighted per member by ``weight: (B,)``; ``grad``: how the penalty takes grad_x f (default
+    autograd; the compiled engine: torch.func); ``masks``: dropout masks of the real and the
+    generated points (None: the whole network). A squared-gradient penalty differentiates the same
+    masked network as its side's loss term."""
     fwd = [sim.critic.forward if m is None else functools.partial(sim.critic.forward, mask=m) for m in masks]
     loss = sim.game.critic_loss(fwd[0](params, real), fwd[1](params, fake))
-    pen = sim.cfg.penalty
+    pen = sim.penalty_spec
     if pen.name != "none":
         side = SQUARED_GRADIENT.get(pen.name, ("fake",))[0]
         loss = loss + weight * sim.penalty(fwd[side == "fake"], params, real, fake, pstream, pen, grad=grad)
@@ -95,13 +198,15 @@ def critic_loss(sim: Simulation, params, real, fake, pstream: Stream, weight: to
 
 
 def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """F = -grad_x l_G(f(x)) per particle, ``(B, N, d)`` (divided by N when ``force: mean``).
+    """F = -grad_x l_G(f(x)) per particle of the critic ``sim.critic`` at ``params`` in the game
+    ``sim.game``, ``(B, N, d)`` (divided by N where ``sim.step.force`` is ``mean``), taken by
+    ``sim.engine`` (autograd where None).
 
     ``create_graph``: keep F differentiable w.r.t. ``params`` and ``x`` (for Jacobians of the
-    update map); otherwise both are detached.
+    update map; by autograd whatever the engine: the same derivative); otherwise both are detached.
     """
-    if sim.grads is not None and not create_graph:
-        g = sim.grads.loss_grad(params, x)
+    if sim.engine is not None and not create_graph:
+        g = sim.engine.loss_grad(params, x)
     else:
         if not create_graph:
             params = {k: v.detach() for k, v in params.items()}
@@ -112,64 +217,21 @@ def particle_force(sim: Simulation, params, x: torch.Tensor, create_graph: bool 
             lg = sim.game.gen_loss(sim.critic.forward(params, xg))
             (g,) = torch.autograd.grad(lg.sum(), xg, create_graph=create_graph)
     f = -g
-    if sim.cfg.optim.generator.force == "mean":
+    if sim.step.force == "mean":
         f = f / x.shape[1]
     return f
-
-
-# Config keys that may differ between the members of one batch, each the name of its (B,) field of
-# MemberValues. Every other key (shapes, critic architecture, target, game, steps) is shared by a
-# batch. A key absent from a config (g1 outside two_number kernels) is not per-member there.
-PER_MEMBER = {"kernel.g1": "g1", "kernel.g2": "g2", "optim.critic.lr": "critic_lr",
-              "optim.generator.lr": "generator_lr", "penalty.weight": "penalty_weight"}
-
-
-def get_dotted(cfg, key: str, default=_MISSING):
-    """``cfg.a.b`` for ``key = "a.b"``; ``default`` where a part is missing (else AttributeError)."""
-    obj = cfg
-    for part in key.split("."):
-        if default is not _MISSING and not hasattr(obj, part):
-            return default
-        obj = getattr(obj, part)
-    return obj
-
-
-def member_keys_of(cfg) -> list[str]:
-    """The per-member keys this config has (``PER_MEMBER`` keys present in it)."""
-    return [k for k in PER_MEMBER if get_dotted(cfg, k, None) is not None]
-
-
-@dataclass
-class MemberValues:
-    """Per-member numbers of a batch, each ``(B,)`` float32 (or None where the config lacks the
-    key): the values of the ``PER_MEMBER`` keys."""
-
-    critic_lr: torch.Tensor
-    generator_lr: torch.Tensor
-    penalty_weight: torch.Tensor
-    g1: Optional[torch.Tensor] = None  # two_number kernels only
-    g2: Optional[torch.Tensor] = None
-
-    @classmethod
-    def from_configs(cls, cfgs: list, device) -> "MemberValues":
-        def col(key):
-            return torch.tensor([float(get_dotted(c, key)) for c in cfgs], dtype=torch.float32, device=device)
-
-        present = member_keys_of(cfgs[0])
-        return cls(**{field: col(key) if key in present else None for key, field in PER_MEMBER.items()})
-
-    def pad(self, b: int) -> "MemberValues":
-        """Repeat the last member up to ``b`` members (see the padding note in :func:`gandy.runs.loop.simulate`)."""
-        def rep(t):
-            return None if t is None else torch.cat([t, t[-1:].expand(b - t.shape[0])])
-
-        return MemberValues(**{f: rep(getattr(self, f)) for f in PER_MEMBER.values()})
 
 
 @dataclass
 class State:
     """The state of a batched run: particles ``x: (B, N, d)`` (and ``x0``, where they started),
-    critic ``params`` (B, ...), the optimiser, the random streams and the ``alive: (B,)`` mask."""
+    critic ``params`` (B, ...), the optimiser, the random streams and the ``alive: (B,)`` mask.
+
+    A checkpoint (:mod:`gandy.runs.loop`) saves and restores every field, by iterating over them.
+    ``LOGGED`` names the ``(B,)`` fields the loop logs per member at every logged step (a metrics
+    column each, NaN until the first step and for diverged members)."""
+
+    LOGGED: ClassVar[tuple[str, ...]] = ("force_norm",)
 
     x: torch.Tensor
     params: dict
@@ -183,70 +245,90 @@ class State:
     gen_opt: Optional[BatchedOptimizer] = None
     z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
     x0: Optional[torch.Tensor] = None  # the particles at step 0 (B, N, d), for the displacement
-    force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| = |grad_x l_G(f(x_j))| of the last step's force
+    force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| = |grad_x l_G(f(x_j))| of the last step's force (NaN before)
+
+
+STREAMS = ("particles", "critic", "data", "penalty", "metrics", "generator", "latent", "dropout")
+"""The random streams of a run, one per use (:class:`gandy.core.rng.Stream`)."""
 
 
 def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = None) -> State:
     """Initial particles, critic and optimiser for every member.
 
     ``seeds[i]`` keys member i's random numbers; ``members`` holds its per-member numbers
-    (default: the config's values for every member).
+    (default: ``sim.defaults`` for every member).
     """
     keys = member_keys(seeds, sim.device)
     b = len(seeds)
-    members = members or MemberValues.from_configs([sim.cfg] * b, sim.device)
-    streams = {k: Stream(keys, k) for k in ("particles", "critic", "data", "penalty", "metrics", "generator", "latent",
-                                            "dropout")}
+    members = members or sim.defaults.pad(b)
+    streams = {k: Stream(keys, k) for k in STREAMS}
     x = sim.init_particles(streams["particles"], sim.n)
     params = sim.critic.init(streams["critic"], b)
     trainable = {k: v for k, v in params.items() if k not in sim.critic.frozen}
-    opt = BatchedOptimizer(sim.cfg.optim.critic, trainable, members.critic_lr, fused=sim.grads is not None and sim.grads.fuse)
+    opt = BatchedOptimizer(sim.critic_optim, trainable, members.critic_lr, fused=sim.engine is not None and sim.engine.fuse)
     st = State(x, params, opt, torch.ones(b, dtype=torch.bool, device=sim.device),
                torch.full((b,), -1, dtype=torch.int64), streams, members)
     if sim.generator is not None:
         g = sim.generator
         st.gen = {k: v.to(sim.device) for k, v in g.init(streams["generator"], b).items()}
-        st.gen_opt = BatchedOptimizer(sim.cfg.optim.generator, st.gen, members.generator_lr)
+        st.gen_opt = BatchedOptimizer(sim.generator_optim, st.gen, members.generator_lr)
         st.z_view = g.latent(streams["generator"], sim.n).to(sim.device)
         st.x = g.forward(st.gen, st.z_view).detach()
     st.x0 = st.x.clone()
+    st.force_norm = torch.full((b,), float("nan"), device=sim.device)
     return st
 
 
 def critic_and_force(sim: Simulation, params: dict, x, update: Callable, force: Callable):
-    """The step order, written once: ``optim.order: alternating`` updates the critic
+    """The step order, written once: ``sim.step.order`` alternating updates the critic
     (``update(params, x) -> params``) and then takes the force from the new critic
     (``force(params, x)``); ``simultaneous`` takes the force from the critic of the start of the step.
     Returns ``(new params, force)``. The loop, the bridge and the damping Jacobian's one-step map
     all step through here (each with its own update and force: batched, lazy, differentiable)."""
-    if sim.cfg.optim.order == "simultaneous":
+    if sim.step.order == "simultaneous":
         f = force(params, x)
         return update(params, x), f
     params = update(params, x)
     return params, force(params, x)
 
 
-def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor) -> dict:
-    """``optim.critic.steps`` optimiser steps of every member's critic against ``fake: (B, N, d)``
-    (``startup_steps`` at the first particle step), from a fresh optimiser state where
-    ``optim.critic.reset`` says so."""
-    ocfg = sim.cfg.optim.critic
+def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor, create_graph: bool = False) -> dict:
+    """``sim.step.critic_steps`` optimiser steps (``st.opt``, learning rates ``st.members.critic_lr``)
+    of every member's critic against ``fake: (B, N, d)`` (``startup_steps`` at the first particle
+    step, ``st.t == 0``), from a fresh optimiser state where ``sim.step.reset`` says so; target
+    samples, dropout masks and penalty draws come from ``st.streams``, penalty weights from
+    ``st.members.penalty_weight``.
+
+    ``create_graph``: the new parameters stay differentiable functions of ``params`` and ``fake``
+    (nothing detached; for Jacobians of the real update): eager autograd only (ConfigError on
+    ``engine`` otherwise) and sgd only (ConfigError on ``optim.critic.name``)."""
+    step = sim.step
     trainable = [k for k in params if k not in sim.critic.frozen]
-    if getattr(ocfg, "reset", False):
+    if create_graph and sim.engine is not None:
+        raise ConfigError("engine", f"a differentiable critic step takes autograd's gradients; the {sim.engine.name} "
+                                    "engine's are not differentiable: use engine: eager")
+    if step.reset:
         st.opt.reset_()
-    startup = getattr(ocfg, "startup_steps", None)
-    for _ in range(startup if st.t == 0 and startup else ocfg.steps):
+    for _ in range(step.startup_steps if st.t == 0 and step.startup_steps else step.critic_steps):
         real = sim.target.sample(st.streams["data"], sim.batch)
         masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
-        if sim.grads is not None:
-            grads = sim.grads.critic_grads(params, trainable, real, fake, st.members.penalty_weight, masks)
+        if sim.engine is not None:
+            grads = sim.engine.critic_grads(params, trainable, real, fake, st.members.penalty_weight, masks)
+        elif create_graph:
+            with torch.enable_grad():
+                train = {k: params[k] if params[k].requires_grad else params[k].detach().requires_grad_(True)
+                         for k in trainable}
+                loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"],
+                                   st.members.penalty_weight, grad=graph_input_grad, masks=masks)
+                grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable], create_graph=True)
+            params = {**params, **train}
         else:
             train = {k: params[k].detach().requires_grad_(True) for k in trainable}
             loss = critic_loss(sim, {**params, **train}, real, fake, st.streams["penalty"], st.members.penalty_weight,
                                masks=masks)
             grads = torch.autograd.grad(loss.sum(), [train[k] for k in trainable])
-        new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)))
-        params = {**params, **{k: v.detach() for k, v in new.items()}}
+        new = st.opt.step({k: params[k] for k in trainable}, dict(zip(trainable, grads)), create_graph=create_graph)
+        params = {**params, **(new if create_graph else {k: v.detach() for k, v in new.items()})}
     return params
 
 
@@ -280,17 +362,22 @@ class Mover:
 
     and :class:`Sides`, one mover per member. ``fake`` gives what the critic trains against,
     ``force`` what the move needs from the critic, ``move`` updates ``st.x`` (and any generator).
+    ``differentiable``: whether ``force`` and ``move`` can keep the autograd graph
+    (``create_graph``, for Jacobians of the update map).
     """
+
+    differentiable: ClassVar[bool] = True
 
     def fake(self, sim: Simulation, st: State) -> torch.Tensor:
         """Samples of the generator side ``(B, M, d)`` for the critic's update."""
         return st.x
 
-    def force(self, sim: Simulation, params: dict, x: torch.Tensor):
-        """F = -grad_x l_G(f(x)) at the particles, ``(B, N, d)``."""
-        return particle_force(sim, params, x)
+    def force(self, sim: Simulation, params: dict, x: torch.Tensor, create_graph: bool = False):
+        """F = -grad_x l_G(f(x)) at the particles, ``(B, N, d)`` (:func:`particle_force`)."""
+        return particle_force(sim, params, x, create_graph=create_graph)
 
     def move(self, sim: Simulation, st: State, force) -> None:
+        """``st.x`` moved by ``force`` with the per-member ``st.members`` (generator_lr, g1, g2)."""
         st.x = self.step_x(sim, st.x, force, st.members.generator_lr, st.members.g1, st.members.g2)
 
     def step_x(self, sim: Simulation, x, f, lr, g1, g2) -> torch.Tensor:
@@ -313,10 +400,12 @@ class Network(Mover):
     """A batched network generator: the critic trains on a fresh batch G(z); the "force" is the
     critic the generator steps against; one optimiser step on the mean l_G(f(G(z)))."""
 
+    differentiable: ClassVar[bool] = False
+
     def fake(self, sim, st):
         return sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.batch).to(sim.device)).detach()
 
-    def force(self, sim, params, x):
+    def force(self, sim, params, x, create_graph=False):
         return params
 
     def move(self, sim, st, force):
@@ -331,6 +420,7 @@ class TorchNetwork(Mover):
 
     net: torch.nn.Module
     z: torch.Tensor
+    differentiable: ClassVar[bool] = False
 
     def step_x(self, sim, x, f, lr, g1, g2):
         params = list(self.net.parameters())
@@ -355,21 +445,29 @@ class Sides(Mover):
                           for i, m in enumerate(self.movers)])
 
 
-def advance(sim: Simulation, st: State, mover: Optional[Mover] = None) -> State:
+def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_graph: bool = False) -> State:
     """One step of the game for all members, in place: the critic steps and the generator side's
     move in the order :func:`critic_and_force` fixes; ``mover`` defaults to the simulation's
     (particles, or its network generator). A member whose points or parameters turn non-finite
-    (or blow up past ``phase.blowup`` x the target's scale) is frozen and zeroed from then on."""
+    (or blow up past ``sim.step.blowup`` x the target's scale) is frozen and zeroed from then on.
+
+    ``create_graph``: the new ``st.x`` and ``st.params`` stay differentiable functions of the old
+    ones (set them to tensors that require grad first) for Jacobians of the real update: eager
+    engine, sgd critic and a particle mover only (ConfigError naming the field otherwise)."""
     mover = mover or sim.mover
+    if create_graph and not mover.differentiable:
+        raise ConfigError("generator.name", f"a differentiable step moves particles; {type(mover).__name__} does not "
+                                            "keep the graph")
     fake = mover.fake(sim, st)
-    st.params, f = critic_and_force(sim, st.params, fake, functools.partial(critic_update, sim, st),
-                                    functools.partial(mover.force, sim))
+    st.params, f = critic_and_force(sim, st.params, fake,
+                                    functools.partial(critic_update, sim, st, create_graph=create_graph),
+                                    functools.partial(mover.force, sim, create_graph=create_graph))
     if isinstance(f, torch.Tensor):
         st.force_norm = f.detach().norm(dim=-1).mean(-1)
     mover.move(sim, st, f)
     st.t += 1
     b = st.x.shape[0]
-    limit = sim.cfg.phase.blowup * sim.target.scale
+    limit = sim.step.blowup * sim.target.scale
     ok = torch.isfinite(st.x).all(-1).all(-1) & ((st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit)
     for v in [*st.params.values(), *(st.gen or {}).values()]:
         # one pass: a sum is non-finite where any term is (or where terms past ~1e33 overflow,

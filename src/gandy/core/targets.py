@@ -258,27 +258,27 @@ class ColorMnist(Target):
         return self.images(stream.randint(2**32, n))
 
 
-def _mixture(cfg, device):
-    return GaussianMixture(cfg.means, cfg.std, cfg.weights, cfg.assign, device)
+def _mixture(device, *, means, std=0.1, weights=None, assign="euclidean"):
+    return GaussianMixture(means, std, weights, assign, device)
 
 
-def _point_mass(cfg, device):
-    return GaussianMixture([cfg.location], 0.0, None, cfg.assign, device)
+def _point_mass(device, *, location, assign="euclidean"):
+    return GaussianMixture([location], 0.0, None, assign, device)
 
 
-def _two_modes(cfg, device):
-    h = cfg.separation / 2
-    return GaussianMixture([[-h], [h]], cfg.std, None, cfg.assign, device)
+def _two_modes(device, *, separation=4.0, std=0.1, assign="euclidean"):
+    h = separation / 2
+    return GaussianMixture([[-h], [h]], std, None, assign, device)
 
 
-def _ring8(cfg, device):
+def _ring8(device, *, radius=2.0, std=0.05, assign="euclidean"):
     a = [2 * math.pi * k / 8 for k in range(8)]
-    return GaussianMixture([[cfg.radius * math.cos(t), cfg.radius * math.sin(t)] for t in a], cfg.std, None, cfg.assign, device)
+    return GaussianMixture([[radius * math.cos(t), radius * math.sin(t)] for t in a], std, None, assign, device)
 
 
-def _grid25(cfg, device):
-    s = cfg.spacing
-    return GaussianMixture([[s * i, s * j] for i in range(-2, 3) for j in range(-2, 3)], cfg.std, None, cfg.assign, device)
+def _grid25(device, *, spacing=2.0, std=0.05, assign="euclidean"):
+    s = spacing
+    return GaussianMixture([[s * i, s * j] for i in range(-2, 3) for j in range(-2, 3)], std, None, assign, device)
 
 
 def check_modes_fit(n: int, available: Optional[int] = None) -> None:
@@ -293,36 +293,36 @@ def check_modes_fit(n: int, available: Optional[int] = None) -> None:
                                           "set target.modes: none")
 
 
-def _empirical(cfg, device):
-    points = cfg.modes == "points"
-    arr = load_array(cfg.path, cfg.key, "target.path",
+def _empirical(device, *, path, key=None, modes="points", assign="euclidean"):
+    points = modes == "points"
+    arr = load_array(path, key, "target.path",
                      (lambda shape: check_modes_fit(shape[0] if shape else 0)) if points else None)
-    return Empirical(as_points(arr, "target.path").to(device), cfg.modes == "points", cfg.assign)
+    return Empirical(as_points(arr, "target.path").to(device), points, assign)
 
 
-def _mnist(cfg, device):
-    x = torch.as_tensor(mnist_images(cfg.n, cfg.order, cfg.split, cfg.pixels), device=device)
-    points = cfg.modes == "points" or (cfg.modes == "auto" and len(x) <= 1000)
+def _mnist(device, *, n=None, split="train", order="stored", pixels="signed", modes="auto", assign="cosine"):
+    x = torch.as_tensor(mnist_images(n, order, split, pixels), device=device)
+    points = modes == "points" or (modes == "auto" and len(x) <= 1000)
     # a small set (the 784-D particle experiments) is seen whole at every critic step
-    return Images(x, 1, points, cfg.assign, batch=None if len(x) <= 1000 else 64,
+    return Images(x, 1, points, assign, batch=None if len(x) <= 1000 else 64,
                   split_images=lambda split: mnist_images(None, "stored", split, "signed").reshape(-1, 1, 28, 28),
-                  signed=cfg.pixels == "signed")
+                  signed=pixels == "signed")
 
 
-def _color_mnist(cfg, device):
-    return ColorMnist(cfg.split, cfg.data_seed, device)
+def _color_mnist(device, *, split="train", data_seed=0, assign="euclidean"):
+    return ColorMnist(split, data_seed, device)
 
 
-def _images(cfg, device):
-    x = load_images(cfg.path, "target.path")
-    return Images(torch.as_tensor(x.reshape(len(x), -1), device=device), x.shape[1], False, cfg.assign)
+def _images(device, *, path, assign="euclidean"):
+    x = load_images(path, "target.path")
+    return Images(torch.as_tensor(x.reshape(len(x), -1), device=device), x.shape[1], False, assign)
 
 
-def _parallel_lines(cfg, device):
-    return Segment([0.0, 0.0], [0.0, cfg.length], device)
+def _parallel_lines(device, *, length=1.0, assign="euclidean"):
+    return Segment([0.0, 0.0], [0.0, length], device)
 
 
-TARGETS: dict[str, Callable] = {
+TARGETS: dict[str, Callable[..., Target]] = {
     "parallel_lines": _parallel_lines,
     "gaussian_mixture": _mixture,
     "point_mass": _point_mass,
@@ -334,8 +334,15 @@ TARGETS: dict[str, Callable] = {
     "color_mnist": _color_mnist,
     "images": _images,
 }
+"""``target.name`` -> builder ``(device, **options) -> Target``, the options being the section's
+other keys (``assign`` and the target's own)."""
 
 
-def build_target(cfg, device="cpu") -> Target:
-    t = TARGETS[cfg.name](cfg, device)
-    return Embedded(t, cfg.embed_dim, cfg.embed_seed) if cfg.embed_dim and cfg.embed_dim != t.dim else t
+def build_target(name: str, device="cpu", embed_dim: Optional[int] = None, embed_seed: int = 0, **options) -> Target:
+    """The target ``name`` built from its ``options`` (keyword arguments of its builder in
+    :data:`TARGETS`), embedded isometrically in ``embed_dim`` dimensions (seeded by ``embed_seed``)
+    where that differs from its own dimension."""
+    if name not in TARGETS:
+        raise ConfigError("target.name", f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+    t = TARGETS[name](device, **options)
+    return Embedded(t, embed_dim, embed_seed) if embed_dim and embed_dim != t.dim else t

@@ -18,6 +18,7 @@ from typing import Optional
 
 import torch
 
+from gandy.core.nets import critic_entry, generator_entry
 from gandy.core.resources import host_memory, human
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
@@ -37,28 +38,19 @@ the visible copy, the penalty's interpolates."""
 
 
 def critic_units(cfg: C.Config, d: int) -> int:
-    """Activation values per input point in one critic forward (hidden units, feature maps)."""
+    """Activation values per input point in one critic forward (hidden units, feature maps): the
+    critic's registry entry's ``units`` (ConfigError on ``critic.name`` for an unknown critic)."""
     c = cfg.critic
-    if c.name == "mlp":
-        return sum(c.widths) + 1
-    if c.name == "rbf":
-        return 2 * c.centers + 1
-    if c.name == "random_features":
-        return 2 * c.features + 1
-    if c.name == "dcgan":
-        return 294 * c.width + d  # (w, 14, 14) and (2w, 7, 7) feature maps
-    return 1
+    return int(critic_entry(c.name).units(d, **c.model_dump(exclude={"name"})))
 
 
 def generator_units(cfg: C.Config, d: int) -> int:
+    """Activation values per generated point in one generator forward (its registry entry's
+    ``units``; 0 without a network generator)."""
     g = cfg.generator
     if g is None:
         return 0
-    if g.name == "mlp":
-        return 2 * sum(g.widths) + d
-    if g.name == "dcgan":
-        return 294 * g.width + d
-    return d
+    return int(generator_entry(g.name).units(d, **g.model_dump(exclude={"name"})))
 
 
 def _count(params: dict) -> int:
@@ -76,9 +68,10 @@ def parameter_count(net) -> int:
 
 
 def critic_field(cfg: C.Config) -> str:
-    """The config field that sets the critic's size (its widths, centres, features or width)."""
-    return {"mlp": "critic.widths", "rbf": "critic.centers", "random_features": "critic.features",
-            "dcgan": "critic.width"}.get(cfg.critic.name, "critic.name")
+    """The config field that sets the critic's size (its registry entry's ``size``: widths,
+    centres, features or width; ``critic.name`` for a critic no option sizes)."""
+    size = critic_entry(cfg.critic.name).size
+    return f"critic.{size}" if size else "critic.name"
 
 
 def memory_parts(sim, members: int) -> dict:
@@ -155,7 +148,8 @@ def require_memory(sim, members: int, available: Optional[int] = None) -> int:
 def generator_field(cfg: C.Config) -> str:
     """The config field that sets a network generator's size."""
     g = cfg.generator
-    return {"mlp": "generator.widths", "dcgan": "generator.width"}.get(getattr(g, "name", None), "generator.name")
+    size = generator_entry(g.name).size if g is not None else None
+    return f"generator.{size}" if size else "generator.name"
 
 
 def output_parts(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> dict:

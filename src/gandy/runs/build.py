@@ -4,22 +4,124 @@ large is allocated."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 
 from gandy.core import closed_form, compiled
 from gandy.core.errors import ConfigError
-from gandy.core.images.evaluate import check_inception
-from gandy.core.kernels import build_kernel
-from gandy.core.nets import build_critic, build_generator
-from gandy.core.objectives import GAMES, PENALTIES, SQUARED_GRADIENT
-from gandy.core.step import Simulation
-from gandy.core.targets import build_target
+from gandy.core.images.evaluate import ImageMetricsSpec, check_inception
+from gandy.core.kernels import Kernel, build_kernel
+from gandy.core.metrics.phases import PhaseRule
+from gandy.core.nets import build_critic, build_generator, critic_entry
+from gandy.core.objectives import GAMES, PENALTIES, SQUARED_GRADIENT, PenaltySpec
+from gandy.core.optim import OptimSpec
+from gandy.core.step import InitSpec, NetSpec, Simulation, StepSpec, init_particles
+from gandy.core.targets import Target, build_target
 from gandy.runs import config as C
 from gandy.runs.budget import require_memory
+from gandy.runs.members import member_values
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the memory estimate (:func:`gandy.runs.budget.memory_parts`) reads of a simulation,
+    known before its kernel (an N x N matrix for most) is built."""
+
+    cfg: C.Config
+    device: torch.device
+    target: Target
+    critic: object
+    generator: Optional[object]
+    n: int
+    d: int
+    batch: int
+
+
+@dataclass
+class BuiltSimulation(Simulation):
+    """A :class:`gandy.core.step.Simulation` with the config it was built from (``cfg``), for the
+    runs layer's own reading (steps, logging, metrics, outputs); the core never reads it."""
+
+    cfg: C.Config = dataclasses.field(kw_only=True)
+
+
+# ----------------------------------------------------------------------------- config -> core arguments
+def options(section, *exclude: str) -> dict:
+    """A config section's keys other than ``name`` and ``exclude``, as keyword arguments of a
+    registry's builder."""
+    return section.model_dump(exclude={"name", *exclude})
+
+
+def target_of(section: C.TargetConfig, device="cpu") -> Target:
+    """The target a ``target:`` section describes."""
+    return build_target(section.name, device, **options(section))
+
+
+def kernel_of(section: C.KernelConfig, n: int, d: int, device="cpu", plugins=(),
+              module: Optional[torch.nn.Module] = None) -> Kernel:
+    """The kernel a ``kernel:`` section describes for ``n`` particles in ``d`` dimensions;
+    ``module``: an ``empirical_ntk`` module given directly (``kernel_module``)."""
+    return build_kernel(section.name, n, d, device, plugins=plugins, instance=module, **options(section))
+
+
+def net_spec(section) -> NetSpec:
+    """A critic or generator section as a :class:`gandy.core.step.NetSpec`."""
+    return NetSpec(section.name, tuple(sorted(options(section).items())))
+
+
+def critic_of(section: C.CriticConfig, d: int, target, init_sampler):
+    """The critic a ``critic:`` section describes (:func:`gandy.core.nets.build_critic`)."""
+    return build_critic(section.name, d, target, init_sampler, **options(section))
+
+
+def generator_of(section: C.GeneratorConfig, target, d: int):
+    """The network generator a ``generator:`` section describes."""
+    return build_generator(section.name, target, d, **options(section))
+
+
+def optim_spec(section, field: str) -> OptimSpec:
+    """An ``optim.critic`` / ``optim.generator`` section (``field``) as an :class:`OptimSpec`."""
+    return OptimSpec(name=section.name, betas=tuple(section.betas), eps=section.eps, weight_decay=section.weight_decay,
+                     alpha=section.alpha, amsgrad=bool(getattr(section, "amsgrad", False)), clip=section.clip,
+                     field=field)
+
+
+def penalty_spec(section: C.PenaltyConfig) -> PenaltySpec:
+    """A ``penalty:`` section, less its (per-member) weight."""
+    return PenaltySpec(name=section.name, on=section.on, reduce=section.reduce, perturbation=section.perturbation,
+                       scale=section.scale)
+
+
+def step_spec(cfg: C.Config) -> StepSpec:
+    """The step's settings from ``optim`` and ``phase.blowup``."""
+    o = cfg.optim
+    return StepSpec(critic_steps=o.critic.steps, startup_steps=o.critic.startup_steps, reset=o.critic.reset,
+                    order=o.order, force=o.generator.force, blowup=cfg.phase.blowup)
+
+
+def init_spec(section: C.InitConfig) -> InitSpec:
+    """A ``particles.init`` section as an :class:`InitSpec`."""
+    def tup(v):
+        return None if v is None else tuple(v)
+
+    return InitSpec(name=section.name, mean=tup(getattr(section, "mean", None)), std=getattr(section, "std", 0.1),
+                    low=tup(getattr(section, "low", None)), high=tup(getattr(section, "high", None)),
+                    scale=getattr(section, "scale", 1.0), reference=getattr(section, "reference", 1024))
+
+
+def phase_rule(section: C.PhaseConfig) -> PhaseRule:
+    """A ``phase:`` section's classification thresholds."""
+    return PhaseRule(**{f.name: getattr(section, f.name) for f in dataclasses.fields(PhaseRule)})
+
+
+def image_metrics_spec(section: C.ImageMetricsConfig) -> ImageMetricsSpec:
+    """A ``metrics.images`` section's settings for :func:`gandy.core.images.evaluate.run_metrics`."""
+    return ImageMetricsSpec(**{f.name: getattr(section, f.name) for f in dataclasses.fields(ImageMetricsSpec)})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,7 +157,7 @@ def run_threads(cfg):
 
 ENGINES: dict[str, Callable] = {"eager": lambda sim: None, "closed_form": closed_form.ClosedForm,
                                  "compiled": compiled.compiled_step}
-"""``engine`` name -> what takes a built simulation's gradients (``Simulation.grads``; None: autograd)."""
+"""``engine`` name -> what takes a built simulation's gradients (``Simulation.engine``; None: autograd)."""
 
 COMPILE_AFTER_SECONDS = 20.0
 """``engine: auto`` compiles a batch whose eager run is estimated to take at least this long
@@ -70,10 +172,26 @@ def eager_seconds(sim: Simulation, members: int) -> float:
     2.6-3.4 ms per step for a lone member, 180-350 us per member-step at 256 members in 1-D,
     21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md)."""
     cfg = sim.cfg
-    dims = [sim.d, *cfg.critic.widths, 1] if cfg.critic.name == "mlp" else [sim.d, 256, 1]
+    dims = [sim.d, *critic_widths(cfg), 1]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     flops = 2 * weights * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
     return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
+
+
+def critic_widths(cfg: C.Config) -> list[int]:
+    """The hidden sizes of the MLP the speed and memory models treat the critic as (its registry
+    entry's ``widths``; an MLP's own widths)."""
+    return list(critic_entry(cfg.critic.name).widths(**options(cfg.critic)))
+
+
+def engine_runs(sim: Simulation, engine: str) -> Optional[str]:
+    """Why ``engine`` cannot run the built simulation ``sim`` (None: it can): the critic's and
+    penalty's registry entries, then the engine's own checks."""
+    if engine == "eager":
+        return None
+    if engine not in critic_entry(sim.cfg.critic.name).engines:
+        return f"the {engine} engine does not run the {sim.cfg.critic.name} critic"
+    return (compiled.unsupported if engine == "compiled" else closed_form.unsupported)(sim)
 
 
 def choose_engine(sim: Simulation, members: int) -> str:
@@ -83,16 +201,16 @@ def choose_engine(sim: Simulation, members: int) -> str:
     eager's fused autograd kernels beat the closed form's passes), else ``eager``."""
     if sim.cfg.engine != "auto":
         return sim.cfg.engine
-    if compiled.unsupported(sim) is None and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
+    if engine_runs(sim, "compiled") is None and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
         return "compiled"
-    if sim.d >= compiled.WIDE and closed_form.unsupported(sim) is None:
+    if sim.d >= compiled.WIDE and engine_runs(sim, "closed_form") is None:
         return "closed_form"
     return "eager"
 
 
 def engine_of(sim: Simulation) -> str:
     """The engine a built simulation runs with (what ``auto`` chose)."""
-    return "eager" if sim.grads is None else sim.grads.name
+    return "eager" if sim.engine is None else sim.engine.name
 
 
 def progress_label(engines: set) -> str:
@@ -102,14 +220,14 @@ def progress_label(engines: set) -> str:
                      for e in sorted(engines))
 
 
-def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> Simulation:
+def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> BuiltSimulation:
     """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
 
     ``members``: how many members will run as one batch (default: the config's seeds); a batch that
     cannot fit in the device's memory is refused here, before anything large is allocated
     (:func:`gandy.runs.budget.require_memory`)."""
     device = resolve_device(cfg.device)
-    target = build_target(cfg.target, device)
+    target = target_of(cfg.target, device)
     d = target.dim
     init = cfg.particles.init
     given = getattr(init, "mean", None) if init.name == "gaussian" else getattr(init, "low", None)
@@ -117,24 +235,35 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
     if init_dim != d:
         raise ConfigError("particles.init", f"init has dimension {init_dim} but the target has dimension {d}")
     n = cfg.particles.n
-    kw = {"module": kernel_module} if kernel_module is not None else {}
-    if kw and cfg.kernel.name != "empirical_ntk":
+    if kernel_module is not None and cfg.kernel.name != "empirical_ntk":
         raise ConfigError("kernel.name", "a module was given, so the kernel must be empirical_ntk")
-    sim = Simulation(cfg, device, target, None, None, GAMES[cfg.objective], PENALTIES[cfg.penalty.name],
-                     n, d, cfg.batch_size or target.default_batch or n)
-    sim.critic = build_critic(cfg.critic, d, target, sim.init_particles)
-    if sim.critic.dropout > 0 and cfg.penalty.name not in ("none", *SQUARED_GRADIENT):
+    start_spec = init_spec(init)
+    critic = critic_of(cfg.critic, d, target, lambda stream, k: init_particles(start_spec, target, d, device, stream, k))
+    if critic.dropout > 0 and cfg.penalty.name not in ("none", *SQUARED_GRADIENT):
         raise ConfigError("critic.dropout", f"dropout masks the points of the loss; the {cfg.penalty.name} penalty "
                                             f"differentiates at other points: use penalty none, {', '.join(SQUARED_GRADIENT)}")
+    generator = None
     if cfg.generator is not None:
-        sim.generator = build_generator(cfg.generator, target, d)
+        generator = generator_of(cfg.generator, target, d)
     elif cfg.optim.generator.name != "sgd":
         raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
-    require_memory(sim, len(cfg.seeds) if members is None else members)
-    engine = choose_engine(sim, len(cfg.seeds) if members is None else members)
-    sim.grads = ENGINES[engine](sim)
-    sim.kernel = build_kernel(cfg.kernel, n, d, device, plugins=cfg.plugins, **kw)
+    b = len(cfg.seeds) if members is None else members
+    batch = cfg.batch_size or target.default_batch or n
+    require_memory(Sizes(cfg, device, target, critic, generator, n, d, batch), b)  # before the kernel's N x N matrix
+    kernel = kernel_of(cfg.kernel, n, d, device, plugins=cfg.plugins, module=kernel_module)
+    sim = BuiltSimulation(device=device, target=target, kernel=kernel, critic=critic, critic_spec=net_spec(cfg.critic),
+                          game=GAMES[cfg.objective], penalty=PENALTIES[cfg.penalty.name],
+                          penalty_spec=penalty_spec(cfg.penalty), n=n, d=d, batch=batch, step=step_spec(cfg),
+                          init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
+                          generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
+                          defaults=member_values([cfg], device), generator=generator, cfg=cfg)
+    engine = choose_engine(sim, b)
+    if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
+        sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run
+        if engine not in critic_entry(cfg.critic.name).engines:
+            raise ConfigError("engine", f"the {engine} engine does not run the {cfg.critic.name} critic; "
+                                        "run it with engine: eager")
     images = target.image_shape is not None
     if cfg.metrics.images.enabled is True and not (images and sim.generator is not None):
         raise ConfigError("metrics.images.enabled", "image metrics need a network generator on an image "

@@ -3,6 +3,7 @@ snapshots, with checkpoints from which a killed run resumes bit-identically."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import pickle
@@ -17,6 +18,7 @@ import torch
 from gandy.core.atomic import write_atomic
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
+from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Simulation, State, advance, start
 from gandy.runs.tracking import tracked
 
@@ -131,13 +133,42 @@ def digest(blob) -> str:
     return h.hexdigest()
 
 
+def _encode(v, name: str):
+    """One State field as a checkpoint holds it: tensors, dicts of tensors, integers and None as
+    they are; an optimiser as its moments and step count; the random streams as their counters;
+    the per-member numbers as a dict of their fields. A field of another type is refused (a
+    TypeError naming it), so that no field of State can be left out of the checkpoint unnoticed."""
+    if isinstance(v, BatchedOptimizer):
+        return {"m": v.m, "v": v.v, "vmax": v.vmax, "t": v.t}
+    if isinstance(v, MemberValues):
+        return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+    if isinstance(v, dict) and v and all(isinstance(s, Stream) for s in v.values()):
+        return {k: s.counter for k, s in v.items()}
+    if v is None or isinstance(v, (torch.Tensor, int, dict)):
+        return v
+    raise TypeError(f"a checkpoint cannot save State.{name}, a {type(v).__name__}")
+
+
+def _decode(fresh, saved, name: str):
+    """A checkpoint's ``saved`` entry as the State field whose fresh value is ``fresh`` (optimisers
+    and streams are restored in place; tensors go to the fresh one's device)."""
+    if isinstance(fresh, BatchedOptimizer):
+        fresh.m, fresh.v, fresh.vmax, fresh.t = saved["m"], saved["v"], saved["vmax"], saved["t"]
+        return fresh
+    if isinstance(fresh, MemberValues):
+        return MemberValues(**saved)
+    if isinstance(fresh, dict) and fresh and all(isinstance(s, Stream) for s in fresh.values()):
+        for k, c in saved.items():
+            fresh[k].counter = c
+        return fresh
+    if isinstance(fresh, torch.Tensor) and isinstance(saved, torch.Tensor):
+        return saved.to(fresh.device)
+    return saved
+
+
 def _state_blob(st: "State") -> dict:
-    """The parts of a state a checkpoint saves (tensors, dicts of tensors, step counters)."""
-    return {
-        "t": st.t, "x": st.x, "x0": st.x0, "force_norm": st.force_norm, "params": st.params, "alive": st.alive,
-        "diverged_step": st.diverged_step, "streams": {k: s.counter for k, s in st.streams.items()},
-        "opt": _opt_state(st.opt), "gen": st.gen, "gen_opt": _opt_state(st.gen_opt), "z_view": st.z_view,
-    }
+    """Every field of a state as a checkpoint saves it (:func:`_encode`), by the field's name."""
+    return {f.name: _encode(getattr(st, f.name), f.name) for f in dataclasses.fields(st)}
 
 
 def _differ(fresh, saved, name: str) -> Optional[str]:
@@ -167,10 +198,6 @@ def _mismatch(st: "State", blob: dict, b: int, snap_n: int, steps: int) -> Optio
     of ``b`` members: its tensors' shapes and dtypes, its dicts' entries, its step within
     ``[1, steps)``, its snapshots ``(b, snap_n, d)``; None where it fits."""
     fresh = _state_blob(st)
-    force_norm = blob.get("force_norm")  # None at the start, (B,) after a step
-    if force_norm is not None:
-        fresh["force_norm"] = torch.empty(st.alive.shape, dtype=force_norm.dtype if isinstance(force_norm, torch.Tensor)
-                                          and force_norm.is_floating_point() else torch.float32)
     wanted = set(fresh) | {"fingerprint", "t_next", "metrics", "snapshot_steps", "snapshots", "divergence_methods"}
     if set(blob) != wanted:
         return "its entries are not this gandy's"
@@ -191,21 +218,11 @@ def _mismatch(st: "State", blob: dict, b: int, snap_n: int, steps: int) -> Optio
     return None
 
 
-def _opt_state(opt: Optional[BatchedOptimizer]) -> Optional[dict]:
-    return None if opt is None else {"m": opt.m, "v": opt.v, "vmax": opt.vmax, "t": opt.t}
-
-
 def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
-    """Put a checkpoint's state into ``st`` and ``out``; returns the step to continue from."""
-    st.x, st.x0, st.params, st.alive, st.t = blob["x"], blob["x0"], blob["params"], blob["alive"], blob["t"]
-    st.force_norm = blob["force_norm"]
-    st.diverged_step = blob["diverged_step"].cpu()
-    for k, c in blob["streams"].items():
-        st.streams[k].counter = c
-    for opt, saved in ((st.opt, blob["opt"]), (st.gen_opt, blob["gen_opt"])):
-        if opt is not None:
-            opt.m, opt.v, opt.vmax, opt.t = saved["m"], saved["v"], saved["vmax"], saved["t"]
-    st.gen, st.z_view = blob["gen"], blob["z_view"]
+    """Put a checkpoint's state into ``st`` (every field, :func:`_decode`) and ``out``; returns the
+    step to continue from."""
+    for f in dataclasses.fields(st):
+        setattr(st, f.name, _decode(getattr(st, f.name), blob[f.name], f.name))
     out.metrics = list(blob["metrics"])
     out.snapshot_steps = list(blob["snapshot_steps"])
     out.snapshots = [a.cpu().numpy() for a in blob["snapshots"]]  # loaded onto the device
@@ -227,7 +244,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     """
     cfg = sim.cfg
     b = len(seeds)
-    members = members or MemberValues.from_configs([cfg] * b, sim.device)
+    members = members or sim.defaults.pad(b)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
     # or more, whose rounding differs; padding to two members keeps a member's numbers
     # bit-identical whether it runs alone or beside others.
@@ -263,8 +280,8 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             ref = sim.target.sample(st.streams["metrics"], ref_n)
             # with divergences tracked, W1 comes from their pooled distance matrix
             vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points, st.x0[:b])
-            vals["force_norm"] = (torch.full((b,), float("nan")) if st.force_norm is None else
-                                  torch.where(st.alive[:b], st.force_norm[:b], torch.nan).double().cpu())
+            for name in State.LOGGED:  # NaN before the first step and for diverged members
+                vals[name] = torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
             if track:
                 div, out.divergence_methods = tracked(sim, st, ref, b, vals)
                 vals = {**vals, **div}

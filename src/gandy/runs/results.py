@@ -12,7 +12,8 @@ import pandas as pd
 from gandy.core.images.evaluate import metric_columns, run_metrics
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import classify
-from gandy.core.step import Simulation
+from gandy.core.step import Simulation, State
+from gandy.runs.build import image_metrics_spec, phase_rule
 from gandy.runs.loop import SimOutput
 
 
@@ -30,11 +31,11 @@ def member_tables(sim: Simulation, raw: SimOutput):
     for i, (seed, series) in enumerate(zip(raw.seeds, (g for _, g in metrics.groupby("member", sort=True)))):
         series = series.sort_values("step")
         div = int(raw.diverged_step[i])
-        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, sim.cfg.phase,
+        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, phase_rule(sim.cfg.phase),
                          div >= 0, series.step.to_numpy())
         last = (series if div < 0 else series[series.step < div]).iloc[-1]
         rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
-                     "force_norm": float(last["force_norm"]) if "force_norm" in last else float("nan"),
+                     **{k: float(last[k]) if k in last else float("nan") for k in State.LOGGED},
                      "final_step": int(last["step"]), "phase": phase.label, "phase_margin": phase.margin,
                      "phase_period": phase.period, "diverged_step": div})
     results = pd.DataFrame(rows)
@@ -50,7 +51,7 @@ def add_image_metrics(sim, raw, results) -> Optional[list]:
     member, in order) and return the per-member values; None where it is off."""
     if not image_metrics_enabled(sim):
         return None
-    per_member = run_metrics(sim, raw.state, len(raw.seeds))
+    per_member = run_metrics(sim, raw.state, len(raw.seeds), image_metrics_spec(sim.cfg.metrics.images))
     for k, v in metric_columns(per_member).items():
         results[k] = v
     return per_member

@@ -28,8 +28,8 @@ import pandas as pd
 import yaml
 
 from gandy.core.atomic import make_dir, write_atomic
-from gandy.core.targets import build_target
 from gandy.runs import config as C
+from gandy.runs.build import target_of
 from gandy.runs.outputs import (  # noqa: F401  (the output-folder rules, re-exported for callers)
     MARKER,
     RESUMABLE,
@@ -94,7 +94,7 @@ def write_run(result: RunResult, out: Path, force: bool = False, draw: Optional[
 def image_target(path: Path):
     """The image target of the run or sweep directory ``path`` (built from its ``config.yaml``); a
     ConfigError naming DIR where the target is not an image target."""
-    target = build_target(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
+    target = target_of(C.load_config(yaml.safe_load((Path(path) / "config.yaml").read_text())).target)
     if target.image_shape is None:
         raise C.ConfigError("DIR", f"{path} is not a run against an image target")
     return target

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from gandy.core.metrics.phases import SPLIT_FAILED
-from gandy.core.targets import build_target
+from gandy.runs.build import target_of
 
 
 def collapse_boundary(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -30,7 +30,7 @@ def digit_stats(target_cfg) -> dict:
     """The target digits' own mean |cos| between pairs and mean norm (standardised pixels): the
     reference an uncollapsed cloud is compared with (100 zeros: 0.48, 31.6; ten of each class:
     0.30, 27.3)."""
-    d = build_target(target_cfg).data.double()  # (n, 784)
+    d = target_of(target_cfg).data.double()  # (n, 784)
     u = d / d.norm(dim=1, keepdim=True)
     c = (u @ u.T).abs()
     n = len(d)

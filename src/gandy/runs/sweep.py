@@ -8,7 +8,7 @@ A ``sweep:`` section maps dotted config paths to values::
       batch_size: auto                                # members per chunk (auto: sized to memory)
 
 The grid product is crossed with ``seeds``. Members (grid point x seed) that share every key
-outside ``gandy.core.step.PER_MEMBER`` run as one simulation with a leading batch axis; per-member numbers
+outside ``gandy.runs.members.PER_MEMBER`` run as one simulation with a leading batch axis; per-member numbers
 (learning rates, penalty weight, g1, g2) are ``(B,)`` tensors. Members never interact, and every
 random number is keyed by the member's seed, so a member's numbers do not depend on its chunk.
 
@@ -41,13 +41,12 @@ from tqdm.auto import tqdm
 from gandy.core.kernels import TwoNumber
 from gandy.core.metrics.phases import PHASES
 from gandy.core.resources import host_memory, human
-from gandy.core.step import MemberValues, get_dotted, member_keys_of
-from gandy.core.targets import build_target
 from gandy.runs import config as C
 from gandy.runs.budget import output_parts
-from gandy.runs.build import build, engine_of, progress_label, resolve_device, run_threads
+from gandy.runs.build import build, critic_widths, engine_of, progress_label, resolve_device, run_threads, target_of
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
+from gandy.runs.members import get_dotted, member_keys_of, member_values
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.snapshots import sweep_snapshots
@@ -315,8 +314,9 @@ def _shared(cfg: C.Config) -> dict:
 
 
 def _critic_widths(cfg: C.Config) -> list[int]:
-    """The critic's hidden sizes (an MLP's widths; features or centres for the kernel critics)."""
-    return list(getattr(cfg.critic, "widths", [])) or [getattr(cfg.critic, "features", getattr(cfg.critic, "centers", 8))]
+    """The critic's hidden sizes (an MLP's widths; features or centres for the kernel critics): its
+    registry entry's ``widths`` (ConfigError on ``critic.name`` for an unknown critic)."""
+    return critic_widths(cfg)
 
 
 def member_bytes(cfg: C.Config, n_target: int, d: int = 1) -> int:
@@ -363,7 +363,7 @@ def plan(cfg: C.Config, chunk: Optional[int] = None, memory_budget: float = 1.0e
         groups.setdefault(json.dumps(_shared(m.config), sort_keys=True), []).append(m)
     chunks = []
     for ms in groups.values():
-        target = build_target(ms[0].config.target)
+        target = target_of(ms[0].config.target)
         n_target, d = int(target.default_batch or 0), target.dim
         fast = fast_chunk(ms[0].config, d) if resolve_device(ms[0].config.device).type == "cpu" else 1024
         size = chunk or int(max(1, min(1024, memory_budget // max(member_bytes(ms[0].config, n_target, d), 1), fast)))
@@ -402,7 +402,7 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
     seeds = [s for _, s, _ in chunk.members]
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
     with run_threads(base):
-        raw = simulate(sim, seeds, progress=step, members=MemberValues.from_configs(cfgs, sim.device),
+        raw = simulate(sim, seeds, progress=step, members=member_values(cfgs, sim.device),
                        checkpoint=checkpoint)
     metrics, results = member_tables(sim, raw)
     add_image_metrics(sim, raw, results)

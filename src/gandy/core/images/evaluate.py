@@ -24,6 +24,7 @@ extractor and its sha256, its test accuracy, ``n_real``, ``n_fake``, the real ``
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -185,10 +186,24 @@ def generate(sim, st, n: int, chunk: int = 500) -> torch.Tensor:
     return torch.cat(outs, 1)
 
 
-def run_metrics(sim, st, b: int, classifier=None) -> list[dict]:
+@dataclass(frozen=True)
+class ImageMetricsSpec:
+    """What :func:`run_metrics` computes (``metrics.images``): ``n_fake`` generated and ``n_real``
+    held-out images of ``split``, the metrics' ``seed``, the W-critic's ``w_critic_steps`` and the
+    Inception weights file for ``fid_inception`` (None: not computed)."""
+
+    n_fake: int = 2000
+    n_real: int = 1000
+    split: str = "test"
+    seed: int = 0
+    w_critic_steps: int = 300
+    inception: Optional[str] = None
+
+
+def run_metrics(sim, st, b: int, spec: ImageMetricsSpec, classifier=None) -> list[dict]:
     """Image metrics of the first ``b`` members at the end of a run: one ``{metric: {...}}`` per
     member; members that diverged or produced non-finite images get ``{"value": NaN, "diverged": True}``."""
-    mc = sim.cfg.metrics.images
+    mc = spec
     target = sim.target
     ext = Extractor(classifier or load_classifier(), target.image_shape[0])
     real = real_images(target, mc.split, mc.n_real)

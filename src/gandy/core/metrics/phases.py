@@ -40,6 +40,24 @@ class Phase:
     period: float = float("nan")
 
 
+@dataclass(frozen=True)
+class PhaseRule:
+    """The thresholds of :func:`classify` (``phase:`` in a config; docs/phases.md): the last
+    ``window`` share of the logged points, ``settle_tol`` x the scale, ``collapse_kl`` (None:
+    half log of the number of modes), ``on_mode`` share, ``reach`` x the scale, ``stall`` and
+    ``runaway`` factors, the ``oscillation_window`` share and the ``reversals`` it needs."""
+
+    window: float = 0.25
+    collapse_kl: Optional[float] = None
+    settle_tol: float = 0.05
+    on_mode: float = 0.9
+    reach: float = 0.2
+    stall: float = 0.1
+    runaway: float = 2.0
+    oscillation_window: float = 0.5
+    reversals: int = 3
+
+
 def reversals(y: np.ndarray, tol: float) -> list[int]:
     """Indices of the confirmed turning points of ``y``: a maximum (minimum) counts once ``y`` has
     fallen (risen) by more than ``tol`` from it, so wiggles smaller than ``tol`` never reverse."""
@@ -108,7 +126,7 @@ def _fraction_at_least(value: float, threshold: float) -> float:
     return (value - threshold) / (1 - threshold) if value >= threshold and threshold < 1 else _at_least(value, threshold)
 
 
-def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg, diverged: bool,
+def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, rule: "PhaseRule", diverged: bool,
              steps: Optional[np.ndarray] = None) -> Phase:
     """Final phase of one member from its logged order parameters (arrays over logged steps, the
     first at step 0; ``steps``: the logged steps, for the period). Rule (docs/phases.md), with D the
@@ -132,25 +150,25 @@ def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, pcfg, di
     if d.size == 0 or not np.isfinite(d).all():
         return Phase("diverged")
     steps = np.arange(d.size, dtype=float) if steps is None else np.asarray(steps, dtype=float)
-    w = min(max(2, math.ceil(pcfg.window * d.size)), d.size)
-    tol = pcfg.settle_tol * scale
+    w = min(max(2, math.ceil(rule.window * d.size)), d.size)
+    tol = rule.settle_tol * scale
     kl_w = float(np.mean(np.asarray(series["coverage_kl"], dtype=float)[-w:])) if n_modes > 1 else 0.0
-    limit = pcfg.collapse_kl if pcfg.collapse_kl is not None else 0.5 * math.log(max(n_modes, 2))
+    limit = rule.collapse_kl if rule.collapse_kl is not None else 0.5 * math.log(max(n_modes, 2))
     spread = float(np.ptp(d[-w:]))
     tests = _Tests()
 
-    reached = _fraction_at_least(float(series["on_mode"][-1]), pcfg.on_mode) if n_modes > 0 else _at_most(d[-1], pcfg.reach * scale)
+    reached = _fraction_at_least(float(series["on_mode"][-1]), rule.on_mode) if n_modes > 0 else _at_most(d[-1], rule.reach * scale)
     if tests.check(_at_most(spread, tol), _at_most(kl_w, limit) if n_modes > 1 else np.inf, reached):
         return tests.phase("converged")
     disp = np.asarray(series.get("displacement", [np.nan]), dtype=float)[-1]
-    if np.isfinite(disp) and d[0] > 0 and tests.check(_at_most(disp, pcfg.stall * d[0])):
+    if np.isfinite(disp) and d[0] > 0 and tests.check(_at_most(disp, rule.stall * d[0])):
         return tests.phase("stalled")
-    if tests.check(_at_least(d[-1], pcfg.runaway * max(d[0], scale))):
+    if tests.check(_at_least(d[-1], rule.runaway * max(d[0], scale))):
         return tests.phase("runaway")
     if n_modes > 1 and tests.check(_at_least(kl_w, limit)):
         return tests.phase("collapsed")
-    o = min(max(3, math.ceil(pcfg.oscillation_window * d.size)), d.size)
-    if tests.check(_swing_margin(d[-o:], tol, pcfg.reversals) - 1.0):
+    o = min(max(3, math.ceil(rule.oscillation_window * d.size)), d.size)
+    if tests.check(_swing_margin(d[-o:], tol, rule.reversals) - 1.0):
         turns = reversals(d[-o:], tol)
         return tests.phase("oscillating", float(2 * np.mean(np.diff(steps[-o:][turns]))))
     if tests.check(_at_least(spread, tol)):

@@ -1,5 +1,7 @@
 """The batched networks and their two registries: ``CRITICS`` and ``GENERATORS`` map a config's
-``critic.name`` / ``generator.name`` to a builder ``(cfg, ...) -> network``.
+``critic.name`` / ``generator.name`` to an entry (:class:`CriticEntry`, :class:`GeneratorEntry`):
+its builder, which takes the section's options as keyword arguments, and what others need to know
+of it (size, widths, engines).
 
 Every network is batched over members (its parameters carry a leading axis B): a critic is
 ``forward(params, x: (B, M, d)) -> (B, M)``, a generator ``forward(params, z: (B, n, k)) -> (B, n, d)``
@@ -9,24 +11,38 @@ registries merge them.
 
 from __future__ import annotations
 
-from typing import Callable
-
+from gandy.core.errors import ConfigError
 from gandy.core.nets import dcgan, features, mlp
-from gandy.core.nets.base import Critic
+from gandy.core.nets.base import Critic, CriticEntry, GeneratorEntry
 
-CRITICS: dict[str, Callable] = {**mlp.CRITICS, **dcgan.CRITICS, **features.CRITICS}
-"""``critic.name`` -> builder ``(cfg, d, target, init_sampler) -> Critic``."""
+CRITICS: dict[str, CriticEntry] = {**mlp.CRITICS, **dcgan.CRITICS, **features.CRITICS}
+"""``critic.name`` -> :class:`CriticEntry`."""
 
-GENERATORS: dict[str, Callable] = {**mlp.GENERATORS, **features.GENERATORS, **dcgan.GENERATORS}
-"""``generator.name`` -> builder ``(cfg, target, d) -> generator``."""
-
-
-def build_critic(cfg, d: int, target, init_sampler) -> Critic:
-    """The critic named by ``cfg.name`` for ``d``-dimensional points of ``target``; ``init_sampler(stream, n)``
-    draws initial particles (RBF centres are half data, half initial particles)."""
-    return CRITICS[cfg.name](cfg, d, target, init_sampler)
+GENERATORS: dict[str, GeneratorEntry] = {**mlp.GENERATORS, **features.GENERATORS, **dcgan.GENERATORS}
+"""``generator.name`` -> :class:`GeneratorEntry`."""
 
 
-def build_generator(cfg, target, d: int):
-    """The network generator named by ``cfg.name`` producing ``d``-dimensional points of ``target``."""
-    return GENERATORS[cfg.name](cfg, target, d)
+def critic_entry(name: str) -> CriticEntry:
+    """The registry entry of critic ``name``; ConfigError on ``critic.name`` for an unknown one."""
+    if name not in CRITICS:
+        raise ConfigError("critic.name", f"unknown critic {name!r}; known: {', '.join(CRITICS)}")
+    return CRITICS[name]
+
+
+def generator_entry(name: str) -> GeneratorEntry:
+    """The registry entry of generator ``name``; ConfigError on ``generator.name`` for an unknown one."""
+    if name not in GENERATORS:
+        raise ConfigError("generator.name", f"unknown generator {name!r}; known: {', '.join(GENERATORS)}")
+    return GENERATORS[name]
+
+
+def build_critic(name: str, d: int, target, init_sampler, **options) -> Critic:
+    """The critic ``name`` for ``d``-dimensional points of ``target`` from its ``options`` (the
+    critic section's other keys); ``init_sampler(stream, n)`` draws initial particles (RBF centres
+    are half data, half initial particles)."""
+    return critic_entry(name).build(d, target, init_sampler, **options)
+
+
+def build_generator(name: str, target, d: int, **options):
+    """The network generator ``name`` producing ``d``-dimensional points of ``target`` from its ``options``."""
+    return generator_entry(name).build(target, d, **options)

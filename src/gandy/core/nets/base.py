@@ -8,6 +8,7 @@ and names in ``frozen`` (fixed random features, centres) are left alone by the o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -87,3 +88,42 @@ def image_channels(target, field: str) -> int:
     if shape is None:
         raise ConfigError(field, "dcgan networks need an image target (mnist, color_mnist or images)")
     return shape[0]
+
+
+ENGINES_ALL = ("eager", "compiled", "closed_form")
+
+
+@dataclass(frozen=True)
+class CriticEntry:
+    """A critic's registry entry: what builds it and what the rest of gandy needs to know of it
+    without building it. Every callable takes the critic section's options (its keys other than
+    ``name``) as keyword arguments.
+
+    * ``build(d, target, init_sampler, **options) -> Critic`` for ``d``-dimensional points of
+      ``target``; ``init_sampler(stream, n)`` draws initial particles (RBF centres);
+    * ``units(d, **options) -> int``: activation values per input point in one forward (hidden
+      units, feature maps), what the memory estimate (:mod:`gandy.runs.budget`) multiplies;
+    * ``widths(**options) -> tuple``: the hidden sizes of the MLP the batch planner's memory and
+      speed model (:func:`gandy.runs.build.eager_seconds`, the sweep's chunk sizes) treats it as;
+    * ``size``: the option that sets its size (what a memory refusal names), None where none does;
+    * ``engines``: the engines that can run it (the closed form further needs one hidden layer).
+    """
+
+    build: Callable[..., Critic]
+    units: Callable[..., int]
+    widths: Callable[..., tuple]
+    size: Optional[str]
+    engines: tuple[str, ...] = ENGINES_ALL
+
+
+@dataclass(frozen=True)
+class GeneratorEntry:
+    """A network generator's registry entry: ``build(target, d, **options)`` (the generator
+    section's options as keywords), ``units(d, **options)``, activation values per generated
+    point in one forward (the memory estimate), and ``size``, the option that sets its size (None
+    where none does). Network generators run with ``engine: eager``."""
+
+    build: Callable
+    units: Callable[..., int]
+    size: Optional[str]
+    engines: tuple[str, ...] = ("eager",)

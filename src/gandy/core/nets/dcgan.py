@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as Fn
 
-from gandy.core.nets.base import Critic, bmv, image_channels
+from gandy.core.nets.base import Critic, CriticEntry, GeneratorEntry, bmv, image_channels
 
 SIDE = 28
 NORMS = ("batch", "layer", "none")
@@ -155,6 +155,13 @@ class DcganCritic(Critic):
         return bmv(h, params["fc_w"]) + params["fc_b"][:, None]
 
 
-CRITICS = {"dcgan": lambda cfg, d, target, init: DcganCritic(image_channels(target, "critic.name"), cfg.width, cfg.norm)}
-GENERATORS = {"dcgan": lambda cfg, target, d: DcganGenerator(cfg.latent_dim, image_channels(target, "generator.name"),
-                                                              cfg.width, cfg.norm)}
+CRITICS = {"dcgan": CriticEntry(
+    build=lambda d, target, init, *, width=64, norm="none": DcganCritic(image_channels(target, "critic.name"), width, norm),
+    units=lambda d, *, width=64, **_: 294 * width + d,  # (w, 14, 14) and (2w, 7, 7) feature maps
+    widths=lambda **_: (8,),  # the planner's nominal MLP size for a critic of no MLP widths (its value before #25)
+    size="width",
+    engines=("eager", "compiled"))}
+GENERATORS = {"dcgan": GeneratorEntry(
+    build=lambda target, d, *, latent_dim=64, width=64, norm="batch": DcganGenerator(
+        latent_dim, image_channels(target, "generator.name"), width, norm),
+    units=lambda d, *, width=64, **_: 294 * width + d, size="width")}

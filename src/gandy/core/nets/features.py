@@ -9,7 +9,7 @@ import math
 import torch
 
 from gandy.core.errors import ConfigError
-from gandy.core.nets.base import Critic, bmv
+from gandy.core.nets.base import Critic, CriticEntry, GeneratorEntry, bmv
 from gandy.core.rng import Stream
 from gandy.core.targets import Embedded, Segment
 
@@ -106,7 +106,7 @@ class Affine:
         return z * params["a"][:, None, :] + params["b"][:, None, :]
 
 
-def _affine(cfg, target, d: int):
+def _affine(target, d: int, *, init_offset: float = 1.0):
     base, q = (target.base, target.q) if isinstance(target, Embedded) else (target, None)
     if not isinstance(base, Segment):
         raise ConfigError("generator.name", "the affine generator starts beside a segment: use target parallel_lines")
@@ -115,15 +115,24 @@ def _affine(cfg, target, d: int):
     normal[int(torch.argmin(a.abs()))] = 1.0  # a coordinate direction orthogonal-ish to the segment
     normal = normal - (normal @ a) / (a @ a) * a
     normal = normal / normal.norm()
-    b = start + cfg.init_offset * normal
+    b = start + init_offset * normal
     if q is not None:
         a, b = a @ q.T, b @ q.T
     return Affine(a, b)
 
 
 CRITICS = {
-    "rbf": lambda cfg, d, target, init: Rbf(d, cfg.sigma, cfg.centers, target, init),
-    "random_features": lambda cfg, d, target, init: RandomFeatures(d, cfg.features, cfg.sigma),
-    "linear": lambda cfg, d, target, init: Linear(d, cfg.bias),
+    "rbf": CriticEntry(build=lambda d, target, init, *, sigma=0.5, centers=64: Rbf(d, sigma, centers, target, init),
+                       units=lambda d, *, centers=64, **_: 2 * centers + 1,
+                       widths=lambda *, centers=64, **_: (centers,), size="centers", engines=("eager", "compiled")),
+    "random_features": CriticEntry(
+        build=lambda d, target, init, *, features=256, sigma=1.0: RandomFeatures(d, features, sigma),
+        units=lambda d, *, features=256, **_: 2 * features + 1,
+        widths=lambda *, features=256, **_: (features,), size="features", engines=("eager", "compiled")),
+    "linear": CriticEntry(build=lambda d, target, init, *, bias=True: Linear(d, bias),
+                          units=lambda d, **_: 1,  # the logit alone
+                          widths=lambda **_: (8,),  # the planner's nominal MLP size (its value before #25)
+                          size=None,
+                          engines=("eager", "compiled")),
 }
-GENERATORS = {"affine": _affine}
+GENERATORS = {"affine": GeneratorEntry(build=_affine, units=lambda d, **_: d, size=None)}

@@ -8,7 +8,7 @@ from typing import Optional
 
 import torch
 
-from gandy.core.nets.base import ACTIVATIONS, Critic, bmv
+from gandy.core.nets.base import ACTIVATIONS, Critic, CriticEntry, GeneratorEntry, bmv
 from gandy.core.rng import Stream
 
 
@@ -25,7 +25,7 @@ class Mlp(Critic):
                  dropout: float = 0.0):
         self.dims = [d, *widths, out or 1]
         self.scalar = out is None
-        self.act = ACTIVATIONS[activation]
+        self.activation, self.act = activation, ACTIVATIONS[activation]
         self.dropout = float(dropout)
         self.drop_layer = min(1, len(widths) - 1)
 
@@ -71,5 +71,12 @@ class MlpNet(Mlp):
         return stream.normal(n, self.latent_dim)
 
 
-CRITICS = {"mlp": lambda cfg, d, target, init: Mlp(d, cfg.widths, cfg.activation, dropout=cfg.dropout)}
-GENERATORS = {"mlp": lambda cfg, target, d: MlpNet(cfg.latent_dim, cfg.widths, d, cfg.activation)}
+CRITICS = {"mlp": CriticEntry(
+    build=lambda d, target, init, *, widths=(256,), activation="relu", dropout=0.0: Mlp(d, list(widths), activation,
+                                                                                         dropout=dropout),
+    units=lambda d, *, widths=(256,), **_: sum(widths) + 1,
+    widths=lambda *, widths=(256,), **_: tuple(widths), size="widths")}
+GENERATORS = {"mlp": GeneratorEntry(
+    build=lambda target, d, *, latent_dim=2, widths=(128, 128), activation="relu": MlpNet(latent_dim, list(widths), d,
+                                                                                           activation),
+    units=lambda d, *, widths=(128, 128), **_: 2 * sum(widths) + d, size="widths")}

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gandy.core.nets import build_critic
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import Target
+from gandy.runs.build import critic_of, optim_spec
 
 HALF_WIDTH = 3.0
 """Fits run on [-3, 3]: the collapse-1d target's modes at +-2 and the particles between them."""
@@ -60,11 +60,11 @@ def fit_curves(critic_cfg, optim_cfg, family: str, ks: list, lrs: list, seeds: l
     g = torch.stack([target_function(family, float(k), x) for k, _, _ in members])  # (B, M)
     g_norm = g.pow(2).mean(-1).sqrt()
     interval = Interval()
-    critic = build_critic(critic_cfg, 1, interval, interval.sample)
+    critic = critic_of(critic_cfg, 1, interval, interval.sample)
     params = critic.init(Stream(member_keys([s for _, _, s in members]), "critic"), len(members))
     trainable = [k for k in params if k not in critic.frozen]
     lr = torch.tensor([float(v) for _, v, _ in members])
-    opt = BatchedOptimizer(optim_cfg, {k: params[k] for k in trainable}, lr)
+    opt = BatchedOptimizer(optim_spec(optim_cfg, "optimiser"), {k: params[k] for k in trainable}, lr)
     xs = x[None, :, None].expand(len(members), -1, -1)
     rows = []
     for t in range(steps + 1):
