@@ -9,7 +9,7 @@ from scipy.stats import wasserstein_distance
 
 from gandy.core.metrics.divergences import (
     LOG2,
-    Segment,
+    UniformSegment,
     knn_log_density,
     sample_divergences,
     segments_divergences,
@@ -22,16 +22,16 @@ from oracles import density_divergences, divergences, gaussian_kl, js_of_densiti
 
 
 def test_two_segments_closed_form():
-    data = Segment((0.0, 0.0), (0.0, 1.0))
-    far = segments_divergences(data, Segment((0.5, 0.0), (0.5, 1.0)))  # parallel, disjoint
+    data = UniformSegment((0.0, 0.0), (0.0, 1.0))
+    far = segments_divergences(data, UniformSegment((0.5, 0.0), (0.5, 1.0)))  # parallel, disjoint
     assert far == {"js": LOG2, "kl_pq": math.inf, "kl_qp": math.inf}
-    cross = segments_divergences(data, Segment((-1.0, 0.5), (1.0, 0.5)))  # they meet in one point
+    cross = segments_divergences(data, UniformSegment((-1.0, 0.5), (1.0, 0.5)))  # they meet in one point
     assert cross["js"] == LOG2
-    same = segments_divergences(data, Segment((0.0, 0.0), (0.0, 1.0)))
+    same = segments_divergences(data, UniformSegment((0.0, 0.0), (0.0, 1.0)))
     assert same == {"js": 0.0, "kl_pq": 0.0, "kl_qp": 0.0}
-    half = segments_divergences(data, Segment((0.0, 0.5), (0.0, 1.5)))  # overlap 1/2, equal densities
+    half = segments_divergences(data, UniformSegment((0.0, 0.5), (0.0, 1.5)))  # overlap 1/2, equal densities
     assert half["js"] == pytest.approx(0.5 * LOG2) and half["kl_pq"] == math.inf
-    inner = segments_divergences(Segment((0, 0), (0, 2)), Segment((0, 0.5), (0, 1.5)))  # Q inside P
+    inner = segments_divergences(UniformSegment((0, 0), (0, 2)), UniformSegment((0, 0.5), (0, 1.5)))  # Q inside P
     # on Q's support p = 1/2, q = 1: KL(Q||P) = log 2; P has mass outside Q: KL(P||Q) = inf
     assert inner["kl_qp"] == pytest.approx(LOG2) and inner["kl_pq"] == math.inf
 

@@ -12,7 +12,7 @@ import torch
 from gandy.core.metrics.divergences import (
     DIVERGENCES,
     ERRORS,
-    Segment,
+    UniformSegment,
     density_kl_qp,
     sample_divergences,
     segments_divergences,
@@ -21,19 +21,18 @@ from gandy.core.metrics.divergences import (
 )
 from gandy.core.metrics.order import w1_from_cost
 from gandy.core.nets.features import Affine
-from gandy.core.targets import Embedded
-from gandy.core.targets import Segment as SegmentTarget
+from gandy.core.targets import Embedded, Segment
 
 
-def _segment_of(target) -> Optional[Segment]:
+def _segment_of(target) -> Optional[UniformSegment]:
     """The target's law as an exact segment (parallel_lines, possibly embedded), else None."""
     base, q = (target.base, target.q) if isinstance(target, Embedded) else (target, None)
-    if not isinstance(base, SegmentTarget):
+    if not isinstance(base, Segment):
         return None
     a, b = base.a, base.b
     if q is not None:
         a, b = a @ q.T, b @ q.T
-    return Segment(tuple(a.double().cpu().tolist()), tuple(b.double().cpu().tolist()))
+    return UniformSegment(tuple(a.double().cpu().tolist()), tuple(b.double().cpu().tolist()))
 
 
 def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
@@ -69,7 +68,7 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
         if exact:
-            gen = Segment(tuple(st.gen["b"][i].double().cpu().tolist()),
+            gen = UniformSegment(tuple(st.gen["b"][i].double().cpu().tolist()),
                           tuple((st.gen["a"][i] + st.gen["b"][i]).double().cpu().tolist()))
             for k, v in segments_divergences(target_seg, gen).items():
                 vals[k][i], vals[f"{k}_se"][i] = v, np.nan

@@ -53,7 +53,7 @@ def _t(x) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- exact laws
 @dataclass(frozen=True)
-class Segment:
+class UniformSegment:
     """Uniform law on the segment from ``a`` to ``b`` in R^d."""
 
     a: tuple
@@ -64,7 +64,7 @@ class Segment:
         return float(np.linalg.norm(np.subtract(self.b, self.a)))
 
 
-def _collinear_overlap(p: Segment, q: Segment, tol: float = 1e-12) -> float:
+def _collinear_overlap(p: UniformSegment, q: UniformSegment, tol: float = 1e-12) -> float:
     """Length of the overlap of two segments on one line (0 if they are not on one line)."""
     a, b = np.asarray(p.a, float), np.asarray(p.b, float)
     u = (b - a) / p.length
@@ -76,7 +76,7 @@ def _collinear_overlap(p: Segment, q: Segment, tol: float = 1e-12) -> float:
     return max(0.0, min(p.length, s[1]) - max(0.0, s[0]))
 
 
-def segments_divergences(p: Segment, q: Segment) -> dict:
+def segments_divergences(p: UniformSegment, q: UniformSegment) -> dict:
     """JS, KL(P||Q), KL(Q||P) of two uniform segments (1-D laws inside R^d), in closed form.
 
     Disjoint supports, or supports meeting in a set of zero length: JS = log 2, both KL = inf.
