@@ -134,8 +134,7 @@ def test_config_choices_are_the_registries():
     assert get_args(C.GeneratorOptim.model_fields["name"].annotation) == OPTIMISERS
 
 
-LAYERS = {"gandy._version": 0, "gandy.core": 0, "gandy.runs": 1, "gandy.views": 2, "gandy.studies": 3, "gandy.cli": 4,
-          "gandy.__main__": 5, "gandy": 5}
+LAYERS = {"gandy._version": 0, "gandy.core": 0, "gandy.runs": 1, "gandy.views": 2, "gandy.studies": 3, "gandy.cli": 4, "gandy": 5}
 """Rank of each layer: a module may import modules of its rank or lower."""
 
 DEFERRED = {("gandy.runs.executors", "ray"), ("gandy.core.images.evaluate", "torch_fidelity")}
@@ -149,6 +148,12 @@ def layer(module: str) -> int:
         if ".".join(parts[:k]) in LAYERS:
             return LAYERS[".".join(parts[:k])]
     raise KeyError(f"{module} is in no layer: add its folder to LAYERS and docs/architecture.md")
+
+
+def test_every_layer_names_a_module_that_exists():
+    """A stale entry in LAYERS (a module since removed) would rank nothing and hide a missing one."""
+    mods = _modules()
+    assert [k for k in LAYERS if not any(m == k or m.startswith(k + ".") for m in mods)] == []
 
 
 VIEWS_READ = ("gandy.runs.store", "gandy.runs.snapshots")
