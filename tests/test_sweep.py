@@ -17,8 +17,10 @@ import yaml
 import gandy
 from gandy.core.metrics.phases import PHASES
 from gandy.runs import config as C
+from gandy.runs.grammar import parse_sweep
+from gandy.runs.plan import expand, plan
 from gandy.runs.store import final_particles
-from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.runs.sweep import run_sweep
 from gandy.views.plots import phase_grid, plot_sweep
 
 BASE = {
