@@ -95,31 +95,32 @@ def _kill_after(monkeypatch, stored: int):
 
 
 @pytest.mark.parametrize("round_killed", [1, 2])
-def test_an_interrupted_round_asked_again_finishes_with_the_uninterrupted_rows(tmp_path, monkeypatch, one_shot,
-                                                                              round_killed):
-    """Round 1 killed (the same list asked again keeps its cut) or round 2 killed in a folder that
-    holds round 1 (what is left is cut anew): either way every member runs once and the rows are
-    the one-shot sweep's, bit for bit."""
+def test_an_interrupted_round_asked_again_keeps_its_cut_and_gives_the_uninterrupted_rows(tmp_path, monkeypatch,
+                                                                                       one_shot, round_killed):
+    """Round 1 killed, or round 2 killed in a folder that holds round 1: asked again, the round is
+    cut as its first attempt cut it (its stored chunks kept, the others run), every member runs
+    once, and the rows are the one-shot sweep's, bit for bit."""
     first, second = _rounds()
     with scoped_locks():
         out = _folder(tmp_path / "o")
-        if round_killed == 2:
-            run_members(first, out)  # one chunk of four: round 2's cut cannot line up with it
-        asked = first if round_killed == 1 else first + second
+        if round_killed == 1:
+            asked, options = first, {"chunk": 1}  # four chunks of one
+        else:
+            run_members(first, out)  # one chunk of four
+            asked, options = first + second, {"workers": 3}  # round 2 alone: chunks [4], [5, 6], [7]
         restore = _kill_after(monkeypatch, 1)
         with pytest.raises(Killed):
-            run_members(asked, out, chunk=1)
+            run_members(asked, out, **options)
         restore()
         said = []
-        again = run_members(asked, out, chunk=1, echo=said.append)
-        done_before = 1 if round_killed == 1 else 5  # one chunk of the killed round (and round 1's four)
-        assert len(again.ran) == len(asked) - done_before
+        again = run_members(asked, out, echo=said.append, **options)
         if round_killed == 1:
-            assert said[0] == "4 members in 4 chunks; 1 already done"  # the cut it started with
-            assert sorted(again.chunks) == ["0000000", "0000001", "0000002", "0000003"]
-        else:  # round 1's chunk, the one stored before the kill, and what was left cut anew
-            assert said[0] == "8 members in 5 chunks; 2 already done"
-        last = run_members(first + second, out, chunk=1)
+            assert said == ["4 members in 4 chunks; 1 already done"]
+            assert again.ran == ["0000001", "0000002", "0000003"]
+        else:  # round 1's chunk, round 2's first chunk stored before the kill, and its other two
+            assert said == ["8 members in 4 chunks; 2 already done"]
+            assert again.ran == ["0000005", "0000007"] and again.chunks["0000005"] == [5, 6]
+        last = run_members(first + second, out, chunk=1)  # whatever is still missing, then every row
     res, met = one_shot
     pd.testing.assert_frame_equal(last.results, res, check_exact=True)
     pd.testing.assert_frame_equal(last.metrics, met, check_exact=True)

@@ -13,16 +13,14 @@ What it runs, given the members asked and the chunks already finished in the fol
 
 * every asked member already finished (in any chunk) is not run again; its stored row must be
   that member (same seed and column values), or the call is refused before any work;
-* where the finished chunks are chunks of this list's own cut (a first call, or the same list
-  asked again after a kill), the cut is kept: the unfinished chunks run, an interrupted one from
-  its checkpoint; so a sweep resumes exactly;
-* otherwise (members of an earlier call are asked again beside new ones: a second round in the
-  same folder) the unfinished members alone are cut and run. A later round killed and asked again
-  is cut anew from what is left; a member's numbers do not depend on its chunk, so the rows are
-  the same (a checkpoint of a chunk whose members changed is discarded, and that chunk restarts).
+* the others (the call's round) are cut into chunks, and a call killed at any moment and asked
+  again cuts them as its first attempt did (:func:`_resume_cut`): its finished chunks are kept,
+  the others run, an interrupted one from its checkpoint. So a sweep, or any round, resumes to
+  the rows of an uninterrupted run bit for bit, chunk for chunk.
 
 A member's index names it in the folder: the caller numbers the members of a later round after
-those of the earlier ones (:func:`gandy.runs.plan.members_at` with ``first``).
+those of the earlier ones (:func:`gandy.runs.plan.members_at` with ``first``), which is also how a
+resumed round tells its own finished chunks from an earlier round's.
 """
 
 from __future__ import annotations
@@ -188,6 +186,32 @@ def _check_stored(out: Path, members: list[SweepMember], chunk_ids: list[str]) -
 
 
 # ----------------------------------------------------------------------------- running
+def _resume_cut(work: Work, finished: dict[str, list[int]]) -> tuple[dict[str, list[int]], list[Chunk]]:
+    """The chunks that hold ``work``'s members (id -> member indices) and those of them to run,
+    given the chunks already ``finished`` in the folder (id -> member indices).
+
+    The members are cut as this call's first attempt cut them: a call's round is the asked members
+    less those an earlier call finished, and earlier calls numbered their members lower. So for the
+    smallest threshold t (0 first: a first round, or a sweep) such that cutting the asked members
+    less those finished below t gives back, chunk for chunk, every finished chunk holding one of
+    them, that cut is the round's: its finished chunks are kept, the others run (an interrupted one
+    from its checkpoint). The largest threshold always fits (nothing of the round finished yet)."""
+    done = {i: cid for cid, ms in finished.items() for i in ms}
+    asked = [m.index for m in work.members]
+    held = {done[i] for i in asked if i in done}
+    tries = sorted({0, *(finished[c][0] for c in held), max(asked) + 1})
+    for t in tries:
+        members = [m for m in work.members if not (m.index in done and m.index < t)]
+        cut_t = work.chunks if t == 0 else cut(members, work.chunk, work.memory_budget, min_chunks=work.workers) \
+            if members else []
+        own = {ch.id: sorted(i for i, _, _ in ch.members) for ch in cut_t}
+        in_round = {m.index for m in members}
+        if all(own.get(c) == finished[c] for c in held if in_round.intersection(finished[c])):
+            earlier = {c: finished[c] for c in sorted(held) if c not in own}
+            return {**earlier, **own}, [ch for ch in cut_t if ch.id not in finished]
+    raise AssertionError("the last threshold leaves no finished chunk in the round")  # not reached
+
+
 @dataclass(frozen=True)
 class Rows:
     """What :func:`run_members` gives back: every asked member's rows and where they came from."""
@@ -209,17 +233,7 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
     out = Path(out)
     open_chunks(out)
     finished = finished_chunks(out)  # every finished chunk's tables read: a damaged one is refused here
-    done = {i: cid for cid, ms in finished.items() for i in ms}
-    own = all(finished.get(ch.id) == sorted(i for i, _, _ in ch.members)
-              or (ch.id not in finished and not any(i in done for i, _, _ in ch.members)) for ch in work.chunks)
-    if own:
-        chunks = {ch.id: sorted(i for i, _, _ in ch.members) for ch in work.chunks}
-        todo = [ch for ch in work.chunks if ch.id not in finished]
-    else:  # a later round: members finished in other chunks stay there, the others are cut anew
-        left = [m for m in work.members if m.index not in done]
-        todo = cut(left, work.chunk, work.memory_budget, min_chunks=work.workers) if left else []
-        held = sorted({done[m.index] for m in work.members if m.index in done})
-        chunks = {**{cid: finished[cid] for cid in held}, **{ch.id: sorted(i for i, _, _ in ch.members) for ch in todo}}
+    chunks, todo = _resume_cut(work, finished)
     _check_stored(out, work.members, [cid for cid in chunks if cid in finished])
     echo(f"{len(work.members)} members in {len(chunks)} chunks; {len(chunks) - len(todo)} already done")
     bar = None
