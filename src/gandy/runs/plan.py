@@ -48,6 +48,8 @@ class Chunk:
 
 @dataclass
 class Plan:
+    """A sweep or search config's axes (:class:`gandy.runs.grammar.Axis`), members and chunks."""
+
     axes: list
     members: list
     chunks: list = field(default_factory=list)
