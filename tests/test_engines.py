@@ -18,7 +18,8 @@ from gandy.core.step import advance, critic_loss, start
 from gandy.runs import config as C
 from gandy.runs.build import build, choose_engine, optim_spec
 from gandy.runs.members import member_values
-from gandy.runs.sweep import plan, run_sweep
+from gandy.runs.plan import plan
+from gandy.runs.sweep import run_sweep
 
 TINY = {"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
         "kernel": {"name": "two_number", "g1": 1.0, "g2": 0.3}, "optim": {"generator": {"lr": 0.05}},

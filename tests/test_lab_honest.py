@@ -15,7 +15,7 @@ from gandy.core.step import generator_update, start
 from gandy.runs import config as C
 from gandy.runs.api import run as run_one
 from gandy.runs.build import build
-from gandy.runs.sweep import expand
+from gandy.runs.plan import expand
 from gandy.studies.base import StudyOptions
 from gandy.studies.penalties.experiment import run as run_penalties
 from gandy.studies.saturation.experiment import run as run_saturation

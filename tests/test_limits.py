@@ -33,7 +33,9 @@ from gandy.core.rng import Stream, member_keys
 from gandy.core.targets import GaussianMixture
 from gandy.runs import budget as B
 from gandy.runs import config as C
-from gandy.runs.sweep import MAX_MEMBERS, check_size, expand
+from gandy.runs.budget import check_size
+from gandy.runs.grammar import MAX_MEMBERS
+from gandy.runs.plan import expand
 
 from conftest import TINY
 

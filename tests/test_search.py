@@ -12,7 +12,9 @@ import pytest
 
 import gandy
 from gandy.runs import config as C
-from gandy.runs.sweep import expand, parse_search, run_sweep
+from gandy.runs.grammar import parse_search
+from gandy.runs.plan import expand
+from gandy.runs.sweep import run_sweep
 
 LAB = {
     "target": {"name": "ring8"},
@@ -126,3 +128,25 @@ def test_search_through_ray_gives_the_local_rows(tmp_path):
         pd.testing.assert_frame_equal(ma, mb, check_exact=True)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("raw, field, message", [
+    ({"trials": 2, "zz": 1, "aa": 2, "params": {}}, "search.aa", "unknown key (expected trials, seed, params, batch_size)"),
+    ({"trials": True, "params": PARAMS}, "search.trials", "must be a positive integer"),
+    ({"trials": 2, "seed": 1.0, "params": PARAMS}, "search.seed", "must be an integer"),
+    ({"trials": 2, "params": {}, "batch_size": 0}, "search.params", "needs at least one dotted key -> distribution"),
+    ({"trials": 2, "params": {"a": {"normal": 1}}, "batch_size": 0}, "search.batch_size", "must be a positive integer or auto"),
+    ({"trials": 2, "params": {"a": {"uniform": [0, 1], "int": [1, 2]}}}, "search.params.a",
+     "expected one of {loguniform: ...}, {uniform: ...}, {int: ...}, {choice: ...}"),
+    ({"trials": 2, "params": {"a": {"choice": []}}}, "search.params.a", "choice needs a non-empty list"),
+    ({"trials": 2, "params": {"a": {"uniform": [1, "b"]}}}, "search.params.a",  # (a TypeError before issue 25)
+     "uniform needs two numbers [low, high] with low <= high"),
+    ({"trials": 2, "params": {"a": {"loguniform": [0, 1]}}}, "search.params.a", "loguniform bounds must be > 0"),
+    ({"trials": 2, "params": {"a": {"int": [1, 2.5]}}}, "search.params.a", "int bounds must be integers"),
+])
+def test_search_grammar_refusals_word_for_word(raw, field, message):
+    """The grammar's refusals: the first problem in the order the section is read (its own keys,
+    then each distribution), with its field and words."""
+    with pytest.raises(C.ConfigError) as e:
+        parse_search(raw)
+    assert (e.value.field, e.value.message) == (field, message)

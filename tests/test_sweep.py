@@ -17,8 +17,10 @@ import yaml
 import gandy
 from gandy.core.metrics.phases import PHASES
 from gandy.runs import config as C
+from gandy.runs.grammar import parse_sweep
+from gandy.runs.plan import expand, plan
 from gandy.runs.store import final_particles
-from gandy.runs.sweep import expand, parse_sweep, plan, run_sweep
+from gandy.runs.sweep import run_sweep
 from gandy.views.plots import phase_grid, plot_sweep
 
 BASE = {
@@ -301,3 +303,28 @@ def test_resume_with_another_cut_into_chunks_is_refused_and_the_same_cut_finishe
     assert e.value.field == "workers" and sorted(p.name for p in out.rglob("*")) == before
     res, _, _ = run_sweep(cfg, out, resume=True, workers=2)
     assert sorted(res.member) == list(range(len(expand(cfg)[1])))
+
+
+@pytest.mark.parametrize("raw, field, message", [
+    ({"x": [1], "batch_size": "big"}, "sweep.batch_size", "must be a positive integer or auto"),
+    ({"x": [], "y": 3}, "sweep.x", "needs at least one value"),
+    ({"x": 3}, "sweep.x", "expected a list, {linspace: ...} or {logspace: ...}"),
+    ({"x": {"linspace": [0, 1]}}, "sweep.x", "expected a list, {linspace: [a, b], num: n} or {logspace: [a, b], num: n}"),
+    ({"x": {"logspace": [1], "num": 2}}, "sweep.x", "logspace needs two numbers [a, b]"),
+    ({"x": {"linspace": [0, 1], "num": 2.0}}, "sweep.x", "num must be a positive integer"),
+    ({"x": {"linspace": [0, 1], "num": 2_000_000}}, "sweep.x", "num 2,000,000 is more values than a sweep's 1,000,000 members"),
+    ({"x": {"logspace": [0, 1], "num": 3}}, "sweep.x", "logspace endpoints are values and must be > 0"),
+    ({"seeds": [1, 2], "x": [1]}, "sweep.seeds", "seeds are crossed with the grid already; list them under seeds"),
+    ({"kernel": {"g2": "x"}}, "sweep.kernel.g2", "expected a list, {linspace: ...} or {logspace: ...}"),
+])
+def test_sweep_grammar_refusals_word_for_word(raw, field, message):
+    """The grammar's refusals: batch_size first, then each axis in the order written (nested
+    sections as dotted keys), then the reserved seeds, each with its field and words."""
+    with pytest.raises(C.ConfigError) as e:
+        parse_sweep(raw)
+    assert (e.value.field, e.value.message) == (field, message)
+
+
+def test_yaml_number_strings_are_numbers_in_a_list_axis():
+    axes, _ = parse_sweep({"x": ["1e-05", "1.5e-04", "2e-3"], "y": ["relu", "1e-x"]})
+    assert axes[0].values == (1e-05, 1.5e-04, 2e-3) and axes[1].values == ("relu", "1e-x")

@@ -7,6 +7,12 @@ distance matrices, a dense kernel). The factors are calibrated against the measu
 memory of real runs (``benchmarks/memory_estimate.py``, numbers in benchmarks/RESULTS.md): the
 estimate is an upper bound, within a few times the measured peak. :func:`require_memory` refuses a
 run that cannot fit with one ``ConfigError`` naming the largest contributor.
+
+A sweep is sized here too: :func:`check_size` refuses a plan whose members cannot all be held
+(their configs, :data:`MEMBER_BYTES` each, and their metric rows) before they are expanded, and
+:func:`chunk_members` says how many members an auto chunk takes, from :func:`member_bytes` (the one
+per-member working-memory estimate chunk sizing uses) and :func:`fast_chunk`. A chunk so sized is
+then checked whole by :func:`require_memory` when it is built.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from gandy.core.nets import critic_entry, generator_entry
 from gandy.core.resources import host_memory, human
 from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
+from gandy.runs.grammar import MAX_MEMBERS
 
 FLOAT = 4  # bytes: everything in the engine is float32
 ACTIVATION_COPIES = 16
@@ -152,6 +159,87 @@ def generator_field(cfg: C.Config) -> str:
     return f"generator.{size}" if size else "generator.name"
 
 
+# ----------------------------------------------------------------------------- sweeps
+MEMBER_BYTES = 16_000
+"""Memory one expanded member holds until the sweep ends (its config and bookkeeping; measured
+7.5 kB), for the check that a sweep's plan fits in memory before it is expanded."""
+
+
+def check_size(cfg: C.Config, points: int, available: Optional[int] = None) -> int:
+    """Refuse a sweep or search of ``points`` grid points (or trials) x ``cfg.seeds`` before it is
+    expanded: more than :data:`MAX_MEMBERS` members, or members whose configs
+    (:data:`MEMBER_BYTES` each) and metric rows (``steps / log_every`` rows each, collected at the
+    end) cannot be held in the memory available (:func:`gandy.core.resources.host_memory`, or
+    ``available``). The error names ``sweep`` (``search``), or ``steps`` where the rows dominate.
+    Returns the number of members."""
+    section = "search" if cfg.search else "sweep"
+    seeds = len(cfg.seeds)
+    members = points * seeds
+    what = f"{points:,} {'trials' if cfg.search else 'grid points'} x {seeds} seed{'s' if seeds != 1 else ''}"
+    if members > MAX_MEMBERS:
+        raise C.ConfigError(section, f"{what} = {members:,} members; at most {MAX_MEMBERS:,} (split it into several sweeps)")
+    parts = {section: members * MEMBER_BYTES, "steps": members * (cfg.steps // cfg.log_every + 2) * 40 * 8}
+    have, source = (available, "given") if available is not None else host_memory()
+    need = sum(parts.values())
+    if need > have:
+        field_ = max(parts, key=parts.get)
+        raise C.ConfigError(field_, f"{what} = {members:,} members need about {human(need)} of memory for their "
+                                    f"configs and metric rows (largest part: {field_} {human(parts[field_])}) but "
+                                    f"{human(have)} is available ({source})")
+    return members
+
+
+def critic_widths(cfg: C.Config) -> list[int]:
+    """The hidden sizes of the MLP the speed and memory models treat the critic as: its registry
+    entry's ``widths`` (an MLP's own widths; features or centres for the kernel critics; ConfigError
+    on ``critic.name`` for an unknown critic)."""
+    c = cfg.critic
+    return list(critic_entry(c.name).widths(**c.model_dump(exclude={"name"})))
+
+
+def member_bytes(cfg: C.Config, n_target: int, d: int = 1) -> int:
+    """A generous estimate of one member's working memory in bytes (activations of the forward,
+    backward and double backward, critic parameters with gradients and Adam moments), in ``d``
+    dimensions: what :func:`chunk_members` divides a chunk's memory budget by. (It reads the config
+    alone, before anything is built; :func:`memory_parts` then checks the built chunk whole.)"""
+    n = cfg.particles.n
+    widths = critic_widths(cfg)
+    points = n + (cfg.batch_size or n_target or n)
+    act = 16 * points * sum(widths)
+    n_params = sum(a * b for a, b in zip([d, *widths], [*widths, 1])) + sum(widths)
+    return 4 * (act + 8 * n_params + 8 * n * max(d, 1))
+
+
+FAST_TENSOR_BYTES = 24e6
+"""Auto chunks keep every batched weight matrix of the critic (with its gradient and Adam moments,
+fresh or rewritten at every step) below this size. Larger ones are allocated by mmap (glibc's limit
+is 32 MB) and page-faulted afresh at every step: in 784-D at width 512 a chunk of 112 members spent
+40 % of its time in the kernel and took 18 ms per member-step against 11 ms in chunks of 16
+(benchmarks/RESULTS.md, "784-D"). Activations are not counted: the compiled engine fuses most of
+them away, and capping them cut a 1-D sweep's chunks from 940 to 341 members and slowed it 28 %."""
+
+
+def fast_chunk(cfg: C.Config, d: int) -> int:
+    """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES
+    (CPU runs only: a GPU wants its chunks as large as memory allows)."""
+    widths = critic_widths(cfg)
+    dims = [d, *widths, 1]
+    largest = max(a * b for a, b in zip(dims[:-1], dims[1:]))
+    return max(1, int(FAST_TENSOR_BYTES // (4 * largest)))
+
+
+MAX_CHUNK = 1024
+"""The most members an auto chunk takes."""
+
+
+def chunk_members(cfg: C.Config, n_target: int, d: int, cpu: bool, memory_budget: float) -> int:
+    """Members per auto chunk of members like ``cfg`` (``d`` dimensions, ``n_target`` target
+    samples per batch): as many as fit ``memory_budget`` bytes by :func:`member_bytes`, at most
+    :data:`MAX_CHUNK` and, on a CPU (``cpu``), at most :func:`fast_chunk`; at least one."""
+    fast = fast_chunk(cfg, d) if cpu else MAX_CHUNK
+    return int(max(1, min(MAX_CHUNK, memory_budget // max(member_bytes(cfg, n_target, d), 1), fast)))
+
+
 def output_parts(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool) -> dict:
     """An upper bound on the bytes a run (or a sweep of ``members`` members) writes, by the config
     field that drives each part: the metric rows and a run's snapshots grow with ``steps``, a
@@ -201,4 +289,5 @@ def require_disk(out: Path, parts: dict) -> int:
 
 
 __all__ = ["memory_parts", "require_memory", "available_memory", "output_parts", "output_bytes", "require_disk",
-           "existing_ancestor", "human", "critic_units", "parameter_count"]
+           "existing_ancestor", "human", "critic_units", "parameter_count", "check_size", "member_bytes",
+           "fast_chunk", "chunk_members"]

@@ -23,7 +23,7 @@ from gandy.core.optim import OptimSpec
 from gandy.core.step import InitSpec, NetSpec, Simulation, StepSpec, init_particles
 from gandy.core.targets import Target, build_target
 from gandy.runs import config as C
-from gandy.runs.budget import require_memory
+from gandy.runs.budget import critic_widths, require_memory
 from gandy.runs.members import member_values
 
 
@@ -176,12 +176,6 @@ def eager_seconds(sim: Simulation, members: int) -> float:
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     flops = 2 * weights * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
     return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
-
-
-def critic_widths(cfg: C.Config) -> list[int]:
-    """The hidden sizes of the MLP the speed and memory models treat the critic as (its registry
-    entry's ``widths``; an MLP's own widths)."""
-    return list(critic_entry(cfg.critic.name).widths(**options(cfg.critic)))
 
 
 def engine_runs(sim: Simulation, engine: str) -> Optional[str]:

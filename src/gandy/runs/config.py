@@ -536,11 +536,13 @@ class Config(Section):
     number of generated samples the metrics and snapshots look at."""
     sweep: Optional[dict[str, Any]] = None
     """Dotted config path -> list | {linspace: [a, b], num} | {logspace: [a, b], num}; plus
-    ``batch_size`` (members per chunk, default auto). See gandy.runs.sweep."""
+    ``batch_size`` (members per chunk, default auto). Kept as written; its grammar is
+    gandy.runs.grammar.SweepSection, read when the sweep is planned (gandy.runs.plan)."""
     search: Optional[dict[str, Any]] = None
     """Random search: ``trials``, ``seed`` and ``params`` (dotted path, or several joined by commas
     to share one draw -> {loguniform: [a, b]} | {uniform: [a, b]} | {int: [a, b]} | {choice: [...]});
-    each trial runs for every seed, through the sweep store. See gandy.runs.sweep."""
+    each trial runs for every seed, through the sweep store. Kept as written; its grammar is
+    gandy.runs.grammar.SearchSection, read when the search is planned (gandy.runs.plan)."""
 
     @field_validator("plugins")
     @classmethod

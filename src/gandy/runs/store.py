@@ -117,9 +117,30 @@ def start_sweep(out: Path, config_text: str) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
     if read_marker(out) is None:
         write_marker(out, "sweep")
-    make_dir(Path(out) / "chunks")
+    open_chunks(out)
     if sweep_config(out) is None:
         write_atomic(Path(out) / "config.yaml", config_text.encode())
+
+
+def open_chunks(out: Path) -> Path:
+    """The ``chunks/`` folder of the gandy output ``out``, made where it is missing."""
+    return make_dir(Path(out) / "chunks")
+
+
+def finished_chunks(out: Path) -> dict[str, list[int]]:
+    """The finished chunks of ``out`` (those with a results table), by id: their members' indices,
+    sorted. Every finished chunk's tables are read here, so a damaged one is a ConfigError naming it
+    and saying what to delete, as is a results table that holds no members."""
+    found = {}
+    for f in sorted((Path(out) / "chunks").glob("*.results.parquet")):
+        cid = f.name.removesuffix(".results.parquet")
+        results, _ = read_chunks(out, [cid])  # the metrics too: a damaged one is refused here
+        members = sorted(int(m) for m in results["member"].unique()) if "member" in results.columns else []
+        if not members:
+            raise C.ConfigError(str(f), f"holds no members: not a chunk's results; delete this file and rerun "
+                                        f"with --resume to recompute chunk {cid}")
+        found[cid] = members
+    return found
 
 
 def chunk_done(out: Path, chunk_id: str) -> bool:

@@ -1,0 +1,142 @@
+"""The executor of member lists (gandy.runs.execute.run_members): rounds of members into one
+output folder, resumption after an interruption, rows equal to a one-shot sweep bit for bit, and
+the refusal of a member index that the folder holds as another member."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import pytest
+
+from gandy.runs import config as C
+from gandy.runs import execute
+from gandy.runs.execute import run_members
+from gandy.runs.outputs import scoped_locks
+from gandy.runs.plan import members_at
+from gandy.runs.store import prepare_out, start_sweep
+from gandy.runs.sweep import run_sweep
+
+BASE = {
+    "target": {"name": "two_modes_1d"},
+    "particles": {"n": 16},
+    "critic": {"name": "mlp", "widths": [16]},
+    "optim": {"critic": {"name": "adam", "lr": 0.01}, "generator": {"lr": 0.01}},
+    "steps": 40,
+    "log_every": 20,
+    "seeds": [0, 1],
+}
+ROUND_1 = [{"kernel.g2": 0.1}, {"kernel.g2": 0.3}]
+ROUND_2 = [{"kernel.g2": 0.5}, {"kernel.g2": 0.7}]
+
+
+@pytest.fixture(scope="module")
+def one_shot(tmp_path_factory):
+    """The sweep of both rounds' points at once: its (results, metrics)."""
+    d = copy.deepcopy(BASE)
+    d["sweep"] = {"kernel.g2": [p["kernel.g2"] for p in ROUND_1 + ROUND_2]}
+    res, met, _ = run_sweep(C.load_config(d), tmp_path_factory.mktemp("one_shot") / "s")
+    return res, met
+
+
+def _folder(out):
+    """A prepared output folder, as a command that runs members would make it."""
+    prepare_out(out, "sweep")
+    start_sweep(out, C.dump_config(C.load_config(BASE)))
+    return out
+
+
+def _rounds():
+    cfg = C.load_config(BASE)
+    first = members_at(cfg, ROUND_1, section="sweep")
+    return first, members_at(cfg, ROUND_2, first=len(first), section="sweep")
+
+
+def test_a_second_round_runs_only_the_new_members_and_rows_equal_one_shot(tmp_path, one_shot):
+    first, second = _rounds()
+    assert [m.index for m in first] == [0, 1, 2, 3] and [m.index for m in second] == [4, 5, 6, 7]
+    with scoped_locks():
+        out = _folder(tmp_path / "o")
+        a = run_members(first, out)
+        assert len(a.results) == 4 and a.ran
+        said = []
+        b = run_members(first + second, out, echo=said.append)
+        ran = {i for cid in b.ran for i in b.chunks[cid]}
+        assert ran == {4, 5, 6, 7}  # the first round's members were not run again
+        assert said == ["8 members in 2 chunks; 1 already done"] and sorted(b.results.member) == list(range(8))
+        # the first round's rows come back as they were stored
+        pd.testing.assert_frame_equal(b.results[b.results.member < 4].reset_index(drop=True), a.results, check_exact=True)
+        c = run_members(first + second, out)  # re-asking finished members costs nothing
+        assert c.ran == []
+        only_new = run_members(second, out)  # and a subset comes back alone
+        assert only_new.ran == [] and sorted(only_new.results.member) == [4, 5, 6, 7]
+    res, met = one_shot
+    pd.testing.assert_frame_equal(b.results, res, check_exact=True)
+    pd.testing.assert_frame_equal(b.metrics, met, check_exact=True)
+    pd.testing.assert_frame_equal(c.results, res, check_exact=True)
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, stored: int):
+    """Interrupt the run after ``stored`` chunks are stored, as a kill between two chunks would."""
+    real, count = execute.write_chunk, []
+
+    def write_chunk(*args):
+        if len(count) == stored:
+            raise Killed()
+        count.append(1)
+        real(*args)
+
+    monkeypatch.setattr(execute, "write_chunk", write_chunk)
+    return lambda: monkeypatch.setattr(execute, "write_chunk", real)
+
+
+@pytest.mark.parametrize("round_killed", [1, 2])
+def test_an_interrupted_round_asked_again_keeps_its_cut_and_gives_the_uninterrupted_rows(tmp_path, monkeypatch,
+                                                                                       one_shot, round_killed):
+    """Round 1 killed, or round 2 killed in a folder that holds round 1: asked again, the round is
+    cut as its first attempt cut it (its stored chunks kept, the others run), every member runs
+    once, and the rows are the one-shot sweep's, bit for bit."""
+    first, second = _rounds()
+    with scoped_locks():
+        out = _folder(tmp_path / "o")
+        if round_killed == 1:
+            asked, options = first, {"chunk": 1}  # four chunks of one
+        else:
+            run_members(first, out)  # one chunk of four
+            asked, options = first + second, {"workers": 3}  # round 2 alone: chunks [4], [5, 6], [7]
+        restore = _kill_after(monkeypatch, 1)
+        with pytest.raises(Killed):
+            run_members(asked, out, **options)
+        restore()
+        said = []
+        again = run_members(asked, out, echo=said.append, **options)
+        if round_killed == 1:
+            assert said == ["4 members in 4 chunks; 1 already done"]
+            assert again.ran == ["0000001", "0000002", "0000003"]
+        else:  # round 1's chunk, round 2's first chunk stored before the kill, and its other two
+            assert said == ["8 members in 4 chunks; 2 already done"]
+            assert again.ran == ["0000005", "0000007"] and again.chunks["0000005"] == [5, 6]
+        last = run_members(first + second, out, chunk=1)  # whatever is still missing, then every row
+    res, met = one_shot
+    pd.testing.assert_frame_equal(last.results, res, check_exact=True)
+    pd.testing.assert_frame_equal(last.metrics, met, check_exact=True)
+
+
+def test_an_index_the_folder_holds_as_another_member_is_refused_before_any_work(tmp_path):
+    first, _ = _rounds()
+    cfg = C.load_config(BASE)
+    with scoped_locks():
+        out = _folder(tmp_path / "o")
+        run_members(first[:2], out)
+        before = sorted(p.name for p in (out / "chunks").iterdir())
+        other = members_at(cfg, [{"kernel.g2": 0.9}], section="sweep")  # numbered from 0 again
+        with pytest.raises(C.ConfigError) as e:
+            run_members(other, out)
+        assert e.value.field == "out" and "member 0" in e.value.message
+        assert sorted(p.name for p in (out / "chunks").iterdir()) == before
+    with pytest.raises(ValueError):
+        run_members(first + first, tmp_path / "x")  # two members with one index
