@@ -168,7 +168,7 @@ def test_report_never_overwrites_a_page_it_did_not_write(invoke_cli, tmp_path):
 def test_prepare_out_states(tmp_path):
     assert prepare_out(tmp_path / "new", "run") == "new"
     (tmp_path / "empty").mkdir()
-    assert prepare_out(tmp_path / "empty", "run", force=True) == "new"
+    assert prepare_out(tmp_path / "empty", "run", replace=True) == "new"
     with pytest.raises(ConfigError, match="free"):
         prepare_out(tmp_path / "new", "run", need_bytes=10**18)
     assert not (tmp_path / "new").exists()
@@ -496,13 +496,13 @@ def test_demo_rerun_keeps_user_files(tmp_path):
     from gandy.runs.store import open_output
 
     out = tmp_path / "gandy-demo"
-    open_output(out, "demo", force=True)
+    open_output(out, "demo", replace=True)
     write_atomic(out / "summary.json", b"{}")
-    assert open_output(out, "demo", force=True) == "replace"  # its own output: replaced
+    assert open_output(out, "demo", replace=True) == "replace"  # its own output: replaced
     write_atomic(out / "summary.json", b"{}")
     (out / "notes.txt").write_text("my notes")
     with pytest.raises(ConfigError, match="notes.txt"):
-        open_output(out, "demo", force=True)
+        open_output(out, "demo", replace=True)
     assert (out / "notes.txt").read_text() == "my notes" and (out / "summary.json").exists()
 
 

@@ -31,8 +31,9 @@ def run(
 ) -> RunResult:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory
     (with its figures unless ``figures=False``). A config with a ``sweep:`` or ``search:`` section
-    runs every member into ``out`` (required). See :func:`gandy.runs.api.run`."""
-    return _api.run(config, out, overrides, progress, force, draw=plot_run if figures else None, kernel_module=kernel_module,
+    runs every member into ``out`` (required). ``force``: replace ``out`` if it is an earlier gandy
+    output holding only files gandy wrote (the CLI's ``--force``). See :func:`gandy.runs.api.run`."""
+    return _api.run(config, out, overrides, progress, replace=force, draw=plot_run if figures else None, kernel_module=kernel_module,
                     draw_sweep=plot_sweep if figures else None)
 
 

@@ -178,7 +178,7 @@ def run_cmd(
     cfg = load_config(config, list(overrides or []))
     out = Path("runs") / Path(config).stem if out is None else out
     if cfg.sweep or cfg.search:
-        results, _, _ = run_sweep(cfg, out, resume=resume, force=force, executor=executor, address=address,
+        results, _, _ = run_sweep(cfg, out, resume=resume, replace=force, executor=executor, address=address,
                                   progress=not quiet, echo=typer.echo, draw=plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
         typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -189,7 +189,7 @@ def run_cmd(
                                     "a single run is written at its end, so rerun it")
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
-    res = run(cfg, out=out, progress=not quiet, force=force, draw=plot_run)
+    res = run(cfg, out=out, progress=not quiet, replace=force, draw=plot_run)
     phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
     _report(out, report)

@@ -43,7 +43,7 @@ def run(
     out: Union[str, Path, None] = None,
     overrides: Optional[list[str]] = None,
     progress: bool = False,
-    force: bool = False,
+    replace: bool = False,
     draw: Optional[Callable[[Path], object]] = None,
     kernel_module: Optional[torch.nn.Module] = None,
     draw_sweep: Optional[Callable[[Path], object]] = None,
@@ -52,7 +52,7 @@ def run(
 
     Everything is validated before anything is written: a bad config, a run that cannot fit in
     memory, or an ``out`` that cannot be written (or that exists and is not a gandy output gandy
-    may replace with ``force``) raises :class:`gandy.core.errors.ConfigError` and leaves nothing behind. ``draw(out)``: draws
+    may replace with ``replace``, the CLI's ``--force``) raises :class:`gandy.core.errors.ConfigError` and leaves nothing behind. ``draw(out)``: draws
     the run's figures once it is written (``gandy.run`` passes :func:`gandy.views.plots.plot_run`). ``kernel_module``: a torch
     module for ``kernel: {name: empirical_ntk}`` given directly instead of by import path.
 
@@ -65,11 +65,11 @@ def run(
     """
     cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
     if cfg.sweep or cfg.search:
-        return _run_sweep(cfg, out, progress, force, draw_sweep, kernel_module)
+        return _run_sweep(cfg, out, progress, replace, draw_sweep, kernel_module)
     sim = build(cfg, kernel_module)  # memory for all seeds checked here
     if out is not None:
         n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
-        prepare_out(Path(out), "run", force=force, need_parts=output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
+        prepare_out(Path(out), "run", replace=replace, need_parts=output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -83,11 +83,11 @@ def run(
     wall = time.perf_counter() - t0
     result = assemble(sim, raw, wall)
     if out is not None:
-        write_run(result, Path(out), force=force, draw=draw)
+        write_run(result, Path(out), replace=replace, draw=draw)
     return result
 
 
-def _run_sweep(cfg: C.Config, out, progress: bool, force: bool, draw, kernel_module) -> RunResult:
+def _run_sweep(cfg: C.Config, out, progress: bool, replace: bool, draw, kernel_module) -> RunResult:
     """:func:`run` for a config with a ``sweep:`` or ``search:`` section: all its members."""
     section = "search" if cfg.search else "sweep"
     if out is None:
@@ -95,7 +95,7 @@ def _run_sweep(cfg: C.Config, out, progress: bool, force: bool, draw, kernel_mod
                                    f"(or run it with gandy run CONFIG --out DIR)")
     if kernel_module is not None:
         raise C.ConfigError("kernel_module", f"is given to single runs only, not to a config with a {section}: section")
-    results, metrics, summary = run_sweep(cfg, Path(out), force=force, progress=progress, draw=draw)
+    results, metrics, summary = run_sweep(cfg, Path(out), replace=replace, progress=progress, draw=draw)
     return RunResult(cfg, metrics, results, {}, summary, Path(out))
 
 

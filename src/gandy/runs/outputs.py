@@ -4,7 +4,7 @@ An output folder is gandy's only where gandy wrote it. Every folder gandy create
 marker ``.gandy`` with a manifest of what gandy wrote there (:mod:`gandy.core.atomic`):
 
 * :func:`prepare_out` checks ``--out`` before any work: new or empty, or an earlier gandy output
-  that ``force`` may replace or ``resume`` may finish; never a file, a symbolic link, the current
+  that ``replace`` (the CLI's ``--force``) may replace or ``resume`` may finish; never a file, a symbolic link, the current
   directory or an ancestor of it, the home directory, a filesystem root or mount point.
   Replacing refuses an output that holds files or folders gandy did not write (they are listed),
   a symbolic link gandy did not make, or a mount point anywhere inside.
@@ -192,19 +192,19 @@ def check_writable(out: Path, need_parts: Optional[dict] = None) -> None:
         require_disk(out, need_parts)
 
 
-def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False, need_bytes: int = 0,
+def prepare_out(out: Path, kind: str, replace: bool = False, resume: bool = False, need_bytes: int = 0,
                 need_parts: Optional[dict] = None) -> str:
     """Check ``out`` before any work and take its lock (:func:`acquire`): returns ``"new"`` (absent
-    or an empty folder), ``"replace"`` (a gandy output that ``force`` allows to be replaced) or
+    or an empty folder), ``"replace"`` (a gandy output that ``replace`` allows to be replaced) or
     ``"resume"`` (a gandy output of this kind to finish). Everything else raises
     ConfigError("out", ...), and nothing is touched:
 
     * a path that is a file or a symbolic link, the current directory or an ancestor of it, the
       home directory, a filesystem root or mount point;
-    * an existing non-empty folder without ``force``/``resume``;
-    * ``force`` or ``resume`` on a non-empty folder that carries no gandy marker (``.gandy``),
+    * an existing non-empty folder without ``replace``/``resume``;
+    * ``replace`` or ``resume`` on a non-empty folder that carries no gandy marker (``.gandy``),
       or ``resume`` on a gandy output of another kind (the caller checks the config matches);
-    * ``force`` on a gandy output holding files gandy did not write, or a mount point;
+    * ``replace`` on a gandy output holding files gandy did not write, or a mount point;
     * an output another process is writing;
     * a location that cannot be written or lacks free disk for ``need_parts`` (bytes by the field
       that drives them, checked after everything above) or ``need_bytes`` (counted as ``out``).
@@ -232,7 +232,7 @@ def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False,
             if marker["kind"] != kind:
                 raise ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; --resume needs the same run")
             state = "resume"
-        elif force:
+        elif replace:
             if marker is None:
                 raise ConfigError("out", f"{out} was not written by gandy (no {MARKER} marker); gandy replaces only "
                                          f"its own outputs: choose another --out or remove it yourself")
@@ -251,12 +251,12 @@ def prepare_out(out: Path, kind: str, force: bool = False, resume: bool = False,
     return state
 
 
-def open_output(out: Path, kind: str, force: bool = False, resume: bool = False) -> str:
+def open_output(out: Path, kind: str, replace: bool = False, resume: bool = False) -> str:
     """:func:`prepare_out`, then make ``out`` ready to be filled in place: an old gandy output is
-    removed when ``force`` replaces it, and the folder exists with the marker of ``kind``. For
+    removed when ``replace`` is set, and the folder exists with the marker of ``kind``. For
     outputs written piece by piece (experiments, the demo); returns prepare_out's state."""
     out = Path(out)
-    state = prepare_out(out, kind, force=force, resume=resume)
+    state = prepare_out(out, kind, replace=replace, resume=resume)
     if state == "replace":
         remove_output(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def run_sweep(
     cfg: C.Config,
     out: Path,
     resume: bool = False,
-    force: bool = False,
+    replace: bool = False,
     executor: str = "local",
     address: Optional[str] = None,
     progress: bool = False,
@@ -73,7 +73,7 @@ def run_sweep(
     """Run a sweep config into ``out``; return ``(results, metrics, summary)``.
 
     Everything is checked before anything is written: every member's config, every chunk's build
-    and memory, the output location (:func:`gandy.runs.store.prepare_out`: ``force`` replaces only a
+    and memory, the output location (:func:`gandy.runs.store.prepare_out`: ``replace`` replaces only a
     gandy output, ``resume`` continues only a gandy sweep of the same config) and the executor's
     cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
     ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
@@ -89,7 +89,7 @@ def run_sweep(
             and sweep_config(out) == resolved:
         write_marker(out, "sweep", manifest=False)  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if work.sim.target.modes is None else int(work.sim.target.modes.shape[0])
-    state = prepare_out(out, "sweep", force=force, resume=resume,
+    state = prepare_out(out, "sweep", replace=replace, resume=resume,
                         need_parts=output_parts(cfg, work.sim.d, n_modes, len(members), sweep=True))
     if state == "resume":
         if sweep_config(out) != resolved:

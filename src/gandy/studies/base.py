@@ -80,7 +80,7 @@ def open_study(out: Path, options: StudyOptions) -> Path:
     """Claim ``out`` for a study (new, replaced with ``options.replace`` if gandy wrote it, or
     resumed with ``options.resume``)."""
     out = Path(out)
-    open_output(out, "experiment", force=options.replace, resume=options.resume)
+    open_output(out, "experiment", replace=options.replace, resume=options.resume)
     return out
 
 

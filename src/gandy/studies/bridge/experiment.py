@@ -31,7 +31,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
     cfg = load_config(s["base"], [*(s["quick"] if options.quick else []), *options.overrides])
-    prepare_out(out, "experiment", force=options.replace, resume=options.resume)
+    prepare_out(out, "experiment", replace=options.replace, resume=options.resume)
     etas = s["quick_learning_rates"] if options.quick else s["learning_rates"]
     tables = []
     for eta in etas:

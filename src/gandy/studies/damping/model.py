@@ -309,7 +309,7 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         raise C.ConfigError("penalty.name", "choose a penalty to vary its weight")
     sim = build(cfg, members=len(weights))
     if out is not None:
-        prepare_out(Path(out), "damping", force=force_out)
+        prepare_out(Path(out), "damping", replace=force_out)
     kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
         model = linear_model(cfg, effective=True)

@@ -40,7 +40,7 @@ def phase_config() -> dict:
 def run_demo(out: Path, progress: bool = True, echo: Callable[[str], None] = print) -> list[Path]:
     out = Path(out)
     base = demo_config()
-    open_output(out, "demo", force=True)  # a previous demo there is replaced; anything else is refused
+    open_output(out, "demo", replace=True)  # a previous demo there is replaced; anything else is refused
     dirs = []
     for name, ratio in RATIOS.items():
         res = run(base, out=out / name, overrides=[f"kernel.g2={ratio}"], progress=progress, draw=plot_run)

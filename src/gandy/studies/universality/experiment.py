@@ -41,7 +41,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     if options.overrides:
         raise ConfigError("overrides", "kernel-universality takes no config overrides")
-    prepare_out(out, "experiment", force=options.replace, resume=options.resume)
+    prepare_out(out, "experiment", replace=options.replace, resume=options.resume)
     grid = QUICK if options.quick else FULL
     rows = []
     for act, var in NETS.items():
