@@ -58,7 +58,7 @@ def images_per_second(over: list[str], steps: int, members: int, device: str, ba
             advance(sim, st)
     sync()
     wall = time.perf_counter() - t0
-    return members * steps * sim.batch / wall
+    return members * steps * sim.critic_batch / wall
 
 
 def main() -> None:

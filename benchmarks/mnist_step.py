@@ -71,7 +71,7 @@ def main() -> None:
             times[e].append((time.perf_counter() - t0) / args.steps / args.members * 1e3)
     sim = sims[args.engines[0]]
     width = sim.cfg.critic.widths[0]
-    flops = 2 * sim.d * width * (2 * sim.batch + 7 * sim.n)
+    flops = 2 * sim.d * width * (2 * sim.critic_batch + 7 * sim.n)
     rate = bmm_rate(args.members, args.device)
     floor = flops / rate / 1e6
     print(f"floor: {flops / 1e6:.0f} MFLOP per member-step at {rate:.1f} GFLOP/s (bmm) = {floor:.2f} ms")

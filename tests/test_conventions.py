@@ -113,7 +113,7 @@ def test_batch_mean_penalty_is_the_authors_formula(engine):
             f"engine={engine}"]
     sim = build(C.load_config(TINY, over))
     st = start(sim, [0, 1])
-    real = sim.target.sample(st.streams["data"], sim.batch)
+    real = sim.target.sample(st.streams["data"], sim.critic_batch)
     params = {k: v.detach().requires_grad_(True) for k, v in st.params.items()}
     weight = torch.full((2,), 1.25)
     ours = critic_loss(sim, params, real, st.x, st.streams["penalty"], weight)
@@ -206,7 +206,7 @@ def test_dropout_critic_loss_penalises_the_masked_network():
     sim = build(C.load_config(TINY, over))
     assert sim.engine is None  # auto: eager for a short tiny run
     st = start(sim, [0, 1])
-    real = sim.target.sample(st.streams["data"], sim.batch)
+    real = sim.target.sample(st.streams["data"], sim.critic_batch)
     masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], st.x.shape[1]))
     params = st.params
     weight = torch.ones(2)

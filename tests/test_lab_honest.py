@@ -43,7 +43,7 @@ def test_the_logged_generator_gradient_is_sigma_times_the_critics_slope(game, we
     sim = build(cfg, members=2)
     st = start(sim, [0, 1])
     params = {k: v + 0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in st.params.items()}
-    zz = sim.generator.latent(st.streams["latent"], sim.batch)
+    zz = sim.generator.latent(st.streams["latent"], sim.critic_batch)
     sim.generator.latent = lambda stream, n: zz  # the batch generator_update draws is this one
     gen0 = {k: v.clone() for k, v in st.gen.items()}
     generator_update(sim, st, params)

@@ -128,7 +128,7 @@ class MemberValues:
 class Simulation:
     """Everything a run needs, built and validated at once (:func:`gandy.runs.build.build`), no state
     of the run itself: the target, the kernel coupling the particles, the critic, the game and its
-    penalty, ``n`` particles in ``d`` dimensions, ``batch`` target samples per critic step, the specs
+    penalty, ``n`` particles in ``d`` dimensions, ``critic_batch`` target samples per critic step (and generated samples per generator step), the specs
     of the step, the particles' start, the penalty and the two optimisers, and ``defaults``, the
     per-member numbers of every member where a caller gives none (each ``(1,)``)."""
 
@@ -142,7 +142,7 @@ class Simulation:
     penalty_spec: PenaltySpec
     n: int
     d: int
-    batch: int
+    critic_batch: int
     step: StepSpec
     init: InitSpec
     critic_optim: OptimSpec
@@ -310,7 +310,7 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor, 
     if step.reset:
         st.opt.reset_()
     for _ in range(step.startup_steps if st.t == 0 and step.startup_steps else step.critic_steps):
-        real = sim.target.sample(st.streams["data"], sim.batch)
+        real = sim.target.sample(st.streams["data"], sim.critic_batch)
         masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
         if sim.engine is not None:
             grads = sim.engine.critic_grads(params, trainable, real, fake, st.members.penalty_weight, masks)
@@ -336,7 +336,7 @@ def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
     """One optimiser step of every member's network generator on the mean l_G(f(G(z))) over a
     fresh latent batch; the critic is held fixed (its parameters detached)."""
     g = sim.generator
-    z = g.latent(st.streams["latent"], sim.batch).to(sim.device)
+    z = g.latent(st.streams["latent"], sim.critic_batch).to(sim.device)
     fixed = {k: v.detach() for k, v in critic_params.items()}
     train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
     fake = g.forward(train, z)  # (B, M, d)
@@ -403,7 +403,7 @@ class Network(Mover):
     differentiable: ClassVar[bool] = False
 
     def fake(self, sim, st):
-        return sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.batch).to(sim.device)).detach()
+        return sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.critic_batch).to(sim.device)).detach()
 
     def force(self, sim, params, x, create_graph=False):
         return params

@@ -105,7 +105,7 @@ def assemble(sim, raw, wall: float) -> RunResult:
     metrics, results = member_tables(sim, raw)
     metrics, results = metrics.drop(columns="member"), results.drop(columns="member")  # members = seeds
     n_modes = 0 if target.modes is None else int(target.modes.shape[0])
-    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), min(2000, sim.batch if target.default_batch else 2000))[0]
+    ref = target.sample(Stream(member_keys([0], target.mean.device), "plot"), min(2000, sim.critic_batch if target.default_batch else 2000))[0]
     ref_np = ref.cpu().numpy().astype(np.float32)
     traj = {
         "steps": np.asarray(raw.snapshot_steps, dtype=np.int64),

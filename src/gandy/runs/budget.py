@@ -90,10 +90,10 @@ def memory_parts(sim, members: int) -> dict:
     parameters are counted from the networks' shapes (:func:`parameter_count`)."""
     cfg, d, n = sim.cfg, sim.d, sim.n
     b = max(2, members)
-    batch = sim.batch
+    critic_batch = sim.critic_batch
     p_critic = parameter_count(sim.critic)
     p_gen = parameter_count(sim.generator) if sim.generator is not None else 0
-    fake = batch if sim.generator is not None else n
+    fake = critic_batch if sim.generator is not None else n
     snaps = cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2
     logs = cfg.steps // cfg.log_every + 2
     n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
@@ -110,8 +110,8 @@ def memory_parts(sim, members: int) -> dict:
     add(wide if units_c > fake else "particles.n", b * FLOAT * fake * units_c * ACTIVATION_COPIES)
     add("particles.n", b * FLOAT * (fake * d * POINT_COPIES
                                     + n * (units_g * ACTIVATION_COPIES if units_g else d * POINT_COPIES)))
-    add(wide if units_c > batch else "batch_size", b * FLOAT * batch * units_c * ACTIVATION_COPIES)
-    add("batch_size", b * FLOAT * batch * d * POINT_COPIES)
+    add(wide if units_c > critic_batch else "batch_size", b * FLOAT * critic_batch * units_c * ACTIVATION_COPIES)
+    add("batch_size", b * FLOAT * critic_batch * d * POINT_COPIES)
     add(wide if p_critic >= p_gen else generator_field(cfg), b * FLOAT * PARAMETER_COPIES * (p_critic + p_gen))
     add("steps", b * (FLOAT * snaps * pm * d + 8 * logs * (32 + n_modes)))
     # mean |cos| batched over members (B, pm, pm); W1 and the divergences one member at a time,

@@ -39,7 +39,7 @@ class Sizes:
     generator: Optional[object]
     n: int
     d: int
-    batch: int
+    critic_batch: int
 
 
 @dataclass
@@ -174,7 +174,7 @@ def eager_seconds(sim: Simulation, members: int) -> float:
     cfg = sim.cfg
     dims = [sim.d, *critic_widths(cfg), 1]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-    flops = 2 * weights * (2 * sim.batch + 7 * sim.n) * cfg.optim.critic.steps
+    flops = 2 * weights * (2 * sim.critic_batch + 7 * sim.n) * cfg.optim.critic.steps
     return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
 
 
@@ -243,12 +243,12 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
         raise ConfigError("optim.generator.name", "the particle step X <- X + lr K F is plain sgd; other "
                                                    "optimisers need a network generator")
     b = len(cfg.seeds) if members is None else members
-    batch = cfg.batch_size or target.default_batch or n
-    require_memory(Sizes(cfg, device, target, critic, generator, n, d, batch), b)  # before the kernel's N x N matrix
+    critic_batch = cfg.batch_size or target.default_batch or n
+    require_memory(Sizes(cfg, device, target, critic, generator, n, d, critic_batch), b)  # before the kernel's N x N matrix
     kernel = kernel_of(cfg.kernel, n, d, device, plugins=cfg.plugins, module=kernel_module)
     sim = BuiltSimulation(device=device, target=target, kernel=kernel, critic=critic, critic_spec=net_spec(cfg.critic),
                           game=GAMES[cfg.objective], penalty=PENALTIES[cfg.penalty.name],
-                          penalty_spec=penalty_spec(cfg.penalty), n=n, d=d, batch=batch, step=step_spec(cfg),
+                          penalty_spec=penalty_spec(cfg.penalty), n=n, d=d, critic_batch=critic_batch, step=step_spec(cfg),
                           init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
                           generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
                           defaults=member_values([cfg], device), generator=generator, cfg=cfg)
