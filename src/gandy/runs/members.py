@@ -26,7 +26,7 @@ def get_dotted(cfg, key: str, default=_MISSING):
     return obj
 
 
-def member_keys_of(cfg) -> list[str]:
+def per_member_keys(cfg) -> list[str]:
     """The per-member keys this config has (``PER_MEMBER`` keys present in it)."""
     return [k for k in PER_MEMBER if get_dotted(cfg, k, None) is not None]
 
@@ -37,5 +37,5 @@ def member_values(cfgs: list, device) -> MemberValues:
     def col(key):
         return torch.tensor([float(get_dotted(c, key)) for c in cfgs], dtype=torch.float32, device=device)
 
-    present = member_keys_of(cfgs[0])
+    present = per_member_keys(cfgs[0])
     return MemberValues(**{field: col(key) if key in present else None for key, field in PER_MEMBER.items()})

@@ -22,7 +22,7 @@ from gandy.runs import config as C
 from gandy.runs.budget import check_size, chunk_members
 from gandy.runs.build import resolve_device, target_of
 from gandy.runs.grammar import Axis, parse_search, parse_sweep
-from gandy.runs.members import get_dotted, member_keys_of
+from gandy.runs.members import get_dotted, per_member_keys
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def _shared(cfg: C.Config) -> dict:
     d.pop("seeds", None)
     d.pop("sweep", None)
     d.pop("search", None)
-    for key in member_keys_of(cfg):
+    for key in per_member_keys(cfg):
         *path, last = key.split(".")
         node = d
         for p in path:
@@ -140,7 +140,7 @@ def cut(members: Sequence[SweepMember], chunk: Optional[int] = None, memory_budg
             [*range(0, len(ms), size), len(ms)]
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             part = ms[lo:hi]
-            values = [(m.index, m.seed, {k: float(get_dotted(m.config, k)) for k in member_keys_of(m.config)}) for m in part]
+            values = [(m.index, m.seed, {k: float(get_dotted(m.config, k)) for k in per_member_keys(m.config)}) for m in part]
             chunks.append(Chunk(f"{part[0].index:07d}", part[0].config.model_dump(mode="json"), values))
     return chunks
 
