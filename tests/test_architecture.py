@@ -11,6 +11,8 @@ named here).
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import gandy
@@ -234,3 +236,34 @@ def test_config_sections_are_the_registries():
     assert _tags(C.KernelConfig) == set(KERNELS)
     assert _tags(C.CriticConfig) == set(CRITICS)
     assert _tags(C.GeneratorConfig) == set(GENERATORS)
+
+
+DOTTED = re.compile(r"\bgandy(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+def _resolves(ref: str) -> bool:
+    """Whether ``gandy.a.b.c`` names a module, or an attribute reached from the longest importable prefix."""
+    parts = ref.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for a in parts[k:]:
+            if not hasattr(obj, a):
+                return False
+            obj = getattr(obj, a)
+        return True
+    return False
+
+
+def test_every_dotted_reference_in_code_and_docs_resolves():
+    """A docstring or a page that names ``gandy.x.y`` names something that exists: a module moved or
+    renamed leaves no stale reference behind (the sources, docs/, README.md, benchmarks/*.md; the
+    tests and benchmark scripts also hold JavaScript of the report page, whose ``window.gandy`` is
+    another object)."""
+    repo = ROOT.parent.parent
+    files = [*ROOT.rglob("*.py"), *(repo / "docs").glob("*.md"), repo / "README.md", *(repo / "benchmarks").glob("*.md")]
+    stale = sorted({f"{ref} ({p.relative_to(repo)})" for p in files if p.exists()
+                    for ref in (m.group(0).rstrip(".") for m in DOTTED.finditer(p.read_text())) if not _resolves(ref)})
+    assert stale == []

@@ -76,7 +76,7 @@ def write_npz(path: Path, arrays: dict) -> None:
 def write_run(result: RunResult, out: Path, replace: bool = False, draw: Optional[Callable[[Path], object]] = None) -> Path:
     """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename).
     ``draw(folder)``: figures drawn from the written files before the rename (the store draws
-    nothing itself: :func:`gandy.plots.plot_run` is passed in by the API)."""
+    nothing itself: :func:`gandy.views.plots.plot_run` is passed in by the API)."""
     out = Path(out)
     prepare_out(out, "run", replace=replace)
     with atomic_dir(out, "run") as tmp:
