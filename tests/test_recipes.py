@@ -517,4 +517,5 @@ def test_every_edit_of_a_recipe_is_needed(tmp_path, name, index):
     """Necessity: the recipe without its edit ``index`` does not work (its check fails)."""
     edits = [e for i, e in enumerate(RECIPES[name]) if i != index]
     result = check(tmp_path, edits, [name])[name]
+    print(f"{name} without edit {index}: {result}")  # why it fails (shown with -rP)
     assert result != "ok", f"{name} works without {RECIPES[name][index]}"
