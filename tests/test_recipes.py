@@ -510,6 +510,37 @@ def test_an_edit_that_misses_its_anchor_is_refused(tmp_path):
         apply(tmp_path, [Edit("core/objectives.py", "no such text", "x")])
 
 
+def _sections(union) -> dict:
+    """A config union's section classes by their ``name``."""
+    from typing import get_args
+
+    classes = get_args(get_args(union)[0])
+    return {get_args(c.model_fields["name"].annotation)[0]: c for c in classes}
+
+
+def test_every_registry_entry_answers_for_its_sections_defaults():
+    """Registry introspection beside the recipes: every critic's and generator's entry takes its
+    config section's keys (at their defaults) and answers what the planner and the memory estimate
+    ask; its ``size`` is one of those keys; every entry's engines are known ones, eager among them."""
+    from gandy.core.nets import CRITICS, GENERATORS
+    from gandy.core.objectives import ENGINES, PENALTIES
+    from gandy.runs import config as C
+
+    for registry, union in ((CRITICS, C.CriticConfig), (GENERATORS, C.GeneratorConfig)):
+        sections = _sections(union)
+        assert set(sections) == set(registry)
+        for name, entry in registry.items():
+            options = sections[name](name=name).model_dump(exclude={"name"})
+            assert int(entry.units(3, **options)) > 0, name
+            if hasattr(entry, "widths"):
+                widths = entry.widths(**options)
+                assert widths and all(int(w) > 0 for w in widths), name
+            assert entry.size is None or entry.size in options, name
+            assert "eager" in entry.engines and set(entry.engines) <= set(ENGINES), name
+    for name, penalty in PENALTIES.items():
+        assert "eager" in penalty.engines and set(penalty.engines) <= set(ENGINES), name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,index", [(k, i) for k, edits in RECIPES.items() for i in range(len(edits))],
                          ids=[f"{k.replace(' ', '_')}-{i}" for k, edits in RECIPES.items() for i in range(len(edits))])
