@@ -361,9 +361,9 @@ def check_metric_column(work: Path) -> None:
     assert list(traj["steps"]) == list(m.step), (list(traj["steps"]), list(m.step))
     expect = np.abs(traj["particles"][0, :, :, 0]).max(-1)  # (T,): largest |x_i| at each logged step
     assert np.allclose(m.recipe_metric.to_numpy(), expect, rtol=1e-5), (m.recipe_metric, expect)
-    assert "recipe_metric" in pd.read_parquet(out / "results.parquet").columns
+    assert "recipe_metric" in pd.read_parquet(out / "results.parquet").columns, "not in results.parquet"
     write_report(out, echo=lambda s: None)
-    assert "largest |x_i| over the particles" in (out / "report.html").read_text()
+    assert "largest |x_i| over the particles" in (out / "report.html").read_text(), "not in the report's protocols"
 
 
 def check_per_member_key(work: Path) -> None:
@@ -379,7 +379,7 @@ def check_per_member_key(work: Path) -> None:
 def check_experiment(work: Path) -> None:
     import json as json_
 
-    assert "recipe-study" in _cli(["experiments"]).output
+    assert "recipe-study" in _cli(["experiments"]).output, "gandy experiments does not list it"
     out = work / "study"
     r = _cli(["run", "recipe-study", "--quick", "--quiet", "--out", str(out)])
     assert json_.loads((out / "summary.json").read_text())["steps"] == 6
