@@ -33,9 +33,10 @@ from gandy.core.kernels import TwoNumber
 from gandy.core.lazy import LazyModule
 from gandy.core.objectives import LINEAR_FRICTION
 from gandy.core.rng import Stream, member_keys
-from gandy.core.step import advance, critic_and_force, critic_loss, particle_force, start
+from gandy.core.step import critic_and_force, critic_loss, particle_force, start
 from gandy.runs import config as C
 from gandy.runs.build import build
+from gandy.runs.loop import drive
 from gandy.runs.members import member_values
 from gandy.runs.store import atomic_dir, prepare_out, write_parquet
 from gandy.studies.damping.figures import plot_damping
@@ -320,10 +321,8 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
     st = start(sim, [seed] * len(weights), member_values(cfgs, sim.device))
     mu = sim.target.mean.double()
-    errs = [((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()]
-    for _ in range(cfg.steps):
-        advance(sim, st)
-        errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy())
+    errs = []  # |mean(x) - mu| per member at every step
+    drive(sim, st, cfg.steps, [(1, lambda t: errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()))])
     err = np.stack(errs, 1)  # (B, T + 1)
     floors = [residual_floor(err[i]) if bool(st.alive[i]) else math.inf for i in range(len(weights))]
     tol_used = judged_tolerance(floors, tol)
