@@ -91,7 +91,7 @@ def test_theory_eigenvalues_equal_the_jacobian_of_the_update_map(order, lam):
     assert len(moving) == len(theory)
     for z in theory:  # match each theory eigenvalue to its nearest numerical one
         j = int(np.argmin(np.abs(np.array(moving) - z)))
-        assert abs(moving[j] - z) <= 1e-6 * abs(z)
+        assert abs(moving[j] - z) <= 1e-7 * abs(z)  # the run's float32 learning rates, the theory's exact ones
         moving.pop(j)
     # and the rest are exactly neutral: the critic's bias and the N - 1 particle shapes per coordinate
     assert np.sum(np.abs(spec - 1) <= 1e-7) == 1 + (5 - 1) * 2
