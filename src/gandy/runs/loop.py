@@ -278,7 +278,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     this simulation's state (shapes, dtypes, entries) is not used: the simulation starts at step 0
     and the output's ``discarded`` says why.
     """
-    cfg = sim.cfg
+    spec = sim.loop
     b = len(seeds)
     members = members or sim.defaults.pad(b)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
@@ -286,35 +286,28 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     # bit-identical whether it runs alone or beside others.
     st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
     out = SimOutput(seeds=list(seeds))
-    t_start = 0
-    snap_every = cfg.snapshot_every or cfg.log_every
-    snap_n = min(sim.n, cfg.metrics.max_points)
+    snap_n = spec.snapshot_points
     saved = checkpoint.load(sim.device) if checkpoint is not None else None
     if saved is not None:
-        problem = _mismatch(st, saved, b, snap_n, cfg.steps)
+        problem = _mismatch(st, saved, b, snap_n, spec.steps)
         if problem is not None:
             checkpoint.discarded, saved = problem, None
     if checkpoint is not None:
         out.discarded = checkpoint.discarded
     if saved is not None:
-        t_start = out.resumed_from = _restore(st, out, saved)
+        out.resumed_from = _restore(st, out, saved)
         if progress is not None:
-            for _ in range(t_start):
+            for _ in range(out.resumed_from):
                 progress(1)
-    images = sim.target.image_shape is not None
-    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
-                                                and not images)
-    # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
-    # tracked, the target sample has as many points as the generated one
-    ref_n = snap_n if track else min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
+    track = spec.tracked
 
     def visible():
         return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
 
     def log(t: int) -> None:
-        ref = sim.target.sample(st.streams["metrics"], ref_n)
+        ref = sim.target.sample(st.streams["metrics"], spec.reference)
         # with divergences tracked, W1 comes from their pooled distance matrix
-        vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points, st.x0[:b])
+        vals = order_parameters(visible(), sim.target, None if track else ref[:b], spec.max_points, st.x0[:b])
         for name in State.LOGGED:  # NaN before the first step and for diverged members
             vals[name] = torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
         if track:
@@ -334,10 +327,10 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     def after_step(t: int) -> None:
         if progress is not None:
             progress(1)
-        if checkpoint is not None and t < cfg.steps and checkpoint.due(t):
+        if checkpoint is not None and t < spec.steps and checkpoint.due(t):
             checkpoint.save(st, out, t)
 
-    drive(sim, st, cfg.steps, [(cfg.log_every, log), (snap_every, snapshot)], after_step)
+    drive(sim, st, spec.steps, [(spec.log_every, log), (spec.snapshot_every, snapshot)], after_step)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

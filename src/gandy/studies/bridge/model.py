@@ -69,7 +69,7 @@ def _log(sim, st, seed: int, t: int) -> list[dict]:
     for a side that blew up)."""
     x = torch.where(st.alive[:, None, None], st.x, torch.nan)
     ref = sim.target.sample(_stream(seed), min(sim.n, 1024)).expand(3, -1, -1)
-    op = order_parameters(x, sim.target, ref, sim.cfg.metrics.max_points, st.x0)
+    op = order_parameters(x, sim.target, ref, sim.loop.max_points, st.x0)
     gap = (x - x[:1]).norm(dim=-1).mean(-1).cpu().numpy()
     return [{"seed": int(seed), "step": t, "side": side, "discrepancy": float(gap[i]),
              **{k: float(op[k][i]) for k in ORDER_PARAMETERS}} for i, side in enumerate(SIDES)]
