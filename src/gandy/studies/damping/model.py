@@ -357,9 +357,9 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     seed = cfg.seeds[0] if seed is None else seed
     cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
     st = start(sim, [seed] * len(weights), member_values(cfgs, sim.device))
-    update_map(sim, st)  # an option the Jacobian cannot differentiate is refused before the run
     if out is not None:
         prepare_out(Path(out), "damping", force=force_out)
+    update_map(sim, st)  # an option the Jacobian cannot differentiate is refused before the run
     kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
         model = linear_model(cfg, effective=True)
