@@ -217,6 +217,7 @@ class UpdateMap:
     pack: Callable[[State], torch.Tensor]
 
     def f(self, z: torch.Tensor) -> torch.Tensor:
+        """z after one step: ``(D,)`` float64 -> ``(D,)``, differentiable in z."""
         return self.pack(advance(self.sim, self.state(z), create_graph=True))
 
 
