@@ -3,14 +3,17 @@ against measured convergence."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
-from gandy.core.step import start
+from gandy.core.errors import ConfigError
+from gandy.core.step import MemberValues, advance, start
 from gandy.runs import config as C
 from gandy.runs.build import build
 from gandy.studies.damping.model import (
@@ -24,6 +27,7 @@ from gandy.studies.damping.model import (
     run_damping,
     steps_to,
     transverse_radius,
+    update_map,
 )
 
 BASE = {
@@ -41,6 +45,13 @@ BASE = {
 
 def cfg(*over):
     return C.load_config(BASE, list(over))
+
+
+def _weighted(sim, weight: float, **values) -> MemberValues:
+    """One member's numbers: the simulation's defaults with penalty weight ``weight`` and ``values``."""
+    d = sim.defaults
+    return dataclasses.replace(d, penalty_weight=torch.tensor([weight]),
+                               **{k: torch.tensor([v], dtype=torch.float32) for k, v in values.items()})
 
 
 def test_theory_by_hand():
@@ -72,14 +83,15 @@ def test_kernel_mode_of_the_config():
 def test_theory_eigenvalues_equal_the_jacobian_of_the_update_map(order, lam):
     c = cfg(f"optim.order={order}")
     sim = build(c)
-    st = start(sim, [0])
-    spec = jacobian_spectrum(sim, {k: v.double() for k, v in st.params.items()}, st.x.double(), lam)
+    st = start(sim, [0], _weighted(sim, lam))
+    st.t = 1  # past the first step (startup_steps would apply there)
+    spec = jacobian_spectrum(sim, st)
     moving = list(spec[np.abs(spec - 1) > 1e-7])
     theory = np.repeat(linear_model(c).discrete_eigenvalues(lam), 2)  # once per coordinate (d = 2)
     assert len(moving) == len(theory)
     for z in theory:  # match each theory eigenvalue to its nearest numerical one
         j = int(np.argmin(np.abs(np.array(moving) - z)))
-        assert abs(moving[j] - z) <= 1e-6 * abs(z)
+        assert abs(moving[j] - z) <= 1e-7 * abs(z)  # the run's float32 learning rates, the theory's exact ones
         moving.pop(j)
     # and the rest are exactly neutral: the critic's bias and the N - 1 particle shapes per coordinate
     assert np.sum(np.abs(spec - 1) <= 1e-7) == 1 + (5 - 1) * 2
@@ -173,9 +185,76 @@ def test_damping_cli_writes_its_tables_and_refuses_bad_input(tmp_path):
 def test_arnoldi_on_jacobian_vector_products_finds_the_dense_spectrum():
     c = cfg("critic={name: mlp, widths: [8], activation: tanh}", "particles.n=4")
     sim = build(c)
-    st = start(sim, [0])
-    params = {k: v.double() for k, v in st.params.items()}
-    dense = jacobian_spectrum(sim, params, st.x.double(), 0.3)
-    top = jacobian_spectrum(sim, params, st.x.double(), 0.3, dense_max=10, k=4)
+    st = start(sim, [0], _weighted(sim, 0.3))
+    dense = jacobian_spectrum(sim, st)
+    top = jacobian_spectrum(sim, st, dense_max=10, k=4)
     want = np.sort(np.abs(dense))[::-1][:4]
     np.testing.assert_allclose(np.sort(np.abs(top))[::-1], want, rtol=1e-6)
+
+
+def _jacobian_and_finite_differences(sim, st, h: float = 1e-6):
+    """The Jacobian of the update map at member 0 of ``st``, and central differences of one real,
+    non-differentiable ``advance`` from the same state (float64), column by column."""
+    um = update_map(sim, st)
+    J = torch.autograd.functional.jacobian(um.f, um.z0)
+
+    def real(z):
+        return um.pack(advance(um.sim, um.state(z))).detach()
+
+    fd = torch.stack([(real(um.z0 + h * e) - real(um.z0 - h * e)) / (2 * h)
+                      for e in torch.eye(um.z0.numel(), dtype=torch.float64)], 1)
+    return um, J, fd
+
+
+@pytest.mark.parametrize("t", [0, 3])
+def test_the_jacobian_is_the_real_update_differentiated(t):
+    """A small MLP critic with weight decay, clipping, startup steps (which apply at step 0 only)
+    and two critic steps; a two-number kernel whose per-member g1, g2 differ from the config's: the
+    Jacobian of update_map equals central differences of the real advance, at step 0 and later."""
+    c = cfg("critic={name: mlp, widths: [6], activation: tanh}", "particles.n=4", "optim.critic.clip=0.4",
+            "optim.critic.weight_decay=0.01", "optim.critic.steps=2", "optim.critic.startup_steps=3",
+            "optim.critic.lr=0.05", "optim.generator.lr=0.01", "target={name: gaussian_mixture, means: [[1.0, -0.5]], std: 0.3}",
+            "penalty.name=wgan_gp")
+    sim = build(c)
+    st = start(sim, [0, 1], _weighted(sim, 0.3, g1=1.7, g2=-0.2).pad(2))
+    for _ in range(t):
+        advance(sim, st)
+    clipped = sum(int((v.abs() >= 0.4 - 1e-7).sum()) for k, v in st.params.items())
+    um, J, fd = _jacobian_and_finite_differences(sim, st)
+    assert t == 0 or clipped > 0  # the clip is active at the later state
+    np.testing.assert_allclose(J.numpy(), fd.numpy(), atol=1e-7, rtol=1e-6)
+    # the rebuilt float64 state is the run's: one real step from it matches the float32 run's
+    nxt = um.pack(advance(um.sim, um.state(um.z0))).detach()
+    advance(sim, st)
+    assert torch.allclose(nxt, torch.cat([*(st.params[k][:1].double().reshape(-1) for k in st.params),
+                                          st.x[:1].double().reshape(-1)]), atol=1e-5)
+    # and the per-member g1, g2 enter it: the config's kernel gives another map
+    other = start(sim, [0, 1], _weighted(sim, 0.3).pad(2))
+    for _ in range(t):
+        advance(sim, other)
+    J2 = torch.autograd.functional.jacobian(update_map(sim, other).f, update_map(sim, other).z0)
+    assert not torch.allclose(J, J2, atol=1e-6)
+
+
+def test_dropout_is_honoured_with_fixed_masks():
+    c = cfg("critic={name: mlp, widths: [6], activation: tanh, dropout: 0.3}", "particles.n=3")
+    sim = build(c)
+    st = start(sim, [0], _weighted(sim, 0.3))
+    _, J, fd = _jacobian_and_finite_differences(sim, st)
+    np.testing.assert_allclose(J.numpy(), fd.numpy(), atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("over,field", [
+    (["optim.critic.name=adam"], "optim.critic.name"),
+    (["optim.critic.name=rmsprop"], "optim.critic.name"),
+    (["generator={name: mlp, latent_dim: 2, widths: [4]}"], "generator.name"),
+])
+def test_what_the_jacobian_cannot_differentiate_is_refused_by_name(over, field):
+    sim = build(cfg(*over))
+    st = start(sim, [0])
+    with pytest.raises(ConfigError) as e:
+        update_map(sim, st)
+    assert e.value.field == field
+    with pytest.raises(ConfigError) as e:  # before the run
+        run_damping(cfg(*over, "steps=100000"), [0.1], None)  # (auto engine: compiled for the run)
+    assert e.value.field == field

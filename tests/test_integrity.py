@@ -47,11 +47,11 @@ def _counting(monkeypatch, die_at=None) -> dict:
     """Count the steps the loop makes; raise KeyboardInterrupt at step ``die_at`` (a kill)."""
     real, calls = loop.advance, {"n": 0}
 
-    def counted(sim, st):
+    def counted(sim, st, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == die_at:
             raise KeyboardInterrupt
-        return real(sim, st)
+        return real(sim, st, *args, **kwargs)
 
     monkeypatch.setattr(loop, "advance", counted)
     return calls

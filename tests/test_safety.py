@@ -388,11 +388,11 @@ def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch
     run_sweep(cfg, tmp_path / "whole")
     real, calls = loop.advance, {"n": 0}
 
-    def dying(sim, st):
+    def dying(sim, st, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 67:
             raise KeyboardInterrupt
-        return real(sim, st)
+        return real(sim, st, *args, **kwargs)
 
     monkeypatch.setattr(loop, "advance", dying)
     with pytest.raises(KeyboardInterrupt):

@@ -271,7 +271,7 @@ def damping_cmd(
         raise ConfigError("tol", f"must lie in (0, 1), got {tol}")
     cfg = load_config(config, list(overrides or []))
     out = Path("runs") / f"{config.stem}-damping" if out is None else out
-    table, summary = run_damping(cfg, ws, out, tol=tol, force_out=force)
+    table, summary = run_damping(cfg, ws, out, tol=tol, replace=force)
     _report(out, report)
     for key in ("lambda_c", "lambda_best_theory", "lambda_best"):
         v = summary[key]

@@ -42,12 +42,42 @@ class Sizes:
     critic_batch: int
 
 
+@dataclass(frozen=True)
+class LoopSpec:
+    """The schedule :func:`gandy.runs.loop.simulate` runs: ``steps``; order parameters every
+    ``log_every`` steps and snapshots of the first ``snapshot_points`` particles every
+    ``snapshot_every``, both at the last step too; divergences ``tracked`` at every logged step
+    (``metrics.divergences``: true, or auto for a network generator on a non-image target); the
+    target sample of a logged step holds ``reference`` points (as many as the snapshot where
+    divergences are tracked: their two-sample estimators compare samples of one size)."""
+
+    steps: int
+    log_every: int
+    snapshot_every: int
+    snapshot_points: int
+    max_points: int
+    tracked: bool
+    reference: int
+
+
+def loop_spec(cfg: C.Config, target: Target, n: int, network: bool) -> LoopSpec:
+    """The loop's schedule of a config for ``n`` particles of ``target`` (``network``: a network generator)."""
+    most = cfg.metrics.max_points
+    tracked = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and network
+                                                  and target.image_shape is None)
+    points = min(n, most)
+    return LoopSpec(cfg.steps, cfg.log_every, cfg.snapshot_every or cfg.log_every, points, most, tracked,
+                    points if tracked else min(target.default_batch or most, most))
+
+
 @dataclass
 class BuiltSimulation(Simulation):
     """A :class:`gandy.core.step.Simulation` with the config it was built from (``cfg``), for the
-    runs layer's own reading (steps, logging, metrics, outputs); the core never reads it."""
+    runs layer's own reading (logging, metrics, outputs), and the loop's schedule (``loop``); the
+    core reads neither."""
 
     cfg: C.Config = dataclasses.field(kw_only=True)
+    loop: LoopSpec = dataclasses.field(kw_only=True)
 
 
 # ----------------------------------------------------------------------------- config -> core arguments
@@ -251,7 +281,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                           penalty_spec=penalty_spec(cfg.penalty), n=n, d=d, critic_batch=critic_batch, step=step_spec(cfg),
                           init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
                           generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
-                          defaults=member_values([cfg], device), generator=generator, cfg=cfg)
+                          defaults=member_values([cfg], device), generator=generator, cfg=cfg,
+                          loop=loop_spec(cfg, target, n, generator is not None))
     engine = choose_engine(sim, b)
     if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
         sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run

@@ -1,5 +1,7 @@
-"""The loop: run a simulation's steps for every member, logging order parameters, divergences and
-snapshots, with checkpoints from which a killed run resumes bit-identically."""
+"""The loop: :func:`drive` steps the game (:func:`gandy.core.step.advance`) and calls hooks to log
+and save; every run is driven by it. :func:`simulate` runs a simulation's steps for every member,
+logging order parameters, divergences and snapshots, with checkpoints from which a killed run
+resumes bit-identically; the studies (the bridge, damping) drive it with their own hooks."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,8 +21,42 @@ from gandy.core.atomic import write_atomic
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
-from gandy.core.step import MemberValues, Simulation, State, advance, start
+from gandy.core.step import MemberValues, Mover, Simulation, State, advance, start
 from gandy.runs.tracking import tracked
+
+Observer = tuple[int, Callable[[int], None]]
+"""``(every, fn)``: :func:`drive` calls ``fn(t)`` at the steps ``t`` it observes (see there)."""
+
+
+def drive(sim: Simulation, st: State, steps: int, observe: Sequence[Observer] = (),
+          after_step: Optional[Callable[[int], None]] = None, stop: Optional[Callable[[int], bool]] = None,
+          mover: Optional[Mover] = None) -> int:
+    """Step the game in place from step ``st.t`` up to ``steps`` (:func:`advance`, with ``mover``:
+    default the simulation's), calling hooks; returns the step it ended at.
+
+    * ``observe``: ``(every, fn)`` pairs; ``fn(t)`` is called, in the order given, at every step
+      ``t`` (steps made so far, from ``st.t`` on) with ``t % every == 0`` and at the last step,
+      before the step from ``t`` is taken: state ``t`` is what it sees;
+    * ``after_step(t)``: after each step, ``t`` the steps made (progress, checkpoints);
+    * ``stop(t)``: asked after each step (after ``after_step``); True ends the run at ``t``, which
+      is then the last step (the observers see it, once).
+    """
+    t = st.t
+    while True:
+        last = t == steps
+        for every, fn in observe:
+            if t % every == 0 or last:
+                fn(t)
+        if last:
+            return t
+        advance(sim, st, mover)
+        t += 1
+        if after_step is not None:
+            after_step(t)
+        if stop is not None and stop(t):
+            for _, fn in observe:
+                fn(t)
+            return t
 
 
 @dataclass
@@ -242,7 +278,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     this simulation's state (shapes, dtypes, entries) is not used: the simulation starts at step 0
     and the output's ``discarded`` says why.
     """
-    cfg = sim.cfg
+    spec = sim.loop
     b = len(seeds)
     members = members or sim.defaults.pad(b)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
@@ -250,57 +286,51 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     # bit-identical whether it runs alone or beside others.
     st = start(sim, list(seeds), members) if b > 1 else start(sim, [seeds[0], seeds[0] + 1], members.pad(2))
     out = SimOutput(seeds=list(seeds))
-    t_start = 0
-    snap_every = cfg.snapshot_every or cfg.log_every
-    snap_n = min(sim.n, cfg.metrics.max_points)
+    snap_n = spec.snapshot_points
     saved = checkpoint.load(sim.device) if checkpoint is not None else None
     if saved is not None:
-        problem = _mismatch(st, saved, b, snap_n, cfg.steps)
+        problem = _mismatch(st, saved, b, snap_n, spec.steps)
         if problem is not None:
             checkpoint.discarded, saved = problem, None
     if checkpoint is not None:
         out.discarded = checkpoint.discarded
     if saved is not None:
-        t_start = out.resumed_from = _restore(st, out, saved)
+        out.resumed_from = _restore(st, out, saved)
         if progress is not None:
-            for _ in range(t_start):
+            for _ in range(out.resumed_from):
                 progress(1)
-    images = sim.target.image_shape is not None
-    track = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and sim.generator is not None
-                                                and not images)
-    # two-sample estimators (and the JS mixture) compare samples of one size: with divergences
-    # tracked, the target sample has as many points as the generated one
-    ref_n = snap_n if track else min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
+    track = spec.tracked
 
     def visible():
         return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
 
-    for t in range(t_start, cfg.steps + 1):
-        if t % cfg.log_every == 0 or t == cfg.steps:
-            ref = sim.target.sample(st.streams["metrics"], ref_n)
-            # with divergences tracked, W1 comes from their pooled distance matrix
-            vals = order_parameters(visible(), sim.target, None if track else ref[:b], cfg.metrics.max_points, st.x0[:b])
-            for name in State.LOGGED:  # NaN before the first step and for diverged members
-                vals[name] = torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
-            if track:
-                div, out.divergence_methods = tracked(sim, st, ref, b, vals)
-                vals = {**vals, **div}
-            keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
-            for i, seed in enumerate(seeds):
-                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
-                if "mode_hist" in vals:
-                    row["mode_hist"] = vals["mode_hist"][i].tolist()
-                out.metrics.append(row)
-        if t % snap_every == 0 or t == cfg.steps:
-            out.snapshot_steps.append(t)
-            out.snapshots.append(visible()[:, :snap_n].cpu().numpy())
-        if t == cfg.steps:
-            break
-        advance(sim, st)
+    def log(t: int) -> None:
+        ref = sim.target.sample(st.streams["metrics"], spec.reference)
+        # with divergences tracked, W1 comes from their pooled distance matrix
+        vals = order_parameters(visible(), sim.target, None if track else ref[:b], spec.max_points, st.x0[:b])
+        for name in State.LOGGED:  # NaN before the first step and for diverged members
+            vals[name] = torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
+        if track:
+            div, out.divergence_methods = tracked(sim, st, ref, b, vals)
+            vals = {**vals, **div}
+        keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
+        for i, seed in enumerate(seeds):
+            row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
+            if "mode_hist" in vals:
+                row["mode_hist"] = vals["mode_hist"][i].tolist()
+            out.metrics.append(row)
+
+    def snapshot(t: int) -> None:
+        out.snapshot_steps.append(t)
+        out.snapshots.append(visible()[:, :snap_n].cpu().numpy())
+
+    def after_step(t: int) -> None:
         if progress is not None:
             progress(1)
-        if checkpoint is not None and t + 1 < cfg.steps and checkpoint.due(t + 1):
-            checkpoint.save(st, out, t + 1)
+        if checkpoint is not None and t < spec.steps and checkpoint.due(t):
+            checkpoint.save(st, out, t)
+
+    drive(sim, st, spec.steps, [(spec.log_every, log), (spec.snapshot_every, snapshot)], after_step)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

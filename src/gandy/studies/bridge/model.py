@@ -29,9 +29,10 @@ import torch
 from gandy.core.kernels import Dense, NtkMlp, TwoNumber, empirical_ntk, ntk_g1_g2, sphere_latents
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.rng import Stream, member_keys
-from gandy.core.step import Particles, Sides, TorchNetwork, advance, start
+from gandy.core.step import Particles, Sides, TorchNetwork, start
 from gandy.runs import config as C
 from gandy.runs.build import build
+from gandy.runs.loop import drive
 
 SIDES = ("network", "empirical_ntk", "two_number")
 
@@ -57,15 +58,9 @@ def run_bridge(cfg: C.Config, width: int, depth: int = 2, latent_dim: int = 256,
             st.x = net(z).detach().expand(3, n, d).clone().to(sim.device)
             st.x0 = st.x.clone()
         sides = Sides([TorchNetwork(net, z), *(Particles(k) for k in kernels)])
-        for t in range(cfg.steps + 1):
-            if t % cfg.log_every == 0 or t == cfg.steps:
-                rows.extend(_log(sim, st, seed, t))
-            if t == cfg.steps:
-                break
-            advance(sim, st, sides)
-            if not bool(st.alive.all()):  # a side blew up: logged once, as non-finite, and the seed ends
-                rows.extend(_log(sim, st, seed, t + 1))
-                break
+        # a side that blew up ends the seed; its last step is logged once, as non-finite
+        drive(sim, st, cfg.steps, [(cfg.log_every, lambda t: rows.extend(_log(sim, st, seed, t)))],
+              stop=lambda t: not bool(st.alive.all()), mover=sides)
     return pd.DataFrame(rows)
 
 
@@ -74,7 +69,7 @@ def _log(sim, st, seed: int, t: int) -> list[dict]:
     for a side that blew up)."""
     x = torch.where(st.alive[:, None, None], st.x, torch.nan)
     ref = sim.target.sample(_stream(seed), min(sim.n, 1024)).expand(3, -1, -1)
-    op = order_parameters(x, sim.target, ref, sim.cfg.metrics.max_points, st.x0)
+    op = order_parameters(x, sim.target, ref, sim.loop.max_points, st.x0)
     gap = (x - x[:1]).norm(dim=-1).mean(-1).cpu().numpy()
     return [{"seed": int(seed), "step": t, "side": side, "discrepancy": float(gap[i]),
              **{k: float(op[k][i]) for k in ORDER_PARAMETERS}} for i, side in enumerate(SIDES)]

@@ -18,6 +18,8 @@ optimum moves away from lambda_c as the steps grow.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -32,10 +34,11 @@ from gandy.core.atomic import write_atomic
 from gandy.core.kernels import TwoNumber
 from gandy.core.lazy import LazyModule
 from gandy.core.objectives import LINEAR_FRICTION
-from gandy.core.rng import Stream, member_keys
-from gandy.core.step import advance, critic_and_force, critic_loss, particle_force, start
+from gandy.core.optim import BatchedOptimizer
+from gandy.core.step import MemberValues, Simulation, State, advance, start
 from gandy.runs import config as C
 from gandy.runs.build import build
+from gandy.runs.loop import drive
 from gandy.runs.members import member_values
 from gandy.runs.store import atomic_dir, prepare_out, write_parquet
 from gandy.studies.damping.figures import plot_damping
@@ -170,71 +173,115 @@ def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False) -> L
 
 
 # ----------------------------------------------------------------------------- the update map
-def update_map(sim, weight: float, seed: int = 0):
-    """The loop's one-step map as a pure function of a flat float64 state, for one member.
-
-    Returns ``(f, pack, unpack)``: ``f(z) -> z'`` with z = (trainable critic parameters, particles)
-    flattened; ``pack(params, x)`` and ``unpack(z)`` convert. Target samples and penalty noise are
-    redrawn identically at every call (fixed noise). Needs an sgd critic.
-    """
-    cfg = sim.cfg
-    if cfg.optim.critic.name != "sgd":
-        raise C.ConfigError("optim.critic.name", "the Jacobian of the update map needs an sgd critic")
-    if sim.generator is not None:
-        raise C.ConfigError("generator", "the Jacobian of the update map is implemented for the particle model")
-    keys = member_keys([seed])
-    frozen = {k: v.double() for k, v in sim.critic.init(Stream(keys, "critic"), 1).items() if k in sim.critic.frozen}
-    st = start(sim, [seed])
-    shapes = {k: v.shape for k, v in st.params.items() if k not in sim.critic.frozen}
-    real = sim.target.sample(Stream(keys, "data"), sim.batch).double()
-    xshape = st.x.shape
-    lr_c, lr_g, wd = cfg.optim.critic.lr, cfg.optim.generator.lr, cfg.optim.critic.weight_decay
-    w = torch.tensor([weight], dtype=torch.float64, device=real.device)
-
-    def unpack(z):
-        out, i = {}, 0
-        for k, s in shapes.items():
-            n = int(np.prod(s))
-            out[k] = z[i:i + n].reshape(s)
-            i += n
-        return out, z[i:].reshape(xshape)
-
-    def pack(params, x):
-        return torch.cat([params[k].reshape(-1).double() for k in shapes] + [x.reshape(-1).double()])
-
-    def step_critic(params, x):
-        for _ in range(cfg.optim.critic.steps):
-            loss = critic_loss(sim, {**frozen, **params}, real, x, Stream(keys, "penalty"), w)
-            grads = torch.autograd.grad(loss.sum(), list(params.values()), create_graph=True)
-            params = {k: p - lr_c * (g + wd * p) for (k, p), g in zip(params.items(), grads)}
-        return params
-
-    def force(params, x):
-        return particle_force(sim, {**frozen, **params}, x, create_graph=True)
-
-    def f(z):
-        params, x = unpack(z)
-        params, F = critic_and_force(sim, params, x, step_critic, force)
-        return pack(params, x + lr_g * sim.kernel.apply(F))
-
-    return f, pack, unpack
+def float64_copy(obj):
+    """A copy of ``obj`` (a :class:`gandy.core.step.Simulation` or any part of one) whose floating
+    tensors are float64: every tensor the core's own objects hold (target, kernel, critic, the
+    per-member defaults) is converted; everything else (specs' numbers, functions, the config) is
+    shared. The core runs in float32; the Jacobian of its update map is taken in float64 on such a
+    copy, so that finite differences and eigenvalues are accurate to ~1e-12 instead of ~1e-4."""
+    if isinstance(obj, torch.Tensor):
+        return obj.double() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: float64_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        return type(obj)(float64_copy(v) for v in obj)
+    if isinstance(obj, torch.nn.Module):
+        return copy.deepcopy(obj).double()
+    if isinstance(obj, Simulation):
+        out = copy.copy(obj)
+        for f in dataclasses.fields(obj):
+            object.__setattr__(out, f.name, float64_copy(getattr(obj, f.name)))
+        return out
+    if type(obj).__module__.startswith("gandy.core.") and hasattr(obj, "__dict__") and not callable(obj):
+        out = copy.copy(obj)
+        out.__dict__.update({k: float64_copy(v) for k, v in vars(obj).items()})
+        return out
+    return obj
 
 
-def jacobian_spectrum(sim, params: dict, x: torch.Tensor, weight: float, seed: int = 0,
-                      dense_max: int = 1500, k: int = 6) -> np.ndarray:
-    """Eigenvalues of the Jacobian of the whole one-step map (critic and particles together) at
-    the state ``(params, x)`` of one member (leading axis 1).
+@dataclass(frozen=True)
+class UpdateMap:
+    """The loop's one-step map of one member as a function of a flat float64 vector, the real
+    update (:func:`gandy.core.step.advance`) on a float64 copy of the simulation (:func:`float64_copy`).
+
+    z = (the critic's trainable parameters, in the order of ``st.params``, then the particles),
+    flattened. ``state(z)``: a fresh state of the member at z, with everything else as in the state
+    the map was taken at (frozen critic parameters, per-member numbers, step count, the random
+    streams at their counters: target samples, penalty draws and dropout masks are the same at
+    every call: fixed noise). ``f(z)``: z after one differentiable ``advance`` from ``state(z)``
+    (``create_graph``). ``z0``: the state it was taken at. ``sim``: the float64 simulation."""
+
+    sim: Simulation
+    z0: torch.Tensor
+    state: Callable[[torch.Tensor], State]
+    pack: Callable[[State], torch.Tensor]
+
+    def f(self, z: torch.Tensor) -> torch.Tensor:
+        """z after one step: ``(D,)`` float64 -> ``(D,)``, differentiable in z."""
+        return self.pack(advance(self.sim, self.state(z), create_graph=True))
+
+
+def update_map(sim: Simulation, st: State, member: int = 0) -> UpdateMap:
+    """The one-step map of member ``member`` of the run state ``st`` of ``sim`` (see :class:`UpdateMap`).
+
+    Everything the real step honours is in it: the critic's optimiser step with its weight decay
+    and clip, ``startup_steps`` at step 0, ``reset``, dropout (fixed masks, from the stream), the
+    step order, the per-member g1, g2, learning rates and penalty weight. The gradients are
+    autograd's (``engine: eager``) whatever engine ran the simulation: the compiled and closed-form
+    engines compute the same update, to rounding. What cannot be differentiated is refused, its
+    field named, here (the map is evaluated once at z0): an adam or rmsprop critic
+    (``optim.critic.name``: their moments are updated in place), a network generator
+    (``generator.name``)."""
+    sim64 = float64_copy(dataclasses.replace(sim, engine=None))
+    i = member
+    frozen = {k: v[i:i + 1].double() for k, v in st.params.items() if k in sim.critic.frozen}
+    shapes = {k: v[i:i + 1].shape for k, v in st.params.items() if k not in sim.critic.frozen}
+    xshape = st.x[i:i + 1].shape
+    members = MemberValues(**{f.name: None if (v := getattr(st.members, f.name)) is None else v[i:i + 1].double()
+                              for f in dataclasses.fields(MemberValues)})
+    streams = {}
+    for name, s in st.streams.items():
+        streams[name] = copy.copy(s)
+        streams[name].keys = s.keys[i:i + 1]
+
+    def state(z: torch.Tensor) -> State:
+        params, j = dict(frozen), 0
+        for k, shape in shapes.items():
+            n = math.prod(shape)
+            params[k] = z[j:j + n].reshape(shape)
+            j += n
+        x = z[j:].reshape(xshape)
+        trainable = {k: params[k] for k in shapes}
+        opt = BatchedOptimizer(sim64.critic_optim, trainable, members.critic_lr)
+        fresh = {k: copy.copy(s) for k, s in streams.items()}  # each at the counter of st's
+        return State(x, {k: params[k] for k in st.params}, opt, torch.ones(1, dtype=torch.bool, device=z.device),
+                     torch.full((1,), -1, dtype=torch.int64), fresh, members, t=st.t, x0=x,
+                     force_norm=torch.full((1,), float("nan"), dtype=torch.float64, device=z.device))
+
+    def pack(s: State) -> torch.Tensor:
+        return torch.cat([s.params[k].reshape(-1) for k in shapes] + [s.x.reshape(-1)])
+
+    z0 = torch.cat([st.params[k][i:i + 1].double().reshape(-1) for k in shapes] + [st.x[i:i + 1].double().reshape(-1)])
+    um = UpdateMap(sim64, z0, state, pack)
+    um.f(z0.clone().requires_grad_(True))  # refuses here, naming the field, what it cannot differentiate
+    return um
+
+
+def jacobian_spectrum(sim: Simulation, st: State, member: int = 0, dense_max: int = 1500, k: int = 6) -> np.ndarray:
+    """Eigenvalues of the Jacobian of the whole one-step map (critic and particles together,
+    :func:`update_map`) at member ``member`` of the run state ``st``.
 
     Dense (torch.autograd.functional.jacobian, then numpy) up to ``dense_max`` state dimensions;
     above, the ``k`` of largest modulus by Arnoldi (scipy's eigs) on Jacobian-vector products.
     """
-    f, pack, _ = update_map(sim, weight, seed)
-    z0 = pack({kk: v for kk, v in params.items() if kk not in sim.critic.frozen}, x).detach()
+    um = update_map(sim, st, member)
+    z0 = um.z0
     if z0.numel() <= dense_max:
-        J = torch.autograd.functional.jacobian(f, z0)
+        J = torch.autograd.functional.jacobian(um.f, z0)
         return np.linalg.eigvals(J.cpu().numpy())
+
     def mv(v):
-        _, jv = torch.autograd.functional.jvp(f, z0, torch.as_tensor(np.real(v), dtype=torch.float64, device=z0.device).reshape(-1))
+        _, jv = torch.autograd.functional.jvp(um.f, z0, torch.as_tensor(np.real(v), dtype=torch.float64, device=z0.device).reshape(-1))
         return jv.cpu().numpy()
 
     op = sparse_linalg.LinearOperator((z0.numel(), z0.numel()), matvec=mv, dtype=np.float64)
@@ -295,7 +342,7 @@ def steps_to(err: np.ndarray, tol: float) -> int:
 
 
 def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None, tol: float = 1e-3,
-                force_out: bool = False, figures: bool = True, seed: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
+                replace: bool = False, figures: bool = True, seed: Optional[int] = None) -> tuple[pd.DataFrame, dict]:
     """Run ``weights`` as one batched simulation (members share the seed, so the same start), and
     compare measured convergence with theory. Returns ``(table, summary)``; writes ``out``.
 
@@ -308,22 +355,21 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     if cfg.penalty.name == "none":
         raise C.ConfigError("penalty.name", "choose a penalty to vary its weight")
     sim = build(cfg, members=len(weights))
+    seed = cfg.seeds[0] if seed is None else seed
+    cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
+    st = start(sim, [seed] * len(weights), member_values(cfgs, sim.device))
     if out is not None:
-        prepare_out(Path(out), "damping", replace=force_out)
+        prepare_out(Path(out), "damping", replace=replace)
+    update_map(sim, st)  # an option the Jacobian cannot differentiate is refused before the run
     kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
         model = linear_model(cfg, effective=True)
         rel_model = linear_model(cfg, "relative", effective=True)
     except C.ConfigError as e:
         model, rel_model, why = None, None, str(e)
-    seed = cfg.seeds[0] if seed is None else seed
-    cfgs = [cfg.model_copy(update={"penalty": cfg.penalty.model_copy(update={"weight": float(w)})}) for w in weights]
-    st = start(sim, [seed] * len(weights), member_values(cfgs, sim.device))
     mu = sim.target.mean.double()
-    errs = [((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()]
-    for _ in range(cfg.steps):
-        advance(sim, st)
-        errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy())
+    errs = []  # |mean(x) - mu| per member at every step
+    drive(sim, st, cfg.steps, [(1, lambda t: errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()))])
     err = np.stack(errs, 1)  # (B, T + 1)
     floors = [residual_floor(err[i]) if bool(st.alive[i]) else math.inf for i in range(len(weights))]
     tol_used = judged_tolerance(floors, tol)
@@ -332,8 +378,7 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
         alive = bool(st.alive[i])
         steps = steps_to(err[i], tol_used) if alive else -1
         converged = steps >= 0
-        params_i = {k: v[i:i + 1].double() for k, v in st.params.items()}
-        spec = jacobian_spectrum(sim, params_i, st.x[i:i + 1].double(), w, seed) if alive else np.array([np.nan])
+        spec = jacobian_spectrum(sim, st, i) if alive else np.array([np.nan])
         rho = transverse_radius(spec) if alive else float("nan")
         rows.append({
             "weight": float(w),
