@@ -47,17 +47,9 @@ def js_of_densities_1d(logp, logq, lo: float, hi: float, n: int = 200001) -> flo
 
 
 def knn_divergences(p, q, k: int = 5, chunk: int = 2048) -> dict:
-    """JS, KL(P||Q), KL(Q||P) of two samples ``p: (n, d)``, ``q: (m, d)`` by k-nearest neighbours.
-
-    KL(P||Q) is the estimator of Wang, Kulkarni & Verdu (2009): with rho_k the distance from p_i to
-    its k-th neighbour among the other p and nu_k to its k-th neighbour among q,
-    ``d/n sum log(nu_k / rho_k) + log(m / (n - 1))``. JS = (KL(P||M) + KL(Q||M)) / 2 with the same
-    estimator against the pooled sample, which is a sample of the mixture M = (P + Q)/2 when both
-    samples have one size (the larger is cut to the smaller for JS); clipped to [0, log 2]. Unlike
-    kernel density plug-ins with one global bandwidth, the k-NN radii adapt to the local scale, so
-    multimodal targets (ring8, grid25) are not smoothed away (docs/lab.md has the comparison).
-    All radii come from one pass over blocks of the pooled distance matrix.
-    """
+    """JS, KL(P||Q), KL(Q||P) (and their standard errors) of two samples ``p: (n, d)``, ``q: (m, d)``
+    by k-nearest neighbours: :func:`gandy.core.metrics.divergences.sample_divergences` without the
+    MMD (its docstring gives the estimators)."""
     return sample_divergences(p, q, k, chunk, mmd=False)
 
 
