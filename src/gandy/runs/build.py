@@ -135,13 +135,10 @@ def step_spec(cfg: C.Config) -> StepSpec:
 
 
 def init_spec(section: C.InitConfig) -> InitSpec:
-    """A ``particles.init`` section as an :class:`InitSpec`."""
-    def tup(v):
-        return None if v is None else tuple(v)
-
-    return InitSpec(name=section.name, mean=tup(getattr(section, "mean", None)), std=getattr(section, "std", 0.1),
-                    low=tup(getattr(section, "low", None)), high=tup(getattr(section, "high", None)),
-                    scale=getattr(section, "scale", 1.0), reference=getattr(section, "reference", 1024))
+    """A ``particles.init`` section as an :class:`InitSpec`: the fields the section has (lists as
+    tuples); a field its kind lacks keeps the spec's default, which that kind never reads."""
+    given = {f.name: getattr(section, f.name) for f in dataclasses.fields(InitSpec) if hasattr(section, f.name)}
+    return InitSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
 
 
 def phase_rule(section: C.PhaseConfig) -> PhaseRule:
