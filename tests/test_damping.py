@@ -17,7 +17,9 @@ from gandy.core.step import MemberValues, advance, start
 from gandy.runs import config as C
 from gandy.runs.build import build
 from gandy.studies.damping.model import (
+    CurvedModel,
     LinearModel,
+    critic_geometry,
     critic_gradient_kernel,
     envelope_decay,
     jacobian_spectrum,
@@ -70,6 +72,72 @@ def test_theory_by_hand():
     # the discrete optimum sits near lambda_c for small steps and minimises the spectral radius
     best = m.best_lambda()
     assert m.spectral_radius(best) <= m.spectral_radius(np.linspace(0, 3 * m.lambda_c, 500)).min() + 1e-12
+
+
+def test_curved_theory_by_hand():
+    lin = LinearModel(eta_g=0.002, eta_d=0.6, kappa=5.5, friction=1.0)
+    flat = CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=0.0, at_data=True)
+    lam = np.array([0.05, 0.3, 2.0])
+    np.testing.assert_allclose(flat.step_matrix(lam), lin.step_matrix(lam), rtol=1e-14)
+    assert flat.lambda_c == pytest.approx(lin.lambda_c, rel=1e-12)
+    h, k = -1.5, 0.002 * 5.5
+    for at_data in (True, False):
+        m = CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=h, at_data=at_data)
+        assert m.zeta(m.lambda_c) == pytest.approx(1.0, rel=1e-9)  # the root is where gamma^2 = 4 omega^2
+        # one step by hand: u' = u + eta_D (e - lam p), p = u (data) or u - h e (particles); e' = e - k (u' - h e)
+        u, e, w = 0.3, -0.7, 0.4
+        p_ = u if at_data else u - h * e
+        u1 = u + 0.6 * (e - w * p_)
+        e1 = e - k * (u1 - h * e)
+        np.testing.assert_allclose(m.step_matrix(w) @ [u, e], [u1, e1], rtol=1e-13)
+        # small steps: log of the map's eigenvalues -> the continuous-time roots (per unit time)
+        small = CurvedModel(0.002 * 1e-3, 0.6 * 1e-3, 5.5, 1.0, curvature=h, at_data=at_data)
+        z = np.sort_complex(np.log(small.discrete_eigenvalues(w).astype(complex)) / 1e-3)
+        s_ = np.sort_complex(CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=h, at_data=at_data).continuous_eigenvalues(w))
+        np.testing.assert_allclose(z, s_, rtol=2e-3, atol=1e-6)
+    # a penalty at the data pins grad f there, but the particles still climb the critic's curvature:
+    # the slow rate tends to eta_G kappa |h| as lambda grows; at the particles it tends to 0
+    big = 1e4
+    at_d = CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=h, at_data=True).continuous_decay(big)
+    at_p = CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=h, at_data=False).continuous_decay(big)
+    assert at_d == pytest.approx(k * abs(h), rel=1e-3) and at_p < 1e-4
+    # and its critical weight grows with the curvature (a critic peaked at the data stiffens the game)
+    assert CurvedModel(0.002, 0.6, 5.5, 1.0, curvature=-3.0, at_data=True).lambda_c > lin.lambda_c
+
+
+def test_critic_geometry_against_finite_differences():
+    lin = build(cfg())
+    theta, hess = critic_geometry(lin, start(lin, [0]).params, torch.tensor([1.0, -0.5]))
+    np.testing.assert_allclose(theta.numpy(), np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(hess.numpy(), 0.0, atol=1e-12)
+    mlp = build(cfg("critic={name: mlp, widths: [16], activation: tanh}"))
+    params = {k: v.double() for k, v in start(mlp, [3]).params.items()}
+    x0 = torch.tensor([0.4, -0.2], dtype=torch.float64)
+    theta, hess = critic_geometry(mlp, params, x0)
+
+    def grad_at(x):
+        x = x.reshape(1, 1, -1).clone().requires_grad_(True)
+        return torch.autograd.grad(mlp.critic.forward(params, x).sum(), x)[0].reshape(-1)
+
+    eps = 1e-5
+    fd = torch.stack([(grad_at(x0 + eps * d) - grad_at(x0 - eps * d)) / (2 * eps) for d in torch.eye(2, dtype=torch.float64)])
+    np.testing.assert_allclose(hess.numpy(), fd.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(hess.numpy(), hess.numpy().T, atol=1e-12)
+    assert float(torch.linalg.eigvalsh(theta).mean()) == pytest.approx(
+        critic_gradient_kernel(build(cfg("critic={name: mlp, widths: [16], activation: tanh}", "target.location=[0.4, -0.2]")), 3),
+        rel=1e-6)
+
+
+def test_scan_records_the_final_critics_geometry_and_the_curved_theory():
+    c = cfg("particles.n=16", "critic={name: mlp, widths: [16], activation: tanh}", "penalty.name=r1", "steps=300")
+    tab, summary = run_damping(c, [0.2, 0.6, 1.5], None, seed=1)
+    assert np.isfinite(tab.theta_final).all() and np.isfinite(tab.curvature_final).all()
+    assert summary["curved"]["at_data"] and summary["seed"] == 1
+    # the effective theory takes theta from the seed's own initial critic
+    assert summary["theory"]["eta_d_effective"] == pytest.approx(0.1 * critic_gradient_kernel(build(c), 1), rel=1e-6)
+    np.testing.assert_allclose(tab.curved_decay_rate, CurvedModel(
+        0.002, 0.1 * summary["curved"]["theta"], 1.0 + 15 * 0.3, 1.0, curvature=summary["curved"]["curvature"],
+        at_data=True).discrete_decay(np.array([0.2, 0.6, 1.5])), rtol=1e-9)
 
 
 def test_kernel_mode_of_the_config():

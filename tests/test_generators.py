@@ -102,3 +102,4 @@ def test_many_paths_experiment_writes_its_tables_and_figures(tmp_path):
     inc = pd.read_parquet(tmp_path / "mp" / "increases.parquet")
     assert len(inc) == 2 * len(GAMES_RUN)
     assert inc[inc.target == "parallel_lines"].increased_js.eq(0).all()  # JS is log 2 throughout
+    assert (inc.final_w1_n == 2).all() and ((inc.final_w1_lo <= inc.final_w1) & (inc.final_w1 <= inc.final_w1_hi)).all()

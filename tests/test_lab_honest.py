@@ -16,6 +16,7 @@ from gandy.runs import config as C
 from gandy.runs.api import run as run_one
 from gandy.runs.build import build
 from gandy.runs.plan import expand
+from gandy.runs.summaries import seed_interval
 from gandy.studies.base import StudyOptions
 from gandy.studies.penalties.experiment import run as run_penalties
 from gandy.studies.saturation.experiment import run as run_saturation
@@ -106,6 +107,13 @@ def test_penalties_quick_one_centred_penalties_swing_where_r1_does_not(tmp_path)
     cells = pd.read_parquet(tmp_path / "pen" / "cells.parquet")
     at = cells[(cells["penalty.weight"] == 10.0) & (cells["optim.critic.steps"] == 5)].set_index("game").w1_swing
     assert at["gan_gp"] > 3 * at["ns_r1"] and at["wgan_gp"] > 3 * at["ns_r1"]
+    # each cell's final W1: the mean over its 3 seeds and the t interval of seed_interval
+    per = pd.read_parquet(tmp_path / "pen" / "penalties.parquet")
+    row = cells.iloc[0]
+    mine = per[(per.game == row.game) & (per["penalty.weight"] == row["penalty.weight"])
+               & (per["optim.critic.steps"] == row["optim.critic.steps"])].final_w1
+    assert (row.final_w1_n, row.final_w1_mean) == (3, pytest.approx(mine.mean()))
+    assert (row.final_w1_lo, row.final_w1_hi) == pytest.approx(seed_interval(mine)[1:3])
     assert {"swing_parallel_lines.png", "time_parallel_lines.png", "w1_parallel_lines.png"} <= {
         p.name for p in (tmp_path / "pen" / "figures").iterdir()}
 
@@ -116,4 +124,8 @@ def test_saturation_quick_a_confident_critic_starves_minimax_only(tmp_path):
     cells = pd.read_parquet(tmp_path / "sat" / "cells.parquet")
     ratio = cells.groupby("critic").mm_over_ns_first_force.median()
     assert ratio["sgd 0.1 x5 +500"] < 0.1 and ratio["adam 1e-4 x1"] > 0.5
+    per = pd.read_parquet(tmp_path / "sat" / "saturation.parquet")
+    for _, row in cells.iterrows():
+        mine = per[(per.critic == row.critic) & (per.generator == row.generator) & (per.game == row.game)].final_w1
+        assert row.final_w1_n == 3 and (row.final_w1_mean, row.final_w1_lo, row.final_w1_hi) == pytest.approx(seed_interval(mine)[:3])
     assert (tmp_path / "sat" / "figures" / "saturation.png").exists()

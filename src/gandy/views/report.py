@@ -414,6 +414,10 @@ DAMPING_COLUMNS = {
                              "continuous-time linear model",
     "zeta": "damping ratio (friction lambda + wd) eta_D / (2 omega_0); 1 is critical",
     "diverged": "the member blew up (non-finite particles or critic); its numbers are NaN",
+    "curved_decay_rate": "-log spectral radius of the effective theory with the critic's curvature (CurvedModel: "
+                         "theta and h the medians of theta_final, curvature_final over the converged weights)",
+    "theta_final": "mean eigenvalue of the critic's input-gradient tangent kernel J J^T at the data, final state",
+    "curvature_final": "e^ . H e^: the critic's Hessian at the data, final state, along the initial error's direction",
 }
 """What each column of damping.parquet (written by :mod:`gandy.studies.damping.model`) measures
 (docs/damping.md): the damping page's protocols table."""

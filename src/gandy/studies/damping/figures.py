@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from gandy.runs.store import read_json, read_parquet
+from gandy.runs.summaries import seed_interval
 from gandy.views.plots import plt, save_figure
 
 
@@ -81,27 +83,56 @@ def plot_damping(run_dir: Path) -> list[Path]:
     return paths
 
 
-def plot_damping_overview(table_path: Path, lambda_c: float, path: Path) -> Path:
+def plot_damping_overview(table_path: Path, lambda_c: float, path: Path, intervals_path: Optional[Path] = None) -> Path:
     """Steps to converge vs lambda / lambda_c, one panel per critic, one line per penalty (judged at
-    its scan's ``tol_used``), with the linear or effective theory (discrete map) at that tolerance."""
+    its scan's ``tol_used``), with the linear or effective theory (discrete map) at that tolerance.
+
+    With several seeds (a ``seed`` column): the mean over the seeds that converged, with its 95 %
+    t interval as error bars, drawn where at least half the seeds converged; the theory is the
+    median over seeds. With ``intervals_path`` (the study's ``intervals.parquet``): the best
+    measured weight of each penalty, its geometric mean over seeds and 95 % interval, as a
+    horizontal bar near the top of the panel."""
     tab = read_parquet(table_path)
+    if "seed" not in tab:
+        tab = tab.assign(seed=0)
+    iv = read_parquet(intervals_path) if intervals_path is not None else None
     critics = list(dict.fromkeys(tab.critic))
-    fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 4.2), layout="constrained", squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 5.4), layout="constrained", squeeze=False, sharey=True)
+    top = float(tab.steps_to_converge.max()) * 2.2
     for ax, c in zip(axes[0], critics):
-        for pen, g in tab[tab.critic == c].groupby("penalty", sort=False):
-            g = g.sort_values("weight")
-            y = g.steps_to_converge.where(g.steps_to_converge >= 0)
-            tol = float(g.tol_used.iloc[0]) if "tol_used" in g else 1e-3
-            ax.plot(g.weight / lambda_c, y, "o-", ms=4, label=f"{pen} (measured, tol {tol:.2g})")
+        for j, (pen, g) in enumerate(tab[tab.critic == c].groupby("penalty", sort=False)):
+            n_seeds = g.seed.nunique()
+            tol = float(g.tol_used.median()) if "tol_used" in g else 1e-3
+            per_w = []
+            for w, gw in g.groupby("weight", sort=True):
+                mean, lo, hi, n = seed_interval(gw.steps_to_converge.where(gw.steps_to_converge >= 0))
+                ok = n >= max(1, n_seeds / 2)
+                per_w.append((w, mean if ok else np.nan, lo if ok else np.nan, hi if ok else np.nan))
+            w, m, lo, hi = (np.array(v, dtype=float) for v in zip(*per_w))
+            err = np.stack([m - np.where(np.isfinite(lo), lo, m), np.where(np.isfinite(hi), hi, m) - m])
+            line = ax.errorbar(w / lambda_c, m, yerr=np.clip(err, 0, None), fmt="o-", ms=4, capsize=2,
+                               label=f"{pen} (measured, {n_seeds} seed{'s' if n_seeds > 1 else ''}, tol ~{tol:.2g})")
+            col = line[0].get_color()
             if g.theory_decay_rate.notna().any():
-                rate = g.theory_decay_rate.where(g.theory_decay_rate > 0)  # unstable map: no finite time
-                ax.plot(g.weight / lambda_c, np.log(1 / tol) / rate, ":", color=ax.lines[-1].get_color(),
+                rate = g.groupby("weight", sort=True).theory_decay_rate.median()
+                rate = rate.where(rate > 0)  # unstable map: no finite time
+                ax.plot(rate.index / lambda_c, np.log(1 / tol) / rate, ":", color=col,
                         label=f"{pen} (theory{'' if c == 'linear' else ', effective'})")
+            if iv is not None:
+                r = iv[(iv.critic == c) & (iv.penalty == pen)]
+                if len(r) and np.isfinite(r.lambda_best_mean.iloc[0]):
+                    r = r.iloc[0]
+                    y = top * 0.8 ** (j + 1)
+                    xlo = r.lambda_best_lo if np.isfinite(r.lambda_best_lo) else r.lambda_best_mean
+                    xhi = r.lambda_best_hi if np.isfinite(r.lambda_best_hi) else r.lambda_best_mean
+                    ax.errorbar([r.lambda_best_mean / lambda_c], [y], xerr=[[(r.lambda_best_mean - xlo) / lambda_c],
+                                [(xhi - r.lambda_best_mean) / lambda_c]], fmt="D", color=col, ms=5, capsize=3)
         ax.axvline(1.0, color="k", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_ylim(top=top)
         ax.set_xlabel("penalty weight λ / λ_c (λ_c: sobolev, linear critic)")
-        ax.set_title(f"{c} critic (gaps: not converged)", fontsize=10)
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("steps until |e| ≤ tol·|e₀| (tol: legend)")
+        ax.set_title(f"{c} critic (gaps: not converged; ◆: best λ, 95 % interval over seeds)", fontsize=9)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    axes[0, 0].set_ylabel("steps until |e| ≤ tol·|e₀| (mean over seeds, 95 % interval)")
     return save_figure(fig, path)

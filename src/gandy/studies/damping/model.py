@@ -119,6 +119,67 @@ class LinearModel:
         return float(r.x)
 
 
+@dataclass(frozen=True)
+class CurvedModel(LinearModel):
+    """The effective theory with the critic's curvature: a nonlinear critic's gradient differs
+    between the data and the particles, by H (mu_Q - mu_P) = -H e near equilibrium (H the Hessian
+    of f at the data, ``curvature`` = e^ . H e^ along the error's direction). With u = grad f(data),
+    v = grad f(particles) = u - h e (the force), and ``eta_d`` already scaled by theta::
+
+        critic step:    u' = u + eta_D (e - friction lambda p),  p = v (``at_data`` False: sobolev,
+                        r2, at the particles) or p = u (``at_data`` True: r1, at the data)
+        particle step:  e' = e - eta_G kappa v'
+
+    In continuous time: e'' + gamma e' + omega^2 e = 0 with gamma = friction lambda eta_D - eta_G
+    kappa h and omega^2 = eta_G kappa eta_D (1 - friction lambda h) for a penalty at the data,
+    eta_G kappa eta_D at the particles. A penalty at the data thus also stiffens the game (h < 0:
+    a critic peaked at the data) and its critical weight grows with |h|; at the particles the
+    curvature only adds the small friction -eta_G kappa h. With h = 0 this is :class:`LinearModel`."""
+
+    curvature: float = 0.0
+    at_data: bool = False
+
+    def gamma(self, lam):
+        return super().gamma(lam) - self.eta_g * self.kappa * self.curvature
+
+    def omega2(self, lam):
+        """omega^2 of the continuous-time oscillator (depends on lambda for a penalty at the data)."""
+        lam = np.asarray(lam, float)
+        stiff = 1 - self.friction * lam * self.curvature if self.at_data else np.ones_like(lam)
+        return self.eta_g * self.kappa * self.eta_d * stiff
+
+    @property
+    def lambda_c(self) -> float:
+        """The weight with gamma^2 = 4 omega^2 (zeta = 1; weight decay left out), the positive root
+        of a^2 l^2 + (2 c f h [at the data] - 2 a b) l + b^2 - 4 c = 0, a = f eta_D, b = eta_G kappa h,
+        c = eta_G kappa eta_D."""
+        a, b, c = self.friction * self.eta_d, self.eta_g * self.kappa * self.curvature, self.eta_g * self.kappa * self.eta_d
+        lin = (4 * c * self.friction * self.curvature if self.at_data else 0.0) - 2 * a * b
+        return float((-lin + math.sqrt(lin**2 - 4 * a**2 * (b**2 - 4 * c))) / (2 * a**2))
+
+    def zeta(self, lam):
+        return self.gamma(lam) / (2 * np.sqrt(self.omega2(lam)))
+
+    def continuous_eigenvalues(self, lam) -> np.ndarray:
+        g, w2 = self.gamma(lam), self.omega2(lam)
+        disc = np.sqrt((g**2 - 4 * w2).astype(complex))
+        return np.stack([(-g + disc) / 2, (-g - disc) / 2], axis=-1)
+
+    def step_matrix(self, lam) -> np.ndarray:
+        """``(..., 2, 2)`` one-step map of (u, e) along the error's direction."""
+        lam = np.asarray(lam, float)
+        fl, h, k = self.friction * lam, self.curvature, self.eta_g * self.kappa
+        a = 1 - self.gamma(lam) - k * h  # 1 - (friction lambda + wd) eta_D
+        b = self.eta_d * (1 + (0.0 if self.at_data else fl * h))
+        A = np.empty(lam.shape + (2, 2))
+        A[..., 0, 0], A[..., 0, 1] = a, b
+        if self.order == "alternating":  # the particles move with v' = u' - h e
+            A[..., 1, 0], A[..., 1, 1] = -k * a, 1 + k * h - k * b
+        else:  # with v = u - h e
+            A[..., 1, 0], A[..., 1, 1] = -k, 1 + k * h
+        return A
+
+
 def kernel_modes(sim) -> dict:
     """Eigenvalues of the kernel's centre-of-mass and (largest) relative mode."""
     k = sim.kernel
@@ -130,30 +191,42 @@ def kernel_modes(sim) -> dict:
     return {"com": float(K.sum() / n), "relative": float(torch.linalg.eigvalsh(P @ K @ P).max())}
 
 
+def critic_geometry(sim, params: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The critic's input-gradient tangent kernel and its curvature at one point, in float64.
+
+    ``params``: one critic's parameters (each with a leading member axis of 1); ``x``: ``(d,)``.
+    Returns ``theta = J J^T`` with ``J = d(grad_x f(x)) / d(trainable params)`` and the Hessian
+    ``H = d^2 f / dx^2`` at x, both ``(d, d)``. For the linear critic theta = I and H = 0."""
+    params = {k: v.detach().double().requires_grad_(k not in sim.critic.frozen) for k, v in params.items()}
+    train = [v for k, v in params.items() if k not in sim.critic.frozen]
+    x = x.double().reshape(1, 1, -1).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(sim.critic.forward(params, x).sum(), x, create_graph=True)
+    rows, hess = [], []
+    for a in range(g.shape[-1]):
+        ga = torch.autograd.grad(g[0, 0, a], [*train, x], retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(ga[:-1], train)]))
+        hess.append(ga[-1].reshape(-1) if ga[-1] is not None else torch.zeros(g.shape[-1], dtype=torch.float64))
+    J = torch.stack(rows)
+    return J @ J.T, torch.stack(hess)
+
+
 def critic_gradient_kernel(sim, seed: int = 0) -> float:
-    """Mean eigenvalue of the critic's input-gradient tangent kernel at initialisation, at the
-    target's mean: theta = J J^T with J = d(grad_x f(mu_P)) / d(params), a (d x d) matrix.
+    """Mean eigenvalue of the critic's input-gradient tangent kernel at initialisation (seed
+    ``seed``), at the target's mean: theta = J J^T with J = d(grad_x f(mu_P)) / d(params), a
+    (d x d) matrix (:func:`critic_geometry`).
 
     Near equilibrium a critic step moves grad_x f by eta_D theta (e - friction lambda grad_x f), so
     a nonlinear critic behaves like the linear one with eta_D -> eta_D theta (theta = 1 for the
     linear critic). This is the effective theory used for nonlinear critics.
     """
-    st = start(sim, [seed])
-    params = {k: v.detach().double().requires_grad_(k not in sim.critic.frozen) for k, v in st.params.items()}
-    train = [v for k, v in params.items() if k not in sim.critic.frozen]
-    x = sim.target.mean.double().reshape(1, 1, -1).requires_grad_(True)
-    (g,) = torch.autograd.grad(sim.critic.forward(params, x).sum(), x, create_graph=True)
-    rows = []
-    for a in range(g.shape[-1]):
-        ga = torch.autograd.grad(g[0, 0, a], train, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(t if t is not None else torch.zeros_like(p)).reshape(-1) for t, p in zip(ga, train)]))
-    J = torch.stack(rows)
-    return float(torch.linalg.eigvalsh(J @ J.T).mean())
+    theta, _ = critic_geometry(sim, start(sim, [seed]).params, sim.target.mean)
+    return float(torch.linalg.eigvalsh(theta).mean())
 
 
-def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False) -> LinearModel:
+def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False, seed: Optional[int] = None) -> LinearModel:
     """The linear theory of a config, or a ConfigError naming what it lacks. ``effective``: allow
-    any critic, with eta_D scaled by :func:`critic_gradient_kernel` (exactly 1 for linear)."""
+    any critic, with eta_D scaled by :func:`critic_gradient_kernel` (exactly 1 for linear) of the
+    critic drawn with ``seed`` (default the config's first seed)."""
     if cfg.critic.name != "linear" and not effective:
         raise C.ConfigError("critic.name", "the linear theory needs critic: {name: linear}")
     if cfg.target.name not in ("point_mass",) and not (cfg.target.name == "gaussian_mixture" and len(cfg.target.means) == 1):
@@ -167,7 +240,7 @@ def linear_model(cfg: C.Config, mode: str = "com", effective: bool = False) -> L
     if cfg.optim.generator.force != "per_particle":
         raise C.ConfigError("optim.generator.force", "the linear theory uses force: per_particle")
     sim = build(cfg)
-    theta = critic_gradient_kernel(sim, cfg.seeds[0]) if cfg.critic.name != "linear" else 1.0
+    theta = critic_gradient_kernel(sim, cfg.seeds[0] if seed is None else seed) if cfg.critic.name != "linear" else 1.0
     return LinearModel(cfg.optim.generator.lr, cfg.optim.critic.lr * theta, kernel_modes(sim)[mode],
                        LINEAR_FRICTION[cfg.penalty.name], cfg.optim.critic.weight_decay, cfg.optim.order)
 
@@ -363,11 +436,13 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     update_map(sim, st)  # an option the Jacobian cannot differentiate is refused before the run
     kind = "linear critic" if cfg.critic.name == "linear" else "effective: eta_D scaled by the critic's gradient kernel"
     try:
-        model = linear_model(cfg, effective=True)
-        rel_model = linear_model(cfg, "relative", effective=True)
+        model = linear_model(cfg, effective=True, seed=seed)
+        rel_model = linear_model(cfg, "relative", effective=True, seed=seed)
     except C.ConfigError as e:
         model, rel_model, why = None, None, str(e)
     mu = sim.target.mean.double()
+    e0 = (mu - st.x.double().mean(1))[0]  # every member starts from the same state
+    e_hat = e0 / e0.norm()
     errs = []  # |mean(x) - mu| per member at every step
     drive(sim, st, cfg.steps, [(1, lambda t: errs.append(((st.x.double().mean(1) - mu).norm(dim=-1)).cpu().numpy()))])
     err = np.stack(errs, 1)  # (B, T + 1)
@@ -376,6 +451,7 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
     rows = []
     for i, w in enumerate(weights):
         alive = bool(st.alive[i])
+        theta, hess = critic_geometry(sim, {k: v[i:i + 1] for k, v in st.params.items()}, mu) if alive else (None, None)
         steps = steps_to(err[i], tol_used) if alive else -1
         converged = steps >= 0
         spec = jacobian_spectrum(sim, st, i) if alive else np.array([np.nan])
@@ -395,10 +471,15 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
             "continuous_decay_rate": float(model.continuous_decay(w)) if model else float("nan"),
             "zeta": float(model.zeta(w)) if model else float("nan"),
             "diverged": not alive,
+            "theta_final": float(torch.linalg.eigvalsh(theta).mean()) if alive else float("nan"),
+            "curvature_final": float(e_hat @ hess @ e_hat) if alive else float("nan"),
             "eigenvalues": [[float(z.real), float(z.imag)] for z in np.atleast_1d(spec)],
         })
     table = pd.DataFrame(rows)
     ok = table[(table.steps_to_converge >= 0) & ~table.diverged]
+    curved = curved_model(cfg, model, ok) if model is not None and len(ok) else None
+    table.insert(table.columns.get_loc("spectral_radius"), "curved_decay_rate",
+                 [float(curved.discrete_decay(w)) if curved else float("nan") for w in weights])
     summary = {
         "lambda_c": model.lambda_c if model else None,
         "lambda_best_theory": model.best_lambda() if model else None,
@@ -408,11 +489,26 @@ def run_damping(cfg: C.Config, weights: list[float], out: Optional[Path] = None,
                     "kappa_relative": rel_model.kappa, "omega0": model.omega0,
                     "friction": model.friction, "lambda_c_relative": rel_model.lambda_c, "order": model.order}
                    if model else {"available": False, "why": why}),
+        "curved": ({"theta": curved.eta_d / cfg.optim.critic.lr, "curvature": curved.curvature, "at_data": curved.at_data,
+                    "lambda_c": curved.lambda_c, "lambda_best": curved.best_lambda()} if curved else None),
     }
     if out is not None:
         write_damping(Path(out), C.dump_config(cfg), damping_tables(table, err, weights, model), summary,
                       draw=plot_damping if figures else None)
     return table, summary
+
+
+AT_DATA = ("r1",)
+"""The penalties of LINEAR_FRICTION evaluated at the data (the others, sobolev and r2, at the particles)."""
+
+
+def curved_model(cfg: C.Config, model: LinearModel, converged: pd.DataFrame) -> CurvedModel:
+    """The effective theory with curvature (:class:`CurvedModel`) of a finished scan: theta and the
+    curvature h are the medians of ``theta_final`` and ``curvature_final`` (the critic at the data
+    at the end of the run, near an equilibrium) over the weights that converged."""
+    theta = float(np.median(converged.theta_final))
+    return CurvedModel(model.eta_g, cfg.optim.critic.lr * theta, model.kappa, model.friction, model.weight_decay, model.order,
+                       curvature=float(np.median(converged.curvature_final)), at_data=cfg.penalty.name in AT_DATA)
 
 
 def damping_tables(table: pd.DataFrame, err: np.ndarray, weights, model) -> dict:

@@ -7,7 +7,8 @@ batched) into ``OUT/<target>/<game>/``. Then, from those directories:
 * ``OUT/figures/divergences_<target>.png``: js, kl_pq, w1, mmd against step per game (seed mean);
 * ``OUT/increases.parquet`` and ``OUT/figures/increases.png``: per game, the fraction of logged
   steps at which each divergence increased (Fedus et al.: GANs need not decrease a divergence at
-  every step).
+  every step), the final W1 and JS (means over seeds) and the final W1's Student-t 95 % interval
+  over seeds (``final_w1_lo``, ``final_w1_hi``, ``final_w1_n``: :func:`final_w1_interval`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
 from gandy.runs.store import read_json, read_parquet
+from gandy.runs.summaries import seed_interval
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.many_paths.figures import plot_many_paths
 from gandy.views.plots import plot_run
@@ -56,6 +58,13 @@ def increases(metrics: pd.DataFrame) -> dict:
     return out
 
 
+def final_w1_interval(results: pd.DataFrame) -> dict:
+    """The final W1 of a run's seeds (``results``: one row per seed, column ``w1``): their mean and
+    Student-t 95 % interval (:func:`gandy.runs.summaries.seed_interval`), as ``final_w1``,
+    ``final_w1_lo``, ``final_w1_hi``, ``final_w1_n``."""
+    return dict(zip(("final_w1", "final_w1_lo", "final_w1_hi", "final_w1_n"), seed_interval(results.w1)))
+
+
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     cfgs = {(target, game): load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
@@ -72,7 +81,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
         res = read_parquet(d / "results.parquet")
         inc = increases(m)
         rows.append({"target": target, "game": game, **{f"increased_{k}": v for k, v in inc.items()},
-                     "final_w1": float(res.w1.mean()), "final_js": float(m[m.step == m.step.max()].js.mean())})
+                     **final_w1_interval(res), "final_js": float(m[m.step == m.step.max()].js.mean())})
         summary["runs"][f"{target}/{game}"] = read_json(d / "summary.json")["divergences"]
     table = pd.DataFrame(rows)
     write_summary(out, summary, {"increases": table})

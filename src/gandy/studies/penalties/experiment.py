@@ -8,7 +8,10 @@ steps per generator step, seeds 0-2, into
 logged step with W1 < 0.1 (``t_w1``, NaN if never), the final W1 and the oscillation amplitude
 ``w1_swing`` (half the range of W1 about its linear trend over the last half of the run). ``OUT/figures/``: the swing and
 the time to W1 < 0.1 against lambda per game, one panel per (learning rate, critic steps), and the
-W1 trajectories at lambda = 10 and 5 critic steps (the setting of many-paths).
+W1 trajectories at lambda = 10 and 5 critic steps (the setting of many-paths). Per grid point
+(``OUT/cells.parquet``, ``summary.json``): the medians over seeds, and the mean of the final W1,
+the swing and t_w1 over seeds with a Student-t 95 % interval (``final_w1_mean``, ``_lo``, ``_hi``,
+``_n``: :func:`gandy.runs.summaries.seed_intervals`; t_w1's n counts the seeds that reached W1 < 0.1).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 from gandy.core.metrics.convergence import W1_REACHED, w1_measures
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
+from gandy.runs.summaries import seed_intervals
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.penalties.figures import plot_penalties
@@ -82,7 +86,8 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
                                 t_w1=("t_w1", "median"), reached=("t_w1", lambda v: int(v.notna().sum())),
                                 seeds=("seed", "count"),
                                 phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
-    agg = agg.reset_index()
+    keys = ["target", "game", LAMBDA, LR, STEPS]
+    agg = agg.reset_index().merge(seed_intervals(table, keys, ["final_w1", "w1_swing", "t_w1"]), on=keys)
     write_summary(out, {"experiment": "penalties", "quick": options.quick, "w1_reached": W1_REACHED,
                         "cells": agg.to_dict(orient="records")}, {"penalties": table, "cells": agg})
     shown = {t: float(bases[t]["optim"]["generator"]["lr"]) for t in targets}  # many-paths' own rate

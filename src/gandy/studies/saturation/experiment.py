@@ -9,8 +9,11 @@ step) and both generator optimisers in ``GENERATORS`` (plain SGD feels the gradi
 divides it out), seeds 0-2, into ``OUT/<critic>/<generator>/<game>/``, with the generator's
 gradient logged as ``force_norm`` (mean |grad_x l_G(f(x))| over the batch). ``OUT/saturation.parquet``: per run and
 seed, the force at the first logged step and its median over the run, the mm / ns ratio of the
-first, time to W1 < 0.1, final W1 and phase. ``OUT/figures/saturation.png``: force and W1
-against step per cell.
+first, time to W1 < 0.1, final W1 and phase. ``OUT/cells.parquet`` (and ``summary.json``): per
+cell the medians over seeds, and the mean over seeds with a Student-t 95 % interval (``COL_mean``,
+``_lo``, ``_hi``, ``_n``: :func:`gandy.runs.summaries.seed_intervals`) of the first and median force,
+t_w1 (n: the seeds that reached W1 < 0.1), the final W1 and the mm / ns ratio of the first force
+(per seed). ``OUT/figures/saturation.png``: force and W1 against step per cell, one line per seed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gandy.core.metrics.convergence import w1_measures
 from gandy.runs.api import run as run_one
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
+from gandy.runs.summaries import seed_intervals
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.saturation.figures import plot_saturation
 
@@ -72,11 +76,16 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
                          "phase": res.loc[seed, "phase"], **w1_measures(m.step.to_numpy(), m.w1.to_numpy())})
     table = pd.DataFrame(rows)
     first = table.pivot_table(index=["critic", "generator", "seed"], columns="game", values="first_force")
-    ratio = (first["mm"] / first["ns"]).groupby(level=["critic", "generator"]).median().rename("mm_over_ns_first_force")
+    per_seed = (first["mm"] / first["ns"]).rename("mm_over_ns_first_force")
+    ratio = per_seed.groupby(level=["critic", "generator"]).median()
+    ratio_iv = seed_intervals(per_seed.reset_index(), ["critic", "generator"], ["mm_over_ns_first_force"])
     cells = table.groupby(["critic", "generator", "game"]).agg(
         first_force=("first_force", "median"), median_force=("median_force", "median"), final_w1=("final_w1", "median"),
         t_w1=("t_w1", "median"), phases=("phase", lambda v: ", ".join(f"{p} {n}" for p, n in v.value_counts().items())))
-    cells = cells.reset_index().merge(ratio.reset_index(), on=["critic", "generator"])
+    keys = ["critic", "generator", "game"]
+    cells = (cells.reset_index().merge(ratio.reset_index(), on=["critic", "generator"])
+             .merge(seed_intervals(table, keys, ["first_force", "median_force", "t_w1", "final_w1"]), on=keys)
+             .merge(ratio_iv, on=["critic", "generator"]))
     write_summary(out, {"experiment": "saturation", "quick": options.quick, "cells": cells.to_dict(orient="records")},
                   {"saturation": table, "cells": cells})
     return [plot_saturation(dirs, list(critics), list(GENERATORS), out / "figures" / "saturation.png")]
