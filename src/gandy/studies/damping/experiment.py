@@ -42,10 +42,11 @@ def base_config() -> dict:
 def log_interval(values) -> dict:
     """Geometric mean of positive ``values`` (one per seed; missing ones, None or NaN, left out) and
     its 95 % interval: :func:`seed_interval` of the logs, exponentiated (the weights lie on a
-    geometric grid, and ratios are symmetric on a log scale). ``{"mean", "lo", "hi", "n"}``."""
+    geometric grid, and ratios are symmetric on a log scale). ``{"mean", "lo", "hi", "n"}``, None
+    where there is no number (no seed converged; one seed has no interval)."""
     v = np.array([np.nan if x is None else x for x in values], dtype=float)
     m, lo, hi, n = seed_interval(np.log(np.where(v > 0, v, np.nan)))
-    return {"mean": float(np.exp(m)), "lo": float(np.exp(lo)), "hi": float(np.exp(hi)), "n": n}
+    return {**{k: float(np.exp(x)) if np.isfinite(x) else None for k, x in (("mean", m), ("lo", lo), ("hi", hi))}, "n": n}
 
 
 def best_row(name: str, seed: int, s: dict) -> dict:
@@ -91,6 +92,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     intervals = pd.DataFrame([{"critic": n.split("-", 1)[0], "penalty": n.split("-", 1)[1],
                                **{f"{k}_{q}": r[k][q] for k in INTERVALS for q in ("mean", "lo", "hi", "n")}}
                               for n, r in summary["runs"].items()])
+    intervals = intervals.astype({c: float for c in intervals.columns if c.endswith(("_mean", "_lo", "_hi"))})  # None -> NaN
     table = pd.concat(rows, ignore_index=True)
     write_summary(out, summary, {"damping": table, "best": best_table, "intervals": intervals})
     fig = plot_damping_overview(out / "damping.parquet", lam_c, out / "figures" / "damping.png", out / "intervals.parquet")

@@ -89,7 +89,7 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path, interva
 
     With several seeds (a ``seed`` column): the mean over the seeds that converged, with its 95 %
     t interval as error bars, drawn where at least half the seeds converged; the theory is the
-    median over seeds. With ``intervals_path`` (the study's ``intervals.parquet``): the best
+    median over seeds (for a nonlinear critic also the curved theory, dashed). With ``intervals_path`` (the study's ``intervals.parquet``): the best
     measured weight of each penalty, its geometric mean over seeds and 95 % interval, as a
     horizontal bar near the top of the panel."""
     tab = read_parquet(table_path)
@@ -99,6 +99,8 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path, interva
     critics = list(dict.fromkeys(tab.critic))
     fig, axes = plt.subplots(1, len(critics), figsize=(5.6 * len(critics), 5.4), layout="constrained", squeeze=False, sharey=True)
     top = float(tab.steps_to_converge.max()) * 2.2
+    done = tab.steps_to_converge[tab.steps_to_converge > 0]
+    bottom = float(done.min()) * 0.6 if len(done) else 1.0
     for ax, c in zip(axes[0], critics):
         for j, (pen, g) in enumerate(tab[tab.critic == c].groupby("penalty", sort=False)):
             n_seeds = g.seed.nunique()
@@ -118,6 +120,10 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path, interva
                 rate = rate.where(rate > 0)  # unstable map: no finite time
                 ax.plot(rate.index / lambda_c, np.log(1 / tol) / rate, ":", color=col,
                         label=f"{pen} (theory{'' if c == 'linear' else ', effective'})")
+            if c != "linear" and "curved_decay_rate" in g and g.curved_decay_rate.notna().any():
+                rate = g.groupby("weight", sort=True).curved_decay_rate.median()
+                ax.plot(rate.index / lambda_c, np.log(1 / tol) / rate.where(rate > 0), "--", color=col, lw=0.9,
+                        label=f"{pen} (curved theory)")
             if iv is not None:
                 r = iv[(iv.critic == c) & (iv.penalty == pen)]
                 if len(r) and np.isfinite(r.lambda_best_mean.iloc[0]):
@@ -130,7 +136,7 @@ def plot_damping_overview(table_path: Path, lambda_c: float, path: Path, interva
         ax.axvline(1.0, color="k", lw=0.6, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_ylim(top=top)
+        ax.set_ylim(bottom, top)
         ax.set_xlabel("penalty weight λ / λ_c (λ_c: sobolev, linear critic)")
         ax.set_title(f"{c} critic (gaps: not converged; ◆: best λ, 95 % interval over seeds)", fontsize=9)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
