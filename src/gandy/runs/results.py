@@ -21,29 +21,54 @@ def member_tables(sim: Simulation, raw: SimOutput):
     """``(metrics, results)`` DataFrames of a simulation: the logged series with a ``member``
     column, and one row per member with its final order parameters (the last logged values before
     any divergence), ``final_step``, ``phase`` (with ``phase_margin`` and ``phase_period``, see
-    :class:`gandy.core.metrics.phases.Phase`) and ``diverged_step``; for image targets also
+    :class:`gandy.core.metrics.phases.Phase`) and ``diverged_step``. With ``metrics.phase_2x``
+    these are judged on the series up to the config's ``steps`` (``sim.loop.horizon``), as a run of
+    ``steps`` judges them, and ``phase_2x`` (``phase_2x_margin``, ``phase_2x_period``,
+    ``diverged_step_2x``) on the whole series to twice the steps; for image targets also
     ``samples_uint8``, the member's first 16 final images as 0-255 integers (sample grids of a
     sweep or search, whose store keeps no trajectories)."""
     metrics = pd.DataFrame(raw.metrics)
     target = sim.target
     n_modes = 0 if target.modes is None else int(target.modes.shape[0])
+    rule, horizon, twice = phase_rule(sim.cfg.phase), sim.loop.horizon, sim.loop.steps > sim.loop.horizon
     rows = []
-    for i, (seed, series) in enumerate(zip(raw.seeds, (g for _, g in metrics.groupby("member", sort=True)))):
-        series = series.sort_values("step")
-        div = int(raw.diverged_step[i])
-        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, phase_rule(sim.cfg.phase),
+    for i, (seed, whole) in enumerate(zip(raw.seeds, (g for _, g in metrics.groupby("member", sort=True)))):
+        whole = whole.sort_values("step")
+        series = whole[whole.step <= horizon]  # what a run of `horizon` steps logged (all of it without phase_2x)
+        div_all = int(raw.diverged_step[i])
+        div = div_all if div_all <= horizon else -1
+        phase = classify({k: series[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, rule,
                          div >= 0, series.step.to_numpy())
         last = (series if div < 0 else series[series.step < div]).iloc[-1]
-        rows.append({"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
-                     **{k: float(last[k]) if k in last else float("nan") for k in State.LOGGED},
-                     "final_step": int(last["step"]), "phase": phase.label, "phase_margin": phase.margin,
-                     "phase_period": phase.period, "diverged_step": div})
+        row = {"member": i, "seed": seed, **{k: float(last[k]) for k in ORDER_PARAMETERS},
+               **{k: float(last[k]) if k in last else float("nan") for k in State.LOGGED},
+               "final_step": int(last["step"]), "phase": phase.label, "phase_margin": phase.margin,
+               "phase_period": phase.period, "diverged_step": div}
+        if twice:
+            p2 = classify({k: whole[k].to_numpy() for k in ORDER_PARAMETERS}, n_modes, target.scale, rule,
+                          div_all >= 0, whole.step.to_numpy())
+            row.update({"phase_2x": p2.label, "phase_2x_margin": p2.margin, "phase_2x_period": p2.period,
+                        "diverged_step_2x": div_all})
+        rows.append(row)
     results = pd.DataFrame(rows)
     if target.image_shape is not None:
         x = np.nan_to_num(raw.final_particles[:, :16], nan=0.0)
         pixels = np.clip(target.unit_pixels(x), 0.0, 1.0)  # standardised MNIST particles: undo the standardisation
         results["samples_uint8"] = list(np.round(pixels * 255.0).astype(np.uint8).reshape(len(x), -1))
     return metrics, results
+
+
+def label_changes(results: pd.DataFrame) -> Optional[dict]:
+    """How many members' labels changed between ``phase`` (at ``steps``) and ``phase_2x`` (at twice
+    the steps): ``{"members", "changed", "transitions": {"transient -> converged": k, ...}}``, the
+    transitions sorted by count; None where the table has no ``phase_2x`` (the option was off)."""
+    if "phase_2x" not in results or results.phase_2x.isna().all():
+        return None
+    r = results.dropna(subset=["phase_2x"])
+    moved = r[r.phase != r.phase_2x]
+    counts = (moved.phase + " -> " + moved.phase_2x).value_counts()
+    return {"members": int(len(r)), "changed": int(len(moved)),
+            "transitions": {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}}
 
 
 def add_image_metrics(sim, raw, results) -> Optional[list]:
