@@ -11,7 +11,7 @@ import pandas as pd
 
 from gandy.core.images.evaluate import metric_columns, run_metrics
 from gandy.core.metrics.order import ORDER_PARAMETERS
-from gandy.core.metrics.phases import classify
+from gandy.core.metrics.phases import THRESHOLDS, PhaseRule, classify, scaled_rule
 from gandy.core.step import Simulation, State
 from gandy.runs.build import image_metrics_spec, phase_rule
 from gandy.runs.loop import SimOutput
@@ -87,3 +87,48 @@ def image_metrics_enabled(sim) -> bool:
     flag = sim.cfg.metrics.images.enabled
     return flag is True or (flag == "auto" and sim.target.image_shape is not None
                             and sim.generator is not None)
+
+
+def relabel(metrics: pd.DataFrame, results: pd.DataFrame, n_modes: int, scale: float, rule: PhaseRule,
+            upto: Optional[int] = None) -> pd.Series:
+    """Every member's phase judged again by ``rule`` from its stored series: ``metrics`` (the
+    logged rows) and ``results`` (one row per member, its ``diverged_step``) of a finished run or
+    sweep, matched by ``member`` (a sweep's) or else ``seed`` (a run's); only the steps up to
+    ``upto`` (the config's ``steps``, where the run went on to twice that with
+    ``metrics.phase_2x``; None: all). ``n_modes`` and ``scale``: the target's. With the rule the
+    run was labelled by, this gives its ``phase`` column back. A Series of labels on
+    ``results``' index."""
+    key = "member" if "member" in metrics and "member" in results else "seed"
+    m = metrics if upto is None else metrics[metrics.step <= upto]
+    groups = {k: g.sort_values("step") for k, g in m.groupby(key, sort=False)}
+    labels = []
+    for k, div in zip(results[key], results.diverged_step):
+        g = groups[k]
+        diverged = 0 <= int(div) and (upto is None or int(div) <= upto)
+        labels.append(classify({c: g[c].to_numpy() for c in ORDER_PARAMETERS}, n_modes, scale, rule, diverged,
+                               g.step.to_numpy()).label)
+    return pd.Series(labels, index=results.index, name="phase")
+
+
+def threshold_sensitivity(metrics: pd.DataFrame, results: pd.DataFrame, n_modes: int, scale: float,
+                          rule: PhaseRule, factors: tuple[float, ...] = (0.5, 1.5),
+                          upto: Optional[int] = None) -> pd.DataFrame:
+    """How many members' labels change when one threshold of the phase rule is scaled, the others
+    kept (:func:`gandy.core.metrics.phases.scaled_rule`): for every threshold (``THRESHOLDS``) and
+    factor, members relabelled (:func:`relabel`, arguments as there) against their labels under
+    ``rule`` itself. Columns ``threshold``, ``factor``, ``value`` (the scaled threshold),
+    ``members``, ``changed`` and ``transitions`` ("transient -> converged: 3; ..."). Thresholds
+    a target never reads (``reach`` with modes, ``on_mode`` and ``collapse_kl`` without) change
+    nothing, which the table shows."""
+    base = relabel(metrics, results, n_modes, scale, rule, upto)
+    rows = []
+    for field in THRESHOLDS:
+        for f in factors:
+            r = scaled_rule(rule, field, f, n_modes)
+            new = relabel(metrics, results, n_modes, scale, r, upto)
+            moved = base != new
+            counts = (base[moved] + " -> " + new[moved]).value_counts()
+            rows.append({"threshold": field, "factor": f, "value": float(getattr(r, field)), "members": int(len(base)),
+                         "changed": int(moved.sum()),
+                         "transitions": "; ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))})
+    return pd.DataFrame(rows)
