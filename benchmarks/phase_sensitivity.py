@@ -14,11 +14,13 @@ Nothing is simulated: the labels are recomputed from the stored order parameters
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
+from gandy.core.metrics.phases import SPLIT_FAILED
 from gandy.runs.build import phase_rule, target_of
 from gandy.runs.config import load_config
 from gandy.runs.results import label_changes, relabel, threshold_sensitivity
@@ -45,6 +47,24 @@ def folder(path: Path, factors: tuple[float, ...]) -> tuple[pd.DataFrame, dict]:
     return table, label_changes(results)
 
 
+def boundaries(results: pd.DataFrame, x: str = "kernel.g2", y: str = "optim.critic.lr") -> str:
+    """A g2/g1 x critic lr sweep's collapse boundary judged at ``steps`` and at twice the steps:
+    per critic lr, the smallest g2/g1 at which at least half the seeds failed to split
+    (``SPLIT_FAILED``; NaN: none did), by ``phase`` and by ``phase_2x``; "" for other tables."""
+    if x not in results or y not in results or "phase_2x" not in results:
+        return ""
+    rows = []
+    for lr, g in results.groupby(y):
+        first = {}
+        for col in ("phase", "phase_2x"):
+            frac = g.assign(f=g[col].isin(SPLIT_FAILED)).groupby(x).f.mean()
+            hit = frac.index[frac.to_numpy() >= 0.5]
+            first[col] = float(hit.min()) if len(hit) else float("nan")
+        same = first["phase"] == first["phase_2x"] or all(map(math.isnan, first.values()))
+        rows.append(f"| {lr:.3g} | {first['phase']:.3g} | {first['phase_2x']:.3g} | {'' if same else 'moved'} |")
+    return "\n".join(["| critic lr | g2/g1 boundary at steps | at 2 x steps | |", "|---|---|---|---|", *rows, ""])
+
+
 def merged(cells) -> str:
     """Transition cells ("a -> b: 3; c -> d: 1") summed over folders, by count."""
     counts: dict[str, int] = {}
@@ -56,9 +76,10 @@ def merged(cells) -> str:
 
 
 def markdown(table: pd.DataFrame) -> str:
-    lines = ["| threshold | x | value | changed / members | transitions |", "|---|---|---|---|---|"]
+    lines = ["| threshold | x | value | changed / members | across the boundary | transitions |", "|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.threshold} | {r.factor:g} | {r.value:.4g} | {r.changed} / {r.members} | {r.transitions} |")
+        lines.append(f"| {r.threshold} | {r.factor:g} | {r.value:.4g} | {r.changed} / {r.members} | {r.split_failed_changed} "
+                     f"| {r.transitions} |")
     return "\n".join(lines)
 
 
@@ -75,12 +96,14 @@ def main() -> None:
             changes.append(ch)
             print(f"\n### {path}\n")
             if ch is not None:
-                print(f"phase -> phase_2x: {ch['changed']} of {ch['members']} changed; {ch['transitions']}\n")
+                print(f"phase -> phase_2x: {ch['changed']} of {ch['members']} changed, {ch['split_failed_changed']} across "
+                      f"the collapse boundary; {ch['transitions']}\n")
+                print(boundaries(read_parquet(path / "results.parquet")))
             print(markdown(table))
         if len(tables) > 1:
             total = pd.concat(tables).groupby(["threshold", "factor"], sort=False).agg(
                 value=("value", "first"), members=("members", "sum"), changed=("changed", "sum"),
-                transitions=("transitions", merged)).reset_index()
+                split_failed_changed=("split_failed_changed", "sum"), transitions=("transitions", merged)).reset_index()
             print(f"\n### {root}: all {len(tables)} folders (value: the first folder's)\n")
             have = [c for c in changes if c is not None]
             if have:
@@ -89,7 +112,8 @@ def main() -> None:
                     for k, v in c["transitions"].items():
                         moved[k] = moved.get(k, 0) + v
                 print(f"phase -> phase_2x: {sum(c['changed'] for c in have)} of {sum(c['members'] for c in have)} "
-                      f"changed; {dict(sorted(moved.items(), key=lambda kv: -kv[1]))}\n")
+                      f"changed, {sum(c['split_failed_changed'] for c in have)} across the collapse boundary; "
+                      f"{dict(sorted(moved.items(), key=lambda kv: -kv[1]))}\n")
             print(markdown(total))
 
 

@@ -92,7 +92,17 @@ def test_a_slowly_converging_run_is_transient_at_steps_and_converged_at_twice():
     r = _slow_split(200, True)
     assert list(r.phase) == ["transient", "transient"] and list(r.phase_2x) == ["converged", "converged"]
     assert (r.phase_margin > 0.1).all() and (r.phase_2x_margin > 0.1).all()  # neither label is a near call
-    assert label_changes(r) == {"members": 2, "changed": 2, "transitions": {"transient -> converged": 2}}
+    assert label_changes(r) == {"members": 2, "changed": 2, "split_failed_changed": 0,
+                                "transitions": {"transient -> converged": 2}}
+
+
+def test_label_changes_counts_the_crossings_of_the_collapse_boundary():
+    r = pd.DataFrame({"phase": ["collapsed", "collapsed", "transient", "runaway", "stalled", "converged"],
+                      "phase_2x": ["oscillating", "runaway", "converged", "runaway", "collapsed", "converged"]})
+    assert label_changes(r) == {"members": 6, "changed": 4, "split_failed_changed": 2,  # collapsed -> oscillating, stalled -> collapsed
+                                "transitions": {"collapsed -> oscillating": 1, "collapsed -> runaway": 1,
+                                                "stalled -> collapsed": 1, "transient -> converged": 1}}
+    assert label_changes(r.drop(columns="phase_2x")) is None
 
 
 def test_phase_2x_is_the_phase_of_a_run_of_twice_the_steps():
@@ -159,6 +169,7 @@ def test_a_label_flips_at_the_settling_tolerance_it_straddles():
     flips = table[table.changed > 0]
     assert set(flips.index) == {("settle_tol", 1.5), ("window", 0.5)}
     assert (flips.changed == 1).all() and (flips.transitions == "transient -> converged: 1").all()
+    assert (table.split_failed_changed == 0).all()
     assert table.loc[("settle_tol", 1.5), "value"] == pytest.approx(0.075)
     assert table.loc[("collapse_kl", 0.5), "value"] == pytest.approx(0.25 * math.log(2))
 

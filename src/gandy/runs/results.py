@@ -11,7 +11,7 @@ import pandas as pd
 
 from gandy.core.images.evaluate import metric_columns, run_metrics
 from gandy.core.metrics.order import ORDER_PARAMETERS
-from gandy.core.metrics.phases import THRESHOLDS, PhaseRule, classify, scaled_rule
+from gandy.core.metrics.phases import SPLIT_FAILED, THRESHOLDS, PhaseRule, classify, scaled_rule
 from gandy.core.step import Simulation, State
 from gandy.runs.build import image_metrics_spec, phase_rule
 from gandy.runs.loop import SimOutput
@@ -60,14 +60,17 @@ def member_tables(sim: Simulation, raw: SimOutput):
 
 def label_changes(results: pd.DataFrame) -> Optional[dict]:
     """How many members' labels changed between ``phase`` (at ``steps``) and ``phase_2x`` (at twice
-    the steps): ``{"members", "changed", "transitions": {"transient -> converged": k, ...}}``, the
-    transitions sorted by count; None where the table has no ``phase_2x`` (the option was off)."""
+    the steps): ``{"members", "changed", "split_failed_changed", "transitions": {"transient ->
+    converged": k, ...}}``, the transitions sorted by count; ``split_failed_changed``: the members
+    that crossed a collapse boundary, failed to split (``SPLIT_FAILED``) at one horizon and not at
+    the other. None where the table has no ``phase_2x`` (the option was off)."""
     if "phase_2x" not in results or results.phase_2x.isna().all():
         return None
     r = results.dropna(subset=["phase_2x"])
     moved = r[r.phase != r.phase_2x]
     counts = (moved.phase + " -> " + moved.phase_2x).value_counts()
     return {"members": int(len(r)), "changed": int(len(moved)),
+            "split_failed_changed": int((r.phase.isin(SPLIT_FAILED) != r.phase_2x.isin(SPLIT_FAILED)).sum()),
             "transitions": {k: int(v) for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}}
 
 
@@ -117,7 +120,8 @@ def threshold_sensitivity(metrics: pd.DataFrame, results: pd.DataFrame, n_modes:
     kept (:func:`gandy.core.metrics.phases.scaled_rule`): for every threshold (``THRESHOLDS``) and
     factor, members relabelled (:func:`relabel`, arguments as there) against their labels under
     ``rule`` itself. Columns ``threshold``, ``factor``, ``value`` (the scaled threshold),
-    ``members``, ``changed`` and ``transitions`` ("transient -> converged: 3; ..."). Thresholds
+    ``members``, ``changed``, ``split_failed_changed`` (members moved across a collapse boundary:
+    into or out of ``SPLIT_FAILED``) and ``transitions`` ("transient -> converged: 3; ..."). Thresholds
     a target never reads (``reach`` with modes, ``on_mode`` and ``collapse_kl`` without) change
     nothing, which the table shows."""
     base = relabel(metrics, results, n_modes, scale, rule, upto)
@@ -130,5 +134,6 @@ def threshold_sensitivity(metrics: pd.DataFrame, results: pd.DataFrame, n_modes:
             counts = (base[moved] + " -> " + new[moved]).value_counts()
             rows.append({"threshold": field, "factor": f, "value": float(getattr(r, field)), "members": int(len(base)),
                          "changed": int(moved.sum()),
+                         "split_failed_changed": int((base.isin(SPLIT_FAILED) != new.isin(SPLIT_FAILED)).sum()),
                          "transitions": "; ".join(f"{k}: {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))})
     return pd.DataFrame(rows)
