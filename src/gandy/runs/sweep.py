@@ -28,6 +28,7 @@ from gandy.runs.execute import check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.plan import Plan, expand
+from gandy.runs.results import label_changes
 from gandy.runs.store import (
     finished_chunks,
     prepare_out,
@@ -111,6 +112,10 @@ def run_sweep(
         "torch_version": torch.__version__,
         "engines": sorted(work.engines),
     }
+    changes = label_changes(rows.results)
+    if changes is not None:  # metrics.phase_2x
+        summary["phase_2x_counts"] = {ph: rows.results.phase_2x.tolist().count(ph) for ph in PHASES}
+        summary["phase_2x_changes"] = changes
     write_tables(out, {"results": rows.results, "metrics": rows.metrics}, summary)
     if draw is not None:
         draw(out)
