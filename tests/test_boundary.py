@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy.optimize import minimize
 
-from gandy.core.metrics.boundary import fit_boundary, firth_logistic, row_boundaries, t50
+from gandy.core.metrics.boundary import firth_logistic, fit_boundary, row_boundaries, t50
 from gandy.runs import boundary as B
 from gandy.runs.config import ConfigError, load_config
 from gandy.views.plots import plot_boundary

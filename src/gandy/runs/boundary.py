@@ -174,11 +174,11 @@ def boundary_table(results: pd.DataFrame, x: str, y: str, fail: Sequence[str] = 
     row per run: its ``phase``, ``seed`` and ``x`` and ``y`` values; a grid or a search) that fail
     (``phase`` in ``fail``; :func:`gandy.core.metrics.boundary.row_boundaries`): columns ``y``,
     ``x50``, ``lo``, ``hi`` (the ``LEVEL`` interval), ``members`` (runs in the row), ``seeds``
-    (distinct seeds), ``points``, ``slope`` (of logit P(fail) per unit log x, or x), ``censored``
+    (distinct seeds; without a ``seed`` column, the most runs at one point), ``points``, ``slope`` (of logit P(fail) per unit log x, or x), ``censored``
     and ``method``."""
     fits = row_boundaries(results[x].to_numpy(float), results[y].to_numpy(float),
                           results.phase.isin(list(fail)).to_numpy(), log=log, seed=seed)
-    seeds = results.groupby(y).seed.nunique()
+    seeds = results.groupby(y).seed.nunique() if "seed" in results else results.groupby([y, x]).size().groupby(y).max()
     return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi, "members": b.runs, "seeds": int(seeds.loc[yv]),
                           "points": b.points, "slope": b.slope, "censored": b.censored, "method": METHOD}
                          for yv, b in fits])
