@@ -344,6 +344,9 @@ def plot_boundary(run_dir: Path) -> list[Path]:
                     linewidths=0.4, zorder=3)
     fig.colorbar(sc, ax=ax, label=f"fraction of {len(summary['seeds'])} seeds failed ({', '.join(summary['fail'])})")
     draw_boundary_interval(ax, table, y)
+    wide = table.hi.to_numpy(float)[np.isfinite(table.hi.to_numpy(float))]
+    if summary["scale"] == "log" and len(wide) and wide.max() > ax.get_xlim()[1]:
+        ax.set_xlim(right=wide.max() * 1.3)  # an interval past the searched range is drawn whole
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.legend(fontsize=8, loc="best")
