@@ -285,6 +285,8 @@ def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = Tru
                 colors.append(PHASE_COLORS[PHASES[p]])
                 left = right
     ax.add_collection(mpl.collections.PatchCollection(rects, facecolors=colors, edgecolors="none"))
+    ax.vlines(ex, ey[0], ey[-1], colors="white", linewidths=0.6)  # cell outlines: stripes of one cell read together
+    ax.hlines(ey, ex[0], ex[-1], colors="white", linewidths=0.6)
     ax.set_xlim(ex[0], ex[-1])
     ax.set_ylim(ey[0], ey[-1])
     _boundary(ax, grid)
