@@ -228,3 +228,26 @@ def test_the_cli_runs_a_search_and_refuses_a_third_axis(tmp_path, invoke_cli):
     bad = invoke_cli(["boundary", cfg, "--x", X, "--y", Y, "--out", tmp_path / "p"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: sweep:") and "penalty.weight" in bad.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_the_report_shows_the_search_as_a_sweep_with_its_table_and_figure(searched):
+    from gandy.views.report import payload
+
+    out, _, _ = searched
+    data = payload(out)
+    assert data["kind"] == "sweep"
+    assert {t["name"] for t in data["tables"]} == {"boundary.parquet", "points.parquet"}
+    assert [f["name"] for f in data["figures"]] == ["boundary.png"]
+
+
+def test_the_mnist_diagram_is_searchable_on_a_log_axis():
+    """mnist-collapse's grid has a g2 = 0 column (a linear axis); with a log axis in its place the
+    search plans 25 log-spaced positions over 26 critic lrs, validated without running anything."""
+    from gandy.studies.mnist_collapse.experiment import EXPERIMENT
+
+    cfg = load_config(EXPERIMENT.sweep_config(), ["sweep.kernel.g2={logspace: [0.01, 0.977], num: 25}"])
+    s = B.plan_search(cfg, X, Y, seeds=3)
+    assert s.scale == "log" and s.resolution == 25 and len(s.ys) == 26 and s.seeds == (0, 1, 2)
+    assert s.xs[0] == pytest.approx(0.01) and s.xs[-1] == pytest.approx(0.977)
+    linear = B.plan_search(load_config(EXPERIMENT.sweep_config()), X, Y)
+    assert linear.scale == "linear" and linear.xs[0] == 0.0
