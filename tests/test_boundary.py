@@ -80,7 +80,7 @@ def test_row_boundaries_pool_runs_per_point():
 # ----------------------------------------------------------------------------- the bisection
 def test_bisection_brackets_a_planted_step_in_log2_rounds():
     """Rows failing from position 6, from position 0 (censored: all fail), never (censored), and
-    a row failing below position 11 (decreasing): each ends with its one-position bracket after
+    a row failing below position 11 (decreasing): each open row ends with its one-position bracket after
     round 0 plus ceil(log2(16)) = 4 rounds."""
     R = 17
     steps = {0: lambda i: i >= 6, 1: lambda i: True, 2: lambda i: False, 3: lambda i: i < 11}
@@ -92,7 +92,7 @@ def test_bisection_brackets_a_planted_step_in_log2_rounds():
 
     rows = B.bisect(R, 4, evaluate)
     assert (rows[0].lo, rows[0].hi, rows[0].state) == (5, 6, "done")
-    assert rows[1].censored == "all_failed" and rows[2].censored == "none_failed"
+    assert rows[1].censored == "half_failed_at_both_ends" and rows[2].censored == "under_half_failed_at_both_ends"
     assert (rows[3].lo, rows[3].hi, rows[3].up) == (10, 11, False)
     assert len(calls) == 5
     assert sorted({i for c in calls for r, i in c if r == 0}) == [0, 4, 5, 6, 8, 16]
@@ -251,3 +251,10 @@ def test_the_mnist_diagram_is_searchable_on_a_log_axis():
     assert s.xs[0] == pytest.approx(0.01) and s.xs[-1] == pytest.approx(0.977)
     linear = B.plan_search(load_config(EXPERIMENT.sweep_config()), X, Y)
     assert linear.scale == "linear" and linear.xs[0] == 0.0
+
+
+def test_a_crossing_outside_the_positions_tried_is_labelled_not_reported():
+    """Two of five seeds failing at the last position only: the fitted crossing lies beyond the
+    range, so the row says ``beyond_range`` (the plots and the CLI show no x50 for it)."""
+    b = fit_boundary(np.geomspace(0.01, 1.0, 4), [0, 0, 0, 2], [5, 5, 5, 5])
+    assert b.censored == "beyond_range" and b.x50 > 1.0

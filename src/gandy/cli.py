@@ -246,7 +246,7 @@ def boundary_cmd(
                                   connect_timeout=connect_timeout, draw=plot_boundary)
     for row in table.to_dict("records"):
         where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if row["censored"] == "" else \
-            f"no crossing in range ({row['censored'].replace('_', ' ')})"
+            f"no crossing in the range ({row['censored'].replace('_', ' ')})"
         typer.echo(f"  {y} = {row[y]:.4g}: {where}  ({row['members']} members)")
     _report(out, report)
 

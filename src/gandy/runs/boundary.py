@@ -12,7 +12,9 @@ fail, first that did] and halves it, until the bracket is one position wide. All
 a round run as one call of the member-list executor (:func:`gandy.runs.execute.run_members`), so
 they share batched chunks.
 
-A point fails where at least half its seeds ``fail`` (``SPLIT_FAILED`` by default: collapsed or ran
+A row whose ends agree is ``censored`` (``half_failed_at_both_ends`` or
+``under_half_failed_at_both_ends``) and has no x50; a fitted x50 outside the positions tried is
+``beyond_range`` (:class:`gandy.core.metrics.boundary.Boundary`). A point fails where at least half its seeds ``fail`` (``SPLIT_FAILED`` by default: collapsed or ran
 away). The bisection assumes that failing is monotone along a row (the direction is read from
 the row's ends); where it is not, it finds one crossing and the fit says how sharp it is.
 
@@ -146,7 +148,8 @@ def bisect(resolution: int, rows: int, evaluate: Callable[[list[tuple[int, int]]
     for r in range(rows):
         a, b = f[2 * r] >= 0.5, f[2 * r + 1] >= 0.5
         if a == b:
-            out.append(Row(0, resolution - 1, state="censored", censored="all_failed" if a else "none_failed"))
+            out.append(Row(0, resolution - 1, state="censored", censored="half_failed_at_both_ends" if a
+                           else "under_half_failed_at_both_ends"))
         else:
             out.append(Row(0, resolution - 1, up=b))
     while True:
@@ -264,6 +267,9 @@ def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] 
     for r, b in enumerate(brackets):
         lo_x, hi_x = sorted((search.xs[b.lo], search.xs[b.hi]))
         table.loc[r, ["bracket_lo", "bracket_hi"]] = (lo_x, hi_x) if b.state == "done" else (np.nan, np.nan)
+        if b.state == "censored":  # no crossing of one half in the range: no x50, whatever a fit would extrapolate
+            table.loc[r, ["x50", "lo", "hi"]] = np.nan
+            table.loc[r, "censored"] = b.censored
     full = search.resolution * len(search.ys) * K
     summary = {
         "boundary": {"x": x, "y": y, "scale": search.scale, "resolution": search.resolution, "xs": list(search.xs),

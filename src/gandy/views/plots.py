@@ -301,14 +301,19 @@ def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = Tru
 def draw_boundary_interval(ax, rows: pd.DataFrame, y: str, label: bool = True) -> None:
     """A boundary table's rows (``y``, ``x50``, ``lo``, ``hi``; :func:`gandy.runs.boundary.boundary_table`)
     as points at x50 with horizontal bars over [lo, hi] and a shaded band through them; rows
-    without a crossing are left out."""
-    r = rows[np.isfinite(rows.x50.to_numpy(float))].sort_values(y)
+    without a crossing in the range (``censored``) are left out, and an interval unbounded on one
+    side runs past the axis's edge."""
+    ok = np.isfinite(rows.x50.to_numpy(float))
+    if "censored" in rows:
+        ok &= rows.censored.fillna("").to_numpy() == ""
+    r = rows[ok].sort_values(y)
     if r.empty:
         return
     yv, x50 = r[y].to_numpy(float), r.x50.to_numpy(float)
     lo, hi = r.lo.to_numpy(float), r.hi.to_numpy(float)
-    lo_c = np.where(np.isfinite(lo) & (lo > 0), lo, ax.get_xlim()[0])
-    hi_c = np.where(np.isfinite(hi), hi, ax.get_xlim()[1])
+    left, right = ax.get_xlim()
+    lo_c = np.minimum(np.where(np.isfinite(lo) & (lo > 0), lo, left), x50)
+    hi_c = np.maximum(np.where(np.isfinite(hi) & (hi < 10 * right), hi, 10 * right), x50)  # an unbounded side: past the edge
     ax.fill_betweenx(yv, lo_c, hi_c, color="black", alpha=0.15, lw=0)
     ax.errorbar(x50, yv, xerr=[x50 - lo_c, hi_c - x50], fmt="o", color="black", ms=4, capsize=3, lw=1.2,
                 label="x50 (P(fail) = 1/2), 95 % interval" if label else None)
@@ -341,14 +346,17 @@ def plot_boundary(run_dir: Path) -> list[Path]:
     ax.set_xscale("log" if summary["scale"] == "log" else "linear")
     ax.set_yscale("log" if ylog else "linear")
     xs = summary.get("xs") or [pts[x].min(), pts[x].max()]
-    ax.set_xlim(min(xs) / 1.3 if summary["scale"] == "log" else min(xs), max(xs) * 1.3 if summary["scale"] == "log" else max(xs))
+    pad = 1.3 if summary["scale"] == "log" else 1.0
+    limits = (min(xs) / pad, max(xs) * pad)
+    ax.set_xlim(*limits)
     sc = ax.scatter(pts[x], pts[y], c=pts.fail_fraction, cmap="coolwarm", vmin=0, vmax=1, s=40, edgecolors="k",
                     linewidths=0.4, zorder=3)
     fig.colorbar(sc, ax=ax, label=f"fraction of {len(summary['seeds'])} seeds failed ({', '.join(summary['fail'])})")
     draw_boundary_interval(ax, table, y)
-    wide = table.hi.to_numpy(float)[np.isfinite(table.hi.to_numpy(float))]
-    if summary["scale"] == "log" and len(wide) and wide.max() > ax.get_xlim()[1]:
-        ax.set_xlim(right=wide.max() * 1.3)  # an interval past the searched range is drawn whole
+    his = table.hi.to_numpy(float)[(table.censored == "").to_numpy() & np.isfinite(table.hi.to_numpy(float))]
+    if len(his) and summary["scale"] == "log":  # an interval past the range is drawn whole, up to ten times its end
+        limits = (limits[0], max(limits[1], min(his.max() * 1.2, max(xs) * 10)))
+    ax.set_xlim(*limits)  # the bar of an unbounded interval runs past the edge
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     ax.legend(fontsize=8, loc="best")

@@ -35,7 +35,9 @@ class Boundary:
     """One row's boundary: ``x50`` (where P(fail) = 1/2, on the axis's own scale), its interval
     ``[lo, hi]`` (``LEVEL``), the fitted slope of logit P(fail) per unit of ``t`` (positive: failing
     grows with x), the points and the runs (seeds summed over points) it rests on. NaN where the
-    row has no crossing (every run failed, or none did): ``censored`` then says which."""
+    row has no crossing (every run failed, or none did): ``censored`` then says which; where the
+    fitted x50 lies outside the positions tried, its numbers are an extrapolation and ``censored``
+    is ``beyond_range``."""
 
     x50: float
     lo: float
@@ -43,7 +45,7 @@ class Boundary:
     slope: float
     points: int
     runs: int
-    censored: str = ""  # "", "all_failed" or "none_failed"
+    censored: str = ""  # "", "all_failed", "none_failed" or "beyond_range"
 
 
 def firth_logistic(t: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = 100,
@@ -117,7 +119,10 @@ def fit_boundary(x: np.ndarray, failed: np.ndarray, runs: np.ndarray, log: bool 
         u = v * scale + centre
         return float(math.exp(u)) if log else float(u)
 
-    return Boundary(back(float(t50(beta))), back(lo_t), back(hi_t), float(beta[1] / scale), **base)
+    x50 = back(float(t50(beta)))
+    beyond = not (x.min() <= x50 <= x.max())  # the fitted crossing lies outside the positions tried
+    return Boundary(x50, back(lo_t), back(hi_t), float(beta[1] / scale), censored="beyond_range" if beyond else "",
+                    **base)
 
 
 def row_boundaries(x: np.ndarray, y: np.ndarray, failed: np.ndarray, log: bool = True, draws: int = 2000,
