@@ -155,6 +155,14 @@ def test_phase_2x_defaults_off_and_is_read(tiny_cfg):
     assert load_config(tiny_cfg, ["metrics.phase_2x=true"]).metrics.phase_2x is True
 
 
+def test_gandy_run_prints_the_label_at_twice_the_steps(invoke_cli, tiny_yaml, tmp_path):
+    res = invoke_cli(["run", str(tiny_yaml), "metrics.phase_2x=true", "steps=20", "--out", str(tmp_path / "out"), "-q"])
+    assert res.exit_code == 0, res.stderr
+    stored = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    for r in stored.itertuples():
+        assert f"seed {r.seed}: {r.phase} (at twice the steps: {r.phase_2x})" in res.stdout
+
+
 def test_a_bad_phase_2x_is_one_error_line_and_exit_2(invoke_cli, tiny_yaml, tmp_path):
     res = invoke_cli(["run", str(tiny_yaml), "metrics.phase_2x=maybe", "--out", str(tmp_path / "out"), "-q"])
     assert res.exit_code == 2

@@ -173,6 +173,9 @@ def run_cmd(
                                   progress=not quiet, echo=typer.echo, draw=plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
         typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if "phase_2x" in results:
+            changed = int((results.phase != results.phase_2x).sum())
+            typer.echo(f"at twice the steps (phase_2x): {changed} of {len(results)} labels changed")
         _report(out, report)
         return
     if resume:
@@ -181,7 +184,9 @@ def run_cmd(
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
     res = run(cfg, out=out, progress=not quiet, replace=force, draw=plot_run)
-    phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
+    twice = "phase_2x" in res.results
+    phases = ", ".join(f"seed {r.seed}: {r.phase}" + (f" (at twice the steps: {r.phase_2x})" if twice else "")
+                       for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
     _report(out, report)
 
