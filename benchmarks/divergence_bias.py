@@ -2,6 +2,7 @@
 logs (64, 256, 1,024 points of each law), against truths computed from both exact densities.
 
     python benchmarks/divergence_bias.py [--draws 100] [--sizes 64 256 1024]
+    python benchmarks/divergence_bias.py --cost [--repeats 5]
 
 Targets P and generated laws Q are Gaussian mixtures (their densities are known, so the truth is a
 Monte-Carlo average of exact log-density ratios over 400,000 points, standard error about 0.3 % of
@@ -15,6 +16,12 @@ deviation over draws, the mean reported standard error relative to that spread (
 intervals, and for js and kl_pq the bias of the density construction the lab does not use. The
 standard errors are gandy's half-sampling ones (gandy.core.metrics.divergences.half_sample_se).
 One torch thread.
+
+``--cost`` instead times one log's k-NN work (``sample_divergences`` with the MMD, plus
+``density_kl_qp``) with and without the standard errors (``resamples=0``: no half-samples and only
+k neighbours per point, the same work as before the standard errors were half-sampled) at the
+logged sizes, 256 to 2,048 points in 2 and 784 dimensions: the best of ``--repeats`` interleaved
+calls.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 from scipy.stats import chi2
 
-from gandy.core.metrics.divergences import LOG2, density_kl_qp, sample_divergences
+from gandy.core.metrics.divergences import LOG2, RESAMPLES, density_kl_qp, sample_divergences
 from gandy.core.targets import GaussianMixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -87,12 +94,32 @@ def ratio(se: np.ndarray, est: np.ndarray) -> tuple[float, float, float]:
     return k, k * math.sqrt(chi2.ppf(0.025, r) / r), k * math.sqrt(chi2.ppf(0.975, r) / r)
 
 
+def cost(repeats: int) -> None:
+    """Print the time of one log's k-NN work with and without its standard errors (``--cost``)."""
+    g = np.random.default_rng(0)
+    print("| n | d | without s.e. | with s.e. | ratio |\n|---|---|---|---|---|")
+    for n, d in ((256, 2), (1024, 2), (2048, 2), (256, 784), (1024, 784), (2048, 784)):
+        p, q, lp = g.normal(size=(n, d)), g.normal(size=(n, d)), np.zeros(n)
+        best = {0: math.inf, RESAMPLES: math.inf}
+        for _ in range(repeats):
+            for r in best:
+                t = time.perf_counter()
+                sample_divergences(p, q, resamples=r)
+                density_kl_qp(q, lp, resamples=r)
+                best[r] = min(best[r], time.perf_counter() - t)
+        print(f"| {n} | {d} | {1000 * best[0]:.0f} ms | {1000 * best[RESAMPLES]:.0f} ms | {best[RESAMPLES] / best[0]:.1f}x |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--cost", action="store_true", help="time the standard errors instead")
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.cost:
+        return cost(args.repeats)
     t0 = time.perf_counter()
     print(f"{args.draws} draws per cell, k = 5, 1 torch thread\n")
     print("| P vs Q | div | truth | n | bias | sd | se/sd [95 %] | 95 % coverage | bias of the density construction |")
@@ -105,10 +132,10 @@ def main() -> None:
                 t = tr[k]
                 est, se = res[used][k]
                 cover = float(np.mean(np.abs(est - t) <= 1.96 * se))
-                r, lo, hi = ratio(se, est)
+                r, lo, hi = ratio(se, est) if est.std() > 0 else (math.nan,) * 3  # e.g. every draw clipped to 0
                 other = f"{100 * (res['density'][k][0].mean() - t) / t:+.0f} %" if used == "knn" and k != "kl_qp" else "—"
                 print(f"| {name} | {k} ({used}) | {t:.4f} | {n} | {100 * (est.mean() - t) / t:+.0f} % | {100 * est.std(ddof=1) / t:.0f} % | "
-                      f"{r:.2f} [{lo:.2f}, {hi:.2f}] | {cover:.2f} | {other} |", flush=True)
+                      f"{f'{r:.2f} [{lo:.2f}, {hi:.2f}]' if r == r else 'no spread'} | {cover:.2f} | {other} |", flush=True)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -247,7 +247,7 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
     member = torch.zeros(len(halves), n + m, dtype=torch.bool)
     for b, (hp, hq) in enumerate(halves):
         member[b, hp], member[b, n + hq] = True, True
-    width = min(CANDIDATES * k, n, m)  # no reference set has fewer columns (own: n or m, self inf)
+    width = min(CANDIDATES * k if halves else k, n, m)  # no reference set has fewer columns (own: n or m, self inf)
     if mmd:
         bw = _median_distance(z)
         ksum = torch.zeros(2, 2, dtype=torch.float64)  # kernel sums over (p|q rows) x (p|q columns)
@@ -336,7 +336,7 @@ def density_kl_qp(q, log_p_q, k: int = 5, resamples: int = RESAMPLES) -> tuple[f
     m, d = q.shape
     dist = torch.cdist(q, q)
     dist.fill_diagonal_(math.inf)
-    near = _nearest(dist, min(CANDIDATES * k, m))
+    near = _nearest(dist, min(CANDIDATES * k if resamples else k, m))
     value = float((_log_density_at(near[0][:, k - 1], m, d, k, own=True) - lp).mean())
     halves = [h for (h,) in half_samples((m,), resamples)]
     member = torch.zeros(len(halves), m, dtype=torch.bool)
