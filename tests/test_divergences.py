@@ -240,6 +240,21 @@ def test_half_sampling_standard_error_is_the_spread_over_halves_by_hand():
     assert 0 < min(js) and max(js) < LOG2
 
 
+def test_half_samples_with_too_few_candidates_are_recomputed_exactly(monkeypatch):
+    """With one candidate per k (5 nearest kept) most half-samples lack a k-th neighbour among
+    them and are recomputed from their own distances: the same standard errors as the shortcut."""
+    import gandy.core.metrics.divergences as div
+
+    rng = np.random.default_rng(8)
+    p, q = rng.normal(size=(60, 2)), rng.normal(size=(60, 2)) + 0.5
+    wide = sample_divergences(p, q, mmd=False), div.density_kl_qp(q, np.zeros(60))
+    monkeypatch.setattr(div, "CANDIDATES", 1)
+    narrow = sample_divergences(p, q, mmd=False), div.density_kl_qp(q, np.zeros(60))
+    for key in ("js_se", "kl_pq_se", "kl_qp_se"):
+        assert narrow[0][key] == pytest.approx(wide[0][key], rel=1e-10)
+    assert narrow[1][1] == pytest.approx(wide[1][1], rel=1e-10) and narrow[1][0] == wide[1][0]
+
+
 def test_knn_standard_errors_match_the_spread_over_draws_where_the_old_ones_fell_short():
     """Two 2-D Gaussians a unit shift apart (KL = 1/2 both ways): over 60 draws of 256 points the
     mean reported s.e. of both two-sample KL estimates is the spread of the estimates to within the

@@ -24,9 +24,10 @@ The estimators return plain numbers; the caller records beside each one how it w
   standard deviation of per-point terms over sqrt(n), used until 2026-12-03, ignored the
   dependence between neighbouring points' radii (and, for KL(P||Q), Q's sample altogether) and
   was too small by up to a factor 2. The MMD's is the delta method for its U-statistic.
-  docs/lab.md gives the measured calibration beside the bias. Kernel density plug-ins with one global bandwidth were tried and
-  rejected: on 2-D Gaussians at 256 points they were biased by -17 % (Silverman's bandwidth) to
-  -177 % (half of it), and a global bandwidth smooths multimodal targets such as ring8 away.
+  docs/lab.md gives the measured calibration beside the bias. Kernel density plug-ins with one
+  global bandwidth were tried and rejected: on 2-D Gaussians at 256 points they were biased by
+  -17 % (Silverman's bandwidth) to -177 % (half of it), and a global bandwidth smooths multimodal
+  targets such as ring8 away.
 * ``exact:emd``: :func:`w1` returns ``(value, "exact:emd")``, W1 by exact optimal transport (POT)
   in every dimension (a few ms for a few hundred points); :func:`sliced_w1` returns ``(value,
   "estimate:sliced")``, a different quantity, the sliced W1 (mean over random directions of the
@@ -161,8 +162,9 @@ def half_sample_se(full: float, halves: list, sizes: tuple) -> float:
 
 CANDIDATES = 8
 """Each point keeps its ``CANDIDATES * k`` nearest neighbours in every reference set; a half-sample's
-k-th neighbour is the k-th of them that it holds (more than k of 40 lie in a random half except
-with probability below 1e-6; a half-sample where one does not is recomputed from its distances)."""
+k-th neighbour is the k-th of them that it holds (at k = 5, fewer than 5 of 40 lie in a random half
+with probability about 1e-7; a half-sample where that happens is recomputed from its own
+distances)."""
 
 
 def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
