@@ -14,7 +14,7 @@ they share batched chunks.
 
 A row whose ends agree is ``censored`` (``half_failed_at_both_ends`` or
 ``under_half_failed_at_both_ends``) and has no x50; a fitted x50 outside the positions tried is
-``beyond_range`` (:class:`gandy.core.metrics.boundary.Boundary`). A point fails where at least half its seeds ``fail`` (``SPLIT_FAILED`` by default: collapsed or ran
+``above_range`` or ``below_range`` (:class:`gandy.core.metrics.boundary.Boundary`). A point fails where at least half its seeds ``fail`` (``SPLIT_FAILED`` by default: collapsed or ran
 away). The bisection assumes that failing is monotone along a row (the direction is read from
 the row's ends); where it is not, it finds one crossing and the fit says how sharp it is.
 

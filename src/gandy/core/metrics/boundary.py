@@ -37,7 +37,7 @@ class Boundary:
     grows with x), the points and the runs (seeds summed over points) it rests on. NaN where the
     row has no crossing (every run failed, or none did): ``censored`` then says which; where the
     fitted x50 lies outside the positions tried, its numbers are an extrapolation and ``censored``
-    is ``beyond_range``."""
+    says on which side (``above_range``, ``below_range``)."""
 
     x50: float
     lo: float
@@ -45,7 +45,7 @@ class Boundary:
     slope: float
     points: int
     runs: int
-    censored: str = ""  # "", "all_failed", "none_failed" or "beyond_range"
+    censored: str = ""  # "", "all_failed", "none_failed", "above_range" or "below_range"
 
 
 def firth_logistic(t: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = 100,
@@ -117,12 +117,11 @@ def fit_boundary(x: np.ndarray, failed: np.ndarray, runs: np.ndarray, log: bool 
         if not math.isfinite(v):
             return float("inf") if v > 0 else (0.0 if log else float("-inf"))
         u = v * scale + centre
-        return float(math.exp(u)) if log else float(u)
+        return float(math.exp(min(u, 709.0))) if log else float(u)  # a crossing beyond 1e308: as far as a float goes
 
     x50 = back(float(t50(beta)))
-    beyond = not (x.min() <= x50 <= x.max())  # the fitted crossing lies outside the positions tried
-    return Boundary(x50, back(lo_t), back(hi_t), float(beta[1] / scale), censored="beyond_range" if beyond else "",
-                    **base)
+    side = "above_range" if x50 > x.max() else "below_range" if x50 < x.min() else ""  # outside the positions tried
+    return Boundary(x50, back(lo_t), back(hi_t), float(beta[1] / scale), censored=side, **base)
 
 
 def row_boundaries(x: np.ndarray, y: np.ndarray, failed: np.ndarray, log: bool = True, draws: int = 2000,
