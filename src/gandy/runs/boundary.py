@@ -48,7 +48,15 @@ from gandy.runs.executors import EXECUTORS
 from gandy.runs.grammar import parse_sweep
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.plan import members_at
-from gandy.runs.store import prepare_out, read_json, remove_output, start_sweep, write_marker, write_tables
+from gandy.runs.store import (
+    prepare_out,
+    read_json,
+    remove_output,
+    same_config,
+    start_sweep,
+    write_marker,
+    write_tables,
+)
 
 KIND = "boundary"
 """The marker kind of a boundary search's output folder."""
@@ -200,9 +208,8 @@ def point_table(results: pd.DataFrame, x: str, y: str, fail: Sequence[str] = SPL
 
 # ----------------------------------------------------------------------------- running
 def _check_resume(out: Path, cfg_text: str, search: Search) -> None:
-    stored = (out / "config.yaml").read_text() if (out / "config.yaml").is_file() else None
     opts = read_json(out / "boundary.json") if (out / "boundary.json").is_file() else None
-    if stored != cfg_text or opts != json.loads(json.dumps(search.options())):
+    if not same_config(out, cfg_text) or opts != json.loads(json.dumps(search.options())):
         raise C.ConfigError("out", f"{out} holds another boundary search; --resume needs the same config, overrides "
                                    "and --x/--y/--seeds/--resolution")
 
