@@ -15,7 +15,6 @@ import torch
 
 from gandy.core.metrics.divergences import (
     LOG2,
-    _kl_qp_terms,
     _median_distance,
     _se,
     _t,
@@ -61,7 +60,9 @@ def density_divergences(p, q, log_p_p, log_p_q, k: int = 5) -> dict:
     all of Q, at Q's own points from the other m - 1):
     KL(Q||P) = E_Q[log q - log p] (the first term is minus the Kozachenko-Leonenko entropy),
     KL(P||Q) = E_P[log p - log q], JS = (E_P[log 2p/(p+q)] + E_Q[log 2q/(p+q)]) / 2 (clipped to
-    [0, log 2]). Each standard error is that of the mean of the per-point terms.
+    [0, log 2]). KL(Q||P) and its standard error are the lab's :func:`density_kl_qp` (half-sampling);
+    the others' standard errors are those of the mean of the per-point terms (too small: they
+    ignore the dependence between radii; only these two's bias is used, by the benchmark).
     """
     p, q, lp_p, lp_q = _t(p), _t(q), _t(log_p_p), _t(log_p_q)
     lq_p, lq_q = knn_log_density(p, q, k), knn_log_density(q, q, k, own=True)
@@ -69,7 +70,7 @@ def density_divergences(p, q, log_p_p, log_p_q, k: int = 5) -> dict:
     tp = LOG2 + lp_p - torch.logaddexp(lp_p, lq_p)
     tq = LOG2 + lq_q - torch.logaddexp(lp_q, lq_q)
     js = float(0.5 * tp.mean() + 0.5 * tq.mean())
-    kl_qp, kl_qp_se = _kl_qp_terms(lq_q, lp_q)
+    kl_qp, kl_qp_se = density_kl_qp(q, lp_q, k)
     return {"js": min(max(js, 0.0), LOG2), "js_se": 0.5 * math.hypot(_se(tp), _se(tq)),
             "kl_pq": float(kl_pq.mean()), "kl_pq_se": _se(kl_pq), "kl_qp": kl_qp, "kl_qp_se": kl_qp_se}
 

@@ -25,7 +25,7 @@ def test_tiny_critic_types_run_writes_a_boundary_per_target_critic_and_lr(tmp_pa
     assert len(b) == len(TARGETS) * len(critics()) * 2
     assert set(b.target) == set(TARGETS) and set(b.critic) == set(critics())
     res = pd.read_parquet(tmp_path / "ct" / "ring8" / "relu_128" / "results.parquet")
-    assert len(res) == 2 * 2 * 3 and set(res.seed) == {0, 1, 2}
+    assert len(res) == 2 * 2 * 5 and set(res.seed) == {0, 1, 2, 3, 4}  # the config's 5 seeds
 
 
 def test_every_ablation_variant_is_a_valid_config():

@@ -86,7 +86,7 @@ def test_particle_runs_track_divergences_only_when_asked():
     on = gandy.run(None, overrides=over + ["metrics.divergences=true"], figures=False)
     for col in ("js", "kl_pq", "kl_qp", "mmd", "high_quality_fraction"):
         assert col in on.metrics.columns
-    assert on.summary["divergences"]["js"] == "estimate:knn"
+    assert on.summary["divergences"]["js"] == "estimate:knn, s.e. by half_sampling(20 halves, delete-d jackknife)"
     assert (on.metrics.high_quality_fraction == on.metrics.on_mode).all()
     assert ((on.metrics.js >= 0) & (on.metrics.js <= math.log(2))).all()  # the k-NN JS is clipped to its range
 

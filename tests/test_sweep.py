@@ -151,6 +151,23 @@ def test_existing_directory_needs_resume_or_force(tmp_path):
     assert "different" in e.value.message
 
 
+def test_a_sweep_started_before_a_key_was_added_resumes_and_a_changed_value_does_not(tmp_path):
+    """config.yaml written by a gandy without ``metrics.phase_2x`` (the key removed from the stored
+    text, as an earlier version wrote it) reads back, with the key's default, to the same config: the
+    sweep resumes to the same rows. A stored config with another value is another sweep."""
+    out = tmp_path / "s"
+    res0, _, _ = run_sweep(cfg_with(), out)
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    del stored["metrics"]["phase_2x"]
+    (out / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    res1, _, _ = run_sweep(cfg_with(), out, resume=True)
+    pd.testing.assert_frame_equal(res0, res1)
+    stored["metrics"]["phase_2x"] = True
+    (out / "config.yaml").write_text(yaml.safe_dump(stored, sort_keys=False))
+    with pytest.raises(C.ConfigError, match="different sweep"):
+        run_sweep(cfg_with(), out, resume=True)
+
+
 def test_phase_grid_statistics_by_hand():
     res = pd.DataFrame({
         "x": [1, 1, 2, 2, 1, 1, 2, 2], "y": [5, 5, 5, 5, 6, 6, 6, 6],

@@ -7,6 +7,8 @@
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy plot samples DIR [--per-run K]
+    gandy boundary CONFIG.yaml|EXPERIMENT [key=value ...] --x KEY --y KEY [--seeds K] [--resolution R] --out DIR
+              [--resume] [--force] [--executor ...] [--workers N] [--fail PHASE,...]
     gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
 
@@ -31,7 +33,9 @@ import torch
 import typer
 
 from gandy.core.errors import one_line
+from gandy.core.metrics.phases import SPLIT_FAILED
 from gandy.runs.api import run
+from gandy.runs.boundary import run_boundary
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import output_lock, scoped_locks
@@ -41,7 +45,7 @@ from gandy.studies.base import StudyOptions
 from gandy.studies.damping.model import run_damping
 from gandy.studies.demo.experiment import run_demo
 from gandy.studies.universality.model import analytic, empirical
-from gandy.views.plots import plot_final_samples, plot_phase, plot_run, plot_sweep
+from gandy.views.plots import plot_boundary, plot_final_samples, plot_phase, plot_run, plot_sweep
 from gandy.views.report import write_report
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
@@ -146,20 +150,7 @@ def run_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
-    if executor not in EXECUTORS:
-        raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
-    if address is not None and executor != "ray":
-        raise ConfigError("address", "a cluster address needs --executor ray")
-    if not connect_timeout > 0:
-        raise ConfigError("connect-timeout", f"must be > 0 seconds, got {connect_timeout}")
-    if not checkpoint_every >= 0:
-        raise ConfigError("checkpoint-every", f"must be >= 0 seconds, got {checkpoint_every}")
-    if force and resume:
-        raise ConfigError("resume", "--force replaces DIR and --resume continues it: give one")
-    if workers is not None and workers < 1:
-        raise ConfigError("workers", f"must be >= 1, got {workers}")
-    if workers is None:
-        workers = (os.cpu_count() or 1) if executor == "processes" else 1
+    workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
     if config in EXPERIMENTS and not Path(config).is_file():
         out = Path("runs") / config if out is None else out
@@ -182,6 +173,9 @@ def run_cmd(
                                   progress=not quiet, echo=typer.echo, draw=plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
         typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        if "phase_2x" in results:
+            changed = int((results.phase != results.phase_2x).sum())
+            typer.echo(f"at twice the steps (phase_2x): {changed} of {len(results)} labels changed")
         _report(out, report)
         return
     if resume:
@@ -190,8 +184,75 @@ def run_cmd(
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
     res = run(cfg, out=out, progress=not quiet, replace=force, draw=plot_run)
-    phases = ", ".join(f"seed {r.seed}: {r.phase}" for r in res.results.itertuples())
+    twice = "phase_2x" in res.results
+    phases = ", ".join(f"seed {r.seed}: {r.phase}" + (f" (at twice the steps: {r.phase_2x})" if twice else "")
+                       for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
+    _report(out, report)
+
+
+def _options(executor: str, address: Optional[str], connect_timeout: float, checkpoint_every: float, force: bool,
+             resume: bool, workers: Optional[int]) -> int:
+    """Check the options ``run`` and ``boundary`` share (ConfigError naming the option); returns
+    the number of workers (default: one per core with ``--executor processes``, else 1)."""
+    if executor not in EXECUTORS:
+        raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if address is not None and executor != "ray":
+        raise ConfigError("address", "a cluster address needs --executor ray")
+    if not connect_timeout > 0:
+        raise ConfigError("connect-timeout", f"must be > 0 seconds, got {connect_timeout}")
+    if not checkpoint_every >= 0:
+        raise ConfigError("checkpoint-every", f"must be >= 0 seconds, got {checkpoint_every}")
+    if force and resume:
+        raise ConfigError("resume", "--force replaces DIR and --resume continues it: give one")
+    if workers is not None and workers < 1:
+        raise ConfigError("workers", f"must be >= 1, got {workers}")
+    return ((os.cpu_count() or 1) if executor == "processes" else 1) if workers is None else workers
+
+
+@app.command("boundary", short_help="Adaptive search for the collapse boundary, with intervals.")
+@_guarded
+def boundary_cmd(
+    config: str = typer.Argument(..., metavar="CONFIG", help="a YAML config with a two-axis sweep: section, or an "
+                                 "experiment whose config is one (collapse-1d, critic-types, mnist-collapse)"),
+    overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE", help="dotted overrides, e.g. critic.activation=tanh"),
+    x: str = typer.Option(..., "--x", metavar="KEY", help="the swept key searched by bisection (its range and scale)"),
+    y: str = typer.Option(..., "--y", metavar="KEY", help="the swept key whose values are the rows"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", metavar="K", help="seeds 0..K-1 at every point (default: the config's)"),
+    resolution: Optional[int] = typer.Option(None, "--resolution", metavar="R", help="positions along x, evenly spaced on its scale (default: the x axis's number of values)"),
+    fail: str = typer.Option(",".join(SPLIT_FAILED), "--fail", metavar="PHASE,...", help="the phases that count as failing"),
+    out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="output folder; must be new or empty"),
+    force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted search in DIR (same config and options)"),
+    executor: str = typer.Option("local", "--executor", metavar="NAME", help="where rounds run: local, processes or ray"),
+    workers: Optional[int] = typer.Option(None, "--workers", metavar="N", help="at least N chunks per round"),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDR", help="a Ray cluster (default: a local instance)"),
+    connect_timeout: float = typer.Option(20.0, "--connect-timeout", metavar="SECONDS", help="give up on an unreachable Ray cluster after this long"),
+    checkpoint_every: float = typer.Option(60.0, "--checkpoint-every", metavar="SECONDS", help="a chunk saves its state this often (0: every step)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
+):
+    """Bisection along --x for every value of --y on the fraction of seeds that fail, a logistic
+    fit per row and a bootstrap interval for x50 (docs/sweeps.md, "Boundaries")."""
+    workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
+    if config in EXPERIMENTS and not Path(config).is_file():
+        source = EXPERIMENTS[config].sweep_config
+        if source is None:
+            raise ConfigError("config", f"experiment {config!r} has no single sweep config; give a YAML file")
+        cfg = load_config(source(), list(overrides or []))
+    else:
+        if not Path(config).suffix and not Path(config).exists():
+            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
+        cfg = load_config(config, list(overrides or []))
+    phases = tuple(p.strip() for p in fail.split(",") if p.strip())
+    table, summary = run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases, resume=resume,
+                                  replace=force, executor=executor, address=address, workers=workers,
+                                  progress=not quiet, echo=typer.echo, checkpoint_seconds=checkpoint_every,
+                                  connect_timeout=connect_timeout, draw=plot_boundary)
+    for row in table.to_dict("records"):
+        where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if row["censored"] == "" else \
+            f"no crossing in the range ({row['censored'].replace('_', ' ')})"
+        typer.echo(f"  {y} = {row[y]:.4g}: {where}  ({row['members']} members)")
     _report(out, report)
 
 

@@ -31,7 +31,7 @@ from gandy.runs.budget import output_parts
 from gandy.runs.build import build, engine_of, progress_label, run_threads
 from gandy.runs.loop import simulate
 from gandy.runs.outputs import scoped_locks
-from gandy.runs.results import add_image_metrics, member_tables
+from gandy.runs.results import add_image_metrics, label_changes, member_tables
 from gandy.runs.snapshots import density_grid
 from gandy.runs.store import RunResult, final_rows, prepare_out, write_run
 from gandy.runs.sweep import run_sweep
@@ -73,7 +73,7 @@ def run(
     t0 = time.perf_counter()
     bar = None
     if progress:
-        bar = tqdm(total=cfg.steps, desc=f"steps ({progress_label({engine_of(sim)})})", unit="step", disable=None)
+        bar = tqdm(total=sim.loop.steps, desc=f"steps ({progress_label({engine_of(sim)})})", unit="step", disable=None)
     try:
         with run_threads(cfg):
             raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
@@ -127,7 +127,7 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "machine": platform.machine(),
         "device": str(sim.device),
         "wall_seconds": wall,
-        "member_steps_per_second": cfg.steps * len(raw.seeds) / wall if wall > 0 else None,
+        "member_steps_per_second": sim.loop.steps * len(raw.seeds) / wall if wall > 0 else None,
         "n_particles": sim.n,
         "dim": sim.d,
         "n_modes": n_modes,
@@ -137,9 +137,13 @@ def assemble(sim, raw, wall: float) -> RunResult:
         "objective": {"name": sim.game.name, "formula": sim.game.formula},
         "phases": {s: p for s, p in zip(map(str, raw.seeds), phases)},
         "phase_counts": {p: phases.count(p) for p in PHASES},
-        "final": final_rows(metrics)[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
+        "final": final_rows(metrics[metrics.step <= sim.loop.horizon])[["seed", *ORDER_PARAMETERS]].to_dict(orient="records"),
         "divergences": raw.divergence_methods,
     }
+    changes = label_changes(results)
+    if changes is not None:  # metrics.phase_2x
+        summary["phases_2x"] = {s: p for s, p in zip(map(str, raw.seeds), results.phase_2x)}
+        summary["phase_2x_changes"] = changes
     per_member = add_image_metrics(sim, raw, results)
     if per_member is not None:
         summary.update(summarise(raw.seeds, per_member))

@@ -94,8 +94,9 @@ def memory_parts(sim, members: int) -> dict:
     p_critic = parameter_count(sim.critic)
     p_gen = parameter_count(sim.generator) if sim.generator is not None else 0
     fake = critic_batch if sim.generator is not None else n
-    snaps = cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2
-    logs = cfg.steps // cfg.log_every + 2
+    steps, extra = cfg.steps * (2 if cfg.metrics.phase_2x else 1), 3 if cfg.metrics.phase_2x else 2  # phase_2x: a log at steps too
+    snaps = steps // (cfg.snapshot_every or cfg.log_every) + extra
+    logs = steps // cfg.log_every + extra
     n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
     pm = min(n, cfg.metrics.max_points)
     ref = min(sim.target.default_batch or cfg.metrics.max_points, cfg.metrics.max_points)
@@ -245,13 +246,14 @@ def output_parts(cfg: C.Config, d: int, n_modes: int, members: int, sweep: bool)
     field that drives each part: the metric rows and a run's snapshots grow with ``steps``, a
     sweep's thinned snapshots with its members (``sweep``), the figures, config and summary are a
     fixed ``out`` allowance."""
-    logs = cfg.steps // cfg.log_every + 2
+    steps, extra = cfg.steps * (2 if cfg.metrics.phase_2x else 1), 3 if cfg.metrics.phase_2x else 2  # phase_2x: a log at steps too
+    logs = steps // cfg.log_every + extra
     columns = 32 + n_modes
     parts = {"steps": members * logs * columns * 8}
     if sweep:
         parts["search" if cfg.search else "sweep"] = members * 40 * 64 * min(d, 2) * 2
     else:
-        parts["steps"] += members * (cfg.steps // (cfg.snapshot_every or cfg.log_every) + 2) \
+        parts["steps"] += members * (steps // (cfg.snapshot_every or cfg.log_every) + extra) \
             * min(cfg.particles.n, cfg.metrics.max_points) * d * FLOAT
     parts["out"] = 4_000_000  # figures, config, summary
     return parts

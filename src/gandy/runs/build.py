@@ -49,7 +49,9 @@ class LoopSpec:
     ``snapshot_every``, both at the last step too; divergences ``tracked`` at every logged step
     (``metrics.divergences``: true, or auto for a network generator on a non-image target); the
     target sample of a logged step holds ``reference`` points (as many as the snapshot where
-    divergences are tracked: their two-sample estimators compare samples of one size)."""
+    divergences are tracked: their two-sample estimators compare samples of one size).
+    ``horizon``: the config's ``steps``, at which ``phase`` is judged; with ``metrics.phase_2x``
+    the loop runs ``steps`` = 2 x ``horizon`` and also logs and snapshots at ``horizon``."""
 
     steps: int
     log_every: int
@@ -58,6 +60,12 @@ class LoopSpec:
     max_points: int
     tracked: bool
     reference: int
+    horizon: int
+
+
+def run_steps(cfg: C.Config) -> int:
+    """The steps a config's loop runs: ``steps``, twice that with ``metrics.phase_2x``."""
+    return cfg.steps * (2 if cfg.metrics.phase_2x else 1)
 
 
 def loop_spec(cfg: C.Config, target: Target, n: int, network: bool) -> LoopSpec:
@@ -66,8 +74,8 @@ def loop_spec(cfg: C.Config, target: Target, n: int, network: bool) -> LoopSpec:
     tracked = cfg.metrics.divergences is True or (cfg.metrics.divergences == "auto" and network
                                                   and target.image_shape is None)
     points = min(n, most)
-    return LoopSpec(cfg.steps, cfg.log_every, cfg.snapshot_every or cfg.log_every, points, most, tracked,
-                    points if tracked else min(target.default_batch or most, most))
+    return LoopSpec(run_steps(cfg), cfg.log_every, cfg.snapshot_every or cfg.log_every, points, most, tracked,
+                    points if tracked else min(target.default_batch or most, most), cfg.steps)
 
 
 @dataclass
@@ -197,7 +205,9 @@ def eager_seconds(sim: Simulation, members: int) -> float:
     50 GFLOP/s (for an MLP's weight matrices of sizes f_i x f_(i+1), 2 sum_i f_i f_(i+1) (2 M + 7 N)
     multiply-adds per critic step; the closed form's count for one hidden layer). Measured:
     2.6-3.4 ms per step for a lone member, 180-350 us per member-step at 256 members in 1-D,
-    21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md)."""
+    21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md). It counts ``steps``, not the doubled
+    steps of ``metrics.phase_2x``, so that such a run takes the engine a run of ``steps`` takes and
+    its first ``steps`` are the same numbers."""
     cfg = sim.cfg
     dims = [sim.d, *critic_widths(cfg), 1]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))

@@ -495,6 +495,12 @@ class MetricsConfig(Section):
     (true for network generators on point targets, false for the particle model and images)."""
     images: ImageMetricsConfig = ImageMetricsConfig()
     """Sample-quality metrics of image GANs (docs/images.md)."""
+    phase_2x: bool = False
+    """Run every member to twice ``steps`` and label it twice (docs/phases.md, "Labels at twice
+    the steps"): ``phase`` and the final columns from the trajectory up to ``steps``, exactly as a
+    run of ``steps`` gives them, and ``phase_2x`` (with ``phase_2x_margin``, ``phase_2x_period``)
+    from the whole trajectory. The logged series, snapshots and end-of-run evaluations (final
+    particles, image metrics) run to 2 x ``steps``."""
 
 
 # --------------------------------------------------------------------------- top level

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from gandy.core.kernels import TwoNumber
 from gandy.runs import config as C
-from gandy.runs.build import build, engine_of, progress_label, run_threads
+from gandy.runs.build import build, engine_of, progress_label, run_steps, run_threads
 from gandy.runs.executors import CONNECT_TIMEOUT, EXECUTORS
 from gandy.runs.loop import Checkpoint, simulate
 from gandy.runs.members import member_values
@@ -238,7 +238,7 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
     echo(f"{len(work.members)} members in {len(chunks)} chunks; {len(chunks) - len(todo)} already done")
     bar = None
     if progress:
-        bar = tqdm(total=sum(len(ch.members) * ch.config["steps"] for ch in todo),
+        bar = tqdm(total=sum(len(ch.members) * run_steps(C.load_config(ch.config)) for ch in todo),
                    desc=f"member-steps ({progress_label(work.engines)})", unit="", unit_scale=True, disable=None)
     t0 = time.perf_counter()
 

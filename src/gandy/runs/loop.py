@@ -330,7 +330,12 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         if checkpoint is not None and t < spec.steps and checkpoint.due(t):
             checkpoint.save(st, out, t)
 
-    drive(sim, st, spec.steps, [(spec.log_every, log), (spec.snapshot_every, snapshot)], after_step)
+    def at(every: int, fn: Callable[[int], None]) -> Observer:
+        """``fn`` at the steps a run of ``spec.horizon`` steps observes (multiples of ``every``
+        and the horizon itself), and at the multiples and the last step after it (metrics.phase_2x)."""
+        return (1, lambda t: fn(t) if t % every == 0 or t in (spec.horizon, spec.steps) else None)
+
+    drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

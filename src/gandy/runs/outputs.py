@@ -47,7 +47,7 @@ from gandy.core.atomic import (
 from gandy.core.errors import ConfigError
 from gandy.runs.budget import existing_ancestor, require_disk
 
-RESUMABLE = ("sweep", "experiment")
+RESUMABLE = ("sweep", "experiment", "boundary")
 """Kinds of output that ``--resume`` finishes."""
 
 LEGACY_SUFFIXES = (".parquet", ".json", ".yaml", ".npz", ".npy", ".png", ".pt", ".html", ".csv")

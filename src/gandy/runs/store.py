@@ -112,6 +112,20 @@ def sweep_config(out: Path) -> Optional[str]:
     return p.read_text() if p.is_file() else None
 
 
+def same_config(out: Path, resolved: str) -> bool:
+    """Whether the sweep directory ``out`` was started with the resolved config ``resolved`` (a
+    :func:`gandy.runs.config.dump_config` text): the same text, or a config.yaml written by an
+    earlier gandy that lacked keys added since with their defaults, and so reads back to the same
+    resolved config. One that no longer validates is another config."""
+    stored = sweep_config(out)
+    if stored is None or stored == resolved:
+        return stored is not None
+    try:
+        return C.dump_config(C.load_config(yaml.safe_load(stored))) == resolved
+    except (C.ConfigError, yaml.YAMLError, TypeError, ValueError):
+        return False
+
+
 def start_sweep(out: Path, config_text: str) -> None:
     """Give a new or resumed sweep directory its ``chunks/`` folder, marker and ``config.yaml``."""
     Path(out).mkdir(parents=True, exist_ok=True)

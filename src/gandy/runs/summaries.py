@@ -1,7 +1,8 @@
 """Numbers that studies compute from finished sweeps and from the target, shared by several studies:
-the collapse boundary of a phase diagram (``collapse_boundary``), the target data's own order
-parameters, the reference an uncollapsed cloud is compared with (``digit_stats``), and the mean of a
-headline number over seeds with its confidence interval (``seed_interval``, ``seed_intervals``)."""
+the collapse boundary of a phase diagram with its interval (``collapse_boundary``), the target data's
+own order parameters, the reference an uncollapsed cloud is compared with (``digit_stats``), and the
+mean of a headline number over seeds with its confidence interval (``seed_interval``,
+``seed_intervals``)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ import pandas as pd
 
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
+from gandy.runs.boundary import boundary_table
 from gandy.runs.build import target_of
 
 stats = LazyModule("scipy.stats")  # 0.3 s of start-up, paid by the first interval
 
 
-def collapse_boundary(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per value of the column ``y`` (a critic learning rate): the smallest ``x`` (g2) at which at
-    least half the seeds failed to split (collapsed or ran away, SPLIT_FAILED; NaN where none did),
-    and the largest ``x`` below it at which fewer than half did. Columns ``y``, ``g2_critical`` and
-    ``g2_last_uncollapsed``."""
+def collapse_boundary(results: pd.DataFrame, x: str, y: str, log: bool = True) -> pd.DataFrame:
+    """Per value of the column ``y`` (a critic learning rate), where the runs fail to split
+    (collapsed or ran away, SPLIT_FAILED) along ``x`` (g2): the logistic ``x50`` with its 95 %
+    interval ``lo``, ``hi`` and ``members``, ``seeds``, ``points``, ``slope``, ``censored``,
+    ``method`` (:func:`gandy.runs.boundary.boundary_table`), and the grid's own cells:
+    ``g2_critical``, the smallest ``x`` at which at least half the seeds failed (NaN where none
+    did), and ``g2_last_uncollapsed``, the largest ``x`` below it at which fewer than half did."""
     frac = results.assign(c=results.phase.isin(SPLIT_FAILED)).groupby([y, x]).c.mean().unstack(x).sort_index(axis=1)
     rows = []
     for lr, row in frac.iterrows():
@@ -27,7 +31,7 @@ def collapse_boundary(results: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
         first = float(hit.min()) if len(hit) else np.nan
         below = row.index[(row.index < first) if len(hit) else np.ones(len(row), bool)]
         rows.append({y: float(lr), "g2_critical": first, "g2_last_uncollapsed": float(below.max()) if len(below) else np.nan})
-    return pd.DataFrame(rows)
+    return boundary_table(results, x, y, SPLIT_FAILED, log=log).merge(pd.DataFrame(rows), on=y)
 
 
 def digit_stats(target_cfg) -> dict:

@@ -28,13 +28,14 @@ from gandy.runs.execute import check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import scoped_locks
 from gandy.runs.plan import Plan, expand
+from gandy.runs.results import label_changes
 from gandy.runs.store import (
     finished_chunks,
     prepare_out,
     read_marker,
     remove_output,
+    same_config,
     start_sweep,
-    sweep_config,
     write_marker,
     write_tables,
 )
@@ -86,13 +87,13 @@ def run_sweep(
     work = check_members(members, bs, workers)  # and every shared config (dimensions, data files, kernels, memory) too
     resolved = C.dump_config(cfg)
     if resume and out.is_dir() and read_marker(out) is None and (out / "chunks").is_dir() \
-            and sweep_config(out) == resolved:
+            and same_config(out, resolved):
         write_marker(out, "sweep", manifest=False)  # a sweep of an earlier gandy (no marker yet) with this very config
     n_modes = 0 if work.sim.target.modes is None else int(work.sim.target.modes.shape[0])
     state = prepare_out(out, "sweep", replace=replace, resume=resume,
                         need_parts=output_parts(cfg, work.sim.d, n_modes, len(members), sweep=True))
     if state == "resume":
-        if sweep_config(out) != resolved:
+        if not same_config(out, resolved):
             raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
         check_chunking(out, Plan(axes, members, work.chunks))
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
@@ -111,6 +112,10 @@ def run_sweep(
         "torch_version": torch.__version__,
         "engines": sorted(work.engines),
     }
+    changes = label_changes(rows.results)
+    if changes is not None:  # metrics.phase_2x
+        summary["phase_2x_counts"] = {ph: rows.results.phase_2x.tolist().count(ph) for ph in PHASES}
+        summary["phase_2x_changes"] = changes
     write_tables(out, {"results": rows.results, "metrics": rows.metrics}, summary)
     if draw is not None:
         draw(out)

@@ -12,6 +12,7 @@ import torch
 from gandy.core.metrics.divergences import (
     DIVERGENCES,
     ERRORS,
+    RESAMPLES,
     UniformSegment,
     density_kl_qp,
     sample_divergences,
@@ -39,6 +40,10 @@ def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
     """The target's exact log-density at ``pts: (n, d)`` as float64 on the CPU (None: no density)."""
     v = target.log_density(pts.to(target.mean.device, torch.float64))
     return None if v is None else v.double().cpu()
+
+
+HALVES = f"half_sampling({RESAMPLES} halves, delete-d jackknife)"
+"""How the k-NN columns' standard errors are computed (:func:`~gandy.core.metrics.divergences.half_sample_se`)."""
 
 
 def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict]:
@@ -76,11 +81,15 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
         vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
         if sim.d > 10:
             vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
-    how = "exact:segments" if exact else "estimate:knn"
-    methods = {"js": how, "kl_pq": how, "kl_qp": "estimate:knn+density (the target's exact log p)" if density else how, "mmd": "estimate:mmd_unbiased(median bandwidth)",
+    how = "exact:segments" if exact else f"estimate:knn, s.e. by {HALVES}"
+    knn_se = "NaN (exact)" if exact else HALVES
+    methods = {"js": how, "kl_pq": how,
+               "kl_qp": f"estimate:knn+density (the target's exact log p), s.e. by {HALVES}" if density else how,
+               "mmd": "estimate:mmd_unbiased(median bandwidth)",
                "w1": "exact:emd (POT) on at most metrics.max_points points of each sample",
                **({"sw1": "estimate:sliced (128 projections), not W1"} if sim.d > 10 else {}),
-               **{f"{k}_se": "standard error of the mean of per-point terms" for k in ("js", "kl_pq", "kl_qp", "mmd")}}
+               **{f"{k}_se": knn_se for k in ("js", "kl_pq", "kl_qp")},
+               "mmd_se": "delta method for the U-statistic (per-point kernel means)"}
     if sim.target.modes is not None:
         m = len(x[0])
         f = np.asarray(order["on_mode"][:b], dtype=float)

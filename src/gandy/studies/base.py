@@ -66,6 +66,9 @@ class Experiment:
     name: str
     description: str
     run: Callable[[Path, StudyOptions], list[Path]]
+    sweep_config: Optional[Callable[[], dict]] = None
+    """The raw config of the study's phase diagram (a two-axis ``sweep:``), where it has one:
+    what ``gandy boundary EXPERIMENT`` searches."""
 
 
 def packaged(module: str, name: str = "config.yaml") -> dict:

@@ -13,6 +13,7 @@ import pandas as pd
 from gandy.core.atomic import make_dir, write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
+from gandy.core.metrics.boundary import row_boundaries
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.store import final_particles, image_target, read_json, read_npz, read_parquet
@@ -23,7 +24,7 @@ def _agg() -> None:
 
 
 plt = LazyModule("matplotlib.pyplot", before=_agg)  # 0.4-0.7 s of start-up, paid on the first figure
-mpl = LazyModule("matplotlib", before=_agg, submodules=("colors", "patches", "ticker"))
+mpl = LazyModule("matplotlib", before=_agg, submodules=("colors", "patches", "ticker", "collections"))
 
 LABELS = {
     "coverage_kl": "coverage KL (0 = even)",
@@ -214,7 +215,8 @@ def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
     """Seed statistics on the (x, y) grid, arrays of shape (len(ys), len(xs)): ``mean``, ``std`` of
     ``color``; ``split_failed``, the fraction of seeds collapsed or run away (SPLIT_FAILED);
     ``diverged``, the fraction diverged; ``phase``, the index into PHASES of the most common phase
-    (ties: the first in PHASES). Diverged members count as NaN in the mean and std, never as numbers."""
+    (ties: the first in PHASES); ``fractions`` (len(PHASES), len(ys), len(xs)), the fraction of
+    seeds in each phase (NaN where a cell has no run); ``seeds``, the most runs in a cell. Diverged members count as NaN in the mean and std, never as numbers."""
     xs, ys = np.sort(results[x].unique()), np.sort(results[y].unique())
     code = results.phase.map({p: i for i, p in enumerate(PHASES)}).astype(float)
     g = results.assign(_c=results.phase.isin(SPLIT_FAILED).astype(float), _d=(results.phase == "diverged").astype(float),
@@ -225,6 +227,10 @@ def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
     out = {"xs": xs, "ys": ys}
     for k in ("mean", "std", "split_failed", "diverged", "phase"):
         out[k] = agg[k].unstack(x).reindex(index=ys, columns=xs).to_numpy(dtype=float)
+    frac = pd.crosstab([results[y], results[x]], results.phase, normalize="index")
+    out["fractions"] = np.stack([frac[p].unstack(x).reindex(index=ys, columns=xs).to_numpy(dtype=float) if p in frac
+                                 else np.where(np.isfinite(out["phase"]), 0.0, np.nan) for p in PHASES])
+    out["seeds"] = int(results.groupby([y, x]).size().max())
     return out
 
 
@@ -255,24 +261,108 @@ def draw_phase(ax, grid: dict, xlog: bool, ylog: bool, label: str, cmap: str = "
 
 
 def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = True) -> set:
-    """The most common phase of each cell in the colours of PHASE_COLORS, the boundary dashed, and a
-    legend of the phases present (``legend``); returns the PHASES indices present."""
+    """Every cell split into vertical stripes, one per phase its seeds ended in (PHASE_COLORS, in
+    PHASES order), each as wide as the fraction of seeds in that phase; the boundary where half the
+    seeds failed to split dashed, and a legend of the phases present (``legend``); returns the
+    PHASES indices present."""
     xs, ys = grid["xs"], grid["ys"]
-    cmap = mpl.colors.ListedColormap([PHASE_COLORS[p] for p in PHASES])
-    ax.pcolormesh(cell_edges(xs, xlog), cell_edges(ys, ylog), np.ma.masked_invalid(grid["phase"]), cmap=cmap,
-                  vmin=-0.5, vmax=len(PHASES) - 0.5, shading="flat")
+    ex, ey = cell_edges(xs, xlog), cell_edges(ys, ylog)
+    fx = (lambda v: np.log(v)) if xlog else (lambda v: v)
+    gx = (lambda v: np.exp(v)) if xlog else (lambda v: v)
+    fr = grid["fractions"]
+    rects, colors = [], []
+    for j in range(len(ys)):
+        for i in range(len(xs)):
+            if not np.isfinite(fr[:, j, i]).all():
+                continue
+            a, b = fx(ex[i]), fx(ex[i + 1])
+            left = a
+            for p, f in enumerate(fr[:, j, i]):
+                if f <= 0:
+                    continue
+                right = left + f * (b - a)
+                rects.append(mpl.patches.Rectangle((gx(left), ey[j]), gx(right) - gx(left), ey[j + 1] - ey[j]))
+                colors.append(PHASE_COLORS[PHASES[p]])
+                left = right
+    ax.add_collection(mpl.collections.PatchCollection(rects, facecolors=colors, edgecolors="none"))
+    ax.vlines(ex, ey[0], ey[-1], colors="white", linewidths=0.6)  # cell outlines: stripes of one cell read together
+    ax.hlines(ey, ex[0], ex[-1], colors="white", linewidths=0.6)
+    ax.set_xlim(ex[0], ex[-1])
+    ax.set_ylim(ey[0], ey[-1])
     _boundary(ax, grid)
     _scales(ax, xlog, ylog)
-    present = {int(v) for v in grid["phase"][np.isfinite(grid["phase"])].ravel()}
+    present = {p for p in range(len(PHASES)) if np.nanmax(fr[p], initial=0.0) > 0}
     if legend:
         ax.legend(handles=phase_handles(present), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
                   borderaxespad=0, frameon=False)
     return present
 
 
+def draw_boundary_interval(ax, rows: pd.DataFrame, y: str, label: bool = True) -> None:
+    """A boundary table's rows (``y``, ``x50``, ``lo``, ``hi``; :func:`gandy.runs.boundary.boundary_table`)
+    as points at x50 with horizontal bars over [lo, hi] and a shaded band through them; rows
+    without a crossing in the range (``censored``) are left out, and an interval unbounded on one
+    side runs past the axis's edge."""
+    ok = np.isfinite(rows.x50.to_numpy(float))
+    if "censored" in rows:
+        ok &= rows.censored.fillna("").to_numpy() == ""
+    r = rows[ok].sort_values(y)
+    if r.empty:
+        return
+    yv, x50 = r[y].to_numpy(float), r.x50.to_numpy(float)
+    lo, hi = r.lo.to_numpy(float), r.hi.to_numpy(float)
+    left, right = ax.get_xlim()
+    lo_c = np.minimum(np.where(np.isfinite(lo) & (lo > 0), lo, left), x50)
+    hi_c = np.maximum(np.where(np.isfinite(hi) & (hi < 10 * right), hi, 10 * right), x50)  # an unbounded side: past the edge
+    ax.fill_betweenx(yv, lo_c, hi_c, color="black", alpha=0.15, lw=0)
+    ax.errorbar(x50, yv, xerr=[x50 - lo_c, hi_c - x50], fmt="o", color="black", ms=4, capsize=3, lw=1.2,
+                label="x50 (P(fail) = 1/2), 95 % interval" if label else None)
+
+
 def phase_handles(present) -> list:
     """Legend patches for the PHASES indices ``present``, in PHASES order."""
     return [mpl.patches.Patch(color=PHASE_COLORS[PHASES[i]], label=PHASES[i]) for i in sorted(present)]
+
+
+def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000) -> pd.DataFrame:
+    """Per value of ``y``, where half the runs fail to split (SPLIT_FAILED) along ``x``: the
+    logistic x50 and its interval (:func:`gandy.core.metrics.boundary.row_boundaries`), as a table
+    with columns ``y``, ``x50``, ``lo``, ``hi``."""
+    fits = row_boundaries(results[x].to_numpy(float), results[y].to_numpy(float),
+                          results.phase.isin(SPLIT_FAILED).to_numpy(), log=xlog, draws=draws)
+    return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi} for yv, b in fits], columns=[y, "x50", "lo", "hi"])
+
+
+def plot_boundary(run_dir: Path) -> list[Path]:
+    """The figure of a boundary search (``gandy boundary``): every point it ran, coloured by the
+    fraction of its seeds that failed, and per row x50 with its 95 % interval (bars and band)."""
+    run_dir = Path(run_dir)
+    summary = read_json(run_dir / "summary.json")["boundary"]
+    pts = read_parquet(run_dir / "points.parquet")
+    table = read_parquet(run_dir / "boundary.parquet")
+    x, y = summary["x"], summary["y"]
+    ylog = is_log_axis(read_json(run_dir / "summary.json"), y, np.sort(pts[y].unique()))
+    fig, ax = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
+    ax.set_xscale("log" if summary["scale"] == "log" else "linear")
+    ax.set_yscale("log" if ylog else "linear")
+    xs = summary.get("xs") or [pts[x].min(), pts[x].max()]
+    pad = 1.3 if summary["scale"] == "log" else 1.0
+    limits = (min(xs) / pad, max(xs) * pad)
+    ax.set_xlim(*limits)
+    sc = ax.scatter(pts[x], pts[y], c=pts.fail_fraction, cmap="coolwarm", vmin=0, vmax=1, s=40, edgecolors="k",
+                    linewidths=0.4, zorder=3)
+    fig.colorbar(sc, ax=ax, label=f"fraction of {len(summary['seeds'])} seeds failed ({', '.join(summary['fail'])})")
+    draw_boundary_interval(ax, table, y)
+    his = table.hi.to_numpy(float)[(table.censored == "").to_numpy() & np.isfinite(table.hi.to_numpy(float))]
+    if len(his) and summary["scale"] == "log":  # an interval past the range is drawn whole, up to ten times its end
+        limits = (limits[0], max(limits[1], min(his.max() * 1.2, max(xs) * 10)))
+    ax.set_xlim(*limits)  # the bar of an unbounded interval runs past the edge
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"adaptive boundary: {summary['members']} members in {summary['rounds']} rounds "
+                 f"(full grid at this resolution: {summary['full_grid_members']})", fontsize=9)
+    return [save_figure(fig, run_dir / "figures" / "boundary.png")]
 
 
 def plot_sweep(run_dir: Path) -> list[Path]:
@@ -298,7 +388,9 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
     fig.colorbar(mesh, ax=axes[0], label=f"{LABELS.get(color, color)} (mean of {n_seeds} seeds)")
     axes[0].set_title("dashed: half the seeds collapsed or ran away; x: diverged", fontsize=9)
     draw_phase_labels(axes[1], grid, xlog, ylog)
-    axes[1].set_title(f"most common phase of {n_seeds} seeds (docs/phases.md)", fontsize=9)
+    draw_boundary_interval(axes[1], grid_boundary(res, x, y, xlog), y)
+    axes[1].set_title(f"phases of {n_seeds} seeds per cell (stripes: fraction in each phase); "
+                      "dots: x50 with 95 % interval", fontsize=8)
     spread = axes[2].pcolormesh(cell_edges(grid["xs"], xlog), cell_edges(grid["ys"], ylog), np.ma.masked_invalid(grid["std"]),
                                 cmap="magma", shading="flat")
     _scales(axes[2], xlog, ylog)

@@ -389,6 +389,9 @@ def sweep_payload(path: Path) -> dict:
         if n < stored:
             notes.append(f"final samples: the first {n} of {stored} stored images per member")
     pay["axes"] = axes
+    own = files_payload(path, skip=("results.parquet", "metrics.parquet"))  # a boundary search's table and figure, a phase diagram
+    pay["figures"], pay["tables"] = own["figures"], own["tables"]
+    notes += own["notes"]
     pay["search"] = "trial" in results.columns
     pay["lab"] = "js" in pay["series_names"]
     return {**pay, "notes": notes + more, "summary": summary}
@@ -449,10 +452,10 @@ def damping_payload(path: Path) -> dict:
     return out
 
 
-def files_payload(path: Path) -> dict:
+def files_payload(path: Path, skip: tuple = ()) -> dict:
     """An experiment's own outputs beside (or instead of) run directories: its figures
     (``*.png`` and ``figures/*.png``, embedded up to ``LIMITS['figure_bytes']`` in all) and its tables
-    (``*.parquet``, the first ``LIMITS['table_rows']`` rows of each)."""
+    (``*.parquet`` but the names in ``skip``, the first ``LIMITS['table_rows']`` rows of each)."""
     notes, figures, tables, used = [], [], [], 0
     for f in [*sorted(path.glob("*.png")), *sorted(path.glob("figures/*.png"))]:
         size = f.stat().st_size
@@ -462,6 +465,8 @@ def files_payload(path: Path) -> dict:
         used += size
         figures.append({"name": f.name, "png": _b64(f.read_bytes())})
     for f in sorted(path.glob("*.parquet")):
+        if f.name in skip:
+            continue
         df = read_parquet(f)
         cols = [c for c in df.columns if not df[c].map(lambda v: isinstance(v, (list, np.ndarray, dict, bytes))).any()]
         if len(df) > LIMITS["table_rows"]:

@@ -18,12 +18,16 @@ The estimators return plain numbers; the caller records beside each one how it w
   a locally uniform law; returns an ``(r,)`` float64 tensor). The same construction for JS and
   KL(P||Q) was measured and is no better than the two-sample one at the logged sizes
   (benchmarks/divergence_bias.py, docs/lab.md), so those stay two-sample.
-* Every estimate comes with a standard error (``*_se``): the standard deviation of its per-point
-  terms over the square root of their number (the delta method for the MMD's U-statistic). It
-  ignores the dependence between neighbouring points' radii; docs/lab.md gives its measured
-  coverage beside the bias. Kernel density plug-ins with one global bandwidth were tried and
-  rejected: on 2-D Gaussians at 256 points they were biased by -17 % (Silverman's bandwidth) to
-  -177 % (half of it), and a global bandwidth smooths multimodal targets such as ring8 away.
+* Every estimate comes with a standard error (``*_se``). For the k-NN columns (js, kl_pq, kl_qp,
+  both constructions) it is a half-sampling (delete-d) jackknife: the spread of the whole
+  estimate recomputed on ``RESAMPLES`` random halves of the points (:func:`half_sample_se`); the
+  standard deviation of per-point terms over sqrt(n), used until 2026-12-03, ignored the
+  dependence between neighbouring points' radii (and, for KL(P||Q), Q's sample altogether) and
+  was too small by up to a factor 2. The MMD's is the delta method for its U-statistic.
+  docs/lab.md gives the measured calibration beside the bias. Kernel density plug-ins with one
+  global bandwidth were tried and rejected: on 2-D Gaussians at 256 points they were biased by
+  -17 % (Silverman's bandwidth) to -177 % (half of it), and a global bandwidth smooths multimodal
+  targets such as ring8 away.
 * ``exact:emd``: :func:`w1` returns ``(value, "exact:emd")``, W1 by exact optimal transport (POT)
   in every dimension (a few ms for a few hundred points); :func:`sliced_w1` returns ``(value,
   "estimate:sliced")``, a different quantity, the sliced W1 (mean over random directions of the
@@ -126,7 +130,99 @@ def _kth(d: torch.Tensor, k: int) -> torch.Tensor:
     return d.topk(k, 1, largest=False).values[:, -1]
 
 
-def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True) -> dict:
+RESAMPLES = 20
+"""Half-samples behind each k-NN standard error (:func:`half_samples`): the standard error itself
+then scatters by about 1 / sqrt(2 (RESAMPLES - 1)) = 16 % of its value."""
+
+
+def half_samples(sizes: tuple, resamples: int = RESAMPLES, seed: int = 0) -> list:
+    """``resamples`` random half-samples of samples of the given ``sizes`` (one per sample: P's n,
+    Q's m): each a tuple of sorted long index tensors, ``size // 2`` of each sample without
+    replacement, drawn from a generator seeded with ``seed`` (so the standard errors are a
+    deterministic function of the samples)."""
+    g = torch.Generator().manual_seed(seed)
+    return [tuple(torch.randperm(s, generator=g)[: s // 2].sort().values for s in sizes) for _ in range(resamples)]
+
+
+def half_sample_se(full: float, halves: list, sizes: tuple) -> float:
+    """Standard error of an estimate from its values on half-samples (delete-d jackknife with
+    d = n - n // 2, Shao & Wu 1989): ``sqrt(h / d * var(halves))`` with the factor h / d averaged
+    over the samples (1 for even sizes; ``sizes`` as in :func:`half_samples`). Each half-sample's
+    estimate is recomputed from scratch (every k-NN radius anew), so the dependence between
+    neighbouring points' radii is in the spread, unlike the standard deviation of the per-point
+    terms over sqrt(n) (measured too small by up to a factor 2: benchmarks/divergence_bias.py).
+    ``full`` is unused but for its finiteness: NaN where it or any half-sample is not finite, or
+    with fewer than two half-samples."""
+    v = np.asarray(halves, float)
+    if len(v) < 2 or not math.isfinite(full) or not np.isfinite(v).all():
+        return math.nan
+    factor = float(np.mean([(s // 2) / (s - s // 2) for s in sizes]))
+    return math.sqrt(factor * float(v.var(ddof=1)))
+
+
+CANDIDATES = 8
+"""Each point keeps its ``CANDIDATES * k`` nearest neighbours in every reference set; a half-sample's
+k-th neighbour is the k-th of them that it holds (at k = 5, fewer than 5 of 40 lie in a random half
+with probability about 1e-7; a half-sample where that happens is recomputed from its own
+distances)."""
+
+
+def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
+    """The ``width`` smallest entries of each row of ``d: (r, c)`` in ascending order and their
+    column indices plus ``offset``: ``(dist, idx)``, each ``(r, width)``."""
+    v, i = d.topk(width, 1, largest=False)
+    return v, i + offset
+
+
+def _kth_among(dist: torch.Tensor, idx: torch.Tensor, member: torch.Tensor, k: int) -> tuple:
+    """The k-th nearest neighbour of every point within each half-sample, from the point's nearest
+    candidates ``dist, idx: (N, L)`` (ascending; global indices) and ``member: (B, N)`` (bool, the
+    points each half-sample holds): ``(radius, found)``, each ``(B, N)``; radius inf where fewer
+    than k of the L candidates are finite members (then ``found`` is False)."""
+    inside = member[:, idx] & torch.isfinite(dist)  # (B, N, L)
+    hit = inside.cumsum(2, dtype=torch.int16) >= k
+    found = hit[..., -1]
+    pos = hit.to(torch.uint8).argmax(2, keepdim=True)  # the first candidate that completes k
+    r = torch.gather(dist.expand(len(member), -1, -1), 2, pos).squeeze(2)
+    return torch.where(found, r, torch.full_like(r, math.inf)), found
+
+
+def _knn_values(own: torch.Tensor, other: torch.Tensor, pool: torch.Tensor, n: int, d: int,
+                member: torch.Tensor | None = None) -> torch.Tensor:
+    """``[js, kl_pq, kl_qp]`` (js unclipped; NaN unless both samples have one size) from the k-th
+    neighbour radii of every point (rows ``[0, n)`` P's, the rest Q's) within its own sample, the
+    other and both: each ``(N,)``, or ``(B, N)`` with ``member: (B, N)`` (bool) naming the points of
+    each of B half-samples (the estimate over them alone). Returns ``(3,)`` or ``(B, 3)``."""
+    own, other, pool = (v.clamp_min(1e-300) for v in (own, other, pool))
+    if member is None:
+        member = torch.ones_like(own, dtype=torch.bool)
+    size_p, size_q = member[..., :n].sum(-1).double(), member[..., n:].sum(-1).double()
+
+    def mean(t: torch.Tensor, rows: slice, size: torch.Tensor) -> torch.Tensor:
+        return torch.where(member[..., rows], t[..., rows], 0.0).sum(-1) / size
+
+    lr = d * torch.log(other / own)
+    kl_pq = mean(lr, slice(0, n), size_p) + torch.log(size_q / (size_p - 1))
+    kl_qp = mean(lr, slice(n, None), size_q) + torch.log(size_p / (size_q - 1))
+    tj = d * torch.log(pool / own)
+    js = 0.5 * mean(tj, slice(0, n), size_p) + 0.5 * mean(tj, slice(n, None), size_q) + torch.log((2 * size_p - 1) / (size_p - 1))
+    js = torch.where(size_p == size_q, js, math.nan)
+    return torch.stack([js, kl_pq, kl_qp], -1)
+
+
+def _exact_half(z: torch.Tensor, hp: torch.Tensor, hq: torch.Tensor, n: int, k: int) -> torch.Tensor:
+    """``[js, kl_pq, kl_qp]`` of one half-sample (``hp`` of P's indices, ``hq`` of Q's) from its own
+    distances: the rare case where a candidate list is too short (:data:`CANDIDATES`)."""
+    sub = z[torch.cat([hp, n + hq])]
+    dist = torch.cdist(sub, sub)
+    dist.fill_diagonal_(math.inf)
+    h = len(hp)
+    radii = [torch.cat([_kth(dist[:h, a], k), _kth(dist[h:, b], k)])
+             for a, b in ((slice(0, h), slice(h, None)), (slice(h, None), slice(0, h)))]
+    return _knn_values(radii[0], radii[1], _kth(dist, k), h, z.shape[1])
+
+
+def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, resamples: int = RESAMPLES) -> dict:
     """JS, KL(P||Q), KL(Q||P) of two samples ``p: (n, d)``, ``q: (m, d)`` by k-nearest neighbours
     and, with ``mmd``, the unbiased squared MMD (Gaussian kernel, median-distance bandwidth), from
     one pass over the pooled distance matrix; plus ``cross``, the ``(n, m)`` distances between the
@@ -140,41 +236,57 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True) ->
     samples have one size (the larger is cut to the smaller for JS); clipped to [0, log 2]. Unlike
     kernel density plug-ins with one global bandwidth, the k-NN radii adapt to the local scale, so
     multimodal targets (ring8, grid25) are not smoothed away (docs/lab.md has the comparison).
+
+    The standard errors ``js_se``, ``kl_pq_se``, ``kl_qp_se`` come from ``resamples`` half-samples
+    of both samples (:func:`half_samples`, :func:`half_sample_se`): each estimate recomputed on
+    half of P and half of Q, every radius anew, from each point's ``CANDIDATES * k`` nearest
+    neighbours found in the same pass (no new distances).
     """
     p, q = _t(p), _t(q)
     (n, d), m = p.shape, len(q)
     z = torch.cat([p, q])
+    halves = half_samples((n, m), resamples)
+    member = torch.zeros(len(halves), n + m, dtype=torch.bool)
+    for b, (hp, hq) in enumerate(halves):
+        member[b, hp], member[b, n + hq] = True, True
+    width = min(CANDIDATES * k if halves else k, n, m)  # no reference set has fewer columns (own: n or m, self inf)
     if mmd:
         bw = _median_distance(z)
         ksum = torch.zeros(2, 2, dtype=torch.float64)  # kernel sums over (p|q rows) x (p|q columns)
         rowsum = [[[], []], [[], []]]  # the same per row, for the standard error
-    own, other, pool, cross = [], [], [], None
+    near, cross = {"own": [], "other": [], "pool": []}, None  # (dist, idx) of every row's candidates
     for i, blk in _pooled_blocks(z, chunk):
         if n + m <= chunk:
             cross = blk[:n, n:]
         cut = min(max(n - i, 0), len(blk))  # rows [0, cut) of the block are p's, the rest q's
         for rows, (a, b) in ((blk[:cut], (slice(0, n), slice(n, None))), (blk[cut:], (slice(n, None), slice(0, n)))):
             if len(rows):
-                own.append(_kth(rows[:, a], k))
-                other.append(_kth(rows[:, b], k))
-                pool.append(_kth(rows, k))
+                near["own"].append(_nearest(rows[:, a], width, a.start))
+                near["other"].append(_nearest(rows[:, b], width, b.start))
+                near["pool"].append(_nearest(rows, width))
         if mmd:
             kern = torch.exp(blk.square().mul_(-0.5 / bw**2))  # the inf diagonal contributes exp(-inf) = 0
             for r, rows in enumerate((kern[:cut], kern[cut:])):
                 for c, cols in enumerate((rows[:, :n].sum(1), rows[:, n:].sum(1))):
                     ksum[r, c] += cols.sum()
                     rowsum[r][c].append(cols)
-    own, other, pool = (torch.cat(v).clamp_min(1e-300) for v in (own, other, pool))
-    lr = d * torch.log(other / own)
-    out = {"kl_pq": float(lr[:n].mean() + math.log(m / (n - 1))), "kl_pq_se": _se(lr[:n]),
-           "kl_qp": float(lr[n:].mean() + math.log(n / (m - 1))), "kl_qp_se": _se(lr[n:])}
+    near = {key: tuple(torch.cat([v[j] for v in parts]) for j in range(2)) for key, parts in near.items()}
+    est = _knn_values(*(near[key][0][:, k - 1] for key in ("own", "other", "pool")), n, d).tolist()
+    # the standard errors: every estimate again on each half-sample (from the candidates)
+    radii, found = zip(*(_kth_among(*near[key], member, k) for key in ("own", "other", "pool")))
+    hal = _knn_values(*radii, n, d, member)
+    short = ~(found[0] & found[1] & found[2] | ~member).all(1)
+    for b in torch.nonzero(short).flatten().tolist():
+        hal[b] = _exact_half(z, *halves[b], n, k)
+    hal = hal.numpy()
+    out = {}
+    for j, key in ((1, "kl_pq"), (2, "kl_qp")):
+        out[key], out[f"{key}_se"] = est[j], half_sample_se(est[j], hal[:, j], (n, m))
     if n == m:
-        corr = math.log((2 * n - 1) / (n - 1))
-        tp, tq = d * torch.log(pool[:n] / own[:n]), d * torch.log(pool[n:] / own[n:])
-        js, js_se = float(0.5 * tp.mean() + 0.5 * tq.mean() + corr), 0.5 * math.hypot(_se(tp), _se(tq))
+        js, js_se = est[0], half_sample_se(est[0], hal[:, 0], (n, m))
     else:  # the pooled sample must weigh both laws equally
         s = min(n, m)
-        cut = sample_divergences(p[:s], q[:s], k, chunk, mmd=False)
+        cut = sample_divergences(p[:s], q[:s], k, chunk, mmd=False, resamples=resamples)
         js, js_se = cut["js"], cut["js_se"]
     out["js"], out["js_se"] = min(max(js, 0.0), LOG2), js_se
     if mmd:
@@ -194,6 +306,13 @@ def log_ball_volume(d: int) -> float:
     return 0.5 * d * math.log(math.pi) - math.lgamma(0.5 * d + 1)
 
 
+def _log_density_at(r: torch.Tensor, size: int, d: int, k: int, own: bool) -> torch.Tensor:
+    """:func:`knn_log_density` from the k-th neighbour radii ``r`` (any shape) in a sample of
+    ``size`` points."""
+    psi = torch.special.digamma(torch.tensor([float(k), float(size if own else size + 1)], dtype=torch.float64))
+    return psi[0] - psi[1] - log_ball_volume(d) - d * torch.log(r.clamp_min(1e-300))
+
+
 def knn_log_density(at: torch.Tensor, sample: torch.Tensor, k: int = 5, own: bool = False) -> torch.Tensor:
     """Bias-corrected k-NN estimate of log q at ``at: (r, d)`` from ``sample: (m, d)`` of Q.
 
@@ -203,26 +322,35 @@ def knn_log_density(at: torch.Tensor, sample: torch.Tensor, k: int = 5, own: boo
     neighbours are the m - 1 others (psi(m) in place of psi(m + 1)). Returns ``(r,)`` float64.
     """
     dist = torch.cdist(at, sample)
-    m, d = len(sample), sample.shape[1]
     if own:
         dist.fill_diagonal_(math.inf)
-    r = _kth(dist, k).clamp_min(1e-300)
-    psi = torch.special.digamma(torch.tensor([float(k), float(m if own else m + 1)], dtype=torch.float64))
-    return psi[0] - psi[1] - log_ball_volume(d) - d * torch.log(r)
+    return _log_density_at(_kth(dist, k), len(sample), sample.shape[1], k, own)
 
 
-def _kl_qp_terms(lq_q: torch.Tensor, lp_q: torch.Tensor) -> tuple[float, float]:
-    """KL(Q||P) = mean of log q - log p over Q's points, and its standard error."""
-    terms = lq_q - lp_q
-    return float(terms.mean()), _se(terms)
-
-
-def density_kl_qp(q, log_p_q, k: int = 5) -> tuple[float, float]:
+def density_kl_qp(q, log_p_q, k: int = 5, resamples: int = RESAMPLES) -> tuple[float, float]:
     """KL(Q||P) and its standard error from ``q: (m, d)`` alone and the exact log p at it
     (``log_p_q: (m,)``) at Q's own points (:func:`knn_log_density` from the other m - 1): the one
-    column the lab takes from the density (no distances from P's sample are needed)."""
-    q = _t(q)
-    return _kl_qp_terms(knn_log_density(q, q, k, own=True), _t(log_p_q))
+    column the lab takes from the density (no distances from P's sample are needed). The standard
+    error comes from ``resamples`` half-samples of Q (:func:`half_sample_se`), each estimate
+    recomputed from the half's own k-NN radii (found among each point's ``CANDIDATES * k``
+    nearest)."""
+    q, lp = _t(q), _t(log_p_q)
+    m, d = q.shape
+    dist = torch.cdist(q, q)
+    dist.fill_diagonal_(math.inf)
+    near = _nearest(dist, min(CANDIDATES * k if resamples else k, m))
+    value = float((_log_density_at(near[0][:, k - 1], m, d, k, own=True) - lp).mean())
+    halves = [h for (h,) in half_samples((m,), resamples)]
+    member = torch.zeros(len(halves), m, dtype=torch.bool)
+    for b, h in enumerate(halves):
+        member[b, h] = True
+    r, found = _kth_among(*near, member, k)
+    terms = torch.where(member, _log_density_at(r, m // 2, d, k, own=True) - lp, 0.0)
+    hal = terms.sum(1) / (m // 2)
+    for b in torch.nonzero(~(found | ~member).all(1)).flatten().tolist():  # a candidate list too short
+        h = halves[b]
+        hal[b] = (_log_density_at(_kth(dist[h][:, h], k), len(h), d, k, own=True) - lp[h]).mean()
+    return value, half_sample_se(value, hal.tolist(), (m,))
 
 
 def w1(p, q, max_points: int = 2048) -> tuple[float, str]:
@@ -261,7 +389,8 @@ DIVERGENCE_DOCS = {
     "mmd": "squared MMD, unbiased, Gaussian kernel with the median-distance bandwidth",
     "high_quality_fraction": "fraction of generated samples within the cover radius of a mode (as on_mode)",
     "sw1": "sliced W1 (128 random directions), logged beside the exact w1 above 10 dimensions",
-    **{f"{k}_se": f"standard error of {k} (per-point terms; NaN where {k} is exact)" for k in DIVERGENCES},
+    **{f"{k}_se": f"standard error of {k} (k-NN columns: half-sampling, the estimate's spread over {RESAMPLES} "
+                  f"random halves of the points; mmd: delta method; NaN where {k} is exact)" for k in DIVERGENCES},
 }
 """What each tracked divergence measures (logged by :func:`gandy.runs.tracking.tracked`); the run's
 summary.json names the method used."""

@@ -176,3 +176,30 @@ def classify(series: dict[str, np.ndarray], n_modes: int, scale: float, rule: "P
     return tests.phase("off_target")
 
 
+
+
+THRESHOLDS = ("window", "collapse_kl", "settle_tol", "on_mode", "reach", "stall", "runaway", "oscillation_window",
+              "reversals")
+"""The fields of :class:`PhaseRule` a label rests on (every one; ``phase.blowup`` acts in the loop,
+not in the rule, and cannot be changed after a run)."""
+
+FRACTIONS = ("window", "on_mode", "oscillation_window")
+"""The thresholds that are shares (of the logged points, of the particles): at most 1."""
+
+
+def scaled_rule(rule: PhaseRule, field: str, factor: float, n_modes: int) -> PhaseRule:
+    """``rule`` with one threshold ``field`` (one of :data:`THRESHOLDS`) multiplied by ``factor``,
+    the others as they are: ``collapse_kl`` None is first its default, half log of the number of
+    modes (``n_modes``, at least 2); a share (:data:`FRACTIONS`) is capped at 1; ``reversals``, a
+    count, is rounded half up and kept at least 1 (3 x 0.5 -> 2, 3 x 1.5 -> 5)."""
+    if field not in THRESHOLDS:
+        raise ValueError(f"{field!r} is not a threshold of the phase rule; valid: {', '.join(THRESHOLDS)}")
+    value = getattr(rule, field)
+    if field == "collapse_kl" and value is None:
+        value = 0.5 * math.log(max(n_modes, 2))
+    new = value * factor
+    if field in FRACTIONS:
+        new = min(new, 1.0)
+    if field == "reversals":
+        new = max(1, math.floor(new + 0.5))
+    return PhaseRule(**{**{f: getattr(rule, f) for f in THRESHOLDS}, field: new})

@@ -2,8 +2,9 @@
 
 Runs ``config.yaml`` (beside this module) as a batched sweep for each critic in ``CRITICS`` into
 ``OUT/<critic>/``, then draws the diagrams side by side (``OUT/figures/collapse-1d.png``) and
-writes the collapse boundary, the smallest g2/g1 at which at least half the seeds collapse for each
-critic learning rate, to ``OUT/boundary.parquet`` and ``OUT/summary.json``.
+writes the collapse boundary for each critic learning rate, x50 (the g2/g1 at which a logistic fit
+gives half the seeds collapsed or run away) with its 95 % interval and the grid's own cells
+(:func:`gandy.runs.summaries.collapse_boundary`), to ``OUT/boundary.parquet`` and ``OUT/summary.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gandy.views.plots import plot_sweep
 
 DESCRIPTION = "two-mode 1-D target: collapse phase diagram over g2/g1 x critic lr, ReLU vs tanh critic"
 CRITICS = {"relu": ["critic.activation=relu"], "tanh": ["critic.activation=tanh"]}
-QUICK = ["steps=1200", "seeds=[0, 1]", "sweep.kernel.g2={logspace: [0.001, 0.5], num: 6}",
+QUICK = ["steps=1200", "seeds=[0, 1, 2]", "sweep.kernel.g2={logspace: [0.001, 0.5], num: 6}",
          "sweep.optim.critic.lr={logspace: [0.0001, 0.03], num: 4}"]
 X, Y = "kernel.g2", "optim.critic.lr"
 
@@ -42,8 +43,9 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
         tables.append(b)
         summary["critics"][name] = {"phase_counts": s["phase_counts"], "boundary": b.drop(columns="critic").to_dict(orient="records")}
     write_summary(out, summary, {"boundary": pd.concat(tables)})
-    fig = plot_collapse_pair([out / n for n in cfgs], list(cfgs), out / "figures" / "collapse-1d.png", X, Y)
+    fig = plot_collapse_pair([out / n for n in cfgs], list(cfgs), out / "figures" / "collapse-1d.png", X, Y,
+                             boundaries=[t.drop(columns="critic") for t in tables])
     return [fig] + [p for n in cfgs for p in sorted((out / n / "figures").glob("*.png"))]
 
 
-EXPERIMENT = Experiment("collapse-1d", DESCRIPTION, run)
+EXPERIMENT = Experiment("collapse-1d", DESCRIPTION, run, sweep_config=base_config)

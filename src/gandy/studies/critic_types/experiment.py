@@ -1,14 +1,15 @@
 """critic-types: the mode-collapse phase diagram in (g2/g1, critic lr) for each critic type of the
 frequency experiment (ReLU MLPs of two widths, a tanh MLP, RBF critics of two bandwidths, random
 Fourier features), on the two-mode 1-D target (collapse-1d's config) and on the 2-D ring of eight
-modes, seeds 0-2. ``config.yaml`` (beside this module): ``base``, the collapse-1d config, and
+modes, seeds 0-4. ``config.yaml`` (beside this module): ``base``, the collapse-1d config, and
 ``critics``, the critic types.
 
 Each (target, critic) is one sweep into ``OUT/<target>/<critic>/``. Writes ``OUT/boundary.parquet``
-(per target, critic and critic lr: the smallest g2/g1 at which half the seeds collapsed or ran
-away), ``OUT/summary.json`` and the figures ``OUT/figures/critic-types.png`` (the boundaries
-overlaid, one panel per target) and ``OUT/figures/critic-types-phases.png`` (every diagram's most
-common phase). docs/phases.md relates the boundaries to the frequency experiment's fit times.
+(per target, critic and critic lr: x50, the g2/g1 at which a logistic fit gives half the seeds
+collapsed or run away, with its 95 % interval, and the grid's own cells;
+:func:`gandy.runs.summaries.collapse_boundary`), ``OUT/summary.json`` and the figures
+``OUT/figures/critic-types.png`` (the boundaries overlaid, one panel per target) and
+``OUT/figures/critic-types-phases.png`` (every diagram's phase fractions per cell). docs/phases.md relates the boundaries to the frequency experiment's fit times.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def critics() -> dict:
 
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if options.quick else []), "seeds=[0, 1, 2]",
+    cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if options.quick else []),
                                                 *options.overrides, f"critic={critic}"])
             for t, extra in TARGETS.items() for c, critic in critics().items()}  # every sweep validated first
     open_study(out, options)
@@ -68,4 +69,4 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
             plot_phase_maps(dirs, out / "figures" / "critic-types-phases.png", X, Y)]
 
 
-EXPERIMENT = Experiment("critic-types", DESCRIPTION, run)
+EXPERIMENT = Experiment("critic-types", DESCRIPTION, run, sweep_config=base_config)

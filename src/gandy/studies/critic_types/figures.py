@@ -12,39 +12,45 @@ from gandy.views.plots import draw_phase_labels, is_log_axis, mpl, phase_grid, p
 
 
 def plot_boundaries(table: pd.DataFrame, path: Path, x: str, y: str) -> Path:
-    """The collapse boundary of every critic type, overlaid: the smallest g2/g1 at which half the
-    seeds collapsed or ran away (x) against the critic learning rate (y), one panel per target;
-    a learning rate at which no g2/g1 collapsed is drawn as an open marker at the grid's edge."""
+    """The collapse boundary of every critic type, overlaid: per critic learning rate (y), x50, the
+    g2/g1 at which the logistic fit gives half the seeds collapsed or run away, with its 95 %
+    interval as a horizontal bar (x), one panel per target; a learning rate without a crossing in
+    the grid (no seed failed anywhere, or every one did) is an open marker at the grid's edge."""
     targets = list(dict.fromkeys(table.target))
     critic_names = list(dict.fromkeys(table.critic))
     colours = plt.get_cmap("tab10")(np.arange(len(critic_names)) % 10)
     styles = ["-", "--", "-.", ":"]
     markers = "osD^v<>"
     fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets) + 1.6, 4.4), layout="constrained", squeeze=False)
-    edge = np.nanmax(table.g2_critical.to_numpy(dtype=float)) * 1.5 if table.g2_critical.notna().any() else 1.0
+    finite = table.x50.to_numpy(dtype=float)
+    edge = np.nanmax(finite) * 1.5 if np.isfinite(finite).any() else 1.0
     for ax, t in zip(axes[0], targets):
         for k, (name, c) in enumerate(zip(critic_names, colours)):
             b = table[(table.target == t) & (table.critic == name)].sort_values(y)
-            g = b.g2_critical.to_numpy(dtype=float)
+            g, yv = b.x50.to_numpy(dtype=float), b[y].to_numpy(dtype=float)
+            ok = np.isfinite(g)
+            lo = np.clip(b.lo.to_numpy(dtype=float), 1e-12, None)
+            hi = np.where(np.isfinite(b.hi.to_numpy(dtype=float)), b.hi.to_numpy(dtype=float), edge)
+            shift = 1.0 + 0.04 * (k - len(critic_names) / 2)  # critics' bars side by side, not on top of each other
             m = markers[k % len(markers)]
-            ax.plot(np.where(np.isnan(g), edge, g), b[y], color=c, lw=1.3, ls=styles[k % len(styles)], label=name)
-            ax.plot(g[~np.isnan(g)], b[y].to_numpy()[~np.isnan(g)], m, color=c, ms=6 - 0.5 * k)
-            ax.plot(np.full(np.isnan(g).sum(), edge), b[y].to_numpy()[np.isnan(g)], m, mfc="none", color=c, ms=7)
+            ax.plot(np.where(ok, g, edge), yv * shift, color=c, lw=1.1, ls=styles[k % len(styles)], label=name)
+            ax.errorbar(g[ok], yv[ok] * shift, xerr=[g[ok] - lo[ok], hi[ok] - g[ok]], fmt=m, color=c, ms=5, capsize=2, lw=1)
+            ax.plot(np.full((~ok).sum(), edge), yv[~ok] * shift, m, mfc="none", color=c, ms=7)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        lo, hi = ax.get_xlim()
-        ticks = [v for v in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) if lo <= v <= hi]
+        lo_x, hi_x = ax.get_xlim()
+        ticks = [v for v in (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0) if lo_x <= v <= hi_x]
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
-        ax.set_xlabel("critical g2/g1 (half the seeds collapsed or ran away)")
+        ax.set_xlabel("x50: g2/g1 where half the seeds collapse or run away (95 % interval)")
         ax.set_ylabel("critic learning rate")
-        ax.set_title(f"{t} (open: none collapsed)", fontsize=10)
+        ax.set_title(f"{t} (open: no crossing in the grid)", fontsize=10)
     axes[0, -1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save_figure(fig, path)
 
 
 def plot_phase_maps(dirs: dict, path: Path, x: str, y: str) -> Path:
-    """Every (target, critic) diagram's most common phase, rows targets, columns critics."""
+    """Every (target, critic) diagram's phase fractions per cell (stripes), rows targets, columns critics."""
     targets = list(dict.fromkeys(t for t, _ in dirs))
     critic_names = list(dict.fromkeys(c for _, c in dirs))
     fig, axes = plt.subplots(len(targets), len(critic_names), figsize=(3.3 * len(critic_names) + 1.8, 3.0 * len(targets)),

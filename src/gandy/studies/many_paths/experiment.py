@@ -6,9 +6,10 @@ batched) into ``OUT/<target>/<game>/``. Then, from those directories:
 * ``OUT/figures/samples_<target>.png``: samples over time per game (seed 0);
 * ``OUT/figures/divergences_<target>.png``: js, kl_pq, w1, mmd against step per game (seed mean);
 * ``OUT/increases.parquet`` and ``OUT/figures/increases.png``: per game, the fraction of logged
-  steps at which each divergence increased (Fedus et al.: GANs need not decrease a divergence at
-  every step), the final W1 and JS (means over seeds) and the final W1's Student-t 95 % interval
-  over seeds (``final_w1_lo``, ``final_w1_hi``, ``final_w1_n``: :func:`final_w1_interval`).
+  steps at which each divergence increased by more than twice its combined standard error
+  (:func:`increases`; Fedus et al.: GANs need not decrease a divergence at every step), the final
+  W1 and JS (means over seeds) and the final W1's Student-t 95 % interval over seeds
+  (``final_w1_lo``, ``final_w1_hi``, ``final_w1_n``: :func:`final_w1_interval`).
 """
 
 from __future__ import annotations
@@ -46,15 +47,36 @@ def critic_steps(game: str) -> int:
     return int(_yaml().get("critic_steps", {}).get(game, 1))
 
 
+RISE_TOL = 1e-12
+"""A rise of a column without a standard error (exact, ``*_se`` NaN or absent) must exceed this."""
+
+
 def increases(metrics: pd.DataFrame) -> dict:
-    """Fraction of logged steps (after the first) at which each tracked divergence rose, pooled over seeds."""
+    """Fraction of logged steps (after the first) at which each tracked divergence rose by more
+    than its noise, pooled over seeds.
+
+    Between consecutive logged steps of one seed a rise counts only when it exceeds twice the
+    combined standard error ``2 sqrt(se_t^2 + se_{t-1}^2)`` (the ``*_se`` columns; about 2.3 % of
+    steps for a constant estimate with Gaussian errors); where either standard error is NaN or the
+    column has none (exact values: JS and KL of two segments, ``w1``) any rise beyond ``RISE_TOL``
+    counts, as before the standard errors were used. Steps with a non-finite value or
+    difference are left out; NaN where none is left.
+    """
     out = {}
+    m = metrics.sort_values(["seed", "step"])
     for key in TRACKED:
-        if key not in metrics:
+        if key not in m:
             continue
-        d = metrics.sort_values(["seed", "step"]).groupby("seed")[key].diff().dropna()
-        finite = d[np.isfinite(d)]
-        out[key] = float((finite > 1e-12).mean()) if len(finite) else float("nan")
+        by = m.groupby("seed")
+        diff = by[key].diff()
+        if f"{key}_se" in m:
+            se = m[f"{key}_se"].astype(float)
+            noise = 2 * np.sqrt(se**2 + by[f"{key}_se"].shift() ** 2)
+            bar = noise.where(np.isfinite(noise), RISE_TOL)
+        else:
+            bar = pd.Series(RISE_TOL, index=m.index)
+        ok = np.isfinite(diff)
+        out[key] = float((diff[ok] > bar[ok]).mean()) if ok.any() else float("nan")
     return out
 
 

@@ -80,7 +80,7 @@ def plot_many_paths(out: Path, targets: list[str], games: list[str]) -> list[Pat
         for j, c in enumerate(cols):
             ax.bar(x + j * width, t[c].fillna(0), width, label=c.removeprefix("increased_"))
         ax.set_xticks(x + 0.4 - width / 2, t.index, rotation=45, fontsize=8)
-        ax.set_ylabel("fraction of logged steps it increased")
+        ax.set_ylabel("fraction of logged steps it rose\n(> 2 combined s.e.; w1: any rise)")
         ax.set_ylim(0, 1)
         ax.set_title(target, fontsize=10)
         ax.legend(fontsize=7)

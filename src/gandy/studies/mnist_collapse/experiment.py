@@ -63,4 +63,4 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     return [plot_mnist_collapse(res, out / "figures" / "mnist-collapse.png", X, Y)]
 
 
-EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run)
+EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config)
