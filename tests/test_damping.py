@@ -326,3 +326,21 @@ def test_what_the_jacobian_cannot_differentiate_is_refused_by_name(over, field):
     with pytest.raises(ConfigError) as e:  # before the run
         run_damping(cfg(*over, "steps=100000"), [0.1], None)  # (auto engine: compiled for the run)
     assert e.value.field == field
+
+
+def test_the_study_gives_geometric_means_over_seeds_with_t_intervals_on_the_log():
+    from gandy.studies.damping.experiment import best_row, log_interval
+
+    # logs of 0.1, 0.2, 0.4: mean log 0.2, s = log 2; t_{0.975, 2} = 0.95 / sqrt(2 * 0.975 * 0.025)
+    out = log_interval([0.1, 0.2, 0.4, None, float("nan")])
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) * math.log(2) / math.sqrt(3)
+    assert out["n"] == 3 and out["mean"] == pytest.approx(0.2)
+    assert (out["lo"], out["hi"]) == (pytest.approx(0.2 * math.exp(-half)), pytest.approx(0.2 * math.exp(half)))
+    assert log_interval([None, None]) == {"mean": None, "lo": None, "hi": None, "n": 0}
+    assert log_interval([0.3])["lo"] is None and log_interval([0.3])["mean"] == pytest.approx(0.3)
+    s = {"lambda_c": 0.3, "lambda_best": 0.6, "lambda_best_theory": 0.2, "curved": {"lambda_best": 0.3, "theta": 5.0, "curvature": -1.0}}
+    r = best_row("mlp-r1", 4, s)
+    assert (r["critic"], r["penalty"], r["seed"]) == ("mlp", "r1", 4)
+    assert r["ratio"] == pytest.approx(3.0) and r["ratio_curved"] == pytest.approx(2.0)
+    none = best_row("linear-wgan_gp", 0, {"lambda_c": None, "lambda_best": None, "lambda_best_theory": None, "curved": None})
+    assert none["ratio"] is None and none["lambda_best_curved"] is None
