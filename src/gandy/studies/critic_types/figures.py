@@ -22,15 +22,17 @@ def plot_boundaries(table: pd.DataFrame, path: Path, x: str, y: str) -> Path:
     styles = ["-", "--", "-.", ":"]
     markers = "osD^v<>"
     fig, axes = plt.subplots(1, len(targets), figsize=(5.5 * len(targets) + 1.6, 4.4), layout="constrained", squeeze=False)
-    finite = table.x50.to_numpy(dtype=float)
-    edge = np.nanmax(finite) * 1.5 if np.isfinite(finite).any() else 1.0
+    crossing = np.isfinite(table.x50.to_numpy(dtype=float))
+    if "censored" in table:
+        crossing &= table.censored.fillna("").to_numpy() == ""  # a fitted x50 outside the grid is no crossing
+    edge = float(table.x50[crossing].max()) * 1.5 if crossing.any() else 1.0
     for ax, t in zip(axes[0], targets):
         for k, (name, c) in enumerate(zip(critic_names, colours)):
             b = table[(table.target == t) & (table.critic == name)].sort_values(y)
             g, yv = b.x50.to_numpy(dtype=float), b[y].to_numpy(dtype=float)
-            ok = np.isfinite(g)
-            lo = np.clip(b.lo.to_numpy(dtype=float), 1e-12, None)
-            hi = np.where(np.isfinite(b.hi.to_numpy(dtype=float)), b.hi.to_numpy(dtype=float), edge)
+            ok = np.isfinite(g) & ((b.censored.fillna("").to_numpy() == "") if "censored" in b else True)
+            lo = np.minimum(np.clip(b.lo.to_numpy(dtype=float), 1e-12, None), np.where(ok, g, np.inf))
+            hi = np.maximum(np.minimum(np.nan_to_num(b.hi.to_numpy(dtype=float), nan=edge), edge), np.where(ok, g, 0))
             shift = 1.0 + 0.04 * (k - len(critic_names) / 2)  # critics' bars side by side, not on top of each other
             m = markers[k % len(markers)]
             ax.plot(np.where(ok, g, edge), yv * shift, color=c, lw=1.1, ls=styles[k % len(styles)], label=name)
