@@ -29,7 +29,9 @@ import torch
 from torch.func import grad, vmap
 
 from gandy.core import closed_form
+from gandy.core.compiled import WIDE, CompiledStep, func_input_grad
 from gandy.core.optim import _adam_update
+from gandy.core.step import Particles, critic_loss
 from gandy.core.targets import sample_ahead
 
 
@@ -37,17 +39,13 @@ def applies_to(sim) -> bool:
     """Whether the steps of ``sim`` (after the first) can run as one compiled call under ``engine:
     compiled``: particles moved by the config's kernel (no network generator), one critic step per
     step, an Adam critic without clipping or dropout, fewer than ``compiled.WIDE`` dimensions."""
-    from gandy.core.compiled import WIDE
-
-    return (sim.step.critic_steps == 1 and sim.d < WIDE and sim.generator is None and sim.critic_optim.name == "adam" and sim.critic_optim.clip is None
-            and sim.critic.dropout <= 0)
+    return (sim.step.critic_steps == 1 and sim.d < WIDE and sim.generator is None and sim.critic_optim.name == "adam"
+            and sim.critic_optim.clip is None and sim.critic.dropout <= 0)
 
 
 def applies(sim, st, mover) -> bool:
     """Whether :func:`advance` runs this step (:func:`applies_to`, and this step is one critic
     update, ``startup_steps`` at step 0 counted, of the plain particle mover)."""
-    from gandy.core.step import Particles
-
     steps = sim.step.startup_steps if st.t == 0 and sim.step.startup_steps else sim.step.critic_steps
     return (getattr(sim.engine, "name", None) == "compiled" and applies_to(sim) and steps == 1
             and type(mover) is Particles and mover.kernel is None)
@@ -77,9 +75,6 @@ def _step_fn(sim, trainable: tuple):
 def _particle_step(sim, trainable: tuple):
     """One member's critic loss and force, vmapped, composed with Adam, the move and the checks
     into one function of tensors (compiled by :func:`_step_fn`)."""
-    from gandy.core.compiled import func_input_grad
-    from gandy.core.step import critic_loss
-
     def loss_one(train, frozen, real_i, fake_i, w_i):
         p = {k: v[None] for k, v in {**frozen, **train}.items()}
         return critic_loss(sim, p, real_i[None], fake_i[None], None, w_i[None], grad=func_input_grad)[0]
@@ -124,6 +119,18 @@ def _particle_step(sim, trainable: tuple):
         return new, moved, f.norm(dim=-1).mean(-1), ok
 
     return step
+
+
+def whole_step(sim, st, mover):
+    """:func:`advance` where it :func:`applies`, else None (the engine's ``whole_step`` hook of
+    :func:`gandy.core.step.advance`)."""
+    return advance(sim, st) if applies(sim, st, mover) else None
+
+
+def with_whole_step(engine: CompiledStep) -> CompiledStep:
+    """The compiled engine with its whole-step hook (:func:`whole_step`)."""
+    engine.whole_step = whole_step
+    return engine
 
 
 def advance(sim, st) -> torch.Tensor:

@@ -30,7 +30,6 @@ from typing import Callable, ClassVar, Optional, Protocol
 
 import torch
 
-from gandy.core import fused
 from gandy.core.errors import ConfigError
 from gandy.core.kernels import Kernel
 from gandy.core.nets.base import Critic
@@ -103,6 +102,10 @@ class Engine(Protocol):
                      weight: torch.Tensor, masks: tuple = (None, None)) -> list: ...
 
     def loss_grad(self, params: dict, x: torch.Tensor) -> torch.Tensor: ...
+
+    # optional: ``whole_step(sim, st, mover) -> ok (B,) | None``, one whole step of :func:`advance`
+    # (critic, force, move; not the isolation of diverged members) where the engine can take it,
+    # None where not (:func:`gandy.core.fused.whole_step`)
 
 
 @dataclass
@@ -459,8 +462,9 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
     if create_graph and not mover.differentiable:
         raise ConfigError("generator.name", f"a differentiable step moves particles; {type(mover).__name__} does not "
                                             "keep the graph")
-    if not create_graph and fused.applies(sim, st, mover):  # the whole step as one compiled call
-        ok = fused.advance(sim, st)
+    whole = None if create_graph else getattr(sim.engine, "whole_step", None)
+    ok = whole(sim, st, mover) if whole is not None else None  # the whole step in one call, where it applies
+    if ok is not None:
         st.t += 1
     else:
         fake = mover.fake(sim, st)

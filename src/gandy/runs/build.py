@@ -191,7 +191,7 @@ def run_threads(cfg):
 
 
 ENGINES: dict[str, Callable] = {"eager": lambda sim: None, "closed_form": closed_form.ClosedForm,
-                                 "compiled": compiled.compiled_step}
+                                 "compiled": lambda sim: fused.with_whole_step(compiled.compiled_step(sim))}
 """``engine`` name -> what takes a built simulation's gradients (``Simulation.engine``; None: autograd)."""
 
 COMPILE_SECONDS = 12.0
