@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import gandy
-from gandy.core import fused, optim, rng, targets
+from gandy.core import fused, optim, rng
 from gandy.core.optim import BatchedOptimizer, OptimSpec
 from gandy.core.rng import Stream, member_keys
 from gandy.core.step import advance, start
@@ -74,9 +74,19 @@ def test_a_restored_counter_continues_the_same_numbers_mid_block():
         assert torch.equal(sample_ahead(target, back, 16), batches[t])
 
 
+@pytest.mark.parametrize("members", [1, 3])
+def test_normals_made_ahead_are_the_normals_of_one_call_at_a_time(members):
+    keys = member_keys(range(members))
+    ahead, one = Stream(keys, "latent"), Stream(keys, "latent")
+    for t in range(140):
+        shape = (32, 2) if t % 50 else (5, 3)  # a change of shape in between
+        assert torch.equal(ahead.normal_ahead(*shape), one.normal(*shape)), t
+    assert ahead.counter == one.counter
+
+
 def test_large_batches_are_drawn_one_by_one():
     target, stream = _mixture(), Stream(member_keys([0]), "data")
-    sample_ahead(target, stream, targets.AHEAD_BELOW)
+    sample_ahead(target, stream, rng.AHEAD_BELOW)
     assert getattr(stream, "_memo", None) is None and stream.counter == 2
 
 

@@ -57,6 +57,10 @@ each whatever its size, so a lone member's data batch cost more than its critic 
 
 PREFETCH_CALLS = 64
 
+AHEAD_BELOW = 8192
+"""Draws of fewer numbers than this (all members) may be made many uses ahead at once with
+:meth:`Stream.ahead` (:meth:`Stream.normal_ahead`, :func:`gandy.core.targets.sample_ahead`)."""
+
 
 LARGE_DRAW = 1 << 17
 """Draws of at least this many numbers (all members together) use the compiled hash once
@@ -185,6 +189,15 @@ class Stream:
     def normal(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """N(0, 1) samples, ``(B, *shape)`` (Box-Muller on two uniforms)."""
         return Stream.to_normal(self._bits((2, *shape)), 1, dtype)
+
+    def normal_ahead(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """:meth:`normal`, the same numbers, made ``PREFETCH_CALLS`` uses ahead in one pass where the
+        draw is small (:data:`AHEAD_BELOW` numbers, all members): a network generator's latents,
+        two small draws per step."""
+        if self.keys.shape[0] * 2 * math.prod(shape) >= AHEAD_BELOW:
+            return self.normal(*shape, dtype=dtype)
+        return self.ahead(("normal", shape, dtype),
+                          lambda k: Stream.to_normal(self.block(k, (2, *shape))[0], 2, dtype).movedim(1, 0))
 
     def randint(self, high: int, *shape: int) -> torch.Tensor:
         """Integers in [0, high), ``(B, *shape)`` int64."""

@@ -18,7 +18,7 @@ from gandy.core.errors import ConfigError, unreadable_array
 from gandy.core.images.data import color_mnist, load_images, mnist
 from gandy.core.metrics.order import cover_radius
 from gandy.core.resources import host_memory, human
-from gandy.core.rng import Stream
+from gandy.core.rng import AHEAD_BELOW, Stream
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -361,15 +361,12 @@ def build_target(name: str, device="cpu", embed_dim: Optional[int] = None, embed
     return Embedded(t, embed_dim, embed_seed) if embed_dim and embed_dim != t.dim else t
 
 
-AHEAD_BELOW = 4096
-"""Target batches of fewer numbers than this (all members) are drawn 64 at a time
-(:func:`sample_ahead`): a small batch costs ~30 tensor ops, a lone 1-D member's whole critic step."""
 
 
 def sample_ahead(target: Target, stream: Stream, n: int) -> torch.Tensor:
     """``target.sample(stream, n)``, the same numbers, with small batches drawn many uses ahead in
     one pass (:meth:`gandy.core.rng.Stream.ahead`, :meth:`Target.sample_block`) where the target
     draws them at once."""
-    if type(target).sample_block is Target.sample_block or stream.keys.shape[0] * n * target.dim >= AHEAD_BELOW:
+    if type(target).sample_block is Target.sample_block or stream.keys.shape[0] * n * target.dim >= AHEAD_BELOW:  # a small batch costs ~30 ops
         return target.sample(stream, n)
     return stream.ahead(("sample", id(target), n), lambda k: target.sample_block(stream, n, k))
