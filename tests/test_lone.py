@@ -87,7 +87,24 @@ def test_normals_made_ahead_are_the_normals_of_one_call_at_a_time(members):
 def test_large_batches_are_drawn_one_by_one():
     target, stream = _mixture(), Stream(member_keys([0]), "data")
     sample_ahead(target, stream, rng.AHEAD_BELOW)
-    assert getattr(stream, "_memo", None) is None and stream.counter == 2
+    assert stream._memo is None and stream.counter == 2
+
+
+def test_a_stream_cut_to_one_member_draws_that_members_numbers():
+    """The damping study copies a stream and keeps one member's key: what was made ahead for the
+    whole batch must not leak into the cut stream."""
+    import copy
+
+    both = Stream(member_keys([5, 6]), "penalty")
+    both.uniform(4, 1)  # blocks made ahead for two members
+    cut = copy.copy(both)
+    cut.keys = both.keys[1:]
+    assert torch.equal(cut.uniform(4, 1), _at(Stream(member_keys([6]), "penalty"), 1).uniform(4, 1))
+
+
+def _at(stream: Stream, counter: int) -> Stream:
+    stream.counter = counter
+    return stream
 
 
 def test_ahead_refuses_a_maker_whose_uses_differ():

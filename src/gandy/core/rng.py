@@ -96,13 +96,24 @@ class Stream:
     """
 
     def __init__(self, keys: torch.Tensor, name: str):
-        self.keys = keys
         self.salt = name_key(name)
+        self.keys = keys
         self.counter = 0
-        """Calls made so far: the only state (checkpoints save it; the prefetched bits below are a
-        cache of what the next calls will return, valid for any counter)."""
+        """Calls made so far: the only state (checkpoints save it; the bits and values made ahead
+        are a cache of what the next calls return, valid at any counter)."""
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """``(B,)`` int64 member keys; setting them (a stream cut to some members) drops what was
+        made ahead for the old ones."""
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: torch.Tensor) -> None:
+        self._keys = keys
         self._base = _mix(keys ^ self.salt)  # (B,): the stream's head before the counter
         self._ahead: tuple | None = None  # (first counter, width, bits (B, PREFETCH_CALLS, width))
+        self._memo: tuple | None = None  # (key, first counter, calls per use, values (uses, B, ...))
 
     def _bits(self, shape: tuple[int, ...]) -> torch.Tensor:
         """``(B, *shape)`` int64 in [0, 2**32): element i of call ``counter`` of member b is
@@ -131,7 +142,7 @@ class Stream:
         which it was made returns, so the numbers are those of drawing one use at a time; only the
         counter is state (advanced by one use per call). ``key`` names what ``make`` draws (values
         are reused only for the same key, at a counter they were made for)."""
-        memo = getattr(self, "_memo", None)
+        memo = self._memo
         c = self.counter
         if memo is not None and memo[0] == key and memo[2] > 0:
             j, r = divmod(c - memo[1], memo[2])

@@ -270,11 +270,13 @@ def engine_of(sim: Simulation) -> str:
     return "eager" if sim.engine is None else sim.engine.name
 
 
-def progress_label(engines: set) -> str:
-    """The engines for a progress line, with the compiled engine's warm-up said: its first step
-    per batch shape compiles (5-15 s on a CPU), which the rate shown at the start includes."""
-    return ", ".join(f"{e}: the first step of each batch shape compiles" if e == "compiled" else e
-                     for e in sorted(engines))
+def progress_label(engines: set, auto: bool = False) -> str:
+    """The engines for a progress line (``auto``: the config asked for ``engine: auto``, which is said,
+    with what it chose), with the compiled engine's warm-up said: its first step per batch shape
+    compiles (5-15 s on a CPU), which the rate shown at the start includes."""
+    names = ", ".join(f"{e}: the first step of each batch shape compiles" if e == "compiled" else e
+                      for e in sorted(engines))
+    return f"engine auto chose {names}" if auto else f"engine {names}"
 
 
 def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> BuiltSimulation:
