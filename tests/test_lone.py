@@ -147,6 +147,27 @@ def test_adam_as_foreach_ops_is_the_loop_bit_for_bit(monkeypatch, amsgrad, wd, c
         torch.testing.assert_close(fast[k][0], p0[k].detach(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("amsgrad,wd,clip", [(False, 0.0, None), (True, 1e-2, 0.5)])
+def test_a_lone_members_adam_is_torchs_fused_kernel_equal_to_the_loop_to_rounding(amsgrad, wd, clip):
+    """One member: torch's fused Adam kernel on copies (the inputs untouched); two members: the
+    loop. The same numbers to rounding over 6 steps, and torch.optim.Adam's."""
+    spec = OptimSpec("adam", amsgrad=amsgrad, weight_decay=wd, clip=clip)
+    g = torch.Generator().manual_seed(1)
+    params = {"w": torch.randn(1, 3, 5, generator=g), "b": torch.randn(1, 5, generator=g)}
+    grads = [{k: torch.randn(v.shape, generator=g) for k, v in params.items()} for _ in range(6)]
+    kept = {k: v.clone() for k, v in params.items()}
+    lone, p1 = BatchedOptimizer(spec, params, torch.tensor([3e-3])), params
+    pair, p2 = BatchedOptimizer(spec, {k: v.expand(2, *v.shape[1:]).clone() for k, v in params.items()},
+                                torch.tensor([3e-3, 3e-3])), {k: v.expand(2, *v.shape[1:]).clone() for k, v in params.items()}
+    for gr in grads:
+        p1 = lone.step(p1, gr)
+        p2 = pair.step(p2, {k: v.expand(2, *v.shape[1:]) for k, v in gr.items()})
+    for k in params:
+        assert torch.equal(params[k], kept[k])
+        torch.testing.assert_close(p1[k][0], p2[k][0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(lone.v[k][0], pair.v[k][0], rtol=1e-6, atol=1e-9)
+
+
 def _pair(over, engine, seeds=(0,), steps=40):
     sim = build(C.load_config(TINY, [*over, f"engine={engine}", f"seeds={list(seeds)}"]))
     st = start(sim, list(seeds))

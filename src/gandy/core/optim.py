@@ -85,6 +85,9 @@ class BatchedOptimizer:
                                 [self.vmax[k] for k in keys] if self.amsgrad else None)
             new.update(zip(keys, out if spec.clip is None else [o.clamp_(-spec.clip, spec.clip) for o in out]))
             return new
+        if spec.name == "adam" and not create_graph and self.lr.numel() == 1:
+            new.update(self._adam_kernel(params, grads))
+            return new
         if spec.name == "adam" and not create_graph and sum(g.numel() for g in grads.values()) <= FOREACH_BELOW:
             new.update(self._adam_foreach(params, grads))
             return new
@@ -112,6 +115,26 @@ class BatchedOptimizer:
             if spec.clip is not None:
                 new[k] = new[k].clamp(-spec.clip, spec.clip) if create_graph else new[k].clamp_(-spec.clip, spec.clip)
         return new
+
+    def _adam_kernel(self, params: dict, grads: dict) -> dict:
+        """One member (a scalar learning rate): torch's fused Adam kernel, what
+        ``torch.optim.Adam(fused=True)`` runs, one op for every tensor, on copies of the parameters
+        (``params`` is not modified). torch's formulas: equal to the loop's to rounding (tested),
+        not bit for bit; a member alone is not padded to two under ``engine: auto`` only, so the
+        reference (``engine: eager``, batches of two or more) keeps the loop."""
+        spec, keys = self.spec, list(grads)
+        if getattr(self, "_lr_scalar", None) is None:
+            self._lr_scalar = float(self.lr.reshape(()))
+        new = [params[k].clone() for k in keys]
+        step = torch.tensor(float(self.t), device=self.lr.device)
+        torch._fused_adam_(new, [grads[k] for k in keys], [self.m[k] for k in keys], [self.v[k] for k in keys],
+                           [self.vmax[k] for k in keys] if self.amsgrad else [], [step] * len(keys),
+                           amsgrad=self.amsgrad, lr=self._lr_scalar, beta1=spec.betas[0], beta2=spec.betas[1],
+                           weight_decay=spec.weight_decay, eps=spec.eps, maximize=False)
+        if spec.clip is not None:
+            torch._foreach_clamp_min_(new, -spec.clip)
+            torch._foreach_clamp_max_(new, spec.clip)
+        return dict(zip(keys, new))
 
     def _adam_foreach(self, params: dict, grads: dict) -> dict:
         """The Adam step of the loop below for all tensors at once with torch's ``_foreach`` ops: the
