@@ -155,6 +155,7 @@ def test_a_lone_members_adam_is_torchs_fused_kernel_equal_to_the_loop_to_roundin
     g = torch.Generator().manual_seed(1)
     params = {"w": torch.randn(1, 3, 5, generator=g), "b": torch.randn(1, 5, generator=g)}
     grads = [{k: torch.randn(v.shape, generator=g) for k, v in params.items()} for _ in range(6)]
+    grads[2]["w"] = torch.randn(1, 5, 3, generator=g).transpose(1, 2)  # autograd gives transposed ones
     kept = {k: v.clone() for k, v in params.items()}
     lone, p1 = BatchedOptimizer(spec, params, torch.tensor([3e-3])), params
     pair, p2 = BatchedOptimizer(spec, {k: v.expand(2, *v.shape[1:]).clone() for k, v in params.items()},
@@ -223,14 +224,16 @@ def test_the_whole_step_is_not_taken_where_it_does_not_apply():
 
 
 def test_auto_runs_a_lone_short_run_with_the_fewest_ops_and_a_long_one_compiled():
-    lone = C.load_config(TINY, ["steps=2000"])
-    assert choose_engine(build(C.load_config(TINY, ["steps=2000", "engine=eager"])), 1) == "eager"
-    sim = build(lone)
-    assert choose_engine(sim, 1) == "closed_form"
-    assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 1) == "compiled"
-    assert choose_engine(build(C.load_config(TINY, ["steps=2000"])), 256) == "compiled"
+    assert choose_engine(build(C.load_config(TINY, ["steps=2000", "engine=eager"])), 1, single=True) == "eager"
+    sim = build(C.load_config(TINY, ["steps=2000"]))
+    assert sim.single and sim.engine.name == "closed_form"
+    assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 1, single=True) == "compiled"
+    assert choose_engine(build(C.load_config(TINY, ["steps=2000"])), 256, single=True) == "compiled"
+    # a sweep's chunk of one runs what its other chunks run (eager here), whatever its size
+    assert choose_engine(sim, 1) == choose_engine(sim, 7) == "eager"
     # a critic the closed form does not run: eager for short runs
-    assert choose_engine(build(C.load_config(TINY, ["steps=2000", "critic.widths=[8, 8]"])), 1) == "eager"
+    assert choose_engine(build(C.load_config(TINY, ["steps=2000", "critic.activation=gelu", "penalty.name=wgan_gp"])),
+                         1, single=True) == "eager"
     res = gandy.run(C.load_config(TINY, ["steps=20"]), figures=False)
     assert res.summary["engine"] == "closed_form"
     assert math.isfinite(float(res.metrics.w1.iloc[-1]))

@@ -127,7 +127,9 @@ class BatchedOptimizer:
             self._lr_scalar = float(self.lr.reshape(()))
         new = [params[k].clone() for k in keys]
         step = torch.tensor(float(self.t), device=self.lr.device)
-        torch._fused_adam_(new, [grads[k] for k in keys], [self.m[k] for k in keys], [self.v[k] for k in keys],
+        # the kernel walks each tensor's memory in order: a transposed gradient (autograd gives
+        # some) must be laid out as its parameter first
+        torch._fused_adam_(new, [grads[k].contiguous() for k in keys], [self.m[k] for k in keys], [self.v[k] for k in keys],
                            [self.vmax[k] for k in keys] if self.amsgrad else [], [step] * len(keys),
                            amsgrad=self.amsgrad, lr=self._lr_scalar, beta1=spec.betas[0], beta2=spec.betas[1],
                            weight_decay=spec.weight_decay, eps=spec.eps, maximize=False)

@@ -86,6 +86,10 @@ class BuiltSimulation(Simulation):
 
     cfg: C.Config = dataclasses.field(kw_only=True)
     loop: LoopSpec = dataclasses.field(kw_only=True)
+    single: bool = dataclasses.field(default=False, kw_only=True)
+    """Built for one config's own run (its seeds the batch; not a sweep's chunk): ``auto`` picks
+    the engine by estimated time alone, and a lone member runs unpadded unless ``engine: eager``
+    is asked for by name (:func:`gandy.runs.loop.simulate`)."""
 
 
 # ----------------------------------------------------------------------------- config -> core arguments
@@ -244,20 +248,24 @@ def engine_runs(sim: Simulation, engine: str) -> Optional[str]:
     return (compiled.unsupported if engine == "compiled" else closed_form.unsupported)(sim)
 
 
-def choose_engine(sim: Simulation, members: int) -> str:
-    """The config's ``engine``; for ``auto``, the engine that runs it and is estimated fastest for
-    this batch (:func:`engine_seconds`): below ``compiled.WIDE`` dimensions the least estimated time
-    (a lone short run: closed_form, the fewest ops; a long one or a sweep: compiled, repaying its
-    compilation); at wide inputs ``compiled`` where the eager run would take at least
-    :data:`COMPILE_AFTER_SECONDS`, else ``closed_form`` where it applies, else ``eager``."""
+def choose_engine(sim: Simulation, members: int, single: bool = False) -> str:
+    """The config's ``engine``; for ``auto``, the engine that runs it and is estimated fastest:
+
+    * ``single`` (one config's own run, below ``compiled.WIDE`` dimensions): the least estimated
+      time (:func:`engine_seconds`): a lone short run takes closed_form (the fewest ops), a long
+      one compiled (repaying its compilation);
+    * a sweep's chunks (and wide inputs): ``compiled`` where the eager run would take at least
+      :data:`COMPILE_AFTER_SECONDS`, else ``closed_form`` for wide inputs where it applies, else
+      ``eager``; so that chunks of one sweep, cut into any sizes, run on one engine (except where the
+      cut decides between compiling or not) and a member's numbers do not depend on the cut."""
     if sim.cfg.engine != "auto":
         return sim.cfg.engine
     runs = [e for e in ("eager", "closed_form", "compiled") if engine_runs(sim, e) is None]
-    if sim.d < compiled.WIDE:
+    if single and sim.d < compiled.WIDE:
         return min(runs, key=lambda e: engine_seconds(sim, members, e))
     if "compiled" in runs and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
         return "compiled"
-    return "closed_form" if "closed_form" in runs else "eager"
+    return "closed_form" if sim.d >= compiled.WIDE and "closed_form" in runs else "eager"
 
 
 COMPILE_AFTER_SECONDS = 20.0
@@ -282,7 +290,8 @@ def progress_label(engines: set, auto: bool = False) -> str:
 def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> BuiltSimulation:
     """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
 
-    ``members``: how many members will run as one batch (default: the config's seeds); a batch that
+    ``members``: how many members will run as one batch, for a sweep's chunk (default: the config's
+    seeds, the config's own run: :attr:`BuiltSimulation.single`); a batch that
     cannot fit in the device's memory is refused here, before anything large is allocated
     (:func:`gandy.runs.budget.require_memory`)."""
     device = resolve_device(cfg.device)
@@ -317,8 +326,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                           init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
                           generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
                           defaults=member_values([cfg], device), generator=generator, cfg=cfg,
-                          loop=loop_spec(cfg, target, n, generator is not None))
-    engine = choose_engine(sim, b)
+                          loop=loop_spec(cfg, target, n, generator is not None), single=members is None)
+    engine = choose_engine(sim, b, single=members is None)
     if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
         sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run
         if engine not in critic_entry(cfg.critic.name).engines:
