@@ -68,7 +68,7 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             continue
         est = sample_divergences(y[i], x[i])
         if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
-            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]))
+            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]), near=est["near_q"])
             est = {**est, "kl_qp": v, "kl_qp_se": se}
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
