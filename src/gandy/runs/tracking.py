@@ -20,7 +20,7 @@ from gandy.core.metrics.divergences import (
     sliced_w1,
     w1,
 )
-from gandy.core.metrics.order import w1_from_cost
+from gandy.core.metrics.order import w1_from_cost, w1_sorted_1d
 from gandy.core.nets.features import Affine
 from gandy.core.targets import Embedded, Segment
 
@@ -41,6 +41,15 @@ def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
     v = target.log_density(pts.to(target.mean.device, torch.float64))
     return None if v is None else v.double().cpu()
 
+
+W1_METHOD = "exact:emd (POT's network simplex)"
+"""How ``w1`` is computed above one dimension: the exact optimal transport, from the pooled distance
+matrix's cross block. For two samples of one size it is an assignment problem, but scipy's
+linear_sum_assignment was measured slower than POT's network simplex on the lab's clouds, and warm
+starts from the previous log's potentials did not help (the target sample is fresh at every log):
+benchmarks/lab_step.py prints both."""
+W1_LINE = "exact:sorted (the quantile functions on the line)"
+"""How ``w1`` is computed in one dimension (:func:`~gandy.core.metrics.order.w1_sorted_1d`)."""
 
 HALVES = f"half_sampling({RESAMPLES} halves, delete-d jackknife)"
 """How the k-NN columns' standard errors are computed (:func:`~gandy.core.metrics.divergences.half_sample_se`)."""
@@ -78,7 +87,10 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             for k, v in segments_divergences(target_seg, gen).items():
                 vals[k][i], vals[f"{k}_se"][i] = v, np.nan
         cross = est["cross"]
-        vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
+        if sim.d == 1:  # on the line: the sorted quantile functions, exact in O(n log n)
+            vals["w1"][i] = w1_sorted_1d(y[i].numpy()[None, :, 0], x[i].numpy()[None, :, 0])[0]
+        else:
+            vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
         if sim.d > 10:
             vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
     how = "exact:segments" if exact else f"estimate:knn, s.e. by {HALVES}"
@@ -86,7 +98,7 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
     methods = {"js": how, "kl_pq": how,
                "kl_qp": f"estimate:knn+density (the target's exact log p), s.e. by {HALVES}" if density else how,
                "mmd": "estimate:mmd_unbiased(median bandwidth)",
-               "w1": "exact:emd (POT) on at most metrics.max_points points of each sample",
+               "w1": f"{W1_METHOD if sim.d > 1 else W1_LINE} on at most metrics.max_points points of each sample",
                **({"sw1": "estimate:sliced (128 projections), not W1"} if sim.d > 10 else {}),
                **{f"{k}_se": knn_se for k in ("js", "kl_pq", "kl_qp")},
                "mmd_se": "delta method for the U-statistic (per-point kernel means)"}

@@ -203,8 +203,8 @@ def _kth_among(dist: torch.Tensor, idx: torch.Tensor, member: torch.Tensor, k: i
     padded = torch.cat([member, torch.zeros(b, 1, dtype=torch.bool)], 1)  # column n: in no half
     col = torch.where(torch.isfinite(dist), idx, n)  # a non-finite candidate is no member
     first = min(4 * k, width)
-    flat = (torch.arange(b) * (n + 1))[:, None, None] + col[:, :first]  # (B, N, first) into padded
-    inside = padded.view(-1).index_select(0, flat.view(-1)).view(b, len(dist), first)
+    inside = (padded.T.contiguous().index_select(0, col[:, :first].reshape(-1))  # (N * first, B)
+              .view(len(dist), first, b).permute(2, 0, 1).contiguous())  # (B, N, first)
     before = (inside.cumsum(2, dtype=torch.int16) < k).sum(2)  # candidates before the k-th member
     found = before < first
     if first < width and not bool(found.all()):
@@ -296,7 +296,7 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
                 v, j = _nearest(torch.cat([own[0], other[0]], 1), width)
                 near["pool"].append((v, torch.cat([own[1], other[1]], 1).gather(1, j)))
         if mmd:
-            kern = torch.exp(blk.square().mul_(-0.5 / bw**2))  # the inf diagonal contributes exp(-inf) = 0
+            kern = blk.square().mul_(-0.5 / bw**2).exp_()  # the inf diagonal contributes exp(-inf) = 0
             for r, rows in enumerate((kern[:cut], kern[cut:])):
                 for c, cols in enumerate((rows[:, :n].sum(1), rows[:, n:].sum(1))):
                     ksum[r, c] += cols.sum()
