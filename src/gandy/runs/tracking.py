@@ -71,13 +71,15 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
     exact = target_seg is not None and isinstance(sim.generator, Affine)
     x = st.x[:b, :ref.shape[1]].detach().double().cpu()  # as many points as the target sample
     y = ref[:b].detach().double().cpu()
-    density = not exact and _log_p(sim.target, y[0, :1]) is not None
+    density = None if not exact else False  # whether the target has a log-density: known at the first member
     for i in range(b):
         if not bool(st.alive[i]) or not torch.isfinite(x[i]).all():
             continue
         est = sample_divergences(y[i], x[i])
+        log_p = _log_p(sim.target, x[i]) if density is not False else None
+        density = log_p is not None
         if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
-            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]), near=est["near_q"])
+            v, se = density_kl_qp(x[i], log_p, near=est["near_q"])
             est = {**est, "kl_qp": v, "kl_qp_se": se}
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
@@ -93,6 +95,8 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
         if sim.d > 10:
             vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
+    if density is None:  # no member was alive: ask the target itself
+        density = _log_p(sim.target, y[0, :1]) is not None
     how = "exact:segments" if exact else f"estimate:knn, s.e. by {HALVES}"
     knn_se = "NaN (exact)" if exact else HALVES
     methods = {"js": how, "kl_pq": how,

@@ -296,15 +296,25 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
                 v, j = _nearest(torch.cat([own[0], other[0]], 1), width)
                 near["pool"].append((v, torch.cat([own[1], other[1]], 1).gather(1, j)))
         if mmd:
-            kern = blk.square().mul_(-0.5 / bw**2).exp_()  # the inf diagonal contributes exp(-inf) = 0
-            for r, rows in enumerate((kern[:cut], kern[cut:])):
-                for c, cols in enumerate((rows[:, :n].sum(1), rows[:, n:].sum(1))):
+            def kernel(dist: torch.Tensor) -> torch.Tensor:  # the inf diagonal contributes exp(-inf) = 0
+                return dist.square().mul_(-0.5 / bw**2).exp_()
+
+            if n + m <= chunk:  # one block: Q's rows against P are P's rows against Q, transposed
+                kpq = kernel(blk[:n, n:])
+                sums = ((kernel(blk[:n, :n]).sum(1), kpq.sum(1)), (kpq.sum(0), kernel(blk[n:, n:]).sum(1)))
+            else:
+                kern = kernel(blk)
+                sums = tuple((rows[:, :n].sum(1), rows[:, n:].sum(1)) for rows in (kern[:cut], kern[cut:]))
+            for r in range(2):
+                for c, cols in enumerate(sums[r]):
                     ksum[r, c] += cols.sum()
                     rowsum[r][c].append(cols)
     near = {key: tuple(torch.cat([v[j] for v in parts]) for j in range(2)) for key, parts in near.items()}
     est = _knn_values(*(near[key][0][:, k - 1] for key in ("own", "other", "pool")), n, d).tolist()
     # the standard errors: every estimate again on each half-sample (from the candidates)
-    radii, found = zip(*(_kth_among(*near[key], member, k) for key in ("own", "other", "pool")))
+    sets = ("own", "other", "pool")  # searched in one call: the three candidate lists stacked
+    radius, found = _kth_among(*(torch.cat([near[key][j] for key in sets]) for j in range(2)), member, k)
+    radii, found = radius.chunk(3, 1), found.chunk(3, 1)
     hal = _knn_values(*radii, n, d, member)
     short = ~(found[0] & found[1] & found[2] | ~member).all(1)
     for b in torch.nonzero(short).flatten().tolist():
