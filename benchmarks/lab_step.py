@@ -1,21 +1,38 @@
 """GAN lab speed: training steps per second of the 2-D MLP GAN (ring8, generator and critic MLPs
 of width 128, batch 256, Adam, one seed) for each game, and the overhead of tracking the
 divergences (w1, js, kl_pq, kl_qp, mmd, their standard errors and the order parameters) at
-log_every 10, 20, 50 and 100 relative to logging at the first and last step only.
+log_every 10 relative to logging at the first and last step only, at 1 and 2 threads, with where
+a tracked log's time goes; then the exact W1 of the lab's logged samples by POT's network simplex
+(what the logs use) beside scipy's linear_sum_assignment and a warm-started network simplex.
 
-    python benchmarks/lab_step.py [--steps 300] [--repeats 5] [--threads N] [--device cpu|cuda]
+    python benchmarks/lab_step.py [--steps 300] [--repeats 5] [--threads 1 2] [--every 10]
+                                  [--no-games] [--device cpu|cuda]
+
+Every ratio is taken within this process with its two sides interleaved (bare, tracked, bare, ...),
+best of ``--repeats``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import functools
+import math
 import platform
 import time
+from collections import defaultdict
+from pathlib import Path
+from unittest import mock
 
+import numpy as np
 import torch
 
 import gandy
+from gandy.core.metrics import divergences
+from gandy.core.metrics.order import w1_from_cost
 from gandy.core.step import advance, start
+from gandy.runs import loop, tracking
 from gandy.runs.build import build
 from gandy.runs.loop import simulate
 from gandy.studies.many_paths.experiment import GAMES_RUN
@@ -25,54 +42,217 @@ BASE = ["target={name: ring8}", "generator={name: mlp, latent_dim: 2, widths: [1
         "batch_size=256", "particles.n=256", "seeds=[0]"]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
-    print(f"# torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, device {args.device}")
-    print(f"{'game':>10} {'steps/s':>9}")
-    for game in GAMES_RUN:
-        sim = build(gandy.load_config(None, BASE + [f"objective={game}", f"device={args.device}"]))
-        st = start(sim, [0])
-        for _ in range(5):
-            advance(sim, st)
-        sync()
+def _machine() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class Parts:
+    """Exclusive wall time per named part (a part's time excludes the parts called inside it)."""
+
+    def __init__(self) -> None:
+        self.time: dict = defaultdict(float)
+        self.calls: dict = defaultdict(int)
+        self._stack: list = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
         t0 = time.perf_counter()
-        for _ in range(args.steps):
-            advance(sim, st)
-        sync()
-        print(f"{game:>10} {args.steps / (time.perf_counter() - t0):>9.1f}")
-    # divergence tracking overhead: the same run with no logging and logged every 10, 20, 50 steps
-    # with every tracked column (order parameters, w1, js, kl_pq, kl_qp (with the target's density),
-    # mmd and their standard errors)
+        self._stack.append(0.0)
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - t0
+            inner = self._stack.pop()
+            self.time[name] += spent - inner
+            self.calls[name] += 1
+            if self._stack:
+                self._stack[-1] += spent
+
+    def wrap(self, name: str, fn):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            with self(name):
+                return fn(*args, **kwargs)
+        return timed
+
+    def wrap_generator(self, name: str, fn):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            it = fn(*args, **kwargs)
+            while True:
+                with self(name):
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                yield item
+        return timed
+
+
+# (module, attribute, part): the functions a tracked log calls, each timed as one part
+PARTS = [
+    (loop, "order_parameters", "order parameters (no W1: it comes from the pooled matrix)"),
+    (loop, "tracked", "tracked(): per-member Python, conversions"),
+    (tracking, "sample_divergences", "sample_divergences rest: MMD kernel, concatenations"),
+    (divergences, "_pooled_blocks", "pooled distance matrix (cdist)"),
+    (divergences, "_median_distance", "MMD bandwidth (pdist, median)"),
+    (divergences, "_nearest", "k-NN candidates (topk)"),
+    (divergences, "_kth_among", "jackknife halves: k-th member search"),
+    (divergences, "_knn_values", "k-NN estimates (whole and 20 halves)"),
+    (tracking, "density_kl_qp", "KL(Q||P) with the density, rest"),
+    (tracking, "_log_p", "target log-density"),
+    (tracking, "w1_from_cost", "W1, exact (POT network simplex)"),
+]
+
+
+def _timed_run(sim) -> tuple[float, Parts]:
+    """One ``simulate`` with every part of :data:`PARTS` timed: (wall seconds, parts)."""
+    parts = Parts()
+    with contextlib.ExitStack() as stack:
+        for module, attr, name in PARTS:
+            fn = getattr(module, attr)
+            timed = parts.wrap_generator(name, fn) if attr == "_pooled_blocks" else parts.wrap(name, fn)
+            stack.enter_context(mock.patch.object(module, attr, timed))
+        t0 = time.perf_counter()
+        simulate(sim, [0])
+        return time.perf_counter() - t0, parts
+
+
+def overhead(args, threads: int) -> None:
+    """The tracking overhead at each ``--every`` at ``threads`` threads, with its breakdown."""
+    torch.set_num_threads(threads)
+    runs = [("bare", args.steps), *((f"every {k}", k) for k in args.every)]
     # the baseline logs only at the first and last step, with tracking on: an untracked log is not
     # cheaper (it measures W1 against metrics.max_points = 1,024 reference points, a tracked one
     # against as many as were generated), so "no tracking" would not be a fair zero
-    runs = [("bare", args.steps, "true"), *((f"every {k}", k, "true") for k in (10, 20, 50, 100))]
-    sims = {name: build(gandy.load_config(None, BASE + ["objective=ns", f"steps={args.steps}", f"log_every={log_every}",
-                                                       f"metrics.divergences={track}", f"device={args.device}"]))
-            for name, log_every, track in runs}
+    sims = {name: build(gandy.load_config(None, BASE + ["objective=ns", f"steps={args.steps}", f"log_every={every}",
+                                                       "metrics.divergences=true", f"device={args.device}"]))
+            for name, every in runs}
     for sim in sims.values():  # warm-up: first-call costs (lazy imports, allocator) out of the timings
         simulate(sim, [0])
     times = {name: [] for name in sims}
+    every = args.every[0]
+    timed = (math.inf, None)  # the fastest run of log_every = every with its parts timed
     for _ in range(args.repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
         for name, sim in sims.items():
             t0 = time.perf_counter()
             simulate(sim, [0])
             times[name].append(time.perf_counter() - t0)
+        timed = min(timed, _timed_run(sims[f"every {every}"]), key=lambda r: r[0])
     bare = min(times["bare"])
-    print(f"ns, {args.steps} steps, best of {args.repeats}: logged at the first and last step only {bare:.3f} s")
-    for name, log_every, _ in runs[1:]:
+    print(f"\n## {threads} thread(s): ns, {args.steps} steps, best of {args.repeats}: logged at the first and last "
+          f"step only {bare:.3f} s ({1000 * bare / args.steps:.2f} ms per step)")
+    for name, every in runs[1:]:
         t = min(times[name])
-        logs = args.steps // log_every - 1  # beyond the baseline's two
+        logs = len(range(0, args.steps + 1, every)) + (args.steps % every != 0) - 2  # beyond the baseline's two
         print(f"  every column logged {name} steps: {t:.3f} s, overhead {100 * (t / bare - 1):.1f}% (goal <= 10%), "
               f"{1000 * (t - bare) / logs:.1f} ms per extra log")
+    wall, parts = timed
+    logs = parts.calls["tracked(): per-member Python, conversions"]
+    extra = (wall - bare) / (logs - 2)  # the timed run's extra time per log (timers included)
+    step_budget = bare / args.steps * every  # one log's share of a bare run is measured against this
+    print(f"  where one tracked log's time goes (log_every {every}: the fastest of {args.repeats} runs with each "
+          f"part timed, interleaved with the above, {logs} logs; % = share of {every} bare steps):")
+    total = 0.0
+    for _, _, name in PARTS:
+        ms = 1000 * parts.time[name] / logs
+        total += ms
+        print(f"    {name:<58} {ms:7.2f} ms  {100 * ms / 1000 / step_budget:5.1f}%")
+    rest = 1000 * extra - total
+    print(f"    {'rest of the log (target sample, rows, timers), by difference':<58} {rest:7.2f} ms  "
+          f"{100 * rest / 1000 / step_budget:5.1f}%")
+    print(f"    {'total (extra time per log of the timed run)':<58} {1000 * extra:7.2f} ms  "
+          f"{100 * extra / step_budget:5.1f}%")
+
+
+def w1_solvers(args) -> None:
+    """Exact W1 of the lab's logged samples (256 generated points against 256 fresh ring8 points,
+    after 100 and 290 training steps) by POT's network simplex, scipy's linear_sum_assignment,
+    and the network simplex warm-started from the previous log's potentials (the generated side's
+    kept, the fresh target sample's by the c-transform): ms per solve, interleaved, best of
+    ``--repeats``, and their largest relative difference."""
+    from scipy.optimize import linear_sum_assignment
+
+    from gandy.core.lazy import LazyModule
+
+    ot = LazyModule("ot")
+    torch.set_num_threads(1)
+    sim = build(gandy.load_config(None, BASE + ["objective=ns", "metrics.divergences=true", f"device={args.device}"]))
+    st = start(sim, [0, 1])
+
+    def cost():
+        y = sim.target.sample(st.streams["metrics"], 256)[0].double().cpu()
+        x = st.x[0, :256].detach().double().cpu()
+        return torch.cdist(y, x).numpy()  # as tracked(): target rows, generated columns
+
+    print("\n## exact W1, 256 generated vs 256 target points (2-D, 1 thread), ms per solve:")
+    for at in (100, 290):
+        while st.t < at - 10:
+            advance(sim, st)
+        before = cost()
+        for _ in range(10):
+            advance(sim, st)
+        now = cost()
+        u = np.full(256, 1 / 256)
+        _, log = ot.emd2(u, u, before, log=True)
+        beta = log["v"]  # the generated points' potentials at the previous log
+        alpha = (now - beta[None, :]).min(1)  # the fresh target sample's, by the c-transform
+        solvers = {
+            "POT network simplex (the logs')": lambda c=now: w1_from_cost(c),
+            "scipy linear_sum_assignment": lambda c=now: float(c[linear_sum_assignment(c)].mean()),
+            "POT warm-started (previous log)": lambda c=now: float(ot.emd2(u, u, c, numItermax=1_000_000,
+                                                                            potentials_init=(alpha, beta))),
+        }
+        best, vals = {k: np.inf for k in solvers}, {}
+        for _ in range(args.repeats):
+            for name, fn in solvers.items():
+                t0 = time.perf_counter()
+                vals[name] = fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        ref = vals["POT network simplex (the logs')"]
+        spread = max(abs(v - ref) for v in vals.values()) / ref
+        print(f"  step {at}: " + ", ".join(f"{k} {1000 * t:.2f}" for k, t in best.items())
+              + f"; W1 {ref:.6f}, largest relative difference {spread:.1e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads, each in turn")
+    ap.add_argument("--every", type=int, nargs="+", default=[10], help="log_every values to measure (the first "
+                    "gets the breakdown)")
+    ap.add_argument("--no-games", action="store_true", help="skip the steps/s of each game")
+    args = ap.parse_args()
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
+          f"{_machine()} ({platform.machine()}), device {args.device}")
+    if not args.no_games:
+        torch.set_num_threads(args.threads[0])
+        print(f"\n## steps/s, {args.threads[0]} thread(s)\n{'game':>10} {'steps/s':>9}")
+        for game in GAMES_RUN:
+            sim = build(gandy.load_config(None, BASE + [f"objective={game}", f"device={args.device}"]))
+            st = start(sim, [0])
+            for _ in range(5):
+                advance(sim, st)
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                advance(sim, st)
+            sync()
+            print(f"{game:>10} {args.steps / (time.perf_counter() - t0):>9.1f}")
+    for threads in args.threads:
+        overhead(args, threads)
+    if args.device == "cpu":
+        w1_solvers(args)
+
 
 if __name__ == "__main__":
     main()

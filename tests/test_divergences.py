@@ -280,3 +280,48 @@ def test_knn_standard_errors_match_the_spread_over_draws_where_the_old_ones_fell
     new_ratio, old_ratio = np.mean(se, 0) / spread, np.mean(old, 0) / spread
     assert ((0.8 < new_ratio) & (new_ratio < 1.25)).all(), (new_ratio, old_ratio)
     assert old_ratio[0] < 0.8, old_ratio
+
+
+def test_kth_member_search_matches_a_sort_per_half_by_hand():
+    """The k-th nearest member of each half-sample among a point's candidates, against sorting each
+    half's candidates one by one: with tied distances, non-finite candidates, halves whose k-th
+    member lies beyond the first 4 k candidates (the second stage) and halves with fewer than k."""
+    import gandy.core.metrics.divergences as div
+
+    g = torch.Generator().manual_seed(5)
+    n, width, k, halves = 60, 30, 3, 7
+    dist, idx = (torch.rand(n, n, generator=g, dtype=torch.float64) * 4).round().topk(width, 1, largest=False)
+    dist[:5, -4:] = math.inf  # a short list: its last candidates are not points
+    member = torch.rand(halves, n, generator=g) < 0.5
+    member[0] = False
+    member[0, idx[10, -6:]] = True  # point 10 in half 0: its first members come late (stage 2)
+    member[1] = False
+    member[1, idx[11, 0]] = True  # point 11 in half 1: one member only, no k-th
+    radius, found = div._kth_among(dist, idx, member, k)
+    for b in range(halves):
+        for i in range(n):
+            own = sorted(float(d) for d, j in zip(dist[i], idx[i]) if member[b, j] and math.isfinite(d))
+            assert bool(found[b, i]) == (len(own) >= k)
+            assert float(radius[b, i]) == (own[k - 1] if len(own) >= k else math.inf)
+    assert bool(found[0, 10]) and not bool(found[1, 11])
+
+
+def test_density_kl_qp_from_the_pooled_candidates_is_the_one_from_its_own_distances():
+    rng = np.random.default_rng(11)
+    p, q = rng.normal(size=(120, 2)), np.round(rng.normal(size=(120, 2)), 1)  # ties in Q
+    lp = -0.5 * (q**2).sum(1)
+    est = sample_divergences(p, q)
+    from gandy.core.metrics.divergences import density_kl_qp
+
+    alone, pooled = density_kl_qp(q, lp), density_kl_qp(q, lp, near=est["near_q"])
+    assert pooled == pytest.approx(alone, rel=1e-12)
+
+
+def test_half_samples_are_drawn_once_and_callers_cannot_change_them():
+    first = half_samples((30, 20), 5)
+    first[0][0][:] = 0  # a caller writing into its copy
+    again = half_samples((30, 20), 5)
+    assert all(len(torch.unique(hp)) == 15 and len(torch.unique(hq)) == 10 for hp, hq in again)
+    fresh = [tuple(torch.randperm(s, generator=g)[: s // 2].sort().values for s in (30, 20))
+             for g in [torch.Generator().manual_seed(0)] for _ in range(5)]
+    assert all(torch.equal(a, b) for h, f in zip(again, fresh) for a, b in zip(h, f))

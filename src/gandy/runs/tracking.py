@@ -20,7 +20,7 @@ from gandy.core.metrics.divergences import (
     sliced_w1,
     w1,
 )
-from gandy.core.metrics.order import w1_from_cost
+from gandy.core.metrics.order import w1_from_cost, w1_sorted_1d
 from gandy.core.nets.features import Affine
 from gandy.core.targets import Embedded, Segment
 
@@ -42,6 +42,15 @@ def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
     return None if v is None else v.double().cpu()
 
 
+W1_METHOD = "exact:emd (POT's network simplex)"
+"""How ``w1`` is computed above one dimension: the exact optimal transport, from the pooled distance
+matrix's cross block. For two samples of one size it is an assignment problem, but scipy's
+linear_sum_assignment was measured slower than POT's network simplex on the lab's clouds, and warm
+starts from the previous log's potentials did not help (the target sample is fresh at every log):
+benchmarks/lab_step.py prints both."""
+W1_LINE = "exact:sorted (the quantile functions on the line)"
+"""How ``w1`` is computed in one dimension (:func:`~gandy.core.metrics.order.w1_sorted_1d`)."""
+
 HALVES = f"half_sampling({RESAMPLES} halves, delete-d jackknife)"
 """How the k-NN columns' standard errors are computed (:func:`~gandy.core.metrics.divergences.half_sample_se`)."""
 
@@ -62,13 +71,15 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
     exact = target_seg is not None and isinstance(sim.generator, Affine)
     x = st.x[:b, :ref.shape[1]].detach().double().cpu()  # as many points as the target sample
     y = ref[:b].detach().double().cpu()
-    density = not exact and _log_p(sim.target, y[0, :1]) is not None
+    density = None if not exact else False  # whether the target has a log-density: known at the first member
     for i in range(b):
         if not bool(st.alive[i]) or not torch.isfinite(x[i]).all():
             continue
         est = sample_divergences(y[i], x[i])
+        log_p = _log_p(sim.target, x[i]) if density is not False else None
+        density = log_p is not None
         if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
-            v, se = density_kl_qp(x[i], _log_p(sim.target, x[i]))
+            v, se = density_kl_qp(x[i], log_p, near=est["near_q"])
             est = {**est, "kl_qp": v, "kl_qp_se": se}
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
@@ -78,15 +89,20 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             for k, v in segments_divergences(target_seg, gen).items():
                 vals[k][i], vals[f"{k}_se"][i] = v, np.nan
         cross = est["cross"]
-        vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
+        if sim.d == 1:  # on the line: the sorted quantile functions, exact in O(n log n)
+            vals["w1"][i] = w1_sorted_1d(y[i].numpy()[None, :, 0], x[i].numpy()[None, :, 0])[0]
+        else:
+            vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
         if sim.d > 10:
             vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
+    if density is None:  # no member was alive: ask the target itself
+        density = _log_p(sim.target, y[0, :1]) is not None
     how = "exact:segments" if exact else f"estimate:knn, s.e. by {HALVES}"
     knn_se = "NaN (exact)" if exact else HALVES
     methods = {"js": how, "kl_pq": how,
                "kl_qp": f"estimate:knn+density (the target's exact log p), s.e. by {HALVES}" if density else how,
                "mmd": "estimate:mmd_unbiased(median bandwidth)",
-               "w1": "exact:emd (POT) on at most metrics.max_points points of each sample",
+               "w1": f"{W1_METHOD if sim.d > 1 else W1_LINE} on at most metrics.max_points points of each sample",
                **({"sw1": "estimate:sliced (128 projections), not W1"} if sim.d > 10 else {}),
                **{f"{k}_se": knn_se for k in ("js", "kl_pq", "kl_qp")},
                "mmd_se": "delta method for the U-statistic (per-point kernel means)"}

@@ -40,6 +40,7 @@ references (the Gaussian KL, a quadrature JS, a direct MMD) are in tests/oracles
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -140,8 +141,22 @@ def half_samples(sizes: tuple, resamples: int = RESAMPLES, seed: int = 0) -> lis
     Q's m): each a tuple of sorted long index tensors, ``size // 2`` of each sample without
     replacement, drawn from a generator seeded with ``seed`` (so the standard errors are a
     deterministic function of the samples)."""
+    return [tuple(h.clone() for h in half) for half in _halves(tuple(sizes), resamples, seed)[0]]
+
+
+@functools.lru_cache(maxsize=16)
+def _halves(sizes: tuple, resamples: int, seed: int = 0) -> tuple:
+    """:func:`half_samples` and their membership mask ``(resamples, sum(sizes))`` (bool; sample j's
+    points at offset ``sum(sizes[:j])``), drawn once per ``(sizes, resamples, seed)``: every log of
+    a run asks for the same ones. Shared: the caller must not write into them."""
     g = torch.Generator().manual_seed(seed)
-    return [tuple(torch.randperm(s, generator=g)[: s // 2].sort().values for s in sizes) for _ in range(resamples)]
+    halves = [tuple(torch.randperm(s, generator=g)[: s // 2].sort().values for s in sizes) for _ in range(resamples)]
+    member = torch.zeros(resamples, sum(sizes), dtype=torch.bool)
+    offsets = np.cumsum((0, *sizes[:-1])).tolist()
+    for b, half in enumerate(halves):
+        for off, h in zip(offsets, half):
+            member[b, off + h] = True
+    return halves, member
 
 
 def half_sample_se(full: float, halves: list, sizes: tuple) -> float:
@@ -178,13 +193,27 @@ def _kth_among(dist: torch.Tensor, idx: torch.Tensor, member: torch.Tensor, k: i
     """The k-th nearest neighbour of every point within each half-sample, from the point's nearest
     candidates ``dist, idx: (N, L)`` (ascending; global indices) and ``member: (B, N)`` (bool, the
     points each half-sample holds): ``(radius, found)``, each ``(B, N)``; radius inf where fewer
-    than k of the L candidates are finite members (then ``found`` is False)."""
-    inside = member[:, idx] & torch.isfinite(dist)  # (B, N, L)
-    hit = inside.cumsum(2, dtype=torch.int16) >= k
-    found = hit[..., -1]
-    pos = hit.to(torch.uint8).argmax(2, keepdim=True)  # the first candidate that completes k
-    r = torch.gather(dist.expand(len(member), -1, -1), 2, pos).squeeze(2)
-    return torch.where(found, r, torch.full_like(r, math.inf)), found
+    than k of the L candidates are finite members (then ``found`` is False).
+
+    The first ``4 k`` candidates settle almost every (half-sample, point) pair (a half holds each
+    point with probability about 1/2: at k = 5 fewer than 5 of 20 are in it for about 0.6 % of
+    the pairs); only the rest look further, so the answer is the one the whole list gives."""
+    b, n = member.shape
+    width = dist.shape[1]
+    padded = torch.cat([member, torch.zeros(b, 1, dtype=torch.bool)], 1)  # column n: in no half
+    col = torch.where(torch.isfinite(dist), idx, n)  # a non-finite candidate is no member
+    first = min(4 * k, width)
+    inside = (padded.T.contiguous().index_select(0, col[:, :first].reshape(-1))  # (N * first, B)
+              .view(len(dist), first, b).permute(2, 0, 1).contiguous())  # (B, N, first)
+    before = (inside.cumsum(2, dtype=torch.int16) < k).sum(2)  # candidates before the k-th member
+    found = before < first
+    if first < width and not bool(found.all()):
+        hb, hi = torch.nonzero(~found, as_tuple=True)  # the pairs whose k-th member lies further
+        more = padded[hb[:, None], col[hi]]  # (P, L)
+        before[hb, hi] = (more.cumsum(1, dtype=torch.int16) < k).sum(1)
+        found = before < width
+    r = dist.gather(1, before.clamp_max(width - 1).T).T
+    return torch.where(found, r, math.inf), found
 
 
 def _knn_values(own: torch.Tensor, other: torch.Tensor, pool: torch.Tensor, n: int, d: int,
@@ -227,7 +256,9 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
     and, with ``mmd``, the unbiased squared MMD (Gaussian kernel, median-distance bandwidth), from
     one pass over the pooled distance matrix; plus ``cross``, the ``(n, m)`` distances between the
     samples when they fit in one block (else None) for an exact W1 without a second distance
-    computation. Without ``mmd`` only the keys of ``KNN_KEYS`` are returned.
+    computation, and ``near_q``, each of Q's points' nearest other points of Q as ``(dist, idx)``,
+    each ``(m, L)`` (for :func:`density_kl_qp`). Without ``mmd`` only the keys of ``KNN_KEYS`` are
+    returned.
 
     KL(P||Q) is the estimator of Wang, Kulkarni & Verdu (2009): with rho_k the distance from p_i to
     its k-th neighbour among the other p and nu_k to its k-th neighbour among q,
@@ -245,10 +276,7 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
     p, q = _t(p), _t(q)
     (n, d), m = p.shape, len(q)
     z = torch.cat([p, q])
-    halves = half_samples((n, m), resamples)
-    member = torch.zeros(len(halves), n + m, dtype=torch.bool)
-    for b, (hp, hq) in enumerate(halves):
-        member[b, hp], member[b, n + hq] = True, True
+    halves, member = _halves((n, m), resamples)
     width = min(CANDIDATES * k if halves else k, n, m)  # no reference set has fewer columns (own: n or m, self inf)
     if mmd:
         bw = _median_distance(z)
@@ -261,19 +289,32 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
         cut = min(max(n - i, 0), len(blk))  # rows [0, cut) of the block are p's, the rest q's
         for rows, (a, b) in ((blk[:cut], (slice(0, n), slice(n, None))), (blk[cut:], (slice(n, None), slice(0, n)))):
             if len(rows):
-                near["own"].append(_nearest(rows[:, a], width, a.start))
-                near["other"].append(_nearest(rows[:, b], width, b.start))
-                near["pool"].append(_nearest(rows, width))
+                own, other = _nearest(rows[:, a], width, a.start), _nearest(rows[:, b], width, b.start)
+                near["own"].append(own)
+                near["other"].append(other)
+                # the pooled sample's nearest are among the own and the other nearest
+                v, j = _nearest(torch.cat([own[0], other[0]], 1), width)
+                near["pool"].append((v, torch.cat([own[1], other[1]], 1).gather(1, j)))
         if mmd:
-            kern = torch.exp(blk.square().mul_(-0.5 / bw**2))  # the inf diagonal contributes exp(-inf) = 0
-            for r, rows in enumerate((kern[:cut], kern[cut:])):
-                for c, cols in enumerate((rows[:, :n].sum(1), rows[:, n:].sum(1))):
+            def kernel(dist: torch.Tensor) -> torch.Tensor:  # the inf diagonal contributes exp(-inf) = 0
+                return dist.square().mul_(-0.5 / bw**2).exp_()
+
+            if n + m <= chunk:  # one block: Q's rows against P are P's rows against Q, transposed
+                kpq = kernel(blk[:n, n:])
+                sums = ((kernel(blk[:n, :n]).sum(1), kpq.sum(1)), (kpq.sum(0), kernel(blk[n:, n:]).sum(1)))
+            else:
+                kern = kernel(blk)
+                sums = tuple((rows[:, :n].sum(1), rows[:, n:].sum(1)) for rows in (kern[:cut], kern[cut:]))
+            for r in range(2):
+                for c, cols in enumerate(sums[r]):
                     ksum[r, c] += cols.sum()
                     rowsum[r][c].append(cols)
     near = {key: tuple(torch.cat([v[j] for v in parts]) for j in range(2)) for key, parts in near.items()}
     est = _knn_values(*(near[key][0][:, k - 1] for key in ("own", "other", "pool")), n, d).tolist()
     # the standard errors: every estimate again on each half-sample (from the candidates)
-    radii, found = zip(*(_kth_among(*near[key], member, k) for key in ("own", "other", "pool")))
+    sets = ("own", "other", "pool")  # searched in one call: the three candidate lists stacked
+    radius, found = _kth_among(*(torch.cat([near[key][j] for key in sets]) for j in range(2)), member, k)
+    radii, found = radius.chunk(3, 1), found.chunk(3, 1)
     hal = _knn_values(*radii, n, d, member)
     short = ~(found[0] & found[1] & found[2] | ~member).all(1)
     for b in torch.nonzero(short).flatten().tolist():
@@ -298,6 +339,7 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
         out["mmd_se"] = math.hypot(_se(hp), _se(hq))
         out["mmd_bandwidth"] = bw
     out["cross"] = cross
+    out["near_q"] = tuple(v[n:] - (n if j else 0) for j, v in enumerate(near["own"]))
     return out if mmd else {key: out[key] for key in KNN_KEYS}
 
 
@@ -327,28 +369,33 @@ def knn_log_density(at: torch.Tensor, sample: torch.Tensor, k: int = 5, own: boo
     return _log_density_at(_kth(dist, k), len(sample), sample.shape[1], k, own)
 
 
-def density_kl_qp(q, log_p_q, k: int = 5, resamples: int = RESAMPLES) -> tuple[float, float]:
+def density_kl_qp(q, log_p_q, k: int = 5, resamples: int = RESAMPLES, near: tuple | None = None) -> tuple[float, float]:
     """KL(Q||P) and its standard error from ``q: (m, d)`` alone and the exact log p at it
     (``log_p_q: (m,)``) at Q's own points (:func:`knn_log_density` from the other m - 1): the one
     column the lab takes from the density (no distances from P's sample are needed). The standard
     error comes from ``resamples`` half-samples of Q (:func:`half_sample_se`), each estimate
     recomputed from the half's own k-NN radii (found among each point's ``CANDIDATES * k``
-    nearest)."""
+    nearest). ``near``: each point's nearest other points of Q as ``(dist, idx)``, each ``(m, L)``,
+    ascending (``near_q`` of :func:`sample_divergences`), which spares the distances; used only
+    where L is the width this function takes (``CANDIDATES * k``, at most m)."""
     q, lp = _t(q), _t(log_p_q)
     m, d = q.shape
-    dist = torch.cdist(q, q)
-    dist.fill_diagonal_(math.inf)
-    near = _nearest(dist, min(CANDIDATES * k if resamples else k, m))
+    width = min(CANDIDATES * k if resamples else k, m)
+    dist = None
+    if near is None or near[0].shape != (m, width):
+        dist = torch.cdist(q, q)
+        dist.fill_diagonal_(math.inf)
+        near = _nearest(dist, width)
     value = float((_log_density_at(near[0][:, k - 1], m, d, k, own=True) - lp).mean())
-    halves = [h for (h,) in half_samples((m,), resamples)]
-    member = torch.zeros(len(halves), m, dtype=torch.bool)
-    for b, h in enumerate(halves):
-        member[b, h] = True
+    halves, member = _halves((m,), resamples)
     r, found = _kth_among(*near, member, k)
     terms = torch.where(member, _log_density_at(r, m // 2, d, k, own=True) - lp, 0.0)
     hal = terms.sum(1) / (m // 2)
     for b in torch.nonzero(~(found | ~member).all(1)).flatten().tolist():  # a candidate list too short
-        h = halves[b]
+        if dist is None:
+            dist = torch.cdist(q, q)
+            dist.fill_diagonal_(math.inf)
+        (h,) = halves[b]
         hal[b] = (_log_density_at(_kth(dist[h][:, h], k), len(h), d, k, own=True) - lp[h]).mean()
     return value, half_sample_se(value, hal.tolist(), (m,))
 
