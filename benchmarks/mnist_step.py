@@ -19,9 +19,12 @@ kernel. Printed, per thread count:
   eager engine pads it to two) under each engine, ``auto`` naming what it picked; then 4- and
   8-member batches (a sweep's chunks), in ms per member-step, and the speed-ups over the peer;
 * **the machine**: float32 GEMM rates (torch.mm) at the critic's shapes (forward, backward,
-  weight-gradient products, 100 and 200 rows) and of a big square product, and each side's
-  achieved rate (FLOPs counted once by torch.utils.flop_counter on the eager code, gandy's on its
-  closed form, which the compiled engine compiles) as a fraction of them;
+  weight-gradient products, 100 and 200 rows) and of a big square product; the floor (the least
+  FLOPs a particle step's products can take, ``minimum_flops``, at the best critic-shape rate);
+  each case's time as a multiple of the floor, its useful rate (the least FLOPs over its time)
+  and its own rate (its FLOPs, counted by torch.utils.flop_counter on eager code: the peer's,
+  gandy's closed form where the engine is or compiles it, autograd's otherwise), as fractions of
+  the GEMM rates;
 * **bf16**: the peer's critic step under torch.autocast("cpu", bfloat16) against float32
   (interleaved), and the bf16 GEMM rate at the critic's shapes;
 * the MNIST-100 member time per 1,000 particle steps (1,000 steps + the 180 extra start-up critic
@@ -43,7 +46,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import gandy
-from gandy.core.step import advance, critic_update, start
+from gandy.core import closed_form
+from gandy.core.step import advance, start
 from gandy.runs.build import ENGINES, build, choose_engine
 
 CONFIG = Path(gandy.__file__).parent / "studies" / "mnist_collapse" / "config.yaml"
@@ -108,6 +112,19 @@ def rate(m: int, k: int, n: int, dtype=torch.float32, seconds: float = 0.25) -> 
     return 2 * m * k * n / best / 1e9
 
 
+def minimum_flops(dims: list[int], m: int, n: int, steps: int = 20) -> int:
+    """The fewest FLOPs one particle step's matrix products can take (the layer-by-layer closed
+    form, gandy.core.closed_form), for an MLP critic of ``dims`` (input, hidden..., 1), ``m`` data
+    and ``n`` penalised particles per critic step, ``steps`` critic steps and the force. With W the
+    hidden weights (all layers but the last) and W_0 the input layer's, per critic step
+    (m + n) W (forward) + (m + n) (W - W_0) (backward) + n W_0 (grad_x) + n W (the penalty's tangent)
+    + (m + n) W (dL/dW) multiply-adds; the force adds n (2 W) (forward and backward)."""
+    w = sum(a * b for a, b in zip(dims[:-2], dims[1:-1]))
+    w0 = dims[0] * dims[1]
+    critic = (m + n) * w + (m + n) * (w - w0) + n * w0 + n * w + (m + n) * w
+    return 2 * (steps * critic + 2 * n * w)
+
+
 def count_flops(fn) -> int:
     """Floating-point operations of one call of ``fn`` (matrix products; torch's counter)."""
     with FlopCounterMode(display=False) as counter:
@@ -129,6 +146,19 @@ def gandy_case(engine: str, members: int):
     st = start(sim, seeds)
     st.t = 1  # steady state: 20 critic steps
     return label, sim, st
+
+
+def step_flops(sim, st) -> int:
+    """FLOPs of one particle step of the batch ``st`` (all its members) as ``sim``'s engine does the
+    arithmetic, counted on an eager twin: the closed form where the engine is or compiles it,
+    autograd (the eager engine; torch.func's vmap(grad) does the same products) otherwise."""
+    compiled_closed = sim.engine is not None and "critic_grads" in vars(sim.engine)
+    twin_engine = closed_form.ClosedForm(sim) if sim.engine is not None and (
+        sim.engine.name == "closed_form" or compiled_closed) else None
+    twin = dataclasses.replace(sim, engine=twin_engine)
+    tst = start(twin, list(range(st.x.shape[0])))
+    tst.t = 1
+    return count_flops(lambda: advance(twin, tst))
 
 
 def timed(fn, steps: int) -> float:
@@ -189,24 +219,26 @@ def main() -> None:
         opt = torch.optim.Adam(peer_case.critic.parameters(), lr=1e-3, weight_decay=1e-4, amsgrad=True)
         # (a non-leaf input: the counter's module hooks refuse autograd.grad w.r.t. a leaf)
         peer_flops = count_flops(lambda: peer_case.critic_step(opt, xq.clone()))
-        _, csim, cst = gandy_case("closed_form", 1)
-        gandy_flops = count_flops(lambda: critic_update(csim, cst, cst.params, cst.x))
-        gandy_flops = (gandy_flops + count_flops(lambda: csim.engine.loss_grad(cst.params, cst.x))) / 20
+        gandy_flops = {name: step_flops(*case[0]) / case[1] for name, case in cases.items() if name.startswith("gandy")}
         shapes = sorted(set(gemm_shapes(100) + gemm_shapes(200)))
         rates = {s: rate(*s) for s in shapes}
         square = rate(2048, 2048, 2048, seconds=1.0)
         print(f"float32 GEMM (torch.mm) GFLOP/s: 2048^3 {square:.1f}; at the critic's shapes (m x k x n): "
               + ", ".join(f"{m}x{k}x{n} {r:.1f}" for (m, k, n), r in rates.items()))
         shape_peak = max(rates.values())
-        print(f"FLOPs per critic step (torch.utils.flop_counter): peer {peer_flops / 1e6:.0f} M, gandy's closed form "
-              f"{gandy_flops / 1e6:.0f} M (the force's share included)")
+        least = minimum_flops([784, 64, 1024, 64, 1], 100, 100)
+        floor = least / shape_peak / 1e6
+        print(f"the floor: {least / 1e9:.2f} GFLOP per member-step at the least (the closed form's count) / "
+              f"{shape_peak:.1f} GFLOP/s = {floor:.1f} ms; each case's time as a multiple of it, and its useful rate "
+              "(that least count / its time) as a fraction of the GEMM rates:")
+        print(f"FLOPs per particle step (torch.utils.flop_counter): peer {20 * peer_flops / 1e9:.2f} G (20 critic "
+              "steps), gandy per member " + ", ".join(f"{k.split(', ')[-1]} {v / 1e9:.2f} G" for k, v in gandy_flops.items()))
         for name, t in best.items():
-            if "eager" in name:
-                continue  # the eager engine's products are autograd's, counted by neither
-            flops = 20 * (peer_flops if name.startswith("peer") else gandy_flops)
-            achieved = flops / (t / 1e3) / 1e9
-            print(f"  {name:38s} {achieved:6.1f} GFLOP/s = {achieved / shape_peak:4.0%} of the best critic-shape "
-                  f"rate ({shape_peak:.1f}), {achieved / square:4.0%} of 2048^3")
+            flops = 20 * peer_flops if name.startswith("peer") else gandy_flops[name]
+            achieved, useful = flops / (t / 1e3) / 1e9, least / (t / 1e3) / 1e9
+            print(f"  {name:38s} {t / floor:5.2f}x the floor; useful {useful:5.1f} GFLOP/s = {useful / shape_peak:4.0%} "
+                  f"of the best critic-shape rate, {useful / square:4.0%} of 2048^3; its own FLOPs "
+                  f"({flops / 1e9:.2f} G) at {achieved:5.1f} GFLOP/s = {achieved / shape_peak:4.0%}")
 
         # bf16 autocast: the peer's critic step, interleaved with float32
         xq = peer_case.x.detach().requires_grad_(True)
