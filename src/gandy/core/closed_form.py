@@ -32,7 +32,8 @@ its second forward of the penalised points or separate products for the game's a
 share of dL/dW: per member and critic step, with W = sum_l |W_l| weights and n = M + N rows,
 n W (forward) + n W (backward, less the input layer's for the unpenalised side) + N W (tangent) +
 n W (dL/dW) multiply-adds. At the mnist-collapse critic (784 -> 64 -> 1024 -> 64 -> 1, M = N =
-100) that is 1.2e8 against autograd's ~1.7e8.
+100) that is 1.22e8 per critic step, against 1.58e8 for a hand-written autograd loop and 2.0e8 for
+gandy's eager engine (torch.utils.flop_counter; benchmarks/mnist_step.py).
 
 Numbers equal autograd's to rounding (tests/test_engines.py checks gradients in float64 for every
 activation, penalty and game, deep critics and dropout masks included, and whole runs against the
