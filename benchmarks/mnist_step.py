@@ -226,13 +226,11 @@ def main() -> None:
         print(f"float32 GEMM (torch.mm) GFLOP/s: 2048^3 {square:.1f}; at the critic's shapes (m x k x n): "
               + ", ".join(f"{m}x{k}x{n} {r:.1f}" for (m, k, n), r in rates.items()))
         shape_peak = max(rates.values())
-        least = minimum_flops([784, 64, 1024, 64, 1], 100, 100)
+        least = minimum_flops([784, 64, 1024, 64, 1], 100, 100)  # = the closed form's count (flop_counter)
         floor = least / shape_peak / 1e6
         print(f"the floor: {least / 1e9:.2f} GFLOP per member-step at the least (the closed form's count) / "
               f"{shape_peak:.1f} GFLOP/s = {floor:.1f} ms; each case's time as a multiple of it, and its useful rate "
               "(that least count / its time) as a fraction of the GEMM rates:")
-        print(f"FLOPs per particle step (torch.utils.flop_counter): peer {20 * peer_flops / 1e9:.2f} G (20 critic "
-              "steps), gandy per member " + ", ".join(f"{k.split(', ')[-1]} {v / 1e9:.2f} G" for k, v in gandy_flops.items()))
         for name, t in best.items():
             flops = 20 * peer_flops if name.startswith("peer") else gandy_flops[name]
             achieved, useful = flops / (t / 1e3) / 1e9, least / (t / 1e3) / 1e9
