@@ -345,3 +345,17 @@ def test_mnist_collapse_steps_under_the_compiled_closed_form_agree_with_eager():
     torch.testing.assert_close(out["compiled"].x[0], out["eager"].x[0], rtol=1e-5, atol=1e-5)
     for k, v in out["compiled"].params.items():
         torch.testing.assert_close(v[0], out["eager"].params[k][0], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.3, 0.7])
+def test_dropout_mask_is_the_keep_draw_times_the_scale_in_float32(p):
+    """The mask of :meth:`Mlp.mask` (one pass) has the numbers of the draw cast and scaled: 0 or
+    1/(1 - p) in float32, kept where the stream's uniform is >= p."""
+    from gandy.core.nets.mlp import Mlp
+    from gandy.core.rng import Stream, member_keys
+
+    keys = member_keys([0, 1, 2])
+    mask = Mlp(5, [4, 64, 3], dropout=p).mask(Stream(keys, "dropout"), 33)
+    keep = Stream(keys, "dropout").uniform(33, 64) >= p
+    assert mask.dtype == torch.float32
+    assert torch.equal(mask, keep.to(torch.float32) * (1.0 / (1.0 - p)))
