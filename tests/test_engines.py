@@ -200,7 +200,12 @@ def test_compiled_closed_form_of_wide_inputs_agrees_with_eager():
     np.testing.assert_allclose(comp.trajectory["particles"], eager.trajectory["particles"], rtol=1e-4, atol=1e-4)
 
 
-def test_auto_picks_eager_for_short_runs_compiled_for_long_ones_closed_form_for_wide_inputs():
+def test_auto_picks_by_estimated_time_and_closed_form_for_wide_inputs():
+    """A config's own short run of a few members: closed_form (the fewest ops); of many: eager
+    (autograd's fused kernels); a sweep's short chunks: eager whatever their size; long ones:
+    compiled (tests/test_lone.py has the lone member's choices)."""
+    assert choose_engine(build(C.load_config(TINY, [])), 2, single=True) == "closed_form"
+    assert choose_engine(build(C.load_config(TINY, [])), 32, single=True) == "eager"
     assert choose_engine(build(C.load_config(TINY, [])), 2) == "eager"
     assert choose_engine(build(C.load_config(TINY, ["steps=100000"])), 256) == "compiled"
     wide = build(C.load_config(TINY, ["target.embed_dim=64"]))

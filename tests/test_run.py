@@ -138,7 +138,7 @@ def test_run_accepts_yaml_path_and_overrides(tiny_yaml):
 
 
 # ----------------------------------------------------------------------------- divergence isolation
-SHORT = ["steps=20", "log_every=5"]
+SHORT = ["steps=20", "log_every=5", "engine=eager"]  # eager: a lone member is bit-identical to its batched self
 
 
 def _simulate(seeds, poison: dict | None = None, overrides=SHORT):

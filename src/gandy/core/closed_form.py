@@ -77,9 +77,14 @@ def unsupported(sim) -> str | None:
 
 
 def _logit_derivative(fn, *fs: torch.Tensor) -> tuple:
-    """d(sum of fn(*fs))/d f for each ``(B, M)`` tensor of logits (torch.func on the logits alone,
-    so that the closed form also compiles)."""
-    return grad(lambda *leaves: fn(*leaves).sum(), argnums=tuple(range(len(fs))))(*fs)
+    """d(sum of fn(*fs))/d f for each ``(B, M)`` tensor of logits: torch.func on the logits alone
+    where compiling (so that the closed form also compiles), autograd otherwise (the same
+    derivative; torch.func's transforms cost ~0.3 ms a call in eager, a lone 1-D member's step)."""
+    if torch.compiler.is_compiling():
+        return grad(lambda *leaves: fn(*leaves).sum(), argnums=tuple(range(len(fs))))(*fs)
+    with torch.enable_grad():
+        leaves = [f.detach().requires_grad_(True) for f in fs]
+        return torch.autograd.grad(fn(*leaves).sum(), leaves, allow_unused=True, materialize_grads=True)
 
 
 class ClosedForm:

@@ -42,6 +42,26 @@ def _hash(head: torch.Tensor, n: int) -> torch.Tensor:
     return _mix(h ^ head[:, None])
 
 
+def _hash_block(heads: torch.Tensor, n: int) -> torch.Tensor:
+    """:func:`_hash` for several calls at once: ``(B, L, n)`` from heads ``(B, L)`` (element for
+    element the same integers: the hash of element i depends only on its head and i)."""
+    idx = torch.arange(n, dtype=torch.int64, device=heads.device)
+    h = _mix(idx * 0x27D4EB2F + heads[..., None])
+    return _mix(h ^ heads[..., None])
+
+
+PREFETCH_BELOW = 512
+"""Draws of fewer numbers than this (all members together) are hashed ``PREFETCH_CALLS`` calls
+ahead, in one pass (:meth:`Stream._bits`): a small draw costs ~40 tensor ops of a few microseconds
+each whatever its size, so a lone member's data batch cost more than its critic step (issue 27)."""
+
+PREFETCH_CALLS = 64
+
+AHEAD_BELOW = 8192
+"""Draws of fewer numbers than this (all members) may be made many uses ahead at once with
+:meth:`Stream.ahead` (:meth:`Stream.normal_ahead`, :func:`gandy.core.targets.sample_ahead`)."""
+
+
 LARGE_DRAW = 1 << 17
 """Draws of at least this many numbers (all members together) use the compiled hash once
 :func:`compile_large_draws` has been called: the same bits, 5-6x faster (a dropout mask of
@@ -76,20 +96,91 @@ class Stream:
     """
 
     def __init__(self, keys: torch.Tensor, name: str):
-        self.keys = keys
         self.salt = name_key(name)
+        self.keys = keys
         self.counter = 0
+        """Calls made so far: the only state (checkpoints save it; the bits and values made ahead
+        are a cache of what the next calls return, valid at any counter)."""
+
+    @property
+    def keys(self) -> torch.Tensor:
+        """``(B,)`` int64 member keys; setting them (a stream cut to some members) drops what was
+        made ahead for the old ones."""
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: torch.Tensor) -> None:
+        self._keys = keys
+        self._base = _mix(keys ^ self.salt)  # (B,): the stream's head before the counter
+        self._ahead: tuple | None = None  # (first counter, width, bits (B, PREFETCH_CALLS, width))
+        self._memo: tuple | None = None  # (key, first counter, calls per use, values (uses, B, ...))
 
     def _bits(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """``(B, *shape)`` int64 in [0, 2**32)."""
+        """``(B, *shape)`` int64 in [0, 2**32): element i of call ``counter`` of member b is
+        ``_hash`` of i under the head ``mix(base_b + counter * golden)``. Small draws come from bits
+        hashed ``PREFETCH_CALLS`` calls ahead (the same integers, see :data:`PREFETCH_BELOW`)."""
         n = 1
         for s in shape:
             n *= int(s)
-        head = _mix(self.keys ^ self.salt)  # (B,)
-        head = _mix(head + self.counter * 0x9E3779B9)
+        b, c = self.keys.shape[0], self.counter
         self.counter += 1
-        fast = _COMPILED.get("hash") if n * head.shape[0] >= LARGE_DRAW else None
-        return (fast or _hash)(head, n).reshape((self.keys.shape[0], *shape))
+        if n * b < PREFETCH_BELOW:
+            ahead = self._ahead
+            if ahead is None or not ahead[0] <= c < ahead[0] + PREFETCH_CALLS or n > ahead[1]:
+                width = n if ahead is None or ahead[1] * b >= PREFETCH_BELOW else max(n, ahead[1])
+                calls = torch.arange(c, c + PREFETCH_CALLS, dtype=torch.int64, device=self.keys.device)
+                ahead = self._ahead = (c, width, _hash_block(_mix(self._base[:, None] + calls * 0x9E3779B9), width))
+            return ahead[2][:, c - ahead[0], :n].reshape((b, *shape))
+        head = _mix(self._base + c * 0x9E3779B9)
+        fast = _COMPILED.get("hash") if n * b >= LARGE_DRAW else None
+        return (fast or _hash)(head, n).reshape((b, *shape))
+
+    def ahead(self, key, make, uses: int = PREFETCH_CALLS):
+        """The next use of a draw made ``uses`` uses ahead: ``make(k)`` must make ``k`` successive
+        uses' values at once, stacked ``(k, ...)``, drawing from this stream exactly as ``k`` uses
+        would (each use the same number of calls). Value j is what the j-th use from the counter at
+        which it was made returns, so the numbers are those of drawing one use at a time; only the
+        counter is state (advanced by one use per call). ``key`` names what ``make`` draws (values
+        are reused only for the same key, at a counter they were made for)."""
+        memo = self._memo
+        c = self.counter
+        if memo is not None and memo[0] == key and memo[2] > 0:
+            j, r = divmod(c - memo[1], memo[2])
+            if r == 0 and 0 <= j < memo[3].shape[0]:
+                self.counter = c + memo[2]
+                return memo[3][j]
+        values = make(uses)
+        calls, r = divmod(self.counter - c, uses)
+        if r or calls == 0:
+            raise ValueError(f"make({uses}) drew {self.counter - c} calls, not {uses} equal uses")
+        self._memo = (key, c, calls, values)
+        self.counter = c + calls
+        return values[0]
+
+    def block(self, uses: int, *shapes: tuple) -> list[torch.Tensor]:
+        """The bits of ``uses`` successive uses each making one call per shape in ``shapes`` (in
+        that order): per shape ``(B, uses, *shape)`` int64, equal to what the calls one by one
+        return; the counter advances by ``uses * len(shapes)``."""
+        b, c = self.keys.shape[0], self.counter
+        k = len(shapes)
+        sizes = [math.prod(int(x) for x in sh) for sh in shapes]
+        calls = torch.arange(c, c + uses * k, dtype=torch.int64, device=self.keys.device)
+        bits = _hash_block(_mix(self._base[:, None] + calls * 0x9E3779B9), max(sizes)).view(b, uses, k, -1)
+        self.counter = c + uses * k
+        return [bits[:, :, i, :n].reshape(b, uses, *sh) for i, (n, sh) in enumerate(zip(sizes, shapes))]
+
+    @staticmethod
+    def to_uniform(bits: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+        """Bits (int64 in [0, 2**32)) as the uniforms :meth:`uniform` makes of them."""
+        return ((bits >> 9).to(torch.float64).add_(0.5).mul_(2.0**-23)).to(dtype)
+
+    @staticmethod
+    def to_normal(bits: torch.Tensor, dim: int, dtype=torch.float32) -> torch.Tensor:
+        """Bits with the uniform pair at ``dim`` (size 2) as the normals :meth:`normal` makes of
+        them: Box-Muller, ``sqrt(-2 log u0) cos(2 pi u1)`` in float64."""
+        u = Stream.to_uniform(bits, torch.float64)
+        z = torch.sqrt(-2.0 * torch.log(u.select(dim, 0))) * torch.cos(2.0 * torch.pi * u.select(dim, 1))
+        return z.to(dtype)
 
     def uniform(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """U(0, 1) samples, ``(B, *shape)``, strictly inside (0, 1) in any float dtype.
@@ -97,8 +188,7 @@ class Stream:
         23 bits: (k + 1/2) 2^-23 lies in [2^-24, 1 - 2^-24], exactly representable in float32, so
         the cast never rounds onto 0 or 1.
         """
-        b = self._bits(tuple(shape))
-        return ((b >> 9).to(torch.float64).add_(0.5).mul_(2.0**-23)).to(dtype)
+        return Stream.to_uniform(self._bits(tuple(shape)), dtype)
 
     def above(self, p: float, *shape: int) -> torch.Tensor:
         """``uniform(*shape) >= p`` as a bool tensor ``(B, *shape)``, the same draw and the same
@@ -109,9 +199,16 @@ class Stream:
 
     def normal(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
         """N(0, 1) samples, ``(B, *shape)`` (Box-Muller on two uniforms)."""
-        u = self.uniform(2, *shape, dtype=torch.float64)
-        z = torch.sqrt(-2.0 * torch.log(u[:, 0])) * torch.cos(2.0 * torch.pi * u[:, 1])
-        return z.to(dtype)
+        return Stream.to_normal(self._bits((2, *shape)), 1, dtype)
+
+    def normal_ahead(self, *shape: int, dtype=torch.float32) -> torch.Tensor:
+        """:meth:`normal`, the same numbers, made ``PREFETCH_CALLS`` uses ahead in one pass where the
+        draw is small (:data:`AHEAD_BELOW` numbers, all members): a network generator's latents,
+        two small draws per step."""
+        if self.keys.shape[0] * 2 * math.prod(shape) >= AHEAD_BELOW:
+            return self.normal(*shape, dtype=dtype)
+        return self.ahead(("normal", shape, dtype),
+                          lambda k: Stream.to_normal(self.block(k, (2, *shape))[0], 2, dtype).movedim(1, 0))
 
     def randint(self, high: int, *shape: int) -> torch.Tensor:
         """Integers in [0, high), ``(B, *shape)`` int64."""

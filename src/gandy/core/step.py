@@ -36,7 +36,7 @@ from gandy.core.nets.base import Critic
 from gandy.core.objectives import SQUARED_GRADIENT, Game, Penalty, PenaltySpec, graph_input_grad
 from gandy.core.optim import BatchedOptimizer, OptimSpec, keep_alive
 from gandy.core.rng import Stream, member_keys
-from gandy.core.targets import Target
+from gandy.core.targets import Target, sample_ahead
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,10 @@ class Engine(Protocol):
                      weight: torch.Tensor, masks: tuple = (None, None)) -> list: ...
 
     def loss_grad(self, params: dict, x: torch.Tensor) -> torch.Tensor: ...
+
+    # optional: ``whole_step(sim, st, mover) -> ok (B,) | None``, one whole step of :func:`advance`
+    # (critic, force, move; not the isolation of diverged members) where the engine can take it,
+    # None where not (:func:`gandy.core.fused.whole_step`)
 
 
 @dataclass
@@ -310,7 +314,7 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor, 
     if step.reset:
         st.opt.reset_()
     for _ in range(step.startup_steps if st.t == 0 and step.startup_steps else step.critic_steps):
-        real = sim.target.sample(st.streams["data"], sim.critic_batch)
+        real = sample_ahead(sim.target, st.streams["data"], sim.critic_batch)
         masks = (sim.critic.mask(st.streams["dropout"], real.shape[1]), sim.critic.mask(st.streams["dropout"], fake.shape[1]))
         if sim.engine is not None:
             grads = sim.engine.critic_grads(params, trainable, real, fake, st.members.penalty_weight, masks)
@@ -458,21 +462,28 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
     if create_graph and not mover.differentiable:
         raise ConfigError("generator.name", f"a differentiable step moves particles; {type(mover).__name__} does not "
                                             "keep the graph")
-    fake = mover.fake(sim, st)
-    st.params, f = critic_and_force(sim, st.params, fake,
-                                    functools.partial(critic_update, sim, st, create_graph=create_graph),
-                                    functools.partial(mover.force, sim, create_graph=create_graph))
-    if isinstance(f, torch.Tensor):
-        st.force_norm = f.detach().norm(dim=-1).mean(-1)
-    mover.move(sim, st, f)
-    st.t += 1
-    b = st.x.shape[0]
-    limit = sim.step.blowup * sim.target.scale
-    ok = torch.isfinite(st.x).all(-1).all(-1) & ((st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit)
-    for v in [*st.params.values(), *(st.gen or {}).values()]:
-        # one pass: a sum is non-finite where any term is (or where terms past ~1e33 overflow,
-        # which counts as blown up too); 5x cheaper than isfinite().all() on wide critics
-        ok &= torch.isfinite(v.reshape(b, -1).sum(-1))
+    whole = None if create_graph else getattr(sim.engine, "whole_step", None)
+    ok = whole(sim, st, mover) if whole is not None else None  # the whole step in one call, where it applies
+    if ok is not None:
+        st.t += 1
+    else:
+        fake = mover.fake(sim, st)
+        st.params, f = critic_and_force(sim, st.params, fake,
+                                        functools.partial(critic_update, sim, st, create_graph=create_graph),
+                                        functools.partial(mover.force, sim, create_graph=create_graph))
+        if isinstance(f, torch.Tensor):
+            st.force_norm = f.detach().norm(dim=-1).mean(-1)
+        mover.move(sim, st, f)
+        st.t += 1
+        b = st.x.shape[0]
+        limit = sim.step.blowup * sim.target.scale
+        # NaN and inf fail the comparison (amax propagates NaN): no separate isfinite on the points
+        ok = (st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit
+        # one pass per tensor: a sum is non-finite where any term is (or where terms past ~1e33
+        # overflow, which counts as blown up too); 5x cheaper than isfinite().all() on wide critics,
+        # and one isfinite for all of them (a lone member's step is a few hundred small ops)
+        sums = [v.reshape(b, -1).sum(-1) for v in [*st.params.values(), *(st.gen or {}).values()]]
+        ok &= torch.isfinite(torch.stack(sums)).all(0)
     newly = st.alive & ~ok
     if bool(newly.any()):
         st.diverged_step[newly.cpu()] = st.t

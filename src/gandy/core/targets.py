@@ -18,7 +18,7 @@ from gandy.core.errors import ConfigError, unreadable_array
 from gandy.core.images.data import color_mnist, load_images, mnist
 from gandy.core.metrics.order import cover_radius
 from gandy.core.resources import host_memory, human
-from gandy.core.rng import Stream
+from gandy.core.rng import AHEAD_BELOW, Stream
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -47,6 +47,11 @@ class Target:
 
     def sample(self, stream: Stream, n: int) -> torch.Tensor:
         raise NotImplementedError
+
+    def sample_block(self, stream: Stream, n: int, k: int) -> torch.Tensor:
+        """``k`` successive :meth:`sample` calls, stacked ``(k, B, n, d)`` (a target may draw them
+        at once: :func:`sample_ahead`)."""
+        return torch.stack([self.sample(stream, n) for _ in range(k)])
 
     def unit_pixels(self, x):
         """An image target's points as pixels in [0, 1] (any shape; numpy or torch): from [-1, 1],
@@ -82,6 +87,14 @@ class GaussianMixture(Target):
         comp = torch.searchsorted(self.cumw, u.contiguous()).clamp_(max=len(self.weights) - 1)
         eps = stream.normal(n, self.dim).to(self.modes.device)
         return self.modes[comp] + self.stds[comp][..., None] * eps
+
+    def sample_block(self, stream: Stream, n: int, k: int) -> torch.Tensor:
+        """``k`` successive :meth:`sample` calls at once, ``(k, B, n, d)``: the same numbers."""
+        bu, bn = stream.block(k, (n,), (2, n, self.dim))
+        comp = torch.searchsorted(self.cumw, Stream.to_uniform(bu).to(self.modes.device).contiguous())
+        comp = comp.clamp_(max=len(self.weights) - 1)
+        eps = Stream.to_normal(bn, 2).to(self.modes.device)  # (B, k, n, d)
+        return (self.modes[comp] + self.stds[comp][..., None] * eps).transpose(0, 1)
 
     def log_density(self, x):
         if bool((self.stds <= 0).any()):
@@ -346,3 +359,14 @@ def build_target(name: str, device="cpu", embed_dim: Optional[int] = None, embed
         raise ConfigError("target.name", f"unknown target {name!r}; known: {', '.join(TARGETS)}")
     t = TARGETS[name](device, **options)
     return Embedded(t, embed_dim, embed_seed) if embed_dim and embed_dim != t.dim else t
+
+
+
+
+def sample_ahead(target: Target, stream: Stream, n: int) -> torch.Tensor:
+    """``target.sample(stream, n)``, the same numbers, with small batches drawn many uses ahead in
+    one pass (:meth:`gandy.core.rng.Stream.ahead`, :meth:`Target.sample_block`) where the target
+    draws them at once."""
+    if type(target).sample_block is Target.sample_block or stream.keys.shape[0] * n * target.dim >= AHEAD_BELOW:  # a small batch costs ~30 ops
+        return target.sample(stream, n)
+    return stream.ahead(("sample", id(target), n), lambda k: target.sample_block(stream, n, k))

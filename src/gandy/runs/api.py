@@ -73,7 +73,7 @@ def run(
     t0 = time.perf_counter()
     bar = None
     if progress:
-        bar = tqdm(total=sim.loop.steps, desc=f"steps ({progress_label({engine_of(sim)})})", unit="step", disable=None)
+        bar = tqdm(total=sim.loop.steps, desc=f"steps ({progress_label({engine_of(sim)}, sim.cfg.engine == 'auto')})", unit="step", disable=None)
     try:
         with run_threads(cfg):
             raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)

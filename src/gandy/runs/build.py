@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import torch
 
-from gandy.core import closed_form, compiled
+from gandy.core import closed_form, compiled, fused
 from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import ImageMetricsSpec, check_inception
 from gandy.core.kernels import Kernel, build_kernel
@@ -86,6 +86,10 @@ class BuiltSimulation(Simulation):
 
     cfg: C.Config = dataclasses.field(kw_only=True)
     loop: LoopSpec = dataclasses.field(kw_only=True)
+    single: bool = dataclasses.field(default=False, kw_only=True)
+    """Built for one config's own run (its seeds the batch; not a sweep's chunk): ``auto`` picks
+    the engine by estimated time alone, and a lone member runs unpadded unless ``engine: eager``
+    is asked for by name (:func:`gandy.runs.loop.simulate`)."""
 
 
 # ----------------------------------------------------------------------------- config -> core arguments
@@ -191,28 +195,47 @@ def run_threads(cfg):
 
 
 ENGINES: dict[str, Callable] = {"eager": lambda sim: None, "closed_form": closed_form.ClosedForm,
-                                 "compiled": compiled.compiled_step}
+                                 "compiled": lambda sim: fused.with_whole_step(compiled.compiled_step(sim))}
 """``engine`` name -> what takes a built simulation's gradients (``Simulation.engine``; None: autograd)."""
 
-COMPILE_AFTER_SECONDS = 20.0
-"""``engine: auto`` compiles a batch whose eager run is estimated to take at least this long
-(compilation costs 5-15 s per batch shape on a CPU, then 1-D steps run 6-10x faster)."""
+COMPILE_SECONDS = 12.0
+"""What ``engine: auto`` counts for compiling a batch shape on a CPU (measured 5-15 s: torch.compile's
+tracing, then a C++ build of its kernels; a few seconds when torch's cache on disk already holds them)."""
+
+STEP_COST = {  # engine -> (seconds per step whatever the batch, seconds per member-step besides matmuls)
+    "eager": (1.6e-3, 2.0e-4),
+    "closed_form": (1.1e-3, 3.0e-4),
+    "compiled": (0.3e-3, 3.0e-5),
+}
+"""Rough CPU costs of a step below ``compiled.WIDE`` dimensions, from benchmarks/single_run.py and
+benchmarks/sweep_batched.py (2-core AMD EPYC, 1 thread): a lone 1-D member (N = 64, width 128) takes
+~2 ms a step eager (padded to two members), ~1.4 closed_form, ~0.35 compiled as one call; at 256
+members ~180-350 us per member-step eager, 270-510 closed_form, 25-30 compiled. The matrix products
+are counted at 50 GFLOP/s on top (:func:`eager_seconds`)."""
 
 
-def eager_seconds(sim: Simulation, members: int) -> float:
-    """A rough estimate of a batch's eager run time on a CPU: per step, 2.5 ms of per-operation
-    overhead whatever the batch; per member-step, 200 us plus the critic's matrix products at
+def engine_seconds(sim: Simulation, members: int, engine: str) -> float:
+    """A rough estimate of a batch's run time with ``engine`` on a CPU: per step the engine's
+    overhead, per member-step its cost (:data:`STEP_COST`) plus the critic's matrix products at
     50 GFLOP/s (for an MLP's weight matrices of sizes f_i x f_(i+1), 2 sum_i f_i f_(i+1) (2 M + 7 N)
-    multiply-adds per critic step; the closed form's count for one hidden layer). Measured:
-    2.6-3.4 ms per step for a lone member, 180-350 us per member-step at 256 members in 1-D,
-    21-24 ms in 784-D at width 512 (benchmarks/RESULTS.md). It counts ``steps``, not the doubled
-    steps of ``metrics.phase_2x``, so that such a run takes the engine a run of ``steps`` takes and
-    its first ``steps`` are the same numbers."""
+    FLOP per critic step: the closed form's count for one hidden layer), plus
+    :data:`COMPILE_SECONDS` for the compiled engine. The eager engine pads a lone member to two. It
+    counts ``steps``, not the doubled steps of ``metrics.phase_2x``, so that such a run takes the
+    engine a run of ``steps`` takes and its first ``steps`` are the same numbers."""
     cfg = sim.cfg
     dims = [sim.d, *critic_widths(cfg), 1]
     weights = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
     flops = 2 * weights * (2 * sim.critic_batch + 7 * sim.n) * cfg.optim.critic.steps
-    return cfg.steps * (2.5e-3 + members * (2e-4 + flops / 5e10))
+    per_step, per_member = STEP_COST[engine]
+    if engine == "compiled" and not fused.applies_to(sim):
+        per_step = STEP_COST["closed_form"][0]  # its pieces compiled apart, the eager ops between them
+    b = max(members, 2) if engine == "eager" else members
+    return cfg.steps * (per_step + b * (per_member + flops / 5e10)) + (COMPILE_SECONDS if engine == "compiled" else 0.0)
+
+
+def eager_seconds(sim: Simulation, members: int) -> float:
+    """:func:`engine_seconds` of the eager engine (the memory and time estimates' reference)."""
+    return engine_seconds(sim, members, "eager")
 
 
 def engine_runs(sim: Simulation, engine: str) -> Optional[str]:
@@ -225,18 +248,29 @@ def engine_runs(sim: Simulation, engine: str) -> Optional[str]:
     return (compiled.unsupported if engine == "compiled" else closed_form.unsupported)(sim)
 
 
-def choose_engine(sim: Simulation, members: int) -> str:
-    """The config's ``engine``; for ``auto``, the fastest engine that runs it: ``compiled`` where it
-    applies and the batch runs long enough to repay compilation (:data:`COMPILE_AFTER_SECONDS`),
-    else ``closed_form`` where it applies and the input is wide (``compiled.WIDE``: below it,
-    eager's fused autograd kernels beat the closed form's passes), else ``eager``."""
+def choose_engine(sim: Simulation, members: int, single: bool = False) -> str:
+    """The config's ``engine``; for ``auto``, the engine that runs it and is estimated fastest:
+
+    * ``single`` (one config's own run, below ``compiled.WIDE`` dimensions): the least estimated
+      time (:func:`engine_seconds`): a lone short run takes closed_form (the fewest ops), a long
+      one compiled (repaying its compilation);
+    * a sweep's chunks (and wide inputs): ``compiled`` where the eager run would take at least
+      :data:`COMPILE_AFTER_SECONDS`, else ``closed_form`` for wide inputs where it applies, else
+      ``eager``; so that chunks of one sweep, cut into any sizes, run on one engine (except where the
+      cut decides between compiling or not) and a member's numbers do not depend on the cut."""
     if sim.cfg.engine != "auto":
         return sim.cfg.engine
-    if engine_runs(sim, "compiled") is None and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
+    runs = [e for e in ("eager", "closed_form", "compiled") if engine_runs(sim, e) is None]
+    if single and sim.d < compiled.WIDE:
+        return min(runs, key=lambda e: engine_seconds(sim, members, e))
+    if "compiled" in runs and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
         return "compiled"
-    if sim.d >= compiled.WIDE and engine_runs(sim, "closed_form") is None:
-        return "closed_form"
-    return "eager"
+    return "closed_form" if sim.d >= compiled.WIDE and "closed_form" in runs else "eager"
+
+
+COMPILE_AFTER_SECONDS = 20.0
+"""At wide inputs ``engine: auto`` compiles a batch whose eager run is estimated to take at least
+this long (matrix products dominate there; the closed form does the fewest)."""
 
 
 def engine_of(sim: Simulation) -> str:
@@ -244,17 +278,20 @@ def engine_of(sim: Simulation) -> str:
     return "eager" if sim.engine is None else sim.engine.name
 
 
-def progress_label(engines: set) -> str:
-    """The engines for a progress line, with the compiled engine's warm-up said: its first step
-    per batch shape compiles (5-15 s on a CPU), which the rate shown at the start includes."""
-    return ", ".join(f"{e}: the first step of each batch shape compiles" if e == "compiled" else e
-                     for e in sorted(engines))
+def progress_label(engines: set, auto: bool = False) -> str:
+    """The engines for a progress line (``auto``: the config asked for ``engine: auto``, which is said,
+    with what it chose), with the compiled engine's warm-up said: its first step per batch shape
+    compiles (5-15 s on a CPU), which the rate shown at the start includes."""
+    names = ", ".join(f"{e}: the first step of each batch shape compiles" if e == "compiled" else e
+                      for e in sorted(engines))
+    return f"engine auto chose {names}" if auto else f"engine {names}"
 
 
 def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, members: Optional[int] = None) -> BuiltSimulation:
     """Validate a config against itself (dimensions, matrices, data files) and build the pieces.
 
-    ``members``: how many members will run as one batch (default: the config's seeds); a batch that
+    ``members``: how many members will run as one batch, for a sweep's chunk (default: the config's
+    seeds, the config's own run: :attr:`BuiltSimulation.single`); a batch that
     cannot fit in the device's memory is refused here, before anything large is allocated
     (:func:`gandy.runs.budget.require_memory`)."""
     device = resolve_device(cfg.device)
@@ -289,8 +326,8 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                           init=start_spec, critic_optim=optim_spec(cfg.optim.critic, "optim.critic"),
                           generator_optim=optim_spec(cfg.optim.generator, "optim.generator"),
                           defaults=member_values([cfg], device), generator=generator, cfg=cfg,
-                          loop=loop_spec(cfg, target, n, generator is not None))
-    engine = choose_engine(sim, b)
+                          loop=loop_spec(cfg, target, n, generator is not None), single=members is None)
+    engine = choose_engine(sim, b, single=members is None)
     if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
         sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run
         if engine not in critic_entry(cfg.critic.name).engines:

@@ -282,11 +282,12 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     b = len(seeds)
     members = members or sim.defaults.pad(b)
     # A one-member batch takes other kernels in torch's bmm (and its backward) than a batch of two
-    # or more, whose rounding differs; under the eager engine (the reference) a lone member is padded
-    # to two, which keeps its numbers bit-identical whether it runs alone or beside others. The
-    # other engines agree with eager to rounding only, so a lone member runs alone: padding doubles
-    # the arithmetic, all of a 784-D step's cost (issue 27).
-    pad = b == 1 and sim.engine is None
+    # or more, whose rounding differs; a lone member padded to two keeps its numbers bit-identical
+    # whether it runs alone or beside others: a sweep's chunk of one is, and a config's own run
+    # where ``engine: eager`` (the reference) is asked for by name. Otherwise a config's own lone
+    # member runs alone (padding doubles the arithmetic; issue 27), equal to rounding.
+    cfg = getattr(sim, "cfg", None)
+    pad = b == 1 and not (getattr(sim, "single", False) and cfg is not None and cfg.engine != "eager")
     st = start(sim, [seeds[0], seeds[0] + 1], members.pad(2)) if pad else start(sim, list(seeds), members)
     out = SimOutput(seeds=list(seeds))
     snap_n = spec.snapshot_points

@@ -70,7 +70,7 @@ class MlpNet(Mlp):
         self.latent_dim = latent_dim
 
     def latent(self, stream: Stream, n: int) -> torch.Tensor:
-        return stream.normal(n, self.latent_dim)
+        return stream.normal_ahead(n, self.latent_dim)  # stream.normal's numbers, small draws made ahead
 
 
 CRITICS = {"mlp": CriticEntry(
