@@ -138,7 +138,7 @@ def gandy_case(engine: str, members: int):
     eager engine pads a lone member to two), past the first (start-up) particle step."""
     cfg = gandy.load_config(str(CONFIG), ["sweep=null", f"engine={engine}"])
     sim = build(cfg, members=members)
-    picked = choose_engine(sim, members)
+    picked = choose_engine(sim, members, single=members == 1)
     if engine == "auto" and picked != "eager":
         sim = dataclasses.replace(sim, engine=ENGINES[picked](sim))
     label = f"auto -> {picked}" if engine == "auto" else engine
