@@ -206,7 +206,7 @@ def test_compiled_hash_for_large_draws_gives_the_same_bits():
     whatever the shape (one dynamic-shape kernel), the small draws untouched."""
     from gandy.core import rng
 
-    draws = [(4, (300, 128)), (3, (1000, 50)), (2, (7,))]
+    draws = [(4, (300, 128)), (3, (1000, 50)), (1, (100, 1024)), (2, (7,))]
     before = [Stream(member_keys(list(range(b))), "x").uniform(*shape) for b, shape in draws]
     rng.compile_large_draws()
     try:
@@ -215,6 +215,19 @@ def test_compiled_hash_for_large_draws_gives_the_same_bits():
         rng._COMPILED.clear()
     for a, c in zip(before, after):
         assert torch.equal(a, c)
+
+
+def test_the_int32_hash_is_the_int64_hash_bit_for_bit():
+    """The hash the compiled engine uses for large draws, in 32-bit lanes with wrap-around, gives
+    the integers of the int64 one: heads across the whole 32-bit range and past it (the low 32 bits
+    count), counters and members."""
+    from gandy.core.rng import _hash, _hash32
+
+    g = torch.Generator().manual_seed(3)
+    heads = torch.cat([torch.randint(0, 2**32, (64,), generator=g, dtype=torch.int64),
+                       torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 2**32 + 5, 2**40 + 2**31])])
+    for n in (1, 17, 4096):
+        assert torch.equal(_hash32(heads, n), _hash(heads, n))
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.3, 1e-7, 0.9999999])
