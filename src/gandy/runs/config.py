@@ -531,7 +531,8 @@ class Config(Section):
     engine: Literal["auto", "eager", "compiled", "closed_form"] = "auto"
     """How a step takes the critic's gradients and the force (docs/architecture.md, "Engines"):
     ``eager`` (autograd on the batched tensors, the reference for the others), ``closed_form``
-    (hand-derived gradients: one-hidden-layer MLP critics with penalty none, sobolev, r1 or r2),
+    (hand-derived gradients: MLP critics of one hidden layer, or of any depth and dropout with
+    relu/leaky_relu, with penalty none, sobolev, r1 or r2),
     ``compiled`` (torch.func + torch.compile: particle runs with those penalties and any critic;
     ~10 s of compilation per batch shape), or ``auto``: the fastest that runs the config
     (:func:`gandy.runs.build.choose_engine`). Numbers agree with eager to rounding."""
