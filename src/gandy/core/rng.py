@@ -35,19 +35,17 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _hash(head: torch.Tensor, n: int) -> torch.Tensor:
-    """Element i of member b's draw: ``(B, n)`` int64 in [0, 2**32) from the members' heads ``(B,)``."""
-    idx = torch.arange(n, dtype=torch.int64, device=head.device)
-    h = _mix(idx[None, :] * 0x27D4EB2F + head[:, None])
-    return _mix(h ^ head[:, None])
-
-
 def _hash_block(heads: torch.Tensor, n: int) -> torch.Tensor:
-    """:func:`_hash` for several calls at once: ``(B, L, n)`` from heads ``(B, L)`` (element for
-    element the same integers: the hash of element i depends only on its head and i)."""
+    """Element i of every call's draw: ``(..., n)`` int64 in [0, 2**32) from heads ``(...)`` (the
+    hash of element i depends only on its head and i, so several calls hash at once)."""
     idx = torch.arange(n, dtype=torch.int64, device=heads.device)
     h = _mix(idx * 0x27D4EB2F + heads[..., None])
     return _mix(h ^ heads[..., None])
+
+
+def _hash(head: torch.Tensor, n: int) -> torch.Tensor:
+    """Element i of member b's draw: ``(B, n)`` int64 in [0, 2**32) from the members' heads ``(B,)``."""
+    return _hash_block(head, n)
 
 
 PREFETCH_BELOW = 512
@@ -137,23 +135,25 @@ class Stream:
         self._ahead: tuple | None = None  # (first counter, width, bits (B, PREFETCH_CALLS, width))
         self._memo: tuple | None = None  # (key, first counter, calls per use, values (uses, B, ...))
 
+    def _heads(self, first: int, calls: int = 1) -> torch.Tensor:
+        """``(B, calls)`` heads of calls ``first, first + 1, ...``: ``mix(base_b + counter * golden)``."""
+        counters = torch.arange(first, first + calls, dtype=torch.int64, device=self._keys.device)
+        return _mix(self._base[:, None] + counters * 0x9E3779B9)
+
     def _bits(self, shape: tuple[int, ...]) -> torch.Tensor:
         """``(B, *shape)`` int64 in [0, 2**32): element i of call ``counter`` of member b is
         ``_hash`` of i under the head ``mix(base_b + counter * golden)``. Small draws come from bits
         hashed ``PREFETCH_CALLS`` calls ahead (the same integers, see :data:`PREFETCH_BELOW`)."""
-        n = 1
-        for s in shape:
-            n *= int(s)
+        n = math.prod(int(x) for x in shape)
         b, c = self.keys.shape[0], self.counter
         self.counter += 1
         if n * b < PREFETCH_BELOW:
             ahead = self._ahead
             if ahead is None or not ahead[0] <= c < ahead[0] + PREFETCH_CALLS or n > ahead[1]:
                 width = n if ahead is None or ahead[1] * b >= PREFETCH_BELOW else max(n, ahead[1])
-                calls = torch.arange(c, c + PREFETCH_CALLS, dtype=torch.int64, device=self.keys.device)
-                ahead = self._ahead = (c, width, _hash_block(_mix(self._base[:, None] + calls * 0x9E3779B9), width))
+                ahead = self._ahead = (c, width, _hash_block(self._heads(c, PREFETCH_CALLS), width))
             return ahead[2][:, c - ahead[0], :n].reshape((b, *shape))
-        head = _mix(self._base + c * 0x9E3779B9)
+        head = self._heads(c)[:, 0]
         fast = _COMPILED.get("hash") if n * b >= LARGE_DRAW else None
         return (fast or _hash)(head, n).reshape((b, *shape))
 
@@ -186,8 +186,7 @@ class Stream:
         b, c = self.keys.shape[0], self.counter
         k = len(shapes)
         sizes = [math.prod(int(x) for x in sh) for sh in shapes]
-        calls = torch.arange(c, c + uses * k, dtype=torch.int64, device=self.keys.device)
-        bits = _hash_block(_mix(self._base[:, None] + calls * 0x9E3779B9), max(sizes)).view(b, uses, k, -1)
+        bits = _hash_block(self._heads(c, uses * k), max(sizes)).view(b, uses, k, -1)
         self.counter = c + uses * k
         return [bits[:, :, i, :n].reshape(b, uses, *sh) for i, (n, sh) in enumerate(zip(sizes, shapes))]
 
