@@ -14,7 +14,7 @@ does, for every member at once::
 and ``torch.compile`` fuses it into a handful of loops. The random draws (the target batch) stay
 outside, from gandy's streams, in the same order as :func:`gandy.core.step.critic_update` makes
 them, so the numbers agree with the compiled engine's and the eager engine's to rounding
-(tests/test_fused.py). It applies where the step is one critic update of a particle mover with the
+(tests/test_lone.py). It applies where the step is one critic update of a particle mover with the
 config's kernel and an Adam critic without dropout, below ``compiled.WIDE`` dimensions (above, the
 matrix products dominate and the step's pieces are compiled as before); :func:`applies` says when.
 """
@@ -31,7 +31,7 @@ from torch.func import grad, vmap
 from gandy.core import closed_form
 from gandy.core.compiled import WIDE, CompiledStep, func_input_grad
 from gandy.core.optim import _adam_update
-from gandy.core.step import Particles, critic_loss
+from gandy.core.step import Particles, critic_loss, healthy
 from gandy.core.targets import sample_ahead
 
 
@@ -96,8 +96,6 @@ def _particle_step(sim, trainable: tuple):
         loss_grad = vmap(grad(gen_one, argnums=1))
     spec, opt = sim.step, sim.critic_optim
     b1, b2 = opt.betas
-    limit = spec.blowup * float(sim.target.scale)
-    mean = sim.target.mean
 
     def step(train: dict, frozen: dict, m: list, v: list, vmax, x, real, weight, lr_c, scale, lr_g, g1, g2):
         """``x: (B, N, d)``, ``real: (B, M, d)``; per member ``weight, lr_c, lr_g, g1, g2: (B,)``;
@@ -112,11 +110,7 @@ def _particle_step(sim, trainable: tuple):
         if spec.force == "mean":
             f = f / x.shape[1]
         moved = x + lr_g[:, None, None] * sim.kernel.apply(f, g1, g2)
-        b = x.shape[0]
-        ok = (moved - mean).norm(dim=-1).amax(-1) <= limit  # NaN and inf fail it (as in step.advance)
-        for t in params.values():
-            ok = ok & torch.isfinite(t.reshape(b, -1).sum(-1))
-        return new, moved, f.norm(dim=-1).mean(-1), ok
+        return new, moved, f.norm(dim=-1).mean(-1), healthy(sim, moved, list(params.values()))
 
     return step
 

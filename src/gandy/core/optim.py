@@ -123,15 +123,13 @@ class BatchedOptimizer:
         not bit for bit; a member alone is not padded to two under ``engine: auto`` only, so the
         reference (``engine: eager``, batches of two or more) keeps the loop."""
         spec, keys = self.spec, list(grads)
-        if getattr(self, "_lr_scalar", None) is None:
-            self._lr_scalar = float(self.lr.reshape(()))
         new = [params[k].clone() for k in keys]
         step = torch.tensor(float(self.t), device=self.lr.device)
         # the kernel walks each tensor's memory in order: a transposed gradient (autograd gives
         # some) must be laid out as its parameter first
         torch._fused_adam_(new, [grads[k].contiguous() for k in keys], [self.m[k] for k in keys], [self.v[k] for k in keys],
                            [self.vmax[k] for k in keys] if self.amsgrad else [], [step] * len(keys),
-                           amsgrad=self.amsgrad, lr=self._lr_scalar, beta1=spec.betas[0], beta2=spec.betas[1],
+                           amsgrad=self.amsgrad, lr=float(self.lr.reshape(())), beta1=spec.betas[0], beta2=spec.betas[1],
                            weight_decay=spec.weight_decay, eps=spec.eps, maximize=False)
         if spec.clip is not None:
             torch._foreach_clamp_min_(new, -spec.clip)

@@ -449,6 +449,18 @@ class Sides(Mover):
                           for i, m in enumerate(self.movers)])
 
 
+def healthy(sim: Simulation, x: torch.Tensor, tensors: list) -> torch.Tensor:
+    """``(B,)``: each member's points ``x: (B, N, d)`` within ``sim.step.blowup`` x the target's
+    scale of its mean, and its ``tensors`` (each ``(B, ...)``) finite. NaN and inf points fail the
+    comparison (amax propagates NaN). A tensor is checked by its sum per member, one pass: a sum is
+    non-finite where any term is (or where terms past ~1e33 overflow, which counts as blown up too;
+    5x cheaper than isfinite().all() on wide critics), and one isfinite for all of them (a lone
+    member's step is a few hundred small ops)."""
+    b = x.shape[0]
+    ok = (x - sim.target.mean).norm(dim=-1).amax(-1) <= sim.step.blowup * sim.target.scale
+    return ok & torch.isfinite(torch.stack([v.reshape(b, -1).sum(-1) for v in tensors])).all(0)
+
+
 def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_graph: bool = False) -> State:
     """One step of the game for all members, in place: the critic steps and the generator side's
     move in the order :func:`critic_and_force` fixes; ``mover`` defaults to the simulation's
@@ -475,15 +487,7 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
             st.force_norm = f.detach().norm(dim=-1).mean(-1)
         mover.move(sim, st, f)
         st.t += 1
-        b = st.x.shape[0]
-        limit = sim.step.blowup * sim.target.scale
-        # NaN and inf fail the comparison (amax propagates NaN): no separate isfinite on the points
-        ok = (st.x - sim.target.mean).norm(dim=-1).amax(-1) <= limit
-        # one pass per tensor: a sum is non-finite where any term is (or where terms past ~1e33
-        # overflow, which counts as blown up too); 5x cheaper than isfinite().all() on wide critics,
-        # and one isfinite for all of them (a lone member's step is a few hundred small ops)
-        sums = [v.reshape(b, -1).sum(-1) for v in [*st.params.values(), *(st.gen or {}).values()]]
-        ok &= torch.isfinite(torch.stack(sums)).all(0)
+        ok = healthy(sim, st.x, [*st.params.values(), *(st.gen or {}).values()])
     newly = st.alive & ~ok
     if bool(newly.any()):
         st.diverged_step[newly.cpu()] = st.t

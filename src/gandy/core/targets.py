@@ -361,12 +361,11 @@ def build_target(name: str, device="cpu", embed_dim: Optional[int] = None, embed
     return Embedded(t, embed_dim, embed_seed) if embed_dim and embed_dim != t.dim else t
 
 
-
-
 def sample_ahead(target: Target, stream: Stream, n: int) -> torch.Tensor:
     """``target.sample(stream, n)``, the same numbers, with small batches drawn many uses ahead in
     one pass (:meth:`gandy.core.rng.Stream.ahead`, :meth:`Target.sample_block`) where the target
     draws them at once."""
-    if type(target).sample_block is Target.sample_block or stream.keys.shape[0] * n * target.dim >= AHEAD_BELOW:  # a small batch costs ~30 ops
+    small = stream.keys.shape[0] * n * target.dim < AHEAD_BELOW  # a small batch costs ~30 ops one at a time
+    if type(target).sample_block is Target.sample_block or not small:
         return target.sample(stream, n)
     return stream.ahead(("sample", id(target), n), lambda k: target.sample_block(stream, n, k))
