@@ -31,7 +31,7 @@ from torch.func import grad, vmap
 from gandy.core import closed_form
 from gandy.core.compiled import WIDE, CompiledStep, func_input_grad
 from gandy.core.optim import _adam_update
-from gandy.core.step import Particles, critic_loss, healthy
+from gandy.core.step import Particles, blowup_limit, critic_loss, healthy
 from gandy.core.targets import sample_ahead
 
 
@@ -97,10 +97,11 @@ def _particle_step(sim, trainable: tuple):
     spec, opt = sim.step, sim.critic_optim
     b1, b2 = opt.betas
 
-    def step(train: dict, frozen: dict, m: list, v: list, vmax, x, real, weight, lr_c, scale, lr_g, g1, g2):
+    def step(train: dict, frozen: dict, m: list, v: list, vmax, x, real, weight, lr_c, scale, lr_g, g1, g2, limit):
         """``x: (B, N, d)``, ``real: (B, M, d)``; per member ``weight, lr_c, lr_g, g1, g2: (B,)``;
-        ``scale``: Adam's 1/bc1 and 1/sqrt(bc2). Returns the new trainable tensors (in the order of
-        ``trainable``), the moved ``x``, the force's mean norm ``(B,)`` and ``ok: (B,)``."""
+        ``scale``: Adam's 1/bc1 and 1/sqrt(bc2); ``limit``: :func:`blowup_limit`. Returns the new
+        trainable tensors (in the order of ``trainable``), the moved ``x``, the force's mean norm
+        ``(B,)`` and ``ok: (B,)``."""
         old = {**frozen, **train}
         g = critic_grads(train, frozen, real, x, weight)
         new = _adam_update([train[k] for k in trainable], [g[k] for k in trainable], m, v, lr_c, scale,
@@ -110,7 +111,7 @@ def _particle_step(sim, trainable: tuple):
         if spec.force == "mean":
             f = f / x.shape[1]
         moved = x + lr_g[:, None, None] * sim.kernel.apply(f, g1, g2)
-        return new, moved, f.norm(dim=-1).mean(-1), healthy(sim, moved, list(params.values()))
+        return new, moved, f.norm(dim=-1).mean(-1), healthy(moved, list(params.values()), sim.target.mean, limit)
 
     return step
 
@@ -145,6 +146,6 @@ def advance(sim, st) -> torch.Tensor:
         {k: st.params[k] for k in trainable}, {k: v for k, v in st.params.items() if k not in trainable},
         [opt.m[k] for k in trainable], [opt.v[k] for k in trainable],
         [opt.vmax[k] for k in trainable] if opt.amsgrad else None,
-        st.x, real, mv.penalty_weight, opt.lr, scale, mv.generator_lr, mv.g1, mv.g2)
+        st.x, real, mv.penalty_weight, opt.lr, scale, mv.generator_lr, mv.g1, mv.g2, blowup_limit(sim, st))
     st.params = {**st.params, **dict(zip(trainable, new))}
     return ok

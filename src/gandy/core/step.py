@@ -449,15 +449,23 @@ class Sides(Mover):
                           for i, m in enumerate(self.movers)])
 
 
-def healthy(sim: Simulation, x: torch.Tensor, tensors: list) -> torch.Tensor:
-    """``(B,)``: each member's points ``x: (B, N, d)`` within ``sim.step.blowup`` x the target's
-    scale of its mean, and its ``tensors`` (each ``(B, ...)``) finite. NaN and inf points fail the
-    comparison (amax propagates NaN). A tensor is checked by its sum per member, one pass: a sum is
-    non-finite where any term is (or where terms past ~1e33 overflow, which counts as blown up too;
-    5x cheaper than isfinite().all() on wide critics), and one isfinite for all of them (a lone
+def blowup_limit(sim: Simulation, st: State):
+    """How far from the target mean a member's points may go before it counts as blown up:
+    ``phase.blowup`` x the target's scale (a number; ``(B,)`` where a recipe makes it per member).
+    The one reader of ``phase.blowup``, for the step and the compiled whole step alike."""
+    limit = sim.step.blowup * sim.target.scale
+    return limit
+
+
+def healthy(x: torch.Tensor, tensors: list, mean: torch.Tensor, limit) -> torch.Tensor:
+    """``(B,)``: each member's points ``x: (B, N, d)`` within ``limit`` (:func:`blowup_limit`) of the
+    target's ``mean: (d,)``, and its ``tensors`` (each ``(B, ...)``) finite. NaN and inf points fail
+    the comparison (amax propagates NaN). A tensor is checked by its sum per member, one pass: a sum
+    is non-finite where any term is (or where terms past ~1e33 overflow, which counts as blown up
+    too; 5x cheaper than isfinite().all() on wide critics), and one isfinite for all of them (a lone
     member's step is a few hundred small ops)."""
     b = x.shape[0]
-    ok = (x - sim.target.mean).norm(dim=-1).amax(-1) <= sim.step.blowup * sim.target.scale
+    ok = (x - mean).norm(dim=-1).amax(-1) <= limit
     return ok & torch.isfinite(torch.stack([v.reshape(b, -1).sum(-1) for v in tensors])).all(0)
 
 
@@ -487,7 +495,7 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
             st.force_norm = f.detach().norm(dim=-1).mean(-1)
         mover.move(sim, st, f)
         st.t += 1
-        ok = healthy(sim, st.x, [*st.params.values(), *(st.gen or {}).values()])
+        ok = healthy(st.x, [*st.params.values(), *(st.gen or {}).values()], sim.target.mean, blowup_limit(sim, st))
     newly = st.alive & ~ok
     if bool(newly.any()):
         st.diverged_step[newly.cpu()] = st.t
