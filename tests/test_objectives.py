@@ -559,3 +559,24 @@ def test_rmsprop_matches_torch():
             (refs[i] ** 2 - refs[i]).sum().backward()
             topts[i].step()
     torch.testing.assert_close(p["w"], torch.stack([r.detach() for r in refs]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(GAMES))
+def test_game_derivatives_by_hand_match_autograd(name):
+    """Each game's hand-written dL/df (critic) and dl_G/df (generator), which the closed-form engine
+    uses instead of autograd, against autograd of its loss; logits include the hinge's kinks
+    (f = +-1, where autograd's relu takes the derivative 0) and large ones (the sigmoids saturate)."""
+    game = GAMES[name]
+    assert game.critic_dloss is not None and game.gen_dloss is not None  # every named game has both
+    g = torch.Generator().manual_seed(3)
+    special = torch.tensor([-1.0, 1.0, 0.0, -30.0, 30.0])
+    fr = torch.cat([3 * torch.randn(2, 27, generator=g, dtype=torch.float64), special.double().expand(2, 5)], 1)
+    ff = torch.cat([3 * torch.randn(2, 14, generator=g, dtype=torch.float64), special.double().expand(2, 5)], 1)
+    leaves = [fr.clone().requires_grad_(True), ff.clone().requires_grad_(True)]
+    want = torch.autograd.grad(game.critic_loss(*leaves).sum(), leaves)
+    got = game.critic_dloss(fr, ff)
+    for w, h in zip(want, got):
+        torch.testing.assert_close(h, w, rtol=1e-12, atol=1e-15)
+    leaf = ff.clone().requires_grad_(True)
+    (want_g,) = torch.autograd.grad(game.gen_loss(leaf).sum(), leaf)
+    torch.testing.assert_close(game.gen_dloss(ff), want_g, rtol=1e-12, atol=1e-15)

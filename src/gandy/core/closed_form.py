@@ -76,10 +76,15 @@ def unsupported(sim) -> str | None:
     return None
 
 
-def _logit_derivative(fn, *fs: torch.Tensor) -> tuple:
-    """d(sum of fn(*fs))/d f for each ``(B, M)`` tensor of logits: torch.func on the logits alone
-    where compiling (so that the closed form also compiles), autograd otherwise (the same
-    derivative; torch.func's transforms cost ~0.3 ms a call in eager, a lone 1-D member's step)."""
+def _logit_derivative(fn, by_hand, *fs: torch.Tensor) -> tuple:
+    """d(sum of fn(*fs))/d f for each ``(B, M)`` tensor of logits: the game's derivative by hand
+    (``by_hand``, :class:`gandy.core.objectives.Game`'s ``critic_dloss``/``gen_dloss``) where it has
+    one; else torch.func on the logits alone where compiling (so that the closed form also
+    compiles), autograd otherwise (the same derivative; torch.func's transforms cost ~0.3 ms a
+    call in eager, autograd ~0.25: a lone member's step is a few ms)."""
+    if by_hand is not None:
+        out = by_hand(*fs)
+        return out if isinstance(out, tuple) else (out,)
     if torch.compiler.is_compiling():
         return grad(lambda *leaves: fn(*leaves).sum(), argnums=tuple(range(len(fs))))(*fs)
     with torch.enable_grad():
@@ -128,7 +133,7 @@ class ClosedForm:
         w, a = params["w0"], params["w1"][..., 0]  # (B, d, H), (B, H)
         z_f, h_f, f_f = self._forward(params, fake)
         z_r, h_r, f_r = self._forward(params, real)
-        e_r, e_f = _logit_derivative(self.sim.game.critic_loss, f_r, f_f)
+        e_r, e_f = _logit_derivative(self.sim.game.critic_loss, self.sim.game.critic_dloss, f_r, f_f)
         s_f, s_r = self.d1(z_f), self.d1(z_r)
         u_f, u_r = a[:, None, :] * s_f, a[:, None, :] * s_r  # u_i = a * s'(z_i): grad_x f(x_i) = W u_i
         d_f, d_r = e_f[..., None] * u_f, e_r[..., None] * u_r  # dL/dz: (B, N, H), (B, M, H)
@@ -188,7 +193,7 @@ class ClosedForm:
         x = torch.cat([fake, real], 1)
         mask = None if masks[1] is None else torch.cat([masks[1], masks[0]], 1).to(x.dtype)
         hs, ds, f = self._deep_forward(params, x, mask)
-        e_r, e_f = _logit_derivative(self.sim.game.critic_loss, f[:, n_f:], f[:, :n_f])
+        e_r, e_f = _logit_derivative(self.sim.game.critic_loss, self.sim.game.critic_dloss, f[:, n_f:], f[:, :n_f])
         e = torch.cat([e_f, e_r], 1)[..., None]  # dL/df per row, (B, n, 1)
         deltas = self._deltas(params, ds, params[f"w{last}"][:, None, :, 0])
         ts = [None] * self.layers
@@ -219,10 +224,10 @@ class ClosedForm:
         """grad_x l_G(f(x)) per particle, ``(B, N, d)``."""
         if self.deep:
             _, ds, f = self._deep_forward(params, x, None)
-            (lg,) = _logit_derivative(self.sim.game.gen_loss, f)
+            (lg,) = _logit_derivative(self.sim.game.gen_loss, self.sim.game.gen_dloss, f)
             top = lg[..., None] * params[f"w{self.layers - 1}"][:, None, :, 0]
             return torch.bmm(self._deltas(params, ds, top)[0], params["w0"].transpose(1, 2))
         z, _, f = self._forward(params, x)
-        (lg,) = _logit_derivative(self.sim.game.gen_loss, f)
+        (lg,) = _logit_derivative(self.sim.game.gen_loss, self.sim.game.gen_dloss, f)
         u = (lg[..., None] * params["w1"][..., 0][:, None, :]) * self.d1(z)
         return torch.bmm(u, params["w0"].transpose(1, 2))

@@ -38,6 +38,11 @@ class Game:
     penalty: Optional[str] = None
     penalty_weight: float = 0.0
     clip: Optional[float] = None
+    critic_dloss: Optional[Callable[[Tensor, Tensor], tuple]] = None
+    """``(f_real: (B, M), f_fake: (B, N)) -> (dL/df_real, dL/df_fake)`` of ``critic_loss`` by hand
+    (None: the closed-form engine takes it by autograd; tests/test_objectives.py checks each one)."""
+    gen_dloss: Optional[Callable[[Tensor], Tensor]] = None
+    """``f_fake: (B, N) -> dl_G/df`` per sample by hand (None: by autograd)."""
 
 
 def _ce_critic(fr, ff):
@@ -49,19 +54,43 @@ def _ipm_critic(fr, ff):
     return ff.mean(-1) - fr.mean(-1)
 
 
+def _ce_dcritic(fr, ff):
+    # d softplus(u)/du = sigmoid(u); each mean divides by its batch
+    return -torch.sigmoid(-fr) / fr.shape[-1], torch.sigmoid(ff) / ff.shape[-1]
+
+
+def _ipm_dcritic(fr, ff):
+    return torch.full_like(fr, -1.0 / fr.shape[-1]), torch.full_like(ff, 1.0 / ff.shape[-1])
+
+
+def _minus_one(ff):
+    return torch.full_like(ff, -1.0)
+
+
+def _step(u):
+    # d relu(u)/du as autograd takes it: 1 where u > 0, 0 at the kink and below
+    return torch.sign(torch.relu(u))
+
+
 GAMES: dict[str, Game] = {
     "ipm": Game("ipm", _ipm_critic, lambda ff: -ff,
-                "critic maximises E_P f - E_Q f; l_G = -f (particles ascend f)"),
+                "critic maximises E_P f - E_Q f; l_G = -f (particles ascend f)",
+                critic_dloss=_ipm_dcritic, gen_dloss=_minus_one),
     "mm": Game("mm", _ce_critic, lambda ff: -Fn.softplus(ff),
-               "J_D = softplus(-f(x)) + softplus(f(G z)); l_G = log(1 - D) = -softplus(f)"),
+               "J_D = softplus(-f(x)) + softplus(f(G z)); l_G = log(1 - D) = -softplus(f)",
+               critic_dloss=_ce_dcritic, gen_dloss=lambda ff: -torch.sigmoid(ff)),
     "ns": Game("ns", _ce_critic, lambda ff: Fn.softplus(-ff),
-               "J_D as mm; l_G = -log D = softplus(-f)"),
+               "J_D as mm; l_G = -log D = softplus(-f)",
+               critic_dloss=_ce_dcritic, gen_dloss=lambda ff: -torch.sigmoid(-ff)),
     "ls": Game("ls", lambda fr, ff: 0.5 * ((fr - 1) ** 2).mean(-1) + 0.5 * (ff**2).mean(-1),
                lambda ff: 0.5 * (ff - 1) ** 2,
-               "least squares: J_D = 1/2 (f(x) - 1)^2 + 1/2 f(G z)^2; l_G = 1/2 (f - 1)^2"),
+               "least squares: J_D = 1/2 (f(x) - 1)^2 + 1/2 f(G z)^2; l_G = 1/2 (f - 1)^2",
+               critic_dloss=lambda fr, ff: ((fr - 1) / fr.shape[-1], ff / ff.shape[-1]), gen_dloss=lambda ff: ff - 1),
     "hinge": Game("hinge", lambda fr, ff: Fn.relu(1 - fr).mean(-1) + Fn.relu(1 + ff).mean(-1),
                   lambda ff: -ff,
-                  "J_D = relu(1 - f(x)) + relu(1 + f(G z)); l_G = -f"),
+                  "J_D = relu(1 - f(x)) + relu(1 + f(G z)); l_G = -f",
+                  critic_dloss=lambda fr, ff: (-_step(1 - fr) / fr.shape[-1], _step(1 + ff) / ff.shape[-1]),
+                  gen_dloss=_minus_one),
 }
 # Fedus et al. (2018), docs/model.md, "Games": the base games with their regularisers
 GAMES.update({

@@ -338,18 +338,26 @@ def critic_update(sim: Simulation, st: State, params: dict, fake: torch.Tensor, 
 
 def generator_update(sim: Simulation, st: State, critic_params: dict) -> None:
     """One optimiser step of every member's network generator on the mean l_G(f(G(z))) over a
-    fresh latent batch; the critic is held fixed (its parameters detached)."""
+    fresh latent batch; the critic is held fixed (its parameters detached). Where an engine takes
+    the force and the generator backpropagates by hand (``vjp``: the MLP), no autograd graph is
+    built: d/dtheta = J^T grad_x l_G / M, the same derivative."""
     g = sim.generator
     z = g.latent(st.streams["latent"], sim.critic_batch).to(sim.device)
     fixed = {k: v.detach() for k, v in critic_params.items()}
-    train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
-    fake = g.forward(train, z)  # (B, M, d)
-    loss = sim.game.gen_loss(sim.critic.forward(fixed, fake)).mean(-1)  # (B,)
-    *grads, at_fake = torch.autograd.grad(loss.sum(), [*train.values(), fake])
+    if sim.engine is not None and hasattr(g, "vjp"):  # the engine's force, backpropagated by hand
+        fake, saved = g.forward_saved(st.gen, z)  # (B, M, d)
+        at_fake = sim.engine.loss_grad(fixed, fake) / fake.shape[1]  # the loss is a batch mean
+        by_name = g.vjp(st.gen, saved, at_fake)
+        grads = [by_name[k] for k in st.gen]
+    else:
+        train = {k: v.detach().requires_grad_(True) for k, v in st.gen.items()}
+        fake = g.forward(train, z)  # (B, M, d)
+        loss = sim.game.gen_loss(sim.critic.forward(fixed, fake)).mean(-1)  # (B,)
+        *grads, at_fake = torch.autograd.grad(loss.sum(), [*train.values(), fake])
     # the generator's signal before its Jacobian: mean over the batch of |grad_x l_G(f(x_j))|
     # (the loss is a batch mean, so each sample's own gradient is M times its share)
     st.force_norm = at_fake.detach().norm(dim=-1).mean(-1) * fake.shape[1]
-    st.gen = {k: v.detach() for k, v in st.gen_opt.step(st.gen, dict(zip(train, grads))).items()}
+    st.gen = {k: v.detach() for k, v in st.gen_opt.step(st.gen, dict(zip(st.gen, grads))).items()}
 
 
 # ----------------------------------------------------------------------------- movers
