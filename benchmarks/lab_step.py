@@ -134,30 +134,39 @@ def overhead(args, threads: int) -> None:
     sims = {name: build(gandy.load_config(None, BASE + ["objective=ns", f"steps={args.steps}", f"log_every={every}",
                                                        "metrics.divergences=true", f"device={args.device}"]))
             for name, every in runs}
+    # each log_every measured with the logs in place and on the worker thread (loop.Background;
+    # what a run does by default: loop.background_helps)
+    modes = {"in place": False, "worker thread": True}
+    variants = [("bare", "in place"), *((name, mode) for name, _ in runs[1:] for mode in modes)]
     for sim in sims.values():  # warm-up: first-call costs (lazy imports, allocator) out of the timings
         simulate(sim, [0])
-    times = {name: [] for name in sims}
+    times = {v: [] for v in variants}
     every = args.every[0]
     timed = (math.inf, None)  # the fastest run of log_every = every with its parts timed
     for _ in range(args.repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
-        for name, sim in sims.items():
+        for name, mode in variants:
+            loop.BACKGROUND_LOGS = modes[mode]
             t0 = time.perf_counter()
-            simulate(sim, [0])
-            times[name].append(time.perf_counter() - t0)
+            simulate(sims[name], [0])
+            times[name, mode].append(time.perf_counter() - t0)
+        loop.BACKGROUND_LOGS = False
         timed = min(timed, _timed_run(sims[f"every {every}"]), key=lambda r: r[0])
-    bare = min(times["bare"])
+    loop.BACKGROUND_LOGS = None
+    bare = min(times["bare", "in place"])
     print(f"\n## {threads} thread(s): ns, {args.steps} steps, best of {args.repeats}: logged at the first and last "
-          f"step only {bare:.3f} s ({1000 * bare / args.steps:.2f} ms per step)")
+          f"step only {bare:.3f} s ({1000 * bare / args.steps:.2f} ms per step); a run's default here: logs "
+          f"{'on the worker thread' if loop.background_helps() else 'in place'}")
     for name, every in runs[1:]:
-        t = min(times[name])
-        logs = len(range(0, args.steps + 1, every)) + (args.steps % every != 0) - 2  # beyond the baseline's two
-        print(f"  every column logged {name} steps: {t:.3f} s, overhead {100 * (t / bare - 1):.1f}% (goal <= 10%), "
-              f"{1000 * (t - bare) / logs:.1f} ms per extra log")
+        for mode in modes:
+            t = min(times[name, mode])
+            logs = len(range(0, args.steps + 1, every)) + (args.steps % every != 0) - 2  # beyond the baseline's two
+            print(f"  every column logged {name} steps, {mode:<13}: {t:.3f} s, overhead {100 * (t / bare - 1):.1f}% "
+                  f"(goal <= 10%), {1000 * (t - bare) / logs:.1f} ms per extra log")
     wall, parts = timed
     logs = parts.calls["tracked(): per-member Python, conversions"]
     extra = (wall - bare) / (logs - 2)  # the timed run's extra time per log (timers included)
     step_budget = bare / args.steps * every  # one log's share of a bare run is measured against this
-    print(f"  where one tracked log's time goes (log_every {every}: the fastest of {args.repeats} runs with each "
+    print(f"  where one tracked log's time goes (log_every {every}, in place: the fastest of {args.repeats} runs with each "
           f"part timed, interleaved with the above, {logs} logs; % = share of {every} bare steps):")
     total = 0.0
     for _, _, name in PARTS:

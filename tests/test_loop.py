@@ -1,12 +1,18 @@
 """The one driver (runs/loop.py ``drive``): which steps its hooks see, early stops, and that a
-driven run is the same as stepping ``advance`` by hand."""
+driven run is the same as stepping ``advance`` by hand; logs measured on the worker thread."""
 
 from __future__ import annotations
 
+import threading
+
+import pandas as pd
+import pytest
 import torch
 
+import gandy
 from gandy.core.step import advance, start
 from gandy.runs import config as C
+from gandy.runs import loop
 from gandy.runs.build import build
 from gandy.runs.loop import drive
 
@@ -47,3 +53,40 @@ def test_a_driven_run_is_advance_stepped_by_hand():
     for _ in range(5):
         advance(sim, b)
     assert torch.equal(a.x, b.x) and all(torch.equal(a.params[k], b.params[k]) for k in a.params)
+
+
+LAB = ["target={name: ring8}", "generator={name: mlp, latent_dim: 2, widths: [16]}", "critic.widths=[16]",
+       "objective=ns", "batch_size=64", "particles.n=64", "steps=30", "log_every=5", "seeds=[0, 1]",
+       "metrics.divergences=true"]
+
+
+@pytest.mark.parametrize("over", [LAB, ["target={name: two_modes_1d}", "particles.n=16", "critic.widths=[8]",
+                                         "steps=30", "log_every=5", "seeds=[0, 1, 2]"]])
+def test_logs_measured_on_the_worker_thread_equal_those_measured_in_place(monkeypatch, over):
+    """loop.Background: the same rows, bit for bit and in order, whether the logs are measured on
+    the worker thread while the run steps on or in place (every input is a copy or an in-order draw)."""
+    cfg = gandy.load_config(None, over)
+    rows = {}
+    for on in (False, True):
+        monkeypatch.setattr(loop, "BACKGROUND_LOGS", on)
+        rows[on] = loop.simulate(build(cfg), cfg.seeds).metrics
+    assert len(rows[True]) == 7 * len(cfg.seeds) and [r["step"] for r in rows[True]] == [r["step"] for r in rows[False]]
+    pd.testing.assert_frame_equal(pd.DataFrame(rows[True]), pd.DataFrame(rows[False]))
+
+
+def test_an_error_in_a_background_log_stops_the_run(monkeypatch):
+    """A log that fails on the worker thread raises in the run (at the next log or the end), and the
+    worker is shut down; no silent gap in the metrics."""
+    calls = []
+
+    def boom(*a, **k):
+        calls.append(1)
+        raise FloatingPointError("a log failed")
+
+    monkeypatch.setattr(loop, "BACKGROUND_LOGS", True)
+    monkeypatch.setattr(loop, "order_parameters", boom)
+    cfg = gandy.load_config(None, LAB)
+    with pytest.raises(FloatingPointError, match="a log failed"):
+        loop.simulate(build(cfg), cfg.seeds)
+    assert calls == [1]  # the run stopped at the next log
+    assert not any(t.name.startswith("gandy-log") for t in threading.enumerate())

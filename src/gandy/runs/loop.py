@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
 import pickle
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -22,7 +24,65 @@ from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Mover, Simulation, State, advance, start
-from gandy.runs.tracking import tracked
+from gandy.runs.tracking import seen, tracked
+
+BACKGROUND_LOGS: Optional[bool] = None
+"""Whether :func:`simulate` measures its logs on a worker thread (:class:`Background`); None: where
+torch's threads leave a core of this process idle (:func:`background_helps`)."""
+
+
+def background_helps() -> bool:
+    """Whether a log worker has a core of its own: torch runs fewer intra-op threads than this
+    process may use. Measured on the 2-core VM (benchmarks/lab_step.py): at 1 thread the tracked
+    lab's overhead at log_every 10 fell from 70 % to ~20 %; at 2 threads the worker slowed the
+    steps more than it saved (82 % against 70 %)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return torch.get_num_threads() < cores
+
+
+class Background:
+    """Runs each log's measuring (order parameters, tracked divergences: a pure function of what
+    the log took from the state) on one worker thread while the run steps on, at most one log in
+    flight: the next log, a checkpoint and the end of the run wait for it, so rows keep their
+    order and an error in a log is raised in the run, at the latest at its end. ``on=False``
+    measures in place. The numbers are the same either way (tests/test_loop.py): every input is a
+    copy or a draw made in order on the run's thread.
+
+    Why: a tracked 2-D log costs ~25 ms (exact W1, k-NN divergences with half-sample errors), six
+    lab steps; torch's kernels and POT's solver release the GIL, so the worker uses a core the
+    steps leave idle (where there is one: :data:`BACKGROUND_LOGS`)."""
+
+    def __init__(self, on: bool):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gandy-log") if on else None
+        self._pending: Optional[Future] = None
+
+    def __call__(self, fn: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            fn()
+        else:
+            self._pending = self._pool.submit(fn)
+
+    def wait(self) -> None:
+        """Until the log in flight (if any) is measured; raises its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> "Background":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        try:
+            if kind is None:
+                self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
 
 Observer = tuple[int, Callable[[int], None]]
 """``(every, fn)``: :func:`drive` calls ``fn(t)`` at the steps ``t`` it observes (see there)."""
@@ -309,13 +369,19 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
 
     def log(t: int) -> None:
+        # what the log measures, taken now (the reference drawn in order from the metrics stream);
+        # the measuring may run on the worker thread while the run steps on (see Background)
         ref = sim.target.sample(st.streams["metrics"], spec.reference)
+        x, x0, view = visible(), st.x0[:b], seen(sim, st, b) if track else None
+        logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
+                  for name in State.LOGGED}  # NaN before the first step and for diverged members
+        background(lambda: measure(t, x, x0, ref, logged, view))
+
+    def measure(t: int, x, x0, ref, logged: dict, view) -> None:
         # with divergences tracked, W1 comes from their pooled distance matrix
-        vals = order_parameters(visible(), sim.target, None if track else ref[:b], spec.max_points, st.x0[:b])
-        for name in State.LOGGED:  # NaN before the first step and for diverged members
-            vals[name] = torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
+        vals = {**order_parameters(x, sim.target, None if track else ref[:b], spec.max_points, x0), **logged}
         if track:
-            div, out.divergence_methods = tracked(sim, st, ref, b, vals)
+            div, out.divergence_methods = tracked(sim, view, ref, b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
         for i, seed in enumerate(seeds):
@@ -332,6 +398,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         if progress is not None:
             progress(1)
         if checkpoint is not None and t < spec.steps and checkpoint.due(t):
+            background.wait()  # the saved output holds every log up to t
             checkpoint.save(st, out, t)
 
     def at(every: int, fn: Callable[[int], None]) -> Observer:
@@ -339,7 +406,9 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         and the horizon itself), and at the multiples and the last step after it (metrics.phase_2x)."""
         return (1, lambda t: fn(t) if t % every == 0 or t in (spec.horizon, spec.steps) else None)
 
-    drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
+    background = Background(background_helps() if BACKGROUND_LOGS is None else BACKGROUND_LOGS)
+    with background:
+        drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

@@ -4,6 +4,7 @@ run for every member."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -55,9 +56,30 @@ HALVES = f"half_sampling({RESAMPLES} halves, delete-d jackknife)"
 """How the k-NN columns' standard errors are computed (:func:`~gandy.core.metrics.divergences.half_sample_se`)."""
 
 
+@dataclass(frozen=True)
+class Seen:
+    """What :func:`tracked` reads of a :class:`~gandy.core.step.State`, copied at the logged step
+    (the loop may measure a log on a worker thread while the run steps on): the first ``b``
+    members' points ``x: (b, N, d)``, ``alive: (b,)`` and, for the affine generator (exact
+    segment divergences), its parameters ``gen`` (else None)."""
+
+    x: torch.Tensor
+    alive: torch.Tensor
+    gen: Optional[dict]
+
+
+def seen(sim, st, b: int) -> Seen:
+    """The copy of ``st`` that :func:`tracked` needs (see :class:`Seen`)."""
+    gen = None
+    if isinstance(sim.generator, Affine) and st.gen is not None:
+        gen = {k: v[:b].detach().clone() for k, v in st.gen.items()}
+    return Seen(st.x[:b].detach().clone(), st.alive[:b].clone(), gen)
+
+
 def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict]:
     """Divergence columns, their ``*_se`` and ``w1`` (and ``sw1`` above 10 dimensions) for the first
-    ``b`` members at this step: ``(values, methods)``, values ``(b,)`` float64 arrays.
+    ``b`` members of ``st`` (a State or its :func:`seen` copy) at this step: ``(values, methods)``,
+    values ``(b,)`` float64 arrays.
 
     JS and KL are exact where both laws are known in closed form (a segment target and the affine
     generator's segment); KL(Q||P) is estimated with the target's exact log-density where it has
