@@ -43,20 +43,16 @@ def _zeros(stream, *shape) -> torch.Tensor:
 
 
 def _norm(h: torch.Tensor, kind: str, b: int, gamma, beta) -> torch.Tensor:
-    """``h: (n, B*c, H, W)``; ``gamma``, ``beta``: ``(B, c)``."""
+    """``h: (n, B*c, H, W)``; ``gamma``, ``beta``: ``(B, c)``. torch's own kernels: ``batch`` is
+    batch norm over the ``B*c`` channels (each member's channel over its images and pixels),
+    ``layer`` group norm with ``B`` groups (each member's part of an image over (c, H, W)); the
+    members never mix. (Written out as mean and var, the norm took ~4 ms a call against ~0.3 for
+    the kernels at (64, 128, 7, 7), 1 thread: a third of a DCGAN step.)"""
     if kind == "none":
         return h
-    n, bc, hh, ww = h.shape
-    if kind == "batch":  # per member and channel over its images and pixels
-        mean = h.mean((0, 2, 3), keepdim=True)
-        var = h.var((0, 2, 3), keepdim=True, unbiased=False)
-        h = (h - mean) / torch.sqrt(var + EPS)
-    else:  # layer: per member and image over (c, H, W)
-        g = h.reshape(n, b, bc // b, hh, ww)
-        mean = g.mean((2, 3, 4), keepdim=True)
-        var = g.var((2, 3, 4), keepdim=True, unbiased=False)
-        h = ((g - mean) / torch.sqrt(var + EPS)).reshape(n, bc, hh, ww)
-    return h * gamma.reshape(1, bc, 1, 1) + beta.reshape(1, bc, 1, 1)
+    if kind == "batch":  # batch statistics always: no running averages
+        return Fn.batch_norm(h, None, None, gamma.reshape(-1), beta.reshape(-1), training=True, eps=EPS)
+    return Fn.group_norm(h, b, gamma.reshape(-1), beta.reshape(-1), eps=EPS)
 
 
 def _check(norm: str) -> str:
