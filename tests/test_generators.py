@@ -108,3 +108,77 @@ def test_many_paths_experiment_writes_its_tables_and_figures(tmp_path):
     assert len(inc) == 2 * len(GAMES_RUN)
     assert inc[inc.target == "parallel_lines"].increased_js.eq(0).all()  # JS is log 2 throughout
     assert (inc.final_w1_n == 2).all() and ((inc.final_w1_lo <= inc.final_w1) & (inc.final_w1 <= inc.final_w1_hi)).all()
+
+
+RING = ["target={name: ring8}", "generator={name: mlp, latent_dim: 2, widths: [16]}", "critic.widths=[16]",
+        "objective=ns", "batch_size=32", "particles.n=24", "seeds=[0, 1]"]
+
+
+def test_the_view_is_computed_when_read_and_is_the_generator_at_fixed_latents():
+    """points(): after steps the fixed-latent view is G(z_view) of the current generator, computed
+    on reading (the loop does not pay a forward pass per step for it)."""
+    from gandy.core.step import points
+
+    sim = build(C.load_config(None, RING))
+    st = start(sim, [0, 1])
+    x0 = st.x.clone()
+    for _ in range(3):
+        advance(sim, st)
+    assert st.x_at == 0 and torch.equal(st.x, x0)  # not recomputed by the steps
+    x = points(sim, st)
+    assert st.x_at == 3 and torch.equal(x, sim.generator.forward(st.gen, st.z_view))
+    assert not torch.equal(x, x0)
+
+
+def test_a_generator_whose_samples_blow_up_is_labelled_at_that_step():
+    """The divergence check reads the batch drawn as the step ends (the generator's samples at its
+    new parameters): a member whose output bias is pushed past phase.blowup during step 3 is
+    frozen at step 3; the other member runs on."""
+    from gandy.core import step as S
+
+    sim = build(C.load_config(None, RING))
+    st = start(sim, [0, 1])
+    real = S.generator_update
+
+    def poisoned(sim_, st_, critic_params):
+        real(sim_, st_, critic_params)
+        if st_.t == 2:  # during the third step
+            st_.gen = {**st_.gen, "b1": st_.gen["b1"] + torch.tensor([[0.0, 0.0], [1e7, 0.0]])}
+
+    S.generator_update, saved = poisoned, S.generator_update
+    try:
+        for _ in range(5):
+            advance(sim, st)
+    finally:
+        S.generator_update = saved
+    assert st.diverged_step.tolist() == [-1, 3] and st.alive.tolist() == [True, False]
+
+
+def test_a_generator_sweep_killed_midway_resumes_to_the_same_rows(tmp_path, monkeypatch):
+    """Checkpoints hold the generator's next batch and its view's step: killed at step 47 after
+    saves every 20 steps, resumed, the tables equal an uninterrupted run's bit for bit."""
+    import pandas as pd
+
+    import gandy.runs.loop as loop
+    from gandy.runs.sweep import run_sweep
+
+    cfg = C.load_config(None, [*RING, "steps=60", "log_every=10", "metrics.divergences=true",
+                               "sweep={optim.critic.lr: [0.001, 0.003]}"])
+    run_sweep(cfg, tmp_path / "whole")
+    real, calls = loop.advance, {"n": 0}
+
+    def dying(sim, st, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 47:
+            raise KeyboardInterrupt
+        return real(sim, st, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "advance", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cfg, tmp_path / "cut", checkpoint_steps=20)
+    calls["n"] = -10**9
+    run_sweep(cfg, tmp_path / "cut", resume=True, checkpoint_steps=20)
+    assert calls["n"] + 10**9 == 60 - 40  # resumed from the save at step 40
+    for name in ("results.parquet", "metrics.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / name), pd.read_parquet(tmp_path / "cut" / name),
+                                      check_exact=True)

@@ -250,6 +250,13 @@ class State:
     z_view: Optional[torch.Tensor] = None  # fixed latents (B, N, k) whose images x shows
     x0: Optional[torch.Tensor] = None  # the particles at step 0 (B, N, d), for the displacement
     force_norm: Optional[torch.Tensor] = None  # (B,) mean |F_j| = |grad_x l_G(f(x_j))| of the last step's force (NaN before)
+    fake: Optional[torch.Tensor] = None
+    """A network generator's batch G(z) ``(B, M, d)`` for the next critic update, drawn as the last
+    step ended (at :func:`start` for the first): the generator's samples at its current parameters,
+    which the divergence check reads (:class:`Network`)."""
+    x_at: int = 0
+    """The step whose generator ``x`` shows: a network generator's view G(z_view) is computed when
+    read (:func:`points`), not at every step."""
 
 
 STREAMS = ("particles", "critic", "data", "penalty", "metrics", "generator", "latent", "dropout")
@@ -278,6 +285,7 @@ def start(sim: Simulation, seeds: list[int], members: Optional[MemberValues] = N
         st.gen_opt = BatchedOptimizer(sim.generator_optim, st.gen, members.generator_lr)
         st.z_view = g.latent(streams["generator"], sim.n).to(sim.device)
         st.x = g.forward(st.gen, st.z_view).detach()
+        st.fake = Network.draw(sim, st)
     st.x0 = st.x.clone()
     st.force_norm = torch.full((b,), float("nan"), device=sim.device)
     return st
@@ -396,6 +404,10 @@ class Mover:
         """The moved points for ``x, f: (B, N, d)`` and per-member ``lr, g1, g2: (B,)``."""
         raise NotImplementedError
 
+    def checked(self, sim: Simulation, st: State) -> torch.Tensor:
+        """The points ``(B, n, d)`` the divergence check reads after a move (the particles)."""
+        return st.x
+
 
 @dataclass
 class Particles(Mover):
@@ -410,19 +422,33 @@ class Particles(Mover):
 
 class Network(Mover):
     """A batched network generator: the critic trains on a fresh batch G(z); the "force" is the
-    critic the generator steps against; one optimiser step on the mean l_G(f(G(z)))."""
+    critic the generator steps against; one optimiser step on the mean l_G(f(G(z))).
+
+    The critic's next batch is drawn as the move ends (``st.fake``; the latent stream's draws keep
+    their order: batch, generator step, batch, ...), so the divergence check reads the generator's
+    samples at its new parameters without an extra forward pass; the fixed-latent view ``st.x`` is
+    computed only when read (:func:`points`: logs, snapshots, the end)."""
 
     differentiable: ClassVar[bool] = False
 
+    @staticmethod
+    def draw(sim, st) -> torch.Tensor:
+        """A fresh batch G(z) ``(B, M, d)`` of the current generator, detached."""
+        z = sim.generator.latent(st.streams["latent"], sim.critic_batch).to(sim.device)
+        return sim.generator.forward(st.gen, z).detach()
+
     def fake(self, sim, st):
-        return sim.generator.forward(st.gen, sim.generator.latent(st.streams["latent"], sim.critic_batch).to(sim.device)).detach()
+        return st.fake
 
     def force(self, sim, params, x, create_graph=False):
         return params
 
     def move(self, sim, st, force):
         generator_update(sim, st, force)
-        st.x = sim.generator.forward(st.gen, st.z_view).detach()
+        st.fake = self.draw(sim, st)
+
+    def checked(self, sim, st) -> torch.Tensor:
+        return st.fake
 
 
 @dataclass
@@ -477,6 +503,16 @@ def healthy(x: torch.Tensor, tensors: list, mean: torch.Tensor, limit) -> torch.
     return ok & torch.isfinite(torch.stack([v.reshape(b, -1).sum(-1) for v in tensors])).all(0)
 
 
+def points(sim: Simulation, st: State) -> torch.Tensor:
+    """``st.x: (B, N, d)`` as of step ``st.t``: a network generator's view G(z_view) is computed
+    here when the generator has moved since it was last read (:class:`Network`); particles are
+    always current."""
+    if st.x_at != st.t and st.gen is not None and st.z_view is not None:
+        st.x = keep_alive(st.alive, sim.generator.forward(st.gen, st.z_view).detach(), 0.0)
+    st.x_at = st.t
+    return st.x
+
+
 def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_graph: bool = False) -> State:
     """One step of the game for all members, in place: the critic steps and the generator side's
     move in the order :func:`critic_and_force` fixes; ``mover`` defaults to the simulation's
@@ -503,12 +539,17 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
             st.force_norm = f.detach().norm(dim=-1).mean(-1)
         mover.move(sim, st, f)
         st.t += 1
-        ok = healthy(st.x, [*st.params.values(), *(st.gen or {}).values()], sim.target.mean, blowup_limit(sim, st))
+        ok = healthy(mover.checked(sim, st), [*st.params.values(), *(st.gen or {}).values()], sim.target.mean,
+                     blowup_limit(sim, st))
+    if st.gen is None:
+        st.x_at = st.t
     newly = st.alive & ~ok
     if bool(newly.any()):
         st.diverged_step[newly.cpu()] = st.t
         st.alive = st.alive & ok
-        st.x = keep_alive(st.alive, st.x, 0.0)
+        st.x = keep_alive(st.alive, points(sim, st), 0.0)
+        if st.fake is not None:
+            st.fake = keep_alive(st.alive, st.fake, 0.0)
         st.params = {k: keep_alive(st.alive, v, 0.0) for k, v in st.params.items()}
         st.opt.mask_(st.alive)
         if st.gen is not None:

@@ -23,7 +23,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
-from gandy.core.step import MemberValues, Mover, Simulation, State, advance, start
+from gandy.core.step import MemberValues, Mover, Simulation, State, advance, points, start
 from gandy.runs.tracking import seen, tracked
 
 BACKGROUND_LOGS: Optional[bool] = None
@@ -366,7 +366,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     track = spec.tracked
 
     def visible():
-        return torch.where(st.alive[:b, None, None], st.x[:b], torch.nan)
+        return torch.where(st.alive[:b, None, None], points(sim, st)[:b], torch.nan)
 
     def log(t: int) -> None:
         # what the log measures, taken now (the reference drawn in order from the metrics stream);
