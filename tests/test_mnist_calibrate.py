@@ -47,21 +47,22 @@ def test_score_and_summary_on_a_hand_made_table():
     """Five members against hand-chosen clouds (digits' norm D = 27.3): errors, the 5 % / 10 % test
     and the cloud phases worked out by hand."""
     cal = E.Calibration(table="t.csv")
-    gandy = [(0.33, 28.5), (0.50, 20.0), (0.98, 800.0), (0.35, 40.0), (np.nan, np.nan)]
-    authors = [(0.30, 30.0), (0.60, 22.0), (1.00, 940.0), (0.31, 27.0), (0.54, 21.0)]
+    gandy = [(0.33, 28.5), (0.50, 20.0), (0.98, 800.0), (0.35, 40.0), (np.nan, np.nan), (0.03, 28.0)]
+    authors = [(0.30, 30.0), (0.60, 22.0), (1.00, 940.0), (0.31, 27.0), (0.54, 21.0), (0.31, 27.0)]
     s = E.score([g[0] for g in gandy], [g[1] for g in gandy], [a[0] for a in authors], [a[1] for a in authors], 27.3, cal)
     assert s.d_cos.iloc[:4].to_numpy() == pytest.approx([0.03, 0.10, 0.02, 0.04])
     assert s.d_log_norm.iloc[:4].to_numpy() == pytest.approx([math.log(30 / 28.5), math.log(1.1), math.log(940 / 800),
                                                               math.log(40 / 27)])
     assert s.norm_error.iloc[:4].to_numpy() == pytest.approx([0.05, 2 / 22, 140 / 940, 13 / 27])
-    # 1: both within; 2: |cos| off by 0.10; 3: norm off by 15 %; 4: norm off by 48 %; 5: diverged
-    assert s.within.tolist() == [True, False, False, False, False]
-    assert s.gandy_cloud.tolist() == ["data_like", "mean_like", "runaway", "other", "diverged"]
-    assert s.authors_cloud.tolist() == ["data_like", "mean_like", "runaway", "data_like", "mean_like"]
-    assert s.agree.tolist() == [True, True, True, False, False]
+    # 1: both within; 2: |cos| off by 0.10; 3: norm off by 15 %; 4: norm off by 48 %; 5: diverged;
+    # 6: an unmoved Gaussian cloud (|cos| 0.03) with the digits' norm is not data-like
+    assert s.within.tolist() == [True, False, False, False, False, False]
+    assert s.gandy_cloud.tolist() == ["data_like", "mean_like", "runaway", "other", "diverged", "noise_like"]
+    assert s.authors_cloud.tolist() == ["data_like", "mean_like", "runaway", "data_like", "mean_like", "data_like"]
+    assert s.agree.tolist() == [True, True, True, False, False, False]
     assert np.isnan(s.d_cos.iloc[4]) and np.isnan(s.d_log_norm.iloc[4])
 
-    t = E.summarise(s.assign(candidate=[7, 7, 7, 3, 3])).set_index("candidate")
+    t = E.summarise(s.iloc[:5].assign(candidate=[7, 7, 7, 3, 3])).set_index("candidate")
     assert t.loc[7, "fit"] == pytest.approx(1 / 3) and t.loc[7, "phase_agreement"] == 1.0
     assert t.loc[7, "mean_abs_dcos"] == pytest.approx(0.05)
     assert t.loc[7, "mean_abs_dlog_norm"] == pytest.approx((math.log(30 / 28.5) + math.log(1.1) + math.log(940 / 800)) / 3)
@@ -71,9 +72,11 @@ def test_score_and_summary_on_a_hand_made_table():
 
 
 def test_the_phase_rule_s_thresholds_and_a_tighter_tolerance():
-    cal = E.Calibration(table="t.csv", data_cos=0.35, data_norm=0.1, runaway=3.0, cos_tol=0.01)
-    ph = E.cloud_phase([0.34, 0.36, 0.36, 0.2, 0.9], [27.0, 27.0, 28.0, 30.5, 81.0], 27.0, cal)
-    assert ph.tolist() == ["data_like", "mean_like", "other", "other", "other"]  # 81 = 3 D is not above 3 D
+    cal = E.Calibration(table="t.csv", noise_cos=0.1, data_cos=0.35, data_norm=0.1, runaway=3.0, cos_tol=0.01)
+    ph = E.cloud_phase([0.34, 0.36, 0.36, 0.2, 0.9, 0.09, 0.09, 0.11], [27.0, 27.0, 28.0, 30.5, 81.0, 27.0, 82.0, 27.0],
+                       27.0, cal)
+    assert ph.tolist() == ["data_like", "mean_like", "other", "other", "other",  # 81 = 3 D is not above 3 D
+                           "noise_like", "runaway", "data_like"]
     assert E.score([0.32], [27.0], [0.30], [27.0], 27.0, cal).within.tolist() == [False]
 
 
@@ -128,6 +131,7 @@ def test_a_bad_table_is_refused_by_field_and_nothing_is_written(tmp_path, invoke
     ("calibration.every=0", "calibration.every"),
     ("calibration.colour=red", "calibration.colour"),
     ("calibration.cos_tol=-1", "calibration.cos_tol"),
+    ("calibration.noise_cos=0.5", "calibration.noise_cos"),
     ("calibration.choices={w: [kernel.g2=0.5]}", "calibration.choices.w"),
     ("calibration.choices={w: [penalty.weight=-1]}", "calibration.choices.w"),
     ("calibration.rows=[0.5]", "calibration.rows"),

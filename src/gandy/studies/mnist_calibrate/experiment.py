@@ -23,12 +23,14 @@ two mean errors.
 
 **Cloud phases** (:func:`cloud_phase`): the table has the final numbers only, not the series
 gandy's phase rule reads, so one rule on the two numbers is applied to the authors' clouds and to
-gandy's alike, with D the target digits' own mean norm (27.3 for ten of each class):
-``runaway`` if norm > ``runaway`` x D (2, the factor of gandy's runaway test);
-``data_like`` if |cos| <= ``data_cos`` (0.4; the digits among themselves: 0.30) and norm within
+gandy's alike, with D the target digits' own mean norm (27.3 for ten of each class), in this order:
+``diverged`` where gandy's numbers are not finite; ``runaway`` if norm > ``runaway`` x D (2, the
+factor of gandy's runaway test); ``noise_like`` if |cos| < ``noise_cos`` (0.15: a cloud of
+independent Gaussian vectors in 784-D has about 0.03, the digits among themselves 0.30; an
+unmoved or unstructured cloud); ``data_like`` if |cos| <= ``data_cos`` (0.4) and norm within
 ``data_norm`` (20 %) of D; ``mean_like`` if |cos| > ``data_cos`` and norm <= D (pulled toward the
 data's mean image, about 0.6 / 22: a collapse onto the mean, not onto one digit); ``other``
-otherwise (bounded, neither); ``diverged`` where gandy's numbers are not finite.
+otherwise (bounded, none of these).
 
 **The search.** The base config (``config.yaml`` beside this module: mnist-collapse's set-up at
 300 steps), then each option of each choice in ``calibration.choices`` (a name -> a list of
@@ -57,9 +59,10 @@ same numbers and the table is that of an uninterrupted search.
 **Cost.** One member of the packaged config takes about 150 s per 1,000 particle steps on one
 core (20 critic steps of the [64, 1024, 64] critic per step), so 45 s at 300 steps. The packaged
 default on the project's table: 12 points (``every: 8``), 14 candidates one at a time and up to 4
-combinations, one seed: about 18 x 12 x 45 s = 2.7 core-hours (``optim.critic.steps=40`` and
-``batch_size=512`` cost more, ``steps=10`` less), about 80 minutes with ``--executor processes
---workers 2``. ``--quick``: 20 steps, two points per row, the penalty weight alone: minutes.
+combinations, one seed: about 18 x 12 x 45 s = 2.7 core-hours, some 3 with the 200 critic steps
+at the start and the dearer candidates (``optim.critic.steps=40``, ``batch_size=512``), so 80-100
+minutes with ``--executor processes --workers 2`` (``--quick``: 12 members of 20 steps, 58 s on
+one thread of the loaded 2-core machine, one run, 2026-12-04). ``--quick``: 20 steps, two points per row, the penalty weight alone: minutes.
 Fewer points or steps: ``calibration.every=K``, ``calibration.rows=[...]``, ``steps=N``,
 ``seeds=[...]``.
 """
@@ -91,7 +94,7 @@ DESCRIPTION = "784-D: a config scored against the authors' clouds (|cos|, norm, 
 X, Y = "kernel.g2", "optim.critic.lr"
 COLUMNS = ("g2_over_g1", "critic_lr", "mean_abs_cos", "mean_norm")
 """The columns a calibration table needs (others are ignored)."""
-CLOUD_PHASES = ("data_like", "mean_like", "runaway", "other", "diverged")
+CLOUD_PHASES = ("data_like", "mean_like", "noise_like", "runaway", "other", "diverged")
 """The labels of :func:`cloud_phase`."""
 POINT_KEYS = (X, Y, "kernel.g1", "sweep", "search", "calibration")
 """Keys a choice may not override: the points set g2 and the critic lr (g2 from g1), and a choice
@@ -108,7 +111,7 @@ QUICK = ["steps=20", "log_every=10", "calibration.every=100",
 class Calibration:
     """The ``calibration:`` section (see the module docstring): the ``table``'s path; the points
     (``every``, ``rows``); the fit tolerances (``cos_tol``, ``norm_tol``: relative); the cloud-phase
-    rule (``data_cos``, ``data_norm``: relative, ``runaway``: a factor); the search (``choices``:
+    rule (``noise_cos``, ``data_cos``, ``data_norm``: relative, ``runaway``: a factor); the search (``choices``:
     ``((name, ((override, ...), ...)), ...)``, ``top_k`` winners combined)."""
 
     table: str
@@ -116,6 +119,7 @@ class Calibration:
     rows: Optional[tuple[float, ...]] = None
     cos_tol: float = 0.05
     norm_tol: float = 0.10
+    noise_cos: float = 0.15
     data_cos: float = 0.4
     data_norm: float = 0.2
     runaway: float = 2.0
@@ -182,11 +186,15 @@ def parse_calibration(raw) -> Calibration:
         if not isinstance(options, list) or not options:
             raise C.ConfigError(f"calibration.choices.{name}", f"a non-empty list of options, got {options!r}")
         parsed.append((str(name), tuple(_option(str(name), o) for o in options)))
-    return Calibration(table=table, every=_whole(raw, "every", 1, 1), rows=rows,
-                       cos_tol=_number(raw, "cos_tol", 0.05, 0.0), norm_tol=_number(raw, "norm_tol", 0.10, 0.0),
-                       data_cos=_number(raw, "data_cos", 0.4, 0.0, 1.0), data_norm=_number(raw, "data_norm", 0.2, 0.0),
-                       runaway=_number(raw, "runaway", 2.0, 1.0), top_k=_whole(raw, "top_k", 3, 0),
-                       choices=tuple(parsed))
+    cal = Calibration(table=table, every=_whole(raw, "every", 1, 1), rows=rows,
+                      cos_tol=_number(raw, "cos_tol", 0.05, 0.0), norm_tol=_number(raw, "norm_tol", 0.10, 0.0),
+                      noise_cos=_number(raw, "noise_cos", 0.15, 0.0, 1.0),
+                      data_cos=_number(raw, "data_cos", 0.4, 0.0, 1.0), data_norm=_number(raw, "data_norm", 0.2, 0.0),
+                      runaway=_number(raw, "runaway", 2.0, 1.0), top_k=_whole(raw, "top_k", 3, 0),
+                      choices=tuple(parsed))
+    if cal.noise_cos >= cal.data_cos:
+        raise C.ConfigError("calibration.noise_cos", f"must lie below data_cos ({cal.data_cos:g}), got {cal.noise_cos:g}")
+    return cal
 
 
 def read_table(path: str) -> pd.DataFrame:
@@ -261,10 +269,11 @@ def cloud_phase(cos, norm, digits_norm: float, cal: Calibration) -> np.ndarray:
     finite = np.isfinite(cos) & np.isfinite(norm)
     rel = np.where(finite, norm, 0.0) / digits_norm
     c = np.where(finite, cos, 0.0)
-    out[finite & (rel > cal.runaway)] = "runaway"
     out[finite & (c <= cal.data_cos) & (np.abs(rel - 1) <= cal.data_norm)] = "data_like"
     out[finite & (c > cal.data_cos) & (rel <= 1)] = "mean_like"
-    out[~finite] = "diverged"
+    out[finite & (c < cal.noise_cos)] = "noise_like"
+    out[finite & (rel > cal.runaway)] = "runaway"
+    out[~finite] = "diverged"  # the last assignment wins: the rule's order read backwards
     return out
 
 

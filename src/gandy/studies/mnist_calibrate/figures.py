@@ -65,7 +65,7 @@ def plot_calibration(points: pd.DataFrame, path: Path, shown: dict[int, str], di
                 ax.set_xscale("log")
                 if (points.g2_over_g1 == 0).any():
                     pos = points.g2_over_g1[points.g2_over_g1 > 0]
-                    decades = [v for v in (0.01, 0.1, 1.0) if pos.min() <= v <= pos.max() * 1.01 and v / zero >= 2]
+                    decades = [v for v in (0.01, 0.1, 1.0) if pos.min() <= v <= pos.max() * 1.05 and v / zero >= 2]
                     ax.set_xticks([zero, *decades], ["0", *[f"{v:g}" for v in decades]])
                     ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         axes[0, j].set_title(f"critic lr {lr:.3g}", fontsize=10)
