@@ -42,6 +42,15 @@ def test_the_base_is_mnist_collapses_set_up_at_300_steps_and_registered():
             E.candidate_config({k: v for k, v in raw.items() if k != "calibration"}, E.Candidate(1, name, o))
 
 
+def test_quick_is_the_smallest_and_largest_g2_of_each_row_at_20_steps_and_a_sweep_is_refused(tmp_path):
+    raw, cfg, cal = E.configure(StudyOptions(quick=True))
+    assert cfg.steps == 20 and [name for name, _ in cal.choices] == ["penalty_weight"] and "calibration" not in raw
+    t = E.read_table(_csv(tmp_path / "t.csv", [(g, lr, 0.3, 27.0) for lr in (1e-3, 1e-5) for g in (0, 0.01, 0.1, 0.9)]))
+    assert E.select_points(t, cal.every).g2_over_g1.tolist() == [0, 0.9, 0, 0.9]
+    with pytest.raises(C.ConfigError, match="drop the sweep"):
+        E.configure(StudyOptions(overrides=["sweep={kernel.g2: [0.1, 0.2]}"]))
+
+
 # ----------------------------------------------------------------------------- scoring by hand
 def test_score_and_summary_on_a_hand_made_table():
     """Five members against hand-chosen clouds (digits' norm D = 27.3): errors, the 5 % / 10 % test
@@ -222,3 +231,19 @@ def test_a_killed_search_resumes_to_the_same_table_without_rerunning_finished_ch
     with scoped_locks(), pytest.raises(C.ConfigError, match="another calibration"):  # other options: refused
         E.run(tmp_path / "s", StudyOptions(**{**options, "overrides": [*options["overrides"], "calibration.top_k=0"]},
                                            resume=True))
+
+
+def test_gandy_run_mnist_calibrate_from_the_command_line(planted, tmp_path, invoke_cli):
+    """The CLI hands the overrides (calibration ones included), --out and --resume to the study;
+    a finished output resumed runs nothing again and writes the same table."""
+    d, _, _ = planted
+    args = ["run", "mnist-calibrate", *STAND_IN, "steps=10", f"calibration.table={d / 'table.csv'}",
+            "calibration.rows=[0.01]", "calibration.every=1", "calibration.choices={weight: [penalty.weight=10]}", "--out", tmp_path / "c", "-q"]
+    r = invoke_cli(args)
+    assert r.exit_code == 0, r.stderr
+    assert "mnist-calibrate.png" in r.stdout and "3 points x 1 seeds, 2 candidates" in r.stdout
+    first = pd.read_parquet(tmp_path / "c" / "calibration.parquet")
+    assert first.overrides.tolist() == ["penalty.weight=10", "(base)"] and (first.steps == 10).all()
+    r = invoke_cli([*args, "--resume"])
+    assert r.exit_code == 0 and "6 members in 1 chunks; 1 already done" in r.stdout, r.stdout
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "c" / "calibration.parquet"), first)

@@ -410,17 +410,17 @@ def base_config() -> dict:
     return packaged(__name__)
 
 
-def configure(options: StudyOptions) -> tuple[dict, Calibration]:
-    """The base config's raw mapping (without ``calibration:``, checked) and the calibration
-    options, from the packaged config, ``--quick`` and the options' overrides (``calibration.KEY=``
-    ones included)."""
+def configure(options: StudyOptions) -> tuple[dict, C.Config, Calibration]:
+    """The base config's raw mapping (without ``calibration:``), the config it validates to and
+    the calibration options, from the packaged config, ``--quick`` and the options' overrides
+    (``calibration.KEY=`` ones included)."""
     raw = C.apply_overrides(base_config(), [*(QUICK if options.quick else []), *options.overrides])
     cal = parse_calibration(raw.pop("calibration", None))
     cfg = C.load_config(raw)
     for key in ("sweep", "search"):
         if getattr(cfg, key):
             raise C.ConfigError(key, f"mnist-calibrate runs the calibration table's points; drop the {key}: section")
-    return raw, cal
+    return raw, cfg, cal
 
 
 def _check_resume(out: Path, record: dict) -> None:
@@ -438,37 +438,37 @@ def _check_resume(out: Path, record: dict) -> None:
 
 
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
+    """Score the base config and search the choices into ``out`` (the module docstring); returns
+    the figure's path. Everything is checked before anything is written: the options, the table,
+    every one-at-a-time candidate's config and chunks (built: data, kernels, memory) and the
+    executor. A combination is a union of options checked alone; one that cannot be built is
+    refused when the combinations start, after the first stage is stored (``--resume`` keeps it)."""
     out = Path(out)
-    raw, cal = configure(options)
+    raw, cfg, cal = configure(options)
     points = select_points(read_table(cal.table), cal.every, cal.rows)
     points = points.rename(columns={"mean_abs_cos": "mean_abs_cos_authors", "mean_norm": "mean_norm_authors"})
     first = one_at_a_time(cal)
     members, which = members_of(raw, first, points)
     check_options(options.executor, options.workers)
-    work = check_members(members, None, options.workers)  # every chunk built: data, memory; nothing written yet
+    work = check_members(members, None, options.workers)
     EXECUTORS[options.executor].check(options.address, options.connect_timeout)
-    digits = digit_stats(C.load_config(raw).target)
-    record = {"config": C.dump_config(C.load_config(raw)), "calibration": asdict(cal),
+    digits = digit_stats(cfg.target)
+    record = {"config": C.dump_config(cfg), "calibration": asdict(cal),
               "points": json.loads(points.to_json(orient="records"))}
     open_study(out, options)
     _check_resume(out, record)
-    options.echo(f"mnist-calibrate: {len(points)} points x {len(work.members) // len(first) // len(points)} seeds, "
-                 f"{len(first)} candidates one at a time")
+    options.echo(f"mnist-calibrate: {len(points)} points x {len(cfg.seeds)} seeds, {len(first)} candidates one at a time")
     run_kw = {"executor": options.executor, "address": options.address, "checkpoint_seconds": options.checkpoint_seconds,
               "progress": options.progress, "echo": options.echo}
-    rows = execute(work, out, **run_kw)
-    per = scored(rows, which, points, digits["mean_norm"], cal)
-    seconds = rows.seconds
-    combos = combined(summarise(per), first, cal.top_k)
+    rows = [execute(work, out, **run_kw)]
+    per = [scored(rows[0], which, points, digits["mean_norm"], cal)]
+    combos = combined(summarise(per[0]), first, cal.top_k)
     if combos:
         options.echo(f"mnist-calibrate: {len(combos)} combinations of the best choices")
-        more, which2 = members_of(raw, combos, points, first=len(members))
-        rows2 = execute(check_members(more, None, options.workers), out, **run_kw)
-        per = pd.concat([per, scored(rows2, which2, points, digits["mean_norm"], cal)], ignore_index=True)
-        rows = Rows(pd.concat([rows.results, rows2.results], ignore_index=True),
-                    pd.concat([rows.metrics, rows2.metrics], ignore_index=True), {**rows.chunks, **rows2.chunks},
-                    [*rows.ran, *rows2.ran], rows.seconds + rows2.seconds)
-        seconds = rows.seconds
+        more, which = members_of(raw, combos, points, first=len(members))
+        rows.append(execute(check_members(more, None, options.workers), out, **run_kw))
+        per.append(scored(rows[1], which, points, digits["mean_norm"], cal))
+    per = pd.concat(per, ignore_index=True)
     cands = {c.index: c for c in [*first, *combos]}
     table = summarise(per)
     table.insert(2, "choice", [cands[c].choice for c in table.candidate])
@@ -480,8 +480,9 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
                "calibration": asdict(cal), "points": len(points), "candidates": len(cands),
                "members": int(len(per)), "digits": digits, "best": table.iloc[0].to_dict(),
                "base": table[table.candidate == base].iloc[0].to_dict(),
-               "wall_seconds_this_invocation": seconds, "ranking": table.to_dict(orient="records")}
-    write_summary(out, summary, {"calibration": table, "points": per, "results": rows.results})
+               "wall_seconds_this_invocation": sum(r.seconds for r in rows), "ranking": table.to_dict(orient="records")}
+    results = pd.concat([r.results for r in rows], ignore_index=True)
+    write_summary(out, summary, {"calibration": table, "points": per, "results": results})
     shown = {base: "the base config"} | ({best: f"the best: {cands[best].label}"} if best != base else {})
     return [plot_calibration(per, out / "figures" / "mnist-calibrate.png", shown, digits)]
 
