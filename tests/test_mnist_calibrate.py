@@ -5,6 +5,7 @@ table without rerunning its finished chunks."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -144,6 +145,7 @@ def test_a_bad_table_is_refused_by_field_and_nothing_is_written(tmp_path, invoke
     ("calibration.choices={w: [kernel.g2=0.5]}", "calibration.choices.w"),
     ("calibration.choices={w: [penalty.weight=-1]}", "calibration.choices.w"),
     ("calibration.rows=[0.5]", "calibration.rows"),
+    ("calibration.choices={a: ['critic.widths=[8]'], b: ['critic.widths=[4]']}", "calibration.choices.b"),
 ])
 def test_bad_calibration_options_are_refused_by_field(tmp_path, invoke_cli, override, field):
     table = _csv(tmp_path / "t.csv", [(0, 1e-3, 0.3, 27.0)])
@@ -151,6 +153,27 @@ def test_bad_calibration_options_are_refused_by_field(tmp_path, invoke_cli, over
     r = invoke_cli(["run", "mnist-calibrate", f"calibration.table={table}", override, "--out", out, "-q"])
     assert r.exit_code == 2 and r.stderr.startswith(f"error: {field}: "), r.stderr
     assert not out.exists()
+
+
+def test_choices_that_set_the_same_path_and_too_many_combinations_are_refused(monkeypatch):
+    raw = {k: v for k, v in E.base_config().items() if k != "calibration"}
+    choices = (("a", (("critic.widths=[8]",),)), ("b", (("critic={name: mlp, widths: [4]}",),)))
+    with pytest.raises(C.ConfigError, match="sets critic, as choice a does") as e:
+        E.check_combinations(raw, E.Calibration(table="t", choices=choices))
+    assert e.value.field == "calibration.choices.b"
+    named = (("a", (("optim.critic.amsgrad=false",),)), ("b", (("optim.critic.name=sgd",),)))
+    with pytest.raises(C.ConfigError, match="as choice a does"):  # a new kind replaces the section
+        E.check_combinations(raw, E.Calibration(table="t", choices=named))
+    cal = E.parse_calibration(E.base_config()["calibration"])
+    counts = [len(o) for _, o in cal.choices]  # the packaged choices: every pair and triple validates
+    pairs = sum(a * b for a, b in itertools.combinations(counts, 2))
+    triples = sum(a * b * c for a, b, c in itertools.combinations(counts, 3))
+    assert E.check_combinations(raw, cal) == pairs + triples
+    monkeypatch.setattr(E, "MAX_COMBINATIONS", pairs)
+    with pytest.raises(C.ConfigError, match="lower it") as e:
+        E.check_combinations(raw, cal)
+    assert e.value.field == "calibration.top_k"
+    assert E.check_combinations(raw, E.Calibration(table="t", top_k=2, choices=cal.choices)) == pairs
 
 
 # ----------------------------------------------------------------------------- the search

@@ -101,6 +101,8 @@ POINT_KEYS = (X, Y, "kernel.g1", "sweep", "search", "calibration")
 is one config, not a sweep."""
 MAX_TABLE_BYTES = 10_000_000
 """A calibration table larger than this is refused before it is read (the authors' grid: 676 rows)."""
+MAX_COMBINATIONS = 20_000
+"""Most combinations :func:`check_combinations` validates before a run (half a millisecond each)."""
 QUICK = ["steps=20", "log_every=10", "calibration.every=100",
          "calibration.choices={penalty_weight: [penalty.weight=12.5]}"]
 """``--quick``: 20 steps, the smallest and largest g2/g1 of each row, the base and one penalty weight."""
@@ -373,6 +375,42 @@ def candidate_config(raw: dict, cand: Candidate) -> C.Config:
             from None
 
 
+def _section(override: str) -> str:
+    """The config path an override ``KEY=VALUE`` sets: its key, or the section for ``SECTION.name``
+    (a new kind replaces the whole section)."""
+    key = override.split("=", 1)[0].strip()
+    return key[: -len(".name")] if key.endswith(".name") else key
+
+
+def check_combinations(raw: dict, cal: Calibration) -> int:
+    """Before any run, what the combinations may hold: two choices never set the same config path
+    or one inside the other (a combination would then depend on the order of its overrides; a
+    ConfigError names the second choice), and every combination of one option from each of 2 to
+    ``top_k`` choices validates (:func:`candidate_config`); at most :data:`MAX_COMBINATIONS` of
+    them (ConfigError naming ``calibration.top_k``). Returns how many were checked."""
+    paths = [(name, {_section(o) for opt in options for o in opt}) for name, options in cal.choices]
+    for i, (b, kb) in enumerate(paths):
+        for a, ka in paths[:i]:
+            both = sorted(x for x in kb for y in ka if x == y or x.startswith(y + ".") or y.startswith(x + "."))
+            if both:
+                raise C.ConfigError(f"calibration.choices.{b}", f"sets {both[0]}, as choice {a} does: combined, "
+                                                                f"the result would depend on their order")
+    counts = [len(options) for _, options in cal.choices]
+    e = [1] + [0] * len(counts)  # e[k]: the number of ways to pick one option from each of k choices
+    for c in counts:
+        for k in range(len(counts), 0, -1):
+            e[k] += e[k - 1] * c
+    total = sum(e[2:cal.top_k + 1])
+    if total > MAX_COMBINATIONS:
+        raise C.ConfigError("calibration.top_k", f"{cal.top_k} allows {total:,} combinations of the choices' options, "
+                                                 f"more than {MAX_COMBINATIONS:,} to check before the run: lower it")
+    for size in range(2, cal.top_k + 1):
+        for group in itertools.combinations(cal.choices, size):
+            for picked in itertools.product(*(options for _, options in group)):
+                candidate_config(raw, Candidate(-1, "combined", tuple(o for opt in picked for o in opt), "combined"))
+    return total
+
+
 def members_of(raw: dict, candidates: Sequence[Candidate], points: pd.DataFrame, first: int = 0) \
         -> tuple[list[SweepMember], pd.DataFrame]:
     """Every candidate at every point x the config's seeds, numbered from ``first``; and a table
@@ -441,14 +479,17 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     """Score the base config and search the choices into ``out`` (the module docstring); returns
     the figure's path. Everything is checked before anything is written: the options, the table,
     every one-at-a-time candidate's config and chunks (built: data, kernels, memory) and the
-    executor. A combination is a union of options checked alone; one that cannot be built is
-    refused when the combinations start, after the first stage is stored (``--resume`` keeps it)."""
+    executor, and every combination the second stage may run is validated
+    (:func:`check_combinations`); a combination that validates but cannot be built (memory, a
+    penalty that refuses dropout) is refused when the combinations start, after the first stage
+    is stored (``--resume`` keeps it)."""
     out = Path(out)
     raw, cfg, cal = configure(options)
     points = select_points(read_table(cal.table), cal.every, cal.rows)
     points = points.rename(columns={"mean_abs_cos": "mean_abs_cos_authors", "mean_norm": "mean_norm_authors"})
     first = one_at_a_time(cal)
     members, which = members_of(raw, first, points)
+    check_combinations(raw, cal)
     check_options(options.executor, options.workers)
     work = check_members(members, None, options.workers)
     EXECUTORS[options.executor].check(options.address, options.connect_timeout)
