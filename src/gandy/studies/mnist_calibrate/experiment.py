@@ -38,7 +38,9 @@ options, each one override ``KEY=VALUE`` or a list of them) alone on the base, a
 batched run of the member-list executor (:func:`gandy.runs.execute.execute`; candidates that
 differ only in per-member keys, e.g. ``penalty.weight``, share chunks). Then the combinations: the
 best option of each choice that ranks above the base, the ``top_k`` best of those, every subset
-of two or more of them combined (one more batched run). The packaged choices touch existing config
+of two or more of them combined (one more batched run; two choices may not set one config path,
+and every combination that could arise is validated before the first run:
+:func:`check_combinations`). The packaged choices touch existing config
 keys only: the penalty weight; its reduction (``per_point`` at weight λ is ``batch_mean`` at
 n² λ, so only the literal per-point reading is a new candidate); the critic batch
 (``batch_size=512``: 512 digits drawn with replacement against all 100 particles); the initial
