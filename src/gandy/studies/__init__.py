@@ -14,6 +14,7 @@ from gandy.studies.damping import experiment as damping
 from gandy.studies.frequency import experiment as frequency
 from gandy.studies.many_paths import experiment as many_paths
 from gandy.studies.mnist_ablation import experiment as mnist_ablation
+from gandy.studies.mnist_calibrate import experiment as mnist_calibrate
 from gandy.studies.mnist_collapse import experiment as mnist_collapse
 from gandy.studies.mnist_slices import experiment as mnist_slices
 from gandy.studies.penalties import experiment as penalties
@@ -30,6 +31,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     mnist_collapse.EXPERIMENT,
     mnist_ablation.EXPERIMENT,
     mnist_slices.EXPERIMENT,
+    mnist_calibrate.EXPERIMENT,
     universality.EXPERIMENT,
     frequency.EXPERIMENT,
     critic_types.EXPERIMENT,
