@@ -348,3 +348,27 @@ def test_sweep_grammar_refusals_word_for_word(raw, field, message):
 def test_yaml_number_strings_are_numbers_in_a_list_axis():
     axes, _ = parse_sweep({"x": ["1e-05", "1.5e-04", "2e-3"], "y": ["relu", "1e-x"]})
     assert axes[0].values == (1e-05, 1.5e-04, 2e-3) and axes[1].values == ("relu", "1e-x")
+
+
+def test_colour_image_samples_are_drawn_in_colour(tmp_path):
+    """Color MNIST panels keep their three channels (they were averaged to grey): the drawn
+    array is RGB and the PNG holds pixels whose channels differ."""
+    import matplotlib.image as mpimg
+
+    from gandy.views import plots
+
+    cfg = C.load_config({"target": {"name": "color_mnist"}, "particles": {"n": 6},
+                         "critic": {"name": "mlp", "widths": [8]}, "steps": 2, "log_every": 1, "seeds": [0],
+                         "metrics": {"keep_particles": True}, "sweep": {"kernel.g2": [0.0, 0.5]}})
+    out = tmp_path / "colour"
+    run_sweep(cfg, out)
+    drawn = {}
+    real = plots.draw_image_rows
+    plots.draw_image_rows = lambda images, *a: drawn.update(shape=images.shape) or real(images, *a)
+    try:
+        path = plots.plot_final_samples(out)
+    finally:
+        plots.draw_image_rows = real
+    assert drawn["shape"] == (2, 3, 28, 28, 3)
+    png = mpimg.imread(path)[..., :3]
+    assert (png.max(-1) - png.min(-1) > 0.05).mean() > 0.05  # coloured noise (grey panels: 0 everywhere)

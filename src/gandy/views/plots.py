@@ -403,15 +403,16 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
 
 
 def draw_image_rows(images: np.ndarray, labels: list[str], colors: list[str], path: Path, title: str) -> Path:
-    """``images: (R, K, H, W)`` pixels in [0, 1] (clipped; a non-finite image is drawn black), one
-    row of K per run, each row labelled (``labels``, in ``colors``)."""
+    """``images: (R, K, H, W)`` grey or ``(R, K, H, W, 3)`` RGB pixels in [0, 1] (clipped; a
+    non-finite image is drawn black), one row of K per run, each row labelled (``labels``, in
+    ``colors``)."""
     r, k = images.shape[:2]
     fig, axes = plt.subplots(r, k, figsize=(1.2 * k + 1.2, 1.25 * r), layout="constrained", squeeze=False)
     for i in range(r):
         for j in range(k):
             img = images[i, j]
-            axes[i, j].imshow(np.clip(img, 0, 1) if np.isfinite(img).all() else np.zeros_like(img), cmap="gray",
-                              vmin=0, vmax=1)
+            axes[i, j].imshow(np.clip(img, 0, 1) if np.isfinite(img).all() else np.zeros_like(img),
+                              cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
         axes[i, 0].set_ylabel(labels[i], fontsize=6, color=colors[i])
@@ -432,7 +433,8 @@ def plot_final_samples(run_dir: Path, per_run: int = 3, path: Optional[Path] = N
     c, h, w = target.image_shape
     n = x.shape[1]
     pick = x[:, [i * n // per_run for i in range(per_run)]]  # (R, per_run, D)
-    imgs = target.unit_pixels(pick).reshape(len(members), per_run, c, h, w).mean(2)  # channels averaged: grey
+    imgs = target.unit_pixels(pick).reshape(len(members), per_run, c, h, w)
+    imgs = imgs[:, :, 0] if c == 1 else np.moveaxis(imgs, 2, -1)  # grey (R, K, H, W) or RGB (R, K, H, W, C)
     rows = res.loc[members]
     labels = ["\n".join([*(f"{k.rsplit('.', 1)[-1]} {row[k]:.4g}" for k in keys), row["phase"]]) for _, row in rows.iterrows()]
     colors = [PHASE_COLORS.get(p, "k") for p in rows.phase]
