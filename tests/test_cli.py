@@ -250,3 +250,27 @@ def test_force_replaces_existing_out(invoke_cli, tmp_path):
     assert (out / "results.parquet").is_file()
     assert sorted(os.listdir(out.parent)) == ["out"]
     assert yaml.safe_load((out / "config.yaml").read_text())["seeds"] == [5]
+
+
+@pytest.mark.parametrize("code", [
+    "import gandy",
+    "from gandy.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    "from gandy.cli import main\ntry:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass",
+])
+def test_import_and_help_do_not_load_torch(code):
+    """``import gandy`` and ``gandy [COMMAND] --help`` stay light (~0.2-0.5 s, not ~4 s): torch and
+    the studies load when a command runs or a top-level name is first used."""
+    probe = code + "\nimport sys\nprint('torch' in sys.modules, 'gandy.studies' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_top_level_names_load_on_first_use():
+    """The lazy top-level names are the real objects (the same class, the same function)."""
+    code = ("import gandy, sys\nassert 'torch' not in sys.modules\n"
+            "from gandy.runs.config import load_config, ConfigError\n"
+            "assert gandy.load_config is load_config and gandy.ConfigError is ConfigError\n"
+            "assert 'load_run' in dir(gandy) and callable(gandy.load_run) and callable(gandy.write_report)\n"
+            "try:\n    gandy.no_such_name\nexcept AttributeError as e:\n    print('ok', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("ok") and "no_such_name" in out

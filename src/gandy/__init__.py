@@ -7,34 +7,57 @@ sweeps, the store), ``views`` (figures, the report), ``studies`` (named experime
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Optional, Union
-
-import torch
+from typing import TYPE_CHECKING, Optional, Union
 
 from gandy._version import __version__
-from gandy.runs import api as _api
-from gandy.runs.config import Config, ConfigError, load_config
-from gandy.runs.store import RunResult, load_run
-from gandy.views.plots import plot_run, plot_sweep
-from gandy.views.report import write_report
+from gandy.core.lazy import LazyModule
+
+if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): ``import gandy`` stays light
+    import torch
+
+    from gandy.runs.config import Config, ConfigError, load_config
+    from gandy.runs.store import RunResult, load_run
+    from gandy.views.report import write_report
+
+_LAZY = {"Config": "gandy.runs.config", "ConfigError": "gandy.runs.config", "load_config": "gandy.runs.config",
+         "RunResult": "gandy.runs.store", "load_run": "gandy.runs.store", "write_report": "gandy.views.report"}
+"""Where each top-level name lives: imported when first asked for, so that ``import gandy`` (and
+``gandy --help``) do not load torch (~1.5 s) until something needs it (benchmarks/RESULTS.md)."""
+
+
+_api = LazyModule("gandy.runs.api")  # torch and the run machinery: ~1.5-3 s, paid by the first run
+_plots = LazyModule("gandy.views.plots")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gandy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def run(
-    config: Union[Config, dict, str, Path, None] = None,
+    config: Union["Config", dict, str, Path, None] = None,
     out: Union[str, Path, None] = None,
     overrides: Optional[list[str]] = None,
     progress: bool = False,
     force: bool = False,
     figures: bool = True,
-    kernel_module: Optional[torch.nn.Module] = None,
-) -> RunResult:
+    kernel_module: Optional["torch.nn.Module"] = None,
+) -> "RunResult":
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory
     (with its figures unless ``figures=False``). A config with a ``sweep:`` or ``search:`` section
     runs every member into ``out`` (required). ``force``: replace ``out`` if it is an earlier gandy
     output holding only files gandy wrote (the CLI's ``--force``). See :func:`gandy.runs.api.run`."""
-    return _api.run(config, out, overrides, progress, replace=force, draw=plot_run if figures else None, kernel_module=kernel_module,
-                    draw_sweep=plot_sweep if figures else None)
+    return _api.run(config, out, overrides, progress, replace=force, draw=_plots.plot_run if figures else None,
+                    kernel_module=kernel_module, draw_sweep=_plots.plot_sweep if figures else None)
 
 
 __all__ = ["Config", "ConfigError", "load_config", "run", "load_run", "RunResult", "write_report", "__version__"]

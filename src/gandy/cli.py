@@ -29,24 +29,28 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 import typer
 
-from gandy.core.errors import one_line
+from gandy.core.errors import ConfigError, one_line
+from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
-from gandy.runs.api import run
-from gandy.runs.boundary import run_boundary
-from gandy.runs.config import ConfigError, load_config
-from gandy.runs.executors import EXECUTORS
-from gandy.runs.outputs import output_lock, scoped_locks
-from gandy.runs.sweep import run_sweep
-from gandy.studies import EXPERIMENTS
-from gandy.studies.base import StudyOptions
-from gandy.studies.damping.model import run_damping
-from gandy.studies.demo.experiment import run_demo
-from gandy.studies.universality.model import analytic, empirical
-from gandy.views.plots import plot_boundary, plot_final_samples, plot_phase, plot_run, plot_sweep
-from gandy.views.report import write_report
+
+# What the commands run is loaded when a command runs: ``gandy --help`` and every command's
+# ``--help`` load neither torch (~1.5 s) nor the studies (~3-4 s in all; tests/test_cli.py).
+torch = LazyModule("torch")
+api = LazyModule("gandy.runs.api")
+boundary = LazyModule("gandy.runs.boundary")
+config_ = LazyModule("gandy.runs.config")
+executors = LazyModule("gandy.runs.executors")
+outputs = LazyModule("gandy.runs.outputs")
+sweep = LazyModule("gandy.runs.sweep")
+studies = LazyModule("gandy.studies")
+study_base = LazyModule("gandy.studies.base")
+damping_model = LazyModule("gandy.studies.damping.model")
+demo = LazyModule("gandy.studies.demo.experiment")
+universality = LazyModule("gandy.studies.universality.model")
+plots = LazyModule("gandy.views.plots")
+report_ = LazyModule("gandy.views.report")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="GAN dynamics: the effective particle model and a GAN lab.")
@@ -59,6 +63,8 @@ a second OpenMP thread gains little, and on a busy machine threads spinning agai
 processes made runs 3-8 times slower (benchmarks/RESULTS.md)."""
 
 _DEBUG = {"on": False}
+_THREADS = {"n": DEFAULT_THREADS}
+"""torch threads the root options chose (:func:`_root`), applied as a command starts (:func:`_use_threads`)."""
 
 
 def _say(text: str) -> None:
@@ -79,7 +85,8 @@ def _guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with scoped_locks():  # the outputs a command locked are free again when it returns
+            _use_threads()
+            with outputs.scoped_locks():  # the outputs a command locked are free again when it returns
                 return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit):
             raise
@@ -128,6 +135,13 @@ def _root(
     n = _threads(threads)
     if threads is not None:
         os.environ["GANDY_THREADS"] = str(n)  # an explicit --threads wins over a config's threads key (run_threads)
+    _THREADS["n"] = n
+
+
+def _use_threads() -> None:
+    """torch's thread count as the root options said (:func:`_root`), set as a command starts:
+    torch is loaded by the commands, not by ``gandy --help``."""
+    n = _THREADS["n"]
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
 
@@ -150,11 +164,12 @@ def run_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
+
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
-    if config in EXPERIMENTS and not Path(config).is_file():
+    if config in studies.EXPERIMENTS and not Path(config).is_file():
         out = Path("runs") / config if out is None else out
-        figures = EXPERIMENTS[config].run(out, StudyOptions(
+        figures = studies.EXPERIMENTS[config].run(out, study_base.StudyOptions(
             quick=quick, overrides=tuple(overrides or ()), resume=resume, replace=force, executor=executor,
             address=address, progress=not quiet, echo=typer.echo, **options))
         typer.echo("figures:")
@@ -165,12 +180,12 @@ def run_cmd(
     if quick:
         raise ConfigError("quick", "--quick applies to named experiments (gandy experiments), not to a config file")
     if not Path(config).suffix and not Path(config).exists():
-        raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
-    cfg = load_config(config, list(overrides or []))
+        raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(studies.EXPERIMENTS)}")
+    cfg = config_.load_config(config, list(overrides or []))
     out = Path("runs") / Path(config).stem if out is None else out
     if cfg.sweep or cfg.search:
-        results, _, _ = run_sweep(cfg, out, resume=resume, replace=force, executor=executor, address=address,
-                                  progress=not quiet, echo=typer.echo, draw=plot_sweep, **options)
+        results, _, _ = sweep.run_sweep(cfg, out, resume=resume, replace=force, executor=executor, address=address,
+                                  progress=not quiet, echo=typer.echo, draw=plots.plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
         typer.echo(f"{out}: {len(results)} members: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         if "phase_2x" in results:
@@ -183,7 +198,7 @@ def run_cmd(
                                     "a single run is written at its end, so rerun it")
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
-    res = run(cfg, out=out, progress=not quiet, replace=force, draw=plot_run)
+    res = api.run(cfg, out=out, progress=not quiet, replace=force, draw=plots.plot_run)
     twice = "phase_2x" in res.results
     phases = ", ".join(f"seed {r.seed}: {r.phase}" + (f" (at twice the steps: {r.phase_2x})" if twice else "")
                        for r in res.results.itertuples())
@@ -195,8 +210,9 @@ def _options(executor: str, address: Optional[str], connect_timeout: float, chec
              resume: bool, workers: Optional[int]) -> int:
     """Check the options ``run`` and ``boundary`` share (ConfigError naming the option); returns
     the number of workers (default: one per core with ``--executor processes``, else 1)."""
-    if executor not in EXECUTORS:
-        raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+
+    if executor not in executors.EXECUTORS:
+        raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(executors.EXECUTORS)}")
     if address is not None and executor != "ray":
         raise ConfigError("address", "a cluster address needs --executor ray")
     if not connect_timeout > 0:
@@ -234,21 +250,22 @@ def boundary_cmd(
 ):
     """Bisection along --x for every value of --y on the fraction of seeds that fail, a logistic
     fit per row and a bootstrap interval for x50 (docs/sweeps.md, "Boundaries")."""
+
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
-    if config in EXPERIMENTS and not Path(config).is_file():
-        source = EXPERIMENTS[config].sweep_config
+    if config in studies.EXPERIMENTS and not Path(config).is_file():
+        source = studies.EXPERIMENTS[config].sweep_config
         if source is None:
             raise ConfigError("config", f"experiment {config!r} has no single sweep config; give a YAML file")
-        cfg = load_config(source(), list(overrides or []))
+        cfg = config_.load_config(source(), list(overrides or []))
     else:
         if not Path(config).suffix and not Path(config).exists():
-            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(EXPERIMENTS)}")
-        cfg = load_config(config, list(overrides or []))
+            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(studies.EXPERIMENTS)}")
+        cfg = config_.load_config(config, list(overrides or []))
     phases = tuple(p.strip() for p in fail.split(",") if p.strip())
-    table, summary = run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases, resume=resume,
+    table, summary = boundary.run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases, resume=resume,
                                   replace=force, executor=executor, address=address, workers=workers,
                                   progress=not quiet, echo=typer.echo, checkpoint_seconds=checkpoint_every,
-                                  connect_timeout=connect_timeout, draw=plot_boundary)
+                                  connect_timeout=connect_timeout, draw=plots.plot_boundary)
     for row in table.to_dict("records"):
         where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if row["censored"] == "" else \
             f"no crossing in the range ({row['censored'].replace('_', ' ')})"
@@ -258,7 +275,7 @@ def boundary_cmd(
 
 def _report(out: Path, wanted: bool) -> None:
     if wanted:
-        write_report(out, echo=typer.echo)
+        report_.write_report(out, echo=typer.echo)
 
 
 @app.command("report", short_help="Write DIR/report.html, an interactive page.")
@@ -272,8 +289,9 @@ def report_cmd(
     on a click, divergence traces, damping curves, the config and every metric's protocol. It works
     on runs made by earlier versions too.
     """
-    with output_lock(run_dir):
-        write_report(run_dir, echo=typer.echo)
+
+    with outputs.output_lock(run_dir):
+        report_.write_report(run_dir, echo=typer.echo)
 
 
 @app.command("ntk", short_help="g1, g2 of a network's NTK, analytic and empirical.")
@@ -295,9 +313,10 @@ def ntk_cmd(
     With --width, the empirical NTK of random networks beside them: the mean and spread of its
     diagonal and off-diagonal entries.
     """
-    out = analytic(depth, activation, weight_var, bias_var)
+
+    out = universality.analytic(depth, activation, weight_var, bias_var)
     if width is not None:
-        out["empirical"] = empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
+        out["empirical"] = universality.empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
     if as_json:
         typer.echo(json.dumps(out))
         return
@@ -324,15 +343,16 @@ def damping_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
+
     try:
         ws = [float(w) for w in weights.split(",") if w.strip()]
     except ValueError:
         raise ConfigError("weights", f"{weights!r} is not a comma-separated list of numbers") from None
     if not (0 < tol < 1):
         raise ConfigError("tol", f"must lie in (0, 1), got {tol}")
-    cfg = load_config(config, list(overrides or []))
+    cfg = config_.load_config(config, list(overrides or []))
     out = Path("runs") / f"{config.stem}-damping" if out is None else out
-    table, summary = run_damping(cfg, ws, out, tol=tol, replace=force)
+    table, summary = damping_model.run_damping(cfg, ws, out, tol=tol, replace=force)
     _report(out, report)
     for key in ("lambda_c", "lambda_best_theory", "lambda_best"):
         v = summary[key]
@@ -344,8 +364,9 @@ def damping_cmd(
 @_guarded
 def experiments_cmd():
     """List the named experiments."""
-    width = max(map(len, EXPERIMENTS))
-    for name, exp in EXPERIMENTS.items():
+
+    width = max(map(len, studies.EXPERIMENTS))
+    for name, exp in studies.EXPERIMENTS.items():
         typer.echo(f"{name:{width}s}  {exp.description}")
 
 
@@ -358,11 +379,12 @@ def plot_phase_cmd(
     color: str = typer.Option("coverage_kl", "--color", metavar="METRIC", help="order parameter to colour by"),
 ):
     """Phase diagram of a 2-D sweep: seed mean, half-collapse boundary and seed spread."""
+
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
     try:
-        with output_lock(run_dir):
-            path = plot_phase(run_dir, x, y, color)
+        with outputs.output_lock(run_dir):
+            path = plots.plot_phase(run_dir, x, y, color)
     except KeyError as e:
         raise ConfigError("--x/--y/--color", str(e.args[0])) from None
     typer.echo(str(path))
@@ -375,11 +397,12 @@ def plot_samples_cmd(
     per_run: int = typer.Option(3, "--per-run", min=1, max=16, metavar="K", help="particles shown per member"),
 ):
     """Final particles of every member of an image sweep, as images, one row per member."""
+
     if not (run_dir / "results.parquet").exists() or not (run_dir / "summary.json").exists():
         raise ConfigError("DIR", f"{run_dir} holds no finished sweep (results.parquet, summary.json)")
     try:
-        with output_lock(run_dir):
-            path = plot_final_samples(run_dir, per_run)
+        with outputs.output_lock(run_dir):
+            path = plots.plot_final_samples(run_dir, per_run)
     except FileNotFoundError as e:
         raise ConfigError("DIR", str(e)) from None
     typer.echo(str(path))
@@ -392,7 +415,8 @@ def demo_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Two-mode 1-D target at a small and a large g2/g1: particles split, then collapse."""
-    figures = run_demo(out, progress=not quiet, echo=typer.echo)
+
+    figures = demo.run_demo(out, progress=not quiet, echo=typer.echo)
     typer.echo("figures:")
     for f in figures:
         typer.echo(f"  {f}")

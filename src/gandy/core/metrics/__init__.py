@@ -1,5 +1,3 @@
-"""Metrics: order parameters of the particle cloud (``order``) and, later, divergences and image scores."""
-
-from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters, w1_exact
-
-__all__ = ["ORDER_PARAMETERS", "order_parameters", "w1_exact"]
+"""Metrics: order parameters of the particle cloud (``order``), divergences (``divergences``), phase
+labels (``phases``), convergence and boundaries. Import the module you need; this package imports
+none of them itself (``phases`` is read by the CLI without loading torch)."""
