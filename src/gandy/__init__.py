@@ -1,7 +1,7 @@
 """gandy: the effective (kernel-coupled particle) model of GAN training, and a GAN lab.
 
-Top-level API: :func:`load_config`, :func:`run`, :func:`load_run`, :func:`write_report`. The
-package is layered (docs/architecture.md): ``core`` (the numerics), ``runs`` (configs, the loop,
+Top-level API: :func:`load_config`, :func:`run`, :func:`load` (any output folder), :func:`load_run`,
+:func:`write_report`. The package is layered (docs/architecture.md): ``core`` (the numerics), ``runs`` (configs, the loop,
 sweeps, the store), ``views`` (figures, the report), ``studies`` (named experiments) and ``cli``.
 """
 
@@ -18,11 +18,12 @@ if TYPE_CHECKING:  # the names below are imported on first use (PEP 562): ``impo
     import torch
 
     from gandy.runs.config import Config, ConfigError, load_config
-    from gandy.runs.store import RunResult, load_run
+    from gandy.runs.store import Output, RunResult, load, load_run
     from gandy.views.report import write_report
 
 _LAZY = {"Config": "gandy.runs.config", "ConfigError": "gandy.runs.config", "load_config": "gandy.runs.config",
-         "RunResult": "gandy.runs.store", "load_run": "gandy.runs.store", "write_report": "gandy.views.report"}
+         "RunResult": "gandy.runs.store", "load_run": "gandy.runs.store", "load": "gandy.runs.store",
+         "Output": "gandy.runs.store", "write_report": "gandy.views.report"}
 """Where each top-level name lives: imported when first asked for, so that ``import gandy`` (and
 ``gandy --help``) do not load torch (~1.5 s) until something needs it (benchmarks/RESULTS.md)."""
 
@@ -60,4 +61,5 @@ def run(
                     kernel_module=kernel_module, draw_sweep=_plots.plot_sweep if figures else None)
 
 
-__all__ = ["Config", "ConfigError", "load_config", "run", "load_run", "RunResult", "write_report", "__version__"]
+__all__ = ["Config", "ConfigError", "load_config", "run", "load", "load_run", "RunResult", "Output", "write_report",
+           "__version__"]

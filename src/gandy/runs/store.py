@@ -266,8 +266,11 @@ def read_config_text(path: Path) -> str:
 
 
 def load_run(path: Path) -> RunResult:
-    """Read a run directory back into a :class:`RunResult`."""
+    """Read a run directory back into a :class:`RunResult` (any other output: :func:`load`)."""
     path = Path(path)
+    marker = read_marker(path) if path.is_dir() else None
+    if marker is not None and marker["kind"] != "run":
+        raise C.ConfigError("path", f"{path} holds a gandy {marker['kind']}, not a run: read it with gandy.load")
     return RunResult(
         config=C.load_config(yaml.safe_load(read_config_text(path))),
         metrics=read_parquet(path / "metrics.parquet"),
@@ -276,6 +279,64 @@ def load_run(path: Path) -> RunResult:
         summary=read_json(path / "summary.json"),
         path=path,
     )
+
+
+@dataclass
+class Output:
+    """A gandy output other than a run or a sweep, read back by :func:`load`: ``kind`` (its marker's:
+    boundary, damping, experiment, demo), ``path``, the resolved ``config`` (None where it holds
+    none), ``summary`` (its summary.json; {} where none), every Parquet table in it by file stem
+    (``tables``: results, metrics, boundary, points, damping, ...) and the gandy outputs in its
+    sub-folders by folder name (``parts``: an experiment's runs and sweeps, each as :func:`load`
+    reads it)."""
+
+    kind: str
+    path: Path
+    config: Optional[C.Config]
+    summary: dict
+    tables: dict
+    parts: dict
+
+    def __getattr__(self, name: str):
+        tables = self.__dict__.get("tables", {})
+        if name in tables:  # out.boundary, out.results, ...: the table of that name
+            return tables[name]
+        raise AttributeError(f"this {self.__dict__.get('kind', 'output')} has no table or field {name!r}; "
+                             f"tables: {', '.join(sorted(tables)) or 'none'}")
+
+
+def load(path) -> "RunResult | Output":
+    """Any gandy output directory as Python objects: a run as :func:`load_run` reads it (what
+    ``gandy.run`` returns); a sweep or search as the :class:`RunResult` ``gandy.run`` returns for
+    one (every member's ``results`` and ``metrics``, the ``summary``, ``config``; no trajectory: a
+    sweep's final particles are :func:`final_particles`); a boundary search, damping scan,
+    experiment or demo as an :class:`Output`. The kind comes from the folder's marker (a run or a
+    sweep of an earlier gandy without one: from its files); a folder that is no gandy output is a
+    ConfigError naming it."""
+    path = Path(path)
+    if not path.is_dir():
+        raise C.ConfigError("path", f"{path} is not a folder (gandy.load reads a run, sweep, boundary, damping, "
+                                    "experiment or demo folder)")
+    marker = read_marker(path)
+    kind = marker["kind"] if marker else ("run" if (path / "trajectory.npz").exists() else
+                                           "sweep" if (path / "chunks").is_dir() else None)
+    if kind is None:
+        raise C.ConfigError("path", f"{path} is not a gandy output (no {MARKER} marker, no trajectory.npz or chunks/)")
+    if kind == "run":
+        return load_run(path)
+    text = read_config_text(path)
+    config = C.load_config(yaml.safe_load(text)) if text else None
+    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
+    if kind == "sweep":
+        if not (path / "results.parquet").exists():
+            raise C.ConfigError("path", f"{path} is an unfinished sweep (no results.parquet): finish it with "
+                                        "gandy run CONFIG --out DIR --resume")
+        return RunResult(config, read_parquet(path / "metrics.parquet"), read_parquet(path / "results.parquet"), {},
+                         summary, path)
+    tables = {p.stem: read_parquet(p) for p in sorted(path.glob("*.parquet"))}
+    parts = {p.name: load(p) for p in sorted(path.iterdir())
+             if p.is_dir() and not p.is_symlink() and read_marker(p) is not None}
+    return Output(kind, path, config, summary, tables, parts)
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
