@@ -372,3 +372,39 @@ def test_colour_image_samples_are_drawn_in_colour(tmp_path):
     assert drawn["shape"] == (2, 3, 28, 28, 3)
     png = mpimg.imread(path)[..., :3]
     assert (png.max(-1) - png.min(-1) > 0.05).mean() > 0.05  # coloured noise (grey panels: 0 everywhere)
+
+
+@pytest.mark.parametrize("values, recorded, log", [
+    ([1e-4, 1e-2], "linear", True),       # two learning rates: log, whatever the count
+    ([0.2, 0.5], "linear", False),        # a span under 3x stays linear
+    ([0.0, 0.5, 0.9], "linear", False),   # zero on the grid: linear
+    ([1.0, 1.2, 1.44], "log", True),      # a log axis as recorded stays log
+    ([1.0, 2.0, 3.0, 4.0, 5.0], "linear", True),  # positive, spanning 5x
+])
+def test_positive_grids_spanning_more_than_3x_are_drawn_on_log_axes(values, recorded, log):
+    from gandy.views.plots import is_log_axis
+
+    summary = {"sweep": {"axes": [{"key": "k", "values": values, "scale": recorded}]}}
+    assert is_log_axis(summary, "k", np.array(values)) is log
+
+
+def test_a_two_value_learning_rate_sweep_is_drawn_on_a_log_axis(tmp_path, monkeypatch):
+    """plot_phase of a sweep over two critic learning rates: the x axis is logarithmic (it was
+    linear, reaching below zero)."""
+    from gandy.views import plots
+
+    cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                         "steps": 4, "log_every": 2, "seeds": [0],
+                         "sweep": {"optim.critic.lr": [1e-4, 1e-2], "kernel.g2": [0.1, 0.5]}})
+    run_sweep(cfg, tmp_path / "s")
+    seen = {}
+    real = plots.save_figure
+
+    def spy(fig, path):
+        seen["scales"] = [ax.get_xscale() for ax in fig.axes]
+        seen["lims"] = [ax.get_xlim() for ax in fig.axes if ax.get_xscale() == "log"]
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    plots.plot_phase(tmp_path / "s", "optim.critic.lr", "kernel.g2", "coverage_kl")
+    assert "log" in seen["scales"] and all(lo > 0 for lo, _ in seen["lims"])

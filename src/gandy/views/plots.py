@@ -204,11 +204,20 @@ def cell_edges(values: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+LOG_SPAN = 3.0
+"""A positive grid whose largest value exceeds its smallest by more than this factor is drawn on a
+log axis, whatever its count and spacing (a two-value learning-rate list on a linear axis showed
+negative learning rates)."""
+
+
 def is_log_axis(summary: dict, key: str, values: np.ndarray) -> bool:
-    for a in summary.get("sweep", {}).get("axes", []):
-        if a["key"] == key:
-            return a["scale"] == "log"
-    return bool((values > 0).all() and len(values) > 2 and np.allclose(np.diff(np.log(values)), np.diff(np.log(values))[0]))
+    """Whether the swept ``key`` is drawn on a log axis: its sweep axis is a log one (``logspace``,
+    or a list evenly spaced in log), or its ``values`` are positive and span more than
+    :data:`LOG_SPAN`."""
+    values = np.asarray(values, dtype=float)
+    if any(a["key"] == key and a["scale"] == "log" for a in summary.get("sweep", {}).get("axes", [])):
+        return True
+    return bool(len(values) > 1 and (values > 0).all() and values.max() > LOG_SPAN * values.min())
 
 
 def phase_grid(results: pd.DataFrame, x: str, y: str, color: str) -> dict:
