@@ -274,3 +274,15 @@ def test_top_level_names_load_on_first_use():
             "try:\n    gandy.no_such_name\nexcept AttributeError as e:\n    print('ok', e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.startswith("ok") and "no_such_name" in out
+
+
+@pytest.mark.parametrize("args", [["run", "colapse-1d"], ["run", "colapse-1d", "--quick"],
+                                  ["boundary", "critc-types", "--x", "a", "--y", "b", "--out", "o"]])
+def test_a_misspelt_experiment_gets_the_nearest_name(invoke_cli, args, tmp_path, monkeypatch):
+    """One line naming the experiment it resembles (with --quick too: it said --quick needs an
+    experiment, not that the name was misspelt), exit 2, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    r = invoke_cli(args)
+    assert r.exit_code == 2
+    want = "critic-types" if "critc-types" in args else "collapse-1d"
+    assert f"did you mean '{want}'?" in r.output and not os.listdir(tmp_path)

@@ -332,3 +332,21 @@ def test_data_dimension_mismatch_with_init(tiny_cfg, tmp_path):
     np.save(p, np.ones((5, 2)))
     e = _build_err(tiny_cfg, [_empirical(p)])
     assert e.field == "particles.init"
+
+
+@pytest.mark.parametrize("override, field, says", [
+    ("critic.widht=[8]", "critic.widht", "unknown key; did you mean 'widths'?"),
+    ("critc.widths=[8]", "critc", "unknown key; did you mean 'critic'?"),
+    ("optim.critic.lrr=0.1", "optim.critic.lrr", "unknown key; did you mean 'lr'?"),
+    ("critic.name=mpl", "critic", "did you mean 'mlp'?"),
+])
+def test_a_misspelt_key_or_name_gets_the_nearest_ones(override, field, says):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert e.value.field == field and e.value.message.endswith(says)
+
+
+def test_a_key_like_no_other_gets_no_suggestion():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["zzzz=1"])
+    assert e.value.message == "unknown key"

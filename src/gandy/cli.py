@@ -31,7 +31,7 @@ from typing import List, Optional
 
 import typer
 
-from gandy.core.errors import ConfigError, one_line
+from gandy.core.errors import ConfigError, did_you_mean, one_line
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
 
@@ -177,10 +177,10 @@ def run_cmd(
             typer.echo(f"  {f}")
         _report(out, report)
         return
+    if not Path(config).exists() and (quick or not Path(config).suffix):
+        raise _not_found(config)
     if quick:
         raise ConfigError("quick", "--quick applies to named experiments (gandy experiments), not to a config file")
-    if not Path(config).suffix and not Path(config).exists():
-        raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(studies.EXPERIMENTS)}")
     cfg = config_.load_config(config, list(overrides or []))
     out = Path("runs") / Path(config).stem if out is None else out
     if cfg.sweep or cfg.search:
@@ -204,6 +204,13 @@ def run_cmd(
                        for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
     _report(out, report)
+
+
+def _not_found(config: str) -> ConfigError:
+    """The error for a CONFIG that is neither a file nor an experiment, with the nearest names."""
+    names = list(studies.EXPERIMENTS)
+    return ConfigError("config", f"{config!r} is neither a file nor an experiment (experiments: {', '.join(names)})"
+                                 f"{did_you_mean(config, names)}")
 
 
 def _options(executor: str, address: Optional[str], connect_timeout: float, checkpoint_every: float, force: bool,
@@ -259,7 +266,7 @@ def boundary_cmd(
         cfg = config_.load_config(source(), list(overrides or []))
     else:
         if not Path(config).suffix and not Path(config).exists():
-            raise ConfigError("config", f"{config!r} is neither a file nor an experiment; experiments: {', '.join(studies.EXPERIMENTS)}")
+            raise _not_found(config)
         cfg = config_.load_config(config, list(overrides or []))
     phases = tuple(p.strip() for p in fail.split(",") if p.strip())
     table, summary = boundary.run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases, resume=resume,

@@ -3,6 +3,7 @@ data file that cannot be read."""
 
 from __future__ import annotations
 
+import difflib
 import unicodedata
 from pathlib import Path
 
@@ -28,6 +29,13 @@ def one_line(text: str) -> str:
     if text.isprintable():  # the common case, checked in C (every escaped character is unprintable)
         return text
     return "".join(_escape(ch) if ch in _INVISIBLE or unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) naming the ``choices`` closest to ``word`` (a
+    misspelling: difflib's ratio >= 0.6, at most two), ``""`` where none is that close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 class ConfigError(ValueError):

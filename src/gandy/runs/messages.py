@@ -8,7 +8,7 @@ from typing import Annotated, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from gandy.core.errors import ConfigError
+from gandy.core.errors import ConfigError, did_you_mean
 
 TYPE_NAMES = {"bool", "int", "float", "str", "list", "dict", "tuple", "none"}
 """Names pydantic gives the branches of a plain union in an error's location (no config key has one)."""
@@ -78,9 +78,10 @@ class Explainer:
             path.append(str(p))
         return ".".join(path)
 
-    def integer_field(self, loc: tuple) -> bool:
-        """Whether the field at pydantic's raw error location ``loc`` holds an integer (walks the
-        models, taking a discriminated union's member from the tag that follows its field)."""
+    def annotation(self, loc: tuple):
+        """The annotation of the field at pydantic's raw error location ``loc`` (walks the models,
+        taking a discriminated union's member from the tag that follows its field); None where the
+        walk leaves the models."""
         ann, parts = self.root, list(loc)
         while parts:
             part = parts.pop(0)
@@ -89,15 +90,26 @@ class Explainer:
                 ann = next((m for m in get_args(ann) if isinstance(m, type) and issubclass(m, BaseModel)
                             and part in get_args(m.model_fields["name"].annotation)), None)
                 if ann is None:
-                    return False
+                    return None
                 continue
             if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
                 ann = ann.model_fields[part].annotation
             elif get_origin(ann) in (list, tuple) and isinstance(part, int):
                 ann = get_args(ann)[0]
             else:
-                return False
-        return _strip(ann) is int
+                return None
+        return _strip(ann)
+
+    def integer_field(self, loc: tuple) -> bool:
+        """Whether the field at pydantic's raw error location ``loc`` holds an integer."""
+        return self.annotation(loc) is int
+
+    def unknown_key(self, loc: tuple) -> str:
+        """"unknown key" for the key at ``loc``, with the section's nearest keys where one is close
+        (a misspelling)."""
+        parent = self.annotation(loc[:-1])
+        known = list(parent.model_fields) if isinstance(parent, type) and issubclass(parent, BaseModel) else []
+        return "unknown key" + did_you_mean(str(loc[-1]), known)
 
     def expected(self, e: dict) -> Optional[str]:
         """What a pydantic error says was expected, in words (None: no short phrase)."""
@@ -116,11 +128,12 @@ class Explainer:
         e = errors[0]
         t, ctx = e["type"], e.get("ctx", {})
         if t == "extra_forbidden":
-            return "unknown key"
+            return self.unknown_key(e["loc"])
         if t == "missing":
             return "is required"
         if t == "union_tag_invalid":
-            return f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}"
+            tags = [x.strip().strip("'") for x in str(ctx.get("expected_tags", "")).split(",")]
+            return f"unknown name {ctx.get('tag')!r}; valid: {ctx.get('expected_tags')}{did_you_mean(str(ctx.get('tag')), tags)}"
         if t == "union_tag_not_found":
             return f"needs a name: one of {ctx.get('expected_tags', ctx.get('discriminator'))}"
         if t in ("too_short", "too_long"):
