@@ -61,7 +61,7 @@ def code(text: str) -> str:
 # ----------------------------------------------------------------------------- the recipes
 RECIPES: dict[str, list[Edit]] = {
     "objective": [
-        Edit("core/objectives.py", '                  "J_D = relu(1 - f(x)) + relu(1 + f(G z)); l_G = -f"),\n',
+        Edit("core/objectives.py", '                  gen_dloss=_minus_one),\n',
              '    "recipe_game": Game("recipe_game", lambda fr, ff: 2 * _ipm_critic(fr, ff), lambda ff: -2 * ff,\n'
              '                        "twice ipm (a test\'s dummy)"),\n'),
     ],
