@@ -286,3 +286,21 @@ def test_a_misspelt_experiment_gets_the_nearest_name(invoke_cli, args, tmp_path,
     assert r.exit_code == 2
     want = "critic-types" if "critc-types" in args else "collapse-1d"
     assert f"did you mean '{want}'?" in r.output and not os.listdir(tmp_path)
+
+
+def test_run_prints_the_files_and_figures_it_wrote(invoke_cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 6, "seeds": [0]}))
+    r = invoke_cli(["run", cfg, "--out", tmp_path / "o", "-q"])
+    assert r.exit_code == 0, r.output
+    assert f"wrote {tmp_path / 'o'}/: config.yaml, metrics.parquet, results.parquet, summary.json, trajectory.npz" in r.output
+    drawn = sorted((tmp_path / "o" / "figures").glob("*.png"))
+    assert drawn and all(f"  {p}" in r.output for p in drawn)
+
+
+def test_plot_phase_on_a_single_run_says_it_needs_a_sweep(invoke_cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 6, "seeds": [0]}))
+    assert invoke_cli(["run", cfg, "--out", tmp_path / "o", "-q"]).exit_code == 0
+    r = invoke_cli(["plot", "phase", tmp_path / "o", "--x", "kernel.g2", "--y", "optim.critic.lr"])
+    assert r.exit_code == 2 and "is a single run, not a sweep" in r.output

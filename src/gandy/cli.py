@@ -191,6 +191,7 @@ def run_cmd(
         if "phase_2x" in results:
             changed = int((results.phase != results.phase_2x).sum())
             typer.echo(f"at twice the steps (phase_2x): {changed} of {len(results)} labels changed")
+        _wrote(out)
         _report(out, report)
         return
     if resume:
@@ -203,6 +204,7 @@ def run_cmd(
     phases = ", ".join(f"seed {r.seed}: {r.phase}" + (f" (at twice the steps: {r.phase_2x})" if twice else "")
                        for r in res.results.itertuples())
     typer.echo(f"{out}: {phases}")
+    _wrote(out)
     _report(out, report)
 
 
@@ -278,6 +280,17 @@ def boundary_cmd(
             f"no crossing in the range ({row['censored'].replace('_', ' ')})"
         typer.echo(f"  {y} = {row[y]:.4g}: {where}  ({row['members']} members)")
     _report(out, report)
+
+
+def _wrote(out: Path) -> None:
+    """The files a run or sweep wrote that a user opens: its tables and summary, then its figures."""
+    files = sorted(p.name for p in out.iterdir() if p.is_file() and p.suffix in (".parquet", ".json", ".npz", ".yaml"))
+    typer.echo(f"wrote {out}/: {', '.join(files)}")
+    figures = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
+    if figures:
+        typer.echo("figures:")
+        for f in figures:
+            typer.echo(f"  {f}")
 
 
 def _report(out: Path, wanted: bool) -> None:
@@ -389,6 +402,10 @@ def plot_phase_cmd(
 
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
+    kind = (outputs.read_marker(run_dir) or {}).get("kind")
+    if kind == "run" or (kind is None and (run_dir / "trajectory.npz").exists()):
+        raise ConfigError("DIR", f"{run_dir} is a single run, not a sweep: a phase diagram needs a sweep over --x and "
+                                 "--y (gandy run CONFIG with a sweep: section); its own figures are in DIR/figures")
     try:
         with outputs.output_lock(run_dir):
             path = plots.plot_phase(run_dir, x, y, color)
