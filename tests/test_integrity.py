@@ -60,7 +60,7 @@ def _counting(monkeypatch, die_at=None) -> dict:
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
     """An uninterrupted sweep (one chunk of 4 members) and the same sweep killed during step 25
-    after saves every 10 steps: ``(whole, cut, config file)``; ``cut`` holds only the checkpoint."""
+    after saves every 10 steps: ``(whole, cut, config file)``; ``cut`` holds only the checkpoint and the live rows."""
     root = tmp_path_factory.mktemp("killed")
     cfg_path = root / "chunk.yaml"
     cfg_path.write_text(yaml.safe_dump(CHUNK))
@@ -70,7 +70,7 @@ def killed(tmp_path_factory):
         _counting(mp, die_at=DEATH)
         with pytest.raises(KeyboardInterrupt):
             run_sweep(cfg, root / "cut", checkpoint_steps=EVERY)
-    assert sorted(os.listdir(root / "cut" / "chunks")) == [CKPT.name]
+    assert sorted(os.listdir(root / "cut" / "chunks")) == [CKPT.name, CKPT.name.replace(".checkpoint.pt", ".live.jsonl")]
     return root / "whole", root / "cut", cfg_path
 
 

@@ -398,7 +398,8 @@ def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, tmp_path / "cut", checkpoint_steps=20)
     chunks = sorted(os.listdir(tmp_path / "cut" / "chunks"))
-    assert chunks == ["0000000.checkpoint.pt"]  # one chunk, not done, saved at step 60
+    assert chunks == ["0000000.checkpoint.pt", "0000000.live.jsonl"]  # one chunk, not done, saved at step 60
+    # its live rows (gandy watch) went on to the last log before the kill, step 60 of 120
     calls["n"] = -10**9  # no more deaths; count the steps the resumed run makes
     run_sweep(cfg, tmp_path / "cut", resume=True, checkpoint_steps=20)
     assert calls["n"] + 10**9 == 120 - 60

@@ -408,3 +408,47 @@ def test_a_two_value_learning_rate_sweep_is_drawn_on_a_log_axis(tmp_path, monkey
     monkeypatch.setattr(plots, "save_figure", spy)
     plots.plot_phase(tmp_path / "s", "optim.critic.lr", "kernel.g2", "coverage_kl")
     assert "log" in seen["scales"] and all(lo > 0 for lo, _ in seen["lims"])
+
+
+def test_watch_reads_a_sweep_while_it_runs(tmp_path, monkeypatch):
+    """A sweep held at step 30 of 60 in another thread: its live rows (chunks/ID.live.jsonl) are
+    there, and ``gandy watch`` prints every member at its last log so far; once it finishes, the
+    live file is gone and watch reads the stored tables (the same numbers at the same step)."""
+    import threading
+
+    from typer.testing import CliRunner
+
+    import gandy.runs.loop as loop
+    from gandy.cli import app
+
+    cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                         "steps": 60, "log_every": 10, "seeds": [0, 1], "sweep": {"kernel.g2": [0.1, 0.5]}})
+    real, held, go = loop.advance, threading.Event(), threading.Event()
+
+    def slow(sim, st, *a, **k):
+        if st.t == 30:
+            held.set()
+            go.wait(60)
+        return real(sim, st, *a, **k)
+
+    monkeypatch.setattr(loop, "advance", slow)
+    out = tmp_path / "s"
+    worker = threading.Thread(target=run_sweep, args=(cfg, out), kwargs={"checkpoint_steps": 1000})
+    worker.start()
+    try:
+        assert held.wait(60)
+        live = list((out / "chunks").glob("*.live.jsonl"))
+        assert live
+        r = CliRunner().invoke(app, ["watch", str(out)])
+        assert r.exit_code == 0, r.output
+        assert "running; chunks stored 0, running 1; 4 members logged" in r.output
+        rows = [line.split() for line in r.output.splitlines()[2:]]
+        assert len(rows) == 4 and {row[3] for row in rows} == {"30"}  # member, g2, seed, step: at its last log
+    finally:
+        go.set()
+        worker.join(60)
+    assert not list((out / "chunks").glob("*.live.jsonl"))
+    r = CliRunner().invoke(app, ["watch", str(out), "--columns", "w1"])
+    assert r.exit_code == 0 and "finished" in r.output and {line.split()[3] for line in r.output.splitlines()[2:]} == {"60"}
+    assert CliRunner().invoke(app, ["watch", str(out), "--columns", "nope"]).exit_code == 2
+    assert CliRunner().invoke(app, ["watch", str(tmp_path)]).exit_code == 2

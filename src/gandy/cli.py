@@ -4,6 +4,7 @@
     gandy run CONFIG.yaml|EXPERIMENT [key=value ...] --out DIR [--resume] [--force]
               [--executor local|processes|ray] [--workers N] [--address ADDR] [--connect-timeout S] [--checkpoint-every S] [--quick]
     gandy experiments
+    gandy watch DIR [--columns COL,...] [--follow SECONDS] [--rows N]
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy plot samples DIR [--per-run K]
@@ -26,6 +27,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -51,6 +53,7 @@ demo = LazyModule("gandy.studies.demo.experiment")
 universality = LazyModule("gandy.studies.universality.model")
 plots = LazyModule("gandy.views.plots")
 report_ = LazyModule("gandy.views.report")
+sweep_store = LazyModule("gandy.runs.store")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="GAN dynamics: the effective particle model and a GAN lab.")
@@ -378,6 +381,41 @@ def damping_cmd(
         v = summary[key]
         typer.echo(f"{key:20s} {v:.4g}" if v is not None else f"{key:20s} -")
     typer.echo(f"{out}: damping.parquet, summary.json, figures/")
+
+
+@app.command("watch", short_help="The newest logged numbers of every member of a running sweep.")
+@_guarded
+def watch_cmd(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's output folder (running or finished)"),
+    columns: str = typer.Option("w1,coverage_kl,mean_norm,force_norm", "--columns", metavar="COL,...",
+                                help="the logged columns shown (those a run logs)"),
+    follow: float = typer.Option(0.0, "--follow", metavar="SECONDS", help="print again every SECONDS until the sweep is done (0: once)"),
+    rows: int = typer.Option(40, "--rows", min=1, metavar="N", help="members shown at most"),
+):
+    """Every member's newest logged row: the stored chunks' tables and the running chunks' live
+    rows (chunks/ID.live.jsonl, written as each log is measured)."""
+    if not (run_dir / "chunks").is_dir() and not (run_dir / "results.parquet").exists():
+        raise ConfigError("DIR", f"{run_dir} holds no sweep (no chunks/ folder): gandy watch reads a sweep as it runs")
+    if not follow >= 0:
+        raise ConfigError("follow", f"must be >= 0 seconds, got {follow}")
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    while True:
+        latest, done, running = sweep_store.latest_rows(run_dir)
+        finished = (run_dir / "results.parquet").exists()
+        typer.echo(f"{run_dir}: {'finished' if finished else 'running'}; chunks stored {done}, running {running}; "
+                   f"{len(latest)} members logged")
+        if len(latest):
+            unknown = [c for c in wanted if c not in latest.columns]
+            if unknown:
+                raise ConfigError("columns", f"{', '.join(unknown)} not logged; logged: {', '.join(latest.columns)}")
+            keys = [c for c in latest.columns if "." in c]  # the swept keys
+            table = latest[["member", *keys, "seed", "step", *wanted]]
+            typer.echo(table.head(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if len(latest) > rows:
+                typer.echo(f"... and {len(latest) - rows} more members (--rows)")
+        if finished or follow == 0:
+            return
+        time.sleep(follow)
 
 
 @app.command("experiments")

@@ -47,6 +47,7 @@ from gandy.runs.snapshots import sweep_snapshots
 from gandy.runs.store import (
     checkpoint_path,
     finished_chunks,
+    live_path,
     open_chunks,
     read_chunks,
     write_chunk,
@@ -80,6 +81,9 @@ def run_chunk(chunk: Chunk, axes_keys: list[str], values_by_index: dict,
             TwoNumber(sim.n, c.kernel.g1, c.kernel.g2)
     seeds = [s for _, s, _ in chunk.members]
     step = (lambda _: on_step(len(seeds))) if on_step is not None else None
+    if checkpoint is not None and checkpoint.live is not None:  # the live rows carry the sweep's columns
+        checkpoint.live_columns = [{"member": i, **{k: values_by_index[i][k] for k in axes_keys}}
+                                   for i, _, _ in chunk.members]
     with run_threads(base):
         raw = simulate(sim, seeds, progress=step, members=member_values(cfgs, sim.device),
                        checkpoint=checkpoint)
@@ -244,7 +248,7 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
 
     def checkpoints(ch: Chunk) -> Checkpoint:
         return Checkpoint(checkpoint_path(out, ch.id), chunk_fingerprint(ch),
-                          every_seconds=checkpoint_seconds, every_steps=checkpoint_steps)
+                          every_seconds=checkpoint_seconds, every_steps=checkpoint_steps, live=live_path(out, ch.id))
 
     def stored(ch: Chunk, result) -> None:
         *tables, note = result

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import pickle
 import time
@@ -19,12 +20,37 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from gandy.core.atomic import write_atomic
+from gandy.core.atomic import record, write_atomic
 from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Mover, Simulation, State, advance, points, start
 from gandy.runs.tracking import seen, tracked
+
+
+class LiveRows:
+    """A chunk's logged rows as JSON lines at ``path``, each line written and flushed as its log is
+    measured, so that another process sees a running sweep's curves (``gandy watch``). Started
+    with the rows a resumed simulation already holds (the file then says what the tables will:
+    nothing lost, nothing twice); ``columns[i]`` is added to member i's rows. The file is gandy's
+    (recorded in the output's manifest); the chunk's tables replace it when the chunk is stored."""
+
+    def __init__(self, path: Path, rows: list, columns: Optional[list] = None):
+        self.path, self.columns = Path(path), columns
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8")  # never through a link (gandy makes none)
+        record(self.path)
+        self.write(rows)
+
+    def write(self, rows: list) -> None:
+        for row in rows:
+            extra = self.columns[row["member"]] if self.columns is not None else {}
+            self._fh.write(json.dumps({**row, **extra}) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
 
 BACKGROUND_LOGS: Optional[bool] = None
 """Whether :func:`simulate` measures its logs on a worker thread (:class:`Background`); None: where
@@ -155,6 +181,11 @@ class Checkpoint:
     fingerprint: str
     every_seconds: float = 60.0
     every_steps: Optional[int] = None
+    live: Optional[Path] = None
+    """Where :func:`simulate` also writes every logged row as a line of JSON as it is measured
+    (:class:`LiveRows`; ``gandy watch`` reads it while the run goes on), None for none."""
+    live_columns: Optional[list] = None
+    """Columns added to member i's live rows (a sweep's member index and swept values)."""
     discarded: Optional[str] = field(default=None, repr=False)
     _last: float = field(default=0.0, repr=False)
     _cost: float = field(default=0.0, repr=False)
@@ -384,11 +415,15 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             div, out.divergence_methods = tracked(sim, view, ref, b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
+        rows = []
         for i, seed in enumerate(seeds):
             row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
             if "mode_hist" in vals:
                 row["mode_hist"] = vals["mode_hist"][i].tolist()
-            out.metrics.append(row)
+            rows.append(row)
+        out.metrics.extend(rows)
+        if live is not None:
+            live.write(rows)
 
     def snapshot(t: int) -> None:
         out.snapshot_steps.append(t)
@@ -407,8 +442,15 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         return (1, lambda t: fn(t) if t % every == 0 or t in (spec.horizon, spec.steps) else None)
 
     background = Background(background_helps() if BACKGROUND_LOGS is None else BACKGROUND_LOGS)
-    with background:
-        drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
+    live = None
+    if checkpoint is not None and checkpoint.live is not None:
+        live = LiveRows(checkpoint.live, out.metrics, checkpoint.live_columns)
+    try:
+        with background:
+            drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
+    finally:
+        if live is not None:
+            live.close()
     out.diverged_step = st.diverged_step[:b].numpy()
     out.final_particles = visible().cpu().numpy()
     out.state = st

@@ -188,12 +188,44 @@ def write_chunk(out: Path, chunk_id: str, metrics: pd.DataFrame, results: pd.Dat
             write_npz(chunks / f"{chunk_id}.{name}.npz", arrays)
     write_parquet(metrics, chunks / f"{chunk_id}.metrics.parquet")
     write_parquet(results, chunks / f"{chunk_id}.results.parquet")
-    checkpoint_path(out, chunk_id).unlink(missing_ok=True)  # gandy's own file, no longer needed
+    checkpoint_path(out, chunk_id).unlink(missing_ok=True)  # gandy's own files, no longer needed
+    live_path(out, chunk_id).unlink(missing_ok=True)
 
 
 def checkpoint_path(out: Path, chunk_id: str) -> Path:
     """Where a chunk's simulation saves its state while it runs."""
     return Path(out) / "chunks" / f"{chunk_id}.checkpoint.pt"
+
+
+def live_path(out: Path, chunk_id: str) -> Path:
+    """Where a running chunk writes its logged rows as JSON lines (:class:`gandy.runs.loop.LiveRows`)."""
+    return Path(out) / "chunks" / f"{chunk_id}.live.jsonl"
+
+
+def latest_rows(out: Path) -> tuple[pd.DataFrame, int, int]:
+    """A sweep's newest logged row of every member, from its stored chunks' metrics and its running
+    chunks' live rows: ``(rows, chunks stored, chunks running)``. A live file's last line may be
+    cut by a write in progress: it is skipped."""
+    chunks = Path(out) / "chunks"
+    frames, done, running = [], 0, 0
+    for p in sorted(chunks.glob("*.metrics.parquet")):
+        if (chunks / p.name.replace(".metrics.", ".results.")).exists():
+            frames.append(read_parquet(p))
+            done += 1
+    for p in sorted(chunks.glob("*.live.jsonl")):
+        rows = []
+        for line in p.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                break  # a line being written
+        if rows:
+            frames.append(pd.DataFrame(rows))
+            running += 1
+    if not frames:
+        return pd.DataFrame(), done, running
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.sort_values(["member", "step"]).groupby("member", as_index=False).tail(1), done, running
 
 
 def read_chunks(out: Path, chunk_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
