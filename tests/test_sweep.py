@@ -452,3 +452,21 @@ def test_watch_reads_a_sweep_while_it_runs(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "finished" in r.output and {line.split()[3] for line in r.output.splitlines()[2:]} == {"60"}
     assert CliRunner().invoke(app, ["watch", str(out), "--columns", "nope"]).exit_code == 2
     assert CliRunner().invoke(app, ["watch", str(tmp_path)]).exit_code == 2
+
+
+def test_one_dimensional_runs_draw_no_mean_abs_cos_panel(tmp_path, monkeypatch):
+    """mean |cos| is 1 for every pair of points on the line: its panel is left out in 1-D, kept in 2-D."""
+    from gandy.views import plots
+
+    labels = {}
+    real = plots.save_figure
+
+    def spy(fig, path):
+        labels[Path(path).name] = [ax.get_ylabel() for ax in fig.axes]
+        return real(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", spy)
+    for target, d in (("two_modes_1d", 1), ("ring8", 2)):
+        gandy.run({"target": {"name": target}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                   "steps": 4, "log_every": 2, "seeds": [0]}, out=tmp_path / target)
+        assert (plots.LABELS["mean_abs_cos"] in labels["order_parameters.png"]) is (d == 2)

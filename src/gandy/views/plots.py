@@ -134,6 +134,8 @@ def plot_order(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     m = read_parquet(run_dir / "metrics.parquet")
     keys = [k for k in ORDER_PARAMETERS if m[k].notna().any()]
+    if read_npz(run_dir / "trajectory.npz")["particles"].shape[-1] == 1:
+        keys = [k for k in keys if k != "mean_abs_cos"]  # on the line every pair has |cos| = 1: no information
     cols = 3
     rows = -(-len(keys) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False, layout="constrained")
