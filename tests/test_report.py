@@ -627,3 +627,26 @@ def test_hostile_folder_names_and_config_strings_stay_text_in_chromium(tmp_path,
         assert json.dumps(HOSTILE) in page.inner_text("#protocols")  # the phase rule's settings, as text
     assert dialogs == [] and errors == []
     page.close()
+
+
+def test_the_phase_diagram_draws_the_dashed_half_collapse_boundary(tmp_path, browser):
+    """Planted phases (g2 = 0.9 collapsed, smaller g2 converged): the page draws one dashed edge per
+    row between the columns where half the seeds fail."""
+    from gandy.runs.sweep import run_sweep
+
+    cfg = {**SWEEP, "steps": 10}
+    run_sweep(C.load_config(cfg), tmp_path / "s")
+    path = tmp_path / "s" / "results.parquet"
+    res = pd.read_parquet(path)
+    res["phase"] = np.where(res["kernel.g2"] == 0.9, "collapsed", "converged")
+    res.to_parquet(path)
+    write_report(tmp_path / "s")
+    pg = Page(browser, tmp_path / "s" / "report.html")
+    assert pg.js("window.gandy.state.x") == "kernel.g2"  # x: g2 (3 columns), y: the critic's lr (2 rows)
+    assert pg.js("window.gandy.state.boundary") == 2  # one edge per lr row, between g2 0.3 and 0.9
+    c1, c2 = pg.js("window.gandy.cellCenter(1, 0)"), pg.js("window.gandy.cellCenter(2, 0)")
+    x = int(round((c1["x"] + c2["x"]) / 2))  # the edge between the columns
+    col = pg.pixels("#phase")[int(c1["y"]) + 30 - 40:int(c1["y"]) + 30 + 40, x - 1:x + 2].min(1)
+    dark = (col.max(-1) < 60).sum()
+    assert 10 < dark < 70  # a dashed line: dark dashes with gaps
+    assert pg.errors == []

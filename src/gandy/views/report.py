@@ -44,7 +44,7 @@ from gandy.core.errors import ConfigError
 from gandy.core.images.evaluate import METRIC_DOCS
 from gandy.core.metrics.divergences import DIVERGENCE_DOCS
 from gandy.core.metrics.order import ORDER_PARAMETER_DOCS
-from gandy.core.metrics.phases import PHASE_RULE
+from gandy.core.metrics.phases import PHASE_RULE, SPLIT_FAILED
 from gandy.runs.snapshots import even_indices, principal_plane
 from gandy.runs.store import (
     image_shape,
@@ -392,6 +392,7 @@ def sweep_payload(path: Path) -> dict:
     own = files_payload(path, skip=("results.parquet", "metrics.parquet"))  # a boundary search's table and figure, a phase diagram
     pay["figures"], pay["tables"] = own["figures"], own["tables"]
     notes += own["notes"]
+    pay["split_failed"] = list(SPLIT_FAILED)  # the phases the dashed boundary counts
     pay["search"] = "trial" in results.columns
     pay["lab"] = "js" in pay["series_names"]
     return {**pay, "notes": notes + more, "summary": summary}
