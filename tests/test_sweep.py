@@ -470,3 +470,11 @@ def test_one_dimensional_runs_draw_no_mean_abs_cos_panel(tmp_path, monkeypatch):
         gandy.run({"target": {"name": target}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
                    "steps": 4, "log_every": 2, "seeds": [0]}, out=tmp_path / target)
         assert (plots.LABELS["mean_abs_cos"] in labels["order_parameters.png"]) is (d == 2)
+
+
+def test_swept_keys_are_labelled_in_words_with_the_key_beneath():
+    from gandy.views.plots import axis_label
+
+    assert axis_label("optim.critic.lr") == "critic learning rate\noptim.critic.lr"
+    assert axis_label("kernel.g2").startswith("g2/g1") and axis_label("kernel.g2").endswith("\nkernel.g2")
+    assert axis_label("target.std") == "target.std"  # a key without words: the key alone

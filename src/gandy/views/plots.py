@@ -37,6 +37,26 @@ LABELS = {
 }
 
 
+KEY_WORDS = {
+    "kernel.g2": "g2/g1 (g1 = 1)",
+    "kernel.g1": "g1 (kernel's diagonal)",
+    "optim.critic.lr": "critic learning rate",
+    "optim.generator.lr": "generator step (particle learning rate)",
+    "optim.critic.steps": "critic steps per generator step",
+    "penalty.weight": "penalty weight λ",
+    "particles.n": "particles N",
+    "critic.width": "critic width",
+    "seed": "seed",
+}
+"""Swept keys in words, for axis labels (the key itself follows in small print)."""
+
+
+def axis_label(key: str) -> str:
+    """An axis label for a swept key: its words (:data:`KEY_WORDS`) with the key beneath, or the key."""
+    words = KEY_WORDS.get(key)
+    return key if words is None or words == key else f"{words}\n{key}"
+
+
 PHASE_COLORS = {"converged": "#2ca02c", "collapsed": "#d62728", "runaway": "#9467bd", "oscillating": "#ff7f0e",
                 "transient": "#17becf", "stalled": "#8c564b", "off_target": "#e377c2", "diverged": "#424242"}
 """One colour per phase (the report page uses the same)."""
@@ -368,8 +388,8 @@ def plot_boundary(run_dir: Path) -> list[Path]:
     if len(his) and summary["scale"] == "log":  # an interval past the range is drawn whole, up to ten times its end
         limits = (limits[0], max(limits[1], min(his.max() * 1.2, max(xs) * 10)))
     ax.set_xlim(*limits)  # the bar of an unbounded interval runs past the edge
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(axis_label(x))
+    ax.set_ylabel(axis_label(y))
     ax.legend(fontsize=8, loc="best")
     ax.set_title(f"adaptive boundary: {summary['members']} members in {summary['rounds']} rounds "
                  f"(full grid at this resolution: {summary['full_grid_members']})", fontsize=9)
@@ -408,8 +428,8 @@ def plot_phase(run_dir: Path, x: str, y: str, color: str = "coverage_kl") -> Pat
     fig.colorbar(spread, ax=axes[2], label=f"std over seeds of {color}")
     axes[2].set_title("seed spread", fontsize=9)
     for ax in axes:
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(y))
     return save_figure(fig, run_dir / "figures" / f"phase_{color}.png")
 
 
