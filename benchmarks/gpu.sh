@@ -6,7 +6,10 @@
 # set-up (one critic step, per-point penalty, [512] critic; 676 members x 1,000 steps, goal <= 1 min),
 # 4. the grid with the authors' conventions, mnist-collapse's default (20 critic steps per particle
 # step; goal <= 15 min; cut off by its timeout, whose partial store says how far it got: resume it
-# with `gandy run mnist-collapse device=cuda -o DIR --resume`). Copy the lines into
+# with `gandy run mnist-collapse device=cuda -o DIR --resume`), 5. the MNIST calibration search
+# (issue 28; from the repository root, its table at ../shared/reference; cut off by its timeout,
+# resumable with --resume) and 6. the robustness study at full size (issue 29; likewise cut off:
+# its store says how many trials finished in the limit). Copy the lines into
 # benchmarks/RESULTS.md with the GPU's name and the date.
 set -u
 OUT=${OUT:-gpu-out}
@@ -29,6 +32,8 @@ run sweep_batched 90 python benchmarks/sweep_batched.py --device cuda --steps 50
 BEFORE=$(python -c "from gandy.studies.mnist_ablation.experiment import OLD; print(' '.join(repr(o) for o in OLD))")
 eval run mnist_grid 150 gandy run mnist-collapse device=cuda "$BEFORE" -o "$OUT/mnist-grid" --quiet --force
 run mnist_grid_authors 150 gandy run mnist-collapse device=cuda -o "$OUT/mnist-grid-20" --quiet --force
+run mnist_calibrate 90 gandy run mnist-calibrate device=cuda -o "$OUT/mnist-calibrate" --quiet --force
+run robustness 90 gandy run robustness device=cuda -o "$OUT/robustness" --quiet --force
 python - "$OUT" <<'PY'
 import json, sys, pathlib
 for name in ("mnist-grid", "mnist-grid-20"):
