@@ -304,3 +304,18 @@ def test_plot_phase_on_a_single_run_says_it_needs_a_sweep(invoke_cli, tmp_path):
     assert invoke_cli(["run", cfg, "--out", tmp_path / "o", "-q"]).exit_code == 0
     r = invoke_cli(["plot", "phase", tmp_path / "o", "--x", "kernel.g2", "--y", "optim.critic.lr"])
     assert r.exit_code == 2 and "is a single run, not a sweep" in r.output
+
+
+def test_messages_name_options_as_the_caller_writes_them(invoke_cli, tmp_path):
+    """An existing output: the CLI says --force, Python says force=True (it said --force to both)."""
+    import gandy
+    from gandy.runs.config import ConfigError
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 4, "seeds": [0]}))
+    assert invoke_cli(["run", cfg, "--out", tmp_path / "o", "-q"]).exit_code == 0
+    r = invoke_cli(["run", cfg, "--out", tmp_path / "o", "-q"])
+    assert r.exit_code == 2 and "(--force replaces a gandy output)" in r.output
+    with pytest.raises(ConfigError) as e:
+        gandy.run(str(cfg), out=tmp_path / "o", figures=False)
+    assert "(force=True replaces a gandy output)" in e.value.message

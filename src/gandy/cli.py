@@ -33,7 +33,7 @@ from typing import List, Optional
 
 import typer
 
-from gandy.core.errors import ConfigError, did_you_mean, one_line
+from gandy.core.errors import CALLER, ConfigError, did_you_mean, one_line
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
 
@@ -87,6 +87,7 @@ def _guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        CALLER["cli"] = True  # messages name options as flags (--force), not Python arguments
         try:
             _use_threads()
             with outputs.scoped_locks():  # the outputs a command locked are free again when it returns
@@ -110,6 +111,8 @@ def _guarded(fn):
             _say(f"internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
                  f"(rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
+        finally:
+            CALLER["cli"] = False
 
     return wrapper
 

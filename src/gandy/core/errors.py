@@ -31,6 +31,16 @@ def one_line(text: str) -> str:
     return "".join(_escape(ch) if ch in _INVISIBLE or unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
+CALLER = {"cli": False}
+"""Who reads the messages: the ``gandy`` command sets ``cli`` while a command runs (:func:`option`)."""
+
+
+def option(name: str) -> str:
+    """An option as the caller writes it, for messages: ``--force`` on the command line,
+    ``force=True`` from Python (``gandy.run``, ``run_sweep``, a study's options)."""
+    return f"--{name}" if CALLER["cli"] else f"{name}=True"
+
+
 def did_you_mean(word: str, choices) -> str:
     """``"; did you mean 'x'?"`` (or ``'x' or 'y'``) naming the ``choices`` closest to ``word`` (a
     misspelling: difflib's ratio >= 0.6, at most two), ``""`` where none is that close."""

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from gandy.core.atomic import write_atomic
+from gandy.core.errors import option
 from gandy.core.metrics.boundary import LEVEL, METHOD, row_boundaries
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs import config as C
@@ -210,7 +211,7 @@ def point_table(results: pd.DataFrame, x: str, y: str, fail: Sequence[str] = SPL
 def _check_resume(out: Path, cfg_text: str, search: Search) -> None:
     opts = read_json(out / "boundary.json") if (out / "boundary.json").is_file() else None
     if not same_config(out, cfg_text) or opts != json.loads(json.dumps(search.options())):
-        raise C.ConfigError("out", f"{out} holds another boundary search; --resume needs the same config, overrides "
+        raise C.ConfigError("out", f"{out} holds another boundary search; {option('resume')} needs the same config, overrides "
                                    "and --x/--y/--seeds/--resolution")
 
 

@@ -44,7 +44,7 @@ from gandy.core.atomic import (
     recorded,
     write_atomic,
 )
-from gandy.core.errors import ConfigError
+from gandy.core.errors import ConfigError, option
 from gandy.runs.budget import existing_ancestor, require_disk
 
 RESUMABLE = ("sweep", "experiment", "boundary")
@@ -227,10 +227,10 @@ def prepare_out(out: Path, kind: str, replace: bool = False, resume: bool = Fals
             state = "new"
         elif resume:
             if marker is None:
-                raise ConfigError("out", f"{out} is not a gandy output (no {MARKER} marker); --resume finishes only "
+                raise ConfigError("out", f"{out} is not a gandy output (no {MARKER} marker); {option('resume')} finishes only "
                                          f"what gandy started there")
             if marker["kind"] != kind:
-                raise ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; --resume needs the same run")
+                raise ConfigError("out", f"{out} holds a gandy {marker['kind']}, not a {kind}; {option('resume')} needs the same run")
             state = "resume"
         elif replace:
             if marker is None:
@@ -239,7 +239,7 @@ def prepare_out(out: Path, kind: str, replace: bool = False, resume: bool = Fals
             refuse_foreign(out, "replace")
             state = "replace"
         else:
-            hint = "--force replaces a gandy output" + (", --resume finishes it" if kind in RESUMABLE else "")
+            hint = f"{option('force')} replaces a gandy output" + (f", {option('resume')} finishes it" if kind in RESUMABLE else "")
             raise ConfigError("out", f"{out} already exists ({hint})")
     else:
         state = "new"

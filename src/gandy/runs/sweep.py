@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import pandas as pd
 import torch
 
+from gandy.core.errors import option
 from gandy.core.metrics.phases import PHASES
 from gandy.runs import config as C
 from gandy.runs.budget import output_parts
@@ -94,7 +95,7 @@ def run_sweep(
                         need_parts=output_parts(cfg, work.sim.d, n_modes, len(members), sweep=True))
     if state == "resume":
         if not same_config(out, resolved):
-            raise C.ConfigError("out", f"{out} holds a different sweep; --resume needs the same config and overrides")
+            raise C.ConfigError("out", f"{out} holds a different sweep; {option('resume')} needs the same config and overrides")
         check_chunking(out, Plan(axes, members, work.chunks))
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
     if state == "replace":

@@ -83,6 +83,7 @@ import pandas as pd
 
 from gandy.core.atomic import write_atomic
 from gandy.core.datafile import check_data_file
+from gandy.core.errors import option
 from gandy.runs import config as C
 from gandy.runs.execute import Rows, check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
@@ -469,7 +470,7 @@ def _check_resume(out: Path, record: dict) -> None:
     path = out / "calibration.json"
     if path.is_file():
         if read_json(path) != json.loads(json.dumps(record)):
-            raise C.ConfigError("out", f"{out} holds another calibration; --resume needs the same config, overrides "
+            raise C.ConfigError("out", f"{out} holds another calibration; {option('resume')} needs the same config, overrides "
                                        "and table")
         return
     if any(p.name in ("chunks", "summary.json") for p in out.iterdir()):
