@@ -319,3 +319,25 @@ def test_messages_name_options_as_the_caller_writes_them(invoke_cli, tmp_path):
     with pytest.raises(ConfigError) as e:
         gandy.run(str(cfg), out=tmp_path / "o", figures=False)
     assert "(force=True replaces a gandy output)" in e.value.message
+
+
+def test_a_python_run_takes_the_default_thread_count_and_gives_it_back(monkeypatch):
+    """gandy.run without GANDY_THREADS or a threads key runs at DEFAULT_THREADS (the CLI's too) and
+    leaves torch's thread count as it found it."""
+    import torch
+
+    import gandy
+    import gandy.cli as cli
+    from gandy.runs import build as B
+
+    assert cli.DEFAULT_THREADS == B.DEFAULT_THREADS
+    monkeypatch.delenv("GANDY_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        res = gandy.run({**TINY, "steps": 3, "seeds": [0]}, figures=False)
+        assert torch.get_num_threads() == 2 and len(res.results) == 1
+        with B.run_threads(res.config):
+            assert torch.get_num_threads() == B.DEFAULT_THREADS
+    finally:
+        torch.set_num_threads(before)

@@ -61,9 +61,8 @@ plot_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Figure
 app.add_typer(plot_app, name="plot")
 
 DEFAULT_THREADS = 1
-"""Torch threads unless ``--threads`` or GANDY_THREADS says otherwise. gandy's tensors are small:
-a second OpenMP thread gains little, and on a busy machine threads spinning against other
-processes made runs 3-8 times slower (benchmarks/RESULTS.md)."""
+"""Torch threads unless ``--threads`` or GANDY_THREADS says otherwise: runs.build.DEFAULT_THREADS
+(a copy, so that ``gandy --help`` loads no torch; tests/test_cli.py checks they agree)."""
 
 _DEBUG = {"on": False}
 _THREADS = {"n": DEFAULT_THREADS}

@@ -179,11 +179,20 @@ def env_threads() -> Optional[int]:
     return int(env) if env.isdigit() and int(env) >= 1 else None
 
 
+DEFAULT_THREADS = 1
+"""Torch threads of a run where neither GANDY_THREADS nor the config's ``threads`` says (the
+``gandy`` command's default too). gandy's tensors are small: a second OpenMP thread gains little,
+and on a busy machine threads spinning against other processes made runs 3-8 times slower
+(measured again 2026-12-04 from Python, load 4 on 2 cores: a 200-step 1-D run took 5.1 s at torch's
+default of 2 threads, 0.23 s at 1; one fused Adam step 23 ms against ~20 us)."""
+
+
 @contextmanager
 def run_threads(cfg):
-    """Torch threads for the duration of a run: GANDY_THREADS (which ``gandy --threads N`` sets)
-    where it is given, else the config's ``threads``; left as they are where neither says."""
-    n = env_threads() or cfg.threads
+    """Torch threads for the duration of a run (restored after it): GANDY_THREADS (which ``gandy
+    --threads N`` sets) where it is given, else the config's ``threads``, else
+    :data:`DEFAULT_THREADS`."""
+    n = env_threads() or cfg.threads or DEFAULT_THREADS
     old = torch.get_num_threads()
     if n is not None and n != old:
         torch.set_num_threads(n)
