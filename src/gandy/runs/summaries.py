@@ -1,8 +1,9 @@
 """Numbers that studies compute from finished sweeps and from the target, shared by several studies:
 the collapse boundary of a phase diagram with its interval (``collapse_boundary``), the target data's
-own order parameters, the reference an uncollapsed cloud is compared with (``digit_stats``), and the
+own order parameters, the reference an uncollapsed cloud is compared with (``digit_stats``), the
 mean of a headline number over seeds with its confidence interval (``seed_interval``,
-``seed_intervals``)."""
+``seed_intervals``), and the spread of a number across a random search's draws with the share of
+draws that pass a threshold (``quartiles``, ``wilson_interval``, ``fraction_interval``)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,44 @@ def seed_intervals(table: pd.DataFrame, by: list[str], columns: list[str], level
             row.update(zip((f"{c}_mean", f"{c}_lo", f"{c}_hi", f"{c}_n"), seed_interval(g[c], level)))
         rows.append(row)
     return pd.DataFrame(rows, columns=[*by, *(f"{c}_{k}" for c in columns for k in ("mean", "lo", "hi", "n"))])
+
+
+def quartiles(values) -> dict:
+    """``{"median", "q25", "q75"}`` of ``values`` (pandas' linear quantiles), each None where
+    ``values`` is empty. Non-finite values count as given: leave out diverged runs first."""
+    v = pd.Series(np.asarray(values, dtype=float).reshape(-1))
+    if not len(v):
+        return {"median": None, "q25": None, "q75": None}
+    return {"median": float(v.median()), "q25": float(v.quantile(0.25)), "q75": float(v.quantile(0.75))}
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion: ``k`` successes in ``n`` trials, two-sided
+    ``level``. With z the normal quantile (1.96 at 95 %) and p = k / n, the centre is
+    (p + z^2 / 2n) / (1 + z^2 / n) and the half-width z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n);
+    unlike p +- z sqrt(p (1 - p) / n) it stays inside [0, 1] and is not empty at k = 0 or k = n.
+    Returns ``(lo, hi)``; NaN for both when n = 0."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
+    if n == 0:
+        return float("nan"), float("nan")
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p, z2 = k / n, z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def fraction_interval(hits, level: float = 0.95) -> dict:
+    """The share of true entries of ``hits`` (booleans, one per draw) with its Wilson interval
+    (:func:`wilson_interval`): ``{"k", "n", "fraction", "lo", "hi"}`` (fraction, lo, hi None for
+    no draws)."""
+    h = np.asarray(hits, dtype=bool).reshape(-1)
+    k, n = int(h.sum()), int(h.size)
+    if n == 0:
+        return {"k": 0, "n": 0, "fraction": None, "lo": None, "hi": None}
+    lo, hi = wilson_interval(k, n, level)
+    return {"k": k, "n": n, "fraction": k / n, "lo": lo, "hi": hi}

@@ -19,6 +19,7 @@ from gandy.studies.mnist_collapse import experiment as mnist_collapse
 from gandy.studies.mnist_slices import experiment as mnist_slices
 from gandy.studies.penalties import experiment as penalties
 from gandy.studies.robustness import experiment as robustness
+from gandy.studies.robustness_2d import experiment as robustness_2d
 from gandy.studies.saturation import experiment as saturation
 from gandy.studies.universality import experiment as universality
 
@@ -27,6 +28,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     damping.EXPERIMENT,
     many_paths.EXPERIMENT,
     robustness.EXPERIMENT,
+    robustness_2d.EXPERIMENT,
     bridge.EXPERIMENT,
     mnist_collapse.EXPERIMENT,
     mnist_ablation.EXPERIMENT,

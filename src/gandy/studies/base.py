@@ -11,6 +11,7 @@ imports only this module and its own folder; what several studies use lives in r
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from gandy.runs.config import load_yaml
+from gandy.core.objectives import GAMES
+from gandy.runs.config import Config, load_config, load_yaml
 from gandy.runs.store import open_output, write_tables
 
 
@@ -90,3 +92,26 @@ def open_study(out: Path, options: StudyOptions) -> Path:
 def write_summary(out: Path, summary: dict, tables: Optional[dict[str, pd.DataFrame]] = None) -> None:
     """``OUT/summary.json`` and ``OUT/NAME.parquet`` for each table (:func:`gandy.runs.store.write_tables`)."""
     write_tables(out, tables or {}, summary)
+
+
+def search_config(spec: dict, game: str, quick: bool = False, overrides: Sequence[str] = ()) -> Config:
+    """The validated random-search config of one ``game`` in a robustness-style study's ``spec``
+    (its config.yaml's mapping): ``spec["base"]`` with ``objective: game`` and the game's own
+    penalty (none for an unpenalised game, whose ``penalty.weight`` draw is dropped from
+    ``spec["search"]["params"]``), ``search: spec["search"]``; with ``quick``, ``spec["quick_trials"]``
+    trials, the ``optim.critic.steps`` draw capped at ``spec["quick_critic_steps_max"]`` and the
+    overrides ``spec["quick"]`` first; then ``overrides``. ``spec`` is not changed."""
+    base = copy.deepcopy(spec["base"])
+    search = copy.deepcopy(spec["search"])
+    base["objective"] = game
+    if GAMES[game].penalty:
+        base["penalty"] = {"name": GAMES[game].penalty}
+    else:
+        base["penalty"] = None
+        search["params"].pop("penalty.weight", None)
+    if quick:
+        search["trials"] = spec["quick_trials"]
+        lo, hi = search["params"]["optim.critic.steps"]["int"]
+        search["params"]["optim.critic.steps"] = {"int": [lo, min(hi, spec["quick_critic_steps_max"])]}
+    base["search"] = search
+    return load_config(base, [*(spec["quick"] if quick else []), *overrides])

@@ -77,6 +77,28 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def draw_spread(ax, table: pd.DataFrame, key: str, by: str, log: bool = False, label: Optional[str] = None) -> list[str]:
+    """Per group of ``table[by]`` (in order of appearance, at x = 0, 1, ...): a box (quartiles,
+    whiskers at 1.5 IQR, no fliers) and the points (jittered, seeded) of the column ``key`` over the
+    rows whose ``diverged`` column is false, and "k/n diverged" above the axes. ``label`` names the
+    points in a legend; ``log`` sets a log y scale. Returns the groups."""
+    groups = list(dict.fromkeys(table[by]))
+    rng = np.random.default_rng(0)
+    for i, g in enumerate(groups):
+        t = table[table[by] == g]
+        v = t.loc[~t.diverged.astype(bool), key].astype(float).to_numpy()
+        if len(v):
+            ax.boxplot([v], positions=[i], widths=0.5, showfliers=False)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14 if len(v) < 50 else 5, alpha=0.7 if len(v) < 50 else 0.4,
+                       color="tab:blue", zorder=3, label=label if i == 0 or label is None else None)
+        ax.annotate(f"{int(t.diverged.astype(bool).sum())}/{len(t)} diverged", (i, 1.0), xycoords=("data", "axes fraction"),
+                    ha="center", va="bottom", fontsize=8, color="tab:red")
+    ax.set_xticks(range(len(groups)), groups)
+    if log:
+        ax.set_yscale("log")
+    return groups
+
+
 def load_run_files(run_dir: Path) -> tuple[dict, dict]:
     """``(trajectory arrays, summary)`` of a run directory."""
     return read_npz(Path(run_dir) / "trajectory.npz"), read_json(Path(run_dir) / "summary.json")

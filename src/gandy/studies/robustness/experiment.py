@@ -17,16 +17,14 @@ evaluated by the image metrics. Then:
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gandy.core.objectives import GAMES
-from gandy.runs.config import load_config
+from gandy.runs.summaries import quartiles
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
+from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, search_config, write_summary
 from gandy.studies.robustness.figures import plot_robustness
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
@@ -37,23 +35,8 @@ def spec() -> dict:
 
 
 def game_config(game: str, quick: bool = False, overrides=()) -> "object":
-    """The search config of one game (validated)."""
-
-    s = spec()
-    base = copy.deepcopy(s["base"])
-    search = copy.deepcopy(s["search"])
-    base["objective"] = game
-    if GAMES[game].penalty:
-        base["penalty"] = {"name": GAMES[game].penalty}
-    else:
-        base["penalty"] = None
-        search["params"].pop("penalty.weight", None)
-    if quick:
-        search["trials"] = s["quick_trials"]
-        lo, hi = search["params"]["optim.critic.steps"]["int"]
-        search["params"]["optim.critic.steps"] = {"int": [lo, min(hi, s["quick_critic_steps_max"])]}
-    base["search"] = search
-    return load_config(base, [*(s["quick"] if quick else []), *overrides])
+    """The search config of one game (validated; :func:`gandy.studies.base.search_config`)."""
+    return search_config(spec(), game, quick, overrides)
 
 
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
@@ -75,10 +58,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
         good = t[~t.diverged]
         stats = {}
         for k in ("fid", "kid", "score", "modes_covered", "ms_ssim", "w_critic"):
-            v = good[k].astype(float)
-            stats[k] = {"median": float(v.median()) if len(v) else None,
-                        "q25": float(v.quantile(0.25)) if len(v) else None,
-                        "q75": float(v.quantile(0.75)) if len(v) else None}
+            stats[k] = quartiles(good[k].astype(float))
         summary["games"][game] = {"runs": int(len(t)), "diverged": int(t.diverged.sum()),
                                   "best_fid": float(good.fid.min()) if len(good) else None, **stats}
     write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"])})

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from gandy.core.images.data import grid
-from gandy.views.plots import plt, save_figure
+from gandy.views.plots import draw_spread, plt, save_figure
 
 
 def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
@@ -19,20 +19,9 @@ def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
     for key, label, log, fname in (("fid", "FID (digit-classifier features)", True, "fid.png"),
                                    ("modes_covered", "modes covered (of 1,000)", False, "modes.png")):
         fig, ax = plt.subplots(figsize=(1.6 * len(games) + 2.5, 4.0), layout="constrained")
-        rng = np.random.default_rng(0)
-        for i, g in enumerate(games):
-            t = table[table.game == g]
-            v = t.loc[~t.diverged, key].astype(float).to_numpy()
-            if len(v):
-                ax.boxplot([v], positions=[i], widths=0.5, showfliers=False)
-                ax.scatter(i + rng.uniform(-0.15, 0.15, len(v)), v, s=14, alpha=0.7, color="tab:blue", zorder=3)
-            ax.annotate(f"{int(t.diverged.sum())}/{len(t)} diverged", (i, 1.0), xycoords=("data", "axes fraction"),
-                        ha="center", va="bottom", fontsize=8, color="tab:red")
-        ax.set_xticks(range(len(games)), games)
+        draw_spread(ax, table, key, "game", log)
         ax.set_xlabel("game")
         ax.set_ylabel(label)
-        if log:
-            ax.set_yscale("log")
         ax.set_title(f"{label} across random hyperparameter draws (points: trials x seeds)", fontsize=10, pad=16)
         paths.append(save_figure(fig, out / "figures" / fname))
     fig, axes = plt.subplots(len(games), 3, figsize=(7.5, 2.6 * len(games)), layout="constrained", squeeze=False)
