@@ -75,3 +75,17 @@ def test_what_is_no_gandy_output_is_one_clear_error(tmp_path, make):
     with pytest.raises(ConfigError) as e:
         gandy.load(path)
     assert e.value.field == "path" and str(path) in e.value.message
+
+
+def test_a_logger_hook_sees_every_log_as_the_run_goes():
+    """gandy.run(on_log=...): one call per logged step, in order, before the run ends, with the
+    rows metrics.parquet will hold (member index dropped there); refused for a sweep."""
+    calls = []
+    res = gandy.run(TINY, figures=False, on_log=lambda rows: calls.append([dict(r) for r in rows]))
+    assert [c[0]["step"] for c in calls] == [0, 10, 20] and all(len(c) == 2 for c in calls)
+    seen = pd.DataFrame([r for c in calls for r in c]).drop(columns="member")
+    pd.testing.assert_frame_equal(seen[["seed", "step", "w1"]].reset_index(drop=True),
+                                  res.metrics[["seed", "step", "w1"]].sort_values(["step", "seed"]).reset_index(drop=True))
+    with pytest.raises(ConfigError) as e:
+        gandy.run({**TINY, "sweep": {"kernel.g2": [0.1, 0.5]}}, out="unused", on_log=print)
+    assert e.value.field == "on_log"

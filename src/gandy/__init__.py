@@ -52,13 +52,16 @@ def run(
     force: bool = False,
     figures: bool = True,
     kernel_module: Optional["torch.nn.Module"] = None,
+    on_log=None,
 ) -> "RunResult":
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory
     (with its figures unless ``figures=False``). A config with a ``sweep:`` or ``search:`` section
     runs every member into ``out`` (required). ``force``: replace ``out`` if it is an earlier gandy
-    output holding only files gandy wrote (the CLI's ``--force``). See :func:`gandy.runs.api.run`."""
+    output holding only files gandy wrote (the CLI's ``--force``). ``on_log(rows)``: called with each
+    log's rows as the run goes (a logger's hook: print them, send them to TensorBoard or W&B). See
+    :func:`gandy.runs.api.run`."""
     return _api.run(config, out, overrides, progress, replace=force, draw=_plots.plot_run if figures else None,
-                    kernel_module=kernel_module, draw_sweep=_plots.plot_sweep if figures else None)
+                    kernel_module=kernel_module, draw_sweep=_plots.plot_sweep if figures else None, on_log=on_log)
 
 
 __all__ = ["Config", "ConfigError", "load_config", "run", "load", "load_run", "RunResult", "Output", "write_report",

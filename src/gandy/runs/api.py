@@ -47,6 +47,7 @@ def run(
     draw: Optional[Callable[[Path], object]] = None,
     kernel_module: Optional[torch.nn.Module] = None,
     draw_sweep: Optional[Callable[[Path], object]] = None,
+    on_log: Optional[Callable[[list], None]] = None,
 ) -> RunResult:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
 
@@ -62,9 +63,16 @@ def run(
     ``metrics`` rows and the sweep's ``summary``; its ``trajectory`` is empty (a sweep's snapshots
     stay in ``out/chunks``). ``draw_sweep(out)`` draws its figures (``gandy.run`` passes
     :func:`gandy.views.plots.plot_sweep`).
+
+    ``on_log(rows)``: a logger's hook, told of every log's rows (one dict per seed: ``seed``,
+    ``step``, every logged column) as soon as they are measured, while the run goes on (single
+    runs; a sweep's chunks write theirs as JSON lines for ``gandy watch``).
     """
     cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
     if cfg.sweep or cfg.search:
+        if on_log is not None:
+            raise C.ConfigError("on_log", "takes a single run's logs; a sweep's running chunks write theirs to "
+                                          "OUT/chunks/ID.live.jsonl (gandy watch OUT)")
         return _run_sweep(cfg, out, progress, replace, draw_sweep, kernel_module)
     sim = build(cfg, kernel_module)  # memory for all seeds checked here
     if out is not None:
@@ -76,7 +84,7 @@ def run(
         bar = tqdm(total=sim.loop.steps, desc=f"steps ({progress_label({engine_of(sim)}, sim.cfg.engine == 'auto')})", unit="step", disable=None)
     try:
         with run_threads(cfg):
-            raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None)
+            raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None, on_log=on_log)
     finally:
         if bar is not None:
             bar.close()

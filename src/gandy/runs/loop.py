@@ -358,7 +358,8 @@ def _restore(st: "State", out: "SimOutput", blob: dict) -> int:
 
 
 def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int], None]] = None,
-             members: Optional[MemberValues] = None, checkpoint: Optional[Checkpoint] = None) -> SimOutput:
+             members: Optional[MemberValues] = None, checkpoint: Optional[Checkpoint] = None,
+             on_log: Optional[Callable[[list], None]] = None) -> SimOutput:
     """Run the game for every member at once, logging order parameters and snapshots.
 
     ``seeds[i]`` keys member i's randomness; ``members`` its per-member numbers (default: the
@@ -367,7 +368,9 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     (``progress`` is then told of the steps already made, at once; ``resumed_from`` of the output
     says from which step). A save that cannot be trusted (see :class:`Checkpoint`) or does not fit
     this simulation's state (shapes, dtypes, entries) is not used: the simulation starts at step 0
-    and the output's ``discarded`` says why.
+    and the output's ``discarded`` says why. ``on_log(rows)``: told of each log's rows (one dict
+    per member, as ``metrics`` holds them) as soon as they are measured, in order, possibly on the
+    log's worker thread (:class:`Background`): a logger's hook.
     """
     spec = sim.loop
     b = len(seeds)
@@ -424,6 +427,8 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         out.metrics.extend(rows)
         if live is not None:
             live.write(rows)
+        if on_log is not None:
+            on_log(rows)
 
     def snapshot(t: int) -> None:
         out.snapshot_steps.append(t)
