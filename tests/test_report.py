@@ -650,3 +650,21 @@ def test_the_phase_diagram_draws_the_dashed_half_collapse_boundary(tmp_path, bro
     dark = (col.max(-1) < 60).sum()
     assert 10 < dark < 70  # a dashed line: dark dashes with gaps
     assert pg.errors == []
+
+
+def test_a_collection_with_a_sweep_opens_on_its_phase_diagram(tmp_path, browser):
+    """The demo's top page: a folder holding runs and a sweep shows the sweep's page (its clickable
+    diagram) first, in a frame, above the list of everything in it."""
+    from gandy import run
+    from gandy.runs.sweep import run_sweep
+
+    run(C.load_config({**SWEEP, "steps": 10, "sweep": None}), out=tmp_path / "a_run", progress=False, figures=False)
+    run_sweep(C.load_config({**SWEEP, "steps": 10}), tmp_path / "phase")
+    write_report(tmp_path)
+    pg = Page(browser, tmp_path / "report.html")
+    assert pg.page.locator("#diagram iframe").count() == 1
+    assert pg.page.locator("#diagram").evaluate("n => n.compareDocumentPosition(document.querySelector('#children'))") & 4
+    frame = next(f for f in pg.page.frames if f.url.endswith("phase/report.html"))
+    frame.wait_for_function("window.gandy && window.gandy.ready", timeout=20000)
+    assert frame.evaluate("window.gandy.data.kind") == "sweep" and frame.locator("#phase").count() == 1
+    assert pg.errors == []
