@@ -169,7 +169,6 @@ def run_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
-
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
     if config in studies.EXPERIMENTS and not Path(config).is_file():
@@ -224,7 +223,6 @@ def _options(executor: str, address: Optional[str], connect_timeout: float, chec
              resume: bool, workers: Optional[int]) -> int:
     """Check the options ``run`` and ``boundary`` share (ConfigError naming the option); returns
     the number of workers (default: one per core with ``--executor processes``, else 1)."""
-
     if executor not in executors.EXECUTORS:
         raise ConfigError("executor", f"unknown executor {executor!r}; valid: {', '.join(executors.EXECUTORS)}")
     if address is not None and executor != "ray":
@@ -264,7 +262,6 @@ def boundary_cmd(
 ):
     """Bisection along --x for every value of --y on the fraction of seeds that fail, a logistic
     fit per row and a bootstrap interval for x50 (docs/sweeps.md, "Boundaries")."""
-
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     if config in studies.EXPERIMENTS and not Path(config).is_file():
         source = studies.EXPERIMENTS[config].sweep_config
@@ -314,7 +311,6 @@ def report_cmd(
     on a click, divergence traces, damping curves, the config and every metric's protocol. It works
     on runs made by earlier versions too.
     """
-
     with outputs.output_lock(run_dir):
         report_.write_report(run_dir, echo=typer.echo)
 
@@ -338,7 +334,6 @@ def ntk_cmd(
     With --width, the empirical NTK of random networks beside them: the mean and spread of its
     diagonal and off-diagonal entries.
     """
-
     out = universality.analytic(depth, activation, weight_var, bias_var)
     if width is not None:
         out["empirical"] = universality.empirical(depth, activation, weight_var, bias_var, width, latent_dim, samples, networks, seed)
@@ -368,7 +363,6 @@ def damping_cmd(
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
     """Penalty weights as one batched run: convergence time, decay rate, theory, Jacobian spectra."""
-
     try:
         ws = [float(w) for w in weights.split(",") if w.strip()]
     except ValueError:
@@ -424,7 +418,6 @@ def watch_cmd(
 @_guarded
 def experiments_cmd():
     """List the named experiments."""
-
     width = max(map(len, studies.EXPERIMENTS))
     for name, exp in studies.EXPERIMENTS.items():
         typer.echo(f"{name:{width}s}  {exp.description}")
@@ -439,11 +432,9 @@ def plot_phase_cmd(
     color: str = typer.Option("coverage_kl", "--color", metavar="METRIC", help="order parameter to colour by"),
 ):
     """Phase diagram of a 2-D sweep: seed mean, half-collapse boundary and seed spread."""
-
     if not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no results.parquet")
-    kind = (outputs.read_marker(run_dir) or {}).get("kind")
-    if kind == "run" or (kind is None and (run_dir / "trajectory.npz").exists()):
+    if sweep_store.output_kind(run_dir) == "run":
         raise ConfigError("DIR", f"{run_dir} is a single run, not a sweep: a phase diagram needs a sweep over --x and "
                                  "--y (gandy run CONFIG with a sweep: section); its own figures are in DIR/figures")
     try:
@@ -461,7 +452,6 @@ def plot_samples_cmd(
     per_run: int = typer.Option(3, "--per-run", min=1, max=16, metavar="K", help="particles shown per member"),
 ):
     """Final particles of every member of an image sweep, as images, one row per member."""
-
     if not (run_dir / "results.parquet").exists() or not (run_dir / "summary.json").exists():
         raise ConfigError("DIR", f"{run_dir} holds no finished sweep (results.parquet, summary.json)")
     try:
@@ -479,7 +469,6 @@ def demo_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ):
     """Two-mode 1-D target at a small and a large g2/g1: particles split, then collapse."""
-
     figures = demo.run_demo(out, progress=not quiet, echo=typer.echo)
     typer.echo("figures:")
     for f in figures:

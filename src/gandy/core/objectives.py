@@ -20,6 +20,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as Fn
 
+from gandy.core.nets.base import ACTIVATION_DERIVATIVES
+
 Tensor = torch.Tensor
 
 
@@ -67,9 +69,7 @@ def _minus_one(ff):
     return torch.full_like(ff, -1.0)
 
 
-def _step(u):
-    # d relu(u)/du as autograd takes it: 1 where u > 0, 0 at the kink and below
-    return torch.sign(torch.relu(u))
+_step = ACTIVATION_DERIVATIVES["relu"][0]  # d relu(u)/du as autograd takes it: 1 where u > 0, 0 at the kink
 
 
 GAMES: dict[str, Game] = {

@@ -255,8 +255,8 @@ class State:
     step ended (at :func:`start` for the first): the generator's samples at its current parameters,
     which the divergence check reads (:class:`Network`)."""
     x_at: int = 0
-    """The step whose generator ``x`` shows: a network generator's view G(z_view) is computed when
-    read (:func:`points`), not at every step."""
+    """The step whose generator a network generator's ``x`` shows: its view G(z_view) is computed
+    when read (:func:`points`), not at every step (particles' ``x`` is always current)."""
 
 
 STREAMS = ("particles", "critic", "data", "penalty", "metrics", "generator", "latent", "dropout")
@@ -541,8 +541,6 @@ def advance(sim: Simulation, st: State, mover: Optional[Mover] = None, create_gr
         st.t += 1
         ok = healthy(mover.checked(sim, st), [*st.params.values(), *(st.gen or {}).values()], sim.target.mean,
                      blowup_limit(sim, st))
-    if st.gen is None:
-        st.x_at = st.t
     newly = st.alive & ~ok
     if bool(newly.any()):
         st.diverged_step[newly.cpu()] = st.t

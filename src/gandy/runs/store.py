@@ -209,7 +209,7 @@ def latest_rows(out: Path) -> tuple[pd.DataFrame, int, int]:
     chunks = Path(out) / "chunks"
     frames, done, running = [], 0, 0
     for p in sorted(chunks.glob("*.metrics.parquet")):
-        if (chunks / p.name.replace(".metrics.", ".results.")).exists():
+        if chunk_done(out, p.name.removesuffix(".metrics.parquet")):
             frames.append(read_parquet(p))
             done += 1
     for p in sorted(chunks.glob("*.live.jsonl")):
@@ -337,6 +337,16 @@ class Output:
                              f"tables: {', '.join(sorted(tables)) or 'none'}")
 
 
+def output_kind(path: Path) -> Optional[str]:
+    """The kind of gandy output the folder ``path`` holds: its marker's (run, sweep, boundary,
+    damping, experiment, demo) or, for a run or a sweep of an earlier gandy without a marker, the
+    kind its files say (trajectory.npz: run; chunks/: sweep); None for anything else."""
+    marker = read_marker(path)
+    if marker is not None:
+        return marker["kind"]
+    return "run" if (path / "trajectory.npz").exists() else "sweep" if (path / "chunks").is_dir() else None
+
+
 def load(path) -> "RunResult | Output":
     """Any gandy output directory as Python objects: a run as :func:`load_run` reads it (what
     ``gandy.run`` returns); a sweep or search as the :class:`RunResult` ``gandy.run`` returns for
@@ -349,9 +359,7 @@ def load(path) -> "RunResult | Output":
     if not path.is_dir():
         raise C.ConfigError("path", f"{path} is not a folder (gandy.load reads a run, sweep, boundary, damping, "
                                     "experiment or demo folder)")
-    marker = read_marker(path)
-    kind = marker["kind"] if marker else ("run" if (path / "trajectory.npz").exists() else
-                                           "sweep" if (path / "chunks").is_dir() else None)
+    kind = output_kind(path)
     if kind is None:
         raise C.ConfigError("path", f"{path} is not a gandy output (no {MARKER} marker, no trajectory.npz or chunks/)")
     if kind == "run":

@@ -176,7 +176,7 @@ def plot_order(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     m = read_parquet(run_dir / "metrics.parquet")
     keys = [k for k in ORDER_PARAMETERS if m[k].notna().any()]
-    if read_npz(run_dir / "trajectory.npz")["particles"].shape[-1] == 1:
+    if read_json(run_dir / "summary.json").get("dim") == 1:
         keys = [k for k in keys if k != "mean_abs_cos"]  # on the line every pair has |cos| = 1: no information
     cols = 3
     rows = -(-len(keys) // cols)

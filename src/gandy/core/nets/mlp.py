@@ -88,7 +88,7 @@ class MlpNet(Mlp):
         a lone member's generator step pays ~0.3 ms for autograd's engine), for ``upstream: (B, n, d)``
         and ``saved`` from :meth:`forward_saved`: ``{name: (B, ...)}``, every parameter.
         delta_last = upstream, delta_(l-1) = (delta_l W_l^T) * s'(pre_(l-1)); dW_l = h_l^T delta_l,
-        db_l = sum_j delta_l,j (tests/test_networks.py checks it against autograd)."""
+        db_l = sum_j delta_l,j (tests/test_engines.py checks it against autograd)."""
         hs, ds = saved
         grads, delta = {}, upstream
         for i in range(len(self.dims) - 2, -1, -1):
