@@ -439,6 +439,13 @@ def test_watch_reads_a_sweep_while_it_runs(tmp_path, monkeypatch):
         assert held.wait(60)
         live = list((out / "chunks").glob("*.live.jsonl"))
         assert live
+        # the step-30 log may still be measured on the log's worker thread (loop.Background): wait
+        # for its rows, as a user's next look would see them
+        from gandy.runs.store import latest_rows
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (len(rows := latest_rows(out)[0]) == 4 and (rows.step == 30).all()):
+            time.sleep(0.05)
         r = CliRunner().invoke(app, ["watch", str(out)])
         assert r.exit_code == 0, r.output
         assert "running; chunks stored 0, running 1; 4 members logged" in r.output
