@@ -139,8 +139,10 @@ def test_config_choices_are_the_registries():
 LAYERS = {"gandy._version": 0, "gandy.core": 0, "gandy.runs": 1, "gandy.views": 2, "gandy.studies": 3, "gandy.cli": 4, "gandy": 5}
 """Rank of each layer: a module may import modules of its rank or lower."""
 
-DEFERRED = {("gandy.runs.executors", "ray"), ("gandy.core.images.evaluate", "torch_fidelity")}
-"""The imports allowed inside functions: the optional extras. (Slow required dependencies are
+DEFERRED = {("gandy.runs.executors", "ray"), ("gandy.core.images.evaluate", "torch_fidelity"),
+            ("gandy.runs.loggers", "tensorboard"), ("gandy.runs.loggers", "torch")}
+"""The imports allowed inside functions: the optional extras (the loggers' ``torch`` is
+``torch.utils.tensorboard``, which imports the tensorboard extra). (Slow required dependencies are
 :class:`gandy.core.lazy.LazyModule` s, each with its cost named.)"""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,13 +25,45 @@ def test_a_sweep_loads_as_what_gandy_run_returned_and_load_run_points_to_load(tm
     cfg = {**TINY, "sweep": {"kernel.g2": [0.1, 0.5]}}
     res = gandy.run(cfg, out=tmp_path / "sweep", figures=False)
     back = gandy.load(tmp_path / "sweep")
-    assert isinstance(back, gandy.RunResult) and back.path == tmp_path / "sweep"
+    assert isinstance(res, gandy.SweepResult) and isinstance(back, gandy.SweepResult)
+    assert back.path == tmp_path / "sweep" and back.config == res.config
     pd.testing.assert_frame_equal(back.results, res.results, check_exact=True)
     pd.testing.assert_frame_equal(back.metrics, res.metrics, check_exact=True)
     assert len(back.results) == 4 and back.summary["sweep"] == res.summary["sweep"]
     with pytest.raises(ConfigError) as e:
         gandy.load_run(tmp_path / "sweep")
     assert "gandy sweep, not a run" in e.value.message and "gandy.load" in e.value.message
+
+
+def test_gandy_sweep_gives_each_members_particles_on_demand_and_resumes(tmp_path):
+    """gandy.sweep: every member's kept final particles and snapshots, read from the chunks; the
+    final snapshot of a member is its final particles (to float16, the snapshots' dtype); resume
+    of a finished sweep recomputes nothing and returns the same tables; an unknown member and a
+    sweep that kept no final particles say so."""
+    cfg = {**TINY, "metrics": {"keep_particles": True}, "sweep": {"kernel.g2": [0.1, 0.5]}}
+    res = gandy.sweep(cfg, tmp_path / "s", figures=False)
+    assert len(res.results) == 4 and sorted(res.results.member) == [0, 1, 2, 3]
+    x = res.particles()
+    assert x.shape == (4, 8, 1) and np.isfinite(x).all()
+    for m in range(4):
+        steps, snaps = res.snapshots(m)
+        assert steps[-1] == 20 and snaps.shape[1:] == (8, 1)
+        np.testing.assert_allclose(snaps[-1], res.particles(m), rtol=1e-3, atol=1e-3)
+    assert not np.allclose(res.particles(0), res.particles(2))  # other g2, other cloud
+    with pytest.raises(KeyError, match="member 9 is not in"):
+        res.particles(9)
+    with pytest.raises(KeyError, match="member 9 is not in"):
+        res.snapshots(9)
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "chunks").iterdir()}
+    again = gandy.sweep(cfg, tmp_path / "s", resume=True, figures=False)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "chunks").iterdir()} == stamp
+    pd.testing.assert_frame_equal(again.results, res.results, check_exact=True)
+    plain = gandy.sweep({**TINY, "sweep": {"kernel.g2": [0.1]}}, tmp_path / "p", figures=False)
+    with pytest.raises(FileNotFoundError, match="keep_particles"):
+        plain.particles(0)
+    with pytest.raises(ConfigError) as e:
+        gandy.sweep(TINY, tmp_path / "single")
+    assert e.value.field == "config" and "gandy.run" in e.value.message and not (tmp_path / "single").exists()
 
 
 def test_a_damping_scan_loads_with_its_tables(tmp_path):

@@ -44,6 +44,7 @@ api = LazyModule("gandy.runs.api")
 boundary = LazyModule("gandy.runs.boundary")
 config_ = LazyModule("gandy.runs.config")
 executors = LazyModule("gandy.runs.executors")
+loggers = LazyModule("gandy.runs.loggers")
 outputs = LazyModule("gandy.runs.outputs")
 sweep = LazyModule("gandy.runs.sweep")
 studies = LazyModule("gandy.studies")
@@ -167,11 +168,18 @@ def run_cmd(
     quick: bool = typer.Option(False, "--quick", help="experiments: the reduced version"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
+    tensorboard: Optional[Path] = typer.Option(None, "--tensorboard", metavar="LOGDIR",
+                                               help="a single run: also send every log to TensorBoard event files in LOGDIR"),
 ):
     """Run a config (all its seeds, or its whole sweep) or a named experiment."""
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
+    if tensorboard is not None:
+        loggers.check_logdir(tensorboard, "tensorboard")
     options = {"checkpoint_seconds": checkpoint_every, "connect_timeout": connect_timeout, "workers": workers}
     if config in studies.EXPERIMENTS and not Path(config).is_file():
+        if tensorboard is not None:
+            raise ConfigError("tensorboard", "--tensorboard takes a single run's logs; watch an experiment's sweeps "
+                                             "with gandy watch DIR")
         out = Path("runs") / config if out is None else out
         figures = studies.EXPERIMENTS[config].run(out, study_base.StudyOptions(
             quick=quick, overrides=tuple(overrides or ()), resume=resume, replace=force, executor=executor,
@@ -188,6 +196,9 @@ def run_cmd(
     cfg = config_.load_config(config, list(overrides or []))
     out = Path("runs") / Path(config).stem if out is None else out
     if cfg.sweep or cfg.search:
+        if tensorboard is not None:
+            raise ConfigError("tensorboard", "--tensorboard takes a single run's logs; a sweep's running chunks write "
+                                             "theirs as JSON lines: gandy watch DIR")
         results, _, _ = sweep.run_sweep(cfg, out, resume=resume, replace=force, executor=executor, address=address,
                                   progress=not quiet, echo=typer.echo, draw=plots.plot_sweep, **options)
         counts = results.phase.value_counts().to_dict()
@@ -203,7 +214,12 @@ def run_cmd(
                                     "a single run is written at its end, so rerun it")
     if executor != "local":
         raise ConfigError("executor", "--executor ray runs the chunks of a sweep; this config has no sweep: section")
-    res = api.run(cfg, out=out, progress=not quiet, replace=force, draw=plots.plot_run)
+    tb = loggers.TensorBoard(tensorboard) if tensorboard is not None else None
+    try:
+        res = api.run(cfg, out=out, progress=not quiet, replace=force, draw=plots.plot_run, on_log=tb)
+    finally:
+        if tb is not None:
+            tb.close()
     twice = "phase_2x" in res.results
     phases = ", ".join(f"seed {r.seed}: {r.phase}" + (f" (at twice the steps: {r.phase_2x})" if twice else "")
                        for r in res.results.itertuples())
@@ -379,33 +395,38 @@ def damping_cmd(
     typer.echo(f"{out}: damping.parquet, summary.json, figures/")
 
 
-@app.command("watch", short_help="The newest logged numbers of every member of a running sweep.")
+@app.command("watch", short_help="The newest logged numbers of a running sweep or run, member by member.")
 @_guarded
 def watch_cmd(
-    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's output folder (running or finished)"),
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's or run's output folder (running or finished)"),
     columns: str = typer.Option("w1,coverage_kl,mean_norm,force_norm", "--columns", metavar="COL,...",
                                 help="the logged columns shown (those a run logs)"),
-    follow: float = typer.Option(0.0, "--follow", metavar="SECONDS", help="print again every SECONDS until the sweep is done (0: once)"),
+    follow: float = typer.Option(0.0, "--follow", metavar="SECONDS", help="print again every SECONDS until it is done (0: once)"),
     rows: int = typer.Option(40, "--rows", min=1, metavar="N", help="members shown at most"),
 ):
-    """Every member's newest logged row: the stored chunks' tables and the running chunks' live
-    rows (chunks/ID.live.jsonl, written as each log is measured)."""
-    if not (run_dir / "chunks").is_dir() and not (run_dir / "results.parquet").exists():
-        raise ConfigError("DIR", f"{run_dir} holds no sweep (no chunks/ folder): gandy watch reads a sweep as it runs")
+    """Every member's newest logged row. A sweep: its stored chunks' tables and its running chunks'
+    live rows (chunks/ID.live.jsonl, written as each log is measured); a single run: its live rows
+    while it runs (live.jsonl in the folder it is being written in), its metrics.parquet once done."""
     if not follow >= 0:
         raise ConfigError("follow", f"must be >= 0 seconds, got {follow}")
+    if not sweep_store.run_live_files(run_dir) and not (run_dir / "chunks").is_dir() \
+            and not (run_dir / "results.parquet").exists():
+        raise ConfigError("DIR", f"{run_dir} holds no sweep or run, and no run is being written there: gandy watch "
+                                 "reads a sweep or a single run as it runs")
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     while True:
         latest, done, running = sweep_store.latest_rows(run_dir)
-        finished = (run_dir / "results.parquet").exists()
-        typer.echo(f"{run_dir}: {'finished' if finished else 'running'}; chunks stored {done}, running {running}; "
-                   f"{len(latest)} members logged")
+        finished = not running and (run_dir / "results.parquet").exists()
+        single = bool(sweep_store.run_live_files(run_dir)) or sweep_store.output_kind(run_dir) == "run"
+        progress = "a single run" if single else f"chunks stored {done}, running {running}"
+        typer.echo(f"{run_dir}: {'finished' if finished else 'running'}; {progress}; {len(latest)} members logged")
         if len(latest):
             unknown = [c for c in wanted if c not in latest.columns]
             if unknown:
                 raise ConfigError("columns", f"{', '.join(unknown)} not logged; logged: {', '.join(latest.columns)}")
             keys = [c for c in latest.columns if "." in c]  # the swept keys
-            table = latest[["member", *keys, "seed", "step", *wanted]]
+            ids = ["member"] if "member" in latest.columns else []
+            table = latest[[*ids, *keys, "seed", "step", *wanted]]
             typer.echo(table.head(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             if len(latest) > rows:
                 typer.echo(f"... and {len(latest) - rows} more members (--rows)")

@@ -6,7 +6,8 @@
     res = gandy.run(cfg, out="runs/x")   # and written to disk
     res.metrics, res.results             # pandas DataFrames
     res.particles                        # (seeds, snapshots, n, d) numpy array
-    res = gandy.run("sweep.yaml", out="runs/s")  # a sweep: or search: section: every member
+    res = gandy.sweep("sweep.yaml", out="runs/s")  # a sweep: or search: section: every member
+    res.results, res.particles(member=3), res.snapshots(member=3)
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from gandy.core.rng import Stream, member_keys
 from gandy.runs import config as C
 from gandy.runs.budget import output_parts
 from gandy.runs.build import build, engine_of, progress_label, run_threads
-from gandy.runs.loop import simulate
-from gandy.runs.outputs import scoped_locks
+from gandy.runs.loop import LiveRows, simulate
+from gandy.runs.outputs import atomic_dir, scoped_locks
 from gandy.runs.results import add_image_metrics, label_changes, member_tables
 from gandy.runs.snapshots import density_grid
-from gandy.runs.store import RunResult, final_rows, prepare_out, write_run
+from gandy.runs.store import RUN_LIVE, RunResult, SweepResult, fill_run, final_rows, prepare_out
 from gandy.runs.sweep import run_sweep
 
 
@@ -48,7 +49,7 @@ def run(
     kernel_module: Optional[torch.nn.Module] = None,
     draw_sweep: Optional[Callable[[Path], object]] = None,
     on_log: Optional[Callable[[list], None]] = None,
-) -> RunResult:
+) -> Union[RunResult, SweepResult]:
     """Run a config for all its seeds; return the result and, with ``out``, write the run directory.
 
     Everything is validated before anything is written: a bad config, a run that cannot fit in
@@ -59,14 +60,16 @@ def run(
 
     A config with a ``sweep:`` or ``search:`` section runs every member, as ``gandy run`` does
     (:func:`gandy.runs.sweep.run_sweep`, on this process, one chunk after another); its chunks
-    are written to ``out``, which it needs. The result holds every member's ``results`` and
-    ``metrics`` rows and the sweep's ``summary``; its ``trajectory`` is empty (a sweep's snapshots
-    stay in ``out/chunks``). ``draw_sweep(out)`` draws its figures (``gandy.run`` passes
+    are written to ``out``, which it needs; it returns what :func:`sweep` does, a
+    :class:`SweepResult`. ``draw_sweep(out)`` draws its figures (``gandy.run`` passes
     :func:`gandy.views.plots.plot_sweep`).
 
     ``on_log(rows)``: a logger's hook, told of every log's rows (one dict per seed: ``seed``,
     ``step``, every logged column) as soon as they are measured, while the run goes on (single
-    runs; a sweep's chunks write theirs as JSON lines for ``gandy watch``).
+    runs; a sweep's chunks write theirs as JSON lines for ``gandy watch``). With ``out``, the
+    rows are written as they come to ``live.jsonl`` in the temporary folder the run is written in
+    (:data:`gandy.runs.store.RUN_LIVE`: ``gandy watch OUT`` reads it); the finished run replaces it
+    with metrics.parquet.
     """
     cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
     if cfg.sweep or cfg.search:
@@ -75,36 +78,74 @@ def run(
                                           "OUT/chunks/ID.live.jsonl (gandy watch OUT)")
         return _run_sweep(cfg, out, progress, replace, draw_sweep, kernel_module)
     sim = build(cfg, kernel_module)  # memory for all seeds checked here
-    if out is not None:
-        n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
-        prepare_out(Path(out), "run", replace=replace, need_parts=output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
+    if out is None:
+        return _simulate(sim, progress, on_log)
+    out = Path(out)
+    n_modes = 0 if sim.target.modes is None else int(sim.target.modes.shape[0])
+    prepare_out(out, "run", replace=replace, need_parts=output_parts(cfg, sim.d, n_modes, len(cfg.seeds), sweep=False))
+    with atomic_dir(out, "run") as tmp:  # the run is written here, then takes out's place
+        live = LiveRows(tmp / RUN_LIVE, [], recorded=False)  # gandy watch OUT reads it as the run goes
+        try:
+            result = _simulate(sim, progress, live.write if on_log is None else lambda rows: (live.write(rows), on_log(rows)))
+        finally:
+            live.close()
+        live.path.unlink()  # metrics.parquet holds its rows
+        fill_run(result, tmp, draw)
+    result.path = out
+    return result
+
+
+def _simulate(sim, progress: bool, on_log: Optional[Callable[[list], None]]) -> RunResult:
+    """A built single run's simulation, with its progress bar, as a :class:`RunResult`."""
     t0 = time.perf_counter()
     bar = None
     if progress:
         bar = tqdm(total=sim.loop.steps, desc=f"steps ({progress_label({engine_of(sim)}, sim.cfg.engine == 'auto')})", unit="step", disable=None)
     try:
-        with run_threads(cfg):
-            raw = simulate(sim, cfg.seeds, progress=bar.update if bar is not None else None, on_log=on_log)
+        with run_threads(sim.cfg):
+            raw = simulate(sim, sim.cfg.seeds, progress=bar.update if bar is not None else None, on_log=on_log)
     finally:
         if bar is not None:
             bar.close()
-    wall = time.perf_counter() - t0
-    result = assemble(sim, raw, wall)
-    if out is not None:
-        write_run(result, Path(out), replace=replace, draw=draw)
-    return result
+    return assemble(sim, raw, time.perf_counter() - t0)
 
 
-def _run_sweep(cfg: C.Config, out, progress: bool, replace: bool, draw, kernel_module) -> RunResult:
+def _run_sweep(cfg: C.Config, out, progress: bool, replace: bool, draw, kernel_module) -> SweepResult:
     """:func:`run` for a config with a ``sweep:`` or ``search:`` section: all its members."""
-    section = "search" if cfg.search else "sweep"
+    if kernel_module is not None:
+        section = "search" if cfg.search else "sweep"
+        raise C.ConfigError("kernel_module", f"is given to single runs only, not to a config with a {section}: section")
+    return sweep(cfg, out, progress=progress, replace=replace, draw=draw)
+
+
+@scoped_locks()
+def sweep(
+    config: Union[C.Config, dict, str, Path, None],
+    out: Union[str, Path, None],
+    overrides: Optional[list[str]] = None,
+    resume: bool = False,
+    replace: bool = False,
+    executor: str = "local",
+    workers: int = 1,
+    address: Optional[str] = None,
+    progress: bool = False,
+    draw: Optional[Callable[[Path], object]] = None,
+) -> SweepResult:
+    """Run every member of a config with a ``sweep:`` or ``search:`` section into the folder ``out``
+    (:func:`gandy.runs.sweep.run_sweep`: checked before anything is written, chunked, resumable)
+    and return its :class:`SweepResult`. ``resume``: continue an interrupted sweep of the same
+    config in ``out``; ``executor`` (local, processes, ray) and ``workers``: where the chunks run."""
+    cfg = config if isinstance(config, C.Config) and not overrides else C.load_config(config, overrides)
+    if not (cfg.sweep or cfg.search):
+        raise C.ConfigError("config", "has no sweep: or search: section: gandy.sweep runs the members of one "
+                                      "(a single config runs with gandy.run)")
     if out is None:
+        section = "search" if cfg.search else "sweep"
         raise C.ConfigError("out", f"a config with a {section}: section writes its chunks to a folder: give out=... "
                                    f"(or run it with gandy run CONFIG --out DIR)")
-    if kernel_module is not None:
-        raise C.ConfigError("kernel_module", f"is given to single runs only, not to a config with a {section}: section")
-    results, metrics, summary = run_sweep(cfg, Path(out), replace=replace, progress=progress, draw=draw)
-    return RunResult(cfg, metrics, results, {}, summary, Path(out))
+    results, metrics, summary = run_sweep(cfg, Path(out), resume=resume, replace=replace, executor=executor,
+                                          workers=workers, address=address, progress=progress, draw=draw)
+    return SweepResult(cfg, metrics, results, summary, Path(out))
 
 
 def assemble(sim, raw, wall: float) -> RunResult:

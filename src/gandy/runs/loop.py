@@ -33,13 +33,16 @@ class LiveRows:
     measured, so that another process sees a running sweep's curves (``gandy watch``). Started
     with the rows a resumed simulation already holds (the file then says what the tables will:
     nothing lost, nothing twice); ``columns[i]`` is added to member i's rows. The file is gandy's
-    (recorded in the output's manifest); the chunk's tables replace it when the chunk is stored."""
+    (recorded in the output's manifest); the chunk's tables replace it when the chunk is stored.
+    ``recorded=False``: kept out of the manifest (a single run's, deleted before its folder is
+    finished: :data:`gandy.runs.store.RUN_LIVE`)."""
 
-    def __init__(self, path: Path, rows: list, columns: Optional[list] = None):
+    def __init__(self, path: Path, rows: list, columns: Optional[list] = None, recorded: bool = True):
         self.path, self.columns = Path(path), columns
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
         self._fh = os.fdopen(fd, "w", encoding="utf-8")  # never through a link (gandy makes none)
-        record(self.path)
+        if recorded:
+            record(self.path)
         self.write(rows)
 
     def write(self, rows: list) -> None:

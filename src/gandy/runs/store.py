@@ -17,6 +17,7 @@ interrupted or failed run leaves no half-written ``DIR``.
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 from dataclasses import dataclass
@@ -61,6 +62,53 @@ class RunResult:
         return self.trajectory["particles"]
 
 
+@dataclass
+class SweepResult:
+    """What a sweep or search produced (``gandy.sweep``, ``gandy.run`` of a config with a ``sweep:``
+    or ``search:`` section, ``gandy.load`` of its folder): ``results`` (one row per member:
+    ``member``, a column per swept key, ``seed``, phase, final numbers), ``metrics`` (every
+    member's logged series), ``summary``, the resolved ``config`` and the folder ``path``. The
+    particles stay in ``path/chunks`` and are read on demand: :meth:`particles`, :meth:`snapshots`."""
+
+    config: C.Config
+    metrics: pd.DataFrame
+    results: pd.DataFrame
+    summary: dict
+    path: Path
+
+    def particles(self, member: Optional[int] = None) -> np.ndarray:
+        """The kept final particles (``metrics.keep_particles: true``): of every member ``(B, n, d)``
+        in member order, or of ``member`` ``(n, d)``; NaN for a member that diverged. A sweep that
+        kept none raises FileNotFoundError saying so."""
+        members, x = final_particles(self.path)
+        if member is None:
+            return x
+        hit = np.flatnonzero(members == member)
+        if not hit.size:
+            raise self._no_member(member, "final particles")
+        return x[hit[0]]
+
+    def snapshots(self, member: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps (F,), particles (F, P, min(d, 2)))`` of ``member``: the sweep's evenly spaced
+        snapshots of its first particles (:func:`gandy.runs.snapshots.sweep_snapshots`; d > 2
+        projected on the target's principal plane). Image targets keep none (FileNotFoundError)."""
+        files = sorted((self.path / "chunks").glob("*.snapshots.npz"))
+        for f in files:
+            z = read_npz(f)
+            hit = np.flatnonzero(z["members"] == member)
+            if hit.size:
+                return z["steps"], z["particles"][hit[0]].astype(np.float32)
+        if not files:
+            raise FileNotFoundError(f"{self.path} keeps no particle snapshots (an image target's sweep keeps "
+                                    "none: its final samples are in results.parquet)")
+        raise self._no_member(member, "snapshots")
+
+    def _no_member(self, member: int, what: str) -> KeyError:
+        shown = ", ".join(map(str, self.results.member.tolist()[:10]))
+        return KeyError(f"member {member} is not in this sweep's {what} (members: {shown}"
+                        f"{', ...' if len(self.results) > 10 else ''})")
+
+
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
     """A DataFrame to Parquet through :func:`write_atomic`."""
     write_atomic(path, df.to_parquet(index=False))
@@ -73,22 +121,17 @@ def write_npz(path: Path, arrays: dict) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def write_run(result: RunResult, out: Path, replace: bool = False, draw: Optional[Callable[[Path], object]] = None) -> Path:
-    """Write ``result`` to ``out`` atomically (a temporary sibling directory, then a rename).
-    ``draw(folder)``: figures drawn from the written files before the rename (the store draws
-    nothing itself: :func:`gandy.views.plots.plot_run` is passed in by the API)."""
-    out = Path(out)
-    prepare_out(out, "run", replace=replace)
-    with atomic_dir(out, "run") as tmp:
-        write_atomic(tmp / "config.yaml", C.dump_config(result.config).encode())
-        write_parquet(result.metrics, tmp / "metrics.parquet")
-        write_parquet(result.results, tmp / "results.parquet")
-        write_atomic(tmp / "summary.json", json.dumps(result.summary, indent=2, default=float).encode())
-        write_npz(tmp / "trajectory.npz", result.trajectory)
-        if draw is not None:
-            draw(tmp)
-    result.path = out
-    return out
+def fill_run(result: RunResult, folder: Path, draw: Optional[Callable[[Path], object]] = None) -> None:
+    """A run's files in ``folder``: the temporary folder of :func:`atomic_dir` that then takes the
+    run's place (``gandy.run``). ``draw(folder)``: figures drawn from the written files, last (the
+    store draws nothing itself: :func:`gandy.views.plots.plot_run` is passed in by the API)."""
+    write_atomic(folder / "config.yaml", C.dump_config(result.config).encode())
+    write_parquet(result.metrics, folder / "metrics.parquet")
+    write_parquet(result.results, folder / "results.parquet")
+    write_atomic(folder / "summary.json", json.dumps(result.summary, indent=2, default=float).encode())
+    write_npz(folder / "trajectory.npz", result.trajectory)
+    if draw is not None:
+        draw(folder)
 
 
 def image_target(path: Path):
@@ -202,30 +245,59 @@ def live_path(out: Path, chunk_id: str) -> Path:
     return Path(out) / "chunks" / f"{chunk_id}.live.jsonl"
 
 
+RUN_LIVE = "live.jsonl"
+"""A running single run's logged rows as JSON lines, in the temporary folder it is being written
+in (``.OUT.tmp-*/live.jsonl``) until the finished run takes ``OUT``'s place (its metrics.parquet
+holds the same rows)."""
+
+
+def run_live_files(out: Path) -> list[Path]:
+    """The live rows of single runs being written to ``out`` (at most one holds its lock)."""
+    out = Path(out)
+    return sorted(out.parent.glob(f".{glob.escape(out.name)}.tmp-*/{RUN_LIVE}"))
+
+
+def read_live(path: Path) -> pd.DataFrame:
+    """A live JSON-lines file as a table; a last line cut by a write in progress is skipped."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            break  # a line being written
+    return pd.DataFrame(rows)
+
+
 def latest_rows(out: Path) -> tuple[pd.DataFrame, int, int]:
-    """A sweep's newest logged row of every member, from its stored chunks' metrics and its running
-    chunks' live rows: ``(rows, chunks stored, chunks running)``. A live file's last line may be
-    cut by a write in progress: it is skipped."""
-    chunks = Path(out) / "chunks"
+    """The newest logged row of every member of a sweep or single run at ``out``, running or
+    finished: ``(rows, parts stored, parts running)``. A sweep's parts are its chunks (stored:
+    their metrics tables; running: their live rows, ``chunks/ID.live.jsonl``); a single run is one
+    part, running while its live rows are written (:data:`RUN_LIVE`), stored once ``out`` holds it."""
+    out = Path(out)
+    lives = run_live_files(out)
+    if lives or output_kind(out) == "run":
+        if lives:
+            return _newest(read_live(lives[-1]), "member"), 0, 1
+        return _newest(read_parquet(out / "metrics.parquet"), "seed"), 1, 0
+    chunks = out / "chunks"
     frames, done, running = [], 0, 0
     for p in sorted(chunks.glob("*.metrics.parquet")):
         if chunk_done(out, p.name.removesuffix(".metrics.parquet")):
             frames.append(read_parquet(p))
             done += 1
     for p in sorted(chunks.glob("*.live.jsonl")):
-        rows = []
-        for line in p.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                break  # a line being written
-        if rows:
-            frames.append(pd.DataFrame(rows))
+        rows = read_live(p)
+        if len(rows):
+            frames.append(rows)
             running += 1
-    if not frames:
-        return pd.DataFrame(), done, running
-    rows = pd.concat(frames, ignore_index=True)
-    return rows.sort_values(["member", "step"]).groupby("member", as_index=False).tail(1), done, running
+    return _newest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "member"), done, running
+
+
+def _newest(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The last logged row of each ``key``."""
+    if not len(rows):
+        return rows
+    return rows.sort_values([key, "step"]).groupby(key, as_index=False).tail(1)
 
 
 def read_chunks(out: Path, chunk_ids: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -347,11 +419,11 @@ def output_kind(path: Path) -> Optional[str]:
     return "run" if (path / "trajectory.npz").exists() else "sweep" if (path / "chunks").is_dir() else None
 
 
-def load(path) -> "RunResult | Output":
+def load(path) -> "RunResult | SweepResult | Output":
     """Any gandy output directory as Python objects: a run as :func:`load_run` reads it (what
-    ``gandy.run`` returns); a sweep or search as the :class:`RunResult` ``gandy.run`` returns for
-    one (every member's ``results`` and ``metrics``, the ``summary``, ``config``; no trajectory: a
-    sweep's final particles are :func:`final_particles`); a boundary search, damping scan,
+    ``gandy.run`` returns); a sweep or search as the :class:`SweepResult` ``gandy.sweep`` returns
+    (every member's ``results`` and ``metrics``, the ``summary``, ``config``, particles on demand);
+    a boundary search, damping scan,
     experiment or demo as an :class:`Output`. The kind comes from the folder's marker (a run or a
     sweep of an earlier gandy without one: from its files); a folder that is no gandy output is a
     ConfigError naming it."""
@@ -371,8 +443,8 @@ def load(path) -> "RunResult | Output":
         if not (path / "results.parquet").exists():
             raise C.ConfigError("path", f"{path} is an unfinished sweep (no results.parquet): finish it with "
                                         "gandy run CONFIG --out DIR --resume")
-        return RunResult(config, read_parquet(path / "metrics.parquet"), read_parquet(path / "results.parquet"), {},
-                         summary, path)
+        return SweepResult(config, read_parquet(path / "metrics.parquet"), read_parquet(path / "results.parquet"),
+                           summary, path)
     tables = {p.stem: read_parquet(p) for p in sorted(path.glob("*.parquet"))}
     parts = {p.name: load(p) for p in sorted(path.iterdir())
              if p.is_dir() and not p.is_symlink() and read_marker(p) is not None}
