@@ -1,0 +1,275 @@
+"""docs/reproduce.md: every figure and claim of the two papers that gandy addresses -> the command
+that reproduces it -> its time on this machine (measured here, never typed) -> its output -> how
+well it matches, read from the output.
+
+    python scripts/reproduce.py --run NAME [NAME ...]   # run entries, time them, record them
+    python scripts/reproduce.py --run all               # every entry (hours: the MNIST ones are GPU-sized)
+    python scripts/reproduce.py --write                 # docs/reproduce.md and README's numbers from the record
+    python scripts/reproduce.py --check                 # exit 1 if docs/reproduce.md or README is stale
+
+Each run is recorded in docs/reproduce.json (command, seconds, date, machine, cores, torch
+threads, the load average before and after, exit status, and the verdict read from its output);
+the outputs go to runs/reproduce/NAME (never committed). An entry not yet run says so in the table.
+The README's test count and time come from the ``tests`` entry (the README's test command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "docs" / "reproduce.json"
+DOC = ROOT / "docs" / "reproduce.md"
+README = ROOT / "README.md"
+OUT = Path(os.environ.get("GANDY_REPRODUCE_OUT", ROOT / "runs" / "reproduce"))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def wilson(k: int, n: int) -> str:
+    """k/n as a percentage with its Wilson 95 % interval."""
+    from gandy.runs.summaries import wilson_interval
+
+    lo, hi = wilson_interval(k, n)
+    return f"{k}/{n} = {100 * k / n:.0f} % [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+# ----------------------------------------------------------------------------- verdicts
+# Each reads an entry's output folder and says, in one line, what it measured against the paper's
+# claim, with n and an interval where the output has one.
+
+def verdict_demo(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    counts = s.get("phase_counts") or {}
+    return "phases over the demo's grid: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def verdict_collapse(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    parts = []
+    for critic, c in s["critics"].items():
+        rows = [r for r in c["boundary"] if r.get("x50") == r.get("x50")]  # finite x50
+        if rows:
+            r = rows[len(rows) // 2]
+            parts.append(f"{critic}: g2/g1 boundary at critic lr {r['y']:.3g}: {r['x50']:.3g} "
+                         f"[{r['lo']:.3g}, {r['hi']:.3g}] ({len(rows)} of {len(c['boundary'])} rows crossed)")
+    return "; ".join(parts) or "no boundary crossed"
+
+
+VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d": verdict_collapse}
+
+
+# ----------------------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    paper: str           # "Durr et al." or "Fedus et al." (or "gandy")
+    claim: str           # the figure or claim, in the paper's words
+    args: tuple          # the command after `gandy` (the output folder is appended)
+    docs: str            # the docs section holding the comparison
+    output: bool = True  # whether the command takes --out
+    force: bool = True   # whether it takes --force (to replace an earlier output)
+    note: str = ""       # said beside the time (e.g. "GPU-sized: run on a lent GPU")
+    extra: dict = field(default_factory=dict)
+
+
+DURR, FEDUS = "Durr et al. (PRX 2023)", "Fedus et al. (ICLR 2018)"
+ENTRIES = [
+    Entry("demo", "gandy", "the default job: a 1-D collapse diagram in a browser", ("demo",), "../README.md#quickstart",
+          force=False),
+    Entry("collapse-1d", DURR, "Fig. 3–4: mode collapse as g2/g1 grows, over critic lr; ReLU vs tanh critic",
+          ("run", "collapse-1d"), "phases.md"),
+    Entry("critic-types", DURR, "collapse boundaries per critic type (1-D two modes, 2-D ring)",
+          ("run", "critic-types"), "phases.md"),
+    Entry("frequency", DURR, "Sec. V: the frequency principle (a critic fits low frequencies first)",
+          ("run", "frequency"), "phases.md"),
+    Entry("damping", DURR, "Sec. VI: critical damping by gradient penalties (Sobolev, WGAN-GP, R1)",
+          ("run", "damping"), "damping.md"),
+    Entry("kernel-universality", DURR, "App.: the generator's NTK tends to two numbers (g1, g2) with width",
+          ("run", "kernel-universality"), "ntk.md"),
+    Entry("bridge", DURR, "the effective model follows a real generator (empirical NTK, two numbers)",
+          ("run", "bridge"), "bridge.md"),
+    Entry("mnist-collapse", DURR, "Fig. 6: MNIST-100 phase diagram (100 particles, 784-D)", ("run", "mnist-collapse"),
+          "bridge.md", note="GPU-sized (676 points x 1,000 steps)"),
+    Entry("mnist-ablation", DURR, "the authors' code conventions one at a time (force, norm, phase per variant)",
+          ("run", "mnist-ablation"), "bridge.md"),
+    Entry("mnist-slices", DURR, "MNIST-100 along the paper's two slices, sample panels", ("run", "mnist-slices"),
+          "bridge.md"),
+    Entry("mnist-calibrate", DURR, "MNIST-100 scored against the authors' published clouds",
+          ("run", "mnist-calibrate"), "bridge.md"),
+    Entry("many-paths", FEDUS, "Sec. 3: every game on parallel lines and ring8; learning while JS gives no gradient",
+          ("run", "many-paths"), "lab.md"),
+    Entry("saturation", FEDUS, "minimax's gradient vanishes for a confident critic; ns does not",
+          ("run", "saturation"), "lab.md"),
+    Entry("penalties", FEDUS, "Sec. 4: gradient penalties help the non-saturating game", ("run", "penalties"), "lab.md"),
+    Entry("robustness-2d", FEDUS, "Sec. 4 robustness across hyperparameter draws, 2-D targets, 200 draws a game",
+          ("run", "robustness-2d"), "lab.md#how-robust-is-each-game-gandy-run-robustness-2d---quick"),
+    Entry("robustness", FEDUS, "Sec. 4 / Fig. 5: robustness across draws on Color MNIST (FID, modes)",
+          ("run", "robustness"), "images.md"),
+    Entry("tests", "gandy", "the test suite (README's test command)", ("pytest",), "../README.md#quickstart",
+          output=False),
+]
+BY_NAME = {e.name: e for e in ENTRIES}
+
+
+def command(e: Entry) -> list[str]:
+    if e.name == "tests":
+        return [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    if not e.output:
+        return ["gandy", *e.args]
+    return ["gandy", *e.args, "--out", str(OUT / e.name), *(["--force"] if e.force else [])]
+
+
+def shown(e: Entry) -> str:
+    """The command as a user types it."""
+    if e.name == "tests":
+        return "pytest"
+    return " ".join(["gandy", *e.args, "--out", f"runs/{e.name}"] if e.output else ["gandy", *e.args])
+
+
+def run_entry(e: Entry) -> dict:
+    """Run one entry, timed; its record."""
+    import torch
+
+    cmd = command(e)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    rec = {"command": shown(e), "seconds": round(seconds, 1), "exit": proc.returncode,
+           "date": datetime.date.today().isoformat(), "machine": machine(), "cores": os.cpu_count(),
+           "torch": torch.__version__, "threads": os.environ.get("GANDY_THREADS", "gandy's default (1)"),
+           "load_before": round(load0, 2), "load_after": round(os.getloadavg()[0], 2)}
+    if e.name == "tests":
+        m = re.search(r"(\d+) passed(?:, (\d+) skipped)?.* in ([\d.]+)s", proc.stdout)
+        rec["passed"], rec["skipped"] = (int(m.group(1)), int(m.group(2) or 0)) if m else (None, None)
+        rec["verdict"] = f"{rec['passed']} passed, {rec['skipped']} skipped" if m else "no pytest summary"
+    else:
+        rec["verdict"] = verdict(e, OUT / e.name) if proc.returncode == 0 else f"failed: {proc.stderr.strip()[-300:]}"
+    return rec
+
+
+def verdict(e: Entry, out: Path) -> str:
+    fn = VERDICTS.get(e.name)
+    if fn is None:
+        return f"see docs/{e.docs}"
+    try:
+        return fn(out)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        return f"could not read the output ({type(err).__name__}: {err})"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores"
+
+
+# ----------------------------------------------------------------------------- documents
+def minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def render(record: dict) -> str:
+    lines = [
+        "# Reproducing the papers",
+        "",
+        "<!-- generated by scripts/reproduce.py from docs/reproduce.json: edit those, not this file -->",
+        "Every figure and claim of the two papers that gandy addresses, the command that reproduces it, its",
+        "time (measured by `scripts/reproduce.py --run NAME`, which records the machine and its load), its",
+        "output and how well it matches, read from that output by the script. The comparison with the",
+        "paper, its n and its intervals are in the docs section linked; an entry the script has not run",
+        "says so. Rerun any entry with `python scripts/reproduce.py --run NAME`, then `--write`.",
+        "",
+        "| paper | figure / claim | command | time | output | what it measured | docs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in ENTRIES:
+        r = record.get(e.name)
+        if r is None:
+            time_s, what = "not run by the script yet" + (f" ({e.note})" if e.note else ""), "—"
+        else:
+            status = "" if r["exit"] == 0 else f", exit {r['exit']}"
+            time_s = f"{minutes(r['seconds'])} ({r['date']}, load {r['load_before']}→{r['load_after']}{status})"
+            what = r["verdict"]
+        out = f"`runs/{e.name}`" if e.output else "—"
+        lines.append(f"| {e.paper} | {e.claim} | `{shown(e)}` | {time_s} | {out} | {what} | [{e.docs.split('#')[0]}]({e.docs}) |")
+    machines = sorted({r["machine"] for r in record.values()})
+    lines += ["", "Machines: " + ("; ".join(machines) if machines else "none yet") + ". Threads: gandy's default "
+              "(1 torch thread per process) unless the entry says otherwise."]
+    return "\n".join(lines) + "\n"
+
+
+README_MARK = re.compile(r"(<!-- reproduce:(\w[\w-]*) -->)(.*?)(<!-- /reproduce -->)", re.S)
+
+
+def readme_numbers(text: str, record: dict) -> str:
+    """README's generated spans: ``<!-- reproduce:NAME -->...<!-- /reproduce -->`` holds entry
+    NAME's measured time (and, for ``tests``, its count)."""
+    def fill(m: re.Match) -> str:
+        r = record.get(m.group(2))
+        if r is None:
+            return m.group(0)
+        body = minutes(r["seconds"]) if m.group(2) != "tests" else f"{r['passed']:,} tests in {minutes(r['seconds'])}"
+        return f"{m.group(1)}{body}{m.group(4)}"
+
+    return README_MARK.sub(fill, text)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", nargs="+", metavar="NAME", help=f"entries to run: all, or of {', '.join(BY_NAME)}")
+    ap.add_argument("--write", action="store_true", help="write docs/reproduce.md and README's numbers from the record")
+    ap.add_argument("--check", action="store_true", help="exit 1 if docs/reproduce.md or README's numbers are stale")
+    a = ap.parse_args(argv)
+    record = read_json(RECORD) if RECORD.exists() else {}
+    if a.run:
+        names = list(BY_NAME) if a.run == ["all"] else a.run
+        unknown = [n for n in names if n not in BY_NAME]
+        if unknown:
+            print(f"unknown entries: {', '.join(unknown)}; entries: {', '.join(BY_NAME)}", file=sys.stderr)
+            return 2
+        for n in names:
+            print(f"{n}: {shown(BY_NAME[n])}", flush=True)
+            rec = run_entry(BY_NAME[n])
+            print(f"  {rec['seconds']} s, exit {rec['exit']}: {rec['verdict']}", flush=True)
+            record = {**(read_json(RECORD) if RECORD.exists() else {}), n: rec}  # what another --write did kept
+            RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    if a.write:  # verdicts read again from the outputs still here (a verdict written since the run)
+        for n, r in record.items():
+            if n in BY_NAME and n != "tests" and r["exit"] == 0 and (OUT / n).is_dir():
+                r["verdict"] = verdict(BY_NAME[n], OUT / n)
+        RECORD.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    if a.write or a.run:
+        DOC.write_text(render(record))
+        README.write_text(readme_numbers(README.read_text(), record))
+    if a.check:
+        stale = [p.name for p, want in ((DOC, render(record)), (README, readme_numbers(README.read_text(), record)))
+                 if not p.exists() or p.read_text() != want]
+        if stale:
+            print(f"stale: {', '.join(stale)} (python scripts/reproduce.py --write)", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
