@@ -69,7 +69,18 @@ def verdict_collapse(out: Path) -> str:
     return "; ".join(parts) or "no boundary crossed"
 
 
-VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d": verdict_collapse}
+def verdict_robustness_2d(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    parts = []
+    for target, games in s["targets"].items():
+        good = ", ".join(f"{g} {v['good']['k']}/{v['good']['n']} [{100 * v['good']['lo']:.0f}, {100 * v['good']['hi']:.0f}] %"
+                         for g, v in games.items())
+        parts.append(f"{target}: draws good (Wilson 95 %): {good}")
+    return "; ".join(parts)
+
+
+VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d": verdict_collapse,
+                                               "robustness-2d": verdict_robustness_2d}
 
 
 # ----------------------------------------------------------------------------- entries

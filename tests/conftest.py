@@ -91,3 +91,27 @@ def gandy_cache(tmp_path_factory):
         os.environ.pop("GANDY_CACHE", None)
     else:
         os.environ["GANDY_CACHE"] = old
+
+
+@pytest.fixture
+def hold_at(monkeypatch):
+    """``hold_at(step) -> (held, go)``: every run's step from ``step`` waits (up to 60 s) until
+    ``go`` is set; ``held`` is set when a run gets there. For reading a run while it is still
+    going (the log at ``step`` has been taken by then)."""
+    import threading
+
+    import gandy.runs.loop as loop
+
+    def hold(step: int):
+        real, held, go = loop.advance, threading.Event(), threading.Event()
+
+        def slow(sim, st, *a, **k):
+            if st.t == step:
+                held.set()
+                go.wait(60)
+            return real(sim, st, *a, **k)
+
+        monkeypatch.setattr(loop, "advance", slow)
+        return held, go
+
+    return hold

@@ -47,21 +47,11 @@ def test_tensorboard_holds_every_logged_number_of_every_seed(tmp_path):
             np.testing.assert_allclose(values, rows[c].to_numpy(), rtol=1e-6)  # TensorBoard stores float32
 
 
-def test_a_single_run_is_watched_while_it_runs_and_leaves_only_its_folder(tmp_path, monkeypatch):
+def test_a_single_run_is_watched_while_it_runs_and_leaves_only_its_folder(tmp_path, hold_at):
     """A run held at step 30 of 60 in another thread: its rows so far are in the live file of the
     folder it is being written in, and ``gandy watch OUT`` prints each seed at step 30; once it
     finishes, OUT holds the run (no live file, no temporary folder) and watch reads its tables."""
-    import gandy.runs.loop as loop
-
-    real, held, go = loop.advance, threading.Event(), threading.Event()
-
-    def slow(sim, st, *a, **k):
-        if st.t == 30:
-            held.set()
-            go.wait(60)
-        return real(sim, st, *a, **k)
-
-    monkeypatch.setattr(loop, "advance", slow)
+    held, go = hold_at(30)
     out = tmp_path / "run"
     done = {}
     worker = threading.Thread(target=lambda: done.update(res=gandy.run(TINY, out=out, figures=False)))

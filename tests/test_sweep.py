@@ -410,7 +410,7 @@ def test_a_two_value_learning_rate_sweep_is_drawn_on_a_log_axis(tmp_path, monkey
     assert "log" in seen["scales"] and all(lo > 0 for lo, _ in seen["lims"])
 
 
-def test_watch_reads_a_sweep_while_it_runs(tmp_path, monkeypatch):
+def test_watch_reads_a_sweep_while_it_runs(tmp_path, hold_at):
     """A sweep held at step 30 of 60 in another thread: its live rows (chunks/ID.live.jsonl) are
     there, and ``gandy watch`` prints every member at its last log so far; once it finishes, the
     live file is gone and watch reads the stored tables (the same numbers at the same step)."""
@@ -418,20 +418,11 @@ def test_watch_reads_a_sweep_while_it_runs(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    import gandy.runs.loop as loop
     from gandy.cli import app
 
     cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
                          "steps": 60, "log_every": 10, "seeds": [0, 1], "sweep": {"kernel.g2": [0.1, 0.5]}})
-    real, held, go = loop.advance, threading.Event(), threading.Event()
-
-    def slow(sim, st, *a, **k):
-        if st.t == 30:
-            held.set()
-            go.wait(60)
-        return real(sim, st, *a, **k)
-
-    monkeypatch.setattr(loop, "advance", slow)
+    held, go = hold_at(30)
     out = tmp_path / "s"
     worker = threading.Thread(target=run_sweep, args=(cfg, out), kwargs={"checkpoint_steps": 1000})
     worker.start()
