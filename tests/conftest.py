@@ -115,3 +115,40 @@ def hold_at(monkeypatch):
         return held, go
 
     return hold
+
+
+@pytest.fixture
+def kill_and_resume(monkeypatch):
+    """``kill_and_resume(cfg, tmp, die_at, every, between=None) -> steps``: run the sweep ``cfg``
+    whole into ``tmp/whole``; run it again into ``tmp/cut`` with a save every ``every`` steps,
+    killed (KeyboardInterrupt) at its ``die_at``-th step; call ``between(tmp/cut)``; resume it; and
+    check that both sweeps' results and metrics tables are equal bit for bit. Returns the steps the
+    resumed run made (those after its last save)."""
+    import pandas as pd
+
+    import gandy.runs.loop as loop
+    from gandy.runs.sweep import run_sweep
+
+    def go(cfg, tmp, die_at: int, every: int, between=None) -> int:
+        run_sweep(cfg, tmp / "whole")
+        real, calls = loop.advance, {"n": 0}
+
+        def dying(sim, st, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == die_at:
+                raise KeyboardInterrupt
+            return real(sim, st, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "advance", dying)
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(cfg, tmp / "cut", checkpoint_steps=every)
+        if between is not None:
+            between(tmp / "cut")
+        calls["n"] = -10**9  # no second death; count the steps the resumed run makes
+        run_sweep(cfg, tmp / "cut", resume=True, checkpoint_steps=every)
+        for name in ("results", "metrics"):
+            pd.testing.assert_frame_equal(pd.read_parquet(tmp / "whole" / f"{name}.parquet"),
+                                          pd.read_parquet(tmp / "cut" / f"{name}.parquet"), check_exact=True)
+        return calls["n"] + 10**9
+
+    return go

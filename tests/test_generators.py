@@ -154,31 +154,9 @@ def test_a_generator_whose_samples_blow_up_is_labelled_at_that_step():
     assert st.diverged_step.tolist() == [-1, 3] and st.alive.tolist() == [True, False]
 
 
-def test_a_generator_sweep_killed_midway_resumes_to_the_same_rows(tmp_path, monkeypatch):
+def test_a_generator_sweep_killed_midway_resumes_to_the_same_rows(tmp_path, kill_and_resume):
     """Checkpoints hold the generator's next batch and its view's step: killed at step 47 after
     saves every 20 steps, resumed, the tables equal an uninterrupted run's bit for bit."""
-    import pandas as pd
-
-    import gandy.runs.loop as loop
-    from gandy.runs.sweep import run_sweep
-
     cfg = C.load_config(None, [*RING, "steps=60", "log_every=10", "metrics.divergences=true",
                                "sweep={optim.critic.lr: [0.001, 0.003]}"])
-    run_sweep(cfg, tmp_path / "whole")
-    real, calls = loop.advance, {"n": 0}
-
-    def dying(sim, st, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 47:
-            raise KeyboardInterrupt
-        return real(sim, st, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "advance", dying)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(cfg, tmp_path / "cut", checkpoint_steps=20)
-    calls["n"] = -10**9
-    run_sweep(cfg, tmp_path / "cut", resume=True, checkpoint_steps=20)
-    assert calls["n"] + 10**9 == 60 - 40  # resumed from the save at step 40
-    for name in ("results.parquet", "metrics.parquet"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / name), pd.read_parquet(tmp_path / "cut" / name),
-                                      check_exact=True)
+    assert kill_and_resume(cfg, tmp_path, 47, 20) == 60 - 40  # resumed from the save at step 40

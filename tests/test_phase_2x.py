@@ -18,13 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import gandy.runs.loop as loop
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import THRESHOLDS, PhaseRule, scaled_rule
 from gandy.runs.api import run
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.results import label_changes, relabel, threshold_sensitivity
-from gandy.runs.sweep import run_sweep
 from gandy.studies.collapse_1d.experiment import base_config
 
 COLLAPSE_1D = base_config()
@@ -116,29 +114,12 @@ def test_phase_2x_is_the_phase_of_a_run_of_twice_the_steps():
     assert list(twice.diverged_step_2x) == list(long.diverged_step)
 
 
-def test_a_continued_sweep_killed_after_steps_resumes_to_the_same_rows(tiny_cfg, tmp_path, monkeypatch):
+def test_a_continued_sweep_killed_after_steps_resumes_to_the_same_rows(tiny_cfg, tmp_path, kill_and_resume):
     """Killed during step 45 of 2 x 30 after saves every 10 steps: the resumed sweep (from step 40,
     its log at the horizon, 30, inside the checkpoint) writes the uninterrupted sweep's tables."""
     cfg = load_config({**tiny_cfg, "steps": 30, "log_every": 25, "sweep": {"kernel.g2": [0.05, 0.6]}},
                       ["metrics.phase_2x=true"])
-    run_sweep(cfg, tmp_path / "whole")
-    real, calls = loop.advance, {"n": 0}
-
-    def dies(sim, st, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 45:
-            raise KeyboardInterrupt
-        return real(sim, st, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "advance", dies)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(cfg, tmp_path / "cut", checkpoint_steps=10)
-    calls["n"] = -10**9  # no second death
-    run_sweep(cfg, tmp_path / "cut", resume=True, checkpoint_steps=10)
-    assert calls["n"] == -10**9 + 60 - 40  # only the steps after the last save (40)
-    for name in ("results", "metrics"):
-        a, b = (pd.read_parquet(tmp_path / d / f"{name}.parquet") for d in ("whole", "cut"))
-        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert kill_and_resume(cfg, tmp_path, 45, 10) == 60 - 40  # only the steps after the last save (40)
     assert sorted(set(pd.read_parquet(tmp_path / "whole" / "metrics.parquet").step)) == [0, 25, 30, 50, 60]
 
 

@@ -376,33 +376,17 @@ def _assert_same(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(x, y, check_exact=True)
 
 
-def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+def test_a_chunk_killed_midway_resumes_from_its_checkpoint(tmp_path, kill_and_resume):
     """One chunk of 8 members: killed (an exception at step 67) after saves every 20 steps, then
     resumed: only the steps after the last save are made again, and the tables equal an
     uninterrupted run's exactly."""
-    import gandy.runs.loop as loop
     from gandy.runs.config import load_config
-    from gandy.runs.sweep import run_sweep
 
-    cfg = load_config(CHUNK)
-    run_sweep(cfg, tmp_path / "whole")
-    real, calls = loop.advance, {"n": 0}
+    def between(cut):
+        chunks = sorted(os.listdir(cut / "chunks"))
+        assert chunks == ["0000000.checkpoint.pt", "0000000.live.jsonl"]  # one chunk, not done, saved at step 60
 
-    def dying(sim, st, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 67:
-            raise KeyboardInterrupt
-        return real(sim, st, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "advance", dying)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(cfg, tmp_path / "cut", checkpoint_steps=20)
-    chunks = sorted(os.listdir(tmp_path / "cut" / "chunks"))
-    assert chunks == ["0000000.checkpoint.pt", "0000000.live.jsonl"]  # one chunk, not done, saved at step 60
-    # its live rows (gandy watch) went on to the last log before the kill, step 60 of 120
-    calls["n"] = -10**9  # no more deaths; count the steps the resumed run makes
-    run_sweep(cfg, tmp_path / "cut", resume=True, checkpoint_steps=20)
-    assert calls["n"] + 10**9 == 120 - 60
+    assert kill_and_resume(load_config(CHUNK), tmp_path, 67, 20, between) == 120 - 60
     assert not (tmp_path / "cut" / "chunks" / "0000000.checkpoint.pt").exists()  # removed once done
     _assert_same(tmp_path / "whole", tmp_path / "cut")
 
