@@ -409,6 +409,12 @@ class Output:
                              f"tables: {', '.join(sorted(tables)) or 'none'}")
 
 
+def unfinished_sweep(field: str, path: Path) -> C.ConfigError:
+    """The error for a sweep folder that has no results.parquet yet, saying how to finish it."""
+    return C.ConfigError(field, f"{path} is an unfinished sweep (no results.parquet): finish it with "
+                                f"gandy run CONFIG --out {path} --resume")
+
+
 def output_kind(path: Path) -> Optional[str]:
     """The kind of gandy output the folder ``path`` holds: its marker's (run, sweep, boundary,
     damping, experiment, demo) or, for a run or a sweep of an earlier gandy without a marker, the
@@ -441,8 +447,7 @@ def load(path) -> "RunResult | SweepResult | Output":
     summary = read_json(path / "summary.json") if (path / "summary.json").exists() else {}
     if kind == "sweep":
         if not (path / "results.parquet").exists():
-            raise C.ConfigError("path", f"{path} is an unfinished sweep (no results.parquet): finish it with "
-                                        "gandy run CONFIG --out DIR --resume")
+            raise unfinished_sweep("path", path)
         return SweepResult(config, read_parquet(path / "metrics.parquet"), read_parquet(path / "results.parquet"),
                            summary, path)
     tables = {p.stem: read_parquet(p) for p in sorted(path.glob("*.parquet"))}

@@ -52,6 +52,7 @@ from gandy.runs.store import (
     read_json,
     read_npz,
     read_parquet,
+    unfinished_sweep,
     write_atomic,
 )
 
@@ -84,7 +85,7 @@ def detect(path: Path) -> str:
         if (path / "trajectory.npz").exists():
             return "run"
     if (path / "chunks").is_dir() and (path / "config.yaml").exists():
-        raise ConfigError("DIR", f"{path} is an unfinished sweep: finish it with gandy run CONFIG --out {path} --resume")
+        raise unfinished_sweep("DIR", path)
     if _children(path):
         return "collection"
     if any(path.glob("*.parquet")) or any(path.glob("*.png")) or any(path.glob("figures/*.png")):
