@@ -52,9 +52,15 @@ def wilson(k: int, n: int) -> str:
 # claim, with n and an interval where the output has one.
 
 def verdict_demo(out: Path) -> str:
-    s = read_json(out / "summary.json")
-    counts = s.get("phase_counts") or {}
-    return "phases over the demo's grid: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    runs = []
+    for name in ("small_ratio", "large_ratio"):
+        s = read_json(out / name / "summary.json")
+        runs.append(f"g2/g1 {s['kernel']['ratio']:g}: " + ", ".join(sorted(set(s["phases"].values())))
+                    + f" ({len(s['phases'])} seeds)")
+    counts = read_json(out / "phase" / "summary.json")["phase_counts"]
+    grid = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return (f"{'; '.join(runs)} (the paper: split at small g2/g1, collapse at large); phase grid of "
+            f"{sum(counts.values())} members: {grid}")
 
 
 def verdict_collapse(out: Path) -> str:

@@ -76,7 +76,7 @@ def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors:
             ax.text(0.5, 0.5, "every draw diverged", transform=ax.transAxes, ha="center", color="tab:red")
         draws = ", ".join(sorted({str(int(c)) for c in n}))
         fig.suptitle(f"{target}: final W1 and modes covered across random hyperparameter draws "
-                     f"({draws} draws x seeds per game); good = not diverged, >= {th['modes']} modes, "
+                     f"({draws} runs per game, draws × seeds); good = not diverged, >= {th['modes']} modes, "
                      f"W1 < {th['w1']:g}", fontsize=10)
         paths.append(save_figure(fig, out / "figures" / f"{target}.png"))
     return paths
