@@ -58,7 +58,7 @@ def verdict_demo(out: Path) -> str:
         runs.append(f"g2/g1 {s['kernel']['ratio']:g}: " + ", ".join(sorted(set(s["phases"].values())))
                     + f" ({len(s['phases'])} seeds)")
     counts = read_json(out / "phase" / "summary.json")["phase_counts"]
-    grid = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    grid = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
     return (f"{'; '.join(runs)} (the paper: split at small g2/g1, collapse at large); phase grid of "
             f"{sum(counts.values())} members: {grid}")
 
@@ -67,12 +67,73 @@ def verdict_collapse(out: Path) -> str:
     s = read_json(out / "summary.json")
     parts = []
     for critic, c in s["critics"].items():
-        rows = [r for r in c["boundary"] if r.get("x50") == r.get("x50")]  # finite x50
-        if rows:
-            r = rows[len(rows) // 2]
-            parts.append(f"{critic}: g2/g1 boundary at critic lr {r['y']:.3g}: {r['x50']:.3g} "
-                         f"[{r['lo']:.3g}, {r['hi']:.3g}] ({len(rows)} of {len(c['boundary'])} rows crossed)")
-    return "; ".join(parts) or "no boundary crossed"
+        rows = [r for r in c["boundary"] if r.get("x50") is not None and r["x50"] == r["x50"]]  # finite x50
+        if not rows:
+            parts.append(f"{critic}: no row crossed half collapsed")
+            continue
+        lo, hi = rows[0], rows[-1]
+        ends = [f"{r['x50']:.3g} [{r['lo']:.3g}, {r['hi']:.3g}] at critic lr {r['optim.critic.lr']:.3g}" for r in (lo, hi)]
+        parts.append(f"{critic} critic: g2/g1 at half collapsed {ends[0]}, {ends[1]} ({len(rows)} of "
+                     f"{len(c['boundary'])} rows crossed; {lo['seeds']} seeds x {lo['points']} g2/g1 points a row)")
+    return "; ".join(parts) + " (95 % intervals)"
+
+
+def verdict_bridge(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    rows = [r for r in s["summary"] if r["eta"] == min(r["eta"] for r in s["summary"])]
+    ntk = {r["width"]: r["mean_discrepancy"] for r in rows if r["side"] == "empirical_ntk"}
+    two = {r["width"]: r["mean_discrepancy"] for r in rows if r["side"] == "two_number"}
+    widths = sorted(ntk)
+    return (f"network vs particles at eta {rows[0]['eta']:g}, time-averaged discrepancy by width "
+            f"{'/'.join(map(str, widths))}: empirical NTK {' / '.join(f'{ntk[w]:.3f}' for w in widths)}, "
+            f"two numbers {' / '.join(f'{two[w]:.3f}' for w in widths)} (the NTK side shrinks with width, "
+            f"as the effective model predicts)")
+
+
+def verdict_universality(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    parts = []
+    for act in dict.fromkeys(r["activation"] for r in s["rows"]):
+        rows = [r for r in s["rows"] if r["activation"] == act]
+        dz = max(r["latent_dim"] for r in rows)
+        big = [r for r in rows if r["latent_dim"] == dz]
+        lo, hi = min(big, key=lambda r: r["width"]), max(big, key=lambda r: r["width"])
+        parts.append(f"{act}: at the largest d_z, |mean diagonal / g1 - 1| (rms over {s['grid']['networks']} networks) "
+                     f"{lo['diag_rel_error']:.3f} at width {lo['width']} -> {hi['diag_rel_error']:.3f} at {hi['width']}, "
+                     f"off-diagonal vs g2 {lo['offdiag_rel_error']:.3f} -> {hi['offdiag_rel_error']:.3f}")
+    return "; ".join(parts)
+
+
+def verdict_frequency(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    parts = [f"{e['critic']}/{e['family']} {e['exponent']:.2f} ({e['fitted']} of {e['members']} fits reached)"
+             for e in s["exponents"]]
+    return ("median slope of log steps-to-fit against log k (> 0: higher frequencies are fitted later, the "
+            "frequency principle): " + ", ".join(parts))
+
+
+def verdict_critic_types(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    rows = [r for r in s["boundary"] if r.get("x50") is not None and r["x50"] == r["x50"]]
+    parts = {}
+    for r in rows:
+        parts.setdefault(f"{r['target']}/{r['critic']}", []).append(r["x50"])
+    return "g2/g1 at half collapsed, range over critic lr rows: " + ", ".join(
+        f"{k} {min(v):.3g}-{max(v):.3g}" for k, v in parts.items())
+
+
+def verdict_damping(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    parts = []
+    for name, r in s["runs"].items():
+        q = r["ratio"]
+        if q.get("mean") is None:
+            parts.append(f"{name}: no theory ({r['theory']})")
+            continue
+        parts.append(f"{name} {q['mean']:.2f} [{q['lo']:.2f}, {q['hi']:.2f}]" if q.get("lo") is not None
+                     else f"{name} {q['mean']:.2f}")
+    return (f"measured best penalty weight / the linear theory's critical damping (geometric mean over "
+            f"{len(s['seeds'])} seeds, 95 % interval; 1 = the theory): " + ", ".join(parts))
 
 
 def verdict_robustness_2d(out: Path) -> str:
@@ -86,7 +147,10 @@ def verdict_robustness_2d(out: Path) -> str:
 
 
 VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d": verdict_collapse,
-                                               "robustness-2d": verdict_robustness_2d}
+                                               "robustness-2d": verdict_robustness_2d, "bridge": verdict_bridge,
+                                               "kernel-universality": verdict_universality,
+                                               "frequency": verdict_frequency, "critic-types": verdict_critic_types,
+                                               "damping": verdict_damping}
 
 
 # ----------------------------------------------------------------------------- entries

@@ -161,3 +161,24 @@ def test_inception_fid_goes_through_torch_fidelity_with_local_weights(tmp_path, 
     fi = res.summary["fid_inception"]
     assert fi["values"] == {"0": 12.5, "1": 12.5} and fi["protocol"]["n_fake"] == 256
     assert "fid_inception" in res.results.columns
+
+
+@pytest.mark.parametrize("game", ["ns", "mm", "gan_gp", "dragan_ns", "wgan_gp"])
+def test_the_baseline_config_is_the_one_docs_images_md_states(game):
+    """docs/images.md's baseline table was run from studies/robustness/baseline.yaml: width 32,
+    3,000 steps, Adam(2e-4, (0.5, 0.999)), batch 64, FID on 2,000 against 1,000 images; every
+    game of the table loads from it on both data sets (penalty weight 10 where the game has one)."""
+    from pathlib import Path
+
+    import gandy.studies.robustness as rob
+    from gandy.core.objectives import GAMES
+
+    path = Path(rob.__file__).parent / "baseline.yaml"
+    for data in ("mnist", "color_mnist"):
+        over = [f"objective={game}", f"target={{name: {data}}}", *(["penalty.weight=10"] if GAMES[game].penalty else [])]
+        cfg = gandy.load_config(path, over)
+        assert (cfg.steps, cfg.batch_size, cfg.generator.width, cfg.critic.width) == (3000, 64, 32, 32)
+        assert cfg.optim.generator.lr == cfg.optim.critic.lr == 2e-4 and tuple(cfg.optim.critic.betas) == (0.5, 0.999)
+        assert (cfg.metrics.images.n_fake, cfg.metrics.images.n_real) == (2000, 1000)
+        assert cfg.penalty.name == (GAMES[game].penalty or "none")
+        assert cfg.penalty.weight == (10 if GAMES[game].penalty else 0)
