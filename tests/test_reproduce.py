@@ -55,9 +55,12 @@ def test_an_entry_is_timed_and_recorded_with_its_verdict(rp, tmp_path, monkeypat
     rec = rp.run_entry(rp.Entry("fake", "gandy", "a claim", ("run", "fake"), "phases.md"))
     assert rec["exit"] == 0 and 0.3 <= rec["seconds"] < 30
     assert rec["verdict"] == "see docs/phases.md"
-    monkeypatch.setitem(rp.VERDICTS, "fake", rp.verdict_demo)
+    monkeypatch.setitem(rp.VERDICTS, "fake", lambda o: f"counts {rp.read_json(o / 'summary.json')['phase_counts']}")
     rec = rp.run_entry(rp.Entry("fake", "gandy", "a claim", ("run", "fake"), "phases.md"))
-    assert rec["verdict"] == "phases over the demo's grid: collapsed 3"
+    assert rec["verdict"] == "counts {'collapsed': 3}"
+    monkeypatch.setitem(rp.VERDICTS, "fake", rp.verdict_demo)  # a verdict that cannot read the output says so
+    assert rp.run_entry(rp.Entry("fake", "gandy", "a claim", ("run", "fake"), "phases.md"))["verdict"].startswith(
+        "could not read the output (FileNotFoundError")
     table = rp.render({"fake": rec})
     assert "not run by the script yet" in table  # the real entries, not in this record
     json.dumps(rec)  # the record is JSON
