@@ -136,6 +136,33 @@ def verdict_damping(out: Path) -> str:
             f"{len(s['seeds'])} seeds, 95 % interval; 1 = the theory): " + ", ".join(parts))
 
 
+def verdict_saturation(out: Path) -> str:
+    cells = read_json(out / "summary.json")["cells"]
+    seen, parts = set(), []
+    for c in cells:
+        key = (c["critic"], c["generator"])
+        if key in seen:
+            continue
+        seen.add(key)
+        lo, hi = c.get("mm_over_ns_first_force_lo"), c.get("mm_over_ns_first_force_hi")
+        iv = f" [{lo:.2g}, {hi:.2g}]" if lo is not None and hi is not None and lo == lo else ""
+        parts.append(f"{c['critic']} / {c['generator']}: {c['mm_over_ns_first_force']:.2g}{iv}")
+    return ("mm's first generator gradient / ns's (median over seeds, 95 % interval; << 1: mm saturates): "
+            + "; ".join(parts))
+
+
+def verdict_penalties(out: Path) -> str:
+    cells = read_json(out / "summary.json")["cells"]
+    parts = []
+    for target in dict.fromkeys(c["target"] for c in cells):
+        for game in dict.fromkeys(c["game"] for c in cells if c["target"] == target):
+            mine = [c for c in cells if c["target"] == target and c["game"] == game]
+            reached = sum(c["reached"] for c in mine)
+            seeds = sum(c["seeds"] for c in mine)
+            parts.append(f"{target}/{game} {reached}/{seeds}")
+    return "runs reaching W1 < 0.1 (all grid points and seeds): " + ", ".join(parts)
+
+
 def verdict_robustness_2d(out: Path) -> str:
     s = read_json(out / "summary.json")
     parts = []
@@ -150,7 +177,8 @@ VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d
                                                "robustness-2d": verdict_robustness_2d, "bridge": verdict_bridge,
                                                "kernel-universality": verdict_universality,
                                                "frequency": verdict_frequency, "critic-types": verdict_critic_types,
-                                               "damping": verdict_damping}
+                                               "damping": verdict_damping, "saturation": verdict_saturation,
+                                               "penalties": verdict_penalties}
 
 
 # ----------------------------------------------------------------------------- entries
@@ -287,11 +315,11 @@ def render(record: dict) -> str:
     for e in ENTRIES:
         r = record.get(e.name)
         if r is None:
-            time_s, what = "not run by the script yet" + (f" ({e.note})" if e.note else ""), "—"
+            time_s, what = "not run by the script yet" + (f"; {e.note}" if e.note else ""), "—"
         else:
             status = "" if r["exit"] == 0 else f", exit {r['exit']}"
             time_s = f"{minutes(r['seconds'])} ({r['date']}, load {r['load_before']}→{r['load_after']}{status})"
-            what = r["verdict"]
+            what = r["verdict"].replace("|", "\\|")  # a table cell
         out = f"`runs/{e.name}`" if e.output else "—"
         lines.append(f"| {e.paper} | {e.claim} | `{shown(e)}` | {time_s} | {out} | {what} | [{e.docs.split('#')[0]}]({e.docs}) |")
     machines = sorted({r["machine"] for r in record.values()})
