@@ -126,20 +126,12 @@ def kill_and_resume(monkeypatch):
     resumed run made (those after its last save)."""
     import pandas as pd
 
-    import gandy.runs.loop as loop
     from gandy.runs.sweep import run_sweep
+    from interrupts import count_steps
 
     def go(cfg, tmp, die_at: int, every: int, between=None) -> int:
         run_sweep(cfg, tmp / "whole")
-        real, calls = loop.advance, {"n": 0}
-
-        def dying(sim, st, *args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == die_at:
-                raise KeyboardInterrupt
-            return real(sim, st, *args, **kwargs)
-
-        monkeypatch.setattr(loop, "advance", dying)
+        calls = count_steps(monkeypatch, die_at)
         with pytest.raises(KeyboardInterrupt):
             run_sweep(cfg, tmp / "cut", checkpoint_steps=every)
         if between is not None:

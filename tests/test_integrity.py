@@ -26,6 +26,7 @@ import gandy
 import gandy.runs.loop as loop
 from gandy.runs.config import ConfigError, load_config
 from gandy.runs.sweep import run_sweep
+from interrupts import count_steps
 
 from conftest import TINY
 
@@ -43,20 +44,6 @@ def _assert_same(a: Path, b: Path) -> None:
         pd.testing.assert_frame_equal(x, y, check_exact=True)
 
 
-def _counting(monkeypatch, die_at=None) -> dict:
-    """Count the steps the loop makes; raise KeyboardInterrupt at step ``die_at`` (a kill)."""
-    real, calls = loop.advance, {"n": 0}
-
-    def counted(sim, st, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == die_at:
-            raise KeyboardInterrupt
-        return real(sim, st, *args, **kwargs)
-
-    monkeypatch.setattr(loop, "advance", counted)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
     """An uninterrupted sweep (one chunk of 4 members) and the same sweep killed during step 25
@@ -67,7 +54,7 @@ def killed(tmp_path_factory):
     cfg = load_config(cfg_path)
     run_sweep(cfg, root / "whole")
     with pytest.MonkeyPatch.context() as mp:
-        _counting(mp, die_at=DEATH)
+        count_steps(mp, die_at=DEATH)
         with pytest.raises(KeyboardInterrupt):
             run_sweep(cfg, root / "cut", checkpoint_steps=EVERY)
     assert sorted(os.listdir(root / "cut" / "chunks")) == [CKPT.name, CKPT.name.replace(".checkpoint.pt", ".live.jsonl")]
@@ -82,7 +69,7 @@ def _resume(killed, tmp_path, monkeypatch, invoke_cli, damage=None):
     shutil.copytree(cut, out)
     if damage is not None:
         damage(out / CKPT)
-    calls = _counting(monkeypatch)
+    calls = count_steps(monkeypatch)
     res = invoke_cli(["run", cfg_path, "--out", out, "--resume", "-q", "--checkpoint-every", "3600"])
     assert res.exit_code == 0, res.stderr
     return res, calls["n"], out

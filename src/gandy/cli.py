@@ -409,15 +409,14 @@ def watch_cmd(
     while it runs (live.jsonl in the folder it is being written in), its metrics.parquet once done."""
     if not follow >= 0:
         raise ConfigError("follow", f"must be >= 0 seconds, got {follow}")
-    if not sweep_store.run_live_files(run_dir) and not (run_dir / "chunks").is_dir() \
-            and not (run_dir / "results.parquet").exists():
+    single = bool(sweep_store.run_live_files(run_dir)) or sweep_store.output_kind(run_dir) == "run"  # a run stays one
+    if not single and not (run_dir / "chunks").is_dir() and not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no sweep or run, and no run is being written there: gandy watch "
                                  "reads a sweep or a single run as it runs")
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     while True:
         latest, done, running = sweep_store.latest_rows(run_dir)
         finished = not running and (run_dir / "results.parquet").exists()
-        single = bool(sweep_store.run_live_files(run_dir)) or sweep_store.output_kind(run_dir) == "run"
         progress = "a single run" if single else f"chunks stored {done}, running {running}"
         typer.echo(f"{run_dir}: {'finished' if finished else 'running'}; {progress}; {len(latest)} members logged")
         if len(latest):
