@@ -1,47 +1,95 @@
 #!/usr/bin/env bash
-# Every GPU number gandy records, in one run of at most ~8 minutes (issue 15):
-#   bash benchmarks/gpu.sh            # writes $OUT (default: gpu-out/) and prints everything
-# 1. the 784-D step per engine (benchmarks/mnist_step.py), 2. the 256-member 1-D sweep benchmark
-# (benchmarks/sweep_batched.py, compiled), 3. the full mnist-collapse grid with gandy's earlier
-# set-up (one critic step, per-point penalty, [512] critic; 676 members x 1,000 steps, goal <= 1 min),
-# 4. the grid with the authors' conventions, mnist-collapse's default (20 critic steps per particle
-# step; goal <= 15 min; cut off by its timeout, whose partial store says how far it got: resume it
-# with `gandy run mnist-collapse device=cuda -o DIR --resume`), 5. the MNIST calibration search
-# (issue 28; from the repository root, its table at ../shared/reference; cut off by its timeout,
-# resumable with --resume) and 6. the robustness study at full size (issue 29; likewise cut off:
-# its store says how many trials finished in the limit). Copy the lines into
-# benchmarks/RESULTS.md with the GPU's name and the date.
+# Every GPU number gandy records, in one run of about 9 minutes (a lent GPU's session has 15 minutes
+# of device time, the machine's start included, so this is sized to run once):
+#
+#   bash benchmarks/gpu.sh           # prints everything; $OUT (default gpu-out/) gets gpu.txt and results.tgz
+#
+# Steps, each under its own time limit (a step cut off by its limit still reports what it did: the
+# sweeps' live rows and finished chunks say how far they got, so a step time can be read off them):
+#   1. mnist_step     the 784-D particle step per engine against the hand-written loop, on CUDA
+#                     (benchmarks/mnist_step.py --device cuda), with the GPU's fp32/bf16 GEMM rates
+#                     (issue 27);
+#   2. calibrate      the MNIST calibration search (gandy run mnist-calibrate device=cuda; issue 28);
+#   3. mnist_grid     the full 676-point mnist-collapse grid with the authors' conventions (issue 28);
+#   4. robustness     the full-size robustness study (24 draws x 2 seeds x 10,000 steps, width 64;
+#                     issue 29): its live rows give the trial time;
+#   5. sweep_batched  the 256-member 1-D sweep against a lone member (benchmarks/sweep_batched.py);
+#   6. image_step     the DCGAN step, B members batched against one at a time (benchmarks/image_step.py);
+#   7. lab_step       the 2-D lab's games and the tracking overhead (benchmarks/lab_step.py).
+#
+# The device machine is bare and reaches no registry: gandy's dependencies that its image lacks
+# (pydantic, POT, mlxtend) travel as wheels in .gpu-in/wheels (ignored by git; fetched here by
+# `bash benchmarks/gpu.sh --fetch`), with the calibration table (.gpu-in/durr_mnist_calibration.csv)
+# where ../shared is not beside the checkout. Copy the numbers into benchmarks/RESULTS.md with the
+# GPU's name and the date.
 set -u
-OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))" \
-    | tee "$OUT/device.txt" || exit 1
-python -c "import gandy" 2>/dev/null || pip install -q -e . --no-deps || exit 1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$OUT/device.txt"
-export GANDY_THREADS=4
-run() {  # name, timeout (s), command...
-    local name=$1 limit=$2; shift 2
-    echo "== $name (limit ${limit}s)" | tee -a "$OUT/gpu.txt"
-    local t0=$(date +%s.%N)
-    timeout "$limit" "$@" 2>&1 | tail -n 25 | tee "$OUT/$name.txt" | tee -a "$OUT/gpu.txt"
-    echo "== $name: exit ${PIPESTATUS[0]}, $(python -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)") s wall" | tee -a "$OUT/gpu.txt"
+IN=.gpu-in
+if [ "${1:-}" = "--fetch" ]; then  # on a machine that reaches PyPI: the wheels the device machine lacks
+    mkdir -p "$IN/wheels"
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$IN/wheels" pydantic==2.13.4 pydantic_core==2.46.4 \
+        annotated-types==0.7.0 typing-inspection==0.4.2 typing_extensions==4.15.0 POT==0.9.7.post1 mlxtend==0.25.0
+    cp ../shared/reference/durr_mnist_calibration.csv "$IN/" 2>/dev/null
+    exit 0
+fi
+OUT=${OUT:-gpu-out}
+WORK=${WORK:-/tmp/gandy-gpu}
+DEV=${DEV:-cuda}  # DEV=cpu SCALE=0.1 bash benchmarks/gpu.sh: a dry run of this script on a CPU, every limit x 0.1
+SCALE=${SCALE:-1}
+mkdir -p "$OUT" "$WORK"
+LOG="$OUT/gpu.txt"
+export PYTHONUNBUFFERED=1 GANDY_THREADS=4
+if ! python3 -c "import pydantic, ot, mlxtend" 2>/dev/null && [ -d "$IN/wheels" ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$IN"/wheels/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+TABLE=../shared/reference/durr_mnist_calibration.csv
+[ -f "$TABLE" ] || TABLE=$IN/durr_mnist_calibration.csv
+gandy() { python3 -c 'import sys; from gandy.cli import main; sys.argv[0] = "gandy"; sys.exit(main())' "$@"; }
+{
+    date -u +"%Y-%m-%d %H:%M UTC"
+    python3 -c "import torch, gandy; print('torch', torch.__version__, '| gandy', gandy.__version__, '|',
+                torch.cuda.get_device_name(0) if '$DEV' == 'cuda' else 'no GPU: a dry run')" || exit 1
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+    echo "$(nproc) CPU cores"
+} 2>&1 | tee "$LOG"
+run() {  # name, limit (s), command...: output in $WORK/name.txt and the tail in the log
+    local name=$1 limit; limit=$(python3 -c "print(max(5, round($2 * $SCALE)))"); shift 2
+    echo "== $name (limit ${limit}s): $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    timeout -k 15 -s TERM "$limit" "$@" > "$WORK/$name.txt" 2>&1
+    local rc=$?
+    tail -n 40 "$WORK/$name.txt" | tee -a "$LOG"
+    echo "== $name: exit $rc, $((SECONDS - t0)) s wall" | tee -a "$LOG"
 }
-run mnist_step 60 python benchmarks/mnist_step.py --device cuda --members 64 --steps 20 --threads 4
-run sweep_batched 90 python benchmarks/sweep_batched.py --device cuda --steps 500 --seq-members 1 --engine compiled
-BEFORE=$(python -c "from gandy.studies.mnist_ablation.experiment import OLD; print(' '.join(repr(o) for o in OLD))")
-eval run mnist_grid 150 gandy run mnist-collapse device=cuda "$BEFORE" -o "$OUT/mnist-grid" --quiet --force
-run mnist_grid_authors 150 gandy run mnist-collapse device=cuda -o "$OUT/mnist-grid-20" --quiet --force
-run mnist_calibrate 90 gandy run mnist-calibrate device=cuda -o "$OUT/mnist-calibrate" --quiet --force
-run robustness 90 gandy run robustness device=cuda -o "$OUT/robustness" --quiet --force
-python - "$OUT" <<'PY'
-import json, sys, pathlib
-for name in ("mnist-grid", "mnist-grid-20"):
-    s = pathlib.Path(sys.argv[1]) / name / "sweep" / "summary.json"
-    if s.is_file():
-        d = json.loads(s.read_text())
-        print(name, "wall", round(d["wall_seconds_this_invocation"], 1), "s;", d["phase_counts"])
-    else:
-        done = list((pathlib.Path(sys.argv[1]) / name / "sweep" / "chunks").glob("*.results.parquet"))
-        print(name, "not finished within its limit;", len(done), "chunks done")
+run mnist_step 90 python3 benchmarks/mnist_step.py --device "$DEV" --threads 4 --members 16 128 --steps 5 --rounds 3 \
+    --engines eager closed_form --member-engines eager closed_form
+# the closed form: no compilation per chunk shape (the compiled engine's CUDA warm-up is not measured here)
+run calibrate 230 gandy run mnist-calibrate device="$DEV" engine=closed_form "calibration.table=$TABLE" \
+    -o "$WORK/mnist-calibrate"
+run mnist_grid 60 gandy run mnist-collapse device="$DEV" engine=closed_form -o "$WORK/mnist-grid"
+run robustness 40 gandy run robustness device="$DEV" -o "$WORK/robustness"
+run sweep_batched 35 python3 benchmarks/sweep_batched.py --device "$DEV" --steps 300 --seq-members 1
+run image_step 25 python3 benchmarks/image_step.py --device "$DEV" --steps 10 --members 16 --skip-memory
+run lab_step 25 python3 benchmarks/lab_step.py --device "$DEV" --threads 4 --steps 200 --repeats 2 --no-games
+# how far the cut-off sweeps got: every live row and finished chunk, with its time
+python3 - "$WORK" <<'PY' 2>&1 | tee -a "$LOG"
+import json, pathlib, sys
+work = pathlib.Path(sys.argv[1])
+for live in sorted(work.rglob("*.jsonl")):
+    rows = [json.loads(line) for line in live.read_text().splitlines() if line.strip()]
+    steps = sorted({r.get("step") for r in rows if isinstance(r.get("step"), int)})
+    print(f"{live.relative_to(work)}: {len(rows)} rows, steps {steps[:1]}..{steps[-1:]}")
+for summary in sorted(work.rglob("summary.json")):
+    d = json.loads(summary.read_text())
+    print(summary.relative_to(work), {k: d[k] for k in ("wall_seconds_this_invocation", "phase_counts", "best") if k in d})
 PY
+# everything but particles and snapshots, in one file
+(cd "$WORK" && find . -type f \( -name '*.txt' -o -name '*.json' -o -name '*.jsonl' -o -name '*.png' \
+    -o -name 'calibration.parquet' -o -name 'points.parquet' -o -name '*results.parquet' -o -name '*metrics.parquet' \) \
+    -size -8M -print0 | tar czf - --null -T -) > "$OUT/results.tgz"
+ls -la "$OUT"

@@ -2,7 +2,8 @@
 and against the machine, in one process, rounds interleaved.
 
     python benchmarks/mnist_step.py [--threads 1 2] [--steps 3] [--rounds 3] [--members 4 8]
-                                    [--engines auto compiled closed_form eager] [--quick]
+                                    [--engines auto compiled closed_form eager] [--member-engines auto]
+                                    [--quick] [--device cuda]
 
 The setting (src/gandy/studies/mnist_collapse/config.yaml, docs/bridge.md "the authors'
 conventions"): N = 100 particles against 100 MNIST digits (every digit in every critic batch), critic
@@ -51,6 +52,8 @@ from gandy.core.step import advance, start
 from gandy.runs.build import ENGINES, build, choose_engine
 
 CONFIG = Path(gandy.__file__).parent / "studies" / "mnist_collapse" / "config.yaml"
+DEVICE = torch.device("cpu")
+"""Where every case runs (``--device``); timings synchronise a CUDA device before reading the clock."""
 PER_1000 = 1.009
 """A 1,000-step run in particle steps of 20 critic steps: 999 x 20 + 200 = 20,180 critic steps."""
 
@@ -63,8 +66,8 @@ class Peer:
                  lr: float = 1e-3, gen_lr: float = 1e-4, weight: float = 1.25, steps: int = 20):
         torch.manual_seed(seed)
         self.critic = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 1024), nn.ReLU(), nn.Dropout(0.2),
-                                    nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 1))
-        self.x = torch.randn(data.shape[0], 784)
+                                    nn.Linear(1024, 64), nn.ReLU(), nn.Linear(64, 1)).to(data.device)
+        self.x = torch.randn(data.shape[0], 784, device=data.device)
         self.data, self.adam, self.g1, self.g2, self.lr, self.gen_lr = data, adam, g1, g2, lr, gen_lr
         self.weight, self.steps = weight, steps
 
@@ -98,16 +101,24 @@ def gemm_shapes(rows: int) -> list[tuple[int, int, int]]:
             (784, rows, 64), (64, rows, 1024), (1024, rows, 64)]  # weight gradients
 
 
+def sync() -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def rate(m: int, k: int, n: int, dtype=torch.float32, seconds: float = 0.25) -> float:
     """GFLOP/s of torch.mm (m x k) @ (k x n), best of a few timed batches."""
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-    reps = max(1, int(2e7 / (m * k * n)))
+    a, b = torch.randn(m, k, device=DEVICE).to(dtype), torch.randn(k, n, device=DEVICE).to(dtype)
+    reps = max(1, int((2e7 if DEVICE.type == "cpu" else 2e10) / (m * k * n)))
     best, t_end = float("inf"), time.perf_counter() + seconds
     torch.mm(a, b)
+    sync()
     while time.perf_counter() < t_end or best == float("inf"):
         t0 = time.perf_counter()
         for _ in range(reps):
             torch.mm(a, b)
+        sync()
         best = min(best, (time.perf_counter() - t0) / reps)
     return 2 * m * k * n / best / 1e9
 
@@ -136,7 +147,7 @@ def count_flops(fn) -> int:
 def gandy_case(engine: str, members: int):
     """(label, sim, state) for ``members`` members under ``engine`` as simulate runs them (the
     eager engine pads a lone member to two), past the first (start-up) particle step."""
-    cfg = gandy.load_config(str(CONFIG), ["sweep=null", f"engine={engine}"])
+    cfg = gandy.load_config(str(CONFIG), ["sweep=null", f"engine={engine}", f"device={DEVICE.type}"])
     sim = build(cfg, members=members)
     picked = choose_engine(sim, members, single=members == 1)
     if engine == "auto" and picked != "eager":
@@ -163,9 +174,11 @@ def step_flops(sim, st) -> int:
 
 def timed(fn, steps: int) -> float:
     """Seconds per call of ``fn``, over ``steps`` calls."""
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
+    sync()
     return (time.perf_counter() - t0) / steps
 
 
@@ -175,14 +188,20 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="particle steps per timing")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--members", type=int, nargs="+", default=[4, 8])
-    ap.add_argument("--engines", nargs="+", default=["auto", "compiled", "closed_form", "eager"])
+    ap.add_argument("--engines", nargs="+", default=["auto", "compiled", "closed_form", "eager"],
+                    help="engines of the lone member")
+    ap.add_argument("--member-engines", nargs="+", default=["auto"], help="engines of the --members batches")
     ap.add_argument("--quick", action="store_true", help="one thread count, engines auto and eager, 2 rounds")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: where the peer, gandy and the GEMMs run")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     if args.quick:
         args.threads, args.engines, args.rounds = args.threads[:1], ["auto", "eager"], 2
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else torch.backends.cpu.get_cpu_capability()
     print(f"# benchmarks/mnist_step.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}")
-    data = build(gandy.load_config(str(CONFIG), ["sweep=null", "engine=eager"])).target.data
+          f"{platform.processor() or platform.machine()}, {where}")
+    data = build(gandy.load_config(str(CONFIG), ["sweep=null", "engine=eager"])).target.data.to(DEVICE)
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"\n## {torch.get_num_threads()} thread(s); ms per particle step (member-step), "
@@ -192,8 +211,9 @@ def main() -> None:
             label, sim, st = gandy_case(engine, 1)
             cases[f"gandy 1 member, {label}"] = ((sim, st), 1)
         for b in args.members:
-            label, sim, st = gandy_case("auto", b)
-            cases[f"gandy {b} members, {label}"] = ((sim, st), b)
+            for engine in args.member_engines:
+                label, sim, st = gandy_case(engine, b)
+                cases[f"gandy {b} members, {label}"] = ((sim, st), b)
 
         def run(case):
             obj, _ = case
@@ -202,6 +222,7 @@ def main() -> None:
         for name, case in cases.items():  # warm-up: compiles here
             t0 = time.perf_counter()
             run(case)()
+            sync()
             print(f"#   warm-up {name}: {time.perf_counter() - t0:.1f} s")
         times = {name: [] for name in cases}
         for _ in range(args.rounds):
@@ -222,8 +243,8 @@ def main() -> None:
         gandy_flops = {name: step_flops(*case[0]) / case[1] for name, case in cases.items() if name.startswith("gandy")}
         shapes = sorted(set(gemm_shapes(100) + gemm_shapes(200)))
         rates = {s: rate(*s) for s in shapes}
-        square = rate(2048, 2048, 2048, seconds=1.0)
-        print(f"float32 GEMM (torch.mm) GFLOP/s: 2048^3 {square:.1f}; at the critic's shapes (m x k x n): "
+        square = rate(*(3 * [2048 if DEVICE.type == "cpu" else 8192]), seconds=1.0)
+        print(f"float32 GEMM (torch.mm) GFLOP/s: square {square:.1f}; at the critic's shapes (m x k x n): "
               + ", ".join(f"{m}x{k}x{n} {r:.1f}" for (m, k, n), r in rates.items()))
         shape_peak = max(rates.values())
         least = minimum_flops([784, 64, 1024, 64, 1], 100, 100)  # = the closed form's count (flop_counter)
@@ -235,7 +256,7 @@ def main() -> None:
             flops = 20 * peer_flops if name.startswith("peer") else gandy_flops[name]
             achieved, useful = flops / (t / 1e3) / 1e9, least / (t / 1e3) / 1e9
             print(f"  {name:38s} {t / floor:5.2f}x the floor; useful {useful:5.1f} GFLOP/s = {useful / shape_peak:4.0%} "
-                  f"of the best critic-shape rate, {useful / square:4.0%} of 2048^3; its own FLOPs "
+                  f"of the best critic-shape rate, {useful / square:4.0%} of the square; its own FLOPs "
                   f"({flops / 1e9:.2f} G) at {achieved:5.1f} GFLOP/s = {achieved / shape_peak:4.0%}")
 
         # bf16 autocast: the peer's critic step, interleaved with float32
@@ -243,7 +264,7 @@ def main() -> None:
         peer_case.critic.train()
 
         def bf16_step():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(DEVICE.type, dtype=torch.bfloat16):
                 peer_case.critic_step(opt, xq)
 
         bf16_step()
