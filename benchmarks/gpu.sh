@@ -49,7 +49,11 @@ fi
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 TABLE=../shared/reference/durr_mnist_calibration.csv
 [ -f "$TABLE" ] || TABLE=$IN/durr_mnist_calibration.csv
-gandy() { python3 -c 'import sys; from gandy.cli import main; sys.argv[0] = "gandy"; sys.exit(main())' "$@"; }
+mkdir -p "$WORK/bin"  # gandy's console script, for `timeout` (which runs programs, not shell functions)
+printf '#!/bin/sh\nexec python3 -c %s "$@"\n' "'import sys; from gandy.cli import main; sys.argv[0] = \"gandy\"; sys.exit(main())'" \
+    > "$WORK/bin/gandy" && chmod +x "$WORK/bin/gandy"
+command -v gandy >/dev/null || export PATH="$WORK/bin:$PATH"
+STEPS=${STEPS:-}  # STEPS="calibrate lab_step": only these steps
 {
     date -u +"%Y-%m-%d %H:%M UTC"
     python3 -c "import torch, gandy; print('torch', torch.__version__, '| gandy', gandy.__version__, '|',
@@ -59,6 +63,7 @@ gandy() { python3 -c 'import sys; from gandy.cli import main; sys.argv[0] = "gan
 } 2>&1 | tee "$LOG"
 run() {  # name, limit (s), command...: output in $WORK/name.txt and the tail in the log
     local name=$1 limit; limit=$(python3 -c "print(max(5, round($2 * $SCALE)))"); shift 2
+    [ -z "$STEPS" ] || [[ " $STEPS " == *" $name "* ]] || return 0
     echo "== $name (limit ${limit}s): $*" | tee -a "$LOG"
     local t0=$SECONDS
     timeout -k 15 -s TERM "$limit" "$@" > "$WORK/$name.txt" 2>&1

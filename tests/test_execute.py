@@ -140,3 +140,41 @@ def test_an_index_the_folder_holds_as_another_member_is_refused_before_any_work(
         assert sorted(p.name for p in (out / "chunks").iterdir()) == before
     with pytest.raises(ValueError):
         run_members(first + first, tmp_path / "x")  # two members with one index
+
+
+def test_a_gpu_chunk_takes_a_share_of_the_devices_total_memory_and_cuts_the_same_way_each_time(monkeypatch):
+    """On a GPU an auto chunk may take GPU_SHARE of the device's total memory (a chunk there is
+    launch-bound: more members cost little); the total, never the free memory, so that a resumed
+    sweep cuts its members into the chunks it stored. Stands in for a CUDA device: no GPU needed."""
+    import torch
+
+    from gandy.runs import budget, plan
+
+    grid = {"logspace": [0.01, 0.5], "num": 40}
+    d = {**copy.deepcopy(BASE), "particles": {"n": 4096}, "critic": {"name": "mlp", "widths": [512, 512]},
+         "seeds": [0], "sweep": {"kernel.g2": grid, "optim.critic.lr": {"logspace": [1e-4, 1e-2], "num": 10}}}
+    cfg = C.load_config(d)
+    members = plan.expand(cfg)[1]
+    per = budget.member_bytes(members[0].config, 4096, 1)
+    host = plan.cut(members)  # the host's 1 GB budget, and its fast_chunk cap
+    assert len(host) > 1
+    total = 80e9
+
+    class Props:
+        total_memory = total
+
+    monkeypatch.setattr(plan, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: pytest.fail("the free memory was read"))
+    size = min(budget.MAX_CHUNK, int(budget.GPU_SHARE * total // per))
+    assert 1 < size < len(members), "the test's sizes should make the share bind"
+    gpu = plan.cut(members)
+    assert [len(c.members) for c in gpu] == [len(m) for m in _balanced(len(members), -(-len(members) // size))]
+    assert plan.cut(members) == gpu  # the same cut on every invocation
+    assert budget.chunk_budget(torch.device("cpu"), 1e9) == 1e9
+
+
+def _balanced(n: int, count: int) -> list[range]:
+    """``n`` members cut into ``count`` chunks whose sizes differ by at most one, in order."""
+    bounds = [round(i * n / count) for i in range(count + 1)]
+    return [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from gandy.runs import config as C
-from gandy.runs.budget import check_size, chunk_members
+from gandy.runs.budget import check_size, chunk_budget, chunk_members
 from gandy.runs.build import resolve_device, target_of
 from gandy.runs.grammar import Axis, parse_search, parse_sweep
 from gandy.runs.members import get_dotted, per_member_keys
@@ -121,7 +121,8 @@ def _shared(cfg: C.Config) -> dict:
 def cut(members: Sequence[SweepMember], chunk: Optional[int] = None, memory_budget: float = 1.0e9,
         min_chunks: int = 1) -> list[Chunk]:
     """Group ``members`` by what they share, then cut each group into chunks of ``chunk`` members
-    (auto: :func:`gandy.runs.budget.chunk_members` for ``memory_budget`` bytes), and into a
+    (auto: :func:`gandy.runs.budget.chunk_members` for ``memory_budget`` bytes, on a GPU for a
+    share of its memory: :func:`gandy.runs.budget.chunk_budget`), and into a
     multiple of ``min_chunks`` chunks (one round per worker) where it has that many members; auto
     chunks of a group are balanced (sizes differ by at most one), so that workers finish together
     and a compiled step meets at most two batch shapes. A chunk's id is its first member's index.
@@ -133,8 +134,8 @@ def cut(members: Sequence[SweepMember], chunk: Optional[int] = None, memory_budg
     for ms in groups.values():
         target = target_of(ms[0].config.target)
         n_target, d = int(target.default_batch or 0), target.dim
-        cpu = resolve_device(ms[0].config.device).type == "cpu"
-        size = chunk or chunk_members(ms[0].config, n_target, d, cpu, memory_budget)
+        device = resolve_device(ms[0].config.device)
+        size = chunk or chunk_members(ms[0].config, n_target, d, device.type == "cpu", chunk_budget(device, memory_budget))
         count = min(len(ms), -(-max(-(-len(ms) // size), 1) // min_chunks) * min_chunks)  # a multiple of min_chunks
         bounds = [round(i * len(ms) / count) for i in range(count + 1)] if not chunk else \
             [*range(0, len(ms), size), len(ms)]
