@@ -524,7 +524,10 @@ class Config(Section):
     log_every: PosInt = 100
     snapshot_every: Optional[PosInt] = None
     """Particle snapshots for trajectory.npz (default: log_every)."""
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    """``auto``: CUDA where torch sees a GPU, else the CPU (the packaged demo says ``cpu``: a lone small
+    run is launch-bound on a GPU: 2.2 ms a step for the 1-D sweep benchmark's lone member on an H200,
+    benchmarks/RESULTS.md)."""
     threads: Optional[PosInt] = None
     """Torch threads while this config runs (None: as the process has them; gandy's command sets 1
     unless ``--threads`` or GANDY_THREADS says otherwise, and those, when given, win over this key)."""
