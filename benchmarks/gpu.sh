@@ -82,7 +82,8 @@ run calibrate 290 gandy run mnist-calibrate device="$DEV" engine=closed_form "ca
     "calibration.choices={penalty_weight: [penalty.weight=12.5, penalty.weight=40], initial_cloud: ['particles.init={name: gaussian, std: 0.1}']}" \
     -o "$WORK/mnist-calibrate"
 run mnist_grid 80 gandy run mnist-collapse device="$DEV" engine=closed_form -o "$WORK/mnist-grid"
-run robustness 50 gandy run robustness device="$DEV" -o "$WORK/robustness"
+run robustness 50 gandy run robustness device="$DEV" steps=10000 generator.width=64 critic.width=64 search.trials=24 \
+    metrics.images.n_fake=10000 metrics.images.n_real=10000 metrics.images.w_critic_steps=500 -o "$WORK/robustness"
 run mnist_step 45 python3 benchmarks/mnist_step.py --device "$DEV" --threads 4 --members 16 128 --steps 5 --rounds 3 \
     --engines eager closed_form --member-engines eager closed_form
 run sweep_batched 25 python3 benchmarks/sweep_batched.py --device "$DEV" --steps 300 --seq-members 1

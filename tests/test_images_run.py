@@ -133,6 +133,11 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     assert table.groupby("game").trial.nunique().eq(4).all()
     summary = json.loads((tmp_path / "rob" / "summary.json").read_text())
     assert set(summary["games"]) == set(table.game) and "median" in summary["games"]["ns"]["fid"]
+    for game, t in table.groupby("game"):  # the good share is the table's, against the packaged threshold
+        th = summary["threshold"]
+        want = int(((t.fid <= th["fid"]) & (t.modes_covered >= th["modes_covered"]) & ~t.diverged).sum())
+        assert summary["games"][game]["good"]["k"] == want == int(t.good.sum())
+        assert summary["games"][game]["good"]["n"] == len(t)
     # resuming a finished study recomputes nothing and gives the same table
     run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)
@@ -182,3 +187,37 @@ def test_the_baseline_config_is_the_one_docs_images_md_states(game):
         assert (cfg.metrics.images.n_fake, cfg.metrics.images.n_real) == (2000, 1000)
         assert cfg.penalty.name == (GAMES[game].penalty or "none")
         assert cfg.penalty.weight == (10 if GAMES[game].penalty else 0)
+
+
+def test_robustness_good_share_and_its_wilson_interval_by_hand():
+    """A run is good when it did not diverge, its FID is at most the threshold's and it covers at
+    least its modes; the share is over all runs, diverged ones included, with the Wilson 95 %
+    interval computed here from its formula."""
+    from gandy.core.errors import ConfigError
+    from gandy.studies.robustness.experiment import check_threshold, score, summarise
+
+    th = {"fid": 100.0, "modes_covered": 5}
+    t = pd.DataFrame({"game": ["ns"] * 5 + ["gan_gp"] * 3,
+                      "fid": [50.0, 100.0, 100.5, 20.0, np.nan, 10.0, 99.0, np.inf],
+                      "modes_covered": [5, 9, 9, 4, 9, 7, 5, 9]})
+    for k in ("kid", "score", "ms_ssim", "w_critic"):
+        t[k] = 1.0
+    s = score(t, th)
+    assert s.good.tolist() == [True, True, False, False, False, True, True, False]
+    assert s.diverged.tolist() == [False] * 4 + [True] + [False] * 2 + [True]
+    out = summarise(s)
+    z = 1.959963984540054
+
+    def wilson(k, n):
+        p, c = k / n, z * z / n
+        mid, half = (p + c / 2) / (1 + c), z * np.sqrt(p * (1 - p) / n + c / (4 * n)) / (1 + c)
+        return mid - half, mid + half
+
+    for game, k, n in (("ns", 2, 5), ("gan_gp", 2, 3)):
+        g = out[game]["good"]
+        assert (g["k"], g["n"]) == (k, n) and g["fraction"] == pytest.approx(k / n)
+        assert (g["lo"], g["hi"]) == pytest.approx(wilson(k, n), abs=1e-9)
+    assert out["ns"]["diverged"] == 1 and out["ns"]["best_fid"] == 20.0
+    for bad in ({"fid": 0, "modes_covered": 5}, {"fid": 10}, {"fid": 10, "modes_covered": 2.5}, None):
+        with pytest.raises(ConfigError, match="threshold"):
+            check_threshold(bad)

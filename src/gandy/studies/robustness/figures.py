@@ -11,8 +11,9 @@ from gandy.core.images.data import grid
 from gandy.views.plots import draw_spread, plt, save_figure
 
 
-def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
-    """Figures of the robustness experiment from its table (one row per game x trial x seed)."""
+def plot_robustness(out: Path, table: pd.DataFrame, threshold: dict) -> list[Path]:
+    """Figures of the robustness experiment from its table (one row per game x trial x seed, with
+    ``good``), the quality ``threshold`` drawn and each game's good share written under it."""
     out = Path(out)
     games = list(dict.fromkeys(table.game))
     paths = []
@@ -20,7 +21,12 @@ def plot_robustness(out: Path, table: pd.DataFrame) -> list[Path]:
                                    ("modes_covered", "modes covered (of 1,000)", False, "modes.png")):
         fig, ax = plt.subplots(figsize=(1.6 * len(games) + 2.5, 4.0), layout="constrained")
         draw_spread(ax, table, key, "game", log)
-        ax.set_xlabel("game")
+        ax.axhline(threshold[key], color="0.4", lw=1, ls="--",
+                   label=f"good: FID <= {threshold['fid']:g} and >= {threshold['modes_covered']} modes")
+        ax.legend(loc="best", fontsize=8)
+        ax.set_xticks(range(len(games)), [f"{g}\ngood {int(table[table.game == g].good.sum())}/{int((table.game == g).sum())}"
+                                          for g in games])
+        ax.set_xlabel("game (good runs / runs)")
         ax.set_ylabel(label)
         ax.set_title(f"{label} across random hyperparameter draws (points: trials x seeds)", fontsize=10, pad=16)
         paths.append(save_figure(fig, out / "figures" / fname))
