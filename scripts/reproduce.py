@@ -128,7 +128,7 @@ def verdict_damping(out: Path) -> str:
     for name, r in s["runs"].items():
         q = r["ratio"]
         if q.get("mean") is None:
-            parts.append(f"{name}: no theory ({r['theory']})")
+            parts.append(f"{name}: no linear theory to compare")
             continue
         parts.append(f"{name} {q['mean']:.2f} [{q['lo']:.2f}, {q['hi']:.2f}]" if q.get("lo") is not None
                      else f"{name} {q['mean']:.2f}")

@@ -171,6 +171,28 @@ def test_a_sweep_started_before_a_key_was_added_resumes_and_a_changed_value_does
         run_sweep(cfg_with(), out, resume=True)
 
 
+def test_a_resume_may_change_where_it_runs_but_not_what(tmp_path):
+    """``device`` and ``threads`` say where a sweep computes: a sweep started with device cpu and one
+    thread (a GPU lease that ended, say, or a sweep from before ``device: auto`` became the default)
+    resumes under ``device: auto`` and two threads, keeps its finished chunk, runs the other to the
+    same rows, and keeps the config.yaml it was started with. Any other key is another sweep."""
+    out = tmp_path / "s"
+    d = copy.deepcopy(BASE)
+    d["sweep"] = {"kernel.g2": [0.0, 0.5]}
+    started = C.load_config({**d, "device": "cpu", "threads": 1})
+    res0, _, _ = run_sweep(started, out, workers=2)
+    text = (out / "config.yaml").read_text()
+    first, second = sorted((out / "chunks").glob("*.results.parquet"))
+    second.unlink()  # as if cut off after the first chunk
+    kept = first.stat().st_mtime_ns
+    res1, _, _ = run_sweep(C.load_config({**d, "device": "auto", "threads": 2}), out, resume=True, workers=2)
+    pd.testing.assert_frame_equal(res0, res1)
+    assert first.stat().st_mtime_ns == kept and (out / "config.yaml").read_text() == text
+    with pytest.raises(C.ConfigError, match="different sweep"):
+        run_sweep(C.load_config({**d, "device": "cpu", "threads": 1, "steps": BASE["steps"] + 20}), out, resume=True,
+                  workers=2)
+
+
 def test_phase_grid_statistics_by_hand():
     res = pd.DataFrame({
         "x": [1, 1, 2, 2, 1, 1, 2, 2], "y": [5, 5, 5, 5, 6, 6, 6, 6],

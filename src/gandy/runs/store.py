@@ -155,16 +155,31 @@ def sweep_config(out: Path) -> Optional[str]:
     return p.read_text() if p.is_file() else None
 
 
+RUNTIME_KEYS = ("device", "threads")
+"""Config keys that say where a run computes, not what: a resume may change them (a sweep started on
+a lent GPU finishes on the CPU; one started before ``device: auto`` became the default resumes
+without saying ``device=cpu``). A chunk's checkpoint still records its own device, so a chunk cut
+off mid-way on one device restarts on another; finished chunks are kept."""
+
+
+def resume_identity(resolved: str) -> dict:
+    """A resolved config text (:func:`gandy.runs.config.dump_config`) as what a resume must match:
+    its mapping without :data:`RUNTIME_KEYS`."""
+    d = yaml.safe_load(resolved)
+    return {k: v for k, v in d.items() if k not in RUNTIME_KEYS} if isinstance(d, dict) else d
+
+
 def same_config(out: Path, resolved: str) -> bool:
     """Whether the sweep directory ``out`` was started with the resolved config ``resolved`` (a
-    :func:`gandy.runs.config.dump_config` text): the same text, or a config.yaml written by an
-    earlier gandy that lacked keys added since with their defaults, and so reads back to the same
-    resolved config. One that no longer validates is another config."""
+    :func:`gandy.runs.config.dump_config` text), :data:`RUNTIME_KEYS` aside: the same text, or a
+    config.yaml written by an earlier gandy that lacked keys added since with their defaults, and
+    so reads back to the same resolved config. One that no longer validates is another config.
+    config.yaml keeps the text the sweep was started with."""
     stored = sweep_config(out)
     if stored is None or stored == resolved:
         return stored is not None
     try:
-        return C.dump_config(C.load_config(yaml.safe_load(stored))) == resolved
+        return resume_identity(C.dump_config(C.load_config(yaml.safe_load(stored)))) == resume_identity(resolved)
     except (C.ConfigError, yaml.YAMLError, TypeError, ValueError):
         return False
 

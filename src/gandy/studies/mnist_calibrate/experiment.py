@@ -88,7 +88,7 @@ from gandy.runs import config as C
 from gandy.runs.execute import Rows, check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.plan import SweepMember, members_at
-from gandy.runs.store import read_json
+from gandy.runs.store import read_json, resume_identity
 from gandy.runs.summaries import digit_stats
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_calibrate.figures import plot_calibration
@@ -469,7 +469,10 @@ def _check_resume(out: Path, record: dict) -> None:
     (``calibration.json``) or none yet, and then nothing of another experiment; it gets it written."""
     path = out / "calibration.json"
     if path.is_file():
-        if read_json(path) != json.loads(json.dumps(record)):
+        stored, asked = read_json(path), json.loads(json.dumps(record))
+        if isinstance(stored, dict) and isinstance(stored.get("config"), str):  # device and threads may change
+            stored["config"], asked["config"] = resume_identity(stored["config"]), resume_identity(asked["config"])
+        if stored != asked:
             raise C.ConfigError("out", f"{out} holds another calibration; {option('resume')} needs the same config, overrides "
                                        "and table")
         return
