@@ -329,22 +329,24 @@ def test_kept_final_particles_are_every_members_full_cloud(tmp_path):
         final_particles(tmp_path / "missing")
 
 
-def test_resume_with_another_cut_into_chunks_is_refused_and_the_same_cut_finishes(tmp_path):
-    """A chunk is known as done by its id; resuming a sweep cut by workers=2 with workers=1 would
-    count the first chunk's id as the whole sweep done (members never run). It is refused, naming
-    the field, before anything is written; the same workers finish it with every member once."""
+def test_resume_with_another_cut_into_chunks_keeps_the_finished_chunks_and_runs_every_other_member_once(tmp_path):
+    """A sweep cut by workers=2 and cut off after its first chunk, resumed with workers=1 (or on a
+    device whose chunks are another size): the finished chunk is kept as stored, the members it does
+    not hold are cut afresh and run once each, and the rows are those of the uninterrupted sweep."""
     cfg = cfg_with()
+    whole, _, _ = run_sweep(cfg, tmp_path / "whole")
     out = tmp_path / "s"
     run_sweep(cfg, out, workers=2)
-    for f in (out / "chunks").glob("*.results.parquet"):
-        if f.name != sorted((out / "chunks").glob("*.results.parquet"))[0].name:
-            f.unlink()  # as if killed after the first chunk
-    before = sorted(p.name for p in out.rglob("*"))
-    with pytest.raises(C.ConfigError) as e:
-        run_sweep(cfg, out, resume=True, workers=1)
-    assert e.value.field == "workers" and sorted(p.name for p in out.rglob("*")) == before
-    res, _, _ = run_sweep(cfg, out, resume=True, workers=2)
-    assert sorted(res.member) == list(range(len(expand(cfg)[1])))
+    first, *rest = sorted((out / "chunks").glob("*.results.parquet"))
+    for f in rest:
+        f.unlink()  # as if killed after the first chunk
+    kept, held = first.stat().st_mtime_ns, sorted(pd.read_parquet(first).member)
+    res, _, s = run_sweep(cfg, out, resume=True, workers=1)
+    assert first.stat().st_mtime_ns == kept
+    assert sorted(res.member) == list(range(len(expand(cfg)[1])))  # every member once
+    assert s["sweep"]["chunks"] == 2 and held != sorted(res.member)
+    pd.testing.assert_frame_equal(res.sort_values("member").reset_index(drop=True),
+                                  whole.sort_values("member").reset_index(drop=True), check_exact=True)
 
 
 @pytest.mark.parametrize("raw, field, message", [

@@ -242,8 +242,8 @@ def chunk_budget(device: torch.device, memory_budget: float) -> float:
     of it and :data:`GPU_SHARE` of the device's *total* memory. A GPU's chunk is bound by kernel
     launches, not arithmetic, until its products are large (an H200, 2026-12-04: 5.2 ms per member-step
     of the 784-D MNIST critic at 16 members, 1.0 at 128), so it takes as many members as fit. The
-    total, not the free memory: the same members must cut into the same chunks on every
-    invocation, or a resumed sweep would not find its finished chunks."""
+    total, not the free memory: the same members cut into the same chunks on every invocation, so
+    that a resumed sweep's chunk cut off mid-way finds its checkpoint."""
     if device.type != "cuda":
         return memory_budget
     return max(memory_budget, GPU_SHARE * torch.cuda.get_device_properties(device).total_memory)

@@ -28,7 +28,7 @@ from gandy.runs.budget import output_parts
 from gandy.runs.execute import check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.outputs import scoped_locks
-from gandy.runs.plan import Plan, expand
+from gandy.runs.plan import expand
 from gandy.runs.results import label_changes
 from gandy.runs.store import (
     finished_chunks,
@@ -42,18 +42,14 @@ from gandy.runs.store import (
 )
 
 
-def check_chunking(out: Path, p: Plan) -> None:
-    """Refuse to resume a sweep whose finished chunks were cut otherwise than ``p`` (it ran with
-    another ``workers``): a resumed sweep keeps the cut it started with, chunk for chunk. Every
-    finished chunk's tables are read here (:func:`gandy.runs.store.finished_chunks`), so that a
-    damaged one is refused (a ConfigError naming it and saying what to delete) before any work,
-    not after the sweep's last chunk."""
-    planned = {ch.id: [i for i, _, _ in ch.members] for ch in p.chunks}
-    for cid, members in finished_chunks(out).items():
-        if planned.get(cid) != members:
-            raise C.ConfigError("workers", f"{out} was cut into other chunks than this run would cut it (chunk {cid} "
-                                           f"holds members {members[0]}..{members[-1]}): resume with the --workers "
-                                           "it started with")
+def check_finished(out: Path) -> None:
+    """Read every finished chunk's tables of the sweep ``out`` (:func:`gandy.runs.store.finished_chunks`),
+    so that a damaged one is refused (a ConfigError naming it and saying what to delete) before any
+    work, not after the sweep's last chunk. A resume may cut the members otherwise than the sweep
+    started (another ``--workers``, or another device's chunk size): the executor keeps the finished
+    chunks and cuts the members they do not hold afresh (:func:`gandy.runs.execute.execute`), and a
+    member's numbers do not depend on its chunk."""
+    finished_chunks(out)
 
 
 @scoped_locks()  # the output's lock is held for the call and given back when it returns
@@ -96,7 +92,7 @@ def run_sweep(
     if state == "resume":
         if not same_config(out, resolved):
             raise C.ConfigError("out", f"{out} holds a different sweep; {option('resume')} needs the same config and overrides")
-        check_chunking(out, Plan(axes, members, work.chunks))
+        check_finished(out)
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
     if state == "replace":
         remove_output(out)
