@@ -159,8 +159,11 @@ def verdict_penalties(out: Path) -> str:
             mine = [c for c in cells if c["target"] == target and c["game"] == game]
             reached = sum(c["reached"] for c in mine)
             seeds = sum(c["seeds"] for c in mine)
-            parts.append(f"{target}/{game} {reached}/{seeds}")
-    return "runs reaching W1 < 0.1 (all grid points and seeds): " + ", ".join(parts)
+            means = [c["final_w1_mean"] for c in mine if c.get("final_w1_mean") == c.get("final_w1_mean")]
+            best = f" (best cell {min(means):.2f})" if means else ""
+            parts.append(f"{target}/{game} {reached}/{seeds}{best}")
+    return ("runs reaching W1 < 0.1, of all grid points and seeds, and in brackets the lowest mean final W1 "
+            "of a cell (3 seeds): " + ", ".join(parts))
 
 
 def verdict_robustness_2d(out: Path) -> str:
