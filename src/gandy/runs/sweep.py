@@ -31,7 +31,6 @@ from gandy.runs.outputs import scoped_locks
 from gandy.runs.plan import expand
 from gandy.runs.results import label_changes
 from gandy.runs.store import (
-    finished_chunks,
     prepare_out,
     read_marker,
     remove_output,
@@ -40,16 +39,6 @@ from gandy.runs.store import (
     write_marker,
     write_tables,
 )
-
-
-def check_finished(out: Path) -> None:
-    """Read every finished chunk's tables of the sweep ``out`` (:func:`gandy.runs.store.finished_chunks`),
-    so that a damaged one is refused (a ConfigError naming it and saying what to delete) before any
-    work, not after the sweep's last chunk. A resume may cut the members otherwise than the sweep
-    started (another ``--workers``, or another device's chunk size): the executor keeps the finished
-    chunks and cuts the members they do not hold afresh (:func:`gandy.runs.execute.execute`), and a
-    member's numbers do not depend on its chunk."""
-    finished_chunks(out)
 
 
 @scoped_locks()  # the output's lock is held for the call and given back when it returns
@@ -92,7 +81,9 @@ def run_sweep(
     if state == "resume":
         if not same_config(out, resolved):
             raise C.ConfigError("out", f"{out} holds a different sweep; {option('resume')} needs the same config and overrides")
-        check_finished(out)
+        # a resume may cut the members otherwise (another --workers, another device's chunk size):
+        # execute keeps the finished chunks, reading each first (a damaged one is refused before any
+        # work), and cuts the members they do not hold afresh
     EXECUTORS[executor].check(address, connect_timeout)  # an unreachable cluster: refused, nothing written
     if state == "replace":
         remove_output(out)

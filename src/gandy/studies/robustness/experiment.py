@@ -86,8 +86,8 @@ def summarise(table: pd.DataFrame) -> dict:
 
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
-    games = spec()["games"]
-    threshold = check_threshold(spec().get("threshold"))
+    s = spec()
+    games, threshold = s["games"], check_threshold(s.get("threshold"))
     cfgs = {g: game_config(g, options.quick, options.overrides) for g in games}  # every game validated first
     open_study(out, options)
     tables = []
