@@ -8,9 +8,9 @@
 # sweeps' live rows and finished chunks say how far they got, so a step time can be read off them);
 # the first three are the studies a CPU cannot afford, the rest re-measure the 2026-12-04 numbers
 # (benchmarks/RESULTS.md, "The first GPU numbers"):
-#   1. calibrate      the MNIST calibration re-scored at the authors' 1,000 steps, 2 seeds: the base,
-#                     the two penalty weights and the initial cloud that led the 300-step search
-#                     (docs/bridge.md), and their combination (issue 28);
+#   1. calibrate      the MNIST calibration at the authors' 1,000 steps, 2 seeds: the default (the
+#                     initial cloud N(0, 0.5^2 I), penalty 12.5), the authors' literal penalty 1.25 and
+#                     the weights 25 and 40 around the fit (docs/bridge.md; issue 28);
 #   2. mnist_grid     the full 676-point mnist-collapse grid, now one chunk on a GPU (issue 28);
 #   3. robustness     the full-size robustness study (24 draws x 2 seeds x 10,000 steps, width 64;
 #                     issue 29): its live rows give the trial time;
@@ -79,7 +79,7 @@ run() {  # name, limit (s), command...: output in $WORK/name.txt and the tail in
 # the closed form: no compilation per chunk shape (the compiled engine's CUDA warm-up is not measured here)
 run calibrate 290 gandy run mnist-calibrate device="$DEV" engine=closed_form "calibration.table=$TABLE" \
     steps=1000 log_every=100 "seeds=[0,1]" \
-    "calibration.choices={penalty_weight: [penalty.weight=12.5, penalty.weight=40], initial_cloud: ['particles.init={name: gaussian, std: 0.1}']}" \
+    "calibration.choices={penalty_weight: [penalty.weight=1.25, penalty.weight=25, penalty.weight=40]}" \
     -o "$WORK/mnist-calibrate"
 run mnist_grid 80 gandy run mnist-collapse device="$DEV" engine=closed_form -o "$WORK/mnist-grid"
 run robustness 50 gandy run robustness device="$DEV" steps=10000 generator.width=64 critic.width=64 search.trials=24 \

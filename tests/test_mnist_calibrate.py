@@ -90,6 +90,24 @@ def test_the_phase_rule_s_thresholds_and_a_tighter_tolerance():
     assert E.score([0.32], [27.0], [0.30], [27.0], 27.0, cal).within.tolist() == [False]
 
 
+@pytest.mark.parametrize("s, shift", [(0.5, 0.0), (0.5, 17.0), (1.0, 15.0), (0.25, 40.0)])
+def test_cloud_spread_recovers_a_shifted_gaussian_clouds_size_from_cos_and_norm(s, shift):
+    """100 particles m + e_i, e_i ~ N(0, s^2 I) in 784-D, m of norm ``shift``: their mean |cos|
+    and mean norm, computed directly, give back the spread s sqrt(784) = 28 s to ~2 % (the
+    deviations are only nearly orthogonal at n = 100); a cloud of identical particles has none."""
+    g = np.random.default_rng(0)
+    m = g.normal(size=784)
+    m *= shift / np.linalg.norm(m) if shift else 0.0
+    x = m + s * g.normal(size=(100, 784))
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    c = np.abs(u @ u.T)
+    cos = (c.sum() - np.trace(c)) / (100 * 99)
+    spread = E.cloud_spread([cos], [np.linalg.norm(x, axis=1).mean()])[0]
+    assert spread == pytest.approx(28 * s, rel=0.02)
+    assert E.cloud_spread([1.0, np.nan], [22.0, 5.0]).tolist()[0] == 0.0
+    assert np.isnan(E.cloud_spread([np.nan], [22.0])[0])
+
+
 def test_points_every_kth_g2_per_row_and_the_largest(tmp_path):
     rows = [(g, lr, 0.3, 27.0) for lr in (1e-3, 1e-5) for g in (0.5, 0, 0.01, 0.1, 0.2)]
     t = E.read_table(_csv(tmp_path / "t.csv", rows))
@@ -179,8 +197,10 @@ def test_choices_that_set_the_same_path_and_too_many_combinations_are_refused(mo
 # ----------------------------------------------------------------------------- the search
 STAND_IN = ["target.n=10", "particles.n=10", "batch_size=10", "critic.widths=[16]", "critic.dropout=0.0",
             "optim.critic.steps=2", "optim.critic.startup_steps=2", "steps=30", "log_every=5",
-            "metrics.max_points=10", "optim.generator.lr=0.1"]
-"""A cheap 784-D stand-in: ten digits, ten particles, a [16] critic, two critic steps, 30 steps."""
+            "metrics.max_points=10", "optim.generator.lr=0.1", "penalty.weight=1.25",
+            "particles.init={name: gaussian, std: 1.0}"]
+"""A cheap 784-D stand-in: ten digits, ten particles, a [16] critic, two critic steps, 30 steps; the
+base at the authors' literal penalty weight, far from the planted 10, and a unit initial cloud."""
 G2, LR, PLANTED = [0.0, 0.1, 0.5], [1e-3, 1e-2], "penalty.weight=10; optim.generator.lr=0.1"
 
 
@@ -223,6 +243,8 @@ def test_the_search_finds_the_planted_setting(planted):
     assert len(t) == 6 and (t.members == len(G2) * len(LR)).all() and (t.steps == 30).all()
     p = pd.read_parquet(d / "search" / "points.parquet")
     assert len(p) == len(t) * len(G2) * len(LR) and set(p.candidate) == set(t.candidate)
+    assert p.gandy_spread.to_numpy() == pytest.approx(E.cloud_spread(p.gandy_cos, p.gandy_norm), nan_ok=True)
+    assert p.authors_spread.to_numpy() == pytest.approx(p.authors_norm * np.sqrt(1 - p.authors_cos))
     assert figs[0].name == "mnist-calibrate.png" and figs[0].stat().st_size > 10_000
 
 

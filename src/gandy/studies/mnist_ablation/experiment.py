@@ -30,7 +30,7 @@ QUICK = ["steps=40", "log_every=5"]
 
 OLD = ["penalty.reduce=per_point", "optim.critic.steps=1", "optim.critic.startup_steps=null",
        "optim.critic.reset=false", "optim.critic.amsgrad=false", "critic={name: mlp, widths: [512], activation: relu}",
-       "particles.init={name: gaussian, std: 0.1}"]
+       "particles.init={name: gaussian, std: 0.1}", "penalty.weight=1.25"]
 
 VARIANTS: dict[str, list[str]] = {
     "authors": [],
@@ -44,8 +44,10 @@ VARIANTS: dict[str, list[str]] = {
     "init_data_gaussian": ["particles.init={name: data_gaussian, scale: 1.0}"],
     "gandy_before": OLD,
 }
-"""Each variant's overrides of the authors' conventions (``gandy_before``: gandy's earlier set-up:
-per-point penalty, one critic step with a persistent Adam, a [512] critic, particles at N(0, 0.1^2))."""
+"""Each variant's overrides of the authors' conventions (``authors``: mnist-collapse's default, since
+2026-12-04 with the initial cloud N(0, 0.5^2 I) read off the authors' clouds and the fitted penalty
+weight 12.5; ``gandy_before``: gandy's earlier set-up: per-point penalty of weight 1.25, one critic
+step with a persistent Adam, a [512] critic, particles at N(0, 0.1^2))."""
 
 
 def base_config() -> dict:

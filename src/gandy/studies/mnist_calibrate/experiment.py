@@ -50,7 +50,7 @@ value: its form, Adam's L2 term, has no key); the critic steps per particle step
 **Outputs** (``OUT``): ``calibration.parquet`` (one row per candidate, by rank: ``rank``,
 ``candidate``, ``choice``, ``stage``, ``overrides``, ``fit``, ``phase_agreement``,
 ``mean_abs_dcos``, ``mean_abs_dlog_norm``, ``members``, ``diverged``, ``steps``),
-``points.parquet`` (one row per member: candidate, point, seed, both clouds' numbers and phases,
+``points.parquet`` (one row per member: candidate, point, seed, both clouds' numbers, spreads and phases,
 gandy's own phase label, the errors), ``results.parquet`` (every member's row as a sweep's),
 ``calibration.json`` (what a resume must match), ``chunks/`` (the executor's), ``summary.json``
 and ``figures/mnist-calibrate.png`` (gandy at the base and at the best candidate against the
@@ -60,8 +60,8 @@ same numbers and the table is that of an uninterrupted search.
 
 **Cost.** One member of the packaged config takes about 150 s per 1,000 particle steps on one
 core (20 critic steps of the [64, 1024, 64] critic per step), so 45 s at 300 steps. The packaged
-default on the project's table: 12 points (``every: 8``), 14 candidates one at a time and up to 4
-combinations, one seed: about 18 x 12 x 45 s = 2.7 core-hours, some 3 with the 200 critic steps
+default on the project's table: 12 points (``every: 8``), 15 candidates one at a time and up to 4
+combinations, one seed: about 19 x 12 x 45 s = 2.9 core-hours, some 3.2 with the 200 critic steps
 at the start and the dearer candidates (``optim.critic.steps=40``, ``batch_size=512``), so 80-100
 minutes with ``--executor processes --workers 2`` (``--quick``: 12 members of 20 steps, 58 s on
 one thread of the loaded 2-core machine, one run, 2026-12-04). ``--quick``: 20 steps, two points per row, the penalty weight alone: minutes.
@@ -107,8 +107,8 @@ MAX_TABLE_BYTES = 10_000_000
 MAX_COMBINATIONS = 20_000
 """Most combinations :func:`check_combinations` validates before a run (half a millisecond each)."""
 QUICK = ["steps=20", "log_every=10", "calibration.every=100",
-         "calibration.choices={penalty_weight: [penalty.weight=12.5]}"]
-"""``--quick``: 20 steps, the smallest and largest g2/g1 of each row, the base and one penalty weight."""
+         "calibration.choices={penalty_weight: [penalty.weight=1.25]}"]
+"""``--quick``: 20 steps, the smallest and largest g2/g1 of each row, the base and the authors' literal penalty weight (1.25)."""
 
 
 # ----------------------------------------------------------------------------- options
@@ -282,6 +282,20 @@ def cloud_phase(cos, norm, digits_norm: float, cal: Calibration) -> np.ndarray:
     return out
 
 
+def cloud_spread(cos, norm) -> np.ndarray:
+    """A cloud's spread about its common part, ``norm * sqrt(1 - cos)``, from its mean |cos| and
+    mean norm (arrays of one shape; NaN where not finite). For particles ``x_i = m + e_i`` whose
+    deviations are independent, isotropic and high-dimensional (so nearly orthogonal to ``m`` and
+    to each other), ``|x_i|^2 = |m|^2 + |e|^2`` and ``x_i . x_j = |m|^2``, so ``cos = |m|^2 /
+    |x|^2`` and ``|e| = |x| sqrt(1 - cos)``: an N(0, s^2 I) cloud in d dimensions shifted by any
+    ``m`` has spread ``s sqrt(d)`` (784-D: 28 s). The authors' table has only the two numbers, so
+    this is how their clouds' spread is read (docs/bridge.md); for a cloud with structure (digits)
+    it is a summary, not a measurement."""
+    cos, norm = np.asarray(cos, dtype=float), np.asarray(norm, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return norm * np.sqrt(np.clip(1.0 - cos, 0.0, 1.0))
+
+
 def score(gandy_cos, gandy_norm, authors_cos, authors_norm, digits_norm: float, cal: Calibration) -> pd.DataFrame:
     """Per member (arrays of one length, gandy's and the authors' numbers at its point): ``d_cos``
     (|Δ mean |cos||), ``d_log_norm`` (|Δ log mean norm|), ``norm_error`` (|gandy / authors - 1|),
@@ -434,14 +448,17 @@ def members_of(raw: dict, candidates: Sequence[Candidate], points: pd.DataFrame,
 
 def scored(rows: Rows, which: pd.DataFrame, points: pd.DataFrame, digits_norm: float, cal: Calibration) -> pd.DataFrame:
     """The per-member table of a run's rows: which candidate and point, seed, the authors' and
-    gandy's numbers, gandy's phase label, and :func:`score`'s columns."""
+    gandy's numbers (mean |cos|, mean norm, :func:`cloud_spread`), gandy's phase label, and
+    :func:`score`'s columns."""
     res = rows.results.merge(which, on="member", how="inner", validate="one_to_one")
     res = res.merge(points, on="point", how="left", validate="many_to_one")
     s = score(res.mean_abs_cos, res.mean_norm, res.mean_abs_cos_authors, res.mean_norm_authors, digits_norm, cal)
     base = pd.DataFrame({"member": res.member, "candidate": res.candidate, "point": res.point, "seed": res.seed,
                          "g2_over_g1": res.g2_over_g1, "critic_lr": res.critic_lr,
                          "authors_cos": res.mean_abs_cos_authors, "authors_norm": res.mean_norm_authors,
-                         "gandy_cos": res.mean_abs_cos, "gandy_norm": res.mean_norm, "gandy_phase": res.phase})
+                         "gandy_cos": res.mean_abs_cos, "gandy_norm": res.mean_norm, "gandy_phase": res.phase,
+                         "authors_spread": cloud_spread(res.mean_abs_cos_authors, res.mean_norm_authors),
+                         "gandy_spread": cloud_spread(res.mean_abs_cos, res.mean_norm)})
     return pd.concat([base, s], axis=1)
 
 
