@@ -46,6 +46,20 @@ def digit_stats(target_cfg) -> dict:
     return {"mean_abs_cos": float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), "mean_norm": float(d.norm(dim=1).mean())}
 
 
+def cloud_spread(cos, norm) -> np.ndarray:
+    """A cloud's spread about its common part, ``norm * sqrt(1 - cos)``, from its mean |cos| and
+    mean norm (arrays of one shape; NaN where not finite). For particles ``x_i = m + e_i`` whose
+    deviations are independent, isotropic and high-dimensional (so nearly orthogonal to ``m`` and
+    to each other), ``|x_i|^2 = |m|^2 + |e|^2`` and ``x_i . x_j = |m|^2``, so ``cos = |m|^2 /
+    |x|^2`` and ``|e| = |x| sqrt(1 - cos)``: an N(0, s^2 I) cloud in d dimensions shifted by any
+    ``m`` has spread ``s sqrt(d)`` (784-D: 28 s). The authors' table has only the two numbers, so
+    this is how their clouds' spread is read (mnist-calibrate, docs/bridge.md); for a cloud with
+    structure (digits) it is a summary, not a measurement."""
+    cos, norm = np.asarray(cos, dtype=float), np.asarray(norm, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return norm * np.sqrt(np.clip(1.0 - cos, 0.0, 1.0))
+
+
 def seed_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
     """The mean of ``values`` (one number per seed) and its two-sided ``level`` confidence interval
     by Student's t: mean +- t_{(1 + level) / 2, n - 1} * s / sqrt(n), s the sample standard deviation

@@ -89,7 +89,7 @@ from gandy.runs.execute import Rows, check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.plan import SweepMember, members_at
 from gandy.runs.store import read_json, resume_identity
-from gandy.runs.summaries import digit_stats
+from gandy.runs.summaries import cloud_spread, digit_stats
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_calibrate.figures import plot_calibration
 
@@ -280,20 +280,6 @@ def cloud_phase(cos, norm, digits_norm: float, cal: Calibration) -> np.ndarray:
     out[finite & (rel > cal.runaway)] = "runaway"
     out[~finite] = "diverged"  # the last assignment wins: the rule's order read backwards
     return out
-
-
-def cloud_spread(cos, norm) -> np.ndarray:
-    """A cloud's spread about its common part, ``norm * sqrt(1 - cos)``, from its mean |cos| and
-    mean norm (arrays of one shape; NaN where not finite). For particles ``x_i = m + e_i`` whose
-    deviations are independent, isotropic and high-dimensional (so nearly orthogonal to ``m`` and
-    to each other), ``|x_i|^2 = |m|^2 + |e|^2`` and ``x_i . x_j = |m|^2``, so ``cos = |m|^2 /
-    |x|^2`` and ``|e| = |x| sqrt(1 - cos)``: an N(0, s^2 I) cloud in d dimensions shifted by any
-    ``m`` has spread ``s sqrt(d)`` (784-D: 28 s). The authors' table has only the two numbers, so
-    this is how their clouds' spread is read (docs/bridge.md); for a cloud with structure (digits)
-    it is a summary, not a measurement."""
-    cos, norm = np.asarray(cos, dtype=float), np.asarray(norm, dtype=float)
-    with np.errstate(invalid="ignore"):
-        return norm * np.sqrt(np.clip(1.0 - cos, 0.0, 1.0))
 
 
 def score(gandy_cos, gandy_norm, authors_cos, authors_norm, digits_norm: float, cal: Calibration) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gandy.runs.summaries import cloud_spread
 from gandy.views.plots import mpl, plt, save_figure
 
 
@@ -24,7 +25,7 @@ def g2_axis(values) -> tuple[bool, float]:
 
 def plot_calibration(points: pd.DataFrame, path: Path, shown: dict[int, str], digits: dict) -> Path:
     """Mean |cos| (top), mean particle norm (middle, log) and the spread about the common part
-    (bottom, log: norm sqrt(1 - |cos|), :func:`~gandy.studies.mnist_calibrate.experiment.cloud_spread`)
+    (bottom, log: norm sqrt(1 - |cos|), :func:`~gandy.runs.summaries.cloud_spread`)
     against g2/g1, one column per critic lr of ``points`` (the per-member table: ``candidate``,
     ``critic_lr``, ``g2_over_g1``, the authors' ``authors_cos`` / ``authors_norm`` /
     ``authors_spread`` and gandy's ``gandy_cos`` / ``gandy_norm`` / ``gandy_spread``): the
@@ -33,7 +34,7 @@ def plot_calibration(points: pd.DataFrame, path: Path, shown: dict[int, str], di
     values (``digits``: ``mean_abs_cos``, ``mean_norm``; their spread from these) dotted. On a log g2/g1 axis, 0 is drawn
     one grid step left of the smallest positive value and labelled 0."""
     lrs = sorted(points.critic_lr.unique())
-    refs = {**digits, "spread": digits["mean_norm"] * np.sqrt(1.0 - digits["mean_abs_cos"])}
+    refs = {**digits, "spread": float(cloud_spread(digits["mean_abs_cos"], digits["mean_norm"]))}
     log, zero = g2_axis(points.g2_over_g1)
     fig, axes = plt.subplots(3, len(lrs), figsize=(4.6 * len(lrs) + 1.5, 10.0), layout="constrained", squeeze=False)
     colours = plt.get_cmap("tab10")(np.arange(len(shown)) % 10)
