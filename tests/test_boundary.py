@@ -98,6 +98,39 @@ def test_bisection_brackets_a_planted_step_in_log2_rounds():
     assert sorted({i for c in calls for r, i in c if r == 0}) == [0, 4, 5, 6, 8, 16]
 
 
+def test_k_section_brackets_every_planted_step_in_fewer_wider_rounds():
+    """K = 7 positions per round on 25 positions (the MNIST g2/g1 axis): every planted step, rising
+    or falling, ends in the one-position bracket that holds it after round 0 plus two rounds (24 ->
+    3 -> 1), where bisection takes five; each round asks only positions strictly inside the open
+    brackets, none twice."""
+    R = 25
+    for K, n_rounds in ((7, 3), (3, 4), (1, 6)):
+        for edge in range(1, R):
+            for up in (True, False):
+                calls = []
+
+                def evaluate(points, edge=edge, up=up):
+                    calls.append(points)
+                    return [float(i >= edge) if up else float(i < edge) for _, i in points]
+
+                (row,) = B.bisect(R, 1, evaluate, per_round=K)
+                assert (row.lo, row.hi, row.state, row.up) == ((edge - 1, edge, "done", True) if up
+                                                               else (edge - 1, edge, "done", False))
+                asked = [i for c in calls for _, i in c]
+                assert len(asked) == len(set(asked)) and all(len(c) <= (K if k else 2) for k, c in enumerate(calls))
+                assert len(calls) <= n_rounds
+    assert B._inside(0, 24, 7) == [3, 6, 9, 12, 15, 18, 21] and B._inside(3, 6, 7) == [4, 5] and B._inside(5, 6, 3) == []
+
+
+
+def test_k_section_takes_the_first_change_from_the_end_that_does_not_fail():
+    """A row that fails at 6..10 and 20..24 but not at 0 or 11..19 (not monotone): K-section keeps
+    the first crossing seen from its non-failing end, as bisection keeps one crossing."""
+    fails = set(range(6, 11)) | set(range(20, 25))
+    (row,) = B.bisect(25, 1, lambda pts: [float(i in fails) for _, i in pts], per_round=7)
+    assert (row.lo, row.hi) == (5, 6)
+
+
 def test_a_planted_logistic_boundary_is_recovered_inside_its_interval():
     """Seeds drawn from a known P(fail) = sigma((log x - log x0) / w) at the positions the bisection
     asks for (17 positions, 5 seeds): the 95 % interval holds x0 in at least 85 % of 60 planted
@@ -204,9 +237,24 @@ def test_a_killed_search_resumes_to_the_rows_of_an_uninterrupted_one(searched, t
         B.run_boundary(load_config(SMALL), out, X, Y, seeds=2, resume=True)
 
 
+def test_a_k_section_search_finds_the_bisection_brackets_in_fewer_rounds(searched, tmp_path):
+    """The same search with 3 positions per round: every row's final bracket is the bisection's
+    (the points' outcomes do not depend on which round ran them), in fewer rounds; a resume must
+    ask for the same positions per round."""
+    out0, table0, summary0 = searched
+    out = tmp_path / "k3"
+    table, summary = _search(out, per_round=3)
+    assert summary["boundary"]["per_round"] == 3 and json.loads((out / "boundary.json").read_text())["per_round"] == 3
+    assert summary["boundary"]["rounds"] < summary0["boundary"]["rounds"]
+    pd.testing.assert_frame_equal(table[["censored", "bracket_lo", "bracket_hi"]], table0[["censored", "bracket_lo", "bracket_hi"]])
+    with pytest.raises(ConfigError, match="another boundary search"):
+        _search(out, resume=True)  # per_round 1
+
+
 @pytest.mark.parametrize("kw, field", [
     ({"x": "kernel.g1"}, "x"), ({"y": "kernel.g2"}, "y"), ({"resolution": 2}, "resolution"),
-    ({"seeds": 0}, "seeds"), ({"fail": ("bogus",)}, "fail"),
+    ({"seeds": 0}, "seeds"), ({"fail": ("bogus",)}, "fail"), ({"per_round": 0}, "per_round"),
+    ({"per_round": 2.5}, "per_round"),
 ])
 def test_bad_search_options_are_refused_before_anything_is_written(tmp_path, kw, field):
     args = {"x": X, "y": Y, **kw}

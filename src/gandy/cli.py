@@ -8,7 +8,7 @@
     gandy report DIR
     gandy plot phase DIR --x KEY --y KEY [--color METRIC]
     gandy plot samples DIR [--per-run K]
-    gandy boundary CONFIG.yaml|EXPERIMENT [key=value ...] --x KEY --y KEY [--seeds K] [--resolution R] --out DIR
+    gandy boundary CONFIG.yaml|EXPERIMENT [key=value ...] --x KEY --y KEY [--seeds K] [--resolution R] [--per-round K] --out DIR
               [--resume] [--force] [--executor ...] [--workers N] [--fail PHASE,...]
     gandy damping CONFIG.yaml --weights W1,W2,... [--out DIR] [--tol T]
     gandy demo [--out DIR]
@@ -265,6 +265,7 @@ def boundary_cmd(
     seeds: Optional[int] = typer.Option(None, "--seeds", metavar="K", help="seeds 0..K-1 at every point (default: the config's)"),
     resolution: Optional[int] = typer.Option(None, "--resolution", metavar="R", help="positions along x, evenly spaced on its scale (default: the x axis's number of values)"),
     fail: str = typer.Option(",".join(SPLIT_FAILED), "--fail", metavar="PHASE,...", help="the phases that count as failing"),
+    per_round: int = typer.Option(1, "--per-round", metavar="K", help="positions tried in each open row per round (1: bisection; more: fewer, wider rounds)"),
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="output folder; must be new or empty"),
     force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
     resume: bool = typer.Option(False, "--resume", help="finish an interrupted search in DIR (same config and options)"),
@@ -289,7 +290,8 @@ def boundary_cmd(
             raise _not_found(config)
         cfg = config_.load_config(config, list(overrides or []))
     phases = tuple(p.strip() for p in fail.split(",") if p.strip())
-    table, summary = boundary.run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases, resume=resume,
+    table, summary = boundary.run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases,
+                                  per_round=per_round, resume=resume,
                                   replace=force, executor=executor, address=address, workers=workers,
                                   progress=not quiet, echo=typer.echo, checkpoint_seconds=checkpoint_every,
                                   connect_timeout=connect_timeout, draw=plots.plot_boundary)

@@ -8,9 +8,11 @@ row's candidate positions are the ``resolution`` points of the x range, evenly s
 scale (the grid of a sweep with ``num: resolution``). Round 0 runs both ends of every row; a row
 whose ends agree (both fail, or neither) has no crossing in the range and stops there (censored).
 Each later round runs, in every open row, the midpoint of its bracket [last position that did not
-fail, first that did] and halves it, until the bracket is one position wide. All rows and seeds of
-a round run as one call of the member-list executor (:func:`gandy.runs.execute.run_members`), so
-they share batched chunks.
+fail, first that did] and halves it, until the bracket is one position wide; with ``per_round`` K
+> 1, K positions evenly spaced inside the bracket, which shrinks it about K + 1 times (fewer,
+wider rounds: what a GPU, whose round time hardly grows with its members, wants). All rows and
+seeds of a round run as one call of the member-list executor
+(:func:`gandy.runs.execute.run_members`), so they share batched chunks.
 
 A row whose ends agree is ``censored`` (``half_failed_at_both_ends`` or
 ``under_half_failed_at_both_ends``) and has no x50; a fitted x50 outside the positions tried is
@@ -76,22 +78,26 @@ class Search:
     scale: str  # "log" | "linear"
     seeds: tuple
     fail: tuple = SPLIT_FAILED
+    per_round: int = 1  # positions tried inside each open row's bracket per round (1: bisection)
 
     @property
     def resolution(self) -> int:
         return len(self.xs)
 
     def options(self) -> dict:
-        """The options a resumed search must match (``boundary.json``)."""
+        """The options a resumed search must match (``boundary.json``; ``per_round`` only where it is
+        not 1, so a bisection stored before the option existed resumes)."""
         return {"x": self.x, "y": self.y, "resolution": self.resolution, "seeds": list(self.seeds),
-                "fail": list(self.fail), "xs": list(self.xs), "ys": list(self.ys), "scale": self.scale}
+                "fail": list(self.fail), "xs": list(self.xs), "ys": list(self.ys), "scale": self.scale} \
+            | ({"per_round": self.per_round} if self.per_round != 1 else {})
 
 
 def plan_search(cfg: C.Config, x: str, y: str, seeds: Optional[int] = None, resolution: Optional[int] = None,
-                fail: Sequence[str] = SPLIT_FAILED) -> Search:
+                fail: Sequence[str] = SPLIT_FAILED, per_round: int = 1) -> Search:
     """The search over ``cfg``'s ``sweep:`` section: ``x`` and ``y`` must be its two axes (ConfigError
     naming ``x``, ``y`` or ``sweep`` otherwise); ``seeds`` (K): seeds 0..K-1 (None: the config's);
-    ``resolution``: positions along x (None: the x axis's number of values; at least 3)."""
+    ``resolution``: positions along x (None: the x axis's number of values; at least 3);
+    ``per_round``: positions per open row and round (a whole number >= 1; 1: bisection)."""
     if not cfg.sweep:
         raise C.ConfigError("sweep", "a boundary search needs a sweep: section with the x and y axes")
     axes, _ = parse_sweep(cfg.sweep)
@@ -112,6 +118,8 @@ def plan_search(cfg: C.Config, x: str, y: str, seeds: Optional[int] = None, reso
         raise C.ConfigError("resolution", f"must be a whole number >= 3 (positions along x), got {resolution!r}")
     if resolution > 1 + 2 ** 20:
         raise C.ConfigError("resolution", f"{resolution} positions is finer than a search needs; at most {1 + 2 ** 20}")
+    if isinstance(per_round, bool) or not isinstance(per_round, int) or per_round < 1:
+        raise C.ConfigError("per_round", f"must be a whole number >= 1 (positions per row and round), got {per_round!r}")
     if seeds is None:
         seed_list = tuple(cfg.seeds)
     elif isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -129,7 +137,7 @@ def plan_search(cfg: C.Config, x: str, y: str, seeds: Optional[int] = None, reso
         raise C.ConfigError(f"sweep.{x}", "needs a range: two different values at least")
     scale = ax.scale  # logspace, or three or more values evenly spaced in log: log
     xs = np.geomspace(lo, hi, resolution) if scale == "log" else np.linspace(lo, hi, resolution)
-    return Search(x, y, tuple(float(v) for v in xs), tuple(ay.values), scale, seed_list, tuple(fail))
+    return Search(x, y, tuple(float(v) for v in xs), tuple(ay.values), scale, seed_list, tuple(fail), per_round)
 
 
 # ----------------------------------------------------------------------------- bisection
@@ -145,11 +153,15 @@ class Row:
     censored: str = ""
 
 
-def bisect(resolution: int, rows: int, evaluate: Callable[[list[tuple[int, int]]], list[float]]) -> list[Row]:
-    """Bisection of ``rows`` rows over positions 0..resolution-1 on the fail fraction that
-    ``evaluate(points)`` gives for points ``[(row, position)]`` (one call per round, every open
-    row's point in it). Round 0 asks both ends of every row; a row whose ends agree is censored;
-    each later round asks every open row's midpoint and halves its bracket until it is one
+def bisect(resolution: int, rows: int, evaluate: Callable[[list[tuple[int, int]]], list[float]],
+           per_round: int = 1) -> list[Row]:
+    """Bisection (``per_round`` 1) or K-section (``per_round`` K) of ``rows`` rows over positions
+    0..resolution-1 on the fail fraction that ``evaluate(points)`` gives for points
+    ``[(row, position)]`` (one call per round, every open row's points in it). Round 0 asks both
+    ends of every row; a row whose ends agree is censored; each later round asks, in every open
+    row, the positions ``lo + j (hi - lo) // (K + 1)``, j = 1..K, strictly inside its bracket
+    (K = 1: the midpoint), and the bracket becomes the first pair of neighbours, walking from the
+    end that does not fail, whose answers change from not failing to failing, until it is one
     position wide. Returns each row's final bracket (``lo``: the side that does not fail)."""
     ends = [(r, i) for r in range(rows) for i in (0, resolution - 1)]
     f = evaluate(ends)
@@ -162,21 +174,25 @@ def bisect(resolution: int, rows: int, evaluate: Callable[[list[tuple[int, int]]
         else:
             out.append(Row(0, resolution - 1, up=b))
     while True:
-        active = [r for r, row in enumerate(out) if row.state == "open" and row.hi - row.lo > 1]
-        for r, row in enumerate(out):
+        for row in out:
             if row.state == "open" and row.hi - row.lo <= 1:
                 row.state = "done"
+        active = [r for r, row in enumerate(out) if row.state == "open"]
         if not active:
             return out
-        mids = [(r, (out[r].lo + out[r].hi) // 2) for r in active]
-        f = evaluate(mids)
-        for (r, m), v in zip(mids, f):
+        asks = [(r, p) for r in active for p in _inside(out[r].lo, out[r].hi, per_round)]
+        f = dict(zip(asks, evaluate(asks)))
+        for r in active:
             row = out[r]
-            failed_side = row.hi if row.up else row.lo
-            if (v >= 0.5) == (failed_side == row.hi):  # mid behaves like the hi end
-                row.hi = m
-            else:
-                row.lo = m
+            walk = [row.lo, *_inside(row.lo, row.hi, per_round), row.hi]  # from the end that does not fail
+            walk = walk if row.up else walk[::-1]
+            k = [False, *(f[(r, p)] >= 0.5 for p in walk[1:-1]), True].index(True)
+            row.lo, row.hi = sorted((walk[k - 1], walk[k]))
+
+
+def _inside(lo: int, hi: int, k: int) -> list[int]:
+    """Up to ``k`` positions evenly spaced strictly between ``lo`` and ``hi`` (no repeats), in order."""
+    return sorted({lo + j * (hi - lo) // (k + 1) for j in range(1, k + 1)} - {lo, hi})
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -217,7 +233,8 @@ def _check_resume(out: Path, cfg_text: str, search: Search) -> None:
 
 @scoped_locks()
 def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] = None,
-                 resolution: Optional[int] = None, fail: Sequence[str] = SPLIT_FAILED, resume: bool = False,
+                 resolution: Optional[int] = None, fail: Sequence[str] = SPLIT_FAILED, per_round: int = 1,
+                 resume: bool = False,
                  replace: bool = False, executor: str = "local", address: Optional[str] = None,
                  workers: int = 1, progress: bool = False, echo: Callable[[str], None] = lambda s: None,
                  checkpoint_seconds: float = 60.0, checkpoint_steps: Optional[int] = None,
@@ -228,7 +245,7 @@ def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] 
     validated), round 0's chunks (built, memory), the output folder and the executor."""
     out = Path(out)
     check_options(executor, workers)
-    search = plan_search(cfg, x, y, seeds, resolution, fail)
+    search = plan_search(cfg, x, y, seeds, resolution, fail, per_round)
     run_cfg = cfg.model_copy(update={"seeds": list(search.seeds)})
     every = [{x: xv, y: yv} for yv in search.ys for xv in search.xs]
     members_at(run_cfg, every, section="sweep")  # every position the search may visit, validated now
@@ -269,7 +286,7 @@ def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] 
         failed = res.phase.isin(list(search.fail)).to_numpy().reshape(len(pts), K)
         return failed.mean(axis=1).tolist()
 
-    brackets = bisect(search.resolution, len(search.ys), evaluate)
+    brackets = bisect(search.resolution, len(search.ys), evaluate, search.per_round)
     results = pd.concat(done, ignore_index=True)
     table = boundary_table(results, x, y, search.fail, log=search.scale == "log")
     for r, b in enumerate(brackets):
@@ -281,7 +298,8 @@ def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] 
     full = search.resolution * len(search.ys) * K
     summary = {
         "boundary": {"x": x, "y": y, "scale": search.scale, "resolution": search.resolution, "xs": list(search.xs),
-                     "seeds": list(search.seeds), "fail": list(search.fail), "level": LEVEL, "method": METHOD,
+                     "seeds": list(search.seeds), "fail": list(search.fail), "per_round": search.per_round,
+                     "level": LEVEL, "method": METHOD,
                      "rounds": used["rounds"], "members": used["members"], "full_grid_members": full,
                      "members_saved": full - used["members"],
                      "rows": json.loads(table.to_json(orient="records"))},
