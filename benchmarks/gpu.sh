@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# Every GPU number gandy records, in one run of at most 9 minutes (a lent GPU's session has 15 minutes
-# of device time, the machine's start included, so this is sized to run once):
+# Every GPU number gandy records, in one run of at most 9 minutes (a lent GPU's session has 15
+# minutes of device time, the machine's start included, so this is sized to run once):
 #
 #   bash benchmarks/gpu.sh           # prints everything; $OUT (default gpu-out/) gets gpu.txt and results.tgz
 #
-# Steps, each under its own time limit (a step cut off by its limit still reports what it did: the
-# sweeps' live rows and finished chunks say how far they got, so a step time can be read off them);
-# the first three are the studies a CPU cannot afford, the rest re-measure the 2026-12-04 numbers
-# (benchmarks/RESULTS.md, "The first GPU numbers"):
-#   1. calibrate      the MNIST calibration at the authors' 1,000 steps, 2 seeds: the default (the
-#                     initial cloud N(0, 0.5^2 I), penalty 12.5), the authors' literal penalty 1.25 and
-#                     the weights 25 and 40 around the fit (docs/bridge.md; issue 28);
-#   2. mnist_grid     the full 676-point mnist-collapse grid, now one chunk on a GPU (issue 28);
-#   3. robustness     the full-size robustness study (24 draws x 2 seeds x 10,000 steps, width 64;
-#                     issue 29): its live rows give the trial time;
-#   4. mnist_step     the 784-D particle step per engine against the hand-written loop, with the
-#                     GPU's fp32/bf16 GEMM rates (benchmarks/mnist_step.py; issue 27);
-#   5. sweep_batched  the 256-member 1-D sweep against a lone member (benchmarks/sweep_batched.py);
-#   6. image_step     the DCGAN step, B members batched against one at a time (benchmarks/image_step.py);
-#   7. lab_step       the 2-D lab's tracking overhead (benchmarks/lab_step.py).
-# STEPS="calibrate mnist_grid" runs only those; SCALE=1.4 stretches every limit (a second call in a
-# lease that has the time).
+# The default runs three studies side by side, each launch-bound on its own (benchmarks/RESULTS.md:
+# a lone 784-D member uses the H200 at ~1 % of its rate), each under its own time limit (a study cut
+# off by its limit still reports what it did: its finished chunks and live rows come back):
+#   boundary    the MNIST-100 diagram's boundary at mnist-collapse's default over ten critic-lr rows
+#               (1e-5 to 2.6e-3, the three calibration rows among them), g2/g1 on the paper's 25
+#               log-spaced positions 0.01-0.977, 2 seeds a point, K-section with 7 positions a round
+#               (3 rounds of 1,000 steps; issue 28, item 3);
+#   calibrate   the default scored on every point of the calibration table (65), 2 seeds, 1,000 steps
+#               (issue 28's aim);
+#   robustness  the CPU-sized robustness study (gandy run robustness: 4 games x 12 draws x 2 seeds x
+#               3,000 steps on Color MNIST), its games side by side and each game's chunks in 4
+#               processes (benchmarks/robustness_parallel.py; issue 29, item 2).
+# STEPS="..." runs only the steps it names; the others (one after another, after those three):
+# calibrate_search (the search around the
+# default at 1,000 steps), mnist_grid (the 676-point grid), robustness_full (the paper's full size),
+# mnist_step, sweep_batched, image_step, lab_step (the step benchmarks of 2026-12-04, RESULTS.md).
+# SCALE=1.4 stretches every limit; DRY=1 DEV=cpu shrinks every study to a few steps (a dry run of
+# this script on a CPU).
 #
 # The device machine is bare and reaches no registry: gandy's dependencies that its image lacks
 # (pydantic, POT, mlxtend) travel as wheels in .gpu-in/wheels (ignored by git; fetched here by
@@ -45,7 +46,7 @@ DEV=${DEV:-cuda}  # DEV=cpu SCALE=0.1 bash benchmarks/gpu.sh: a dry run of this 
 SCALE=${SCALE:-1}
 mkdir -p "$OUT" "$WORK"
 LOG="$OUT/gpu.txt"
-export PYTHONUNBUFFERED=1 GANDY_THREADS=4
+export PYTHONUNBUFFERED=1 GANDY_THREADS=2  # three studies side by side on 16 cores
 if ! python3 -c "import pydantic, ot, mlxtend" 2>/dev/null && [ -d "$IN/wheels" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$IN"/wheels/*.whl || exit 1
@@ -58,7 +59,6 @@ mkdir -p "$WORK/bin"  # gandy's console script, for `timeout` (which runs progra
 printf '#!/bin/sh\nexec python3 -c %s "$@"\n' "'import sys; from gandy.cli import main; sys.argv[0] = \"gandy\"; sys.exit(main())'" \
     > "$WORK/bin/gandy" && chmod +x "$WORK/bin/gandy"
 command -v gandy >/dev/null || export PATH="$WORK/bin:$PATH"
-STEPS=${STEPS:-}  # STEPS="calibrate lab_step": only these steps
 {
     date -u +"%Y-%m-%d %H:%M UTC"
     python3 -c "import torch, gandy; print('torch', torch.__version__, '| gandy', gandy.__version__, '|',
@@ -73,17 +73,39 @@ run() {  # name, limit (s), command...: output in $WORK/name.txt and the tail in
     local t0=$SECONDS
     timeout -k 15 -s TERM "$limit" "$@" > "$WORK/$name.txt" 2>&1
     local rc=$?
-    tail -n 40 "$WORK/$name.txt" | tee -a "$LOG"
-    echo "== $name: exit $rc, $((SECONDS - t0)) s wall" | tee -a "$LOG"
+    { echo "== $name: last lines"; tail -n 40 "$WORK/$name.txt"; echo "== $name: exit $rc, $((SECONDS - t0)) s wall"; } \
+        | tee -a "$LOG"
 }
-# the closed form: no compilation per chunk shape (the compiled engine's CUDA warm-up is not measured here)
-run calibrate 290 gandy run mnist-calibrate device="$DEV" engine=closed_form "calibration.table=$TABLE" \
-    steps=1000 log_every=100 "seeds=[0,1]" \
-    "calibration.choices={penalty_weight: [penalty.weight=1.25, penalty.weight=25, penalty.weight=40]}" \
-    -o "$WORK/mnist-calibrate"
-run mnist_grid 80 gandy run mnist-collapse device="$DEV" engine=closed_form -o "$WORK/mnist-grid"
-run robustness 50 gandy run robustness device="$DEV" steps=10000 generator.width=64 critic.width=64 search.trials=24 \
-    metrics.images.n_fake=10000 metrics.images.n_real=10000 metrics.images.w_critic_steps=500 -o "$WORK/robustness"
+STEPS=${STEPS:-boundary calibrate robustness}
+DRY=${DRY:-}
+EVERY=1
+ROWS="[1.0e-05, 1.33352e-05, 1.95734e-05, 0.0001, 0.000177828, 0.000316228, 0.000464159, 0.000825404, 0.0014678, 0.00261016]"
+MNIST=(engine=closed_form)   # the closed form: no compilation per chunk shape
+ROB=()
+if [ -n "$DRY" ]; then
+    MNIST+=(steps=4 log_every=2 optim.critic.startup_steps=2 optim.critic.steps=2)
+    ROB=(steps=4 log_every=2 search.trials=2 generator.width=8 critic.width=8 metrics.images.n_fake=128
+         metrics.images.n_real=128 metrics.images.w_critic_steps=2)
+    ROWS="[1.0e-05, 0.00261016]"
+    EVERY=8
+fi
+# the three studies, side by side
+run boundary 520 gandy boundary mnist-collapse "${MNIST[@]}" "sweep.kernel.g2={logspace: [0.01, 0.977], num: 25}" \
+    "sweep.optim.critic.lr=$ROWS" --x kernel.g2 --y optim.critic.lr --seeds 2 --per-round 7 -q -o "$WORK/mnist-boundary" &
+run calibrate 520 gandy run mnist-calibrate "calibration.table=$TABLE" steps=1000 log_every=100 "seeds=[0,1]" \
+    "calibration.every=$EVERY" "calibration.choices={}" "${MNIST[@]}" -q -o "$WORK/mnist-calibrate" &
+run robustness 520 python3 benchmarks/robustness_parallel.py "$WORK/robustness" "${ROB[@]}" --workers 4 &
+wait
+if [ -n "$DRY" ]; then  # the steps below, shrunk too
+    MNIST=("${MNIST[@]}" "sweep.kernel.g2=[0.0, 0.977]" "sweep.optim.critic.lr=[1.0e-05]")
+fi
+# and any others STEPS names, one after another
+run calibrate_search 290 gandy run mnist-calibrate "calibration.table=$TABLE" steps=1000 log_every=100 "seeds=[0,1]" \
+    "calibration.choices={penalty_weight: [penalty.weight=1.25, penalty.weight=25, penalty.weight=40]}" "${MNIST[@]}" \
+    -q -o "$WORK/mnist-calibrate-search"
+run mnist_grid 540 gandy run mnist-collapse "${MNIST[@]}" "seeds=[0,1,2]" -q -o "$WORK/mnist-grid"
+run robustness_full 540 gandy run robustness steps=10000 generator.width=64 critic.width=64 search.trials=24 \
+    metrics.images.n_fake=10000 metrics.images.n_real=10000 metrics.images.w_critic_steps=500 -q -o "$WORK/robustness-full"
 run mnist_step 45 python3 benchmarks/mnist_step.py --device "$DEV" --threads 4 --members 16 128 --steps 5 --rounds 3 \
     --engines eager closed_form --member-engines eager closed_form
 run sweep_batched 25 python3 benchmarks/sweep_batched.py --device "$DEV" --steps 300 --seq-members 1
