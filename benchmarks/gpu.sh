@@ -14,7 +14,7 @@
 #   calibrate   the default scored on every point of the calibration table (65), 2 seeds, 1,000 steps
 #               (issue 28's aim);
 #   robustness  the CPU-sized robustness study (gandy run robustness: 4 games x 12 draws x 2 seeds x
-#               3,000 steps on Color MNIST), its games side by side and each game's chunks in 4
+#               3,000 steps on Color MNIST), its games side by side and each game's chunks in 3
 #               processes (benchmarks/robustness_parallel.py; issue 29, item 2).
 # STEPS="..." runs only the steps it names; the others (one after another, after those three):
 # calibrate_search (the search around the
@@ -94,7 +94,7 @@ run boundary 520 gandy boundary mnist-collapse "${MNIST[@]}" "sweep.kernel.g2={l
     "sweep.optim.critic.lr=$ROWS" --x kernel.g2 --y optim.critic.lr --seeds 2 --per-round 7 -q -o "$WORK/mnist-boundary" &
 run calibrate 520 gandy run mnist-calibrate "calibration.table=$TABLE" steps=1000 log_every=100 "seeds=[0,1]" \
     "calibration.every=$EVERY" "calibration.choices={}" "${MNIST[@]}" -q -o "$WORK/mnist-calibrate" &
-run robustness 520 python3 benchmarks/robustness_parallel.py "$WORK/robustness" "${ROB[@]}" --workers 4 &
+run robustness 520 python3 benchmarks/robustness_parallel.py "$WORK/robustness" "${ROB[@]}" --workers 3 &
 wait
 if [ -n "$DRY" ]; then  # the steps below, shrunk too
     MNIST=("${MNIST[@]}" "sweep.kernel.g2=[0.0, 0.977]" "sweep.optim.critic.lr=[1.0e-05]")
