@@ -112,3 +112,68 @@ def test_the_target_is_ten_digits_of_each_class_not_the_first_hundred_zeros():
     assert C.load_config(base).target.order == "interleaved"
     assert classes("interleaved") == [10] * 10
     assert classes("stored") == [100] + [0] * 9
+
+
+# ----------------------------------------------------------------------------- the diagram in the authors' style
+def _fake_search(folder, digits_norm=27.3):
+    """A boundary search's files by hand: 2 critic-lr rows x 3 g2 points x 3 seeds with chosen
+    clouds, one row with a crossing and one without."""
+    from gandy.runs.store import write_tables
+
+    rows = []
+    clouds = {  # (lr, g2) -> per seed (|cos|, norm, coverage_kl)
+        (1e-3, 0.01): [(0.30, 27.0, 0.03), (0.31, 27.5, 0.01), (0.95, 900.0, 4.6)],  # data-like by 2 of 3
+        (1e-3, 0.1): [(0.60, 21.0, 3.3), (0.97, 100.0, 4.6), (0.58, 22.0, 3.1)],  # on the mean by 2 of 3
+        (1e-3, 0.9): [(0.99, 1e4, 4.6), (1.00, 1e5, 4.6), (0.61, 21.0, 3.4)],  # ran away by 2 of 3
+        (1e-5, 0.01): [(0.60, 21.0, 3.3), (0.99, 1e4, 4.6), (0.62, 20.0, 3.2)],
+        (1e-5, 0.1): [(0.60, 21.0, 3.3), (0.99, 1e4, 4.6), (0.50, 40.0, 2.0)],  # a three-way tie: mean_like first
+        (1e-5, 0.9): [(0.99, 1e4, 4.6)] * 3,
+    }
+    m = 0
+    for (lr, g2), seeds in clouds.items():
+        for s, (c, n, kl) in enumerate(seeds):
+            rows.append({"member": m, X: g2, Y: lr, "seed": s, "mean_abs_cos": c, "mean_norm": n, "coverage_kl": kl,
+                         "phase": "converged" if kl < 1 else "collapsed",
+                         "samples_uint8": np.full(16 * 784, m, dtype=np.uint8)})
+            m += 1
+    results = pd.DataFrame(rows)
+    table = pd.DataFrame([{Y: 1e-3, "x50": 0.05, "lo": 0.02, "hi": np.inf, "censored": ""},
+                          {Y: 1e-5, "x50": np.nan, "lo": np.nan, "hi": np.nan, "censored": "half_failed_at_both_ends"}])
+    folder.mkdir()
+    (folder / "config.yaml").write_text(C.dump_config(C.load_config(base_config(), ["sweep=null"])))
+    write_tables(folder, {"results": results, "boundary": table}, {})
+    return results, table
+
+
+def test_the_diagram_labels_each_point_by_its_seeds_majority_cloud(tmp_path):
+    from gandy.studies.mnist_collapse.figures import _point_clouds
+
+    results, _ = _fake_search(tmp_path / "s")
+    pts = _point_clouds(results, X, Y, 27.3).set_index([Y, X])
+    assert pts.loc[(1e-3, 0.01), "cloud"] == "data_like" and pts.loc[(1e-3, 0.1), "cloud"] == "mean_like"
+    assert pts.loc[(1e-3, 0.9), "cloud"] == "runaway" and pts.loc[(1e-5, 0.1), "cloud"] == "mean_like"  # the tie
+    assert pts.loc[(1e-3, 0.01), "coverage_kl"] == pytest.approx((0.01 + 0.03 + 4.6) / 3)
+    assert (pts.seeds == 3).all()
+
+
+def test_gandy_plot_mnist_draws_the_diagram_and_one_sample_row_per_cloud_phase(tmp_path, invoke_cli, monkeypatch):
+    from gandy.studies.mnist_collapse import figures as F
+
+    results, _ = _fake_search(tmp_path / "s")
+    authors = tmp_path / "authors.csv"
+    authors.write_text("g2_over_g1,critic_lr,mean_abs_cos,mean_norm\n0,1e-05,0.44,38.6\n0.01,1e-05,0.62,27.0\n"
+                       "0.977,0.0014678,0.54,21.0\n")
+    drawn = {}
+    real = F.draw_image_rows
+    monkeypatch.setattr(F, "draw_image_rows", lambda images, labels, colors, path, title: drawn.update(
+        images=images, labels=labels) or real(images, labels, colors, path, title))
+    res = invoke_cli(["plot", "mnist", tmp_path / "s", "--table", authors])
+    assert res.exit_code == 0, res.stderr
+    for name in ("mnist-diagram.png", "mnist-samples.png"):
+        assert (tmp_path / "s" / "figures" / name).stat().st_size > 10_000
+    # one row per phase present (data-like, partial, mean, runaway), each the run with its phase's median coverage KL
+    assert [lab.split("\n")[0] for lab in drawn["labels"]] == ["data-like", "partial", "on the mean image", "ran away"]
+    assert drawn["images"].shape == (4, 8, 28, 28)
+    assert drawn["images"][0, 0, 0, 0] == pytest.approx(1 / 255)  # data-like: member 1 (KL 0.01) before member 0 (0.03)
+    bad = invoke_cli(["plot", "mnist", tmp_path / "s", "--table", tmp_path / "missing.csv"])
+    assert bad.exit_code == 2 and "calibration.table" in bad.stderr

@@ -280,8 +280,13 @@ def boundary_cmd(
     """Bisection along --x for every value of --y on the fraction of seeds that fail, a logistic
     fit per row and a bootstrap interval for x50 (docs/sweeps.md, "Boundaries")."""
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
+    draw = plots.plot_boundary
     if config in studies.EXPERIMENTS and not Path(config).is_file():
         source = studies.EXPERIMENTS[config].sweep_config
+        own = studies.EXPERIMENTS[config].boundary_figures
+        if own is not None:
+            def draw(d):  # the search's figure, then the study's own
+                return [*plots.plot_boundary(d), *own(d)]
         if source is None:
             raise ConfigError("config", f"experiment {config!r} has no single sweep config; give a YAML file")
         cfg = config_.load_config(source(), list(overrides or []))
@@ -294,7 +299,7 @@ def boundary_cmd(
                                   per_round=per_round, resume=resume,
                                   replace=force, executor=executor, address=address, workers=workers,
                                   progress=not quiet, echo=typer.echo, checkpoint_seconds=checkpoint_every,
-                                  connect_timeout=connect_timeout, draw=plots.plot_boundary)
+                                  connect_timeout=connect_timeout, draw=draw)
     for row in table.to_dict("records"):
         where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if row["censored"] == "" else \
             f"no crossing in the range ({row['censored'].replace('_', ' ')})"
@@ -482,6 +487,30 @@ def plot_samples_cmd(
     except FileNotFoundError as e:
         raise ConfigError("DIR", str(e)) from None
     typer.echo(str(path))
+
+
+@plot_app.command("mnist")
+@_guarded
+def plot_mnist_cmd(
+    run_dir: Path = typer.Argument(..., metavar="DIR", help="a finished gandy boundary mnist-collapse search, or a "
+                                   "mnist-collapse sweep (DIR/sweep of the experiment)"),
+    table: Optional[str] = typer.Option(None, "--table", metavar="CSV", help="the authors' calibration table "
+                                        "(default: ../shared/reference/durr_mnist_calibration.csv where it exists)"),
+):
+    """The MNIST-100 diagram in the authors' style (g2/g1 against critic lr, points by cloud phase
+    and coverage KL, gandy's boundary with its interval, the authors' clouds beside) and sample
+    panels, one run per cloud phase (docs/bridge.md)."""
+    if not (run_dir / "results.parquet").exists() or not (run_dir / "config.yaml").exists():
+        raise ConfigError("DIR", f"{run_dir} holds no finished search or sweep (results.parquet, config.yaml)")
+    from gandy.studies.mnist_collapse.experiment import X, Y, diagram_figures
+
+    cols = set(sweep_store.read_parquet(run_dir / "results.parquet").columns)
+    if not {X, Y, "mean_abs_cos", "mean_norm", "coverage_kl"} <= cols:
+        raise ConfigError("DIR", f"{run_dir} is not an MNIST search or sweep over {X} and {Y} (its results lack them)")
+    with outputs.output_lock(run_dir):
+        paths = diagram_figures(run_dir, table)
+    for path in paths:
+        typer.echo(str(path))
 
 
 @app.command("demo", short_help="Split vs collapse on a two-mode target, and a phase diagram.")

@@ -60,6 +60,36 @@ def cloud_spread(cos, norm) -> np.ndarray:
         return norm * np.sqrt(np.clip(1.0 - cos, 0.0, 1.0))
 
 
+CLOUD_PHASES = ("data_like", "mean_like", "noise_like", "runaway", "other", "diverged")
+"""The labels of :func:`cloud_phase`."""
+
+
+def cloud_phase(cos, norm, digits_norm: float, noise_cos: float = 0.15, data_cos: float = 0.4,
+                data_norm: float = 0.2, runaway: float = 2.0) -> np.ndarray:
+    """The phase of MNIST particle clouds from their final mean |cos| and mean norm alone (arrays
+    of one shape), with D = ``digits_norm`` the target digits' mean norm (:func:`digit_stats`), in
+    this order: ``diverged`` where a number is not finite; ``runaway`` if norm > ``runaway`` D;
+    ``noise_like`` if |cos| < ``noise_cos`` (independent 784-D Gaussian vectors have ~0.03, the
+    digits among themselves 0.30: an unmoved or unstructured cloud); ``data_like`` if |cos| <=
+    ``data_cos`` and norm within ``data_norm`` (relative) of D; ``mean_like`` if |cos| >
+    ``data_cos`` and norm <= D (pulled onto the data's mean image, about 0.6 / 22: a collapse onto
+    the mean, not onto one digit); ``other`` otherwise (bounded, none of these: a partial
+    collapse). One rule for the authors' published clouds (two numbers each) and for gandy's, so
+    the two are labelled alike (mnist-calibrate, the MNIST diagram). Returns an object array of
+    :data:`CLOUD_PHASES` labels."""
+    cos, norm = np.asarray(cos, dtype=float), np.asarray(norm, dtype=float)
+    out = np.full(cos.shape, "other", dtype=object)
+    finite = np.isfinite(cos) & np.isfinite(norm)
+    rel = np.where(finite, norm, 0.0) / digits_norm
+    c = np.where(finite, cos, 0.0)
+    out[finite & (c <= data_cos) & (np.abs(rel - 1) <= data_norm)] = "data_like"
+    out[finite & (c > data_cos) & (rel <= 1)] = "mean_like"
+    out[finite & (c < noise_cos)] = "noise_like"
+    out[finite & (rel > runaway)] = "runaway"
+    out[~finite] = "diverged"  # the last assignment wins: the rule's order read backwards
+    return out
+
+
 def seed_interval(values, level: float = 0.95) -> tuple[float, float, float, int]:
     """The mean of ``values`` (one number per seed) and its two-sided ``level`` confidence interval
     by Student's t: mean +- t_{(1 + level) / 2, n - 1} * s / sqrt(n), s the sample standard deviation

@@ -71,6 +71,9 @@ class Experiment:
     sweep_config: Optional[Callable[[], dict]] = None
     """The raw config of the study's phase diagram (a two-axis ``sweep:``), where it has one:
     what ``gandy boundary EXPERIMENT`` searches."""
+    boundary_figures: Optional[Callable[[Path], list[Path]]] = None
+    """The study's own figures of a finished ``gandy boundary EXPERIMENT`` folder (beside the
+    search's generic one), where it has some; their paths."""
 
 
 def packaged(module: str, name: str = "config.yaml") -> dict:

@@ -380,10 +380,11 @@ def phase_handles(present) -> list:
 def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000) -> pd.DataFrame:
     """Per value of ``y``, where half the runs fail to split (SPLIT_FAILED) along ``x``: the
     logistic x50 and its interval (:func:`gandy.core.metrics.boundary.row_boundaries`), as a table
-    with columns ``y``, ``x50``, ``lo``, ``hi``."""
+    with columns ``y``, ``x50``, ``lo``, ``hi`` and ``censored`` (why a row has no x50 in range)."""
     fits = row_boundaries(results[x].to_numpy(float), results[y].to_numpy(float),
                           results.phase.isin(SPLIT_FAILED).to_numpy(), log=xlog, draws=draws)
-    return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi} for yv, b in fits], columns=[y, "x50", "lo", "hi"])
+    return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi, "censored": b.censored} for yv, b in fits],
+                        columns=[y, "x50", "lo", "hi", "censored"])
 
 
 def plot_boundary(run_dir: Path) -> list[Path]:

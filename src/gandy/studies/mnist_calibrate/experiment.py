@@ -21,7 +21,7 @@ the means over its members with finite numbers (``diverged`` counts the others, 
 within and never agree). Candidates are ranked by fit, then phase agreement, then the sum of the
 two mean errors.
 
-**Cloud phases** (:func:`cloud_phase`): the table has the final numbers only, not the series
+**Cloud phases** (:func:`cloud_phase`, the rule of :func:`gandy.runs.summaries.cloud_phase`): the table has the final numbers only, not the series
 gandy's phase rule reads, so one rule on the two numbers is applied to the authors' clouds and to
 gandy's alike, with D the target digits' own mean norm (27.3 for ten of each class), in this order:
 ``diverged`` where gandy's numbers are not finite; ``runaway`` if norm > ``runaway`` x D (2, the
@@ -85,6 +85,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.datafile import check_data_file
 from gandy.core.errors import option
 from gandy.runs import config as C
+from gandy.runs import summaries
 from gandy.runs.execute import Rows, check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.plan import SweepMember, members_at
@@ -97,8 +98,6 @@ DESCRIPTION = "784-D: a config scored against the authors' clouds (|cos|, norm, 
 X, Y = "kernel.g2", "optim.critic.lr"
 COLUMNS = ("g2_over_g1", "critic_lr", "mean_abs_cos", "mean_norm")
 """The columns a calibration table needs (others are ignored)."""
-CLOUD_PHASES = ("data_like", "mean_like", "noise_like", "runaway", "other", "diverged")
-"""The labels of :func:`cloud_phase`."""
 POINT_KEYS = (X, Y, "kernel.g1", "sweep", "search", "calibration")
 """Keys a choice may not override: the points set g2 and the critic lr (g2 from g1), and a choice
 is one config, not a sweep."""
@@ -266,20 +265,9 @@ def select_points(table: pd.DataFrame, every: int = 1, rows: Optional[Sequence[f
 
 # ----------------------------------------------------------------------------- scoring
 def cloud_phase(cos, norm, digits_norm: float, cal: Calibration) -> np.ndarray:
-    """The phase of clouds from their mean |cos| and mean norm (arrays of one shape; the rule in
-    the module docstring), ``digits_norm`` the target digits' mean norm. Returns an object array of
-    :data:`CLOUD_PHASES` labels."""
-    cos, norm = np.asarray(cos, dtype=float), np.asarray(norm, dtype=float)
-    out = np.full(cos.shape, "other", dtype=object)
-    finite = np.isfinite(cos) & np.isfinite(norm)
-    rel = np.where(finite, norm, 0.0) / digits_norm
-    c = np.where(finite, cos, 0.0)
-    out[finite & (c <= cal.data_cos) & (np.abs(rel - 1) <= cal.data_norm)] = "data_like"
-    out[finite & (c > cal.data_cos) & (rel <= 1)] = "mean_like"
-    out[finite & (c < cal.noise_cos)] = "noise_like"
-    out[finite & (rel > cal.runaway)] = "runaway"
-    out[~finite] = "diverged"  # the last assignment wins: the rule's order read backwards
-    return out
+    """:func:`gandy.runs.summaries.cloud_phase` with ``cal``'s thresholds."""
+    return summaries.cloud_phase(cos, norm, digits_norm, noise_cos=cal.noise_cos, data_cos=cal.data_cos,
+                                 data_norm=cal.data_norm, runaway=cal.runaway)
 
 
 def score(gandy_cos, gandy_norm, authors_cos, authors_norm, digits_norm: float, cal: Calibration) -> pd.DataFrame:

@@ -13,14 +13,18 @@ The full grid (25 x 18 = 450 members) is a GPU job; ``--quick`` runs 5 x 3 of it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.config import load_config
+from gandy.runs.store import read_parquet
+from gandy.runs.summaries import digit_stats
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
-from gandy.studies.mnist_collapse.figures import plot_mnist_collapse
+from gandy.studies.mnist_collapse.figures import plot_mnist_collapse, plot_mnist_diagram, plot_mnist_samples
+from gandy.views.plots import grid_boundary
 
 DESCRIPTION = "100 particles in 784-D vs 100 MNIST digits: collapse phase diagram over g2/g1 x critic lr"
 X, Y = "kernel.g2", "optim.critic.lr"
@@ -63,4 +67,33 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     return [plot_mnist_collapse(res, out / "figures" / "mnist-collapse.png", X, Y)]
 
 
-EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config)
+AUTHORS_TABLE = "../shared/reference/durr_mnist_calibration.csv"
+"""Where the project keeps the authors' calibration table (mnist-calibrate's ``calibration.table``,
+relative to the working directory); outside the repository, so it may be absent."""
+
+
+def diagram_figures(folder: Path, table: Optional[str] = None) -> list[Path]:
+    """The MNIST diagram of a finished boundary search or sweep in ``folder`` (its
+    ``results.parquet`` and ``config.yaml``; the boundary of ``boundary.parquet``, or for a grid
+    the logistic fit of each critic-lr row, :func:`gandy.views.plots.grid_boundary`), with the
+    authors' published clouds from ``table`` (default: :data:`AUTHORS_TABLE` where it exists), and
+    the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
+    ``figures/mnist-samples.png`` in ``folder``. A malformed table is refused (ConfigError naming
+    ``calibration.table``) before anything is drawn."""
+    from gandy.studies.mnist_calibrate.experiment import read_table  # the table's one reader
+
+    folder = Path(folder)
+    authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
+    results = read_parquet(folder / "results.parquet")
+    digits = digit_stats(load_config(str(folder / "config.yaml")).target)["mean_norm"]
+    if (folder / "boundary.parquet").is_file():
+        rows = read_parquet(folder / "boundary.parquet")
+    else:
+        rows = grid_boundary(results[results[X] > 0], X, Y, xlog=True)
+    out = [plot_mnist_diagram(results, rows, folder / "figures" / "mnist-diagram.png", digits, authors)]
+    if "samples_uint8" in results:
+        out.append(plot_mnist_samples(results, folder / "figures" / "mnist-samples.png", digits))
+    return out
+
+
+EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config, boundary_figures=diagram_figures)
