@@ -260,7 +260,7 @@ def boundary_cmd(
     config: str = typer.Argument(..., metavar="CONFIG", help="a YAML config with a two-axis sweep: section, or an "
                                  "experiment whose config is one (collapse-1d, critic-types, mnist-collapse)"),
     overrides: Optional[List[str]] = typer.Argument(None, metavar="KEY=VALUE", help="dotted overrides, e.g. critic.activation=tanh"),
-    x: str = typer.Option(..., "--x", metavar="KEY", help="the swept key searched by bisection (its range and scale)"),
+    x: str = typer.Option(..., "--x", metavar="KEY", help="the swept key searched (its range and scale)"),
     y: str = typer.Option(..., "--y", metavar="KEY", help="the swept key whose values are the rows"),
     seeds: Optional[int] = typer.Option(None, "--seeds", metavar="K", help="seeds 0..K-1 at every point (default: the config's)"),
     resolution: Optional[int] = typer.Option(None, "--resolution", metavar="R", help="positions along x, evenly spaced on its scale (default: the x axis's number of values)"),
@@ -277,8 +277,10 @@ def boundary_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     report: bool = typer.Option(False, "--report", help="also write DIR/report.html (gandy report)"),
 ):
-    """Bisection along --x for every value of --y on the fraction of seeds that fail, a logistic
-    fit per row and a bootstrap interval for x50 (docs/sweeps.md, "Boundaries")."""
+    """Bisection (or K-section, --per-round K) along --x for every value of --y on the fraction of
+    seeds that fail, a logistic fit per row and a bootstrap interval for x50 (docs/sweeps.md,
+    "Boundaries"); an experiment's own figures too (mnist-collapse: the diagram in the authors'
+    style, docs/bridge.md)."""
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     draw = plots.plot_boundary
     if config in studies.EXPERIMENTS and not Path(config).is_file():
