@@ -94,7 +94,7 @@ run boundary 520 gandy boundary mnist-collapse "${MNIST[@]}" "sweep.kernel.g2={l
     "sweep.optim.critic.lr=$ROWS" --x kernel.g2 --y optim.critic.lr --seeds 2 --per-round 7 -q -o "$WORK/mnist-boundary" &
 run calibrate 520 gandy run mnist-calibrate "calibration.table=$TABLE" steps=1000 log_every=100 "seeds=[0,1]" \
     "calibration.every=$EVERY" "calibration.choices={}" "${MNIST[@]}" -q -o "$WORK/mnist-calibrate" &
-run robustness 520 python3 benchmarks/robustness_parallel.py "$WORK/robustness" "${ROB[@]}" --workers 3 &
+GANDY_THREADS=1 run robustness 520 python3 benchmarks/robustness_parallel.py "$WORK/robustness" "${ROB[@]}" --workers 3 &
 wait
 if [ -n "$DRY" ]; then  # the steps below, shrunk too
     MNIST=("${MNIST[@]}" "sweep.kernel.g2=[0.0, 0.977]" "sweep.optim.critic.lr=[1.0e-05]")
