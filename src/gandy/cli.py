@@ -51,6 +51,7 @@ studies = LazyModule("gandy.studies")
 study_base = LazyModule("gandy.studies.base")
 damping_model = LazyModule("gandy.studies.damping.model")
 demo = LazyModule("gandy.studies.demo.experiment")
+mnist_collapse = LazyModule("gandy.studies.mnist_collapse.experiment")
 universality = LazyModule("gandy.studies.universality.model")
 plots = LazyModule("gandy.views.plots")
 report_ = LazyModule("gandy.views.report")
@@ -504,13 +505,12 @@ def plot_mnist_cmd(
     panels, one run per cloud phase (docs/bridge.md)."""
     if not (run_dir / "results.parquet").exists() or not (run_dir / "config.yaml").exists():
         raise ConfigError("DIR", f"{run_dir} holds no finished search or sweep (results.parquet, config.yaml)")
-    from gandy.studies.mnist_collapse.experiment import X, Y, diagram_figures
-
+    x, y = mnist_collapse.X, mnist_collapse.Y
     cols = set(sweep_store.read_parquet(run_dir / "results.parquet").columns)
-    if not {X, Y, "mean_abs_cos", "mean_norm", "coverage_kl"} <= cols:
-        raise ConfigError("DIR", f"{run_dir} is not an MNIST search or sweep over {X} and {Y} (its results lack them)")
+    if not {x, y, "mean_abs_cos", "mean_norm", "coverage_kl"} <= cols:
+        raise ConfigError("DIR", f"{run_dir} is not an MNIST search or sweep over {x} and {y} (its results lack them)")
     with outputs.output_lock(run_dir):
-        paths = diagram_figures(run_dir, table)
+        paths = mnist_collapse.diagram_figures(run_dir, table)
     for path in paths:
         typer.echo(str(path))
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from gandy.core.datafile import check_data_file
+from gandy.core.errors import ConfigError
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
 from gandy.runs.boundary import boundary_table
@@ -87,6 +89,50 @@ def cloud_phase(cos, norm, digits_norm: float, noise_cos: float = 0.15, data_cos
     out[finite & (c < noise_cos)] = "noise_like"
     out[finite & (rel > runaway)] = "runaway"
     out[~finite] = "diverged"  # the last assignment wins: the rule's order read backwards
+    return out
+
+
+COLUMNS = ("g2_over_g1", "critic_lr", "mean_abs_cos", "mean_norm")
+"""The columns a calibration table needs (others are ignored)."""
+MAX_TABLE_BYTES = 10_000_000
+"""A calibration table larger than this is refused before it is read (the authors' grid: 676 rows)."""
+
+
+def read_table(path: str) -> pd.DataFrame:
+    """The calibration table at ``path``: the :data:`COLUMNS` as floats, one row per point. Refused
+    (ConfigError naming ``calibration.table``, with the file, the column and the line) where it is
+    missing, not a CSV, lacks a column, holds a value that is not a finite number, a negative
+    g2/g1, a critic lr or norm <= 0, a |cos| outside [0, 1], or a point twice."""
+    field = "calibration.table"
+    p = check_data_file(path, field, expected=f"a CSV file with the columns {', '.join(COLUMNS)}")
+    if p.stat().st_size > MAX_TABLE_BYTES:
+        raise ConfigError(field, f"{p} holds {p.stat().st_size:,} bytes; a calibration table is at most "
+                                   f"{MAX_TABLE_BYTES:,}")
+    try:
+        t = pd.read_csv(p, dtype=str)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ConfigError(field, f"cannot read {p} as a CSV table: {type(e).__name__}: {e}") from None
+    missing = [c for c in COLUMNS if c not in t.columns]
+    if missing:
+        raise ConfigError(field, f"{p} lacks the column(s) {', '.join(missing)}; a calibration table has "
+                                   f"{', '.join(COLUMNS)}")
+    if t.empty:
+        raise ConfigError(field, f"{p} holds no rows")
+    out = pd.DataFrame({c: pd.to_numeric(t[c].str.strip(), errors="coerce") for c in COLUMNS})
+    checks = {"g2_over_g1": (lambda v: v >= 0, ">= 0"), "critic_lr": (lambda v: v > 0, "> 0"),
+              "mean_abs_cos": (lambda v: (v >= 0) & (v <= 1), "in [0, 1]"), "mean_norm": (lambda v: v > 0, "> 0")}
+    for c in COLUMNS:
+        v = out[c].to_numpy(float)
+        ok, what = checks[c]
+        bad = ~np.isfinite(v) | ~ok(np.nan_to_num(v, nan=-1.0))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigError(field, f"{p}, line {i + 2}: {c} must be a finite number {what}, got {t[c].iloc[i]!r}")
+    dup = out.duplicated(["g2_over_g1", "critic_lr"])
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise ConfigError(field, f"{p}, line {i + 2}: the point (g2_over_g1 {out.g2_over_g1.iloc[i]:g}, critic_lr "
+                                   f"{out.critic_lr.iloc[i]:g}) appears twice")
     return out
 
 

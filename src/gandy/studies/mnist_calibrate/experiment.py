@@ -82,7 +82,6 @@ import numpy as np
 import pandas as pd
 
 from gandy.core.atomic import write_atomic
-from gandy.core.datafile import check_data_file
 from gandy.core.errors import option
 from gandy.runs import config as C
 from gandy.runs import summaries
@@ -90,19 +89,15 @@ from gandy.runs.execute import Rows, check_members, check_options, execute
 from gandy.runs.executors import EXECUTORS
 from gandy.runs.plan import SweepMember, members_at
 from gandy.runs.store import read_json, resume_identity
-from gandy.runs.summaries import cloud_spread, digit_stats
+from gandy.runs.summaries import COLUMNS, cloud_spread, digit_stats, read_table
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_calibrate.figures import plot_calibration
 
 DESCRIPTION = "784-D: a config scored against the authors' clouds (|cos|, norm, phase); the uncertain choices searched"
 X, Y = "kernel.g2", "optim.critic.lr"
-COLUMNS = ("g2_over_g1", "critic_lr", "mean_abs_cos", "mean_norm")
-"""The columns a calibration table needs (others are ignored)."""
 POINT_KEYS = (X, Y, "kernel.g1", "sweep", "search", "calibration")
 """Keys a choice may not override: the points set g2 and the critic lr (g2 from g1), and a choice
 is one config, not a sweep."""
-MAX_TABLE_BYTES = 10_000_000
-"""A calibration table larger than this is refused before it is read (the authors' grid: 676 rows)."""
 MAX_COMBINATIONS = 20_000
 """Most combinations :func:`check_combinations` validates before a run (half a millisecond each)."""
 QUICK = ["steps=20", "log_every=10", "calibration.every=100",
@@ -199,44 +194,6 @@ def parse_calibration(raw) -> Calibration:
     if cal.noise_cos >= cal.data_cos:
         raise C.ConfigError("calibration.noise_cos", f"must lie below data_cos ({cal.data_cos:g}), got {cal.noise_cos:g}")
     return cal
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """The calibration table at ``path``: the :data:`COLUMNS` as floats, one row per point. Refused
-    (ConfigError naming ``calibration.table``, with the file, the column and the line) where it is
-    missing, not a CSV, lacks a column, holds a value that is not a finite number, a negative
-    g2/g1, a critic lr or norm <= 0, a |cos| outside [0, 1], or a point twice."""
-    field = "calibration.table"
-    p = check_data_file(path, field, expected=f"a CSV file with the columns {', '.join(COLUMNS)}")
-    if p.stat().st_size > MAX_TABLE_BYTES:
-        raise C.ConfigError(field, f"{p} holds {p.stat().st_size:,} bytes; a calibration table is at most "
-                                   f"{MAX_TABLE_BYTES:,}")
-    try:
-        t = pd.read_csv(p, dtype=str)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise C.ConfigError(field, f"cannot read {p} as a CSV table: {type(e).__name__}: {e}") from None
-    missing = [c for c in COLUMNS if c not in t.columns]
-    if missing:
-        raise C.ConfigError(field, f"{p} lacks the column(s) {', '.join(missing)}; a calibration table has "
-                                   f"{', '.join(COLUMNS)}")
-    if t.empty:
-        raise C.ConfigError(field, f"{p} holds no rows")
-    out = pd.DataFrame({c: pd.to_numeric(t[c].str.strip(), errors="coerce") for c in COLUMNS})
-    checks = {"g2_over_g1": (lambda v: v >= 0, ">= 0"), "critic_lr": (lambda v: v > 0, "> 0"),
-              "mean_abs_cos": (lambda v: (v >= 0) & (v <= 1), "in [0, 1]"), "mean_norm": (lambda v: v > 0, "> 0")}
-    for c in COLUMNS:
-        v = out[c].to_numpy(float)
-        ok, what = checks[c]
-        bad = ~np.isfinite(v) | ~ok(np.nan_to_num(v, nan=-1.0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise C.ConfigError(field, f"{p}, line {i + 2}: {c} must be a finite number {what}, got {t[c].iloc[i]!r}")
-    dup = out.duplicated(["g2_over_g1", "critic_lr"])
-    if dup.any():
-        i = int(np.flatnonzero(dup.to_numpy())[0])
-        raise C.ConfigError(field, f"{p}, line {i + 2}: the point (g2_over_g1 {out.g2_over_g1.iloc[i]:g}, critic_lr "
-                                   f"{out.critic_lr.iloc[i]:g}) appears twice")
-    return out
 
 
 def select_points(table: pd.DataFrame, every: int = 1, rows: Optional[Sequence[float]] = None) -> pd.DataFrame:

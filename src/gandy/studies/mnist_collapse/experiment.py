@@ -20,7 +20,7 @@ import pandas as pd
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.config import load_config
 from gandy.runs.store import read_parquet
-from gandy.runs.summaries import digit_stats
+from gandy.runs.summaries import digit_stats, read_table
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
 from gandy.studies.mnist_collapse.figures import plot_mnist_collapse, plot_mnist_diagram, plot_mnist_samples
@@ -80,8 +80,6 @@ def diagram_figures(folder: Path, table: Optional[str] = None) -> list[Path]:
     the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
     ``figures/mnist-samples.png`` in ``folder``. A malformed table is refused (ConfigError naming
     ``calibration.table``) before anything is drawn."""
-    from gandy.studies.mnist_calibrate.experiment import read_table  # the table's one reader
-
     folder = Path(folder)
     authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
     results = read_parquet(folder / "results.parquet")
