@@ -114,18 +114,13 @@ def plan_search(cfg: C.Config, x: str, y: str, seeds: Optional[int] = None, reso
     ay = next(a for a in axes if a.key == y)
     if resolution is None:
         resolution = len(ax.values)
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 3:
-        raise C.ConfigError("resolution", f"must be a whole number >= 3 (positions along x), got {resolution!r}")
+    _whole("resolution", resolution, 3, " (positions along x)")
     if resolution > 1 + 2 ** 20:
         raise C.ConfigError("resolution", f"{resolution} positions is finer than a search needs; at most {1 + 2 ** 20}")
-    if isinstance(per_round, bool) or not isinstance(per_round, int) or per_round < 1:
-        raise C.ConfigError("per_round", f"must be a whole number >= 1 (positions per row and round), got {per_round!r}")
-    if seeds is None:
-        seed_list = tuple(cfg.seeds)
-    elif isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise C.ConfigError("seeds", f"must be a whole number >= 1, got {seeds!r}")
-    else:
-        seed_list = tuple(range(seeds))
+    _whole("per_round", per_round, 1, " (positions per row and round)")
+    if seeds is not None:
+        _whole("seeds", seeds, 1)
+    seed_list = tuple(cfg.seeds) if seeds is None else tuple(range(seeds))
     bad = [p for p in fail if p not in PHASES]
     if bad or not fail:
         raise C.ConfigError("fail", f"unknown phase {bad[0]!r}; phases: {', '.join(PHASES)}" if bad else "needs a phase")
@@ -138,6 +133,12 @@ def plan_search(cfg: C.Config, x: str, y: str, seeds: Optional[int] = None, reso
     scale = ax.scale  # logspace, or three or more values evenly spaced in log: log
     xs = np.geomspace(lo, hi, resolution) if scale == "log" else np.linspace(lo, hi, resolution)
     return Search(x, y, tuple(float(v) for v in xs), tuple(ay.values), scale, seed_list, tuple(fail), per_round)
+
+
+def _whole(field: str, value, least: int, what: str = "") -> None:
+    """Refuse a ``value`` that is not a whole number >= ``least`` (ConfigError naming ``field``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise C.ConfigError(field, f"must be a whole number >= {least}{what}, got {value!r}")
 
 
 # ----------------------------------------------------------------------------- bisection
@@ -180,12 +181,13 @@ def bisect(resolution: int, rows: int, evaluate: Callable[[list[tuple[int, int]]
         active = [r for r, row in enumerate(out) if row.state == "open"]
         if not active:
             return out
-        asks = [(r, p) for r in active for p in _inside(out[r].lo, out[r].hi, per_round)]
+        inside = {r: _inside(out[r].lo, out[r].hi, per_round) for r in active}
+        asks = [(r, p) for r in active for p in inside[r]]
         f = dict(zip(asks, evaluate(asks)))
         for r in active:
             row = out[r]
-            walk = [row.lo, *_inside(row.lo, row.hi, per_round), row.hi]  # from the end that does not fail
-            walk = walk if row.up else walk[::-1]
+            walk = [row.lo, *inside[r], row.hi]
+            walk = walk if row.up else walk[::-1]  # from the end that does not fail
             k = [False, *(f[(r, p)] >= 0.5 for p in walk[1:-1]), True].index(True)
             row.lo, row.hi = sorted((walk[k - 1], walk[k]))
 

@@ -23,11 +23,10 @@ from gandy.runs.store import read_parquet
 from gandy.runs.summaries import digit_stats, read_table
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
-from gandy.studies.mnist_collapse.figures import plot_mnist_collapse, plot_mnist_diagram, plot_mnist_samples
+from gandy.studies.mnist_collapse.figures import X, Y, plot_mnist_collapse, plot_mnist_diagram, plot_mnist_samples
 from gandy.views.plots import grid_boundary
 
 DESCRIPTION = "100 particles in 784-D vs 100 MNIST digits: collapse phase diagram over g2/g1 x critic lr"
-X, Y = "kernel.g2", "optim.critic.lr"
 
 
 def base_config() -> dict:

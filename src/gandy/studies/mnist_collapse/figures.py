@@ -11,6 +11,7 @@ from gandy.runs.summaries import CLOUD_PHASES, cloud_phase
 from gandy.views.plots import draw_image_rows, draw_phase, draw_phase_labels, mpl, phase_grid, plt, save_figure
 
 X, Y = "kernel.g2", "optim.critic.lr"
+"""The diagram's axes: g2 (g1 = 1, so g2/g1) and the critic's learning rate."""
 
 
 def plot_mnist_collapse(results: pd.DataFrame, path: Path, x: str, y: str) -> Path:
@@ -86,8 +87,8 @@ def _cloud_markers(ax, pts: pd.DataFrame, x: str, y: str, colour=None, **kw):
 def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: float) -> None:
     """Per row of a boundary table (``y``, ``x50``, ``lo``, ``hi``, ``censored``): x50 at (y, x50)
     with a vertical bar over its interval (clipped to the axis: an unbounded side runs to the
-    edge); a row with no crossing in the range an arrow at the edge it lies beyond."""
-    first = True
+    edge); a row with no crossing in the range an arrow at the edge it lies beyond (the figure's
+    legend names all three)."""
     for r in rows.sort_values(y).to_dict("records"):
         cens, yv, x50 = r.get("censored") or "", r[y], float(r["x50"])
         if cens in ("half_failed_at_both_ends", "below_range", "all_failed"):
@@ -99,9 +100,7 @@ def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: floa
             hi = r["hi"] if np.isfinite(r["hi"]) else hi_edge
             lo, hi = max(min(lo, x50), lo_edge), min(max(hi, x50), hi_edge)
             ax.errorbar([yv], [x50], yerr=[[x50 - lo], [hi - x50]], fmt="_", color="k", ms=14, mew=2,
-                        capsize=4, lw=1.4, zorder=4, label="gandy: g2/g1 where half the seeds fail, 95 % interval"
-                        if first else None)
-            first = False
+                        capsize=4, lw=1.4, zorder=4)
 
 
 def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, digits_norm: float,
