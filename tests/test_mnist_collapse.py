@@ -177,3 +177,51 @@ def test_gandy_plot_mnist_draws_the_diagram_and_one_sample_row_per_cloud_phase(t
     assert drawn["images"][0, 0, 0, 0] == pytest.approx(1 / 255)  # data-like: member 1 (KL 0.01) before member 0 (0.03)
     bad = invoke_cli(["plot", "mnist", tmp_path / "s", "--table", tmp_path / "missing.csv"])
     assert bad.exit_code == 2 and "calibration.table" in bad.stderr
+
+
+def _fake_calibration(folder, results, trials=(0, 1)):
+    """A mnist-calibrate output by hand: ``results`` as candidate 0's members and again, shifted, as
+    candidate 1's (another config, which the diagram must leave out), and its calibration.json."""
+    from gandy.runs.store import write_tables
+
+    other = results.assign(mean_abs_cos=0.99, mean_norm=1e5, coverage_kl=4.6)
+    both = pd.concat([results.assign(trial=t) if t == 0 else other.assign(trial=t) for t in trials], ignore_index=True)
+    folder.mkdir()
+    cfg = C.dump_config(C.load_config(base_config(), ["sweep=null"]))
+    (folder / "calibration.json").write_text(json.dumps({"config": cfg, "calibration": {}, "points": []}))
+    write_tables(folder, {"results": both.drop(columns=["samples_uint8"])}, {})
+
+
+def test_gandy_plot_mnist_pools_folders_and_reads_a_calibration_by_its_base_setting(tmp_path, invoke_cli, monkeypatch):
+    from gandy.studies.mnist_collapse import experiment as E
+
+    results, _ = _fake_search(tmp_path / "s")
+    fast = results[results[Y] == 1e-3]
+    _fake_calibration(tmp_path / "c", fast.assign(**{Y: 4.64e-4}))  # another row, as a calibration's base setting
+    seen = {}
+    real = E.plot_mnist_diagram
+    monkeypatch.setattr(E, "plot_mnist_diagram", lambda res, rows, path, digits, authors=None: seen.update(
+        results=res, rows=rows) or real(res, rows, path, digits, authors))
+    res = invoke_cli(["plot", "mnist", tmp_path / "s", tmp_path / "c", "--out", tmp_path / "both"])
+    assert res.exit_code == 0, res.stderr
+    assert (tmp_path / "both" / "figures" / "mnist-diagram.png").stat().st_size > 10_000
+    pooled = seen["results"]
+    assert len(pooled) == len(results) + len(fast)  # the calibration's candidate 1 is left out
+    assert (pooled[pooled[Y] == 4.64e-4].mean_norm < 1e3).sum() == (fast.mean_norm < 1e3).sum()
+    # several folders: no single search's boundary.parquet, so every row gets the logistic fit
+    assert sorted(seen["rows"][Y]) == [1e-5, 4.64e-4, 1e-3]
+    assert not (tmp_path / "s" / "figures").exists()  # nothing written into the folders read
+
+    # refused, exit 2, nothing written: several folders without --out; the same runs twice; two targets
+    for args, field in [([tmp_path / "s", tmp_path / "c"], "out"),
+                        ([tmp_path / "s", tmp_path / "s", "--out", tmp_path / "twice"], "in two of the folders"),
+                        ([tmp_path / "nothing"], "DIR")]:
+        bad = invoke_cli(["plot", "mnist", *args])
+        assert bad.exit_code == 2 and field in bad.stderr, bad.stderr
+    assert not (tmp_path / "twice").exists()
+    bad = invoke_cli(["plot", "mnist", tmp_path / "s", tmp_path / "c", "--out", tmp_path / "t", "--table", tmp_path / "no.csv"])
+    assert bad.exit_code == 2 and "calibration.table" in bad.stderr and not (tmp_path / "t").exists()
+    (tmp_path / "c" / "calibration.json").write_text(json.dumps({"config": C.dump_config(C.load_config(
+        base_config(), ["sweep=null", "target.n=50"]))}))
+    bad = invoke_cli(["plot", "mnist", tmp_path / "s", tmp_path / "c", "--out", tmp_path / "mixed"])
+    assert bad.exit_code == 2 and "different targets" in bad.stderr

@@ -56,6 +56,7 @@ universality = LazyModule("gandy.studies.universality.model")
 plots = LazyModule("gandy.views.plots")
 report_ = LazyModule("gandy.views.report")
 sweep_store = LazyModule("gandy.runs.store")
+summaries = LazyModule("gandy.runs.summaries")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="GAN dynamics: the effective particle model and a GAN lab.")
@@ -495,22 +496,26 @@ def plot_samples_cmd(
 @plot_app.command("mnist")
 @_guarded
 def plot_mnist_cmd(
-    run_dir: Path = typer.Argument(..., metavar="DIR", help="a finished gandy boundary mnist-collapse search, or a "
-                                   "mnist-collapse sweep (DIR/sweep of the experiment)"),
+    run_dirs: list[Path] = typer.Argument(..., metavar="DIR...", help="finished MNIST runs: gandy boundary "
+                                          "mnist-collapse searches, mnist-collapse sweeps (DIR/sweep of the experiment) "
+                                          "or gandy run mnist-calibrate outputs (their base setting); several are pooled"),
     table: Optional[str] = typer.Option(None, "--table", metavar="CSV", help="the authors' calibration table "
                                         "(default: ../shared/reference/durr_mnist_calibration.csv where it exists)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", metavar="DIR", help="where the figures go (a new folder); "
+                                       "default, and only with one DIR: DIR/figures"),
 ):
     """The MNIST-100 diagram in the authors' style (g2/g1 against critic lr, points by cloud phase
     and coverage KL, gandy's boundary with its interval, the authors' clouds beside) and sample
     panels, one run per cloud phase (docs/bridge.md)."""
-    if not (run_dir / "results.parquet").exists() or not (run_dir / "config.yaml").exists():
-        raise ConfigError("DIR", f"{run_dir} holds no finished search or sweep (results.parquet, config.yaml)")
-    x, y = mnist_collapse.X, mnist_collapse.Y
-    cols = set(sweep_store.read_parquet(run_dir / "results.parquet").columns)
-    if not {x, y, "mean_abs_cos", "mean_norm", "coverage_kl"} <= cols:
-        raise ConfigError("DIR", f"{run_dir} is not an MNIST search or sweep over {x} and {y} (its results lack them)")
-    with outputs.output_lock(run_dir):
-        paths = mnist_collapse.diagram_figures(run_dir, table)
+    if out is None and len(run_dirs) > 1:
+        raise ConfigError("out", f"{len(run_dirs)} folders are pooled into one diagram: give --out, a new folder for it")
+    mnist_collapse.pooled_runs(run_dirs)  # every folder and the table checked before anything is written
+    if table is not None:
+        summaries.read_table(table)
+    if out is not None:
+        outputs.open_output(out, "mnist-diagram")
+    with outputs.output_lock(out if out is not None else run_dirs[0]):
+        paths = mnist_collapse.diagram_figures(run_dirs, table, out)
     for path in paths:
         typer.echo(str(path))
 

@@ -12,13 +12,16 @@ The full grid (25 x 18 = 450 members) is a GPU job; ``--quick`` runs 5 x 3 of it
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
+from gandy.core.datafile import check_data_file
+from gandy.core.errors import ConfigError
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
-from gandy.runs.config import load_config
+from gandy.runs.config import load_config, load_yaml
 from gandy.runs.store import read_parquet
 from gandy.runs.summaries import digit_stats, read_table
 from gandy.runs.sweep import run_sweep
@@ -71,26 +74,77 @@ AUTHORS_TABLE = "../shared/reference/durr_mnist_calibration.csv"
 relative to the working directory); outside the repository, so it may be absent."""
 
 
-def diagram_figures(folder: Path, table: Optional[str] = None) -> list[Path]:
-    """The MNIST diagram of a finished boundary search or sweep in ``folder`` (its
-    ``results.parquet`` and ``config.yaml``; the boundary of ``boundary.parquet``, or for a grid
-    the logistic fit of each critic-lr row, :func:`gandy.views.plots.grid_boundary`), with the
-    authors' published clouds from ``table`` (default: :data:`AUTHORS_TABLE` where it exists), and
-    the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
-    ``figures/mnist-samples.png`` in ``folder``. A malformed table is refused (ConfigError naming
-    ``calibration.table``) before anything is drawn."""
+def mnist_runs(folder: Path) -> tuple:
+    """The finished MNIST runs of ``folder`` and the target config they ran on: ``(results, target)``
+    (a DataFrame and the config's ``target`` section),
+    one row per member. ``folder`` holds a boundary search or a sweep (``results.parquet`` and
+    ``config.yaml``) or a ``gandy run mnist-calibrate`` output (``results.parquet`` and
+    ``calibration.json``; its base setting's members only, ``trial`` 0: the candidates are other
+    configs). Anything else raises ConfigError("DIR", ...) naming the folder."""
     folder = Path(folder)
-    authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
+    if not (folder / "results.parquet").is_file():
+        raise ConfigError("DIR", f"{folder} holds no finished search, sweep or calibration (results.parquet)")
     results = read_parquet(folder / "results.parquet")
-    digits = digit_stats(load_config(str(folder / "config.yaml")).target)["mean_norm"]
-    if (folder / "boundary.parquet").is_file():
-        rows = read_parquet(folder / "boundary.parquet")
+    if (folder / "config.yaml").is_file():
+        cfg = load_config(str(folder / "config.yaml"))
+    elif (folder / "calibration.json").is_file():
+        record = check_data_file(folder / "calibration.json", "DIR", expected="mnist-calibrate's calibration.json")
+        try:
+            text = json.loads(record.read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ConfigError("DIR", f"{folder}/calibration.json is not a mnist-calibrate record ({e})") from None
+        cfg = load_config(load_yaml(text, f"{folder}/calibration.json", "DIR"))
+        results = results[results["trial"] == 0] if "trial" in results else results
+    else:
+        raise ConfigError("DIR", f"{folder} holds no config.yaml or calibration.json beside its results.parquet")
+    missing = {X, Y, "seed", "mean_abs_cos", "mean_norm", "coverage_kl"} - set(results.columns)
+    if missing:
+        raise ConfigError("DIR", f"{folder} is not an MNIST search, sweep or calibration over {X} and {Y} "
+                                 f"(its results lack {', '.join(sorted(missing))})")
+    return results, cfg.target
+
+
+def pooled_runs(folders) -> tuple:
+    """The runs of every folder (:func:`mnist_runs`) in one table, and their one target section:
+    ``(results, target)``. Refused (ConfigError naming ``DIR``) before anything is drawn: folders
+    whose targets differ, and a point and seed present in two folders (its seeds would count
+    twice in the majority)."""
+    runs = [mnist_runs(f) for f in folders]
+    if len({json.dumps(t.model_dump(mode="json"), sort_keys=True) for _, t in runs}) > 1:
+        raise ConfigError("DIR", "the folders ran on different targets (their target sections differ); "
+                                 "one diagram pools runs of one target")
+    results = pd.concat([r for r, _ in runs], ignore_index=True)
+    twice = results.duplicated([X, Y, "seed"])
+    if len(runs) > 1 and twice.any():
+        first = results[twice].iloc[0]
+        raise ConfigError("DIR", f"{X} = {first[X]:g}, {Y} = {first[Y]:g}, seed {int(first.seed)} is in two of the "
+                                 "folders; pooled runs must be distinct (a point's seeds would count twice)")
+    return results, runs[0][1]
+
+
+def diagram_figures(folders, table: Optional[str] = None, out: Optional[Path] = None) -> list[Path]:
+    """The MNIST diagram of one or more finished runs (:func:`mnist_runs`: boundary searches,
+    sweeps, mnist-calibrate outputs; several are pooled, and must share one target), with the
+    authors' published clouds from ``table`` (default: :data:`AUTHORS_TABLE` where it exists),
+    and the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
+    ``figures/mnist-samples.png`` in ``out`` (default: the one folder). The boundary is that of
+    the folder's ``boundary.parquet`` (one search), else the logistic fit of each critic-lr row
+    (:func:`gandy.views.plots.grid_boundary`). A malformed table is refused (ConfigError naming
+    ``calibration.table``) before anything is drawn."""
+    folders = [Path(f) for f in ([folders] if isinstance(folders, (str, Path)) else folders)]
+    authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
+    results, target = pooled_runs(folders)
+    digits = digit_stats(target)["mean_norm"]
+    out = Path(out) if out is not None else folders[0]
+    if len(folders) == 1 and (folders[0] / "boundary.parquet").is_file():
+        rows = read_parquet(folders[0] / "boundary.parquet")
     else:
         rows = grid_boundary(results[results[X] > 0], X, Y, xlog=True)
-    out = [plot_mnist_diagram(results, rows, folder / "figures" / "mnist-diagram.png", digits, authors)]
-    if "samples_uint8" in results:
-        out.append(plot_mnist_samples(results, folder / "figures" / "mnist-samples.png", digits))
-    return out
+    paths = [plot_mnist_diagram(results, rows, out / "figures" / "mnist-diagram.png", digits, authors)]
+    if "samples_uint8" in results and results["samples_uint8"].notna().any():  # runs kept without samples: left out
+        paths.append(plot_mnist_samples(results[results["samples_uint8"].notna()], out / "figures" / "mnist-samples.png",
+                                        digits))
+    return paths
 
 
 EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config, boundary_figures=diagram_figures)
