@@ -72,6 +72,9 @@ def plot_calibration(points: pd.DataFrame, path: Path, shown: dict[int, str], di
                 ax.set_xlabel("g2/g1" + (" (leftmost: 0)" if log and (row.g2_over_g1 == 0).any() else ""))
             if log:
                 ax.set_xscale("log")
+                ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))  # 1-2-5: default minor
+                ax.xaxis.set_major_formatter(plain)  # labels overlapped on a row narrower than two decades
+                ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
                 if (points.g2_over_g1 == 0).any():
                     pos = points.g2_over_g1[points.g2_over_g1 > 0]
                     decades = [v for v in (0.01, 0.1, 1.0) if pos.min() <= v <= pos.max() * 1.05 and v / zero >= 2]
