@@ -6,7 +6,14 @@ a tracked log's time goes; then the exact W1 of the lab's logged samples by POT'
 (what the logs use) beside scipy's linear_sum_assignment and a warm-started network simplex.
 
     python benchmarks/lab_step.py [--steps 300] [--repeats 5] [--threads 1 2] [--every 10]
-                                  [--no-games] [--device cpu|cuda]
+                                  [--no-games] [--device cpu|cuda] [--diagnose]
+
+``--diagnose`` (1 thread, log_every 10, logs on the worker thread) separates what the worker's
+overhead can come from: the real log; a stand-in that sleeps as long as a window's share (no GIL,
+no core); one that spins in Python as long (the GIL); the real log in a worker *process* (no GIL
+shared); and the bare run beside a busy second core (a C loop, a numpy GEMM, a memory stream), i.e.
+whether the hardware slows the step when the other core works. With the time of one log measured
+alone against the 10 steps' window.
 
 Every ratio is taken within this process with its two sides interleaved (bare, tracked, bare, ...),
 best of ``--repeats``.
@@ -19,9 +26,13 @@ import contextlib
 import datetime
 import functools
 import math
+import multiprocessing
 import platform
+import subprocess
+import sys
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from unittest import mock
 
@@ -30,8 +41,8 @@ import torch
 
 import gandy
 from gandy.core.metrics import divergences
-from gandy.core.metrics.order import w1_from_cost
-from gandy.core.step import advance, start
+from gandy.core.metrics.order import order_parameters, w1_from_cost
+from gandy.core.step import advance, points, start
 from gandy.runs import loop, tracking
 from gandy.runs.build import build
 from gandy.runs.loop import simulate
@@ -230,6 +241,89 @@ def w1_solvers(args) -> None:
               + f"; W1 {ref:.6f}, largest relative difference {spread:.1e}")
 
 
+_CHILD = {}  # the worker process's simulation (inherited by fork)
+
+
+def _child_tracked(view, ref, b, vals):
+    torch.set_num_threads(1)
+    return _ORIGINAL_TRACKED(_CHILD["sim"], view, ref, b, vals)
+
+
+_ORIGINAL_TRACKED = loop.tracked
+
+
+def diagnose(args) -> None:
+    """Where the worker thread's overhead comes from (see the module's docstring): 1 thread."""
+    torch.set_num_threads(1)
+    steps, every = args.steps, args.every[0]
+    cfg = BASE + ["objective=ns", f"steps={steps}", "metrics.divergences=true", f"device={args.device}"]
+    bare = build(gandy.load_config(None, cfg + [f"log_every={steps}"]))
+    tr = build(gandy.load_config(None, cfg + [f"log_every={every}"]))
+    # one log alone, against the window of `every` bare steps
+    st = start(tr, [0, 1])
+    for _ in range(50):
+        advance(tr, st)
+    ref, view, x = tr.target.sample(st.streams["metrics"], 256), tracking.seen(tr, st, 1), points(tr, st)[:1]
+
+    def one():
+        return _ORIGINAL_TRACKED(tr, view, ref, 1, order_parameters(x, tr.target, None, 1024, st.x0[:1]))
+
+    for _ in range(3):
+        one()
+    log_s = min(_wall(one) for _ in range(15))
+    _CHILD["sim"] = tr
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(_child_tracked, view, ref, 1, {"on_mode": [0.0]}).result()  # started and warm before the timings
+
+    def sleep(*_):
+        time.sleep(log_s)
+        return {}, {}
+
+    def spin(*_):
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < log_s:
+            pass
+        return {}, {}
+
+    def in_process(sim, view, ref, b, vals):
+        return pool.submit(_child_tracked, view, ref, b, {k: v for k, v in vals.items() if k == "on_mode"}).result()
+
+    busy = {"a C loop (yes)": ["yes"],
+            "a numpy GEMM": [sys.executable, "-c", "import numpy as np\na = np.random.rand(500, 500)\nwhile True: a @ a"],
+            "a memory stream": [sys.executable, "-c", "import numpy as np\na = np.random.rand(8_000_000)\nwhile True: a.sum()"]}
+    one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    variants = {"bare": (bare, None, None), "the real log": (tr, None, None),
+                f"a {1000 * log_s:.0f} ms sleep": (tr, sleep, None), f"a {1000 * log_s:.0f} ms Python spin": (tr, spin, None),
+                "the real log in a worker process": (tr, in_process, None),
+                **{f"bare beside {k}": (bare, None, v) for k, v in busy.items()}}
+    simulate(bare, [0])
+    times = defaultdict(list)
+    for _ in range(args.repeats):
+        for name, (sim, stand_in, other) in variants.items():
+            proc = subprocess.Popen(other, stdout=subprocess.DEVNULL, env=one_thread) if other else None
+            if proc:
+                time.sleep(0.3)
+            loop.BACKGROUND_LOGS = True
+            with mock.patch.object(loop, "tracked", stand_in or _ORIGINAL_TRACKED):
+                times[name].append(_wall(lambda: simulate(sim, [0])))
+            if proc:
+                proc.kill()
+                proc.wait()
+    loop.BACKGROUND_LOGS = None
+    pool.shutdown()
+    b = min(times["bare"])
+    print(f"\n## diagnose, 1 thread, ns, {steps} steps, logs every {every} on the worker thread, best of {args.repeats}:")
+    print(f"  one log alone: {1000 * log_s:.1f} ms; the window of {every} bare steps: {1000 * b / steps * every:.1f} ms")
+    for name, t in times.items():
+        print(f"  {name:<40} {min(t):.3f} s  {100 * (min(t) / b - 1):+6.1f}%")
+
+
+def _wall(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=300)
@@ -239,7 +333,10 @@ def main() -> None:
     ap.add_argument("--every", type=int, nargs="+", default=[10], help="log_every values to measure (the first "
                     "gets the breakdown)")
     ap.add_argument("--no-games", action="store_true", help="skip the steps/s of each game")
+    ap.add_argument("--diagnose", action="store_true", help="only where the worker's overhead comes from (1 thread)")
     args = ap.parse_args()
+    if args.diagnose:
+        return diagnose(args)
     sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
           f"{_machine()} ({platform.machine()}), device {args.device}")
