@@ -225,3 +225,20 @@ def test_gandy_plot_mnist_pools_folders_and_reads_a_calibration_by_its_base_sett
         base_config(), ["sweep=null", "target.n=50"]))}))
     bad = invoke_cli(["plot", "mnist", tmp_path / "s", tmp_path / "c", "--out", tmp_path / "mixed"])
     assert bad.exit_code == 2 and "different targets" in bad.stderr
+
+
+def test_the_samples_panel_does_not_show_a_run_stopped_by_the_blowup_limit(tmp_path, monkeypatch):
+    from gandy.studies.mnist_collapse import figures as F
+
+    results, _ = _fake_search(tmp_path / "s")
+    # the ran-away runs: members 6, 7 (lr 1e-3, g2 0.9) and 10, 15, 16, 17 (lr 1e-5); all but member 16 stopped
+    runaway = results.mean_norm > 2 * 27.3
+    results["diverged_step"] = np.where(runaway & (results.member != 16), 500, -1)
+    drawn = {}
+    monkeypatch.setattr(F, "draw_image_rows", lambda images, labels, colors, path, title: drawn.update(labels=labels))
+    F.plot_mnist_samples(results, tmp_path / "p.png", 27.3)
+    ran = [lab for lab in drawn["labels"] if lab.startswith("ran away")]
+    assert len(ran) == 1 and "lr 1e-05" in ran[0] and "seed 1" in ran[0] and "stopped" not in ran[0]  # member 16
+    results["diverged_step"] = np.where(runaway, 500, -1)  # every runaway stopped: one is shown, labelled so
+    F.plot_mnist_samples(results, tmp_path / "p.png", 27.3)
+    assert "stopped at step 500" in [lab for lab in drawn["labels"] if lab.startswith("ran away")][0]

@@ -155,15 +155,20 @@ def plot_mnist_samples(results: pd.DataFrame, path: Path, digits_norm: float, pe
                        x: str = X, y: str = Y) -> Path:
     """Final particles (``samples_uint8``) of one representative run per cloud phase present: the
     run whose coverage KL is the median of that phase's runs, one row each, labelled with its
-    point, seed and numbers."""
+    point, seed and numbers. Runs stopped by the blow-up limit (``diverged_step`` >= 0; their cloud
+    phase is that of their last finite log) have no final particles and are picked only where a
+    phase has no other run, labelled as stopped."""
     r = results.assign(cloud=cloud_phase(results.mean_abs_cos, results.mean_norm, digits_norm)).reset_index(drop=True)
+    stopped = r["diverged_step"].fillna(-1).to_numpy() >= 0 if "diverged_step" in r else np.zeros(len(r), bool)
     picks = []
-    for phase in CLOUD_STYLE:
-        p = r[r.cloud == phase].sort_values("coverage_kl", kind="stable")
+    for phase in CLOUD_STYLE:  # a run stopped by the blow-up limit has no final particles: one only where all were
+        p = r[(r.cloud == phase) & ~stopped] if ((r.cloud == phase) & ~stopped).any() else r[r.cloud == phase]
+        p = p.sort_values("coverage_kl", kind="stable")
         if len(p):
             picks.append(p.iloc[(len(p) - 1) // 2])
     images = np.stack([np.asarray(p.samples_uint8, dtype=np.float32).reshape(-1, 28, 28)[:per_run] / 255.0 for p in picks])
     labels = [f"{SHORT[p.cloud]}\ng2/g1 {p[x]:.3g}, lr {p[y]:.3g}\nseed {int(p.seed)}: {p.mean_abs_cos:.2f} / {p.mean_norm:.3g}"
+              + (f"\nstopped at step {int(p.diverged_step)}: no final particles" if p.get("diverged_step", -1) >= 0 else "")
               for p in picks]
     return draw_image_rows(images, labels, [CLOUD_STYLE[p.cloud][1] for p in picks], path,
                            "final particles of one run per cloud phase (the median coverage KL of its runs); "
