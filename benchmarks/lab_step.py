@@ -241,15 +241,13 @@ def w1_solvers(args) -> None:
               + f"; W1 {ref:.6f}, largest relative difference {spread:.1e}")
 
 
+_ORIGINAL_TRACKED = loop.tracked  # diagnose() patches loop.tracked with stand-ins
 _CHILD = {}  # the worker process's simulation (inherited by fork)
 
 
 def _child_tracked(view, ref, b, vals):
     torch.set_num_threads(1)
     return _ORIGINAL_TRACKED(_CHILD["sim"], view, ref, b, vals)
-
-
-_ORIGINAL_TRACKED = loop.tracked
 
 
 def diagnose(args) -> None:

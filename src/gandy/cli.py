@@ -56,7 +56,6 @@ universality = LazyModule("gandy.studies.universality.model")
 plots = LazyModule("gandy.views.plots")
 report_ = LazyModule("gandy.views.report")
 sweep_store = LazyModule("gandy.runs.store")
-summaries = LazyModule("gandy.runs.summaries")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="GAN dynamics: the effective particle model and a GAN lab.")
@@ -509,13 +508,11 @@ def plot_mnist_cmd(
     panels, one run per cloud phase (docs/bridge.md)."""
     if out is None and len(run_dirs) > 1:
         raise ConfigError("out", f"{len(run_dirs)} folders are pooled into one diagram: give --out, a new folder for it")
-    mnist_collapse.pooled_runs(run_dirs)  # every folder and the table checked before anything is written
-    if table is not None:
-        summaries.read_table(table)
+    inputs = mnist_collapse.diagram_inputs(run_dirs, table)  # every folder and the table, before anything is written
     if out is not None:
         outputs.open_output(out, "mnist-diagram")
     with outputs.output_lock(out if out is not None else run_dirs[0]):
-        paths = mnist_collapse.diagram_figures(run_dirs, table, out)
+        paths = mnist_collapse.draw_diagram(inputs, out)
     for path in paths:
         typer.echo(str(path))
 

@@ -79,7 +79,6 @@ def plot_calibration(points: pd.DataFrame, path: Path, shown: dict[int, str], di
                     pos = points.g2_over_g1[points.g2_over_g1 > 0]
                     decades = [v for v in (0.01, 0.1, 1.0) if pos.min() <= v <= pos.max() * 1.05 and v / zero >= 2]
                     ax.set_xticks([zero, *decades], ["0", *[f"{v:g}" for v in decades]])
-                    ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
         axes[0, j].set_title(f"critic lr {lr:.3g}", fontsize=10)
     axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle("784-D: gandy's final clouds against the authors' along each calibration row", fontsize=10)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import pandas as pd
 
@@ -122,29 +122,53 @@ def pooled_runs(folders) -> tuple:
     return results, runs[0][1]
 
 
-def diagram_figures(folders, table: Optional[str] = None, out: Optional[Path] = None) -> list[Path]:
-    """The MNIST diagram of one or more finished runs (:func:`mnist_runs`: boundary searches,
-    sweeps, mnist-calibrate outputs; several are pooled, and must share one target), with the
-    authors' published clouds from ``table`` (default: :data:`AUTHORS_TABLE` where it exists),
-    and the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
-    ``figures/mnist-samples.png`` in ``out`` (default: the one folder). The boundary is that of
-    the folder's ``boundary.parquet`` (one search), else the logistic fit of each critic-lr row
-    (:func:`gandy.views.plots.grid_boundary`). A malformed table is refused (ConfigError naming
-    ``calibration.table``) before anything is drawn."""
+class DiagramInputs(NamedTuple):
+    """What the MNIST diagram draws, read and checked (:func:`diagram_inputs`): the folders, their
+    pooled ``results`` (one row per member), their one ``target`` section, and the authors'
+    calibration table (None where there is none)."""
+
+    folders: list[Path]
+    results: pd.DataFrame
+    target: Any
+    authors: Optional[pd.DataFrame]
+
+
+def diagram_inputs(folders, table: Optional[str] = None) -> DiagramInputs:
+    """Read and check everything the diagram needs, before anything is written: the runs of one
+    or more folders (:func:`pooled_runs`) and the authors' published clouds from ``table``
+    (default: :data:`AUTHORS_TABLE` where it exists; a malformed table is refused, ConfigError
+    naming ``calibration.table``)."""
     folders = [Path(f) for f in ([folders] if isinstance(folders, (str, Path)) else folders)]
-    authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
     results, target = pooled_runs(folders)
-    digits = digit_stats(target)["mean_norm"]
+    authors = read_table(table) if table is not None else (read_table(AUTHORS_TABLE) if Path(AUTHORS_TABLE).is_file() else None)
+    return DiagramInputs(folders, results, target, authors)
+
+
+def draw_diagram(inputs: DiagramInputs, out: Optional[Path] = None) -> list[Path]:
+    """The MNIST diagram of :func:`diagram_inputs`, with the authors' published clouds beside,
+    and the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
+    ``figures/mnist-samples.png`` in ``out`` (default: the first folder). The boundary is that of
+    the folder's ``boundary.parquet`` (one search), else the logistic fit of each critic-lr row
+    (:func:`gandy.views.plots.grid_boundary`)."""
+    folders, results = inputs.folders, inputs.results
+    digits = digit_stats(inputs.target)["mean_norm"]
     out = Path(out) if out is not None else folders[0]
     if len(folders) == 1 and (folders[0] / "boundary.parquet").is_file():
         rows = read_parquet(folders[0] / "boundary.parquet")
     else:
         rows = grid_boundary(results[results[X] > 0], X, Y, xlog=True)
-    paths = [plot_mnist_diagram(results, rows, out / "figures" / "mnist-diagram.png", digits, authors)]
-    if "samples_uint8" in results and results["samples_uint8"].notna().any():  # runs kept without samples: left out
-        paths.append(plot_mnist_samples(results[results["samples_uint8"].notna()], out / "figures" / "mnist-samples.png",
-                                        digits))
+    paths = [plot_mnist_diagram(results, rows, out / "figures" / "mnist-diagram.png", digits, inputs.authors)]
+    kept = results["samples_uint8"].notna() if "samples_uint8" in results else None
+    if kept is not None and kept.any():  # runs kept without samples: left out of the panel
+        paths.append(plot_mnist_samples(results[kept], out / "figures" / "mnist-samples.png", digits))
     return paths
+
+
+def diagram_figures(folders, table: Optional[str] = None, out: Optional[Path] = None) -> list[Path]:
+    """:func:`draw_diagram` of :func:`diagram_inputs`: the MNIST diagram of one or more finished
+    runs (boundary searches, sweeps, mnist-calibrate outputs; several are pooled, and must share
+    one target) in ``out`` (default: the first folder)."""
+    return draw_diagram(diagram_inputs(folders, table), out)
 
 
 EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config, boundary_figures=diagram_figures)

@@ -162,8 +162,8 @@ def plot_mnist_samples(results: pd.DataFrame, path: Path, digits_norm: float, pe
     stopped = r["diverged_step"].fillna(-1).to_numpy() >= 0 if "diverged_step" in r else np.zeros(len(r), bool)
     picks = []
     for phase in CLOUD_STYLE:  # a run stopped by the blow-up limit has no final particles: one only where all were
-        p = r[(r.cloud == phase) & ~stopped] if ((r.cloud == phase) & ~stopped).any() else r[r.cloud == phase]
-        p = p.sort_values("coverage_kl", kind="stable")
+        mine = r.cloud == phase
+        p = r[mine & ~stopped if (mine & ~stopped).any() else mine].sort_values("coverage_kl", kind="stable")
         if len(p):
             picks.append(p.iloc[(len(p) - 1) // 2])
     images = np.stack([np.asarray(p.samples_uint8, dtype=np.float32).reshape(-1, 28, 28)[:per_run] / 255.0 for p in picks])
