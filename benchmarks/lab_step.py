@@ -10,8 +10,9 @@ a tracked log's time goes; then the exact W1 of the lab's logged samples by POT'
 
 ``--diagnose`` (1 thread, log_every 10, logs on the worker thread) separates what the worker's
 overhead can come from: the real log; a stand-in that sleeps as long as a window's share (no GIL,
-no core); one that spins in Python as long (the GIL); the real log in a worker *process* (no GIL
-shared); and the bare run beside a busy second core (a C loop, a numpy GEMM, a memory stream), i.e.
+no core); one that spins in Python as long (the GIL); one that makes a single GIL-free C call as
+long (numpy's sort: a core, no GIL); one that makes small torch ops as long (each hands the GIL
+back and forth with the run's thread); the real log in a worker *process* (no GIL shared); and the bare run beside a busy second core (a C loop, a numpy GEMM, a memory stream), i.e.
 whether the hardware slows the step when the other core works. With the time of one log measured
 alone against the 10 steps' window.
 
@@ -283,6 +284,21 @@ def diagnose(args) -> None:
             pass
         return {}, {}
 
+    probe = np.random.default_rng(0).random((256, 512))
+    per_row = min(_wall(lambda: np.sort(probe, 1)) for _ in range(5)) / 256
+    gil_free = np.random.default_rng(0).random((max(1, round(log_s / per_row)), 512))
+    small = [torch.rand(96, 96, dtype=torch.float64) for _ in range(2)]
+
+    def one_c_call(*_):  # one GIL-free C call (numpy's sort) as long as the log
+        np.sort(gil_free, 1)
+        return {}, {}
+
+    def small_ops(*_):  # as long in small torch ops, each releasing and retaking the GIL
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < log_s:
+            small[0].add(small[1]).mul_(0.5).sum()
+        return {}, {}
+
     def in_process(sim, view, ref, b, vals):
         return pool.submit(_child_tracked, view, ref, b, {k: v for k, v in vals.items() if k == "on_mode"}).result()
 
@@ -292,6 +308,7 @@ def diagnose(args) -> None:
     one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     variants = {"bare": (bare, None, None), "the real log": (tr, None, None),
                 f"a {1000 * log_s:.0f} ms sleep": (tr, sleep, None), f"a {1000 * log_s:.0f} ms Python spin": (tr, spin, None),
+                "one GIL-free C call as long": (tr, one_c_call, None), "small torch ops as long": (tr, small_ops, None),
                 "the real log in a worker process": (tr, in_process, None),
                 **{f"bare beside {k}": (bare, None, v) for k, v in busy.items()}}
     simulate(bare, [0])

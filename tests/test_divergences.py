@@ -282,14 +282,37 @@ def test_knn_standard_errors_match_the_spread_over_draws_where_the_old_ones_fell
     assert old_ratio[0] < 0.8, old_ratio
 
 
-def test_kth_member_search_matches_a_sort_per_half_by_hand():
+def test_nearest_candidates_are_each_rows_smallest_entries_by_hand():
+    """The keyed integer sort behind the candidate lists: each row's ``width`` smallest entries in
+    ascending order, the indices pointing at them (plus the offset), with ties (which go to the
+    lower column), zeros, inf (the self-distances) and a strided column block as given by the
+    pooled matrix."""
+    import gandy.core.metrics.divergences as div
+
+    rng = np.random.default_rng(3)
+    full = np.round(rng.random((40, 90)) * 5, 1)  # many ties
+    full[:, 7] = 0.0
+    np.fill_diagonal(full, np.inf)
+    block = torch.from_numpy(full)[:, 30:]  # a strided view, columns 30..89
+    dist, idx = div._nearest(block, 12, offset=30)
+    for i in range(40):
+        row = full[i, 30:]
+        order = sorted(range(60), key=lambda j: (row[j], j))[:12]
+        assert dist[i].tolist() == [row[j] for j in order]
+        assert idx[i].tolist() == [30 + j for j in order]
+    assert torch.equal(dist, torch.from_numpy(full).gather(1, idx))
+
+
+@pytest.mark.parametrize("halves", [7, 70])
+def test_kth_member_search_matches_a_sort_per_half_by_hand(halves):
     """The k-th nearest member of each half-sample among a point's candidates, against sorting each
     half's candidates one by one: with tied distances, non-finite candidates, halves whose k-th
-    member lies beyond the first 4 k candidates (the second stage) and halves with fewer than k."""
+    member lies beyond the first 4 k candidates (the second stage) and halves with fewer than k;
+    at 70 halves two 64-half words are counted."""
     import gandy.core.metrics.divergences as div
 
     g = torch.Generator().manual_seed(5)
-    n, width, k, halves = 60, 30, 3, 7
+    n, width, k = 60, 30, 3
     dist, idx = (torch.rand(n, n, generator=g, dtype=torch.float64) * 4).round().topk(width, 1, largest=False)
     dist[:5, -4:] = math.inf  # a short list: its last candidates are not points
     member = torch.rand(halves, n, generator=g) < 0.5

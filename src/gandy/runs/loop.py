@@ -80,9 +80,12 @@ class Background:
     measures in place. The numbers are the same either way (tests/test_loop.py): every input is a
     copy or a draw made in order on the run's thread.
 
-    Why: a tracked 2-D log costs ~25 ms (exact W1, k-NN divergences with half-sample errors), six
-    lab steps; torch's kernels and POT's solver release the GIL, so the worker uses a core the
-    steps leave idle (where there is one: :data:`BACKGROUND_LOGS`)."""
+    Why: a tracked 2-D log costs ~12 ms of one core (exact W1, k-NN divergences with half-sample
+    errors), five lab steps; torch's kernels, numpy's sorts and POT's solver release the GIL, so
+    the worker uses a core the steps leave idle (where there is one: :data:`BACKGROUND_LOGS`).
+    What it still costs the steps (~20 % at log_every 10 on the 2-core VM) is the GIL handed back
+    and forth at each of the log's small ops, not its length: a stand-in making one GIL-free C
+    call as long costs what a sleep does (~5 %; benchmarks/lab_step.py --diagnose)."""
 
     def __init__(self, on: bool):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="gandy-log") if on else None
