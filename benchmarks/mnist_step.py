@@ -3,6 +3,7 @@ and against the machine, in one process, rounds interleaved.
 
     python benchmarks/mnist_step.py [--threads 1 2] [--steps 3] [--rounds 3] [--members 4 8]
                                     [--engines auto compiled closed_form eager] [--member-engines auto]
+                                    [--matmul float32 bfloat16]
                                     [--quick] [--device cuda]
 
 The setting (src/gandy/studies/mnist_collapse/config.yaml, docs/bridge.md "the authors'
@@ -26,8 +27,10 @@ kernel. Printed, per thread count:
   and its own rate (its FLOPs, counted by torch.utils.flop_counter on eager code: the peer's,
   gandy's closed form where the engine is or compiles it, autograd's otherwise), as fractions of
   the GEMM rates;
-* **bf16**: the peer's critic step under torch.autocast("cpu", bfloat16) against float32
-  (interleaved), and the bf16 GEMM rate at the critic's shapes;
+* **bf16**: gandy's cases again with ``matmul: bfloat16`` (``--matmul``; the closed form's products
+  in bfloat16, where the engine runs the closed form), the peer's critic step under
+  torch.autocast("cpu", bfloat16) against float32 (interleaved), and the bf16 GEMM rate at the
+  critic's shapes (the floor and the fractions below stay float32's);
 * the MNIST-100 member time per 1,000 particle steps (1,000 steps + the 180 extra start-up critic
   steps: x 1.009) of the peer and of gandy.
 """
@@ -144,15 +147,16 @@ def count_flops(fn) -> int:
 
 
 # ----------------------------------------------------------------------------- gandy
-def gandy_case(engine: str, members: int):
-    """(label, sim, state) for ``members`` members under ``engine`` as simulate runs them (the
-    eager engine pads a lone member to two), past the first (start-up) particle step."""
-    cfg = gandy.load_config(str(CONFIG), ["sweep=null", f"engine={engine}", f"device={DEVICE.type}"])
+def gandy_case(engine: str, members: int, matmul: str = "float32"):
+    """(label, sim, state) for ``members`` members under ``engine`` (with ``matmul``'s products) as
+    simulate runs them (the eager engine pads a lone member to two), past the first (start-up)
+    particle step."""
+    cfg = gandy.load_config(str(CONFIG), ["sweep=null", f"engine={engine}", f"device={DEVICE.type}", f"matmul={matmul}"])
     sim = build(cfg, members=members)
     picked = choose_engine(sim, members, single=members == 1)
     if engine == "auto" and picked != "eager":
         sim = dataclasses.replace(sim, engine=ENGINES[picked](sim))
-    label = f"auto -> {picked}" if engine == "auto" else engine
+    label = (f"auto -> {picked}" if engine == "auto" else engine) + (", bf16 products" if matmul == "bfloat16" else "")
     seeds = list(range(members)) if members > 1 or sim.engine is not None else [0, 1]
     st = start(sim, seeds)
     st.t = 1  # steady state: 20 critic steps
@@ -191,6 +195,9 @@ def main() -> None:
     ap.add_argument("--engines", nargs="+", default=["auto", "compiled", "closed_form", "eager"],
                     help="engines of the lone member")
     ap.add_argument("--member-engines", nargs="+", default=["auto"], help="engines of the --members batches")
+    ap.add_argument("--matmul", nargs="+", default=["float32", "bfloat16"],
+                    help="gandy's products (matmul: bfloat16 only where the closed form runs: engines auto, "
+                         "closed_form, compiled)")
     ap.add_argument("--quick", action="store_true", help="one thread count, engines auto and eager, 2 rounds")
     ap.add_argument("--device", default="cpu", help="cpu or cuda: where the peer, gandy and the GEMMs run")
     args = ap.parse_args()
@@ -207,13 +214,17 @@ def main() -> None:
         print(f"\n## {torch.get_num_threads()} thread(s); ms per particle step (member-step), "
               f"best [median] of {args.rounds} rounds x {args.steps} steps, interleaved")
         cases = {"peer (Adam foreach)": (Peer(data, {}), 1), "peer (Adam fused)": (Peer(data, {"fused": True}), 1)}
+        low = {e: ["float32", *(["bfloat16"] if "bfloat16" in args.matmul and e != "eager" else [])]
+               for e in {*args.engines, *args.member_engines}}
         for engine in args.engines:
-            label, sim, st = gandy_case(engine, 1)
-            cases[f"gandy 1 member, {label}"] = ((sim, st), 1)
+            for matmul in low[engine]:
+                label, sim, st = gandy_case(engine, 1, matmul)
+                cases[f"gandy 1 member, {label}"] = ((sim, st), 1)
         for b in args.members:
             for engine in args.member_engines:
-                label, sim, st = gandy_case(engine, b)
-                cases[f"gandy {b} members, {label}"] = ((sim, st), b)
+                for matmul in low[engine]:
+                    label, sim, st = gandy_case(engine, b, matmul)
+                    cases[f"gandy {b} members, {label}"] = ((sim, st), b)
 
         def run(case):
             obj, _ = case
@@ -231,7 +242,7 @@ def main() -> None:
         best = {name: min(t) for name, t in times.items()}
         peer = min(v for k, v in best.items() if k.startswith("peer"))
         for name, t in times.items():
-            print(f"{name:38s} {best[name]:8.1f} [{statistics.median(t):7.1f}]   {peer / best[name]:5.2f}x the peer   "
+            print(f"{name:52s} {best[name]:8.1f} [{statistics.median(t):7.1f}]   {peer / best[name]:5.2f}x the peer   "
                   f"{best[name] * PER_1000:6.0f} s per 1,000 steps")
 
         # the machine: GEMM rates at the critic's shapes and the achieved rates
@@ -255,7 +266,7 @@ def main() -> None:
         for name, t in best.items():
             flops = 20 * peer_flops if name.startswith("peer") else gandy_flops[name]
             achieved, useful = flops / (t / 1e3) / 1e9, least / (t / 1e3) / 1e9
-            print(f"  {name:38s} {t / floor:5.2f}x the floor; useful {useful:5.1f} GFLOP/s = {useful / shape_peak:4.0%} "
+            print(f"  {name:52s} {t / floor:5.2f}x the floor; useful {useful:5.1f} GFLOP/s = {useful / shape_peak:4.0%} "
                   f"of the best critic-shape rate, {useful / square:4.0%} of the square; its own FLOPs "
                   f"({flops / 1e9:.2f} G) at {achieved:5.1f} GFLOP/s = {achieved / shape_peak:4.0%}")
 

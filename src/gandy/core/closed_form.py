@@ -115,10 +115,28 @@ class ClosedForm:
         """The layer-by-layer form for piecewise-linear critics (deeper than one hidden layer, or
         with dropout); the one-hidden-layer form otherwise (any activation)."""
         self.layers, self.drop_layer = len(critic.dims) - 1, critic.drop_layer
+        self.low = sim.step.matmul == "bfloat16"
+        """Every matrix product in bfloat16 (``matmul: bfloat16``; see :meth:`_bmm`)."""
+
+    def _bmm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``torch.bmm(a, b)``; with ``matmul: bfloat16`` the inputs rounded to bfloat16, the
+        product accumulated by the BLAS and rounded to bfloat16 once (as under torch.autocast),
+        then carried on in ``a``'s dtype: the products run on the hardware's bfloat16 units
+        (AVX-512 BF16, AMX, tensor cores)."""
+        if self.low:
+            return torch.bmm(a.bfloat16(), b.bfloat16()).to(a.dtype)
+        return torch.bmm(a, b)
+
+    def _baddbmm(self, c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``torch.baddbmm(c, a, b)`` (``c + a b``), in bfloat16 as :meth:`_bmm` where asked (the
+        bias added in float32)."""
+        if self.low:
+            return c + self._bmm(a, b)
+        return torch.baddbmm(c, a, b)
 
     def _forward(self, params: dict, x: torch.Tensor):
         """Pre-activations ``z: (B, n, H)``, activations ``h`` and logits ``f: (B, n)``."""
-        z = torch.baddbmm(params["b0"][:, None, :], x, params["w0"])
+        z = self._baddbmm(params["b0"][:, None, :], x, params["w0"])
         h = self.act(z)
         return z, h, bmv(h, params["w1"][..., 0]) + params["b1"]
 
@@ -146,8 +164,8 @@ class ClosedForm:
             n = x_s.shape[1]
             coef = self.coef / n**2 if self.batch_mean else self.coef  # reduce: batch_mean squares grad/n
             q = (2 * coef / n) * weight[:, None, None]  # (B, 1, 1)
-            g = torch.bmm(u, w.transpose(1, 2))  # grad_x f at the penalised points, (B, n, d)
-            wg = torch.bmm(g, w)  # W^T g_i, (B, n, H)
+            g = self._bmm(u, w.transpose(1, 2))  # grad_x f at the penalised points, (B, n, d)
+            wg = self._bmm(g, w)  # W^T g_i, (B, n, H)
             rows.append(g)
             cols.append(q * u)
             da = da + (q * wg * s_s).sum(1)
@@ -155,7 +173,7 @@ class ClosedForm:
                 r = q * wg * a[:, None, :] * self.d2(z_s)
                 cols[i] = cols[i] + r
                 db = db + r.sum(1)
-        dw = torch.bmm(torch.cat(rows, 1).transpose(1, 2), torch.cat(cols, 1))
+        dw = self._bmm(torch.cat(rows, 1).transpose(1, 2), torch.cat(cols, 1))
         grads = {"w0": dw, "b0": db, "w1": da[..., None], "b1": (e_f.sum(1) + e_r.sum(1))[:, None]}
         return [grads[k] for k in trainable]
 
@@ -167,7 +185,7 @@ class ClosedForm:
         h = x
         last = self.layers - 1
         for i in range(last):
-            z = torch.baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"])
+            z = self._baddbmm(params[f"b{i}"][:, None, :], h, params[f"w{i}"])
             h, s = self.act(z), self.d1(z)
             if mask is not None and i == self.drop_layer:
                 h, s = h * mask, s * mask
@@ -181,7 +199,7 @@ class ClosedForm:
         delta = top * ds[-1]
         out = [delta]
         for i in range(self.layers - 2, 0, -1):
-            delta = torch.bmm(delta, params[f"w{i}"].transpose(1, 2)) * ds[i - 1]
+            delta = self._bmm(delta, params[f"w{i}"].transpose(1, 2)) * ds[i - 1]
             out.append(delta)
         return out[::-1]
 
@@ -202,18 +220,18 @@ class ClosedForm:
             n = n_f if self.side == "fake" else real.shape[1]
             coef = self.coef / n**2 if self.batch_mean else self.coef
             q = (2 * coef / n) * weight[:, None, None]  # (B, 1, 1)
-            t = q * torch.bmm(deltas[0][:, rows], params["w0"].transpose(1, 2))  # q g_i, (B, n, d)
+            t = q * self._bmm(deltas[0][:, rows], params["w0"].transpose(1, 2))  # q g_i, (B, n, d)
             for i in range(self.layers):
                 ts[i] = t
                 if i < last:
-                    t = torch.bmm(t, params[f"w{i}"]) * ds[i][:, rows]
+                    t = self._bmm(t, params[f"w{i}"]) * ds[i][:, rows]
         grads = {}
         for i in range(self.layers):
             lhs = e * hs[i]  # (B, n, width_(i-1)): e_j h_i,j (+ t_i,j on the penalised rows)
             if ts[i] is not None:
                 lhs[:, rows] += ts[i]
             if i < last:
-                grads[f"w{i}"] = torch.bmm(lhs.transpose(1, 2), deltas[i])
+                grads[f"w{i}"] = self._bmm(lhs.transpose(1, 2), deltas[i])
                 grads[f"b{i}"] = (e * deltas[i]).sum(1)
             else:
                 grads[f"w{i}"] = lhs.sum(1)[..., None]
@@ -226,8 +244,8 @@ class ClosedForm:
             _, ds, f = self._deep_forward(params, x, None)
             (lg,) = _logit_derivative(self.sim.game.gen_loss, self.sim.game.gen_dloss, f)
             top = lg[..., None] * params[f"w{self.layers - 1}"][:, None, :, 0]
-            return torch.bmm(self._deltas(params, ds, top)[0], params["w0"].transpose(1, 2))
+            return self._bmm(self._deltas(params, ds, top)[0], params["w0"].transpose(1, 2))
         z, _, f = self._forward(params, x)
         (lg,) = _logit_derivative(self.sim.game.gen_loss, self.sim.game.gen_dloss, f)
         u = (lg[..., None] * params["w1"][..., 0][:, None, :]) * self.d1(z)
-        return torch.bmm(u, params["w0"].transpose(1, 2))
+        return self._bmm(u, params["w0"].transpose(1, 2))

@@ -73,7 +73,8 @@ def compiled_step(sim: Simulation) -> "CompiledStep":
     (and never run into dynamo's recompile limit, past which it falls back to eager silently)."""
     check(sim)
     key = json.dumps({"critic": dataclasses.asdict(sim.critic_spec), "objective": sim.game.name,
-                      "penalty": dataclasses.asdict(sim.penalty_spec), "d": sim.d, "device": str(sim.device)},
+                      "penalty": dataclasses.asdict(sim.penalty_spec), "d": sim.d, "device": str(sim.device),
+                      "matmul": sim.step.matmul},
                      sort_keys=True, default=repr)
     if key not in _STEPS:
         _STEPS[key] = CompiledStep(sim)

@@ -53,6 +53,9 @@ class StepSpec:
     order: str = "alternating"
     force: str = "per_particle"
     blowup: float = 1e6
+    matmul: str = "float32"
+    """The closed form's matrix products (:mod:`gandy.core.closed_form`): ``float32``, or
+    ``bfloat16`` (inputs rounded to bfloat16, each product rounded once, everything else float32)."""
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def step_spec(cfg: C.Config) -> StepSpec:
     """The step's settings from ``optim`` and ``phase.blowup``."""
     o = cfg.optim
     return StepSpec(critic_steps=o.critic.steps, startup_steps=o.critic.startup_steps, reset=o.critic.reset,
-                    order=o.order, force=o.generator.force, blowup=cfg.phase.blowup)
+                    order=o.order, force=o.generator.force, blowup=cfg.phase.blowup, matmul=cfg.matmul)
 
 
 def init_spec(section: C.InitConfig) -> InitSpec:
@@ -257,6 +257,20 @@ def engine_runs(sim: Simulation, engine: str) -> Optional[str]:
     return (compiled.unsupported if engine == "compiled" else closed_form.unsupported)(sim)
 
 
+def low_precision_runs(sim: Simulation, engine: str) -> Optional[str]:
+    """Why ``engine`` cannot take ``matmul: bfloat16`` (None: it can, or the products are float32):
+    only the closed form rounds its products, run eagerly or compiled from ``compiled.WIDE``
+    input dimensions."""
+    if sim.step.matmul == "float32":
+        return None
+    closed = engine == "closed_form" or (engine == "compiled" and sim.d >= compiled.WIDE)
+    if closed and closed_form.unsupported(sim) is None:
+        return None
+    return (f"bfloat16 products run in the closed form only (engine closed_form, or compiled from "
+            f"{compiled.WIDE} input dimensions, with an MLP critic it runs); engine {engine} on this "
+            f"config computes in float32")
+
+
 def choose_engine(sim: Simulation, members: int, single: bool = False) -> str:
     """The config's ``engine``; for ``auto``, the engine that runs it and is estimated fastest:
 
@@ -269,12 +283,17 @@ def choose_engine(sim: Simulation, members: int, single: bool = False) -> str:
       cut decides between compiling or not) and a member's numbers do not depend on the cut."""
     if sim.cfg.engine != "auto":
         return sim.cfg.engine
-    runs = [e for e in ("eager", "closed_form", "compiled") if engine_runs(sim, e) is None]
+    runs = [e for e in ("eager", "closed_form", "compiled")
+            if engine_runs(sim, e) is None and low_precision_runs(sim, e) is None]
+    if not runs:
+        raise ConfigError("matmul", low_precision_runs(sim, "eager"))
     if single and sim.d < compiled.WIDE:
         return min(runs, key=lambda e: engine_seconds(sim, members, e))
     if "compiled" in runs and eager_seconds(sim, members) >= COMPILE_AFTER_SECONDS:
         return "compiled"
-    return "closed_form" if sim.d >= compiled.WIDE and "closed_form" in runs else "eager"
+    if sim.d >= compiled.WIDE and "closed_form" in runs:
+        return "closed_form"
+    return "eager" if "eager" in runs else runs[0]  # matmul: bfloat16 leaves no eager
 
 
 COMPILE_AFTER_SECONDS = 20.0
@@ -337,6 +356,9 @@ def build(cfg: C.Config, kernel_module: Optional[torch.nn.Module] = None, member
                           defaults=member_values([cfg], device), generator=generator, cfg=cfg,
                           loop=loop_spec(cfg, target, n, generator is not None), single=members is None)
     engine = choose_engine(sim, b, single=members is None)
+    why = low_precision_runs(sim, engine)
+    if why:
+        raise ConfigError("matmul", why)
     if engine != "eager":  # the eager simulation is complete; another engine takes its gradients
         sim = dataclasses.replace(sim, engine=ENGINES[engine](sim))  # refuses, with its reason, what it cannot run
         if engine not in critic_entry(cfg.critic.name).engines:

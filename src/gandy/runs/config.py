@@ -539,6 +539,13 @@ class Config(Section):
     ``compiled`` (torch.func + torch.compile: particle runs with those penalties and any critic;
     ~10 s of compilation per batch shape), or ``auto``: the fastest that runs the config
     (:func:`gandy.runs.build.choose_engine`). Numbers agree with eager to rounding."""
+    matmul: Literal["float32", "bfloat16"] = "float32"
+    """The matrix products of the closed form (``engine: closed_form``, or ``compiled`` from 64
+    input dimensions, where it compiles the closed form): ``float32``, or ``bfloat16``: inputs
+    rounded to bfloat16 and each product rounded once, all state float32. Faster where the
+    hardware has bfloat16 units (AVX-512 BF16, AMX, GPUs); MNIST-100's final clouds stay within
+    their seed-to-seed spread (docs/bridge.md). Refused with an engine that computes in float32
+    throughout; ``engine: auto`` then picks among those that do not."""
     phase: PhaseConfig = PhaseConfig()
     metrics: MetricsConfig = MetricsConfig()
     generator: Optional[GeneratorConfig] = None
