@@ -78,9 +78,12 @@ def verdicts(single: str, mnist: str, lab: str) -> list[str]:
                        f"(goal >= 1x: {'met' if speed >= 1 else 'NOT met'})")
     for block in re.split(r"\n(?=## \d thread)", mnist):
         head = re.match(r"## (\d) thread", block)
-        lone = re.search(r"gandy 1 member, auto[^\n]*?([\d.]+)x the peer\s+(\d+) s per 1,000", block)
-        sweep = re.findall(r"gandy (\d+) members, auto[^\n]*?([\d.]+)x the peer", block)
-        frac = re.search(r"gandy 1 member, auto[^\n]*?useful\s+[\d.]+ GFLOP/s =\s+(\d+)%", block)
+        float32 = r"(?:(?!bf16)[^\n])*?"  # a float32 case's line (matmul: bfloat16's say "bf16 products")
+        lone = re.search(rf"gandy 1 member, auto{float32}([\d.]+)x the peer\s+(\d+) s per 1,000", block)
+        sweep = re.findall(rf"gandy (\d+) members, auto{float32}([\d.]+)x the peer", block)
+        frac = re.search(rf"gandy 1 member, auto{float32}useful\s+[\d.]+ GFLOP/s =\s+(\d+)%", block)
+        low = dict(re.findall(r"gandy (\d+) members?, auto[^\n]*?bf16 products\s+([\d.]+) \[", block))
+        full = dict(re.findall(rf"gandy (\d+) members?, auto{float32}\s+([\d.]+) \[", block))
         bf16 = re.search(r"bf16 autocast[^\n]*?float32 ([\d.]+) ms, bf16 ([\d.]+) ms", block)
         if not head:
             continue
@@ -96,8 +99,12 @@ def verdicts(single: str, mnist: str, lab: str) -> list[str]:
                        f"best critic-shape GEMM rate; {BEFORE}")
         if bf16:
             ratio = float(bf16.group(2)) / float(bf16.group(1))
-            out.append(f"bf16 autocast, {head.group(1)} thread(s): {ratio:.2f}x float32's time -> "
-                       f"{'worth checking for accuracy' if ratio < 1 else 'not shipped (slower)'}")
+            out.append(f"bf16 autocast, the loop's critic step, {head.group(1)} thread(s): {ratio:.2f}x float32's time")
+        for b in sorted(set(low) & set(full), key=int):
+            ratio = float(low[b]) / float(full[b])
+            out.append(f"matmul: bfloat16, {head.group(1)} thread(s), {b} member(s): {ratio:.2f}x float32's time "
+                       f"({'faster: the option pays on this machine' if ratio < 1 else 'slower: no bf16 units'}; "
+                       "its accuracy at 5 calibration points: docs/bridge.md, 'bfloat16 products')")
     for block in re.split(r"\n(?=## \d thread)", lab):
         head = re.match(r"## (\d) thread.*?a run's default here: logs ([^\n]+)", block, re.S)
         for mode in ("in place", "worker thread"):
