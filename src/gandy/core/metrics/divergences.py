@@ -193,7 +193,7 @@ def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
     256-column rows; benchmarks/RESULTS.md). The distances returned are the entries themselves,
     not the keys; entries within ``2^(bits - 52)`` of each other (relative) count as ties, which
     go to the lower column."""
-    a = d.numpy()
+    a = d.detach().cpu().numpy().astype(np.float64, copy=False)  # the keys read float64 bits
     bits = max(1, (a.shape[1] - 1).bit_length())
     mask = (1 << bits) - 1
     key = (a.view(np.int64) & ~mask) | np.arange(a.shape[1])
