@@ -123,6 +123,8 @@ BAD_INPUTS = {
     "unknown_key": (lambda d: ["kernel.g3=1"], ["kernel.g3", "unknown key"]),
     "malformed_override": (lambda d: ["kernel.g2"], ["kernel.g2", "key=value"]),
     "duplicate_seeds": (lambda d: ["seeds=[1, 1]"], ["seeds"]),
+    "bfloat16_under_eager": (lambda d: ["matmul=bfloat16", "engine=eager"], ["matmul", "closed form", "eager"]),
+    "unknown_matmul": (lambda d: ["matmul=fp8"], ["matmul", "float32", "bfloat16"]),
 }
 
 # data files that once escaped as tracebacks (exit 1) instead of a ConfigError naming the field
