@@ -214,15 +214,15 @@ def main() -> None:
         print(f"\n## {torch.get_num_threads()} thread(s); ms per particle step (member-step), "
               f"best [median] of {args.rounds} rounds x {args.steps} steps, interleaved")
         cases = {"peer (Adam foreach)": (Peer(data, {}), 1), "peer (Adam fused)": (Peer(data, {"fused": True}), 1)}
-        low = {e: ["float32", *(["bfloat16"] if "bfloat16" in args.matmul and e != "eager" else [])]
-               for e in {*args.engines, *args.member_engines}}
+        matmuls = {e: ["float32", *(["bfloat16"] if "bfloat16" in args.matmul and e != "eager" else [])]
+                   for e in {*args.engines, *args.member_engines}}  # eager computes in float32 only
         for engine in args.engines:
-            for matmul in low[engine]:
+            for matmul in matmuls[engine]:
                 label, sim, st = gandy_case(engine, 1, matmul)
                 cases[f"gandy 1 member, {label}"] = ((sim, st), 1)
         for b in args.members:
             for engine in args.member_engines:
-                for matmul in low[engine]:
+                for matmul in matmuls[engine]:
                     label, sim, st = gandy_case(engine, b, matmul)
                     cases[f"gandy {b} members, {label}"] = ((sim, st), b)
 

@@ -45,6 +45,12 @@ def func_input_grad(forward, params, x: torch.Tensor, on: str = "logit") -> torc
     return grad(total)(x)
 
 
+def compiles_closed_form(sim: Simulation) -> bool:
+    """Whether the compiled engine compiles the closed form for ``sim`` (wide inputs it runs, see
+    :data:`WIDE`) rather than torch.func's vmap(grad)."""
+    return sim.d >= WIDE and closed_form.unsupported(sim) is None
+
+
 def unsupported(sim: Simulation) -> str | None:
     """Why the compiled engine cannot run ``sim`` (None: it can)."""
     if sim.generator is not None:
@@ -95,7 +101,7 @@ class CompiledStep:
         if sim.critic.dropout > 0:
             compile_large_draws()  # the masks: 2 x B x n x width numbers per critic step
         self._grads, self._force, self._trainable = None, None, None
-        if sim.d >= WIDE and closed_form.unsupported(sim) is None:
+        if compiles_closed_form(sim):
             closed = closed_form.ClosedForm(sim)
             self.critic_grads = torch.compile(closed.critic_grads, dynamic=False)
             self.loss_grad = torch.compile(closed.loss_grad, dynamic=False)

@@ -263,8 +263,8 @@ def low_precision_runs(sim: Simulation, engine: str) -> Optional[str]:
     input dimensions."""
     if sim.step.matmul == "float32":
         return None
-    closed = engine == "closed_form" or (engine == "compiled" and sim.d >= compiled.WIDE)
-    if closed and closed_form.unsupported(sim) is None:
+    if (engine == "closed_form" and closed_form.unsupported(sim) is None) or (
+            engine == "compiled" and compiled.compiles_closed_form(sim)):
         return None
     return (f"bfloat16 products run in the closed form only (engine closed_form, or compiled from "
             f"{compiled.WIDE} input dimensions, with an MLP critic it runs); engine {engine} on this "
