@@ -5,11 +5,14 @@ log_every 10 relative to logging at the first and last step only, at 1 and 2 thr
 a tracked log's time goes; then the exact W1 of the lab's logged samples by POT's network simplex
 (what the logs use) beside scipy's linear_sum_assignment and a warm-started network simplex.
 
-    python benchmarks/lab_step.py [--steps 300] [--repeats 5] [--threads 1 2] [--every 10]
+    python benchmarks/lab_step.py [--steps 1200] [--repeats 5] [--threads 1 2] [--every 10]
                                   [--no-games] [--device cpu|cuda] [--diagnose]
 
-``--diagnose`` (1 thread, log_every 10, logs on the worker thread) separates what the worker's
-overhead can come from: the real log; a stand-in that sleeps as long as a window's share (no GIL,
+The worker thread measures its logs ``loop.LOG_BATCH`` to a pass (their members stacked); the
+overhead is printed with that and with one log a pass (as before the batching), interleaved.
+
+``--diagnose`` (1 thread, log_every 10, logs on the worker thread, one to a pass unless named)
+separates what the worker's overhead can come from: the real log, one and 8 to a pass; a stand-in that sleeps as long as a window's share (no GIL,
 no core); one that spins in Python as long (the GIL); one that makes a single GIL-free C call as
 long (numpy's sort: a core, no GIL); one that makes small torch ops as long (each hands the GIL
 back and forth with the run's thread); the real log in a worker *process* (no GIL shared); and the bare run beside a busy second core (a C loop, a numpy GEMM, a memory stream), i.e.
@@ -111,13 +114,13 @@ class Parts:
 PARTS = [
     (loop, "order_parameters", "order parameters (no W1: it comes from the pooled matrix)"),
     (loop, "tracked", "tracked(): per-member Python, conversions"),
-    (tracking, "sample_divergences", "sample_divergences rest: MMD kernel, concatenations"),
+    (tracking, "sample_divergences_batch", "sample_divergences_batch rest: MMD kernel, concatenations"),
     (divergences, "_pooled_blocks", "pooled distance matrix (cdist)"),
-    (divergences, "_median_distance", "MMD bandwidth (pdist, median)"),
-    (divergences, "_nearest", "k-NN candidates (topk)"),
+    (divergences, "_median_distance", "MMD bandwidth (pairwise distances, median)"),
+    (divergences, "_nearest", "k-NN candidates (sorted keys)"),
     (divergences, "_kth_among", "jackknife halves: k-th member search"),
     (divergences, "_knn_values", "k-NN estimates (whole and 20 halves)"),
-    (tracking, "density_kl_qp", "KL(Q||P) with the density, rest"),
+    (tracking, "density_kl_qp_batch", "KL(Q||P) with the density, rest"),
     (tracking, "_log_p", "target log-density"),
     (tracking, "w1_from_cost", "W1, exact (POT network simplex)"),
 ]
@@ -148,7 +151,8 @@ def overhead(args, threads: int) -> None:
             for name, every in runs}
     # each log_every measured with the logs in place and on the worker thread (loop.Background;
     # what a run does by default: loop.background_helps)
-    modes = {"in place": False, "worker thread": True}
+    modes = {"in place": (False, loop.LOG_BATCH), "worker thread": (True, loop.LOG_BATCH),
+             "worker, 1 log a pass": (True, 1)}  # the last: before the logs were batched (loop.LOG_BATCH)
     variants = [("bare", "in place"), *((name, mode) for name, _ in runs[1:] for mode in modes)]
     for sim in sims.values():  # warm-up: first-call costs (lazy imports, allocator) out of the timings
         simulate(sim, [0])
@@ -157,11 +161,11 @@ def overhead(args, threads: int) -> None:
     timed = (math.inf, None)  # the fastest run of log_every = every with its parts timed
     for _ in range(args.repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
         for name, mode in variants:
-            loop.BACKGROUND_LOGS = modes[mode]
+            loop.BACKGROUND_LOGS, loop.LOG_BATCH = modes[mode]
             t0 = time.perf_counter()
             simulate(sims[name], [0])
             times[name, mode].append(time.perf_counter() - t0)
-        loop.BACKGROUND_LOGS = False
+        loop.BACKGROUND_LOGS, loop.LOG_BATCH = modes["in place"]
         timed = min(timed, _timed_run(sims[f"every {every}"]), key=lambda r: r[0])
     loop.BACKGROUND_LOGS = None
     bare = min(times["bare", "in place"])
@@ -172,7 +176,7 @@ def overhead(args, threads: int) -> None:
         for mode in modes:
             t = min(times[name, mode])
             logs = len(range(0, args.steps + 1, every)) + (args.steps % every != 0) - 2  # beyond the baseline's two
-            print(f"  every column logged {name} steps, {mode:<13}: {t:.3f} s, overhead {100 * (t / bare - 1):.1f}% "
+            print(f"  every column logged {name} steps, {mode:<20}: {t:.3f} s, overhead {100 * (t / bare - 1):.1f}% "
                   f"(goal <= 10%), {1000 * (t - bare) / logs:.1f} ms per extra log")
     wall, parts = timed
     logs = parts.calls["tracked(): per-member Python, conversions"]
@@ -307,11 +311,13 @@ def diagnose(args) -> None:
             "a memory stream": [sys.executable, "-c", "import numpy as np\na = np.random.rand(8_000_000)\nwhile True: a.sum()"]}
     one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     variants = {"bare": (bare, None, None), "the real log": (tr, None, None),
+                f"the real log, {loop.LOG_BATCH} to a pass": (tr, "batched", None),
                 f"a {1000 * log_s:.0f} ms sleep": (tr, sleep, None), f"a {1000 * log_s:.0f} ms Python spin": (tr, spin, None),
                 "one GIL-free C call as long": (tr, one_c_call, None), "small torch ops as long": (tr, small_ops, None),
                 "the real log in a worker process": (tr, in_process, None),
                 **{f"bare beside {k}": (bare, None, v) for k, v in busy.items()}}
     simulate(bare, [0])
+    batch = loop.LOG_BATCH
     times = defaultdict(list)
     for _ in range(args.repeats):
         for name, (sim, stand_in, other) in variants.items():
@@ -319,12 +325,14 @@ def diagnose(args) -> None:
             if proc:
                 time.sleep(0.3)
             loop.BACKGROUND_LOGS = True
+            loop.LOG_BATCH = batch if stand_in == "batched" else 1  # a stand-in stands for one log
+            stand_in = None if stand_in == "batched" else stand_in
             with mock.patch.object(loop, "tracked", stand_in or _ORIGINAL_TRACKED):
                 times[name].append(_wall(lambda: simulate(sim, [0])))
             if proc:
                 proc.kill()
                 proc.wait()
-    loop.BACKGROUND_LOGS = None
+    loop.BACKGROUND_LOGS, loop.LOG_BATCH = None, batch
     pool.shutdown()
     b = min(times["bare"])
     print(f"\n## diagnose, 1 thread, ns, {steps} steps, logs every {every} on the worker thread, best of {args.repeats}:")
@@ -341,7 +349,8 @@ def _wall(fn) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=1200, help="steps per run (the end of a run waits for its last "
+                    "batch of logs: a few hundred steps overstate what a run of thousands pays)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads, each in turn")

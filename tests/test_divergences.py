@@ -348,3 +348,56 @@ def test_half_samples_are_drawn_once_and_callers_cannot_change_them():
     fresh = [tuple(torch.randperm(s, generator=g)[: s // 2].sort().values for s in (30, 20))
              for g in [torch.Generator().manual_seed(0)] for _ in range(5)]
     assert all(torch.equal(a, b) for h, f in zip(again, fresh) for a, b in zip(h, f))
+
+
+def test_a_batch_of_members_gives_each_member_what_it_gives_alone():
+    """sample_divergences_batch / density_kl_qp_batch stack B members' points along one axis (each
+    member's neighbour indices offset by its place): each member's numbers must be exactly those of
+    the member alone (whose values the tests above check against the oracles), with members
+    that would be each other's nearest neighbours if the offsets leaked (the same points shifted
+    by 1e-9), ties, a member of another scale, and groups of members (BATCH_ELEMENTS) split."""
+    import gandy.core.metrics.divergences as div
+
+    rng = np.random.default_rng(5)
+    p, q = rng.normal(size=(60, 2)), np.round(rng.normal(size=(60, 2)), 1)
+    ps = np.stack([p, p + 1e-9, 3 * p, rng.normal(size=(60, 2))])
+    qs = np.stack([q, q + 1e-9, 3 * q + 0.5, rng.normal(size=(60, 2)) + 1.0])
+    alone = [sample_divergences(a, b) for a, b in zip(ps, qs)]
+    keys = ("js", "js_se", "kl_pq", "kl_pq_se", "kl_qp", "kl_qp_se", "mmd", "mmd_se", "mmd_bandwidth")
+    for group in (None, 1 << 14):  # all at once; two members to a group
+        saved = div.BATCH_ELEMENTS
+        div.BATCH_ELEMENTS = group or saved
+        try:
+            batch = div.sample_divergences_batch(ps, qs)
+        finally:
+            div.BATCH_ELEMENTS = saved
+        assert len(batch) == 4
+        for one, many in zip(alone, batch):
+            assert {k: one[k] for k in keys} == {k: many[k] for k in keys}
+            assert torch.equal(one["cross"], many["cross"])
+            assert all(torch.equal(a, b) for a, b in zip(one["near_q"], many["near_q"]))
+    assert alone[0]["kl_pq"] != alone[2]["kl_pq"] or alone[0]["mmd"] != alone[2]["mmd"]
+    lp = -0.5 * (qs**2).sum(-1)
+    near = tuple(torch.stack([a["near_q"][j] for a in alone]) for j in range(2))
+    assert div.density_kl_qp_batch(qs, lp, near=near) == [div.density_kl_qp(b, v) for b, v in zip(qs, lp)]
+    # unequal sizes (JS on the samples cut to one size) and blocks of rows (chunk)
+    cut = div.sample_divergences_batch(ps, qs[:, :45], chunk=37, mmd=False)
+    assert cut == [sample_divergences(a, b[:45], chunk=37, mmd=False) for a, b in zip(ps, qs)]
+
+
+def test_the_kth_member_search_over_stacked_members_is_each_members_own():
+    """_kth_among with leading member axes: (M, rows, L) candidates, each member's indices into its
+    own n points, equal to the search of each member alone."""
+    import gandy.core.metrics.divergences as div
+
+    rng = np.random.default_rng(3)
+    n, width, k = 40, 12, 3
+    member = torch.from_numpy(rng.random((70, n)) < 0.5)
+    dist = torch.from_numpy(np.sort(rng.random((3, 2 * n, width)), -1))
+    dist[1, 5, 8:] = math.inf  # a short candidate list
+    idx = torch.from_numpy(np.stack([np.stack([rng.permutation(n)[:width] for _ in range(2 * n)]) for _ in range(3)]))
+    radius, found = div._kth_among(dist, idx, member, k)
+    assert radius.shape == found.shape == (3, 70, 2 * n)
+    for m in range(3):
+        r, f = div._kth_among(dist[m], idx[m], member, k)
+        assert torch.equal(radius[m], r) and torch.equal(found[m], f)

@@ -4,6 +4,7 @@ driven run is the same as stepping ``advance`` by hand; logs measured on the wor
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -60,13 +61,17 @@ LAB = ["target={name: ring8}", "generator={name: mlp, latent_dim: 2, widths: [16
        "metrics.divergences=true"]
 
 
+@pytest.mark.parametrize("batch", [8, 3])
 @pytest.mark.parametrize("over", [LAB, ["target={name: two_modes_1d}", "particles.n=16", "critic.widths=[8]",
                                          "steps=30", "log_every=5", "seeds=[0, 1, 2]"]])
-def test_logs_measured_on_the_worker_thread_equal_those_measured_in_place(monkeypatch, over):
+def test_logs_measured_on_the_worker_thread_equal_those_measured_in_place(monkeypatch, over, batch):
     """loop.Background: the same rows, bit for bit and in order, whether the logs are measured on
-    the worker thread while the run steps on or in place (every input is a copy or an in-order draw)."""
+    the worker thread while the run steps on, several to a pass (their members stacked), or in
+    place one at a time (every input is a copy or an in-order draw; the estimators give a member
+    what it gives alone)."""
     cfg = gandy.load_config(None, over)
     rows = {}
+    monkeypatch.setattr(loop, "LOG_BATCH", batch)
     for on in (False, True):
         monkeypatch.setattr(loop, "BACKGROUND_LOGS", on)
         rows[on] = loop.simulate(build(cfg), cfg.seeds).metrics
@@ -90,3 +95,49 @@ def test_an_error_in_a_background_log_stops_the_run(monkeypatch):
         loop.simulate(build(cfg), cfg.seeds)
     assert calls == [1]  # the run stopped at the next log
     assert not any(t.name.startswith("gandy-log") for t in threading.enumerate())
+
+
+def test_the_log_worker_measures_logs_in_batches_in_order_and_loses_none():
+    """loop.Background(on=True, batch=3): the logs reach ``measure`` in the order taken, at most 3
+    to a pass; a lone log is measured once it has waited ``delay`` (no later log, no wait());
+    wait() measures every log taken; the run is never more than 2 batches ahead."""
+    passes, lock = [], threading.Lock()
+    gate, inside = threading.Event(), threading.Event()
+
+    def measure(logs):
+        inside.set()
+        gate.wait(10)
+        with lock:
+            passes.append(list(logs))
+
+    gate.set()
+    with loop.Background(measure, on=True, batch=3, delay=0.2) as bg:
+        bg(0)
+        deadline = time.monotonic() + 10
+        while not passes and time.monotonic() < deadline:  # measured after its delay, alone
+            time.sleep(0.01)
+        assert passes == [[0]]
+        gate.clear()  # the worker will be held inside its next pass
+        inside.clear()
+        for i in range(1, 4):
+            bg(i)  # three waiting: a batch, taken at once
+        assert inside.wait(10)
+        for i in range(4, 10):
+            bg(i)  # six waiting (two batches): the run still goes on
+        ahead = threading.Thread(target=bg, args=(10,))
+        ahead.start()  # a seventh would put the run more than two batches ahead: it waits
+        ahead.join(0.3)
+        blocked = ahead.is_alive()
+        gate.set()
+        ahead.join(10)
+        bg(11)
+        bg.wait()
+        assert blocked
+        taken = [i for p in passes for i in p]
+        assert taken == list(range(12)) and all(1 <= len(p) <= 3 for p in passes)
+        assert passes[1] == [1, 2, 3]
+    in_place = []
+    with loop.Background(in_place.append, on=False, batch=3) as bg:
+        for i in range(4):
+            bg(i)
+            assert in_place[-1] == [i]  # measured at once, alone

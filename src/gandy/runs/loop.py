@@ -11,8 +11,8 @@ import io
 import json
 import os
 import pickle
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -25,7 +25,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Mover, Simulation, State, advance, points, start
-from gandy.runs.tracking import seen, tracked
+from gandy.runs.tracking import seen, stack, tracked
 
 
 class LiveRows:
@@ -60,6 +60,22 @@ BACKGROUND_LOGS: Optional[bool] = None
 torch's threads leave a core of this process idle (:func:`background_helps`)."""
 
 
+LOG_BATCH = 8
+"""How many logs :func:`simulate` measures in one pass on the worker thread (:class:`Background`):
+their members stacked along the member axis, so the order parameters and the divergence
+estimators make as many array operations for 8 logs as for one
+(:func:`gandy.core.metrics.divergences.sample_divergences_batch`). On the worker each operation
+hands the GIL back and forth with the run's thread, and those hand-offs, not the log's length,
+were what a log cost the run (benchmarks/lab_step.py --diagnose). A log's rows are therefore
+written (and told to ``on_log`` and ``gandy watch``) up to :data:`LOG_DELAY` seconds or 8 logs
+late; a checkpoint and the end of the run wait for every log taken before them; the numbers do
+not depend on the batching (tests/test_loop.py). Logs measured in place are measured at once."""
+LOG_DELAY = 1.0
+"""The longest a log waits on the worker thread for others to share its pass, in seconds."""
+LOG_BATCH_ELEMENTS = 1 << 24
+"""Fewer logs to a pass where 8 would hold more particle coordinates than this (128 MB in float64)."""
+
+
 def background_helps() -> bool:
     """Whether a log worker has a core of its own: torch runs fewer intra-op threads than this
     process may use. Measured on the 2-core VM (benchmarks/lab_step.py): at 1 thread the tracked
@@ -73,36 +89,94 @@ def background_helps() -> bool:
 
 
 class Background:
-    """Runs each log's measuring (order parameters, tracked divergences: a pure function of what
-    the log took from the state) on one worker thread while the run steps on, at most one log in
-    flight: the next log, a checkpoint and the end of the run wait for it, so rows keep their
-    order and an error in a log is raised in the run, at the latest at its end. ``on=False``
-    measures in place. The numbers are the same either way (tests/test_loop.py): every input is a
-    copy or a draw made in order on the run's thread.
+    """Measures the logs a run takes (``measure(logs)``: order parameters, tracked divergences, a
+    pure function of what each log took from the state) on one worker thread while the run steps
+    on, up to ``batch`` logs in one pass: the worker waits until ``batch`` logs are waiting, or the
+    first of them has waited ``delay`` seconds, or the run asks for them all (:meth:`wait`: a
+    checkpoint, the end of the run). Logs are measured in the order taken, so rows keep their
+    order; a run more than ``2 batch`` logs ahead waits; an error in a log is raised in the run, at
+    the latest at its end. ``on=False`` measures each log in place, at once. The numbers are the
+    same either way (tests/test_loop.py): every input is a copy or a draw made in order on the
+    run's thread, and the estimators give each member what it gives alone.
 
     Why: a tracked 2-D log costs ~12 ms of one core (exact W1, k-NN divergences with half-sample
     errors), five lab steps; torch's kernels, numpy's sorts and POT's solver release the GIL, so
     the worker uses a core the steps leave idle (where there is one: :data:`BACKGROUND_LOGS`).
-    What it still costs the steps (~20 % at log_every 10 on the 2-core VM) is the GIL handed back
-    and forth at each of the log's small ops, not its length: a stand-in making one GIL-free C
-    call as long costs what a sleep does (~5 %; benchmarks/lab_step.py --diagnose)."""
+    What a log on the worker costs the steps is the GIL handed back and forth at each of its
+    array operations, not its length (a stand-in making one GIL-free C call as long costs what a
+    sleep does; benchmarks/lab_step.py --diagnose): measuring ``batch`` logs in one pass makes as
+    many operations as one log (:data:`LOG_BATCH`)."""
 
-    def __init__(self, on: bool):
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gandy-log") if on else None
-        self._pending: Optional[Future] = None
+    def __init__(self, measure: Callable[[list], None], on: bool, batch: int = 1, delay: float = 1.0):
+        self._measure, self._batch, self._delay = measure, max(1, batch), delay
+        self._cond = threading.Condition()
+        self._waiting: list = []  # (taken at, log), in order
+        self._busy = self._closed = False
+        self._flushing = 0
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._work, name="gandy-log", daemon=True) if on else None
+        if self._thread is not None:
+            self._thread.start()
 
-    def __call__(self, fn: Callable[[], None]) -> None:
-        self.wait()
-        if self._pool is None:
-            fn()
-        else:
-            self._pending = self._pool.submit(fn)
+    def __call__(self, item) -> None:
+        if self._thread is None:
+            self._measure([item])
+            return
+        with self._cond:
+            while len(self._waiting) >= 2 * self._batch and self._error is None:
+                self._cond.wait()
+            self._raise()
+            self._waiting.append((time.monotonic(), item))
+            self._cond.notify_all()
 
     def wait(self) -> None:
-        """Until the log in flight (if any) is measured; raises its error."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Until every log taken so far is measured; raises a log's error."""
+        if self._thread is None:
+            return
+        with self._cond:
+            self._flushing += 1
+            self._cond.notify_all()
+            try:
+                while (self._waiting or self._busy) and self._error is None:
+                    self._cond.wait()
+            finally:
+                self._flushing -= 1
+            self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _due(self) -> bool:
+        return bool(self._waiting) and (self._closed or self._flushing > 0 or len(self._waiting) >= self._batch
+                                        or time.monotonic() - self._waiting[0][0] >= self._delay)
+
+    def _work(self) -> None:
+        with self._cond:
+            while True:
+                while not self._due() and not (self._closed and not self._waiting):
+                    self._cond.wait(None if not self._waiting else
+                                    max(1e-3, self._delay - (time.monotonic() - self._waiting[0][0])))
+                if not self._waiting:
+                    return
+                logs = [item for _, item in self._waiting[:self._batch]]
+                del self._waiting[:self._batch]
+                self._busy = True
+                self._cond.release()
+                try:
+                    self._measure(logs)
+                except BaseException as e:  # noqa: BLE001 - raised in the run's thread
+                    error = e
+                else:
+                    error = None
+                finally:
+                    self._cond.acquire()
+                    self._busy = False
+                if error is not None:
+                    self._error = error
+                    self._waiting.clear()
+                self._cond.notify_all()
 
     def __enter__(self) -> "Background":
         return self
@@ -112,8 +186,13 @@ class Background:
             if kind is None:
                 self.wait()
         finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._thread is not None:
+                with self._cond:
+                    if kind is not None:
+                        self._waiting.clear()
+                    self._closed = True
+                    self._cond.notify_all()
+                self._thread.join()
 
 
 Observer = tuple[int, Callable[[int], None]]
@@ -411,30 +490,34 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     def log(t: int) -> None:
         # what the log measures, taken now (the reference drawn in order from the metrics stream);
         # the measuring may run on the worker thread while the run steps on (see Background)
-        ref = sim.target.sample(st.streams["metrics"], spec.reference)
+        ref = sim.target.sample(st.streams["metrics"], spec.reference)[:b]
         x, x0, view = visible(), st.x0[:b], seen(sim, st, b) if track else None
         logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
                   for name in State.LOGGED}  # NaN before the first step and for diverged members
-        background(lambda: measure(t, x, x0, ref, logged, view))
+        background((t, x, x0, ref, logged, view))
 
-    def measure(t: int, x, x0, ref, logged: dict, view) -> None:
-        # with divergences tracked, W1 comes from their pooled distance matrix
-        vals = {**order_parameters(x, sim.target, None if track else ref[:b], spec.max_points, x0), **logged}
+    def measure(logs: list) -> None:
+        # the logs' members stacked along the member axis and measured in one pass; with
+        # divergences tracked, W1 comes from their pooled distance matrix
+        x, x0, ref = (torch.cat([lg[j] for lg in logs]) for j in (1, 2, 3))
+        vals = {**order_parameters(x, sim.target, None if track else ref, spec.max_points, x0),
+                **{name: torch.cat([lg[4][name] for lg in logs]) for name in logs[0][4]}}
         if track:
-            div, out.divergence_methods = tracked(sim, view, ref, b, vals)
+            div, out.divergence_methods = tracked(sim, stack([lg[5] for lg in logs]), ref, len(logs) * b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
-        rows = []
-        for i, seed in enumerate(seeds):
-            row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][i]) for k in keys}}
-            if "mode_hist" in vals:
-                row["mode_hist"] = vals["mode_hist"][i].tolist()
-            rows.append(row)
-        out.metrics.extend(rows)
-        if live is not None:
-            live.write(rows)
-        if on_log is not None:
-            on_log(rows)
+        for j, (t, *_) in enumerate(logs):
+            rows = []
+            for i, seed in enumerate(seeds):
+                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][j * b + i]) for k in keys}}
+                if "mode_hist" in vals:
+                    row["mode_hist"] = vals["mode_hist"][j * b + i].tolist()
+                rows.append(row)
+            out.metrics.extend(rows)
+            if live is not None:
+                live.write(rows)
+            if on_log is not None:
+                on_log(rows)
 
     def snapshot(t: int) -> None:
         out.snapshot_steps.append(t)
@@ -452,7 +535,10 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         and the horizon itself), and at the multiples and the last step after it (metrics.phase_2x)."""
         return (1, lambda t: fn(t) if t % every == 0 or t in (spec.horizon, spec.steps) else None)
 
-    background = Background(background_helps() if BACKGROUND_LOGS is None else BACKGROUND_LOGS)
+    on = background_helps() if BACKGROUND_LOGS is None else BACKGROUND_LOGS
+    # a batch of logs at most as large as memory allows (LOG_BATCH_ELEMENTS)
+    batch = max(1, min(LOG_BATCH, LOG_BATCH_ELEMENTS // max(1, b * st.x.shape[1] * st.x.shape[2])))
+    background = Background(measure, on, batch, LOG_DELAY)
     live = None
     if checkpoint is not None and checkpoint.live is not None:
         live = LiveRows(checkpoint.live, out.metrics, checkpoint.live_columns)

@@ -15,8 +15,8 @@ from gandy.core.metrics.divergences import (
     ERRORS,
     RESAMPLES,
     UniformSegment,
-    density_kl_qp,
-    sample_divergences,
+    density_kl_qp_batch,
+    sample_divergences_batch,
     segments_divergences,
     sliced_w1,
     w1,
@@ -38,7 +38,8 @@ def _segment_of(target) -> Optional[UniformSegment]:
 
 
 def _log_p(target, pts: torch.Tensor) -> Optional[torch.Tensor]:
-    """The target's exact log-density at ``pts: (n, d)`` as float64 on the CPU (None: no density)."""
+    """The target's exact log-density at ``pts: (..., n, d)`` as ``(..., n)`` float64 on the CPU (None:
+    no density)."""
     v = target.log_density(pts.to(target.mean.device, torch.float64))
     return None if v is None else v.double().cpu()
 
@@ -76,6 +77,13 @@ def seen(sim, st, b: int) -> Seen:
     return Seen(st.x[:b].detach().clone(), st.alive[:b].clone(), gen)
 
 
+def stack(views: list) -> Seen:
+    """Several :class:`Seen` copies as one, their members stacked in order (the logs measured in
+    one pass: :data:`gandy.runs.loop.LOG_BATCH`)."""
+    gen = None if views[0].gen is None else {k: torch.cat([v.gen[k] for v in views]) for k in views[0].gen}
+    return Seen(torch.cat([v.x for v in views]), torch.cat([v.alive for v in views]), gen)
+
+
 def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict]:
     """Divergence columns, their ``*_se`` and ``w1`` (and ``sw1`` above 10 dimensions) for the first
     ``b`` members of ``st`` (a State or its :func:`seen` copy) at this step: ``(values, methods)``,
@@ -84,8 +92,8 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
     JS and KL are exact where both laws are known in closed form (a segment target and the affine
     generator's segment); KL(Q||P) is estimated with the target's exact log-density where it has
     one (:func:`~gandy.core.metrics.divergences.density_kl_qp`); else they come from the two
-    samples (:func:`~gandy.core.metrics.divergences.sample_divergences`, one pooled distance
-    matrix per member, whose cross block also gives the exact W1).
+    samples (:func:`~gandy.core.metrics.divergences.sample_divergences_batch`, one pooled distance
+    matrix per member, every member in one pass, whose cross block also gives the exact W1).
     """
     keys = (*DIVERGENCES, *ERRORS, "w1", *(("sw1",) if sim.d > 10 else ()))
     vals = {k: np.full(b, np.nan) for k in keys}
@@ -93,16 +101,18 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
     exact = target_seg is not None and isinstance(sim.generator, Affine)
     x = st.x[:b, :ref.shape[1]].detach().double().cpu()  # as many points as the target sample
     y = ref[:b].detach().double().cpu()
-    density = None if not exact else False  # whether the target has a log-density: known at the first member
-    for i in range(b):
-        if not bool(st.alive[i]) or not torch.isfinite(x[i]).all():
-            continue
-        est = sample_divergences(y[i], x[i])
-        log_p = _log_p(sim.target, x[i]) if density is not False else None
+    live = [i for i in range(b) if bool(st.alive[i]) and bool(torch.isfinite(x[i]).all())]
+    density = None if not exact else False  # whether the target has a log-density
+    # every live member's estimates at once (a few long array operations: see sample_divergences_batch)
+    ests = sample_divergences_batch(y[live], x[live]) if live else []
+    if live and density is not False:
+        log_p = _log_p(sim.target, x[live])
         density = log_p is not None
         if density:  # only KL(Q||P) gains from the exact log p (docs/lab.md, the bias table)
-            v, se = density_kl_qp(x[i], log_p, near=est["near_q"])
-            est = {**est, "kl_qp": v, "kl_qp_se": se}
+            near = tuple(torch.stack([e["near_q"][j] for e in ests]) for j in range(2))
+            for e, (v, se) in zip(ests, density_kl_qp_batch(x[live], log_p, near=near)):
+                e["kl_qp"], e["kl_qp_se"] = v, se
+    for i, est in zip(live, ests):
         for k in ("js", "kl_pq", "kl_qp", "mmd"):
             vals[k][i], vals[f"{k}_se"][i] = est[k], est[f"{k}_se"]
         if exact:
@@ -111,12 +121,12 @@ def tracked(sim, st, ref: torch.Tensor, b: int, order: dict) -> tuple[dict, dict
             for k, v in segments_divergences(target_seg, gen).items():
                 vals[k][i], vals[f"{k}_se"][i] = v, np.nan
         cross = est["cross"]
-        if sim.d == 1:  # on the line: the sorted quantile functions, exact in O(n log n)
-            vals["w1"][i] = w1_sorted_1d(y[i].numpy()[None, :, 0], x[i].numpy()[None, :, 0])[0]
-        else:
+        if sim.d > 1:
             vals["w1"][i] = w1_from_cost(cross.numpy()) if cross is not None else w1(y[i].numpy(), x[i].numpy())[0]
         if sim.d > 10:
             vals["sw1"][i] = sliced_w1(y[i].numpy(), x[i].numpy())[0]
+    if sim.d == 1 and live:  # on the line: the sorted quantile functions, exact in O(n log n)
+        vals["w1"][live] = w1_sorted_1d(y[live].numpy()[..., 0], x[live].numpy()[..., 0])
     if density is None:  # no member was alive: ask the target itself
         density = _log_p(sim.target, y[0, :1]) is not None
     how = "exact:segments" if exact else f"estimate:knn, s.e. by {HALVES}"

@@ -102,20 +102,29 @@ def segments_divergences(p: UniformSegment, q: UniformSegment) -> dict:
 
 # ----------------------------------------------------------------------------- estimators
 def _pooled_blocks(z: torch.Tensor, chunk: int = 2048):
-    """Distances from rows ``i:i + chunk`` of ``z: (n, d)`` to all of ``z`` (self-distance inf),
-    as ``(i, block)`` pairs; one block when ``n <= chunk``."""
-    for i in range(0, len(z), chunk):
-        blk = torch.cdist(z[i:i + chunk], z)
-        idx = torch.arange(i, min(i + chunk, len(z)), device=z.device)
-        blk[idx - i, idx] = math.inf
+    """Distances from rows ``i:i + chunk`` of ``z: (B, n, d)`` to all of ``z`` within each member
+    (self-distance inf), as ``(i, block)`` pairs, each block ``(B, rows, n)``; one block when
+    ``n <= chunk``."""
+    n = z.shape[1]
+    for i in range(0, n, chunk):
+        blk = torch.cdist(z[:, i:i + chunk], z)
+        idx = torch.arange(i, min(i + chunk, n), device=z.device)
+        blk[:, idx - i, idx] = math.inf
         yield i, blk
 
 
-def _median_distance(z: torch.Tensor, max_points: int = 256) -> float:
-    """The median pairwise distance of ``z: (n, d)`` (the MMD bandwidth heuristic), over every
-    ``ceil(n / max_points)``-th point so that its cost stays bounded."""
-    step = -(-len(z) // max_points)
-    return max(float(np.median(torch.pdist(z[::step]).cpu().numpy())), 1e-12)
+def _median_distance(z: torch.Tensor, max_points: int = 256):
+    """The median pairwise distance of ``z: (n, d)`` (the MMD bandwidth heuristic; a float), or of
+    each member of ``z: (B, n, d)`` (a ``(B,)`` array), over every ``ceil(n / max_points)``-th
+    point so that its cost stays bounded. The distances are differences squared and summed, as
+    ``torch.pdist`` computes them (not the matrix-product form)."""
+    one = z.dim() == 2
+    z = z[None] if one else z
+    sub = z[:, ::-(-z.shape[1] // max_points)]
+    i, j = torch.triu_indices(sub.shape[1], sub.shape[1], 1, device=z.device)
+    pairs = torch.cdist(sub, sub, compute_mode="donot_use_mm_for_euclid_dist")[:, i, j]
+    med = np.maximum(np.median(pairs.cpu().numpy(), axis=-1), 1e-12)
+    return float(med[0]) if one else med
 
 
 KNN_KEYS = ("js", "js_se", "kl_pq", "kl_pq_se", "kl_qp", "kl_qp_se")
@@ -183,9 +192,9 @@ distances)."""
 
 
 def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
-    """The ``width`` smallest entries of each row of ``d: (r, c)`` (float64 on the CPU, no entry
-    negative or NaN: distances, inf allowed) in ascending order and their column indices plus
-    ``offset``: ``(dist, idx)``, each ``(r, width)``.
+    """The ``width`` smallest entries of each row of ``d: (..., r, c)`` (float64 on the CPU, no
+    entry negative or NaN: distances, inf allowed) in ascending order and their column indices plus
+    ``offset``: ``(dist, idx)``, each ``(..., r, width)``.
 
     One sort of integer keys: a non-negative float64's bit pattern read as int64 orders as the
     float does, so each entry's low ``ceil(log2 c)`` bits are replaced by its column and the keys
@@ -194,12 +203,12 @@ def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
     not the keys; entries within ``2^(bits - 52)`` of each other (relative) count as ties, which
     go to the lower column."""
     a = d.detach().cpu().numpy().astype(np.float64, copy=False)  # the keys read float64 bits
-    bits = max(1, (a.shape[1] - 1).bit_length())
+    bits = max(1, (a.shape[-1] - 1).bit_length())
     mask = (1 << bits) - 1
-    key = (a.view(np.int64) & ~mask) | np.arange(a.shape[1])
-    key.sort(axis=1)
-    idx = key[:, :width] & mask
-    return torch.from_numpy(np.take_along_axis(a, idx, 1)), torch.from_numpy(idx + offset)
+    key = (a.view(np.int64) & ~mask) | np.arange(a.shape[-1])
+    key.sort(axis=-1)
+    idx = key[..., :width] & mask
+    return torch.from_numpy(np.take_along_axis(a, idx, -1)), torch.from_numpy(idx + offset)
 
 
 def _kth_member_positions(bits: np.ndarray, k: int, lanes: int) -> np.ndarray:
@@ -239,21 +248,27 @@ def _kth_member_positions(bits: np.ndarray, k: int, lanes: int) -> np.ndarray:
 
 def _kth_among(dist: torch.Tensor, idx: torch.Tensor, member: torch.Tensor, k: int) -> tuple:
     """The k-th nearest neighbour of every point within each half-sample, from the point's nearest
-    candidates ``dist, idx: (N, L)`` (ascending; global indices) and ``member: (B, N)`` (bool, the
-    points each half-sample holds): ``(radius, found)``, each ``(B, N)``; radius inf where fewer
-    than k of the L candidates are finite members (then ``found`` is False).
+    candidates ``dist, idx: (..., N, L)`` (ascending; indices into the sample's points, of which
+    ``member`` has ``n`` columns) and ``member: (R, n)`` (bool, the points each of R half-samples
+    holds; the leading axes of ``dist`` are members, each its own sample of ``n`` points, all with
+    the same halves): ``(radius, found)``, each ``(..., R, N)``; radius inf where fewer than k of
+    the L candidates are finite members (then ``found`` is False).
 
     The first ``4 k`` candidates settle almost every (half-sample, point) pair
     (:func:`_kth_member_positions`; a half holds each point with probability about 1/2: at k = 5
     fewer than 5 of 20 are in it for about 0.6 % of the pairs); only the rest look further, so the
-    answer is the one the whole list gives."""
+    answer is the one the whole list gives. All members are searched at once: their points stacked
+    along one axis, each member's indices offset by its place (so few, long array operations)."""
+    lead, (rows, width) = dist.shape[:-2], dist.shape[-2:]
+    copies = math.prod(lead)
     b, n = member.shape
-    d = dist.numpy()
-    width = d.shape[1]
-    col = np.where(np.isfinite(d), idx.numpy(), n)  # a non-finite candidate is no member
-    padded = np.concatenate([member.numpy(), np.zeros((b, 1), bool)], 1)  # column n: in no half
+    d = dist.reshape(-1, width).numpy()
+    offset = (np.arange(copies) * n).repeat(rows)[:, None]
+    total = copies * n  # the stacked members' points; column ``total``: in no half
+    col = np.where(np.isfinite(d), idx.reshape(-1, width).numpy() + offset, total)  # a non-finite candidate is no member
+    padded = np.concatenate([np.tile(member.numpy(), copies), np.zeros((b, 1), bool)], 1)
     first = min(4 * k, width)
-    head = col[:, :first].T  # (first, N)
+    head = col[:, :first].T  # (first, copies * rows)
     before = np.empty((b, len(d)), np.int64)
     for g in range(0, b, 64):  # 64 half-samples to a word
         lanes = padded[g:g + 64]
@@ -265,7 +280,8 @@ def _kth_among(dist: torch.Tensor, idx: torch.Tensor, member: torch.Tensor, k: i
         before[hb, hi] = (np.cumsum(padded[hb[:, None], col[hi]], 1) < k).sum(1)
         found = before < width
     r = np.take_along_axis(d, np.minimum(before, width - 1).T, 1).T
-    return torch.from_numpy(np.where(found, r, math.inf)), torch.from_numpy(found)
+    r, found = np.where(found, r, math.inf).reshape(b, *lead, rows), found.reshape(b, *lead, rows)
+    return torch.from_numpy(np.moveaxis(r, 0, -2)), torch.from_numpy(np.moveaxis(found, 0, -2))
 
 
 def _knn_values(own: torch.Tensor, other: torch.Tensor, pool: torch.Tensor, n: int, d: int,
@@ -310,7 +326,23 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
     samples when they fit in one block (else None) for an exact W1 without a second distance
     computation, and ``near_q``, each of Q's points' nearest other points of Q as ``(dist, idx)``,
     each ``(m, L)`` (for :func:`density_kl_qp`). Without ``mmd`` only the keys of ``KNN_KEYS`` are
-    returned.
+    returned. One member of :func:`sample_divergences_batch` (which holds the method).
+    """
+    return sample_divergences_batch(_t(p)[None], _t(q)[None], k, chunk, mmd, resamples)[0]
+
+
+BATCH_ELEMENTS = 1 << 23
+"""The most distance entries (float64: 64 MB) one pass of :func:`sample_divergences_batch` holds;
+more members are measured a group at a time."""
+
+
+def sample_divergences_batch(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True,
+                             resamples: int = RESAMPLES) -> list:
+    """:func:`sample_divergences` of B pairs of samples at once, ``p: (B, n, d)``, ``q: (B, m, d)``
+    (every member's samples of one size): a list of B dicts, each the numbers that member alone
+    gives. Every step is one array operation over all members (a few long calls in place of B
+    times as many short ones: what a log on a worker thread costs the run is the number of calls,
+    each handing the GIL back and forth; benchmarks/lab_step.py).
 
     KL(P||Q) is the estimator of Wang, Kulkarni & Verdu (2009): with rho_k the distance from p_i to
     its k-th neighbour among the other p and nu_k to its k-th neighbour among q,
@@ -326,73 +358,84 @@ def sample_divergences(p, q, k: int = 5, chunk: int = 2048, mmd: bool = True, re
     neighbours found in the same pass (no new distances).
     """
     p, q = _t(p), _t(q)
-    (n, d), m = p.shape, len(q)
-    z = torch.cat([p, q])
+    (bsz, n, d), m = p.shape, q.shape[1]
+    group = max(1, BATCH_ELEMENTS // (min(n + m, chunk) * (n + m)))
+    if bsz > group:
+        return [out for g in range(0, bsz, group)
+                for out in sample_divergences_batch(p[g:g + group], q[g:g + group], k, chunk, mmd, resamples)]
+    z = torch.cat([p, q], 1)  # (B, N, d)
     halves, member = _halves((n, m), resamples)
     width = min(CANDIDATES * k if halves else k, n, m)  # no reference set has fewer columns (own: n or m, self inf)
     if mmd:
-        bw = _median_distance(z)
-        ksum = torch.zeros(2, 2, dtype=torch.float64)  # kernel sums over (p|q rows) x (p|q columns)
+        bw = torch.from_numpy(_median_distance(z))[:, None, None]  # (B, 1, 1)
+        ksum = torch.zeros(bsz, 2, 2, dtype=torch.float64)  # kernel sums over (p|q rows) x (p|q columns)
         rowsum = [[[], []], [[], []]]  # the same per row, for the standard error
     near, cross = {"own": [], "other": [], "pool": []}, None  # (dist, idx) of every row's candidates
     for i, blk in _pooled_blocks(z, chunk):
         if n + m <= chunk:
-            cross = blk[:n, n:]
-        cut = min(max(n - i, 0), len(blk))  # rows [0, cut) of the block are p's, the rest q's
-        for rows, (a, b) in ((blk[:cut], (slice(0, n), slice(n, None))), (blk[cut:], (slice(n, None), slice(0, n)))):
-            if len(rows):
-                own, other = _nearest(rows[:, a], width, a.start), _nearest(rows[:, b], width, b.start)
+            cross = blk[:, :n, n:]
+        cut = min(max(n - i, 0), blk.shape[1])  # rows [0, cut) of the block are p's, the rest q's
+        for rows, (a, b) in ((blk[:, :cut], (slice(0, n), slice(n, None))), (blk[:, cut:], (slice(n, None), slice(0, n)))):
+            if rows.shape[1]:
+                own, other = _nearest(rows[..., a], width, a.start), _nearest(rows[..., b], width, b.start)
                 near["own"].append(own)
                 near["other"].append(other)
                 # the pooled sample's nearest are among the own and the other nearest
-                v, j = _nearest(torch.cat([own[0], other[0]], 1), width)
-                near["pool"].append((v, torch.cat([own[1], other[1]], 1).gather(1, j)))
+                v, j = _nearest(torch.cat([own[0], other[0]], -1), width)
+                near["pool"].append((v, torch.cat([own[1], other[1]], -1).gather(-1, j)))
         if mmd:
             def kernel(dist: torch.Tensor) -> torch.Tensor:  # the inf diagonal contributes exp(-inf) = 0
-                return dist.square().mul_(-0.5 / bw**2).exp_()
+                return (dist.square() * (-0.5 / bw**2)).exp_()
 
             if n + m <= chunk:  # one block: Q's rows against P are P's rows against Q, transposed
-                kpq = kernel(blk[:n, n:])
-                sums = ((kernel(blk[:n, :n]).sum(1), kpq.sum(1)), (kpq.sum(0), kernel(blk[n:, n:]).sum(1)))
+                kpq = kernel(blk[:, :n, n:])
+                sums = ((kernel(blk[:, :n, :n]).sum(-1), kpq.sum(-1)), (kpq.sum(-2), kernel(blk[:, n:, n:]).sum(-1)))
             else:
                 kern = kernel(blk)
-                sums = tuple((rows[:, :n].sum(1), rows[:, n:].sum(1)) for rows in (kern[:cut], kern[cut:]))
+                sums = tuple((rows[..., :n].sum(-1), rows[..., n:].sum(-1)) for rows in (kern[:, :cut], kern[:, cut:]))
             for r in range(2):
                 for c, cols in enumerate(sums[r]):
-                    ksum[r, c] += cols.sum()
+                    ksum[:, r, c] += cols.sum(-1)
                     rowsum[r][c].append(cols)
-    near = {key: tuple(torch.cat([v[j] for v in parts]) for j in range(2)) for key, parts in near.items()}
-    est = _knn_values(*(near[key][0][:, k - 1] for key in ("own", "other", "pool")), n, d).tolist()
+    near = {key: tuple(torch.cat([v[j] for v in parts], 1) for j in range(2)) for key, parts in near.items()}
+    est = _knn_values(*(near[key][0][..., k - 1] for key in ("own", "other", "pool")), n, d).numpy()  # (B, 3)
     # the standard errors: every estimate again on each half-sample (from the candidates)
     sets = ("own", "other", "pool")  # searched in one call: the three candidate lists stacked
-    radius, found = _kth_among(*(torch.cat([near[key][j] for key in sets]) for j in range(2)), member, k)
-    radii, found = radius.chunk(3, 1), found.chunk(3, 1)
-    hal = _knn_values(*radii, n, d, member)
-    short = ~(found[0] & found[1] & found[2] | ~member).all(1)
-    for b in torch.nonzero(short).flatten().tolist():
-        hal[b] = _exact_half(z, *halves[b], n, k)
+    radius, found = _kth_among(*(torch.cat([near[key][j] for key in sets], 1) for j in range(2)), member, k)
+    radii, found = radius.chunk(3, -1), found.chunk(3, -1)  # each (B, R, N)
+    hal = _knn_values(*radii, n, d, member)  # (B, R, 3)
+    short = ~(found[0] & found[1] & found[2] | ~member).all(-1)  # (B, R)
+    for g, r in torch.nonzero(short).tolist():
+        hal[g, r] = _exact_half(z[g], *halves[r], n, k)
     hal = hal.numpy()
-    out = {}
-    for j, key in ((1, "kl_pq"), (2, "kl_qp")):
-        out[key], out[f"{key}_se"] = est[j], half_sample_se(est[j], hal[:, j], (n, m))
-    if n == m:
-        js, js_se = est[0], half_sample_se(est[0], hal[:, 0], (n, m))
-    else:  # the pooled sample must weigh both laws equally
+    if n != m:  # the pooled sample must weigh both laws equally
         s = min(n, m)
-        cut = sample_divergences(p[:s], q[:s], k, chunk, mmd=False, resamples=resamples)
-        js, js_se = cut["js"], cut["js_se"]
-    out["js"], out["js_se"] = min(max(js, 0.0), LOG2), js_se
+        cut = sample_divergences_batch(p[:, :s], q[:, :s], k, chunk, mmd=False, resamples=resamples)
     if mmd:
-        out["mmd"] = float(ksum[0, 0] / (n * (n - 1)) + ksum[1, 1] / (m * (m - 1)) - 2 * ksum[0, 1] / (n * m))
+        mmd_value = ksum[:, 0, 0] / (n * (n - 1)) + ksum[:, 1, 1] / (m * (m - 1)) - 2 * ksum[:, 0, 1] / (n * m)
         # delta method for the U-statistic: each point's influence is twice its mean kernel to its
         # own sample minus its mean kernel to the other sample
-        hp = 2 * (torch.cat(rowsum[0][0]) / (n - 1) - torch.cat(rowsum[0][1]) / m)
-        hq = 2 * (torch.cat(rowsum[1][1]) / (m - 1) - torch.cat(rowsum[1][0]) / n)
-        out["mmd_se"] = math.hypot(_se(hp), _se(hq))
-        out["mmd_bandwidth"] = bw
-    out["cross"] = cross
-    out["near_q"] = tuple(v[n:] - (n if j else 0) for j, v in enumerate(near["own"]))
-    return out if mmd else {key: out[key] for key in KNN_KEYS}
+        hp = 2 * (torch.cat(rowsum[0][0], -1) / (n - 1) - torch.cat(rowsum[0][1], -1) / m)
+        hq = 2 * (torch.cat(rowsum[1][1], -1) / (m - 1) - torch.cat(rowsum[1][0], -1) / n)
+    outs = []
+    for g in range(bsz):
+        out = {}
+        for j, key in ((1, "kl_pq"), (2, "kl_qp")):
+            out[key], out[f"{key}_se"] = float(est[g, j]), half_sample_se(est[g, j], hal[g, :, j], (n, m))
+        if n == m:
+            js, js_se = float(est[g, 0]), half_sample_se(est[g, 0], hal[g, :, 0], (n, m))
+        else:
+            js, js_se = cut[g]["js"], cut[g]["js_se"]
+        out["js"], out["js_se"] = min(max(js, 0.0), LOG2), js_se
+        if not mmd:
+            outs.append({key: out[key] for key in KNN_KEYS})
+            continue
+        out["mmd"], out["mmd_bandwidth"] = float(mmd_value[g]), float(bw[g])
+        out["mmd_se"] = math.hypot(_se(hp[g]), _se(hq[g]))  # per member: a batched std rounds with the batch
+        out["cross"] = None if cross is None else cross[g]
+        out["near_q"] = tuple(v[g, n:] - (n if j else 0) for j, v in enumerate(near["own"]))
+        outs.append(out)
+    return outs
 
 
 def log_ball_volume(d: int) -> float:
@@ -424,32 +467,44 @@ def knn_log_density(at: torch.Tensor, sample: torch.Tensor, k: int = 5, own: boo
 def density_kl_qp(q, log_p_q, k: int = 5, resamples: int = RESAMPLES, near: tuple | None = None) -> tuple[float, float]:
     """KL(Q||P) and its standard error from ``q: (m, d)`` alone and the exact log p at it
     (``log_p_q: (m,)``) at Q's own points (:func:`knn_log_density` from the other m - 1): the one
-    column the lab takes from the density (no distances from P's sample are needed). The standard
-    error comes from ``resamples`` half-samples of Q (:func:`half_sample_se`), each estimate
-    recomputed from the half's own k-NN radii (found among each point's ``CANDIDATES * k``
-    nearest). ``near``: each point's nearest other points of Q as ``(dist, idx)``, each ``(m, L)``,
-    ascending (``near_q`` of :func:`sample_divergences`), which spares the distances; used only
-    where L is the width this function takes (``CANDIDATES * k``, at most m)."""
+    column the lab takes from the density (no distances from P's sample are needed). ``near``:
+    each point's nearest other points of Q as ``(dist, idx)``, each ``(m, L)``, ascending
+    (``near_q`` of :func:`sample_divergences`), which spares the distances. One member of
+    :func:`density_kl_qp_batch` (which holds the method)."""
+    near = None if near is None else tuple(v[None] for v in near)
+    return density_kl_qp_batch(_t(q)[None], _t(log_p_q)[None], k, resamples, near)[0]
+
+
+def density_kl_qp_batch(q, log_p_q, k: int = 5, resamples: int = RESAMPLES, near: tuple | None = None) -> list:
+    """:func:`density_kl_qp` of B members at once, ``q: (B, m, d)``, ``log_p_q: (B, m)``, ``near``
+    as ``(dist, idx)`` each ``(B, m, L)``: a list of B ``(value, se)`` pairs. The standard error
+    comes from ``resamples`` half-samples of Q (:func:`half_sample_se`), each estimate recomputed
+    from the half's own k-NN radii (found among each point's ``CANDIDATES * k`` nearest); ``near``
+    is used only where L is the width this function takes (``CANDIDATES * k``, at most m)."""
     q, lp = _t(q), _t(log_p_q)
-    m, d = q.shape
+    bsz, m, d = q.shape
     width = min(CANDIDATES * k if resamples else k, m)
     dist = None
-    if near is None or near[0].shape != (m, width):
+
+    def own_distances() -> torch.Tensor:
         dist = torch.cdist(q, q)
-        dist.fill_diagonal_(math.inf)
+        dist.diagonal(dim1=-2, dim2=-1).fill_(math.inf)
+        return dist
+
+    if near is None or near[0].shape != (bsz, m, width):
+        dist = own_distances()
         near = _nearest(dist, width)
-    value = float((_log_density_at(near[0][:, k - 1], m, d, k, own=True) - lp).mean())
+    value = (_log_density_at(near[0][..., k - 1], m, d, k, own=True) - lp).mean(-1)  # (B,)
     halves, member = _halves((m,), resamples)
-    r, found = _kth_among(*near, member, k)
-    terms = torch.where(member, _log_density_at(r, m // 2, d, k, own=True) - lp, 0.0)
-    hal = terms.sum(1) / (m // 2)
-    for b in torch.nonzero(~(found | ~member).all(1)).flatten().tolist():  # a candidate list too short
+    r, found = _kth_among(*near, member, k)  # (B, R, m)
+    terms = torch.where(member, _log_density_at(r, m // 2, d, k, own=True) - lp[:, None], 0.0)
+    hal = terms.sum(-1) / (m // 2)  # (B, R)
+    for g, b in torch.nonzero(~(found | ~member).all(-1)).tolist():  # a candidate list too short
         if dist is None:
-            dist = torch.cdist(q, q)
-            dist.fill_diagonal_(math.inf)
+            dist = own_distances()
         (h,) = halves[b]
-        hal[b] = (_log_density_at(_kth(dist[h][:, h], k), len(h), d, k, own=True) - lp[h]).mean()
-    return value, half_sample_se(value, hal.tolist(), (m,))
+        hal[g, b] = (_log_density_at(_kth(dist[g][h][:, h], k), len(h), d, k, own=True) - lp[g, h]).mean()
+    return [(float(value[g]), half_sample_se(float(value[g]), hal[g].tolist(), (m,))) for g in range(bsz)]
 
 
 def w1(p, q, max_points: int = 2048) -> tuple[float, str]:
