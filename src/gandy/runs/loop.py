@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Mover, Simulation, State, advance, points, start
-from gandy.runs.tracking import seen, stack, tracked
+from gandy.runs.tracking import Seen, seen, stack, tracked
 
 
 class LiveRows:
@@ -193,6 +193,20 @@ class Background:
                     self._closed = True
                     self._cond.notify_all()
                 self._thread.join()
+
+
+class Taken(NamedTuple):
+    """What one log of :func:`simulate` took from the state at step ``t`` (copies, or draws made in
+    order on the run's thread), for its measuring: the ``b`` members' visible points ``x`` and
+    initial points ``x0`` ``(b, N, d)``, the target sample ``ref: (b, M, d)``, the logged state
+    numbers (``State.LOGGED``, each ``(b,)``) and, with divergences tracked, the :class:`Seen` copy."""
+
+    t: int
+    x: torch.Tensor
+    x0: torch.Tensor
+    ref: torch.Tensor
+    logged: dict
+    view: Optional[Seen]
 
 
 Observer = tuple[int, Callable[[int], None]]
@@ -491,25 +505,24 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         # what the log measures, taken now (the reference drawn in order from the metrics stream);
         # the measuring may run on the worker thread while the run steps on (see Background)
         ref = sim.target.sample(st.streams["metrics"], spec.reference)[:b]
-        x, x0, view = visible(), st.x0[:b], seen(sim, st, b) if track else None
         logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
                   for name in State.LOGGED}  # NaN before the first step and for diverged members
-        background((t, x, x0, ref, logged, view))
+        background(Taken(t, visible(), st.x0[:b], ref, logged, seen(sim, st, b) if track else None))
 
     def measure(logs: list) -> None:
-        # the logs' members stacked along the member axis and measured in one pass; with
-        # divergences tracked, W1 comes from their pooled distance matrix
-        x, x0, ref = (torch.cat([lg[j] for lg in logs]) for j in (1, 2, 3))
+        # the logs' members stacked along the member axis (log j's member i at j * b + i) and
+        # measured in one pass; with divergences tracked, W1 comes from their pooled distance matrix
+        x, x0, ref = (torch.cat([getattr(lg, name) for lg in logs]) for name in ("x", "x0", "ref"))
         vals = {**order_parameters(x, sim.target, None if track else ref, spec.max_points, x0),
-                **{name: torch.cat([lg[4][name] for lg in logs]) for name in logs[0][4]}}
+                **{name: torch.cat([lg.logged[name] for lg in logs]) for name in State.LOGGED}}
         if track:
-            div, out.divergence_methods = tracked(sim, stack([lg[5] for lg in logs]), ref, len(logs) * b, vals)
+            div, out.divergence_methods = tracked(sim, stack([lg.view for lg in logs]), ref, len(logs) * b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
-        for j, (t, *_) in enumerate(logs):
+        for j, lg in enumerate(logs):
             rows = []
             for i, seed in enumerate(seeds):
-                row = {"member": i, "seed": seed, "step": t, **{k: float(vals[k][j * b + i]) for k in keys}}
+                row = {"member": i, "seed": seed, "step": lg.t, **{k: float(vals[k][j * b + i]) for k in keys}}
                 if "mode_hist" in vals:
                     row["mode_hist"] = vals["mode_hist"][j * b + i].tolist()
                 rows.append(row)
