@@ -26,9 +26,10 @@ def test_full_grid_is_the_papers():
     assert np.allclose(g2[1:-1], [0.01 * 10 ** (k / 12) for k in range(24)], rtol=1e-5)
     assert np.allclose(lr[:8], [1e-5 * 10 ** (k / 24) for k in range(8)], rtol=1e-5)  # the slow-critic rows
     assert np.allclose(lr[8:], [1e-4 * 10 ** (k / 12) for k in range(18)], rtol=1e-5)
-    assert (cfg.particles.n, cfg.steps, cfg.optim.generator.lr) == (100, 1000, 1e-4)
-    # two values are not the authors' literal ones (docs/bridge.md): the unpublished initial cloud,
-    # read off their clouds' spread (14.0 = 0.5 sqrt(784)), and the penalty weight, a fit (10 x 1.25)
+    # three values are not the authors' literal ones (docs/bridge.md): the unpublished initial cloud,
+    # read off their clouds' spread (14.0 = 0.5 sqrt(784)), and two fits: the penalty weight (10 x
+    # 1.25) and the particle step (the authors' lrQ = 1e-4 halved)
+    assert (cfg.particles.n, cfg.steps, cfg.optim.generator.lr) == (100, 1000, 5e-5)
     assert (cfg.particles.init.name, cfg.particles.init.std, cfg.penalty.weight) == ("gaussian", 0.5, 12.5)
     assert cfg.optim.critic.weight_decay == 1e-4 and cfg.target.assign == "cosine" and cfg.target.n == 100
     assert cfg.seeds == [0] and cfg.kernel.g1 == 1.0
