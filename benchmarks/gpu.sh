@@ -12,7 +12,7 @@
 #               log-spaced positions 0.01-0.977, 2 seeds a point, K-section with 7 positions a round
 #               (3 rounds of 1,000 steps; issue 28, item 3);
 #   calibrate   every point of the calibration table (65), 2 seeds, 1,000 steps: the default
-#               (generator lr 5e-5 since 2026-12-05: 52 of 65 within at seed 0 on the CPU) beside
+#               (generator lr 5e-5 since 2026-12-05: 108 of 130 runs within on the CPU) beside
 #               the authors' literal 1e-4 and 2.5e-5 (docs/bridge.md; issue 28's aim);
 #   robustness  the CPU-sized robustness study (gandy run robustness: 4 games x 12 draws x 2 seeds x
 #               3,000 steps on Color MNIST), its games side by side and each game's chunks in 3
