@@ -310,23 +310,23 @@ def diagnose(args) -> None:
             "a numpy GEMM": [sys.executable, "-c", "import numpy as np\na = np.random.rand(500, 500)\nwhile True: a @ a"],
             "a memory stream": [sys.executable, "-c", "import numpy as np\na = np.random.rand(8_000_000)\nwhile True: a.sum()"]}
     one_thread = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    variants = {"bare": (bare, None, None), "the real log": (tr, None, None),
-                f"the real log, {loop.LOG_BATCH} to a pass": (tr, "batched", None),
-                f"a {1000 * log_s:.0f} ms sleep": (tr, sleep, None), f"a {1000 * log_s:.0f} ms Python spin": (tr, spin, None),
-                "one GIL-free C call as long": (tr, one_c_call, None), "small torch ops as long": (tr, small_ops, None),
-                "the real log in a worker process": (tr, in_process, None),
-                **{f"bare beside {k}": (bare, None, v) for k, v in busy.items()}}
-    simulate(bare, [0])
     batch = loop.LOG_BATCH
+    # (simulation, stand-in for the log or None, a busy process beside or None, logs to a pass: a
+    # stand-in stands for one log)
+    variants = {"bare": (bare, None, None, 1), "the real log": (tr, None, None, 1),
+                f"the real log, {batch} to a pass": (tr, None, None, batch),
+                f"a {1000 * log_s:.0f} ms sleep": (tr, sleep, None, 1), f"a {1000 * log_s:.0f} ms Python spin": (tr, spin, None, 1),
+                "one GIL-free C call as long": (tr, one_c_call, None, 1), "small torch ops as long": (tr, small_ops, None, 1),
+                "the real log in a worker process": (tr, in_process, None, 1),
+                **{f"bare beside {k}": (bare, None, v, 1) for k, v in busy.items()}}
+    simulate(bare, [0])
     times = defaultdict(list)
     for _ in range(args.repeats):
-        for name, (sim, stand_in, other) in variants.items():
+        for name, (sim, stand_in, other, per_pass) in variants.items():
             proc = subprocess.Popen(other, stdout=subprocess.DEVNULL, env=one_thread) if other else None
             if proc:
                 time.sleep(0.3)
-            loop.BACKGROUND_LOGS = True
-            loop.LOG_BATCH = batch if stand_in == "batched" else 1  # a stand-in stands for one log
-            stand_in = None if stand_in == "batched" else stand_in
+            loop.BACKGROUND_LOGS, loop.LOG_BATCH = True, per_pass
             with mock.patch.object(loop, "tracked", stand_in or _ORIGINAL_TRACKED):
                 times[name].append(_wall(lambda: simulate(sim, [0])))
             if proc:

@@ -65,8 +65,9 @@ LOG_BATCH = 8
 their members stacked along the member axis, so the order parameters and the divergence
 estimators make as many array operations for 8 logs as for one
 (:func:`gandy.core.metrics.divergences.sample_divergences_batch`). On the worker each operation
-hands the GIL back and forth with the run's thread, and those hand-offs, not the log's length,
-were what a log cost the run (benchmarks/lab_step.py --diagnose). A log's rows are therefore
+hands the GIL back and forth with the run's thread: at 8 logs a pass the tracked lab's overhead at
+log_every 10 fell from 29 % to 15 % (1 thread, benchmarks/lab_step.py, one run); the rest is the
+log's compute on the other core, which a batch does not reduce. A log's rows are therefore
 written (and told to ``on_log`` and ``gandy watch``) up to :data:`LOG_DELAY` seconds or 8 logs
 late; a checkpoint and the end of the run wait for every log taken before them; the numbers do
 not depend on the batching (tests/test_loop.py). Logs measured in place are measured at once."""
@@ -102,10 +103,11 @@ class Background:
     Why: a tracked 2-D log costs ~12 ms of one core (exact W1, k-NN divergences with half-sample
     errors), five lab steps; torch's kernels, numpy's sorts and POT's solver release the GIL, so
     the worker uses a core the steps leave idle (where there is one: :data:`BACKGROUND_LOGS`).
-    What a log on the worker costs the steps is the GIL handed back and forth at each of its
-    array operations, not its length (a stand-in making one GIL-free C call as long costs what a
-    sleep does; benchmarks/lab_step.py --diagnose): measuring ``batch`` logs in one pass makes as
-    many operations as one log (:data:`LOG_BATCH`)."""
+    What a log on the worker costs the steps is partly the GIL handed back and forth at each of its
+    array operations (a stand-in making one GIL-free C call as long costs what a sleep does;
+    benchmarks/lab_step.py --diagnose), partly its compute on the other core: measuring ``batch``
+    logs in one pass makes as many operations as one log, which halved the cost
+    (:data:`LOG_BATCH`)."""
 
     def __init__(self, measure: Callable[[list], None], on: bool, batch: int = 1, delay: float = 1.0):
         self._measure, self._batch, self._delay = measure, max(1, batch), delay

@@ -340,9 +340,10 @@ def sample_divergences_batch(p, q, k: int = 5, chunk: int = 2048, mmd: bool = Tr
                              resamples: int = RESAMPLES) -> list:
     """:func:`sample_divergences` of B pairs of samples at once, ``p: (B, n, d)``, ``q: (B, m, d)``
     (every member's samples of one size): a list of B dicts, each the numbers that member alone
-    gives. Every step is one array operation over all members (a few long calls in place of B
-    times as many short ones: what a log on a worker thread costs the run is the number of calls,
-    each handing the GIL back and forth; benchmarks/lab_step.py).
+    gives. Every step is one array operation over all members: a few long calls in place of B
+    times as many short ones, each of which hands the GIL back and forth with a run stepping on
+    another thread (the same compute: 8 members take as long as 8 calls; what it saves is what the
+    run's thread pays, benchmarks/lab_step.py).
 
     KL(P||Q) is the estimator of Wang, Kulkarni & Verdu (2009): with rho_k the distance from p_i to
     its k-th neighbour among the other p and nu_k to its k-th neighbour among q,
