@@ -201,8 +201,8 @@ def test_gandy_plot_mnist_pools_folders_and_reads_a_calibration_by_its_base_sett
     _fake_calibration(tmp_path / "c", fast.assign(**{Y: 4.64e-4}))  # another row, as a calibration's base setting
     seen = {}
     real = E.plot_mnist_diagram
-    monkeypatch.setattr(E, "plot_mnist_diagram", lambda res, rows, path, digits, authors=None: seen.update(
-        results=res, rows=rows) or real(res, rows, path, digits, authors))
+    monkeypatch.setattr(E, "plot_mnist_diagram", lambda res, rows, path, digits, authors=None, fail=(): seen.update(
+        results=res, rows=rows, fail=fail) or real(res, rows, path, digits, authors, fail=fail))
     res = invoke_cli(["plot", "mnist", tmp_path / "s", tmp_path / "c", "--out", tmp_path / "both"])
     assert res.exit_code == 0, res.stderr
     assert (tmp_path / "both" / "figures" / "mnist-diagram.png").stat().st_size > 10_000
@@ -211,6 +211,7 @@ def test_gandy_plot_mnist_pools_folders_and_reads_a_calibration_by_its_base_sett
     assert (pooled[pooled[Y] == 4.64e-4].mean_norm < 1e3).sum() == (fast.mean_norm < 1e3).sum()
     # several folders: no single search's boundary.parquet, so every row gets the logistic fit
     assert sorted(seen["rows"][Y]) == [1e-5, 4.64e-4, 1e-3]
+    assert seen["fail"] == E.FAIL  # a diverged run fails there (and the title says so)
     assert not (tmp_path / "s" / "figures").exists()  # nothing written into the folders read
 
     # refused, exit 2, nothing written: several folders without --out; the same runs twice; two targets
@@ -243,3 +244,40 @@ def test_the_samples_panel_does_not_show_a_run_stopped_by_the_blowup_limit(tmp_p
     results["diverged_step"] = np.where(runaway, 500, -1)  # every runaway stopped: one is shown, labelled so
     F.plot_mnist_samples(results, tmp_path / "p.png", 27.3)
     assert "stopped at step 500" in [lab for lab in drawn["labels"] if lab.startswith("ran away")][0]
+
+
+def test_a_diverged_mnist_run_fails_in_the_diagram_and_in_its_boundary_search(tmp_path, invoke_cli, monkeypatch):
+    """An MNIST run that blew up is a runaway that overflowed: the diagram's boundary counts it as
+    failing exactly as a runaway (the generic SPLIT_FAILED would count it as a success), and
+    ``gandy boundary mnist-collapse`` searches with that set unless --fail says otherwise."""
+    from gandy import cli
+    from gandy.core.metrics.phases import SPLIT_FAILED
+    from gandy.studies.mnist_collapse.experiment import EXPERIMENT, FAIL
+    from gandy.views.plots import grid_boundary
+
+    g2 = [0.01, 0.0464, 0.215, 0.977]
+    phases = {0.977: ("runaway", "diverged")}
+    res = pd.DataFrame([{X: g, Y: 1e-3, "seed": s, "phase": phases.get(g, ("converged",) * 2)[s]}
+                        for g in g2 for s in (0, 1)])
+    fit = grid_boundary(res, X, Y, xlog=True, fail=FAIL).iloc[0]
+    both_ran_away = grid_boundary(res.replace("diverged", "runaway"), X, Y, xlog=True, fail=FAIL).iloc[0]
+    assert fit.censored == "" and 0.215 < fit.x50 < 0.977
+    assert (fit.x50, fit.lo, fit.hi) == (both_ran_away.x50, both_ran_away.lo, both_ran_away.hi)
+    assert set(FAIL) == {*SPLIT_FAILED, "diverged"} and EXPERIMENT.boundary_fail == FAIL
+
+    seen = []
+
+    def fake(cfg, out, x, y, **kw):  # what the CLI asks the search for, without running it
+        seen.append(kw["fail"])
+        return pd.DataFrame(columns=[y, "x50", "lo", "hi", "censored", "members"]), {}
+
+    monkeypatch.setattr(cli.boundary, "run_boundary", fake)
+    axes = ["--x", X, "--y", Y, "-q"]
+    yaml = tmp_path / "grid.yaml"
+    yaml.write_text(C.dump_config(C.load_config(base_config())))
+    for args in (["mnist-collapse", *axes, "-o", tmp_path / "a"],
+                 ["mnist-collapse", *axes, "--fail", "collapsed", "-o", tmp_path / "b"],
+                 [str(yaml), *axes, "-o", tmp_path / "c"]):
+        r = invoke_cli(["boundary", *args])
+        assert r.exit_code == 0, r.stderr
+    assert seen == [FAIL, ("collapsed",), SPLIT_FAILED]

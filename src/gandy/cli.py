@@ -265,7 +265,9 @@ def boundary_cmd(
     y: str = typer.Option(..., "--y", metavar="KEY", help="the swept key whose values are the rows"),
     seeds: Optional[int] = typer.Option(None, "--seeds", metavar="K", help="seeds 0..K-1 at every point (default: the config's)"),
     resolution: Optional[int] = typer.Option(None, "--resolution", metavar="R", help="positions along x, evenly spaced on its scale (default: the x axis's number of values)"),
-    fail: str = typer.Option(",".join(SPLIT_FAILED), "--fail", metavar="PHASE,...", help="the phases that count as failing"),
+    fail: Optional[str] = typer.Option(None, "--fail", metavar="PHASE,...", show_default=False,
+                                       help=f"the phases that count as failing [default: {','.join(SPLIT_FAILED)}; "
+                                            "an experiment's own where it has one (mnist-collapse: also diverged)]"),
     per_round: int = typer.Option(1, "--per-round", metavar="K", help="positions tried in each open row per round (1: bisection; more: fewer, wider rounds)"),
     out: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="output folder; must be new or empty"),
     force: bool = typer.Option(False, "--force", help="replace DIR if it is an earlier gandy output (never anything else)"),
@@ -284,9 +286,11 @@ def boundary_cmd(
     style, docs/bridge.md)."""
     workers = _options(executor, address, connect_timeout, checkpoint_every, force, resume, workers)
     draw = plots.plot_boundary
+    failing = SPLIT_FAILED
     if config in studies.EXPERIMENTS and not Path(config).is_file():
         source = studies.EXPERIMENTS[config].sweep_config
         own = studies.EXPERIMENTS[config].boundary_figures
+        failing = studies.EXPERIMENTS[config].boundary_fail or failing
         if own is not None:
             def draw(d):  # the search's figure, then the study's own
                 return [*plots.plot_boundary(d), *own(d)]
@@ -297,7 +301,7 @@ def boundary_cmd(
         if not Path(config).suffix and not Path(config).exists():
             raise _not_found(config)
         cfg = config_.load_config(config, list(overrides or []))
-    phases = tuple(p.strip() for p in fail.split(",") if p.strip())
+    phases = failing if fail is None else tuple(p.strip() for p in fail.split(",") if p.strip())
     table, summary = boundary.run_boundary(cfg, out, x, y, seeds=seeds, resolution=resolution, fail=phases,
                                   per_round=per_round, resume=resume,
                                   replace=force, executor=executor, address=address, workers=workers,

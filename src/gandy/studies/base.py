@@ -74,6 +74,9 @@ class Experiment:
     boundary_figures: Optional[Callable[[Path], list[Path]]] = None
     """The study's own figures of a finished ``gandy boundary EXPERIMENT`` folder (beside the
     search's generic one), where it has some; their paths."""
+    boundary_fail: Optional[tuple] = None
+    """The phases that count as failing in ``gandy boundary EXPERIMENT`` without ``--fail``, where
+    the study's diagram needs other ones than :data:`gandy.core.metrics.phases.SPLIT_FAILED`."""
 
 
 def packaged(module: str, name: str = "config.yaml") -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -377,12 +377,14 @@ def phase_handles(present) -> list:
     return [mpl.patches.Patch(color=PHASE_COLORS[PHASES[i]], label=PHASES[i]) for i in sorted(present)]
 
 
-def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000) -> pd.DataFrame:
-    """Per value of ``y``, where half the runs fail to split (SPLIT_FAILED) along ``x``: the
-    logistic x50 and its interval (:func:`gandy.core.metrics.boundary.row_boundaries`), as a table
-    with columns ``y``, ``x50``, ``lo``, ``hi`` and ``censored`` (why a row has no x50 in range)."""
+def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000,
+                  fail: Sequence[str] = SPLIT_FAILED) -> pd.DataFrame:
+    """Per value of ``y``, where half the runs fail (their phase in ``fail``; default: did not
+    split, SPLIT_FAILED) along ``x``: the logistic x50 and its interval
+    (:func:`gandy.core.metrics.boundary.row_boundaries`), as a table with columns ``y``, ``x50``,
+    ``lo``, ``hi`` and ``censored`` (why a row has no x50 in range)."""
     fits = row_boundaries(results[x].to_numpy(float), results[y].to_numpy(float),
-                          results.phase.isin(SPLIT_FAILED).to_numpy(), log=xlog, draws=draws)
+                          results.phase.isin(list(fail)).to_numpy(), log=xlog, draws=draws)
     return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi, "censored": b.censored} for yv, b in fits],
                         columns=[y, "x50", "lo", "hi", "censored"])
 

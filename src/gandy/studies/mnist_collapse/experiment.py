@@ -23,7 +23,7 @@ from gandy.core.datafile import check_data_file
 from gandy.core.errors import ConfigError
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.config import load_config, load_yaml
-from gandy.runs.store import read_parquet
+from gandy.runs.store import read_json, read_parquet
 from gandy.runs.summaries import digit_stats, read_table
 from gandy.runs.sweep import run_sweep
 from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, write_summary
@@ -31,6 +31,13 @@ from gandy.studies.mnist_collapse.figures import X, Y, plot_mnist_collapse, plot
 from gandy.views.plots import grid_boundary
 
 DESCRIPTION = "100 particles in 784-D vs 100 MNIST digits: collapse phase diagram over g2/g1 x critic lr"
+
+FAIL = (*SPLIT_FAILED, "diverged")
+"""What fails in the MNIST diagram and its boundary search (``gandy boundary mnist-collapse``
+without ``--fail``): collapsed, ran away, or diverged. A diverged MNIST run is a runaway that
+overflowed, or a blow-up of the fast critics at the largest g2/g1 (docs/bridge.md): not a data-like
+cloud, so it counts as failing, where a generic search (SPLIT_FAILED) would count it as a point
+that did not fail."""
 
 
 def base_config() -> dict:
@@ -149,16 +156,18 @@ def draw_diagram(inputs: DiagramInputs, out: Optional[Path] = None) -> list[Path
     """The MNIST diagram of :func:`diagram_inputs`, with the authors' published clouds beside,
     and the final particles of one run per cloud phase: ``figures/mnist-diagram.png`` and
     ``figures/mnist-samples.png`` in ``out`` (default: the first folder). The boundary is that of
-    the folder's ``boundary.parquet`` (one search), else the logistic fit of each critic-lr row
-    (:func:`gandy.views.plots.grid_boundary`)."""
+    the folder's ``boundary.parquet`` (one search: its own ``fail`` phases), else the logistic fit
+    of each critic-lr row with :data:`FAIL` (:func:`gandy.views.plots.grid_boundary`)."""
     folders, results = inputs.folders, inputs.results
     digits = digit_stats(inputs.target)["mean_norm"]
     out = Path(out) if out is not None else folders[0]
     if len(folders) == 1 and (folders[0] / "boundary.parquet").is_file():
         rows = read_parquet(folders[0] / "boundary.parquet")
+        fail = tuple(read_json(folders[0] / "summary.json").get("boundary", {}).get("fail", SPLIT_FAILED))
     else:
-        rows = grid_boundary(results[results[X] > 0], X, Y, xlog=True)
-    paths = [plot_mnist_diagram(results, rows, out / "figures" / "mnist-diagram.png", digits, inputs.authors)]
+        rows, fail = grid_boundary(results[results[X] > 0], X, Y, xlog=True, fail=FAIL), FAIL
+    paths = [plot_mnist_diagram(results, rows, out / "figures" / "mnist-diagram.png", digits, inputs.authors,
+                                fail=fail)]
     kept = results["samples_uint8"].notna() if "samples_uint8" in results else None
     if kept is not None and kept.any():  # runs kept without samples: left out of the panel
         paths.append(plot_mnist_samples(results[kept], out / "figures" / "mnist-samples.png", digits))
@@ -172,4 +181,5 @@ def diagram_figures(folders, table: Optional[str] = None, out: Optional[Path] = 
     return draw_diagram(diagram_inputs(folders, table), out)
 
 
-EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config, boundary_figures=diagram_figures)
+EXPERIMENT = Experiment("mnist-collapse", DESCRIPTION, run, sweep_config=base_config, boundary_figures=diagram_figures,
+                        boundary_fail=FAIL)

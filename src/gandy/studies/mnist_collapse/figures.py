@@ -104,16 +104,18 @@ def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: floa
 
 
 def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, digits_norm: float,
-                       authors: pd.DataFrame | None = None, x: str = X, y: str = Y, title: str = "") -> Path:
+                       authors: pd.DataFrame | None = None, x: str = X, y: str = Y, title: str = "",
+                       fail: tuple = ("collapsed", "runaway")) -> Path:
     """The MNIST-100 diagram in the authors' style: g2/g1 (log) against critic lr (log), one
     marker per point shaped by its cloud phase (:func:`gandy.runs.summaries.cloud_phase`, the
     seeds' majority) and coloured by its coverage KL (the seeds' mean), with gandy's boundary per
     row (``rows``: a boundary table, x50 and its interval; a row without a crossing in the range
-    as an arrow at the edge it lies beyond: down, every position failed; up, none did). With
+    as an arrow at the edge it lies beyond: down, below the positions tried; up, above them). With
     ``authors`` (the calibration table: g2_over_g1, critic_lr, mean_abs_cos, mean_norm), a second
     panel shows their published clouds by the same phase rule, with gandy's boundary over them.
     ``results``: one row per member (``x`` = kernel.g2 with g1 = 1, ``y``, ``seed``,
-    ``coverage_kl``, ``mean_abs_cos``, ``mean_norm``)."""
+    ``coverage_kl``, ``mean_abs_cos``, ``mean_norm``); ``fail``: the phases ``rows`` counted as
+    failing, named in the title."""
     pts = _point_clouds(results, x, y, digits_norm)
     pts = pts[pts[x] > 0]
     panels = 1 if authors is None else 2
@@ -143,11 +145,15 @@ def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, di
         ax.set_ylabel("g2/g1")
     handles = [mpl.lines.Line2D([], [], ls="", marker=m, color=c, mec="k", label=t) for m, c, t in CLOUD_STYLE.values()]
     handles += [mpl.lines.Line2D([], [], ls="-", marker="_", color="k", label="gandy's boundary: P(fail) = 1/2, 95 % interval"),
-                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="every position failed (boundary below)"),
-                mpl.lines.Line2D([], [], ls="", marker="^", color="k", mfc="white", label="none failed (boundary above)")]
+                mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="no crossing: boundary below the positions tried"),
+                mpl.lines.Line2D([], [], ls="", marker="^", color="k", mfc="white",
+                                 label="no crossing: boundary above the positions tried")]
     fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=7, title="cloud phase (markers; the "
                "colour of the left panel is coverage KL)", title_fontsize=7)
-    fig.suptitle(title or "MNIST-100: 100 particles in 784-D against 100 digits; fail = collapsed or ran away", fontsize=10)
+    said = {"collapsed": "collapsed", "runaway": "ran away", "diverged": "diverged"}
+    names = [said.get(p, p) for p in fail]
+    fail_text = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    fig.suptitle(title or f"MNIST-100: 100 particles in 784-D against 100 digits; fail = {fail_text}", fontsize=10)
     return save_figure(fig, path)
 
 
