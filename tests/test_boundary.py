@@ -308,3 +308,27 @@ def test_a_crossing_outside_the_positions_tried_is_labelled_not_reported():
     assert b.censored == "above_range" and b.x50 > 1.0
     flat = fit_boundary(np.geomspace(0.01, 1.0, 4), [1, 0, 0, 1], [5, 5, 5, 5])  # no trend: the crossing is far away
     assert flat.censored in ("above_range", "below_range") and np.isfinite([flat.lo]).all()
+
+
+def test_the_step_bracket_is_where_the_points_change_and_says_so_where_the_fit_does_not():
+    """Counts by hand: the bracket is the last position that did not fail and the first that did
+    (a point fails at half its seeds), walking from the end that does not fail, in either
+    direction; NaN where the ends agree. A sharp step at the last position of seven, two seeds
+    each, is fitted with its x50 above the positions (Firth's shrinkage), and the bracket still
+    says where the points changed."""
+    from gandy.core.metrics.boundary import step_bracket
+
+    x = [0.01, 0.1, 0.3, 0.55, 0.67, 0.81, 0.98]
+    assert step_bracket(x, [0, 0, 0, 0, 0, 0, 2], [2] * 7) == (0.81, 0.98)
+    assert step_bracket(x[::-1], [0, 0, 0, 0, 0, 0, 2][::-1], [2] * 7) == (0.81, 0.98)  # any order
+    assert step_bracket(x, [2, 1, 0, 0, 0, 0, 0], [2] * 7) == (0.1, 0.3)  # failing on the low side; 1 of 2 fails
+    assert step_bracket(x, [0, 2, 0, 0, 0, 0, 2], [2] * 7) == (0.01, 0.1)  # not monotone: the first change
+    assert all(np.isnan(step_bracket(x, [0] * 7, [2] * 7))) and all(np.isnan(step_bracket(x, [2] * 7, [2] * 7)))
+    fit = fit_boundary(np.array(x), [0, 0, 0, 0, 0, 0, 2], [2] * 7)
+    assert fit.censored == "above_range" and fit.x50 > 0.98
+
+    from gandy.views.plots import grid_boundary
+    runs = pd.DataFrame([{"x": v, "y": 1.0, "seed": s, "phase": "runaway" if v == 0.98 else "converged"}
+                         for v in x for s in (0, 1)])
+    row = grid_boundary(runs, "x", "y", xlog=True).iloc[0]
+    assert (row.bracket_lo, row.bracket_hi) == (0.81, 0.98) and row.censored == "above_range"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -308,8 +309,13 @@ def boundary_cmd(
                                   progress=not quiet, echo=typer.echo, checkpoint_seconds=checkpoint_every,
                                   connect_timeout=connect_timeout, draw=draw)
     for row in table.to_dict("records"):
-        where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if row["censored"] == "" else \
-            f"no crossing in the range ({row['censored'].replace('_', ' ')})"
+        cens = row["censored"]
+        where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if cens == "" else \
+            f"the fit's x50 lies {cens.split('_')[0]} the positions tried" if cens in ("above_range", "below_range") else \
+            f"no crossing in the range ({cens.replace('_', ' ')})"
+        step = (row.get("bracket_lo"), row.get("bracket_hi"))
+        if all(v is not None and math.isfinite(float(v)) for v in step):
+            where += f"; the points change between {step[0]:.4g} and {step[1]:.4g}"
         typer.echo(f"  {y} = {row[y]:.4g}: {where}  ({row['members']} members)")
     _report(out, report)
 

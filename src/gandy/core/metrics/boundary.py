@@ -124,6 +124,24 @@ def fit_boundary(x: np.ndarray, failed: np.ndarray, runs: np.ndarray, log: bool 
     return Boundary(x50, back(lo_t), back(hi_t), float(beta[1] / scale), censored=side, **base)
 
 
+def step_bracket(x: np.ndarray, failed: np.ndarray, runs: np.ndarray) -> tuple[float, float]:
+    """Where one row's points change from not failing to failing, read off the counts without a
+    model: ``x`` (J,) the positions, ``failed`` and ``runs`` (J,) the counts there; a point fails
+    where at least half its runs did (as :mod:`gandy.runs.boundary`'s search judges it). Walking
+    from the end that does not fail, ``(the last position that did not fail, the first that did)``,
+    in increasing x; ``(nan, nan)`` where the ends agree (no change in the range). The bracket a
+    bisection ends with, for any set of points (a grid, pooled runs)."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x)
+    x, fails = x[order], (2 * np.asarray(failed, dtype=np.float64) >= np.asarray(runs, dtype=np.float64))[order]
+    if len(x) < 2 or fails[0] == fails[-1]:
+        return float("nan"), float("nan")
+    walk = np.arange(len(x)) if not fails[0] else np.arange(len(x))[::-1]  # from the end that does not fail
+    first = walk[np.argmax(fails[walk])]  # the first failing point on the walk
+    before = walk[list(walk).index(first) - 1]
+    return tuple(sorted((float(x[before]), float(x[first]))))
+
+
 def row_boundaries(x: np.ndarray, y: np.ndarray, failed: np.ndarray, log: bool = True, draws: int = 2000,
                    seed: int = 0) -> list[tuple[float, Boundary]]:
     """The boundary in ``x`` of every row of a phase diagram: ``x``, ``y`` (M,) each run's position

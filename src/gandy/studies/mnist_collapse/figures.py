@@ -87,10 +87,18 @@ def _cloud_markers(ax, pts: pd.DataFrame, x: str, y: str, colour=None, **kw):
 def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: float) -> None:
     """Per row of a boundary table (``y``, ``x50``, ``lo``, ``hi``, ``censored``): x50 at (y, x50)
     with a vertical bar over its interval (clipped to the axis: an unbounded side runs to the
-    edge); a row with no crossing in the range an arrow at the edge it lies beyond (the figure's
-    legend names all three)."""
+    edge); a row with no crossing in the range an arrow at the edge it lies beyond; and, where the
+    row's points change from not failing to failing (``bracket_lo``, ``bracket_hi``), a thick bar
+    between those two positions just right of the row, which replaces the arrow of a fit whose crossing lies outside the
+    positions (the figure's legend names all four)."""
     for r in rows.sort_values(y).to_dict("records"):
         cens, yv, x50 = r.get("censored") or "", r[y], float(r["x50"])
+        step = float(r.get("bracket_lo", np.nan)), float(r.get("bracket_hi", np.nan))
+        if np.isfinite(step).all():  # where the points change from not failing to failing: the data, no model
+            ax.plot([yv * 1.13, yv * 1.13], step, color="tab:red", lw=5, alpha=0.6, solid_capstyle="butt",
+                    zorder=3.5)  # just right of the row, beside its markers
+            if cens in ("below_range", "above_range"):
+                continue  # the fit's crossing lies outside the positions, the points' change inside: the bar says it
         if cens in ("half_failed_at_both_ends", "below_range", "all_failed"):
             ax.plot(yv, lo_edge * 1.08, "v", color="k", ms=7, zorder=4)
         elif cens in ("under_half_failed_at_both_ends", "above_range", "none_failed"):
@@ -145,6 +153,8 @@ def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, di
         ax.set_ylabel("g2/g1")
     handles = [mpl.lines.Line2D([], [], ls="", marker=m, color=c, mec="k", label=t) for m, c, t in CLOUD_STYLE.values()]
     handles += [mpl.lines.Line2D([], [], ls="-", marker="_", color="k", label="gandy's boundary: P(fail) = 1/2, 95 % interval"),
+                mpl.lines.Line2D([], [], ls="-", lw=5, alpha=0.6, color="tab:red",
+                                 label="beside a row: from its last position that did not fail to the first that did"),
                 mpl.lines.Line2D([], [], ls="", marker="v", color="k", label="no crossing: boundary below the positions tried"),
                 mpl.lines.Line2D([], [], ls="", marker="^", color="k", mfc="white",
                                  label="no crossing: boundary above the positions tried")]
