@@ -135,7 +135,7 @@ def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, di
     sc = _cloud_markers(axes[0, 0], pts, x, y, colour="coverage_kl", cmap="viridis", norm=norm)
     if sc is not None:
         fig.colorbar(sc, ax=axes[0, 0], label="coverage KL (KL(digit histogram || uniform); log 100 = one digit)")
-    axes[0, 0].set_title(f"gandy: {len(results)} runs at {len(pts)} points (seeds per point: "
+    axes[0, 0].set_title(f"gandy: {int((results[x] > 0).sum())} runs at {len(pts)} points with g2/g1 > 0 (seeds per point: "
                          f"{pts.seeds.min()}-{pts.seeds.max()})", fontsize=9)
     if authors is not None:
         a = authors[authors.g2_over_g1 > 0].rename(columns={"g2_over_g1": x, "critic_lr": y})
