@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gandy.core.metrics.phases import SPLIT_FAILED
 from gandy.runs.summaries import CLOUD_PHASES, cloud_phase
 from gandy.views.plots import draw_image_rows, draw_phase, draw_phase_labels, mpl, phase_grid, plt, save_figure
 
@@ -89,8 +90,8 @@ def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: floa
     with a vertical bar over its interval (clipped to the axis: an unbounded side runs to the
     edge); a row with no crossing in the range an arrow at the edge it lies beyond; and, where the
     row's points change from not failing to failing (``bracket_lo``, ``bracket_hi``), a thick bar
-    between those two positions just right of the row, which replaces the arrow of a fit whose crossing lies outside the
-    positions (the figure's legend names all four)."""
+    between those two positions just right of the row, which replaces the arrow of a fit whose
+    crossing lies outside the positions (the figure's legend names all four)."""
     for r in rows.sort_values(y).to_dict("records"):
         cens, yv, x50 = r.get("censored") or "", r[y], float(r["x50"])
         step = float(r.get("bracket_lo", np.nan)), float(r.get("bracket_hi", np.nan))
@@ -113,7 +114,7 @@ def _boundary_bars(ax, rows: pd.DataFrame, y: str, lo_edge: float, hi_edge: floa
 
 def plot_mnist_diagram(results: pd.DataFrame, rows: pd.DataFrame, path: Path, digits_norm: float,
                        authors: pd.DataFrame | None = None, x: str = X, y: str = Y, title: str = "",
-                       fail: tuple = ("collapsed", "runaway")) -> Path:
+                       fail: tuple = SPLIT_FAILED) -> Path:
     """The MNIST-100 diagram in the authors' style: g2/g1 (log) against critic lr (log), one
     marker per point shaped by its cloud phase (:func:`gandy.runs.summaries.cloud_phase`, the
     seeds' majority) and coloured by its coverage KL (the seeds' mean), with gandy's boundary per
