@@ -25,6 +25,7 @@ from gandy.core.metrics.order import ORDER_PARAMETERS, order_parameters
 from gandy.core.optim import BatchedOptimizer
 from gandy.core.rng import Stream
 from gandy.core.step import MemberValues, Mover, Simulation, State, advance, points, start
+from gandy.core.targets import sample_ahead
 from gandy.runs.tracking import Seen, seen, stack, tracked
 
 
@@ -506,7 +507,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     def log(t: int) -> None:
         # what the log measures, taken now (the reference drawn in order from the metrics stream);
         # the measuring may run on the worker thread while the run steps on (see Background)
-        ref = sim.target.sample(st.streams["metrics"], spec.reference)[:b]
+        ref = sample_ahead(sim.target, st.streams["metrics"], spec.reference)[:b]  # small draws made many logs ahead
         logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
                   for name in State.LOGGED}  # NaN before the first step and for diverged members
         background(Taken(t, visible(), st.x0[:b], ref, logged, seen(sim, st, b) if track else None))
