@@ -13,7 +13,6 @@ import pandas as pd
 from gandy.core.atomic import make_dir, write_atomic
 from gandy.core.images.data import ArrayLike, grid
 from gandy.core.lazy import LazyModule
-from gandy.core.metrics.boundary import row_boundaries, step_bracket
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.store import final_particles, image_target, read_json, read_npz, read_parquet
@@ -380,20 +379,14 @@ def phase_handles(present) -> list:
 def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000,
                   fail: Sequence[str] = SPLIT_FAILED) -> pd.DataFrame:
     """Per value of ``y``, where half the runs fail (their phase in ``fail``; default: did not
-    split, SPLIT_FAILED) along ``x``: the logistic x50 and its interval
-    (:func:`gandy.core.metrics.boundary.row_boundaries`), as a table with columns ``y``, ``x50``,
-    ``lo``, ``hi``, ``censored`` (why a row has no x50 in range) and ``bracket_lo``,
-    ``bracket_hi``: the positions between which the row's points change from not failing to
-    failing (:func:`gandy.core.metrics.boundary.step_bracket`; NaN where its ends agree)."""
-    failed = results.phase.isin(list(fail))
-    fits = row_boundaries(results[x].to_numpy(float), results[y].to_numpy(float), failed.to_numpy(), log=xlog,
-                          draws=draws)
-    counts = results.assign(_f=failed.astype(int)).groupby([y, x])._f.agg(["sum", "count"]).reset_index()
-    brackets = {yv: step_bracket(c[x].to_numpy(float), c["sum"].to_numpy(float), c["count"].to_numpy(float))
-                for yv, c in counts.groupby(y)}
-    return pd.DataFrame([{y: yv, "x50": b.x50, "lo": b.lo, "hi": b.hi, "censored": b.censored,
-                          "bracket_lo": brackets[yv][0], "bracket_hi": brackets[yv][1]} for yv, b in fits],
-                        columns=[y, "x50", "lo", "hi", "censored", "bracket_lo", "bracket_hi"])
+    split, SPLIT_FAILED) along ``x``: :func:`gandy.runs.boundary.boundary_table`'s columns ``y``,
+    ``x50``, ``lo``, ``hi`` (the logistic x50 and its interval), ``censored`` (why a row has no
+    x50 in range) and ``bracket_lo``, ``bracket_hi`` (where the row's points change from not
+    failing to failing; NaN where its ends agree)."""
+    from gandy.runs.boundary import boundary_table  # the search's module: torch, loaded when a figure needs it
+
+    return boundary_table(results, x, y, fail, log=xlog, draws=draws)[
+        [y, "x50", "lo", "hi", "censored", "bracket_lo", "bracket_hi"]]
 
 
 def plot_boundary(run_dir: Path) -> list[Path]:
