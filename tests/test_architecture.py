@@ -1,7 +1,7 @@
 """The package's layers, enforced on its import graph (docs/architecture.md).
 
 ``cli -> studies -> views -> runs -> core``: a module imports only from its own layer or below,
-views read files only through ``runs.store`` (and use ``runs.snapshots``' computations), a study
+views read files only through ``runs.store`` (and use ``runs.snapshots``' and ``runs.tables``' computations), a study
 imports no other study (only ``studies.base`` and its own folder), the core knows nothing of config
 parsing, files or figures, no module imports (directly or through others) one that imports it
 back, and imports sit at the top of modules (inside a function only for an optional extra, each
@@ -160,9 +160,9 @@ def test_every_layer_names_a_module_that_exists():
     assert [k for k in LAYERS if not any(m == k or m.startswith(k + ".") for m in mods)] == []
 
 
-VIEWS_READ = ("gandy.runs.store", "gandy.runs.snapshots")
-"""What views may import of runs/: the store (every file they read) and the snapshot computations
-(evenly spaced frames, the principal plane), which read no file."""
+VIEWS_READ = ("gandy.runs.store", "gandy.runs.snapshots", "gandy.runs.tables")
+"""What views may import of runs/: the store (every file they read), the snapshot computations
+(evenly spaced frames, the principal plane) and the boundary tables, which read no file and run nothing."""
 
 
 def study_of(module: str) -> str:

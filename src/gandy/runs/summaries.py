@@ -14,8 +14,8 @@ from gandy.core.datafile import check_data_file
 from gandy.core.errors import ConfigError
 from gandy.core.lazy import LazyModule
 from gandy.core.metrics.phases import SPLIT_FAILED
-from gandy.runs.boundary import boundary_table
 from gandy.runs.build import target_of
+from gandy.runs.tables import boundary_table
 
 stats = LazyModule("scipy.stats")  # 0.3 s of start-up, paid by the first interval
 
@@ -24,7 +24,7 @@ def collapse_boundary(results: pd.DataFrame, x: str, y: str, log: bool = True) -
     """Per value of the column ``y`` (a critic learning rate), where the runs fail to split
     (collapsed or ran away, SPLIT_FAILED) along ``x`` (g2): the logistic ``x50`` with its 95 %
     interval ``lo``, ``hi`` and ``members``, ``seeds``, ``points``, ``slope``, ``censored``,
-    ``method`` (:func:`gandy.runs.boundary.boundary_table`), and the grid's own cells:
+    ``method`` (:func:`gandy.runs.tables.boundary_table`), and the grid's own cells:
     ``g2_critical``, the smallest ``x`` at which at least half the seeds failed (NaN where none
     did), and ``g2_last_uncollapsed``, the largest ``x`` below it at which fewer than half did."""
     frac = results.assign(c=results.phase.isin(SPLIT_FAILED)).groupby([y, x]).c.mean().unstack(x).sort_index(axis=1)

@@ -16,6 +16,7 @@ from gandy.core.lazy import LazyModule
 from gandy.core.metrics.order import ORDER_PARAMETERS
 from gandy.core.metrics.phases import PHASES, SPLIT_FAILED
 from gandy.runs.store import final_particles, image_target, read_json, read_npz, read_parquet
+from gandy.runs.tables import boundary_table
 
 
 def _agg() -> None:
@@ -351,7 +352,7 @@ def draw_phase_labels(ax, grid: dict, xlog: bool, ylog: bool, legend: bool = Tru
 
 
 def draw_boundary_interval(ax, rows: pd.DataFrame, y: str, label: bool = True) -> None:
-    """A boundary table's rows (``y``, ``x50``, ``lo``, ``hi``; :func:`gandy.runs.boundary.boundary_table`)
+    """A boundary table's rows (``y``, ``x50``, ``lo``, ``hi``; :func:`gandy.runs.tables.boundary_table`)
     as points at x50 with horizontal bars over [lo, hi] and a shaded band through them; rows
     without a crossing in the range (``censored``) are left out, and an interval unbounded on one
     side runs past the axis's edge."""
@@ -379,12 +380,10 @@ def phase_handles(present) -> list:
 def grid_boundary(results: pd.DataFrame, x: str, y: str, xlog: bool, draws: int = 1000,
                   fail: Sequence[str] = SPLIT_FAILED) -> pd.DataFrame:
     """Per value of ``y``, where half the runs fail (their phase in ``fail``; default: did not
-    split, SPLIT_FAILED) along ``x``: :func:`gandy.runs.boundary.boundary_table`'s columns ``y``,
+    split, SPLIT_FAILED) along ``x``: :func:`gandy.runs.tables.boundary_table`'s columns ``y``,
     ``x50``, ``lo``, ``hi`` (the logistic x50 and its interval), ``censored`` (why a row has no
     x50 in range) and ``bracket_lo``, ``bracket_hi`` (where the row's points change from not
     failing to failing; NaN where its ends agree)."""
-    from gandy.runs.boundary import boundary_table  # the search's module: torch, loaded when a figure needs it
-
     return boundary_table(results, x, y, fail, log=xlog, draws=draws)[
         [y, "x50", "lo", "hi", "censored", "bracket_lo", "bracket_hi"]]
 
