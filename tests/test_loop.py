@@ -141,3 +141,26 @@ def test_the_log_worker_measures_logs_in_batches_in_order_and_loses_none():
         for i in range(4):
             bg(i)
             assert in_place[-1] == [i]  # measured at once, alone
+
+
+def test_a_log_taken_now_is_measured_without_waiting_for_a_batch():
+    """loop.Background: a log taken ``now`` (the run's last logs) makes the worker take what is
+    waiting as soon as it is free, neither a full batch nor ``delay`` later; before it, logs wait."""
+    passes, done = [], threading.Event()
+
+    def measure(logs):
+        passes.append(list(logs))
+        done.set()
+
+    with loop.Background(measure, on=True, batch=8, delay=60.0) as bg:
+        bg(0)
+        bg(1)
+        time.sleep(0.3)
+        assert passes == []  # two of a batch of 8, a minute's delay: still waiting
+        bg(2, now=True)
+        assert done.wait(10)  # no wait(), no full batch, no delay
+        assert passes == [[0, 1, 2]]
+        done.clear()
+        bg(3)  # the run's last stretch: every later log goes at once too
+        assert done.wait(10) and passes[-1] == [3]
+        bg.wait()

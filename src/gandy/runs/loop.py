@@ -95,7 +95,9 @@ class Background:
     pure function of what each log took from the state) on one worker thread while the run steps
     on, up to ``batch`` logs in one pass: the worker waits until ``batch`` logs are waiting, or the
     first of them has waited ``delay`` seconds, or the run asks for them all (:meth:`wait`: a
-    checkpoint, the end of the run). Logs are measured in the order taken, so rows keep their
+    checkpoint, the end of the run), or a log taken ``now`` is waiting (the run's last ``batch``
+    logs: the worker then takes what is waiting as soon as it is free, so the end of the run
+    waits for about one log, not a batch of them). Logs are measured in the order taken, so rows keep their
     order; a run more than ``2 batch`` logs ahead waits; an error in a log is raised in the run, at
     the latest at its end. ``on=False`` measures each log in place, at once. The numbers are the
     same either way (tests/test_loop.py): every input is a copy or a draw made in order on the
@@ -111,25 +113,26 @@ class Background:
     (:data:`LOG_BATCH`)."""
 
     def __init__(self, measure: Callable[[list], None], on: bool, batch: int = 1, delay: float = 1.0):
-        self._measure, self._batch, self._delay = measure, max(1, batch), delay
+        self._measure, self.batch, self._delay = measure, max(1, batch), delay
         self._cond = threading.Condition()
         self._waiting: list = []  # (taken at, log), in order
-        self._busy = self._closed = False
+        self._busy = self._closed = self._now = False
         self._flushing = 0
         self._error: Optional[BaseException] = None
         self._thread = threading.Thread(target=self._work, name="gandy-log", daemon=True) if on else None
         if self._thread is not None:
             self._thread.start()
 
-    def __call__(self, item) -> None:
+    def __call__(self, item, now: bool = False) -> None:
         if self._thread is None:
             self._measure([item])
             return
         with self._cond:
-            while len(self._waiting) >= 2 * self._batch and self._error is None:
+            while len(self._waiting) >= 2 * self.batch and self._error is None:
                 self._cond.wait()
             self._raise()
             self._waiting.append((time.monotonic(), item))
+            self._now = self._now or now
             self._cond.notify_all()
 
     def wait(self) -> None:
@@ -152,7 +155,7 @@ class Background:
             raise error
 
     def _due(self) -> bool:
-        return bool(self._waiting) and (self._closed or self._flushing > 0 or len(self._waiting) >= self._batch
+        return bool(self._waiting) and (self._closed or self._flushing > 0 or self._now or len(self._waiting) >= self.batch
                                         or time.monotonic() - self._waiting[0][0] >= self._delay)
 
     def _work(self) -> None:
@@ -163,8 +166,8 @@ class Background:
                                     max(1e-3, self._delay - (time.monotonic() - self._waiting[0][0])))
                 if not self._waiting:
                     return
-                logs = [item for _, item in self._waiting[:self._batch]]
-                del self._waiting[:self._batch]
+                logs = [item for _, item in self._waiting[:self.batch]]
+                del self._waiting[:self.batch]
                 self._busy = True
                 self._cond.release()
                 try:
@@ -510,7 +513,8 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         ref = sample_ahead(sim.target, st.streams["metrics"], spec.reference)[:b]  # small draws made many logs ahead
         logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
                   for name in State.LOGGED}  # NaN before the first step and for diverged members
-        background(Taken(t, visible(), st.x0[:b], ref, logged, seen(sim, st, b) if track else None))
+        background(Taken(t, visible(), st.x0[:b], ref, logged, seen(sim, st, b) if track else None),
+                   now=t > spec.steps - background.batch * spec.log_every)  # the run's last logs: no waiting for a batch
 
     def measure(logs: list) -> None:
         # the logs' members stacked along the member axis (log j's member i at j * b + i) and
