@@ -198,6 +198,7 @@ def test_the_search_writes_its_table_with_fewer_members_than_the_grid(searched):
     pts = pd.read_parquet(out / "points.parquet")
     assert (pts.runs == 3).all() and len(pts) * 3 == len(res)
     # every row's x50 is what the fit gives on the stored runs, and a crossing lies inside its bracket
+    assert not stored.censored.astype(bool).all()  # a row to check below
     for row in stored.itertuples():
         r = res[res[Y] == stored.loc[row.Index, Y]]
         if row.censored:
@@ -206,6 +207,11 @@ def test_the_search_writes_its_table_with_fewer_members_than_the_grid(searched):
         f = r.assign(f=r.phase.isin(["collapsed", "runaway"])).groupby(X).f.agg(["sum", "count"])
         assert row.x50 == pytest.approx(fit_boundary(f.index.to_numpy(), f["sum"], f["count"]).x50, rel=1e-9)
         assert row.lo <= row.x50 <= row.hi
+        # the bracket is one position wide (where a bisection ends) and the points change across it
+        xs, here = b["xs"], pts[pts[Y] == stored.loc[row.Index, Y]].set_index(X).fail_fraction
+        i = int(np.argmin(np.abs(np.asarray(xs) - row.bracket_lo)))
+        assert xs[i] == pytest.approx(row.bracket_lo) and xs[i + 1] == pytest.approx(row.bracket_hi)
+        assert (here.loc[xs[i]] >= 0.5) != (here.loc[xs[i + 1]] >= 0.5)
     assert (out / "figures" / "boundary.png").stat().st_size > 10_000
 
 

@@ -265,9 +265,7 @@ def run_boundary(cfg: C.Config, out: Path, x: str, y: str, seeds: Optional[int] 
     brackets = bisect(search.resolution, len(search.ys), evaluate, search.per_round)
     results = pd.concat(done, ignore_index=True)
     table = boundary_table(results, x, y, search.fail, log=search.scale == "log")
-    for r, b in enumerate(brackets):
-        lo_x, hi_x = sorted((search.xs[b.lo], search.xs[b.hi]))
-        table.loc[r, ["bracket_lo", "bracket_hi"]] = (lo_x, hi_x) if b.state == "done" else (np.nan, np.nan)
+    for r, b in enumerate(brackets):  # the table's step bracket is the bisection's final one (step_bracket)
         if b.state == "censored":  # no crossing of one half in the range: no x50, whatever a fit would extrapolate
             table.loc[r, ["x50", "lo", "hi"]] = np.nan
             table.loc[r, "censored"] = b.censored
