@@ -5,6 +5,7 @@ the refusal of a member index that the folder holds as another member."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pandas as pd
 import pytest
@@ -39,6 +40,19 @@ def one_shot(tmp_path_factory):
     return res, met
 
 
+DONE = re.compile(r"chunk (\d{7}) done: (\d+) of (\d+) chunks, (\d+) of (\d+) members, \d+:\d\d:\d\d so far, "
+                  r"about (\d+:\d\d:\d\d) to go at this rate")
+
+
+def chunks_done(said: list) -> list:
+    """The (chunk, chunks done, of, members done, of) of each line after the first that
+    ``execute`` told its ``echo`` as it stored a chunk; the last says nothing is left."""
+    found = [DONE.fullmatch(line) for line in said[1:]]
+    assert all(found), said
+    assert found[-1].group(6) == "0:00:00"
+    return [m.groups()[:5] for m in found]
+
+
 def _folder(out):
     """A prepared output folder, as a command that runs members would make it."""
     prepare_out(out, "sweep")
@@ -63,7 +77,8 @@ def test_a_second_round_runs_only_the_new_members_and_rows_equal_one_shot(tmp_pa
         b = run_members(first + second, out, echo=said.append)
         ran = {i for cid in b.ran for i in b.chunks[cid]}
         assert ran == {4, 5, 6, 7}  # the first round's members were not run again
-        assert said == ["8 members in 2 chunks; 1 already done"] and sorted(b.results.member) == list(range(8))
+        assert said[0] == "8 members in 2 chunks; 1 already done" and sorted(b.results.member) == list(range(8))
+        assert chunks_done(said) == [("0000004", "1", "1", "4", "4")]
         # the first round's rows come back as they were stored
         pd.testing.assert_frame_equal(b.results[b.results.member < 4].reset_index(drop=True), a.results, check_exact=True)
         c = run_members(first + second, out)  # re-asking finished members costs nothing
@@ -115,10 +130,12 @@ def test_an_interrupted_round_asked_again_keeps_its_cut_and_gives_the_uninterrup
         said = []
         again = run_members(asked, out, echo=said.append, **options)
         if round_killed == 1:
-            assert said == ["4 members in 4 chunks; 1 already done"]
+            assert said[0] == "4 members in 4 chunks; 1 already done"
+            assert chunks_done(said) == [(f"000000{i}", str(i), "3", str(i), "3") for i in (1, 2, 3)]
             assert again.ran == ["0000001", "0000002", "0000003"]
         else:  # round 1's chunk, round 2's first chunk stored before the kill, and its other two
-            assert said == ["8 members in 4 chunks; 2 already done"]
+            assert said[0] == "8 members in 4 chunks; 2 already done"
+            assert chunks_done(said) == [("0000005", "1", "2", "2", "3"), ("0000007", "2", "2", "3", "3")]
             assert again.ran == ["0000005", "0000007"] and again.chunks["0000005"] == [5, 6]
         last = run_members(first + second, out, chunk=1)  # whatever is still missing, then every row
     res, met = one_shot
@@ -178,3 +195,7 @@ def _balanced(n: int, count: int) -> list[range]:
     """``n`` members cut into ``count`` chunks whose sizes differ by at most one, in order."""
     bounds = [round(i * n / count) for i in range(count + 1)]
     return [range(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def test_clock_writes_hours_minutes_and_seconds():
+    assert [execute.clock(s) for s in (0, 59.6, 3725.4, 90061, -3)] == ["0:00:00", "0:01:00", "1:02:05", "25:01:01", "0:00:00"]

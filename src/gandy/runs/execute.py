@@ -227,24 +227,35 @@ class Rows:
     seconds: float  # wall time spent running them
 
 
+def clock(seconds: float) -> str:
+    """A duration as ``h:mm:ss``."""
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
 def execute(work: Work, out: Path, executor: str = "local", address: Optional[str] = None,
             checkpoint_seconds: float = 60.0, checkpoint_steps: Optional[int] = None, progress: bool = False,
             echo: Callable[[str], None] = lambda s: None) -> Rows:
     """Run checked members (:func:`check_members`) into the prepared output folder ``out`` (a
     gandy output whose lock the caller holds, e.g. :func:`gandy.runs.store.prepare_out`); see the
     module docstring for what runs. ``echo`` is told the members, chunks and chunks already done,
-    and each chunk's checkpoint note; ``progress`` shows a bar of member-steps."""
+    each chunk's checkpoint note, and as each chunk is stored how many of this call's chunks and
+    members are done, the time so far and the time left at this call's rate of member-steps (a
+    line a background run's log keeps, where no bar is drawn); ``progress`` shows a bar of
+    member-steps."""
     out = Path(out)
     open_chunks(out)
     finished = finished_chunks(out)  # every finished chunk's tables read: a damaged one is refused here
     chunks, todo = _resume_cut(work, finished)
     _check_stored(out, work.members, [cid for cid in chunks if cid in finished])
     echo(f"{len(work.members)} members in {len(chunks)} chunks; {len(chunks) - len(todo)} already done")
+    size = {ch.id: len(ch.members) * run_steps(C.load_config(ch.config)) for ch in todo}  # member-steps
     bar = None
     if progress:
-        bar = tqdm(total=sum(len(ch.members) * run_steps(C.load_config(ch.config)) for ch in todo),
+        bar = tqdm(total=sum(size.values()),
                    desc=f"member-steps ({progress_label(work.engines)})", unit="", unit_scale=True, disable=None)
     t0 = time.perf_counter()
+    done: list[Chunk] = []  # this call's chunks stored so far
 
     def checkpoints(ch: Chunk) -> Checkpoint:
         return Checkpoint(checkpoint_path(out, ch.id), chunk_fingerprint(ch),
@@ -255,6 +266,11 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
         if note is not None:
             echo(f"chunk {ch.id}: {note}")
         write_chunk(out, ch.id, *tables)
+        done.append(ch)
+        steps, spent = sum(size[c.id] for c in done), time.perf_counter() - t0
+        echo(f"chunk {ch.id} done: {len(done)} of {len(todo)} chunks, {sum(len(c.members) for c in done)} of "
+             f"{sum(len(c.members) for c in todo)} members, {clock(spent)} so far, about "
+             f"{clock(spent / steps * (sum(size.values()) - steps))} to go at this rate")
 
     def step(k: int) -> None:
         if bar is not None:
