@@ -7,6 +7,11 @@
    w_critic) on 10,000 generated Color MNIST images (goal <= 2 GB), measured in a fresh process.
 
     python benchmarks/image_step.py [--steps 20] [--members 4] [--device cpu|cuda] [--skip-memory]
+                                    [--threads N] [--study]
+
+``--study``: the robustness study's nets instead (width 32, batch-norm generator, layer-norm
+critic, 3 critic steps a step, gan_gp at lambda 10), which is what the planner's ``cpu_chunk`` of
+the DCGAN critic (1 member a chunk on a CPU) was measured on.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from gandy.core.step import advance, start
 from gandy.runs.build import build
 from gandy.runs.members import member_values
 
+STUDY = ["generator={name: dcgan, latent_dim: 64, width: 32, norm: batch}", "critic={name: dcgan, width: 32, norm: layer}",
+         "optim.critic={name: adam, lr: 0.0002, betas: [0.5, 0.999], steps: 3}"]
 BASE = ["generator={name: dcgan, latent_dim: 64, width: 64}", "critic={name: dcgan, width: 64}",
         "optim.critic={name: adam, lr: 0.0002, betas: [0.5, 0.999]}",
         "optim.generator={name: adam, lr: 0.0002, betas: [0.5, 0.999]}", "batch_size=64", "particles.n=64"]
@@ -45,7 +52,7 @@ print(f"{before / 1e6:.3f} {peak / 1e6:.3f} " + " ".join(f"{k}={v['value']:.4g}"
 
 
 def images_per_second(over: list[str], steps: int, members: int, device: str, batched: bool) -> float:
-    sim = build(gandy.load_config(None, BASE + over + [f"device={device}"]))
+    sim = build(gandy.load_config(None, BASE + over + [f"device={device}"]))  # later overrides win
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     groups = [list(range(members))] if batched else [[i] for i in range(members)]
     states = [start(sim, g, member_values([sim.cfg] * len(g), sim.device)) for g in groups]
@@ -67,12 +74,18 @@ def main() -> None:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--study", action="store_true", help="the robustness study's nets (see the docstring)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"# torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads, device {args.device}")
     print(f"{'target':>12} {'game':>8} {'batched img/s':>14} {'one by one img/s':>17} {'ratio':>6}")
     for target in ("mnist", "color_mnist"):
         for game in ("ns", "gan_gp"):
             over = [f"target={{name: {target}}}", f"objective={game}"]
+            if args.study:
+                over = STUDY + over + (["penalty.weight=10"] if game == "gan_gp" else [])
             batched = images_per_second(over, args.steps, args.members, args.device, True)
             single = images_per_second(over, args.steps, args.members, args.device, False)
             print(f"{target:>12} {game:>8} {batched:>14.0f} {single:>17.0f} {batched / single:>6.2f}")

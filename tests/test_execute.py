@@ -199,3 +199,29 @@ def _balanced(n: int, count: int) -> list[range]:
 
 def test_clock_writes_hours_minutes_and_seconds():
     assert [execute.clock(s) for s in (0, 59.6, 3725.4, 90061, -3)] == ["0:00:00", "0:01:00", "1:02:05", "25:01:01", "0:00:00"]
+
+
+def test_image_members_run_one_to_a_chunk_on_a_cpu_and_mlp_members_share_chunks(monkeypatch):
+    """The DCGAN critic's ``cpu_chunk`` (grouped convolutions make batched members slower per member
+    on a CPU: benchmarks/image_step.py --study) cuts an image sweep on the CPU into one-member
+    chunks; an MLP sweep keeps the speed model's larger chunks, and on a GPU the image sweep
+    batches again."""
+    import torch
+
+    from gandy.runs import budget, plan
+
+    images = C.load_config({"target": {"name": "mnist"}, "generator": {"name": "dcgan", "width": 8},
+                            "critic": {"name": "dcgan", "width": 8}, "batch_size": 8, "particles": {"n": 8},
+                            "steps": 2, "seeds": [0, 1], "sweep": {"optim.critic.lr": {"logspace": [1e-4, 1e-3], "num": 3}}})
+    members = plan.expand(images)[1]
+    assert len(members) == 6 and budget.fast_chunk(images, 784) == 1
+    assert [len(c.members) for c in plan.cut(members)] == [1] * 6
+    mlp = C.load_config({**copy.deepcopy(BASE), "seeds": [0, 1], "sweep": {"kernel.g2": {"linspace": [0.1, 0.9], "num": 3}}})
+    assert [len(c.members) for c in plan.cut(plan.expand(mlp)[1])] == [6]
+
+    class Props:
+        total_memory = 80e9
+
+    monkeypatch.setattr(plan, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
+    assert [len(c.members) for c in plan.cut(members)] == [6]

@@ -221,8 +221,12 @@ them away, and capping them cut a 1-D sweep's chunks from 940 to 341 members and
 
 
 def fast_chunk(cfg: C.Config, d: int) -> int:
-    """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES
-    (CPU runs only: a GPU wants its chunks as large as memory allows)."""
+    """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES, or
+    the critic's own ``cpu_chunk`` where its registry entry sets one (the DCGAN critic: 1) (CPU
+    runs only: a GPU wants its chunks as large as memory allows)."""
+    own = critic_entry(cfg.critic.name).cpu_chunk
+    if own is not None:
+        return own
     widths = critic_widths(cfg)
     dims = [d, *widths, 1]
     largest = max(a * b for a, b in zip(dims[:-1], dims[1:]))

@@ -108,7 +108,9 @@ class CriticEntry:
     * ``widths(**options) -> tuple``: the hidden sizes of the MLP the batch planner's memory and
       speed model (:func:`gandy.runs.build.eager_seconds`, the sweep's chunk sizes) treats it as;
     * ``size``: the option that sets its size (what a memory refusal names), None where none does;
-    * ``engines``: the engines that can run it (the closed form further needs one hidden layer).
+    * ``engines``: the engines that can run it (the closed form further needs one hidden layer);
+    * ``cpu_chunk``: the most members an auto chunk takes on a CPU, where batching members is
+      measured to buy nothing (None: the planner's speed model decides).
     """
 
     build: Callable[..., Critic]
@@ -116,6 +118,7 @@ class CriticEntry:
     widths: Callable[..., tuple]
     size: Optional[str]
     engines: tuple[str, ...] = ENGINES_ALL
+    cpu_chunk: Optional[int] = None
 
 
 @dataclass(frozen=True)

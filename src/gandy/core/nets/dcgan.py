@@ -156,7 +156,11 @@ CRITICS = {"dcgan": CriticEntry(
     units=lambda d, *, width=64, **_: 294 * width + d,  # (w, 14, 14) and (2w, 7, 7) feature maps
     widths=lambda **_: (8,),  # the planner's nominal MLP size for a critic of no MLP widths (its value before #25)
     size="width",
-    engines=("eager", "compiled"))}
+    engines=("eager", "compiled"),
+    # grouped convolutions do not make B members cheaper on a CPU: 2 members batched train 0.89x the
+    # member-steps/s of the same two one after another (Color MNIST, width 32, gan_gp, 1 thread),
+    # 0.87-1.06x at width 64 (benchmarks/image_step.py, benchmarks/RESULTS.md)
+    cpu_chunk=1)}
 GENERATORS = {"dcgan": GeneratorEntry(
     build=lambda target, d, *, latent_dim=64, width=64, norm="batch": DcganGenerator(
         latent_dim, image_channels(target, "generator.name"), width, norm),
