@@ -225,3 +225,31 @@ def test_image_members_run_one_to_a_chunk_on_a_cpu_and_mlp_members_share_chunks(
     monkeypatch.setattr(plan, "resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Props)
     assert [len(c.members) for c in plan.cut(members)] == [6]
+
+
+def test_a_resume_drops_the_live_rows_of_chunks_that_will_not_resume_from_them(tmp_path):
+    """Before anything runs, ``execute`` removes the live rows (``chunks/ID.live.jsonl``, which
+    ``gandy watch`` reads as running chunks) of a chunk of another cut and of a chunk without a
+    checkpoint (it starts again at step 0); a chunk resuming from its checkpoint keeps its rows, and
+    a file the output's manifest does not record (not gandy's) is left alone."""
+    from gandy.runs.loop import LiveRows
+    from gandy.runs.store import checkpoint_path, live_path
+
+    first, _ = _rounds()
+    with scoped_locks():
+        out = _folder(tmp_path / "o")
+        row = [{"member": 0, "seed": 0, "step": 0}]
+        for cid in ("0000009", "0000002", "0000000"):  # another cut's; no checkpoint; resuming
+            LiveRows(live_path(out, cid), row).close()
+        checkpoint_path(out, "0000000").write_bytes(b"")  # not a valid checkpoint: the chunk restarts
+        foreign = live_path(out, "0000007")
+        foreign.write_text("a user's file\n")
+        seen = {}
+
+        def echo(line: str) -> None:
+            if not seen:  # the first line: told after the cut, before any chunk runs
+                seen.update({cid: live_path(out, cid).exists() for cid in ("0000009", "0000002", "0000000", "0000007")})
+
+        run_members(first, out, chunk=2, echo=echo)
+        assert seen == {"0000009": False, "0000002": False, "0000000": True, "0000007": True}
+        assert foreign.read_text() == "a user's file\n"

@@ -46,6 +46,7 @@ from gandy.runs.results import add_image_metrics, member_tables
 from gandy.runs.snapshots import sweep_snapshots
 from gandy.runs.store import (
     checkpoint_path,
+    drop_stale_live,
     finished_chunks,
     live_path,
     open_chunks,
@@ -248,6 +249,7 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
     finished = finished_chunks(out)  # every finished chunk's tables read: a damaged one is refused here
     chunks, todo = _resume_cut(work, finished)
     _check_stored(out, work.members, [cid for cid in chunks if cid in finished])
+    drop_stale_live(out, {ch.id for ch in todo if checkpoint_path(out, ch.id).exists()})
     echo(f"{len(work.members)} members in {len(chunks)} chunks; {len(chunks) - len(todo)} already done")
     size = {ch.id: len(ch.members) * run_steps(C.load_config(ch.config)) for ch in todo}  # member-steps
     bar = None

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from gandy.core.atomic import make_dir, write_atomic
+from gandy.core.atomic import make_dir, manifest, relative, write_atomic
 from gandy.runs import config as C
 from gandy.runs.build import target_of
 from gandy.runs.outputs import (  # noqa: F401  (the output-folder rules, re-exported for callers)
@@ -258,6 +258,18 @@ def checkpoint_path(out: Path, chunk_id: str) -> Path:
 def live_path(out: Path, chunk_id: str) -> Path:
     """Where a running chunk writes its logged rows as JSON lines (:class:`gandy.runs.loop.LiveRows`)."""
     return Path(out) / "chunks" / f"{chunk_id}.live.jsonl"
+
+
+def drop_stale_live(out: Path, resuming: set[str]) -> None:
+    """Remove the live rows of every unfinished chunk of ``out`` that will not resume from them:
+    ``chunks/ID.live.jsonl`` whose ID is not in ``resuming`` (a chunk of an earlier cut, which a
+    resume with other workers or another device cuts afresh, or one without a checkpoint, which
+    starts again at step 0 and writes its rows anew), so that ``gandy watch`` shows no rows of a
+    chunk that will not run. Only files the output's manifest records (gandy wrote them)."""
+    mine = manifest(Path(out)) or set()
+    for p in sorted((Path(out) / "chunks").glob("*.live.jsonl")):
+        if p.name.removesuffix(".live.jsonl") not in resuming and relative(out, p) in mine:
+            p.unlink(missing_ok=True)
 
 
 RUN_LIVE = "live.jsonl"
