@@ -272,7 +272,7 @@ def execute(work: Work, out: Path, executor: str = "local", address: Optional[st
         steps, spent = sum(size[c.id] for c in done), time.perf_counter() - t0
         echo(f"chunk {ch.id} done: {len(done)} of {len(todo)} chunks, {sum(len(c.members) for c in done)} of "
              f"{sum(len(c.members) for c in todo)} members, {clock(spent)} so far, about "
-             f"{clock(spent / steps * (sum(size.values()) - steps))} to go at this rate")
+             f"{clock(spent / max(steps, 1) * (sum(size.values()) - steps))} to go at this rate")
 
     def step(k: int) -> None:
         if bar is not None:

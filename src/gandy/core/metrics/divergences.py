@@ -208,7 +208,7 @@ def _nearest(d: torch.Tensor, width: int, offset: int = 0) -> tuple:
     key = (a.view(np.int64) & ~mask) | np.arange(a.shape[-1])
     key.sort(axis=-1)
     idx = torch.from_numpy(key[..., :width] & mask)
-    # torch's gather: 4-25x numpy's take_along_axis on these shapes (a strided block of columns)
+    # torch's gather: 1.4-3.4x numpy's take_along_axis on the log's shapes (a strided block of columns)
     return torch.from_numpy(a).gather(-1, idx), idx + offset
 
 
