@@ -3,6 +3,7 @@ run goes on) and the TensorBoard logger (``on_log``, ``gandy run --tensorboard``
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -64,7 +65,7 @@ def test_a_single_run_is_watched_while_it_runs_and_leaves_only_its_folder(tmp_pa
             time.sleep(0.05)
         r = CliRunner().invoke(app, ["watch", str(out), "--columns", "w1"])
         assert r.exit_code == 0, r.output
-        assert "running; a single run; 2 members logged" in r.output
+        assert f"running (process {os.getpid()}); a single run; 2 members logged" in r.output
         lines = [line.split() for line in r.output.splitlines()[2:]]
         assert [line[1:3] for line in lines] == [["0", "30"], ["1", "30"]]  # member, seed, step
     finally:

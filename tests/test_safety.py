@@ -605,12 +605,14 @@ acquire(sys.argv[1]); print("held", flush=True); time.sleep(60)
 def test_one_writer_per_output(invoke_cli, tmp_path):
     """Two processes on one --out mixed silently; now the second is refused with the holder's PID,
     and a lock left by a dead process does not stop anyone."""
-    from gandy.runs.outputs import lock_file
+    from gandy.runs.outputs import lock_file, lock_holder
 
     out = tmp_path / "S"
+    assert lock_holder(out) is None  # no lock file
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        assert lock_holder(out) == holder.pid  # what gandy watch reports as the writer
         for args in (["run", _config(tmp_path, SWEEP), "--out", out, "--force", "-q"],
                      ["run", _config(tmp_path), "steps=4", "--out", out, "-q"]):
             line = _one_error(invoke_cli(args))
@@ -620,7 +622,7 @@ def test_one_writer_per_output(invoke_cli, tmp_path):
         holder.kill()
         holder.wait()
     # the holder died without cleaning up: its lock file (with its PID) is left, and is no obstacle
-    assert str(holder.pid) in lock_file(out).read_text()
+    assert str(holder.pid) in lock_file(out).read_text() and lock_holder(out) is None  # a dead holder holds nothing
     assert invoke_cli(["run", _config(tmp_path, SWEEP), "--out", out, "-q"]).exit_code == 0
     assert not lock_file(out).exists()  # given back when the command returned
     # a second name for the same folder shares its lock

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -463,9 +465,14 @@ def test_watch_reads_a_sweep_while_it_runs(tmp_path, hold_at):
             time.sleep(0.05)
         r = CliRunner().invoke(app, ["watch", str(out)])
         assert r.exit_code == 0, r.output
-        assert "running; chunks stored 0, running 1; 4 members logged" in r.output
+        assert f"running (process {os.getpid()}); chunks stored 0, running 1; 4 members logged" in r.output
         rows = [line.split() for line in r.output.splitlines()[2:]]
         assert len(rows) == 4 and {row[3] for row in rows} == {"30"}  # member, g2, seed, step: at its last log
+        # a copy of the folder as it is now is a sweep cut off: no process writes it
+        shutil.copytree(out, tmp_path / "cut")
+        r = CliRunner().invoke(app, ["watch", str(tmp_path / "cut")])
+        assert r.exit_code == 0 and "stopped before the end (no gandy process is writing it; --resume continues it); " \
+            "chunks stored 0, cut off 1; 4 members logged" in r.output, r.output
     finally:
         go.set()
         worker.join(60)

@@ -435,10 +435,13 @@ def watch_cmd(
                                  "reads a sweep or a single run as it runs")
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     while True:
-        latest, done, running = sweep_store.latest_rows(run_dir)
-        finished = not running and (run_dir / "results.parquet").exists()
-        progress = "a single run" if single else f"chunks stored {done}, running {running}"
-        typer.echo(f"{run_dir}: {'finished' if finished else 'running'}; {progress}; {len(latest)} members logged")
+        latest, done, live = sweep_store.latest_rows(run_dir)
+        holder = sweep_store.lock_holder(run_dir)  # the gandy process writing it, if one is
+        finished = not live and (run_dir / "results.parquet").exists()
+        state = "finished" if finished else f"running (process {holder})" if holder is not None else \
+            "stopped before the end (no gandy process is writing it; --resume continues it)"
+        progress = "a single run" if single else f"chunks stored {done}, {'running' if holder is not None else 'cut off'} {live}"
+        typer.echo(f"{run_dir}: {state}; {progress}; {len(latest)} members logged")
         if len(latest):
             unknown = [c for c in wanted if c not in latest.columns]
             if unknown:

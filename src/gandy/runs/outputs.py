@@ -412,6 +412,24 @@ def acquire(out: Path) -> None:
     _HELD[key] = [fd, path, 1]
 
 
+def lock_holder(out: Path) -> Optional[int]:
+    """The process id of the live process that holds ``out``'s lock (a gandy command writing it), or
+    None: no lock file, or its process has ended (a killed command leaves its lock file behind).
+    Read without taking the lock, so that looking never blocks a command about to start."""
+    try:
+        first = lock_file(out).read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+        pid = int(first)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return pid
+
+
 def release(out: Path) -> None:
     """Give back one hold of ``out``'s lock; the last removes the lock file and unlocks it."""
     key = str(Path(os.path.abspath(out)).resolve())

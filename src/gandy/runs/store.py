@@ -36,6 +36,7 @@ from gandy.runs.outputs import (  # noqa: F401  (the output-folder rules, re-exp
     RESUMABLE,
     atomic_dir,
     check_writable,
+    lock_holder,
     open_output,
     output_lock,
     prepare_out,
