@@ -278,6 +278,10 @@ def test_the_cli_runs_a_search_and_refuses_a_third_axis(tmp_path, invoke_cli):
     assert res.exit_code == 0, res.stderr
     assert f"{Y} = 0.001" in res.stdout and (tmp_path / "o" / "boundary.parquet").exists()
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["boundary"]["resolution"] == 5
+    for row in pd.read_parquet(tmp_path / "o" / "boundary.parquet").to_dict("records"):  # each row's line says its step
+        line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith(f"{Y} = {row[Y]:.4g}:"))
+        step = f"the points change between {row['bracket_lo']:.4g} and {row['bracket_hi']:.4g}"
+        assert (step in line) if np.isfinite(row["bracket_lo"]) else ("the points change" not in line), line
     cfg.write_text(yaml.safe_dump({**SMALL, "sweep": {**SMALL["sweep"], "penalty.weight": [0.5, 1.0]}}))
     bad = invoke_cli(["boundary", cfg, "--x", X, "--y", Y, "--out", tmp_path / "p"])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: sweep:") and "penalty.weight" in bad.stderr

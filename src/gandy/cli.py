@@ -313,9 +313,8 @@ def boundary_cmd(
         where = f"x50 {row['x50']:.4g} [{row['lo']:.4g}, {row['hi']:.4g}]" if cens == "" else \
             f"the fit's x50 lies {cens.split('_')[0]} the positions tried" if cens in ("above_range", "below_range") else \
             f"no crossing in the range ({cens.replace('_', ' ')})"
-        step = (row.get("bracket_lo"), row.get("bracket_hi"))
-        if all(v is not None and math.isfinite(float(v)) for v in step):
-            where += f"; the points change between {step[0]:.4g} and {step[1]:.4g}"
+        if math.isfinite(row["bracket_lo"]) and math.isfinite(row["bracket_hi"]):  # NaN: the ends agree
+            where += f"; the points change between {row['bracket_lo']:.4g} and {row['bracket_hi']:.4g}"
         typer.echo(f"  {y} = {row[y]:.4g}: {where}  ({row['members']} members)")
     _report(out, report)
 

@@ -137,9 +137,8 @@ def step_bracket(x: np.ndarray, failed: np.ndarray, runs: np.ndarray) -> tuple[f
     if len(x) < 2 or fails[0] == fails[-1]:
         return float("nan"), float("nan")
     walk = np.arange(len(x)) if not fails[0] else np.arange(len(x))[::-1]  # from the end that does not fail
-    first = walk[np.argmax(fails[walk])]  # the first failing point on the walk
-    before = walk[list(walk).index(first) - 1]
-    return tuple(sorted((float(x[before]), float(x[first]))))
+    k = int(np.argmax(fails[walk]))  # the first failing point's place on the walk (k >= 1: the walk starts not failing)
+    return tuple(sorted((float(x[walk[k - 1]]), float(x[walk[k]]))))
 
 
 def row_boundaries(x: np.ndarray, y: np.ndarray, failed: np.ndarray, log: bool = True, draws: int = 2000,
