@@ -126,7 +126,7 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     assert "penalty.weight" not in ns.search["params"] and ns.penalty.name == "none"
     assert gp.penalty.name == "wgan_gp" and "penalty.weight" in gp.search["params"]
     figs = run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, progress=False, echo=lambda s: None))
-    assert [f.name for f in figs] == ["fid.png", "modes.png", "samples.png"]
+    assert [f.name for f in figs] == ["fid.png", "modes.png", "samples.png", "paired.png"]
     table = pd.read_parquet(tmp_path / "rob" / "robustness.parquet")
     assert sorted(set(table.game)) == ["dragan_ns", "gan_gp", "ns", "wgan_gp"]
     assert len(table) == 4 * 4  # 4 games x 4 quick trials x 1 seed
@@ -138,6 +138,18 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
         want = int(((t.fid <= th["fid"]) & (t.modes_covered >= th["modes_covered"]) & ~t.diverged).sum())
         assert summary["games"][game]["good"]["k"] == want == int(t.good.sum())
         assert summary["games"][game]["good"]["n"] == len(t)
+        assert summary["games"][game]["good_draws"]["n"] == 4  # one seed: a draw is a run
+    draws = pd.read_parquet(tmp_path / "rob" / "draws.parquet")
+    assert len(draws) == 16 and draws.good.tolist() == table.sort_values(["game", "trial"]).set_index(["game", "trial"]).loc[
+        list(zip(draws.game, draws.trial)), "good"].tolist()
+    # every game ran the same 4 draws of the learning rates, beta1 and n_critic: the comparisons are paired
+    comp = summary["comparisons"]
+    assert [(c["a"], c["b"]) for c in comp] == [("gan_gp", "ns"), ("dragan_ns", "ns"), ("wgan_gp", "ns"),
+                                                ("gan_gp", "wgan_gp"), ("dragan_ns", "wgan_gp")]
+    assert all(c["paired"] and c["draws"] == 4 for c in comp)
+    for c in comp:
+        a, b = (draws[draws.game == g].set_index("trial").sort_index() for g in (c["a"], c["b"]))
+        assert c["score"]["a_better"] == int((a.fid < b.fid).sum()) and c["good"]["a_only"] == int((a.good & ~b.good).sum())
     # resuming a finished study recomputes nothing and gives the same table
     run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)

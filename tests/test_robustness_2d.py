@@ -97,7 +97,8 @@ def test_a_tiny_quick_run_writes_its_tables_and_figures_and_counts_diverged_draw
     # (scale 2.05) and inside it on grid25 (scale 4.05), so every ring8 draw diverges, no grid25 one
     figs = R.run(out, _options(overrides=[*TINY, "phase.blowup=0.5"]))
     s = R.spec()
-    assert [f.name for f in figs] == [f"{t}.png" for t in s["targets"]] and all(f.stat().st_size > 0 for f in figs)
+    assert [f.name for f in figs] == [n for t in s["targets"] for n in (f"{t}.png", f"{t}-paired.png")]
+    assert all(f.stat().st_size > 0 for f in figs)
     table = pd.read_parquet(out / "robustness_2d.parquet")
     assert len(table) == 3 * len(s["games"]) * len(s["targets"])  # draws x games x targets (1 seed)
     assert table.groupby(["target", "game"]).trial.nunique().eq(3).all()
@@ -114,6 +115,17 @@ def test_a_tiny_quick_run_writes_its_tables_and_figures_and_counts_diverged_draw
     assert not table[table.target == "grid25"].diverged.any()
     assert summary["targets"]["ring8"]["ns"]["w1"] == {"median": None, "q25": None, "q75": None}
     assert summary["targets"]["ring8"]["ns"]["good"]["k"] == 0
+    # the games ran the same 3 draws: every comparison is paired, draw by draw
+    for target, comps in summary["comparisons"].items():
+        assert [(c["a"], c["b"]) for c in comps] == [tuple(p) for p in s["comparisons"]]
+        t = table[table.target == target]
+        for c in comps:
+            a, b = (t[t.game == g].set_index("trial").sort_index() for g in (c["a"], c["b"]))
+            wa, wb = (np.where(x.diverged, np.inf, x.w1) for x in (a, b))
+            assert c["paired"] and c["draws"] == 3
+            assert c["score"]["a_better"] == int((wa < wb).sum()) and c["score"]["b_better"] == int((wa > wb).sum())
+    # every ring8 draw diverged under every game: all ties, none good
+    assert all(c["score"]["ties"] == 3 and c["good"]["neither"] == 3 for c in summary["comparisons"]["ring8"])
 
 
 @pytest.mark.slow  # ~30 s: the study three times over

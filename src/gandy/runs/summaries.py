@@ -211,3 +211,160 @@ def fraction_interval(hits, level: float = 0.95) -> dict:
         return {"k": 0, "n": 0, "fraction": None, "lo": None, "hi": None}
     lo, hi = wilson_interval(k, n, level)
     return {"k": k, "n": n, "fraction": k / n, "lo": lo, "hi": hi}
+
+
+def difference_interval(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (1998, "method 10") for the difference p1 - p2 of two
+    independent binomial proportions, k1 of n1 against k2 of n2: with (l_i, u_i) the Wilson interval
+    of p_i = k_i / n_i (:func:`wilson_interval`), ``(p1 - p2 - sqrt((p1 - l1)^2 + (u2 - p2)^2),
+    p1 - p2 + sqrt((u1 - p1)^2 + (p2 - l2)^2))``. Inside [-1, 1], not empty at 0 or n, and close to
+    its nominal coverage at a few dozen draws, where p1 - p2 +- z * (Wald's standard error) is not.
+    NaN for both ends when n1 or n2 is 0."""
+    if n1 == 0 or n2 == 0:
+        return float("nan"), float("nan")
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, level), wilson_interval(k2, n2, level)
+    p1, p2 = k1 / n1, k2 / n2
+    return (float(p1 - p2 - np.hypot(p1 - l1, u2 - p2)), float(p1 - p2 + np.hypot(u1 - p1, p2 - l2)))
+
+
+def paired_difference_interval(both: int, a_only: int, b_only: int, neither: int,
+                               level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's score interval (1998b, "method 10") for p_a - p_b when both proportions are
+    measured on the same n = both + a_only + b_only + neither draws: each draw is a hit under A, under
+    B, under both or neither. With p_a = (both + a_only) / n, p_b = (both + b_only) / n, their Wilson
+    intervals (l_a, u_a), (l_b, u_b) and phi the correlation of the 2 x 2 table,
+    (both * neither - a_only * b_only) / sqrt(product of its four margins) (0 when a margin is 0):
+    ``(d - sqrt((p_a - l_a)^2 - 2 phi (p_a - l_a)(u_b - p_b) + (u_b - p_b)^2),
+    d + sqrt((u_a - p_a)^2 - 2 phi (u_a - p_a)(p_b - l_b) + (p_b - l_b)^2))``, d = p_a - p_b.
+    With phi = 0 it is :func:`difference_interval` at n1 = n2 = n; a positive phi (draws that are
+    good under one game tend to be good under the other) narrows it. NaN for both ends at n = 0."""
+    n = both + a_only + b_only + neither
+    if min(both, a_only, b_only, neither) < 0:
+        raise ValueError(f"counts must be >= 0, got {(both, a_only, b_only, neither)}")
+    if n == 0:
+        return float("nan"), float("nan")
+    ka, kb = both + a_only, both + b_only
+    (la, ua), (lb, ub) = wilson_interval(ka, n, level), wilson_interval(kb, n, level)
+    pa, pb = ka / n, kb / n
+    margins = float(ka) * (n - ka) * kb * (n - kb)
+    phi = (both * neither - a_only * b_only) / np.sqrt(margins) if margins > 0 else 0.0
+    lo = np.sqrt(max(0.0, (pa - la) ** 2 - 2 * phi * (pa - la) * (ub - pb) + (ub - pb) ** 2))
+    hi = np.sqrt(max(0.0, (ua - pa) ** 2 - 2 * phi * (ua - pa) * (pb - lb) + (pb - lb) ** 2))
+    return float(max(-1.0, pa - pb - lo)), float(min(1.0, pa - pb + hi))
+
+
+def sign_test(wins: int, n: int) -> float:
+    """The exact two-sided p-value of ``wins`` successes in ``n`` trials against a fair coin:
+    min(1, 2 P(B <= min(wins, n - wins))), B ~ Binomial(n, 1/2). On the draws where two games
+    disagree it is McNemar's exact test (who is good) or the sign test (who scores better). 1 at n = 0."""
+    if not 0 <= wins <= n:
+        raise ValueError(f"need 0 <= wins <= n, got wins={wins}, n={n}")
+    if n == 0:
+        return 1.0
+    return float(min(1.0, 2 * stats.binom.cdf(min(wins, n - wins), n, 0.5)))
+
+
+def median_interval(values, level: float = 0.95) -> dict:
+    """The median of ``values`` (finite or infinite; NaN left out) with its distribution-free
+    interval from order statistics: the j-th smallest and j-th largest value, j the largest rank with
+    P(B < j) <= (1 - level) / 2, B ~ Binomial(n, 1/2), so that the interval covers the population
+    median with probability ``coverage`` = 1 - 2 P(B < j) >= level whatever the distribution.
+    ``{"median", "lo", "hi", "coverage", "n"}``; lo, hi and coverage None when n is too small for
+    ``level`` (n < 6 at 95 %), the median None at n = 0."""
+    v = np.sort(np.asarray(values, dtype=float).reshape(-1))
+    v = v[~np.isnan(v)]
+    n = int(v.size)
+    out = {"median": float(np.median(v)) if n else None, "lo": None, "hi": None, "coverage": None, "n": n}
+    if n == 0:
+        return out
+    tail = stats.binom.cdf(np.arange(n), n, 0.5)  # tail[j - 1] = P(B < j) = P(B <= j - 1)
+    ok = np.flatnonzero(tail <= (1 - level) / 2)
+    if ok.size:
+        j = int(ok[-1]) + 1  # 1-based rank
+        out.update(lo=float(v[j - 1]), hi=float(v[n - j]), coverage=float(1 - 2 * tail[j - 1]))
+    return out
+
+
+def paired_comparison(good_a, good_b, score_a, score_b, level: float = 0.95) -> dict:
+    """Two games compared on the same n draws (arrays aligned by draw): ``good_*`` booleans,
+    ``score_*`` a positive number where lower is better (FID, W1; +inf for a draw that diverged).
+
+    ``good``: the counts of draws good under both, A only, B only, neither; ``difference`` = p_a -
+    p_b with :func:`paired_difference_interval`; ``p`` McNemar's exact test (:func:`sign_test` on
+    the draws good under one game only). ``score``: the draws where A scores lower, where B does,
+    ties (both diverged counts as a tie), ``p`` the sign test over the untied draws, and
+    ``ratio_median`` [``lo``, ``hi``]: the median over draws of score_a / score_b with its
+    order-statistic interval (:func:`median_interval`; ``coverage`` its exact level), below 1 when
+    A tends to score lower (better). None for the ratio's ends where n is too small."""
+    ga, gb = np.asarray(good_a, dtype=bool).reshape(-1), np.asarray(good_b, dtype=bool).reshape(-1)
+    sa, sb = np.asarray(score_a, dtype=float).reshape(-1), np.asarray(score_b, dtype=float).reshape(-1)
+    if not ga.size == gb.size == sa.size == sb.size:
+        raise ValueError(f"every array needs one entry per draw, got sizes {ga.size}, {gb.size}, {sa.size}, {sb.size}")
+    if np.any(sa <= 0) or np.any(sb <= 0) or np.isnan(sa).any() or np.isnan(sb).any():
+        raise ValueError("scores must be positive numbers (+inf for a diverged draw)")
+    both, a_only, b_only = int((ga & gb).sum()), int((ga & ~gb).sum()), int((~ga & gb).sum())
+    n = int(ga.size)
+    lo, hi = paired_difference_interval(both, a_only, b_only, n - both - a_only - b_only, level)
+    with np.errstate(invalid="ignore"):
+        log_ratio = np.log(sa) - np.log(sb)  # +-inf where one diverged, NaN where both did
+    log_ratio[np.isnan(log_ratio)] = 0.0  # both diverged: a tie
+    a_better, b_better = int((log_ratio < 0).sum()), int((log_ratio > 0).sum())
+    med = median_interval(log_ratio, level)
+    ratio = {k: (None if med[k] is None else float(np.exp(med[k]))) for k in ("median", "lo", "hi")}
+    return {"draws": n,
+            "good": {"both": both, "a_only": a_only, "b_only": b_only, "neither": n - both - a_only - b_only,
+                     "difference": (a_only - b_only) / n if n else None, "lo": lo, "hi": hi,
+                     "p": sign_test(a_only, a_only + b_only)},
+            "score": {"a_better": a_better, "b_better": b_better, "ties": n - a_better - b_better,
+                      "p": sign_test(a_better, a_better + b_better), "ratio_median": ratio["median"],
+                      "lo": ratio["lo"], "hi": ratio["hi"], "coverage": med["coverage"]}}
+
+
+def draw_medians(table: pd.DataFrame, by: list[str], worst: dict, keep=()) -> pd.DataFrame:
+    """One row per draw of a random search run at several seeds: per group of ``table`` by ``by``
+    (e.g. game and trial), the median over its rows (seeds) of each column of ``worst``, a run
+    whose ``diverged`` is true counted at ``worst[column]`` (+inf for a score where lower is
+    better, 0 for a count), so that a draw most of whose seeds blew up has the worst median.
+    Columns: ``by``, ``seeds`` (rows in the group), ``diverged_seeds``, each of ``worst``, then each
+    column of ``keep`` present in ``table`` (the draw's values, e.g. its learning rate: the group's
+    first row's)."""
+    rows = []
+    for key, g in table.groupby(by, sort=False, dropna=False):
+        bad = g["diverged"].astype(bool).to_numpy()
+        row = {**dict(zip(by, key if isinstance(key, tuple) else (key,))), "seeds": len(g), "diverged_seeds": int(bad.sum())}
+        for c, w in worst.items():
+            row[c] = float(np.median(np.where(bad, w, g[c].astype(float).to_numpy())))
+        row.update({c: g[c].iloc[0] for c in keep if c in g.columns})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_games(table: pd.DataFrame, pairs, score: str, key: str = "trial", level: float = 0.95) -> list[dict]:
+    """For each ``(a, b)`` of ``pairs``: game ``a`` against game ``b`` of ``table`` (one row per
+    game x draw, columns ``game``, ``key``, ``good`` and ``score``, lower better; a diverged draw's
+    score +inf). Draws of one random search share their values across games (the same search seed:
+    the same learning rates, beta1 and n_critic), so the games are compared on the draws both ran,
+    matched by ``key``: :func:`paired_comparison`'s dict with ``a``, ``b``, ``metric`` (= ``score``)
+    and ``paired``. Where
+    a shared value differs between the two games' draws (a column named ``optim.*`` in both), the
+    draws are not the same and the comparison falls back to two independent samples: ``paired``
+    False, the good shares' difference with :func:`difference_interval` and Fisher's exact ``p``, no
+    score pairing."""
+    out = []
+    for a, b in pairs:
+        ta, tb = (table[table.game == g].set_index(key) for g in (a, b))
+        common = ta.index.intersection(tb.index)
+        shared = [c for c in ta.columns if c.startswith("optim.") and c in tb.columns]
+        x, y = ta.loc[common], tb.loc[common]
+        same = all((x[c].astype(str) == y[c].astype(str)).all() for c in shared)
+        if len(common) and same:
+            res = paired_comparison(x.good, y.good, x[score].fillna(np.inf), y[score].fillna(np.inf), level)
+            out.append({"a": a, "b": b, "metric": score, "paired": True, **res})
+            continue
+        ka, na, kb, nb = int(ta.good.sum()), len(ta), int(tb.good.sum()), len(tb)
+        lo, hi = difference_interval(ka, na, kb, nb, level)
+        p = float(stats.fisher_exact([[ka, na - ka], [kb, nb - kb]]).pvalue) if na and nb else 1.0
+        out.append({"a": a, "b": b, "metric": score, "paired": False, "draws": None, "score": None,
+                    "good": {"a": ka, "n_a": na, "b": kb, "n_b": nb,
+                             "difference": ka / na - kb / nb if na and nb else None, "lo": lo, "hi": hi, "p": p}})
+    return out

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
+from gandy.core.errors import ConfigError
 from gandy.core.objectives import GAMES
 from gandy.runs.config import Config, load_config, load_yaml
 from gandy.runs.store import open_output, write_tables
@@ -98,6 +99,19 @@ def open_study(out: Path, options: StudyOptions) -> Path:
 def write_summary(out: Path, summary: dict, tables: Optional[dict[str, pd.DataFrame]] = None) -> None:
     """``OUT/summary.json`` and ``OUT/NAME.parquet`` for each table (:func:`gandy.runs.store.write_tables`)."""
     write_tables(out, tables or {}, summary)
+
+
+def check_comparisons(spec: dict) -> list[tuple[str, str]]:
+    """A robustness-style study's ``comparisons`` (its config.yaml): pairs ``[A, B]`` of two
+    different names of its ``games``, each game A compared with game B on the same draws; none when
+    the key is absent. A ConfigError naming ``comparisons`` otherwise."""
+    pairs = spec.get("comparisons", [])
+    games = spec["games"]
+    ok = isinstance(pairs, list) and all(isinstance(p, list) and len(p) == 2 and p[0] != p[1]
+                                         and all(isinstance(g, str) and g in games for g in p) for p in pairs)
+    if not ok:
+        raise ConfigError("comparisons", f"needs a list of pairs [A, B] of two different games of {games}, got {pairs!r}")
+    return [tuple(p) for p in pairs]
 
 
 def search_config(spec: dict, game: str, quick: bool = False, overrides: Sequence[str] = ()) -> Config:

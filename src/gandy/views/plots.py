@@ -99,6 +99,73 @@ def draw_spread(ax, table: pd.DataFrame, key: str, by: str, log: bool = False, l
     return groups
 
 
+def log_labels(axis) -> None:
+    """Plain numbers at a log axis' decades and at its 2 x and 5 x minor ticks (no 10^k labels,
+    no crowded ones)."""
+    def minor(v, _):
+        lead = round(v / 10 ** np.floor(np.log10(v))) if v > 0 else 0
+        return f"{v:g}" if lead in (2, 5) else ""
+
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(mpl.ticker.FuncFormatter(minor))
+
+
+def draw_paired(ax, x: np.ndarray, y: np.ndarray, threshold: Optional[float] = None) -> None:
+    """One point per draw at (its score under game B ``x``, under game A ``y``), both (n,), lower
+    better, on log-log axes with the diagonal y = x (below it A scored lower) and ``threshold`` as
+    dashed lines. A draw that diverged under a game (+inf) is drawn as a red triangle on that
+    game's top or right edge, above every finite score."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)], [] if threshold is None else [threshold]])
+    lo, hi = (finite.min() / 1.3, finite.max() * 1.3) if finite.size else (1.0, 10.0)
+    edge = hi * 1.25
+    inf = ~np.isfinite(x) | ~np.isfinite(y)
+    ax.scatter(x[~inf], y[~inf], s=18, color="tab:blue", alpha=0.8, zorder=3, label="a draw")
+    if inf.any():
+        ax.scatter(np.where(np.isfinite(x[inf]), x[inf], edge), np.where(np.isfinite(y[inf]), y[inf], edge), s=24,
+                   marker="^", color="tab:red", zorder=3, label="diverged (drawn at the edge)")
+    ax.plot([lo, edge], [lo, edge], color="0.5", lw=1, label="equal")
+    if threshold is not None:
+        ax.axvline(threshold, color="0.4", lw=1, ls="--")
+        ax.axhline(threshold, color="0.4", lw=1, ls="--", label=f"threshold {threshold:g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    log_labels(ax.xaxis)
+    log_labels(ax.yaxis)
+    ax.set_xlim(lo, edge * 1.15)
+    ax.set_ylim(lo, edge * 1.15)
+    ax.set_aspect("equal")
+
+
+def plot_paired(path: Path, draws: pd.DataFrame, comparisons, threshold: Optional[float], label: str,
+                title: str = "") -> Path:
+    """One panel per comparison (:func:`gandy.runs.summaries.compare_games`: ``a``, ``b``,
+    ``metric``, ``paired``, ``draws``, ``good``, ``score``) of a random search's ``draws`` (one row
+    per game x trial, the ``metric`` column lower better): each draw's score under game A against
+    under game B (:func:`draw_paired`), titled with the draws where A scored lower, the sign test's
+    p and the good draws under each. ``label`` names the metric on the axes."""
+    cols = min(3, len(comparisons))
+    rows = -(-len(comparisons) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.2, 3.6 * cols), 3.8 * rows), layout="constrained", squeeze=False)
+    for ax in axes.flat[len(comparisons):]:
+        ax.axis("off")
+    for ax, c in zip(axes.flat, comparisons):
+        a, b = (draws[draws.game == g].set_index("trial") for g in (c["a"], c["b"]))
+        common = a.index.intersection(b.index)
+        draw_paired(ax, b.loc[common, c["metric"]], a.loc[common, c["metric"]], threshold)
+        ax.set_xlabel(f"{label}, {c['b']}")
+        ax.set_ylabel(f"{label}, {c['a']}")
+        if c["paired"]:
+            s, g = c["score"], c["good"]
+            ax.set_title(f"{c['a']} lower in {s['a_better']}/{c['draws']} draws (sign p {s['p']:.2g})\n"
+                         f"good: {g['both'] + g['a_only']} vs {g['both'] + g['b_only']} of {c['draws']}", fontsize=8)
+        else:
+            ax.set_title(f"{c['a']} vs {c['b']}: draws not shared", fontsize=8)
+    axes.flat[0].legend(loc="upper left", fontsize=7)
+    fig.suptitle(f"{title}each draw under two games\n(below the diagonal: the y axis's game scored lower)", fontsize=9)
+    return save_figure(fig, path)
+
+
 def load_run_files(run_dir: Path) -> tuple[dict, dict]:
     """``(trajectory arrays, summary)`` of a run directory."""
     return read_npz(Path(run_dir) / "trajectory.npz"), read_json(Path(run_dir) / "summary.json")

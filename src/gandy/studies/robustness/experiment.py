@@ -11,10 +11,23 @@ evaluated by the image metrics. Then:
   counted apart;
 * ``OUT/figures/samples.png``: per game, the final samples of the best, median and worst trial
   by FID;
+* ``OUT/draws.parquet``: one row per game x trial (a draw), the median over its seeds of FID and
+  modes covered (a diverged seed counted at FID +inf and 0 modes), ``diverged`` (an infinite
+  median) and ``good`` (the threshold, below, met by those medians);
+* ``OUT/figures/paired.png``: per pair of ``comparisons`` (config.yaml) each draw's median FID under
+  one game against the other's, the same draw on both axes;
 * ``OUT/summary.json``: per game the median, quartiles and best of each metric over the runs that
-  did not diverge, the runs that diverged, and ``good``: the share of all its runs (trials x seeds)
+  did not diverge, the runs that diverged, ``good``: the share of all its runs (trials x seeds)
   that did not diverge and meet ``threshold`` (config.yaml: FID at most ``fid`` and at least
-  ``modes_covered`` modes), with its Wilson 95 % interval.
+  ``modes_covered`` modes), with its Wilson 95 % interval, and ``good_draws``: the share of its
+  draws that are good, with its Wilson interval. The draws are the unit a claim about
+  hyperparameters rests on: a draw's seeds agree more often than two draws do, so the runs'
+  interval is too narrow when seeds agree. ``comparisons``: for each pair (A, B) of config.yaml's
+  ``comparisons``, A against B on the same draws (one search seed gives every game the same learning
+  rates, beta1 and n_critic): the draws good under both, under A only, under B only; the difference
+  of the good shares with Newcombe's paired score interval and McNemar's exact p; the draws where
+  A's FID is lower, the sign test's p and the median FID ratio A / B with its order-statistic
+  interval (:func:`gandy.runs.summaries.paired_comparison`).
 
 The default is sized for a 2-core CPU and ``--quick`` is a smoke test of minutes; the paper's full
 size is a GPU job (config.yaml says both).
@@ -28,9 +41,17 @@ import numpy as np
 import pandas as pd
 
 from gandy.core.errors import ConfigError
-from gandy.runs.summaries import fraction_interval, quartiles
+from gandy.runs.summaries import compare_games, draw_medians, fraction_interval, quartiles
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, search_config, write_summary
+from gandy.studies.base import (
+    Experiment,
+    StudyOptions,
+    check_comparisons,
+    open_study,
+    packaged,
+    search_config,
+    write_summary,
+)
 from gandy.studies.robustness.figures import plot_robustness
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
@@ -71,16 +92,27 @@ def score(table: pd.DataFrame, threshold: dict) -> pd.DataFrame:
     return t
 
 
-def summarise(table: pd.DataFrame) -> dict:
+def draws_of(table: pd.DataFrame, threshold: dict) -> pd.DataFrame:
+    """One row per game x trial of a :func:`score` d table: the medians over the draw's seeds of
+    FID and modes covered (a diverged seed at FID +inf and 0 modes) and the draw's values,
+    :func:`score` d by ``threshold`` (a draw diverged when its median FID is infinite)."""
+    params = [c for c in spec()["search"]["params"] if c in table.columns]
+    return score(draw_medians(table, ["game", "trial"], {"fid": np.inf, "modes_covered": 0.0}, params), threshold)
+
+
+def summarise(table: pd.DataFrame, draws: pd.DataFrame | None = None) -> dict:
     """Per game of a :func:`score` d table: runs, diverged, the best FID and the quartiles of
     METRICS over the runs that did not diverge, and ``good``: the share of good runs among all of
-    them with its Wilson 95 % interval (:func:`gandy.runs.summaries.fraction_interval`)."""
+    them with its Wilson 95 % interval (:func:`gandy.runs.summaries.fraction_interval`); with
+    ``draws`` (:func:`draws_of`) also ``good_draws``, the share of good draws with its interval."""
     out = {}
     for game, t in table.groupby("game", sort=False):
         ok = t[~t.diverged]
         out[game] = {"runs": int(len(t)), "diverged": int(t.diverged.sum()),
                      "best_fid": float(ok.fid.min()) if len(ok) else None,
                      **{k: quartiles(ok[k].astype(float)) for k in METRICS}, "good": fraction_interval(t.good)}
+        if draws is not None:
+            out[game]["good_draws"] = fraction_interval(draws.good[draws.game == game])
     return out
 
 
@@ -88,6 +120,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
     games, threshold = s["games"], check_threshold(s.get("threshold"))
+    pairs = check_comparisons(s)
     cfgs = {g: game_config(g, options.quick, options.overrides) for g in games}  # every game validated first
     open_study(out, options)
     tables = []
@@ -98,11 +131,14 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
         results.insert(0, "game", game)
         tables.append(results)
     table = score(pd.concat(tables, ignore_index=True), threshold)
+    draws = draws_of(table, threshold)
     summary = {"experiment": "robustness", "quick": options.quick,
                "threshold": {**threshold, "rule": "not diverged, fid <= fid and modes_covered >= modes_covered"},
-               "interval": "Wilson score, 95 %", "games": summarise(table)}
-    write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"])})
-    return plot_robustness(out, table, threshold)
+               "draw": "median over the draw's seeds of fid and modes_covered (a diverged seed: fid inf, 0 modes)",
+               "interval": "Wilson score, 95 %", "games": summarise(table, draws),
+               "comparisons": compare_games(draws, pairs, "fid")}
+    write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"]), "draws": draws})
+    return plot_robustness(out, table, threshold, draws, summary["comparisons"])
 
 
 EXPERIMENT = Experiment("robustness", DESCRIPTION, run)

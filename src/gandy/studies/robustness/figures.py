@@ -8,12 +8,15 @@ import numpy as np
 import pandas as pd
 
 from gandy.core.images.data import grid
-from gandy.views.plots import draw_spread, plt, save_figure
+from gandy.views.plots import draw_spread, plot_paired, plt, save_figure
 
 
-def plot_robustness(out: Path, table: pd.DataFrame, threshold: dict) -> list[Path]:
+def plot_robustness(out: Path, table: pd.DataFrame, threshold: dict, draws: pd.DataFrame | None = None,
+                    comparisons=()) -> list[Path]:
     """Figures of the robustness experiment from its table (one row per game x trial x seed, with
-    ``good``), the quality ``threshold`` drawn and each game's good share written under it."""
+    ``good``), the quality ``threshold`` drawn and each game's good share written under it; with
+    ``draws`` (one row per game x trial, the seeds' median FID) and ``comparisons`` (summary.json's)
+    also paired.png: per comparison A against B, each draw's FID under both."""
     out = Path(out)
     games = list(dict.fromkeys(table.game))
     paths = []
@@ -45,4 +48,7 @@ def plot_robustness(out: Path, table: pd.DataFrame, threshold: dict) -> list[Pat
             ax.imshow(grid(x, nrow=4), interpolation="nearest")
             ax.set_title(f"{g}, {name}: FID {row.fid:.3g}, {int(row.modes_covered)} modes", fontsize=8)
     paths.append(save_figure(fig, out / "figures" / "samples.png"))
+    if draws is not None and len(comparisons):
+        paths.append(plot_paired(out / "figures" / "paired.png", draws, comparisons, threshold["fid"], "FID"))
     return paths
+

@@ -49,9 +49,17 @@ from gandy.core.errors import ConfigError
 from gandy.core.metrics.order import w1_exact
 from gandy.runs.build import target_of
 from gandy.runs.plan import expand
-from gandy.runs.summaries import fraction_interval, quartiles
+from gandy.runs.summaries import compare_games, draw_medians, fraction_interval, quartiles
 from gandy.runs.sweep import run_sweep
-from gandy.studies.base import Experiment, StudyOptions, open_study, packaged, search_config, write_summary
+from gandy.studies.base import (
+    Experiment,
+    StudyOptions,
+    check_comparisons,
+    open_study,
+    packaged,
+    search_config,
+    write_summary,
+)
 from gandy.studies.robustness_2d.figures import plot_robustness_2d
 
 DESCRIPTION = ("games ns, mm, gan_gp, dragan_ns, wgan_gp on ring8 and grid25 across 200 random hyperparameter "
@@ -94,15 +102,25 @@ def w1_floor(cfg, pairs: int = FLOOR_PAIRS, seed: int = 0) -> dict:
 
 def score(table: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
     """``table`` (one row per target x game x draw x seed, columns ``target``, ``phase`` and
-    METRICS) with ``diverged`` (phase diverged or a non-finite W1) and ``good``: not diverged, at
+    METRICS; or one per draw, :func:`draws_of`, without ``phase``) with ``diverged`` (phase
+    diverged or a non-finite W1) and ``good``: not diverged, at
     least ``thresholds[target]["modes"]`` modes covered and W1 below ``thresholds[target]["w1"]``."""
     t = table.copy()
     w1 = t["w1"].astype(float)
-    t["diverged"] = (t["phase"] == "diverged") | ~np.isfinite(w1)
+    t["diverged"] = ~np.isfinite(w1) | ((t["phase"] == "diverged") if "phase" in t else False)
     modes_min = t["target"].map(lambda k: thresholds[k]["modes"]).astype(float)
     w1_max = t["target"].map(lambda k: thresholds[k]["w1"]).astype(float)
     t["good"] = ~t["diverged"] & (t["modes_covered"].astype(float) >= modes_min) & (w1 < w1_max)
     return t
+
+
+def draws_of(table: pd.DataFrame, thresholds: dict) -> pd.DataFrame:
+    """One row per target x game x trial of a :func:`score` d table: the medians over the draw's
+    seeds of METRICS (a diverged seed at W1 +inf, 0 modes, coverage_kl +inf, on_mode 0) and the
+    draw's values, :func:`score` d by ``thresholds`` (with the default one seed, a draw is its run)."""
+    params = [c for c in spec()["search"]["params"] if c in table.columns]
+    worst = {"w1": np.inf, "modes_covered": 0.0, "coverage_kl": np.inf, "on_mode": 0.0}
+    return score(draw_medians(table, ["target", "game", "trial"], worst, params), thresholds)
 
 
 def summarise(table: pd.DataFrame, n_modes: dict) -> dict:
@@ -137,6 +155,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
     check_thresholds(s)
+    pairs = check_comparisons(s)
     cfgs = {(t, g): game_config(t, g, options.quick, options.overrides) for t in s["targets"] for g in s["games"]}
     for cfg in cfgs.values():
         expand(cfg)  # every draw of every game validated before anything is written
@@ -153,13 +172,15 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
             floors[target] = w1_floor(cfg)
             n_modes[target] = int(target_of(cfg.target).modes.shape[0])
     table = score(pd.concat(tables, ignore_index=True), s["thresholds"])
+    draws = draws_of(table, s["thresholds"])
     summary = {"experiment": "robustness-2d", "quick": options.quick,
                "threshold": {t: {**s["thresholds"][t], "rule": "not diverged, modes_covered >= modes and w1 < w1"}
                              for t in s["targets"]},
                "w1_floor": floors, "modes": n_modes, "interval": "Wilson score, 95 %",
-               "targets": summarise(table, n_modes)}
+               "targets": summarise(table, n_modes),
+               "comparisons": {t: compare_games(d, pairs, "w1") for t, d in draws.groupby("target", sort=False)}}
     write_summary(out, summary, {"robustness_2d": table})
-    return plot_robustness_2d(out, table, s["thresholds"], floors, n_modes)
+    return plot_robustness_2d(out, table, s["thresholds"], floors, n_modes, draws, summary["comparisons"])
 
 
 EXPERIMENT = Experiment("robustness-2d", DESCRIPTION, run)

@@ -7,27 +7,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gandy.views.plots import draw_spread, mpl, plt, save_figure
+from gandy.views.plots import draw_spread, log_labels, plot_paired, plt, save_figure
 
 
-def _log_labels(axis) -> None:
-    """Plain numbers at a log axis' decades and at its 2 x and 5 x minor ticks (no 10^k labels,
-    no crowded ones)."""
-    def minor(v, _):
-        lead = round(v / 10 ** np.floor(np.log10(v))) if v > 0 else 0
-        return f"{v:g}" if lead in (2, 5) else ""
-
-    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(mpl.ticker.FuncFormatter(minor))
-
-
-def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors: dict, n_modes: dict) -> list[Path]:
+def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors: dict, n_modes: dict,
+                       draws: pd.DataFrame | None = None, comparisons: dict | None = None) -> list[Path]:
     """One figure per target, ``OUT/figures/<target>.png``, from the study's table (one row per
     target x game x draw x seed, with ``diverged`` and ``good``): per game the W1 (log scale) and
     the modes covered of the draws that did not diverge (box plus points; "k/n diverged" above),
     and every game's empirical CDF of W1 (diverged draws counted as W1 = infinity, so a curve ends
     below 1 by their share). The threshold (``thresholds[target]``) and the median W1 of two target
-    samples (``floors[target]["median"]``) are drawn as lines."""
+    samples (``floors[target]["median"]``) are drawn as lines. With ``draws`` (one row per target x
+    game x trial) and ``comparisons`` (per target, summary.json's) also ``<target>-paired.png``: each
+    draw's W1 under game A against under game B (:func:`gandy.views.plots.plot_paired`)."""
     out = Path(out)
     paths = []
     for target in dict.fromkeys(table.target):
@@ -44,7 +36,7 @@ def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors:
             ax.axhline(floor, color="k", ls=":", lw=1, label=f"two target samples (median {floor:.2f})")
         ax.set_xlabel("game")
         ax.set_ylabel("final W1 (exact, 256 points; log scale)")
-        _log_labels(ax.yaxis)
+        log_labels(ax.yaxis)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
         ax = axes[1]
         draw_spread(ax, t, "modes_covered", "game", label="one draw (did not diverge)")
@@ -66,7 +58,7 @@ def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors:
         if floor is not None:
             ax.axvline(floor, color="k", ls=":", lw=1)
         ax.set_xscale("log")
-        _log_labels(ax.xaxis)
+        log_labels(ax.xaxis)
         ax.set_ylim(0, 1)
         ax.set_xlabel("final W1 (log scale)")
         ax.set_ylabel("fraction of draws with W1 <= x")
@@ -74,9 +66,12 @@ def plot_robustness_2d(out: Path, table: pd.DataFrame, thresholds: dict, floors:
             ax.legend(fontsize=7, title="game: good draws", title_fontsize=7, loc="upper left")
         else:
             ax.text(0.5, 0.5, "every draw diverged", transform=ax.transAxes, ha="center", color="tab:red")
-        draws = ", ".join(sorted({str(int(c)) for c in n}))
+        runs = ", ".join(sorted({str(int(c)) for c in n}))
         fig.suptitle(f"{target}: final W1 and modes covered across random hyperparameter draws "
-                     f"({draws} runs per game, draws × seeds); good = not diverged, >= {th['modes']} modes, "
+                     f"({runs} runs per game, draws × seeds); good = not diverged, >= {th['modes']} modes, "
                      f"W1 < {th['w1']:g}", fontsize=10)
         paths.append(save_figure(fig, out / "figures" / f"{target}.png"))
+        if draws is not None and (comparisons or {}).get(target):
+            paths.append(plot_paired(out / "figures" / f"{target}-paired.png", draws[draws.target == target],
+                                     comparisons[target], th["w1"], "final W1", f"{target}: "))
     return paths
