@@ -166,18 +166,38 @@ def verdict_penalties(out: Path) -> str:
             "of a cell (3 seeds): " + ", ".join(parts))
 
 
+def _shares(games: dict, key: str) -> str:
+    """``game k/n [lo, hi] %`` of each game's ``key`` share (a fraction_interval)."""
+    return ", ".join(f"{g} {v[key]['k']}/{v[key]['n']} [{100 * v[key]['lo']:.0f}, {100 * v[key]['hi']:.0f}] %"
+                     for g, v in games.items())
+
+
+def _paired(comparisons: list) -> str:
+    """``A − B +d pp [lo, hi] (McNemar p)`` of each paired comparison (summary.json's)."""
+    return ", ".join(f"{c['a']} − {c['b']} {100 * c['good']['difference']:+.1f} pp [{100 * c['good']['lo']:+.1f}, "
+                     f"{100 * c['good']['hi']:+.1f}] (p {c['good']['p']:.2g})" for c in comparisons if c["paired"])
+
+
 def verdict_robustness_2d(out: Path) -> str:
     s = read_json(out / "summary.json")
     parts = []
     for target, games in s["targets"].items():
-        good = ", ".join(f"{g} {v['good']['k']}/{v['good']['n']} [{100 * v['good']['lo']:.0f}, {100 * v['good']['hi']:.0f}] %"
-                         for g, v in games.items())
-        parts.append(f"{target}: draws good (Wilson 95 %): {good}")
+        paired = _paired(s.get("comparisons", {}).get(target, []))
+        parts.append(f"{target}: draws good (Wilson 95 %): {_shares(games, 'good')}"
+                     + (f"; good share on the same draws (Newcombe 95 %): {paired}" if paired else ""))
     return "; ".join(parts)
 
 
+def verdict_robustness(out: Path) -> str:
+    s = read_json(out / "summary.json")
+    paired = _paired(s.get("comparisons", []))
+    return (f"draws good (FID <= {s['threshold']['fid']:g}, >= {s['threshold']['modes_covered']} modes; Wilson 95 %): "
+            f"{_shares(s['games'], 'good_draws')}" + (f"; on the same draws (Newcombe 95 %): {paired}" if paired else ""))
+
+
 VERDICTS: dict[str, Callable[[Path], str]] = {"demo": verdict_demo, "collapse-1d": verdict_collapse,
-                                               "robustness-2d": verdict_robustness_2d, "bridge": verdict_bridge,
+                                               "robustness-2d": verdict_robustness_2d, "robustness": verdict_robustness,
+                                               "bridge": verdict_bridge,
                                                "kernel-universality": verdict_universality,
                                                "frequency": verdict_frequency, "critic-types": verdict_critic_types,
                                                "damping": verdict_damping, "saturation": verdict_saturation,

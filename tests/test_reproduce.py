@@ -64,3 +64,29 @@ def test_an_entry_is_timed_and_recorded_with_its_verdict(rp, tmp_path, monkeypat
     table = rp.render({"fake": rec})
     assert "not run by the script yet" in table  # the real entries, not in this record
     json.dumps(rec)  # the record is JSON
+
+
+def test_the_robustness_verdicts_read_the_good_draws_and_the_paired_comparisons(rp, tmp_path):
+    from gandy.runs.summaries import compare_games, fraction_interval
+
+    import pandas as pd
+    draws = pd.DataFrame({"game": ["ns"] * 4 + ["gan_gp"] * 4, "trial": [0, 1, 2, 3] * 2,
+                          "good": [True, False, False, False, True, True, True, False],
+                          "fid": [500.0, 900.0, 800.0, 700.0, 450.0, 550.0, 590.0, 650.0],
+                          "optim.critic.lr,optim.generator.lr": [1e-4, 1e-3, 1e-2, 1e-5] * 2})
+    comps = compare_games(draws, [("gan_gp", "ns")], "fid")
+    summary = {"threshold": {"fid": 600, "modes_covered": 500},
+               "games": {g: {"good_draws": fraction_interval(draws.good[draws.game == g])} for g in ("ns", "gan_gp")},
+               "comparisons": comps}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    text = rp.verdict_robustness(tmp_path)
+    lo, hi = comps[0]["good"]["lo"], comps[0]["good"]["hi"]
+    assert text.startswith("draws good (FID <= 600, >= 500 modes; Wilson 95 %): ns 1/4 [")
+    assert "gan_gp 3/4 [" in text
+    assert f"gan_gp − ns +50.0 pp [{100 * lo:+.1f}, {100 * hi:+.1f}] (p 0.5)" in text  # 2 draws good only under gan_gp
+    two_d = {"targets": {"ring8": summary["games"]}, "comparisons": {"ring8": comps}}
+    for v in two_d["targets"]["ring8"].values():
+        v["good"] = v["good_draws"]
+    (tmp_path / "summary.json").write_text(json.dumps(two_d))
+    assert rp.verdict_robustness_2d(tmp_path).startswith("ring8: draws good (Wilson 95 %): ns 1/4")
+    assert "good share on the same draws (Newcombe 95 %): gan_gp − ns +50.0 pp" in rp.verdict_robustness_2d(tmp_path)
