@@ -67,9 +67,9 @@ def test_an_entry_is_timed_and_recorded_with_its_verdict(rp, tmp_path, monkeypat
 
 
 def test_the_robustness_verdicts_read_the_good_draws_and_the_paired_comparisons(rp, tmp_path):
-    from gandy.runs.summaries import compare_games, fraction_interval
-
     import pandas as pd
+
+    from gandy.runs.summaries import compare_games, fraction_interval
     draws = pd.DataFrame({"game": ["ns"] * 4 + ["gan_gp"] * 4, "trial": [0, 1, 2, 3] * 2,
                           "good": [True, False, False, False, True, True, True, False],
                           "fid": [500.0, 900.0, 800.0, 700.0, 450.0, 550.0, 590.0, 650.0],
