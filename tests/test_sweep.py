@@ -483,6 +483,46 @@ def test_watch_reads_a_sweep_while_it_runs(tmp_path, hold_at):
     assert CliRunner().invoke(app, ["watch", str(tmp_path)]).exit_code == 2
 
 
+def test_watch_reads_an_experiments_parts(tmp_path, hold_at):
+    """``gandy watch`` of an experiment's folder (a study's): a line per sweep inside it, nested
+    folders included, a finished one and one held at step 30 of 60 (its chunks stored and running);
+    the experiment is stopped while no process holds its own lock, and finished with its summary."""
+    import threading
+
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+    from gandy.runs.outputs import open_output, release
+
+    exp = tmp_path / "exp"
+    open_output(exp, "experiment")
+    cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                         "steps": 60, "log_every": 10, "seeds": [0, 1], "sweep": {"kernel.g2": [0.1, 0.5]}})
+    run_sweep(cfg, exp / "grid" / "a")
+    held, go = hold_at(30)
+    worker = threading.Thread(target=run_sweep, args=(cfg, exp / "b"), kwargs={"checkpoint_steps": 1000})
+    worker.start()
+    try:
+        assert held.wait(60)
+        r = CliRunner().invoke(app, ["watch", str(exp)])
+        assert r.exit_code == 0, r.output
+        lines = r.output.splitlines()
+        # this process claimed the experiment's folder (open_output holds its lock, as a study does)
+        assert lines[0] == f"{exp}: an experiment, running (process {os.getpid()}); 1 of 2 parts begun so far finished"
+        assert lines[1].startswith("  b: chunks stored 0, running 1; ") and lines[2] == "  grid/a: finished; 4 members logged"
+        release(exp)
+        r = CliRunner().invoke(app, ["watch", str(exp)])
+        assert r.output.splitlines()[0] == f"{exp}: an experiment, stopped before the end (no gandy process is writing " \
+                                           "it; --resume continues it); 1 of 2 parts begun so far finished"
+    finally:
+        go.set()
+        worker.join(60)
+    (exp / "summary.json").write_text("{}")
+    r = CliRunner().invoke(app, ["watch", str(exp), "--follow", "0.1"])  # finished: returns at once
+    assert r.exit_code == 0 and r.output.splitlines() == [f"{exp}: an experiment, finished; 2 of 2 parts begun so far finished",
+                                                          "  b: finished; 4 members logged", "  grid/a: finished; 4 members logged"]
+
+
 def test_one_dimensional_runs_draw_no_mean_abs_cos_panel(tmp_path, monkeypatch):
     """mean |cos| is 1 for every pair of points on the line: its panel is left out in 1-D, kept in 2-D."""
     from gandy.views import plots

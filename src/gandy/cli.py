@@ -414,10 +414,11 @@ def damping_cmd(
     typer.echo(f"{out}: damping.parquet, summary.json, figures/")
 
 
-@app.command("watch", short_help="The newest logged numbers of a running sweep or run, member by member.")
+@app.command("watch", short_help="The newest logged numbers of a running sweep or run, member by member; an experiment's parts.")
 @_guarded
 def watch_cmd(
-    run_dir: Path = typer.Argument(..., metavar="DIR", help="a sweep's or run's output folder (running or finished)"),
+    run_dir: Path = typer.Argument(..., metavar="DIR",
+                                   help="a sweep's, run's or experiment's output folder (running or finished)"),
     columns: str = typer.Option("w1,coverage_kl,mean_norm,force_norm", "--columns", metavar="COL,...",
                                 help="the logged columns shown (those a run logs)"),
     follow: float = typer.Option(0.0, "--follow", metavar="SECONDS", help="print again every SECONDS until it is done (0: once)"),
@@ -425,9 +426,12 @@ def watch_cmd(
 ):
     """Every member's newest logged row. A sweep: its stored chunks' tables and its running chunks'
     live rows (chunks/ID.live.jsonl, written as each log is measured); a single run: its live rows
-    while it runs (live.jsonl in the folder it is being written in), its metrics.parquet once done."""
+    while it runs (live.jsonl in the folder it is being written in), its metrics.parquet once done.
+    An experiment (``gandy run NAME``'s folder): a line per sweep or run inside it."""
     if not follow >= 0:
         raise ConfigError("follow", f"must be >= 0 seconds, got {follow}")
+    if run_dir.is_dir() and sweep_store.output_kind(run_dir) == "experiment":
+        return _watch_experiment(run_dir, follow)
     single = bool(sweep_store.run_live_files(run_dir)) or sweep_store.output_kind(run_dir) == "run"  # a run stays one
     if not single and not (run_dir / "chunks").is_dir() and not (run_dir / "results.parquet").exists():
         raise ConfigError("DIR", f"{run_dir} holds no sweep or run, and no run is being written there: gandy watch "
@@ -452,6 +456,33 @@ def watch_cmd(
             if len(latest) > rows:
                 typer.echo(f"... and {len(latest) - rows} more members (--rows)")
         if finished or follow == 0:
+            return
+        time.sleep(follow)
+
+
+def _watch_experiment(run_dir: Path, follow: float) -> None:
+    """``gandy watch`` of an experiment's folder (a study: ``gandy run NAME``): whether a gandy
+    process writes it, then a line per sweep or run inside (:func:`gandy.runs.store.output_parts`):
+    finished, or its chunks stored and running and its members logged. Parts the study has not
+    reached yet have no folder and are not listed."""
+    while True:
+        holder = sweep_store.lock_holder(run_dir)
+        parts = sweep_store.output_parts(run_dir)
+        lines, finished = [], 0
+        for part in parts:
+            latest, done, live = sweep_store.latest_rows(part)
+            end = (part / ("results.parquet" if sweep_store.output_kind(part) == "sweep" else "metrics.parquet")).exists()
+            finished += end and not live
+            where = "finished" if end and not live else \
+                f"chunks stored {done}, {'running' if sweep_store.lock_holder(part) is not None else 'cut off'} {live}"
+            lines.append(f"  {part.relative_to(run_dir)}: {where}; {len(latest)} members logged")
+        whole = (run_dir / "summary.json").exists() and holder is None
+        state = "finished" if whole else f"running (process {holder})" if holder is not None else \
+            "stopped before the end (no gandy process is writing it; --resume continues it)"
+        typer.echo(f"{run_dir}: an experiment, {state}; {finished} of {len(parts)} parts begun so far finished")
+        for line in lines:
+            typer.echo(line)
+        if whole or follow == 0:
             return
         time.sleep(follow)
 

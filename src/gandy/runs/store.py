@@ -321,6 +321,22 @@ def latest_rows(out: Path) -> tuple[pd.DataFrame, int, int]:
     return _newest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "member"), done, running
 
 
+def output_parts(path: Path, depth: int = 2) -> list[Path]:
+    """The sweeps and runs inside an experiment's folder ``path``: every sub-folder, down to
+    ``depth`` levels (an experiment may group them, e.g. TARGET/GAME), whose marker says sweep or
+    run, in path order; a marked sub-folder of another kind is not entered; links are skipped."""
+    found = []
+    for p in sorted(Path(path).iterdir()):
+        if not p.is_dir() or p.is_symlink():
+            continue
+        kind = output_kind(p) if read_marker(p) is not None else None
+        if kind in ("sweep", "run"):
+            found.append(p)
+        elif kind is None and depth > 1:
+            found += output_parts(p, depth - 1)
+    return found
+
+
 def _newest(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     """The last logged row of each ``key``."""
     if not len(rows):
