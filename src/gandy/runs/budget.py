@@ -222,7 +222,7 @@ them away, and capping them cut a 1-D sweep's chunks from 940 to 341 members and
 
 def fast_chunk(cfg: C.Config, d: int) -> int:
     """The most members per chunk whose largest critic weight stays under FAST_TENSOR_BYTES, or
-    the critic's own ``cpu_chunk`` where its registry entry sets one (the DCGAN critic: 1) (CPU
+    the critic's own ``cpu_chunk`` where its registry entry sets one (the DCGAN critic: 2) (CPU
     runs only: a GPU wants its chunks as large as memory allows)."""
     own = critic_entry(cfg.critic.name).cpu_chunk
     if own is not None:

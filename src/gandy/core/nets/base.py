@@ -110,7 +110,9 @@ class CriticEntry:
     * ``size``: the option that sets its size (what a memory refusal names), None where none does;
     * ``engines``: the engines that can run it (the closed form further needs one hidden layer);
     * ``cpu_chunk``: the most members an auto chunk takes on a CPU, where batching members is
-      measured to buy nothing (None: the planner's speed model decides).
+      measured to buy nothing (None: the planner's speed model decides). Not 1: a sweep pads a
+      chunk of one member to two (:func:`gandy.runs.loop.simulate`), so a chunk of two costs the
+      same and trains two.
     """
 
     build: Callable[..., Critic]

@@ -157,10 +157,11 @@ CRITICS = {"dcgan": CriticEntry(
     widths=lambda **_: (8,),  # the planner's nominal MLP size for a critic of no MLP widths (its value before #25)
     size="width",
     engines=("eager", "compiled"),
-    # grouped convolutions do not make B members cheaper on a CPU: 2 members batched train 0.89x the
-    # member-steps/s of the same two one after another (Color MNIST, width 32, gan_gp, 1 thread),
-    # 0.87-1.06x at width 64 (benchmarks/image_step.py, benchmarks/RESULTS.md)
-    cpu_chunk=1)}
+    # grouped convolutions do not make B members cheaper on a CPU (2 batched: 0.90-0.95x the
+    # images/s of the two run alone), but a sweep's chunk of one is padded to two (its numbers bit
+    # for bit those it gets beside others: gandy.runs.loop.simulate), which halves its images/s: two
+    # to a chunk train 1.98-2.00x a chunk of one (benchmarks/image_step.py --study, RESULTS.md)
+    cpu_chunk=2)}
 GENERATORS = {"dcgan": GeneratorEntry(
     build=lambda target, d, *, latent_dim=64, width=64, norm="batch": DcganGenerator(
         latent_dim, image_channels(target, "generator.name"), width, norm),
