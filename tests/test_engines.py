@@ -331,13 +331,19 @@ def test_reproducibility_under_each_engine(engine):
         assert torch.equal(big.x[:2], a.x)
 
 
-def test_plan_balances_chunks_and_makes_a_multiple_of_the_workers():
+def test_plan_balances_chunks_makes_a_multiple_of_the_workers_and_no_chunk_of_one():
     cfg = C.load_config(TINY, ["sweep={kernel.g2: {linspace: [0.1, 0.9], num: 9}}", "seeds=[0]"])
     assert [len(c.members) for c in plan(cfg, min_chunks=2).chunks] in ([4, 5], [5, 4])
+    # a budget for one member a chunk: two a chunk, since a chunk of one is padded to two anyway
     sizes = [len(c.members) for c in plan(cfg, memory_budget=1.0, min_chunks=1).chunks]
-    assert sizes == [1] * 9
+    assert sorted(sizes) == [2, 2, 2, 3]
     sizes = [len(c.members) for c in plan(cfg, min_chunks=4).chunks]
     assert len(sizes) == 4 and max(sizes) - min(sizes) <= 1 and sum(sizes) == 9
+    # eight workers asked of nine members: four chunks, not eight chunks of one (each padded to two)
+    assert sorted(len(c.members) for c in plan(cfg, min_chunks=8).chunks) == [2, 2, 2, 3]
+    two = C.load_config(TINY, ["sweep={kernel.g2: [0.2, 0.4]}", "seeds=[0]"])
+    assert [len(c.members) for c in plan(two, min_chunks=2).chunks] == [2]
+    assert [len(c.members) for c in plan(two, chunk=1).chunks] == [1, 1]  # asked for by name: kept
 
 
 def test_processes_executor_writes_what_one_process_writes(tmp_path):

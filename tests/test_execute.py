@@ -122,7 +122,7 @@ def test_an_interrupted_round_asked_again_keeps_its_cut_and_gives_the_uninterrup
             asked, options = first, {"chunk": 1}  # four chunks of one
         else:
             run_members(first, out)  # one chunk of four
-            asked, options = first + second, {"workers": 3}  # round 2 alone: chunks [4], [5, 6], [7]
+            asked, options = first + second, {"workers": 3}  # round 2 alone: chunks [4, 5], [6, 7] (none of one)
         restore = _kill_after(monkeypatch, 1)
         with pytest.raises(Killed):
             run_members(asked, out, **options)
@@ -134,9 +134,9 @@ def test_an_interrupted_round_asked_again_keeps_its_cut_and_gives_the_uninterrup
             assert chunks_done(said) == [(f"000000{i}", str(i), "3", str(i), "3") for i in (1, 2, 3)]
             assert again.ran == ["0000001", "0000002", "0000003"]
         else:  # round 1's chunk, round 2's first chunk stored before the kill, and its other two
-            assert said[0] == "8 members in 4 chunks; 2 already done"
-            assert chunks_done(said) == [("0000005", "1", "2", "2", "3"), ("0000007", "2", "2", "3", "3")]
-            assert again.ran == ["0000005", "0000007"] and again.chunks["0000005"] == [5, 6]
+            assert said[0] == "8 members in 3 chunks; 2 already done"
+            assert chunks_done(said) == [("0000006", "1", "1", "2", "2")]
+            assert again.ran == ["0000006"] and again.chunks["0000006"] == [6, 7]
         last = run_members(first + second, out, chunk=1)  # whatever is still missing, then every row
     res, met = one_shot
     pd.testing.assert_frame_equal(last.results, res, check_exact=True)

@@ -125,7 +125,10 @@ def cut(members: Sequence[SweepMember], chunk: Optional[int] = None, memory_budg
     share of its memory: :func:`gandy.runs.budget.chunk_budget`), and into a
     multiple of ``min_chunks`` chunks (one round per worker) where it has that many members; auto
     chunks of a group are balanced (sizes differ by at most one), so that workers finish together
-    and a compiled step meets at most two batch shapes. A chunk's id is its first member's index.
+    and a compiled step meets at most two batch shapes, and hold two members or more where the
+    group has two: :func:`gandy.runs.loop.simulate` pads a chunk of one member to two (its numbers
+    bit for bit those it gets beside others), so a chunk of one costs what a chunk of two does, in
+    time and memory. A chunk's id is its first member's index.
     A function of the list alone: the same members give the same chunks."""
     groups: dict[str, list[SweepMember]] = {}
     for m in members:
@@ -137,6 +140,7 @@ def cut(members: Sequence[SweepMember], chunk: Optional[int] = None, memory_budg
         device = resolve_device(ms[0].config.device)
         size = chunk or chunk_members(ms[0].config, n_target, d, device.type == "cpu", chunk_budget(device, memory_budget))
         count = min(len(ms), -(-max(-(-len(ms) // size), 1) // min_chunks) * min_chunks)  # a multiple of min_chunks
+        count = min(count, max(1, len(ms) // 2))  # no chunk of one from two or more: simulate pads it to two
         bounds = [round(i * len(ms) / count) for i in range(count + 1)] if not chunk else \
             [*range(0, len(ms), size), len(ms)]
         for lo, hi in zip(bounds[:-1], bounds[1:]):

@@ -64,7 +64,8 @@ def run_sweep(
     gandy output, ``resume`` continues only a gandy sweep of the same config) and the executor's
     cluster. A chunk saves its state every ``checkpoint_seconds`` (or ``checkpoint_steps``) to
     ``chunks/ID.checkpoint.pt``, so a run killed inside a chunk resumes from the last save.
-    ``workers``: the sweep is cut into at least this many chunks, which ``executor: processes``
+    ``workers``: the sweep is cut into at least this many chunks (where each keeps two members or
+    more: :func:`gandy.runs.plan.cut`), which ``executor: processes``
     runs in as many processes (the chunks depend on ``workers``, not on the executor).
     """
     out = Path(out)
