@@ -250,7 +250,8 @@ def test_an_image_member_trains_to_the_same_bits_in_a_chunk_of_one_and_of_two(tm
         assert np.array_equal(m1[col].to_numpy(), m2[col].to_numpy(), equal_nan=True), col
     # the logged W1 (a distance matrix of 2,352-D samples, the logs of a pass stacked) may round
     # apart in its last bits: 4e-9 of 47 seen
-    assert np.allclose(m1.w1.to_numpy(), m2.w1.to_numpy(), rtol=1e-9, atol=0) and r1.w1.nunique() == 2  # two members
+    assert np.allclose(m1.w1.to_numpy(), m2.w1.to_numpy(), rtol=1e-9, atol=0)
+    assert np.allclose(r1.w1.to_numpy(), r2.w1.to_numpy(), rtol=1e-9, atol=0) and r1.w1.nunique() == 2  # two members
 
 
 def test_a_resume_drops_the_live_rows_of_chunks_that_will_not_resume_from_them(tmp_path):
