@@ -441,10 +441,8 @@ def watch_cmd(
         latest, done, live = sweep_store.latest_rows(run_dir)
         holder = sweep_store.lock_holder(run_dir)  # the gandy process writing it, if one is
         finished = not live and (run_dir / "results.parquet").exists()
-        state = "finished" if finished else f"running (process {holder})" if holder is not None else \
-            "stopped before the end (no gandy process is writing it; --resume continues it)"
-        progress = "a single run" if single else f"chunks stored {done}, {'running' if holder is not None else 'cut off'} {live}"
-        typer.echo(f"{run_dir}: {state}; {progress}; {len(latest)} members logged")
+        progress = "a single run" if single else _chunks_state(done, live, holder)
+        typer.echo(f"{run_dir}: {_writer_state(finished, holder)}; {progress}; {len(latest)} members logged")
         if len(latest):
             unknown = [c for c in wanted if c not in latest.columns]
             if unknown:
@@ -460,6 +458,21 @@ def watch_cmd(
         time.sleep(follow)
 
 
+def _writer_state(finished: bool, holder: Optional[int]) -> str:
+    """What a watched folder is doing: finished, written by the live gandy process ``holder``
+    (:func:`gandy.runs.store.lock_holder`), or stopped before the end."""
+    if finished:
+        return "finished"
+    if holder is not None:
+        return f"running (process {holder})"
+    return "stopped before the end (no gandy process is writing it; --resume continues it)"
+
+
+def _chunks_state(done: int, live: int, holder: Optional[int]) -> str:
+    """A sweep's chunks: stored, and those with live rows, running while ``holder`` writes it, else cut off."""
+    return f"chunks stored {done}, {'running' if holder is not None else 'cut off'} {live}"
+
+
 def _watch_experiment(run_dir: Path, follow: float) -> None:
     """``gandy watch`` of an experiment's folder (a study: ``gandy run NAME``): whether a gandy
     process writes it, then a line per sweep or run inside (:func:`gandy.runs.store.output_parts`):
@@ -473,13 +486,11 @@ def _watch_experiment(run_dir: Path, follow: float) -> None:
             latest, done, live = sweep_store.latest_rows(part)
             end = (part / ("results.parquet" if sweep_store.output_kind(part) == "sweep" else "metrics.parquet")).exists()
             finished += end and not live
-            where = "finished" if end and not live else \
-                f"chunks stored {done}, {'running' if sweep_store.lock_holder(part) is not None else 'cut off'} {live}"
+            where = "finished" if end and not live else _chunks_state(done, live, sweep_store.lock_holder(part))
             lines.append(f"  {part.relative_to(run_dir)}: {where}; {len(latest)} members logged")
         whole = (run_dir / "summary.json").exists() and holder is None
-        state = "finished" if whole else f"running (process {holder})" if holder is not None else \
-            "stopped before the end (no gandy process is writing it; --resume continues it)"
-        typer.echo(f"{run_dir}: an experiment, {state}; {finished} of {len(parts)} parts begun so far finished")
+        typer.echo(f"{run_dir}: an experiment, {_writer_state(whole, holder)}; {finished} of {len(parts)} parts begun "
+                   "so far finished")
         for line in lines:
             typer.echo(line)
         if whole or follow == 0:

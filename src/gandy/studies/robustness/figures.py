@@ -51,4 +51,3 @@ def plot_robustness(out: Path, table: pd.DataFrame, threshold: dict, draws: pd.D
     if draws is not None and len(comparisons):
         paths.append(plot_paired(out / "figures" / "paired.png", draws, comparisons, threshold["fid"], "FID"))
     return paths
-
