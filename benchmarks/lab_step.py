@@ -8,8 +8,10 @@ a tracked log's time goes; then the exact W1 of the lab's logged samples by POT'
     python benchmarks/lab_step.py [--steps 1200] [--repeats 5] [--threads 1 2] [--every 10]
                                   [--no-games] [--device cpu|cuda] [--diagnose]
 
-The worker thread measures its logs ``loop.LOG_BATCH`` to a pass (their members stacked); the
-overhead is printed with that and with one log a pass (as before the batching), interleaved.
+The worker measures its logs ``loop.LOG_BATCH`` to a pass (their members stacked), by default in a
+forked process (``loop.LogProcess``) where divergences are tracked; the overhead is printed with
+that, with the same passes computed on the worker thread itself (before the process) and with one
+log a pass on the thread (before the batching), interleaved.
 
 ``--diagnose`` (1 thread, log_every 10, logs on the worker thread, one to a pass unless named)
 separates what the worker's overhead can come from: the real log, one and 8 to a pass; a stand-in that sleeps as long as a window's share (no GIL,
@@ -151,8 +153,11 @@ def overhead(args, threads: int) -> None:
             for name, every in runs}
     # each log_every measured with the logs in place and on the worker thread (loop.Background;
     # what a run does by default: loop.background_helps)
-    modes = {"in place": (False, loop.LOG_BATCH), "worker thread": (True, loop.LOG_BATCH),
-             "worker, 1 log a pass": (True, 1)}  # the last: before the logs were batched (loop.LOG_BATCH)
+    # (BACKGROUND_LOGS, LOG_BATCH, LOG_PROCESS); the worker's logs computed in a forked process
+    # (loop.LogProcess, the default where divergences are tracked at 1 thread) or on the thread
+    modes = {"in place": (False, loop.LOG_BATCH, False), "worker process": (True, loop.LOG_BATCH, True),
+             "worker thread": (True, loop.LOG_BATCH, False),
+             "worker, 1 log a pass": (True, 1, False)}  # the last: before the logs were batched (loop.LOG_BATCH)
     variants = [("bare", "in place"), *((name, mode) for name, _ in runs[1:] for mode in modes)]
     for sim in sims.values():  # warm-up: first-call costs (lazy imports, allocator) out of the timings
         simulate(sim, [0])
@@ -161,17 +166,17 @@ def overhead(args, threads: int) -> None:
     timed = (math.inf, None)  # the fastest run of log_every = every with its parts timed
     for _ in range(args.repeats):  # interleaved, so that a slow spell of a shared machine hits every variant
         for name, mode in variants:
-            loop.BACKGROUND_LOGS, loop.LOG_BATCH = modes[mode]
+            loop.BACKGROUND_LOGS, loop.LOG_BATCH, loop.LOG_PROCESS = modes[mode]
             t0 = time.perf_counter()
             simulate(sims[name], [0])
             times[name, mode].append(time.perf_counter() - t0)
-        loop.BACKGROUND_LOGS, loop.LOG_BATCH = modes["in place"]
+        loop.BACKGROUND_LOGS, loop.LOG_BATCH, loop.LOG_PROCESS = modes["in place"]
         timed = min(timed, _timed_run(sims[f"every {every}"]), key=lambda r: r[0])
-    loop.BACKGROUND_LOGS = None
+    loop.BACKGROUND_LOGS = loop.LOG_PROCESS = None
     bare = min(times["bare", "in place"])
     print(f"\n## {threads} thread(s): ns, {args.steps} steps, best of {args.repeats}: logged at the first and last "
           f"step only {bare:.3f} s ({1000 * bare / args.steps:.2f} ms per step); a run's default here: logs "
-          f"{'on the worker thread' if loop.background_helps() else 'in place'}")
+          f"{'on the worker (in a process where divergences are tracked)' if loop.background_helps() else 'in place'}")
     for name, every in runs[1:]:
         for mode in modes:
             t = min(times[name, mode])
@@ -258,6 +263,7 @@ def _child_tracked(view, ref, b, vals):
 def diagnose(args) -> None:
     """Where the worker thread's overhead comes from (see the module's docstring): 1 thread."""
     torch.set_num_threads(1)
+    loop.LOG_PROCESS = False  # the worker thread's overhead (the "worker process" row forks its own)
     steps, every = args.steps, args.every[0]
     cfg = BASE + ["objective=ns", f"steps={steps}", "metrics.divergences=true", f"device={args.device}"]
     bare = build(gandy.load_config(None, cfg + [f"log_every={steps}"]))
@@ -332,7 +338,7 @@ def diagnose(args) -> None:
             if proc:
                 proc.kill()
                 proc.wait()
-    loop.BACKGROUND_LOGS, loop.LOG_BATCH = None, batch
+    loop.BACKGROUND_LOGS, loop.LOG_BATCH, loop.LOG_PROCESS = None, batch, None
     pool.shutdown()
     b = min(times["bare"])
     print(f"\n## diagnose, 1 thread, ns, {steps} steps, logs every {every} on the worker thread, best of {args.repeats}:")

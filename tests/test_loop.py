@@ -3,6 +3,8 @@ driven run is the same as stepping ``advance`` by hand; logs measured on the wor
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -72,28 +74,106 @@ def test_logs_measured_on_the_worker_thread_equal_those_measured_in_place(monkey
     cfg = gandy.load_config(None, over)
     rows = {}
     monkeypatch.setattr(loop, "LOG_BATCH", batch)
-    for on in (False, True):
+    for on, process in ((False, False), (True, False), (True, True)):  # in place, worker thread, a LogProcess
         monkeypatch.setattr(loop, "BACKGROUND_LOGS", on)
-        rows[on] = loop.simulate(build(cfg), cfg.seeds).metrics
-    assert len(rows[True]) == 7 * len(cfg.seeds) and [r["step"] for r in rows[True]] == [r["step"] for r in rows[False]]
-    pd.testing.assert_frame_equal(pd.DataFrame(rows[True]), pd.DataFrame(rows[False]))
+        monkeypatch.setattr(loop, "LOG_PROCESS", process)
+        rows[on, process] = pd.DataFrame(loop.simulate(build(cfg), cfg.seeds).metrics)
+    assert len(rows[True, True]) == 7 * len(cfg.seeds)
+    for mode in ((True, False), (True, True)):
+        assert rows[mode]["step"].tolist() == rows[False, False]["step"].tolist()
+        pd.testing.assert_frame_equal(rows[mode], rows[False, False])
 
 
-def test_an_error_in_a_background_log_stops_the_run(monkeypatch):
-    """A log that fails on the worker thread raises in the run (at the next log or the end), and the
-    worker is shut down; no silent gap in the metrics."""
+class _Children:
+    """loop.LogProcess, each instance kept (its child's pid)."""
+
+    def __init__(self, monkeypatch):
+        self.made = []
+        made, original = self.made, loop.LogProcess
+
+        class Kept(original):
+            def __init__(self, compute):
+                super().__init__(compute)
+                made.append(self.pid)
+
+        monkeypatch.setattr(loop, "LogProcess", Kept)
+
+
+def _gone(pid: int) -> bool:
+    """The process ``pid`` was reaped (no zombie left)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a LogProcess forks")
+def test_a_run_whose_log_process_dies_loses_no_log_and_leaves_no_child(monkeypatch):
+    """loop.LogProcess: the child killed after the first log's rows, the run measures the rest in
+    its own process: every row, bit for bit those measured in place; the child is reaped. The
+    default (LOG_PROCESS None) forks one where divergences are tracked on the worker."""
+    cfg = gandy.load_config(None, LAB)
+    monkeypatch.setattr(loop, "BACKGROUND_LOGS", False)
+    expected = pd.DataFrame(loop.simulate(build(cfg), cfg.seeds).metrics)
+    children = _Children(monkeypatch)
+    monkeypatch.setattr(loop, "BACKGROUND_LOGS", True)
+    monkeypatch.setattr(loop, "LOG_PROCESS", None)
+    monkeypatch.setattr(loop, "LOG_BATCH", 2)
+    killed = []
+
+    def on_log(rows):
+        if not killed:
+            os.kill(children.made[0], signal.SIGKILL)
+            killed.append(rows[0]["step"])
+
+    rows = pd.DataFrame(loop.simulate(build(cfg), cfg.seeds, on_log=on_log).metrics)
+    assert len(children.made) == 1 and killed == [0]
+    pd.testing.assert_frame_equal(rows, expected)
+    assert _gone(children.made[0])
+
+
+@pytest.mark.parametrize("process", [False, True])
+def test_an_error_in_a_background_log_stops_the_run(monkeypatch, process):
+    """A log that fails on the worker thread, or in its LogProcess, raises in the run (at the next
+    log or the end), and the worker is shut down and the child reaped; no silent gap in the
+    metrics."""
     calls = []
 
     def boom(*a, **k):
         calls.append(1)
         raise FloatingPointError("a log failed")
 
+    children = _Children(monkeypatch)
     monkeypatch.setattr(loop, "BACKGROUND_LOGS", True)
+    monkeypatch.setattr(loop, "LOG_PROCESS", process)
     monkeypatch.setattr(loop, "order_parameters", boom)
     cfg = gandy.load_config(None, LAB)
     with pytest.raises(FloatingPointError, match="a log failed"):
         loop.simulate(build(cfg), cfg.seeds)
-    assert calls == [1]  # the run stopped at the next log
+    assert calls == ([] if process else [1])  # the run stopped at the next log (the child's calls are its own)
+    assert len(children.made) == int(process) and all(_gone(pid) for pid in children.made)
+    assert not any(t.name.startswith("gandy-log") for t in threading.enumerate())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a LogProcess forks")
+def test_an_interrupted_run_reaps_its_log_process(monkeypatch):
+    """Ctrl-C in the run's thread (here: raised by its progress hook at step 12) ends the run with
+    the interrupt, its log worker stopped and its LogProcess reaped."""
+    children = _Children(monkeypatch)
+    monkeypatch.setattr(loop, "BACKGROUND_LOGS", True)
+    monkeypatch.setattr(loop, "LOG_PROCESS", True)
+    steps = []
+
+    def progress(k):
+        steps.append(k)
+        if len(steps) == 12:
+            raise KeyboardInterrupt
+
+    cfg = gandy.load_config(None, LAB)
+    with pytest.raises(KeyboardInterrupt):
+        loop.simulate(build(cfg), cfg.seeds, progress=progress)
+    assert len(children.made) == 1 and _gone(children.made[0])
     assert not any(t.name.startswith("gandy-log") for t in threading.enumerate())
 
 

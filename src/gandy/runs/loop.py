@@ -11,9 +11,13 @@ import io
 import json
 import os
 import pickle
+import signal
+import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
+from multiprocessing.connection import Pipe
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -110,7 +114,9 @@ class Background:
     array operations (a stand-in making one GIL-free C call as long costs what a sleep does;
     benchmarks/lab_step.py --diagnose), partly its compute on the other core: measuring ``batch``
     logs in one pass makes as many operations as one log, which halved the cost
-    (:data:`LOG_BATCH`)."""
+    (:data:`LOG_BATCH`); ``measure`` may hand the pass's compute to a forked process
+    (:class:`LogProcess`), which takes the GIL hand-offs away (:func:`simulate` does so where
+    divergences are tracked: :data:`LOG_PROCESS`)."""
 
     def __init__(self, measure: Callable[[list], None], on: bool, batch: int = 1, delay: float = 1.0):
         self._measure, self.batch, self._delay = measure, max(1, batch), delay
@@ -199,6 +205,104 @@ class Background:
                     self._closed = True
                     self._cond.notify_all()
                 self._thread.join()
+
+
+LOG_PROCESS: Optional[bool] = None
+"""Whether the log worker of :func:`simulate` hands the logs' measuring to a forked child process
+(:class:`LogProcess`); None: where divergences are tracked on the CPU, the logs go to the worker
+(:data:`BACKGROUND_LOGS`) and the platform forks cheaply and safely (Linux, outside Ray's
+workers). Why: on the worker thread each of a log's few hundred array operations hands the GIL
+back and forth with the stepping thread, and that handing, not the log's compute, was most of
+what the logs cost the run: the batched k-NN work run without pause beside a bare lab run slowed
+it by 26 % on a thread and 6.5 % in a process; tracking the lab at log_every 10 cost 5.0-9.8 %
+with the process against 9.3-15.3 % on the thread (benchmarks/lab_step.py, 1 thread, five runs;
+benchmarks/RESULTS.md)."""
+
+
+def log_process_helps(sim, tracked_logs: bool) -> bool:
+    """Whether :func:`simulate`'s log worker should measure in a :class:`LogProcess` (see
+    :data:`LOG_PROCESS`): divergences tracked, a CPU simulation (a forked child cannot use its
+    parent's CUDA context), Linux, the main thread, and not inside a Ray worker (whose service
+    threads make a fork unsafe)."""
+    return (tracked_logs and getattr(sim, "device", torch.device("cpu")).type == "cpu" and sys.platform == "linux"
+            and threading.current_thread() is threading.main_thread() and "ray" not in sys.modules)
+
+
+class LogProcess:
+    """``compute(logs)`` (a pure function of the logs: their measured numbers) in a child forked
+    now, so that its array operations never contend for this process's GIL: each call pickles the
+    logs to the child and waits for its answer (the wait releases the GIL). The child is a copy of
+    this process at the fork (the simulation, the estimators), computes the same numbers from the
+    same inputs, ignores Ctrl-C (the run's interrupt closes the pipe) and leaves with
+    ``os._exit`` when the pipe closes (no atexit, no flushing of the parent's buffers); SIGTERM
+    ends it. Its memory is the parent's, shared copy-on-write: at most what the parent held at the
+    fork is held twice, as the parent writes its pages. A child that dies or cannot be reached is
+    not waited for: the calls from then on compute in this process, so a run never loses a log to
+    it. An error in ``compute`` is raised here."""
+
+    def __init__(self, compute: Callable[[list], object]):
+        self._compute = compute
+        mine, theirs = Pipe()
+        with warnings.catch_warnings():  # 3.12+ warns of a fork beside threads; the child only computes
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (its numbers are checked through the parent)
+            try:
+                mine.close()
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent closes the pipe
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handlers (cli, executors)
+                torch.set_num_threads(1)
+                self._serve(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.pid: Optional[int] = pid
+        self._conn = mine
+
+    def _serve(self, conn) -> None:  # pragma: no cover - runs in the child
+        while True:
+            try:
+                logs = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                return
+            try:
+                answer = (True, self._compute(logs))
+            except BaseException as e:  # noqa: BLE001 - raised in the parent
+                answer = (False, e)
+            try:
+                blob = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+            except Exception:  # noqa: BLE001 - an error that does not pickle goes as its text
+                blob = pickle.dumps((False, RuntimeError(f"a log failed in the log process: {answer[1]!r}")))
+            try:
+                conn.send_bytes(blob)
+            except OSError:
+                return
+
+    def __call__(self, logs: list):
+        if self.pid is not None:
+            try:
+                self._conn.send_bytes(pickle.dumps(logs, pickle.HIGHEST_PROTOCOL))
+                ok, value = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):  # the child is gone: measure here from now on
+                self.close()
+            else:
+                if not ok:
+                    raise value
+                return value
+        return self._compute(logs)
+
+    def close(self) -> None:
+        """Close the pipe and reap the child (it leaves at once, or after the pass it is in)."""
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            self._conn.close()
+            os.waitpid(pid, 0)
+
+    def __enter__(self) -> "LogProcess":
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
 
 
 class Taken(NamedTuple):
@@ -513,31 +617,45 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
         ref = sample_ahead(sim.target, st.streams["metrics"], spec.reference)[:b]  # small draws made many logs ahead
         logged = {name: torch.where(st.alive[:b], getattr(st, name)[:b], torch.nan).double().cpu()
                   for name in State.LOGGED}  # NaN before the first step and for diverged members
-        background(Taken(t, visible(), st.x0[:b], ref, logged, seen(sim, st, b) if track else None),
+        # clones: a view of a larger block (the reference drawn ahead, the padded state) would
+        # carry the whole block to a LogProcess
+        background(Taken(t, visible(), st.x0[:b].clone(), ref.clone(), logged, seen(sim, st, b) if track else None),
                    now=t > spec.steps - background.batch * spec.log_every)  # the run's last logs: no waiting for a batch
 
-    def measure(logs: list) -> None:
-        # the logs' members stacked along the member axis (log j's member i at j * b + i) and
-        # measured in one pass; with divergences tracked, W1 comes from their pooled distance matrix
+    def compute(logs: list) -> tuple:
+        """The logs' rows (a list per log, a dict per member) and the divergences' methods (None
+        untracked): the logs' members stacked along the member axis (log j's member i at j * b + i)
+        and measured in one pass; with divergences tracked, W1 comes from their pooled distance
+        matrix. A pure function of the logs: it may run in a :class:`LogProcess`."""
         x, x0, ref = (torch.cat([getattr(lg, name) for lg in logs]) for name in ("x", "x0", "ref"))
         vals = {**order_parameters(x, sim.target, None if track else ref, spec.max_points, x0),
                 **{name: torch.cat([lg.logged[name] for lg in logs]) for name in State.LOGGED}}
+        methods = None
         if track:
-            div, out.divergence_methods = tracked(sim, stack([lg.view for lg in logs]), ref, len(logs) * b, vals)
+            div, methods = tracked(sim, stack([lg.view for lg in logs]), ref, len(logs) * b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
+        columns = {k: vals[k].tolist() for k in keys}  # Python floats, as float() of each entry gives
+        rows = []
         for j, lg in enumerate(logs):
-            rows = []
+            rows.append([])
             for i, seed in enumerate(seeds):
-                row = {"member": i, "seed": seed, "step": lg.t, **{k: float(vals[k][j * b + i]) for k in keys}}
+                row = {"member": i, "seed": seed, "step": lg.t, **{k: columns[k][j * b + i] for k in keys}}
                 if "mode_hist" in vals:
                     row["mode_hist"] = vals["mode_hist"][j * b + i].tolist()
-                rows.append(row)
-            out.metrics.extend(rows)
+                rows[-1].append(row)
+        return rows, methods
+
+    def measure(logs: list) -> None:
+        rows, methods = (child or compute)(logs)
+        if methods is not None:
+            out.divergence_methods = methods
+        for log_rows in rows:
+            out.metrics.extend(log_rows)
             if live is not None:
-                live.write(rows)
+                live.write(log_rows)
             if on_log is not None:
-                on_log(rows)
+                on_log(log_rows)
 
     def snapshot(t: int) -> None:
         out.snapshot_steps.append(t)
@@ -558,14 +676,22 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
     on = background_helps() if BACKGROUND_LOGS is None else BACKGROUND_LOGS
     # a batch of logs at most as large as memory allows (LOG_BATCH_ELEMENTS)
     batch = max(1, min(LOG_BATCH, LOG_BATCH_ELEMENTS // max(1, b * st.x.shape[1] * st.x.shape[2])))
-    background = Background(measure, on, batch, LOG_DELAY)
-    live = None
-    if checkpoint is not None and checkpoint.live is not None:
-        live = LiveRows(checkpoint.live, out.metrics, checkpoint.live_columns)
+    use_child = on and (log_process_helps(sim, track) if LOG_PROCESS is None else LOG_PROCESS)
+    child = live = None
     try:
+        if checkpoint is not None and checkpoint.live is not None:
+            live = LiveRows(checkpoint.live, out.metrics, checkpoint.live_columns)
+        if use_child:  # forked on the run's thread, before the log worker starts
+            try:
+                child = LogProcess(compute)
+            except OSError:  # no fork to be had (limits, sandboxes): the worker thread measures
+                child = None
+        background = Background(measure, on, batch, LOG_DELAY)
         with background:
             drive(sim, st, spec.steps, [at(spec.log_every, log), at(spec.snapshot_every, snapshot)], after_step)
     finally:
+        if child is not None:
+            child.close()
         if live is not None:
             live.close()
     out.diverged_step = st.diverged_step[:b].numpy()
