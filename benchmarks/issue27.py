@@ -9,7 +9,8 @@ options, and reads the verdicts off what they printed:
 
 * ``benchmarks/single_run.py`` (``gandy.run`` of one config against the fastest idiomatic loop);
 * ``benchmarks/mnist_step.py`` (the 784-D step, the GEMM rates at the critic's shapes, bf16);
-* ``benchmarks/lab_step.py --no-games`` (the tracking overhead, in place and on the worker thread).
+* ``benchmarks/lab_step.py --no-games`` (the tracking overhead, in place and on the worker: its
+  compute in a forked process, the default at 1 thread, or on the thread).
 
 ``--quick`` (a smoke test of minutes, not a measurement): one round, fewer steps, 1 thread.
 The "before" of the 784-D step (the MNIST-100 member time and the fraction of the GEMM rate at
@@ -107,7 +108,7 @@ def verdicts(single: str, mnist: str, lab: str) -> list[str]:
                        "its accuracy at 5 calibration points: docs/bridge.md, 'bfloat16 products')")
     for block in re.split(r"\n(?=## \d thread)", lab):
         head = re.match(r"## (\d) thread.*?a run's default here: logs ([^\n]+)", block, re.S)
-        for mode in ("in place", "worker thread"):
+        for mode in ("in place", "worker process", "worker thread"):
             m = re.search(rf"every 10 steps, {mode}\s*: [\d.]+ s, overhead ([-\d.]+)%", block)
             if head and m:
                 pct = float(m.group(1))

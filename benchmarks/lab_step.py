@@ -141,6 +141,14 @@ def _timed_run(sim) -> tuple[float, Parts]:
         return time.perf_counter() - t0, parts
 
 
+def _default_mode(sim) -> str:
+    """Where a tracked run measures its logs by default at this thread count: "in place", "worker
+    thread" or "worker process" (loop.background_helps, loop.log_process_helps)."""
+    if not loop.background_helps():
+        return "in place"
+    return "worker process" if loop.log_process_helps(sim, True) else "worker thread"
+
+
 def overhead(args, threads: int) -> None:
     """The tracking overhead at each ``--every`` at ``threads`` threads, with its breakdown."""
     torch.set_num_threads(threads)
@@ -176,7 +184,7 @@ def overhead(args, threads: int) -> None:
     bare = min(times["bare", "in place"])
     print(f"\n## {threads} thread(s): ns, {args.steps} steps, best of {args.repeats}: logged at the first and last "
           f"step only {bare:.3f} s ({1000 * bare / args.steps:.2f} ms per step); a run's default here: logs "
-          f"{'on the worker (in a process where divergences are tracked)' if loop.background_helps() else 'in place'}")
+          f"{_default_mode(sims['bare'])}")
     for name, every in runs[1:]:
         for mode in modes:
             t = min(times[name, mode])
