@@ -635,7 +635,7 @@ def simulate(sim: Simulation, seeds: list[int], progress: Optional[Callable[[int
             div, methods = tracked(sim, stack([lg.view for lg in logs]), ref, len(logs) * b, vals)
             vals = {**vals, **div}
         keys = [*ORDER_PARAMETERS, *(k for k in vals if k not in ORDER_PARAMETERS and k != "mode_hist")]
-        columns = {k: vals[k].tolist() for k in keys}  # Python floats, as float() of each entry gives
+        columns = {k: np.asarray(vals[k], dtype=np.float64).tolist() for k in keys}  # each entry's float()
         rows = []
         for j, lg in enumerate(logs):
             rows.append([])
