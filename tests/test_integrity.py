@@ -296,7 +296,9 @@ def test_sigterm_during_a_sweep_leaves_it_resumable(tmp_path, invoke_cli):
     code, err = _terminated(CLI, ["run", cfg, "--out", out, "--checkpoint-every", "0", "-q"], (out / CKPT).exists)
     assert code == 143, err
     assert "terminated" in err
-    assert sorted(os.listdir(out / "chunks")) == [CKPT.name]  # no half-written file under a temporary name
+    # no half-written file under a temporary name: the checkpoint and the chunk's live rows (gandy's,
+    # rewritten from the checkpoint's rows on --resume: gandy watch)
+    assert sorted(os.listdir(out / "chunks")) == [CKPT.name, "0000000.live.jsonl"]
     assert not (out / "results.parquet").exists()
     saved = _load(out / CKPT)["t_next"]
     assert 0 < saved < 300
@@ -323,4 +325,6 @@ def test_sigterm_stops_the_worker_processes_of_a_sweep_at_once(tmp_path):
     stamps = [c.stat().st_mtime_ns for c in ckpts]
     time.sleep(3)
     assert [c.stat().st_mtime_ns for c in ckpts] == stamps  # no worker saves any more
-    assert sorted(os.listdir(out / "chunks")) == sorted(c.name for c in ckpts)
+    # the checkpoints and the two running chunks' live rows; nothing under a temporary name
+    assert sorted(os.listdir(out / "chunks")) == sorted([c.name for c in ckpts] + [c.name.replace("checkpoint.pt", "live.jsonl")
+                                                                                    for c in ckpts])
