@@ -389,12 +389,22 @@ def test_closed_form_gradients_at_the_mnist_collapse_critic_equal_autograd():
 @pytest.mark.slow
 def test_mnist_collapse_steps_under_the_compiled_closed_form_agree_with_eager():
     """The mnist-collapse config (784-D, critic [64, 1024, 64] with dropout), with 20 start-up and 5
-    critic steps per particle step: a lone member's particles and critic after four particle steps
-    under the compiled engine (the compiled layer-by-layer closed form, unpadded) equal the eager
-    reference's (padded to two members, as simulate runs it) to rounding. (With the config's 200
-    start-up steps, rounding grows: after one particle step the eager engine in float32 is 0.031
-    from itself in float64 (max over coordinates; particles moved up to 4.8), the closed form 0.039;
-    after two, 0.16 and 0.10. The gradients agree to 1e-17 in float64: the test above.)"""
+    critic steps per particle step: a lone member's particles after four particle steps under the
+    compiled engine (the compiled layer-by-layer closed form, unpadded) equal the eager reference's
+    (padded to two members, as simulate runs it) to rounding, and so does the critic as a function.
+    (With the config's 200 start-up steps, rounding grows: after one particle step the eager engine
+    in float32 is 0.031 from itself in float64 (max over coordinates; particles moved up to 4.8),
+    the closed form 0.039; after two, 0.16 and 0.10. The gradients agree to 1e-17 in float64: the
+    test above.)
+
+    The critic's weights are not compared coordinate by coordinate: the config's Adam (amsgrad) is
+    re-created at every particle step (``reset``), and a fresh Adam's first update moves each
+    coordinate by the learning rate times the sign of its gradient, whatever its size, so a
+    coordinate whose gradient is at float32's rounding level (the two engines sum in different
+    orders) moves by +-lr in one engine and -+lr in the other. On the AVX-512 host (2026-12-05)
+    2.5 % of the first layer's weights differed by more than 1e-4 (at most 4.7e-3, lr = 1e-3), and
+    the critic's outputs on the particles by 0.3 % of their scale; the AVX2 host of 2026-12-04 gave
+    agreement to 1e-4 by luck of its rounding."""
     over = ["sweep=null", "optim.critic.startup_steps=20", "optim.critic.steps=5"]
     out = {}
     for engine, seeds in (("eager", [0, 1]), ("compiled", [0])):
@@ -403,10 +413,24 @@ def test_mnist_collapse_steps_under_the_compiled_closed_form_agree_with_eager():
         for _ in range(4):
             advance(sim, st)
         out[engine] = st
-    assert not torch.allclose(out["eager"].x[0], out["eager"].x0[0], atol=1e-3)  # the particles moved
-    torch.testing.assert_close(out["compiled"].x[0], out["eager"].x[0], rtol=1e-5, atol=1e-5)
-    for k, v in out["compiled"].params.items():
-        torch.testing.assert_close(v[0], out["eager"].params[k][0], rtol=1e-4, atol=1e-5, msg=k)
+    eager, compiled = out["eager"], out["compiled"]
+    assert not torch.allclose(eager.x[0], eager.x0[0], atol=1e-3)  # the particles moved
+    torch.testing.assert_close(compiled.x[0], eager.x[0], rtol=1e-5, atol=1e-5)
+
+    def critic(params: dict, x: torch.Tensor) -> torch.Tensor:  # dropout off: the function itself
+        h = x
+        for i in range(4):
+            h = h @ params[f"w{i}"][0] + params[f"b{i}"][0]
+            h = torch.relu(h) if i < 3 else h
+        return h
+
+    real = sim.target.sample(st.streams["data"], 100)
+    for x in (eager.x[0], real):
+        want = critic(eager.params, x)
+        assert (critic(compiled.params, x) - want).abs().max() <= 0.01 * want.abs().max()
+    for k, v in compiled.params.items():  # all but the sign-amplified few coordinates to rounding
+        off = ((v[0] - eager.params[k][0]).abs() > 1e-4).double().mean()
+        assert off <= 0.05, (k, float(off))
 
 
 @pytest.mark.parametrize("p", [0.2, 0.3, 0.7])
