@@ -298,12 +298,6 @@ class LogProcess:
             self._conn.close()
             os.waitpid(pid, 0)
 
-    def __enter__(self) -> "LogProcess":
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
-
 
 class Taken(NamedTuple):
     """What one log of :func:`simulate` took from the state at step ``t`` (copies, or draws made in
