@@ -150,6 +150,18 @@ def test_robustness_experiment_tables_and_figures(tmp_path):
     for c in comp:
         a, b = (draws[draws.game == g].set_index("trial").sort_index() for g in (c["a"], c["b"]))
         assert c["score"]["a_better"] == int((a.fid < b.fid).sum()) and c["good"]["a_only"] == int((a.good & ~b.good).sum())
+    # summary.md: a row per game with the table's counts, a row per comparison with the draws' counts
+    text = (tmp_path / "rob" / "summary.md").read_text()
+    assert text.startswith("# robustness (--quick")
+    rows = {r[0]: r for r in (line[2:-2].split(" | ") for line in text.splitlines()
+                              if line.startswith("| ") and "---" not in line)}
+    for game, t in table.groupby("game"):
+        assert rows[game][1:3] == [str(len(t)), str(int(t.diverged.sum()))]
+        assert rows[game][3].startswith(f"{int(t.good.sum())}/{len(t)}:")
+    for c in comp:
+        a, b = (draws[draws.game == g].set_index("trial").sort_index() for g in (c["a"], c["b"]))
+        counts = [(a.good & b.good).sum(), (a.good & ~b.good).sum(), (~a.good & b.good).sum(), (~a.good & ~b.good).sum()]
+        assert rows[f"{c['a']} vs {c['b']}"][2] == " / ".join(str(int(k)) for k in counts)
     # resuming a finished study recomputes nothing and gives the same table
     run(tmp_path / "rob", StudyOptions(quick=True, overrides=over, resume=True, progress=False, echo=lambda s: None))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "rob" / "robustness.parquet"), table)

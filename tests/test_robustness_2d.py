@@ -1,6 +1,6 @@
 """robustness-2d (:mod:`gandy.studies.robustness_2d`): the Wilson interval against a hand computation
 and scipy, the threshold fraction on a hand-made table, a tiny --quick run's tables and figures
-(rows = draws x games x targets, diverged draws counted apart), resume after a kill to the same
+(rows = draws x games x targets, diverged draws counted apart; summary.md's counts), resume after a kill to the same
 rows, bad options refused before anything is written."""
 
 from __future__ import annotations
@@ -126,6 +126,20 @@ def test_a_tiny_quick_run_writes_its_tables_and_figures_and_counts_diverged_draw
             assert c["score"]["a_better"] == int((wa < wb).sum()) and c["score"]["b_better"] == int((wa > wb).sum())
     # every ring8 draw diverged under every game: all ties, none good
     assert all(c["score"]["ties"] == 3 and c["good"]["neither"] == 3 for c in summary["comparisons"]["ring8"])
+    # summary.md: per target a row per game with the table's counts, and the comparisons' counts
+    text = (out / "summary.md").read_text()
+    for target, section in zip(s["targets"], text.split("\n## ")[1:]):
+        assert section.startswith(f"{target}\n")
+        rows = [line[2:-2].split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+        games = {r[0]: r for r in rows if r[0] in s["games"]}
+        assert list(games) == list(s["games"])
+        for game, row in games.items():
+            t = table[(table.target == target) & (table.game == game)]
+            assert row[1:3] == [str(len(t)), str(int(t.diverged.sum()))] and row[3].startswith(f"{int(t.good.sum())}/3")
+        pairs = {r[0]: r for r in rows if " vs " in r[0] and r[0] != "A vs B"}
+        assert list(pairs) == [f"{a} vs {b}" for a, b in s["comparisons"]]
+        if target == "ring8":
+            assert all(r[2] == "0 / 0 / 0 / 3" and r[5] == "0 / 0 / 3" for r in pairs.values())
 
 
 @pytest.mark.slow  # ~30 s: the study three times over

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
+from gandy.core.atomic import write_atomic
 from gandy.core.errors import ConfigError
 from gandy.core.objectives import GAMES
 from gandy.runs.config import Config, load_config, load_yaml
@@ -96,9 +97,13 @@ def open_study(out: Path, options: StudyOptions) -> Path:
     return out
 
 
-def write_summary(out: Path, summary: dict, tables: Optional[dict[str, pd.DataFrame]] = None) -> None:
-    """``OUT/summary.json`` and ``OUT/NAME.parquet`` for each table (:func:`gandy.runs.store.write_tables`)."""
+def write_summary(out: Path, summary: dict, tables: Optional[dict[str, pd.DataFrame]] = None,
+                  markdown: Optional[str] = None) -> None:
+    """``OUT/summary.json`` and ``OUT/NAME.parquet`` for each table (:func:`gandy.runs.store.write_tables`);
+    with ``markdown`` (the summary as Markdown tables, :mod:`gandy.views.markdown`) also ``OUT/summary.md``."""
     write_tables(out, tables or {}, summary)
+    if markdown is not None:
+        write_atomic(Path(out) / "summary.md", markdown.encode())
 
 
 def check_comparisons(spec: dict) -> list[tuple[str, str]]:

@@ -27,7 +27,9 @@ evaluated by the image metrics. Then:
   rates, beta1 and n_critic): the draws good under both, under A only, under B only; the difference
   of the good shares with Newcombe's paired score interval and McNemar's exact p; the draws where
   A's FID is lower, the sign test's p and the median FID ratio A / B with its order-statistic
-  interval (:func:`gandy.runs.summaries.paired_comparison`).
+  interval (:func:`gandy.runs.summaries.paired_comparison`);
+* ``OUT/summary.md``: the same summary as Markdown tables (:func:`markdown`), rebuilt from
+  summary.json alone: what docs/images.md's tables are copied from.
 
 The default is sized for a 2-core CPU and ``--quick`` is a smoke test of minutes; the paper's full
 size is a GPU job (config.yaml says both).
@@ -53,6 +55,7 @@ from gandy.studies.base import (
     write_summary,
 )
 from gandy.studies.robustness.figures import plot_robustness
+from gandy.views import markdown as md
 
 DESCRIPTION = "games ns, gan_gp, dragan_ns, wgan_gp on Color MNIST across random hyperparameter draws (FID, modes)"
 
@@ -116,6 +119,29 @@ def summarise(table: pd.DataFrame, draws: pd.DataFrame | None = None) -> dict:
     return out
 
 
+def markdown(summary: dict) -> str:
+    """``summary.json`` of the study as Markdown (``OUT/summary.md``): the threshold, a row per
+    game (runs, diverged, good runs and good draws with their Wilson intervals, FID, modes covered
+    and MS-SSIM as median [quartiles] over the runs that did not diverge, the best FID), then the
+    comparisons on the same draws (:func:`gandy.views.markdown.comparisons_table`)."""
+    th = summary["threshold"]
+    games = summary["games"]
+    rows = [[game, str(g["runs"]), str(g["diverged"]), md.share(g["good"]),
+             md.share(g["good_draws"]) if "good_draws" in g else "—", md.spread(g["fid"], ",.0f"),
+             md.number(g["best_fid"], ",.0f"), md.spread(g["modes_covered"], ".0f"), md.spread(g["ms_ssim"], ".2f")]
+            for game, g in games.items()]
+    parts = [f"# robustness{' (--quick: a smoke test, its numbers say nothing)' if summary['quick'] else ''}\n",
+             f"A run is good when it did not diverge, its FID is at most {th['fid']:g} and it covers at least "
+             f"{th['modes_covered']} modes. A draw: {summary['draw']}. Intervals: {summary['interval']}; "
+             "quartiles over the runs that did not diverge.\n",
+             md.table(["game", "runs", "diverged", "good runs", "good draws", "FID median [q25, q75]", "best FID",
+                    "modes covered median [q25, q75]", "MS-SSIM median [q25, q75]"], rows,
+                   right=(False, True, True, False, False, False, True)),
+             "## Game against game on the same draws\n",
+             md.comparisons_table(summary["comparisons"]) or "No comparisons.\n"]
+    return "\n".join(parts)
+
+
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
@@ -137,7 +163,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
                "draw": "median over the draw's seeds of fid and modes_covered (a diverged seed: fid inf, 0 modes)",
                "interval": "Wilson score, 95 %", "games": summarise(table, draws),
                "comparisons": compare_games(draws, pairs, "fid")}
-    write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"]), "draws": draws})
+    write_summary(out, summary, {"robustness": table.drop(columns=["samples_uint8"]), "draws": draws}, markdown(summary))
     return plot_robustness(out, table, threshold, draws, summary["comparisons"])
 
 

@@ -23,7 +23,9 @@ of generated points on a mode: the high-quality fraction). Then:
   of 256 points each);
 * ``OUT/figures/<target>.png``: per game the distribution of W1 (log scale) and of modes covered
   across draws (box plus points, diverged draws counted apart above the axes) and the W1 CDF of
-  every game, with the threshold and the floor drawn.
+  every game, with the threshold and the floor drawn;
+* ``OUT/summary.md``: the summary as Markdown tables (:func:`markdown`), rebuilt from summary.json
+  alone: what docs/lab.md's tables are copied from.
 
 Cost (measured 2026-12-04 on the 2-core AMD EPYC, one torch thread per process, while a niced
 background study and other jobs shared the machine, load average 3.6-5: single runs, noisy, on the
@@ -61,6 +63,7 @@ from gandy.studies.base import (
     write_summary,
 )
 from gandy.studies.robustness_2d.figures import plot_robustness_2d
+from gandy.views import markdown as md
 
 DESCRIPTION = ("games ns, mm, gan_gp, dragan_ns, wgan_gp on ring8 and grid25 across 200 random hyperparameter "
                "draws each, batched (exact W1, modes covered)")
@@ -151,6 +154,31 @@ def check_thresholds(s: dict) -> None:
             raise ConfigError(f"thresholds.{target}", f"needs {{modes: a whole number >= 1, w1: a number > 0}}, got {th!r}")
 
 
+def markdown(summary: dict) -> str:
+    """``summary.json`` of the study as Markdown (``OUT/summary.md``): per target its threshold and
+    the W1 between two samples of the target itself, a row per game (draws, diverged, the good
+    share and the share covering every mode with their Wilson intervals, W1 and modes covered as
+    median [quartiles] over the draws that did not diverge, the best W1), then its comparisons on
+    the same draws (:func:`gandy.views.markdown.comparisons_table`)."""
+    parts = [f"# robustness-2d{' (--quick: a smoke test, its numbers say nothing)' if summary['quick'] else ''}\n",
+             f"Intervals: {summary['interval']}; quartiles over the draws that did not diverge.\n"]
+    for target, games in summary["targets"].items():
+        th, floor, n = summary["threshold"][target], summary["w1_floor"][target], summary["modes"][target]
+        rows = [[game, str(g["runs"]), str(g["diverged"]), md.share(g["good"]), md.share(g["all_modes"]),
+                 md.spread(g["w1"], ".2f"), md.spread(g["modes_covered"], ".0f"), md.number(g["best_w1"], ".2f")]
+                for game, g in games.items()]
+        parts += [f"## {target}\n",
+                  f"Good: at least {th['modes']} of {n} modes covered and W1 < {th['w1']:g}. Two samples of the "
+                  f"target itself ({floor['n_points']} points each, {floor['pairs']} pairs): W1 "
+                  f"{md.spread(floor, '.2f')}.\n",
+                  md.table(["game", "draws", "diverged", "good", f"all {n} modes", "W1 median [q25, q75]",
+                         "modes median [q25, q75]", "best W1"], rows,
+                        right=(False, True, True, False, False, False, False, True)),
+                  f"Game against game on the same draws ({target}):\n",
+                  md.comparisons_table(summary["comparisons"].get(target, [])) or "No comparisons.\n"]
+    return "\n".join(parts)
+
+
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     s = spec()
@@ -179,7 +207,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
                "w1_floor": floors, "modes": n_modes, "interval": "Wilson score, 95 %",
                "targets": summarise(table, n_modes),
                "comparisons": {t: compare_games(d, pairs, "w1") for t, d in draws.groupby("target", sort=False)}}
-    write_summary(out, summary, {"robustness_2d": table})
+    write_summary(out, summary, {"robustness_2d": table}, markdown(summary))
     return plot_robustness_2d(out, table, s["thresholds"], floors, n_modes, draws, summary["comparisons"])
 
 
