@@ -126,6 +126,12 @@ def test_a_tiny_quick_run_writes_its_tables_and_figures_and_counts_diverged_draw
             assert c["score"]["a_better"] == int((wa < wb).sum()) and c["score"]["b_better"] == int((wa > wb).sum())
     # every ring8 draw diverged under every game: all ties, none good
     assert all(c["score"]["ties"] == 3 and c["good"]["neither"] == 3 for c in summary["comparisons"]["ring8"])
+    # parts.json: the study listed its sweeps when it opened, and every one of them ran
+    from gandy.runs.store import experiment_parts
+
+    parts, listed = experiment_parts(out)
+    assert listed and [n for n, _ in parts] == [f"{t}/{g}" for t in s["targets"] for g in s["games"]]
+    assert all(p is not None and (p / "results.parquet").exists() for _, p in parts)
     # summary.md: per target a row per game with the table's counts, and the comparisons' counts
     text = (out / "summary.md").read_text()
     for target, section in zip(s["targets"], text.split("\n## ")[1:]):

@@ -523,6 +523,39 @@ def test_watch_reads_an_experiments_parts(tmp_path, hold_at):
                                                           "  b: finished; 4 members logged", "  grid/a: finished; 4 members logged"]
 
 
+def test_watch_lists_the_parts_a_study_planned_and_has_not_begun(tmp_path):
+    """A study that lists its parts when it opens (parts.json) has every part watched in its own
+    order, those not begun yet said so, and the count out of all of them; a part begun but not
+    listed comes after; a damaged parts.json is refused naming it; a part path outside the folder
+    is refused before anything is written."""
+    from typer.testing import CliRunner
+
+    from gandy.cli import app
+    from gandy.runs.store import planned_parts, write_planned_parts
+    from gandy.studies.base import StudyOptions, open_study
+
+    exp = tmp_path / "exp"
+    open_study(exp, StudyOptions(), parts=["zeta", "grid/a", "b", "x/y/z"])
+    assert planned_parts(exp) == ["zeta", "grid/a", "b", "x/y/z"] and planned_parts(tmp_path) is None
+    cfg = C.load_config({"target": {"name": "two_modes_1d"}, "particles": {"n": 8}, "critic": {"name": "mlp", "widths": [8]},
+                         "steps": 20, "log_every": 10, "seeds": [0], "sweep": {"kernel.g2": [0.1, 0.5]}})
+    run_sweep(cfg, exp / "grid" / "a")
+    run_sweep(cfg, exp / "extra")
+    run_sweep(cfg, exp / "x" / "y" / "z")  # deeper than an unlisted part is looked for
+    r = CliRunner().invoke(app, ["watch", str(exp)])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines() == [f"{exp}: an experiment, running (process {os.getpid()}); 3 of 5 parts finished",
+                                     "  zeta: not begun", "  grid/a: finished; 2 members logged", "  b: not begun",
+                                     "  x/y/z: finished; 2 members logged", "  extra: finished; 2 members logged"]
+    (exp / "parts.json").write_text('{"parts": "b"}')
+    r = CliRunner().invoke(app, ["watch", str(exp)])
+    assert r.exit_code == 2 and "parts.json" in r.output
+    for bad in (["../x"], ["/abs"], [""]):
+        with pytest.raises(ValueError, match="relative paths"):
+            write_planned_parts(tmp_path / "other", bad)
+    assert not (tmp_path / "other").exists()
+
+
 def test_one_dimensional_runs_draw_no_mean_abs_cos_panel(tmp_path, monkeypatch):
     """mean |cos| is 1 for every pair of points on the line: its panel is left out in 1-D, kept in 2-D."""
     from gandy.views import plots

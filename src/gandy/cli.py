@@ -476,21 +476,25 @@ def _chunks_state(done: int, live: int, holder: Optional[int]) -> str:
 def _watch_experiment(run_dir: Path, follow: float) -> None:
     """``gandy watch`` of an experiment's folder (a study: ``gandy run NAME``): whether a gandy
     process writes it, then a line per sweep or run inside (:func:`gandy.runs.store.output_parts`):
-    finished, or its chunks stored and running and its members logged. Parts the study has not
-    reached yet have no folder and are not listed."""
+    finished, or its chunks stored and running and its members logged. A study that listed its
+    parts when it opened has those not begun yet listed too, in its order
+    (:func:`gandy.runs.store.experiment_parts`); another's parts are known only once begun."""
     while True:
         holder = sweep_store.lock_holder(run_dir)
-        parts = sweep_store.output_parts(run_dir)
+        parts, planned = sweep_store.experiment_parts(run_dir)
         lines, finished = [], 0
-        for part in parts:
+        for name, part in parts:
+            if part is None:
+                lines.append(f"  {name}: not begun")
+                continue
             latest, done, live = sweep_store.latest_rows(part)
             end = (part / ("results.parquet" if sweep_store.output_kind(part) == "sweep" else "metrics.parquet")).exists()
             finished += end and not live
             where = "finished" if end and not live else _chunks_state(done, live, sweep_store.lock_holder(part))
-            lines.append(f"  {part.relative_to(run_dir)}: {where}; {len(latest)} members logged")
+            lines.append(f"  {name}: {where}; {len(latest)} members logged")
         whole = (run_dir / "summary.json").exists() and holder is None
-        typer.echo(f"{run_dir}: an experiment, {_writer_state(whole, holder)}; {finished} of {len(parts)} parts begun "
-                   "so far finished")
+        count = f"{finished} of {len(parts)} parts {'finished' if planned else 'begun so far finished'}"
+        typer.echo(f"{run_dir}: an experiment, {_writer_state(whole, holder)}; {count}")
         for line in lines:
             typer.echo(line)
         if whole or follow == 0:

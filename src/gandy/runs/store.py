@@ -337,6 +337,51 @@ def output_parts(path: Path, depth: int = 2) -> list[Path]:
     return found
 
 
+PLANNED_PARTS = "parts.json"
+"""An experiment's list of the parts it will run (``{"parts": ["ns", "ring8/gan_gp", ...]}``, paths
+relative to its folder), written when it opens, before any part begins."""
+
+
+def write_planned_parts(out: Path, parts) -> None:
+    """Record in the experiment folder ``out`` the sweeps and runs it will write, in order (paths
+    relative to ``out``, e.g. ``TARGET/GAME``), so that a watcher lists those not begun yet."""
+    names = [str(p) for p in parts]
+    if any(not n or Path(n).is_absolute() or ".." in Path(n).parts for n in names):
+        raise ValueError(f"planned parts must be relative paths inside the experiment, got {names}")
+    write_atomic(Path(out) / PLANNED_PARTS, (json.dumps({"parts": names}, indent=1) + "\n").encode())
+
+
+def planned_parts(path: Path) -> Optional[list[str]]:
+    """The parts an experiment folder ``path`` said it will write (:func:`write_planned_parts`), or
+    None where it said nothing (a study that does not list them, or an earlier gandy); a damaged
+    file is a ConfigError naming it."""
+    f = Path(path) / PLANNED_PARTS
+    if not f.is_file():
+        return None
+    parts = read_json(f).get("parts")
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise C.ConfigError(str(f), f"needs {{\"parts\": [a relative path, ...]}}, got {parts!r}")
+    return parts
+
+
+def experiment_parts(path: Path) -> tuple[list[tuple[str, Optional[Path]]], bool]:
+    """The parts of an experiment folder ``path`` as ``(name, folder)`` pairs, ``name`` its path
+    relative to ``path``, ``folder`` None for a part not begun; and whether the experiment listed
+    them (:func:`planned_parts`). Listed: its parts in its order (at any depth), then any other
+    sweep or run found inside (:func:`output_parts`); not listed: those found, in path order."""
+    path = Path(path)
+    found = {p.relative_to(path).as_posix(): p for p in output_parts(path)}
+    planned = planned_parts(path)
+    if planned is None:
+        return list(found.items()), False
+    out = []
+    for name in planned:
+        p = path / name
+        begun = p.is_dir() and not p.is_symlink() and read_marker(p) is not None and output_kind(p) in ("sweep", "run")
+        out.append((name, p if begun else None))
+    return out + [(n, p) for n, p in found.items() if n not in planned], True
+
+
 def _newest(rows: pd.DataFrame, key: str) -> pd.DataFrame:
     """The last logged row of each ``key``."""
     if not len(rows):

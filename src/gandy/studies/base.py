@@ -23,7 +23,7 @@ from gandy.core.atomic import write_atomic
 from gandy.core.errors import ConfigError
 from gandy.core.objectives import GAMES
 from gandy.runs.config import Config, load_config, load_yaml
-from gandy.runs.store import open_output, write_tables
+from gandy.runs.store import open_output, write_planned_parts, write_tables
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,15 @@ def packaged(module: str, name: str = "config.yaml") -> dict:
     return load_yaml(resources.files(package).joinpath(name).read_text(), label)
 
 
-def open_study(out: Path, options: StudyOptions) -> Path:
+def open_study(out: Path, options: StudyOptions, parts: Sequence[str] = ()) -> Path:
     """Claim ``out`` for a study (new, replaced with ``options.replace`` if gandy wrote it, or
-    resumed with ``options.resume``)."""
+    resumed with ``options.resume``). ``parts``: the sweeps and runs it will write, as paths
+    relative to ``out`` in the order it runs them (``OUT/parts.json``, read by ``gandy watch`` to
+    list the parts not begun yet; :func:`gandy.runs.store.write_planned_parts`)."""
     out = Path(out)
     open_output(out, "experiment", replace=options.replace, resume=options.resume)
+    if parts:
+        write_planned_parts(out, parts)
     return out
 
 

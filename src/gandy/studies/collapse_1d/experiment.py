@@ -34,7 +34,7 @@ def base_config() -> dict:
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     cfgs = {name: load_config(base_config(), [*(QUICK if options.quick else []), *extra, *options.overrides]) for name, extra in CRITICS.items()}
-    open_study(out, options)
+    open_study(out, options, parts=list(cfgs))
     tables, summary = [], {"experiment": "collapse-1d", "quick": options.quick, "critics": {}}
     for name, cfg in cfgs.items():
         options.echo(f"collapse-1d: {name} critic")

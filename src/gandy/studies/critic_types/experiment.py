@@ -54,7 +54,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     cfgs = {(t, c): load_config(base_config(), [*extra, *(QUICK[t] + QUICK_GRID if options.quick else []),
                                                 *options.overrides, f"critic={critic}"])
             for t, extra in TARGETS.items() for c, critic in critics().items()}  # every sweep validated first
-    open_study(out, options)
+    open_study(out, options, parts=[f"{t}/{c}" for t, c in cfgs])
     tables, summary, dirs = [], {"experiment": "critic-types", "quick": options.quick, "runs": {}}, {}
     for (t, c), cfg in cfgs.items():
         options.echo(f"critic-types: {t} / {c}")

@@ -92,7 +92,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     cfgs = {(target, game): load_config(base, [f"objective={game}", f"optim.critic.steps={critic_steps(game)}",
                                                *(QUICK[target] if options.quick else []), *options.overrides])
             for target, base in configs().items() for game in GAMES_RUN}  # every run validated first
-    open_study(out, options)
+    open_study(out, options, parts=[f"{t}/{g}" for t, g in cfgs])
     rows, summary = [], {"experiment": "many-paths", "quick": options.quick, "runs": {}}
     for (target, game), cfg in cfgs.items():
         d = out / target / game

@@ -66,7 +66,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     cfgs = {name: load_config(base_config(), [*GRID, *extra, *(QUICK if options.quick else []), *options.overrides])
             for name, extra in VARIANTS.items()}  # every variant validated first
-    open_study(out, options)
+    open_study(out, options, parts=list(cfgs))
     rows, series = [], []
     for name, cfg in cfgs.items():
         options.echo(f"mnist-ablation: {name}")

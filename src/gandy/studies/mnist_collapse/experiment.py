@@ -67,7 +67,7 @@ def boundary(results: pd.DataFrame) -> pd.DataFrame:
 def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     out = Path(out)
     cfg = load_config(base_config(), [*(quick_overrides() if options.quick else []), *options.overrides])
-    open_study(out, options)
+    open_study(out, options, parts=["sweep"])
     options.echo(f"mnist-collapse: {'quick' if options.quick else 'full'} grid")
     res, _, s = run_sweep(cfg, out / "sweep", **options.sweep())
     b = boundary(res)

@@ -56,7 +56,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     slices = QUICK_SLICES if options.quick else SLICES
     cfgs = {name: load_config(base, [*(QUICK if options.quick else []), *slice_overrides(axes), *options.overrides])
             for name, axes in slices.items()}  # every sweep validated first
-    open_study(out, options)
+    open_study(out, options, parts=list(cfgs))
     tables = []
     for name, cfg in cfgs.items():
         options.echo(f"mnist-slices: {name}")

@@ -72,7 +72,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     cfgs = {(t, g): load_config(bases[t], [*over, *(QUICK[t] if options.quick else RUN[t]), *_sweep(t, g, options.quick),
                                            *options.overrides])
             for t in targets for g, over in GAMES.items()}  # every sweep validated first
-    open_study(out, options)
+    open_study(out, options, parts=[f"{t}/{g}" for t, g in cfgs])
     tables = []
     for (target, game), cfg in cfgs.items():
         options.echo(f"penalties: {target} / {game}")

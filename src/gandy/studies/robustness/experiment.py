@@ -148,7 +148,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     games, threshold = s["games"], check_threshold(s.get("threshold"))
     pairs = check_comparisons(s)
     cfgs = {g: game_config(g, options.quick, options.overrides) for g in games}  # every game validated first
-    open_study(out, options)
+    open_study(out, options, parts=list(cfgs))
     tables = []
     for game, cfg in cfgs.items():
         options.echo(f"robustness: {game}")

@@ -187,7 +187,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     cfgs = {(t, g): game_config(t, g, options.quick, options.overrides) for t in s["targets"] for g in s["games"]}
     for cfg in cfgs.values():
         expand(cfg)  # every draw of every game validated before anything is written
-    open_study(out, options)
+    open_study(out, options, parts=[f"{t}/{g}" for t, g in cfgs])
     tables, floors, n_modes = [], {}, {}
     for (target, game), cfg in cfgs.items():
         options.echo(f"robustness-2d: {target} / {game}")

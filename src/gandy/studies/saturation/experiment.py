@@ -58,7 +58,7 @@ def run(out: Path, options: StudyOptions = StudyOptions()) -> list[Path]:
     cfgs = {(c, g, game): load_config(base, [f"objective={game}", f"optim.critic={CRITICS[c]}", f"optim.generator={GENERATORS[g]}",
                                              *(QUICK if options.quick else RUN), *options.overrides])
             for c in critics for g in GENERATORS for game in GAMES}  # every run validated first
-    open_study(out, options)
+    open_study(out, options, parts=[f"{_slug(c)}/{g}/{game}" for c, g, game in cfgs])
     rows = []
     dirs = {}
     for (c, g, game), cfg in cfgs.items():
