@@ -547,9 +547,10 @@ def test_watch_lists_the_parts_a_study_planned_and_has_not_begun(tmp_path):
     assert r.output.splitlines() == [f"{exp}: an experiment, running (process {os.getpid()}); 3 of 5 parts finished",
                                      "  zeta: not begun", "  grid/a: finished; 2 members logged", "  b: not begun",
                                      "  x/y/z: finished; 2 members logged", "  extra: finished; 2 members logged"]
-    (exp / "parts.json").write_text('{"parts": "b"}')
-    r = CliRunner().invoke(app, ["watch", str(exp)])
-    assert r.exit_code == 2 and "parts.json" in r.output
+    for damaged in ('{"parts": "b"}', '["b"]', '{"parts": ["../b"]}', '{"parts": [1]}', "{"):
+        (exp / "parts.json").write_text(damaged)
+        r = CliRunner().invoke(app, ["watch", str(exp)])
+        assert r.exit_code == 2 and "parts.json" in r.output, (damaged, r.output)
     for bad in (["../x"], ["/abs"], [""]):
         with pytest.raises(ValueError, match="relative paths"):
             write_planned_parts(tmp_path / "other", bad)

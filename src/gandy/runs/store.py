@@ -342,11 +342,16 @@ PLANNED_PARTS = "parts.json"
 relative to its folder), written when it opens, before any part begins."""
 
 
+def _inside(names) -> bool:
+    """Whether every entry of ``names`` is a non-empty relative path that stays inside its folder."""
+    return all(isinstance(n, str) and n and not Path(n).is_absolute() and ".." not in Path(n).parts for n in names)
+
+
 def write_planned_parts(out: Path, parts) -> None:
     """Record in the experiment folder ``out`` the sweeps and runs it will write, in order (paths
     relative to ``out``, e.g. ``TARGET/GAME``), so that a watcher lists those not begun yet."""
     names = [str(p) for p in parts]
-    if any(not n or Path(n).is_absolute() or ".." in Path(n).parts for n in names):
+    if not _inside(names):
         raise ValueError(f"planned parts must be relative paths inside the experiment, got {names}")
     write_atomic(Path(out) / PLANNED_PARTS, (json.dumps({"parts": names}, indent=1) + "\n").encode())
 
@@ -358,9 +363,10 @@ def planned_parts(path: Path) -> Optional[list[str]]:
     f = Path(path) / PLANNED_PARTS
     if not f.is_file():
         return None
-    parts = read_json(f).get("parts")
-    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
-        raise C.ConfigError(str(f), f"needs {{\"parts\": [a relative path, ...]}}, got {parts!r}")
+    data = read_json(f)
+    parts = data.get("parts") if isinstance(data, dict) else None
+    if not isinstance(parts, list) or not _inside(parts):
+        raise C.ConfigError(str(f), f"needs {{\"parts\": [a relative path inside the folder, ...]}}, got {parts!r}")
     return parts
 
 
