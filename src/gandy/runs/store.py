@@ -321,6 +321,14 @@ def latest_rows(out: Path) -> tuple[pd.DataFrame, int, int]:
     return _newest(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), "member"), done, running
 
 
+def _marked_kind(p: Path) -> Optional[str]:
+    """The kind a folder ``p``'s marker says (:func:`output_kind`), None for a link, a file, a
+    missing or unmarked folder."""
+    if not p.is_dir() or p.is_symlink() or read_marker(p) is None:
+        return None
+    return output_kind(p)
+
+
 def output_parts(path: Path, depth: int = 2) -> list[Path]:
     """The sweeps and runs inside an experiment's folder ``path``: every sub-folder, down to
     ``depth`` levels (an experiment may group them, e.g. TARGET/GAME), whose marker says sweep or
@@ -329,7 +337,7 @@ def output_parts(path: Path, depth: int = 2) -> list[Path]:
     for p in sorted(Path(path).iterdir()):
         if not p.is_dir() or p.is_symlink():
             continue
-        kind = output_kind(p) if read_marker(p) is not None else None
+        kind = _marked_kind(p)
         if kind in ("sweep", "run"):
             found.append(p)
         elif kind is None and depth > 1:
@@ -383,8 +391,7 @@ def experiment_parts(path: Path) -> tuple[list[tuple[str, Optional[Path]]], bool
     out = []
     for name in planned:
         p = path / name
-        begun = p.is_dir() and not p.is_symlink() and read_marker(p) is not None and output_kind(p) in ("sweep", "run")
-        out.append((name, p if begun else None))
+        out.append((name, p if _marked_kind(p) in ("sweep", "run") else None))
     return out + [(n, p) for n, p in found.items() if n not in planned], True
 
 
