@@ -19,6 +19,11 @@ from typing import Optional, Sequence
 DASH = "—"
 
 
+def title(name: str, quick: bool) -> str:
+    """A summary's first line: ``# NAME``, said to be a smoke test for a ``--quick`` run."""
+    return f"# {name}{' (--quick: a smoke test, its numbers say nothing)' if quick else ''}\n"
+
+
 def number(value: Optional[float], spec: str) -> str:
     """``value`` formatted by the format ``spec`` (e.g. ``",.0f"``, ``".2f"``), or a dash for None."""
     return DASH if value is None else format(value, spec)

@@ -127,16 +127,16 @@ def markdown(summary: dict) -> str:
     th = summary["threshold"]
     games = summary["games"]
     rows = [[game, str(g["runs"]), str(g["diverged"]), md.share(g["good"]),
-             md.share(g["good_draws"]) if "good_draws" in g else "—", md.spread(g["fid"], ",.0f"),
+             md.share(g["good_draws"]) if "good_draws" in g else md.DASH, md.spread(g["fid"], ",.0f"),
              md.number(g["best_fid"], ",.0f"), md.spread(g["modes_covered"], ".0f"), md.spread(g["ms_ssim"], ".2f")]
             for game, g in games.items()]
-    parts = [f"# robustness{' (--quick: a smoke test, its numbers say nothing)' if summary['quick'] else ''}\n",
+    parts = [md.title("robustness", summary["quick"]),
              f"A run is good when it did not diverge, its FID is at most {th['fid']:g} and it covers at least "
              f"{th['modes_covered']} modes. A draw: {summary['draw']}. Intervals: {summary['interval']}; "
              "quartiles over the runs that did not diverge.\n",
              md.table(["game", "runs", "diverged", "good runs", "good draws", "FID median [q25, q75]", "best FID",
-                    "modes covered median [q25, q75]", "MS-SSIM median [q25, q75]"], rows,
-                   right=(False, True, True, False, False, False, True)),
+                       "modes covered median [q25, q75]", "MS-SSIM median [q25, q75]"], rows,
+                      right=(False, True, True, False, False, False, True)),
              "## Game against game on the same draws\n",
              md.comparisons_table(summary["comparisons"]) or "No comparisons.\n"]
     return "\n".join(parts)

@@ -160,7 +160,7 @@ def markdown(summary: dict) -> str:
     share and the share covering every mode with their Wilson intervals, W1 and modes covered as
     median [quartiles] over the draws that did not diverge, the best W1), then its comparisons on
     the same draws (:func:`gandy.views.markdown.comparisons_table`)."""
-    parts = [f"# robustness-2d{' (--quick: a smoke test, its numbers say nothing)' if summary['quick'] else ''}\n",
+    parts = [md.title("robustness-2d", summary["quick"]),
              f"Intervals: {summary['interval']}; quartiles over the draws that did not diverge.\n"]
     for target, games in summary["targets"].items():
         th, floor, n = summary["threshold"][target], summary["w1_floor"][target], summary["modes"][target]
@@ -172,8 +172,8 @@ def markdown(summary: dict) -> str:
                   f"target itself ({floor['n_points']} points each, {floor['pairs']} pairs): W1 "
                   f"{md.spread(floor, '.2f')}.\n",
                   md.table(["game", "draws", "diverged", "good", f"all {n} modes", "W1 median [q25, q75]",
-                         "modes median [q25, q75]", "best W1"], rows,
-                        right=(False, True, True, False, False, False, False, True)),
+                            "modes median [q25, q75]", "best W1"], rows,
+                           right=(False, True, True, False, False, False, False, True)),
                   f"Game against game on the same draws ({target}):\n",
                   md.comparisons_table(summary["comparisons"].get(target, [])) or "No comparisons.\n"]
     return "\n".join(parts)
